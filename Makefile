@@ -1,0 +1,107 @@
+# wsharness: lb, refserver, loadgen on one shared static library (common/).
+# Targets: all test check fuzz bench demo deps lint clean.  `make SANITIZE=1` builds with ASan+UBSan into build/san/.
+
+CC      ?= cc
+CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+OPT     ?= -O2 -g
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -I. -MMD -MP
+LDLIBS  := -lev -lhiredis -lssl -lcrypto -lm
+
+ifeq ($(SANITIZE),1)
+BUILD   := build/san
+CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+else
+BUILD   := build
+endif
+
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
+REF_SRC    := $(wildcard refserver/*.c)
+REF_OBJ    := $(REF_SRC:%.c=$(BUILD)/obj/%.o)
+REF_LIBOBJ := $(filter-out %/main.o,$(REF_OBJ))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/%)
+FUZZ_SRC   := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN   := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+FUZZ_SECONDS ?= 10
+
+.PHONY: all test unit itest interop check fuzz bench demo deps need-deps lint clean
+all: need-deps $(BUILD)/refserver $(TOOL_BIN)
+
+# Fail early, with the remedy, when a build dependency is missing; install it when we can.
+need-deps:
+	@scripts/deps.sh --check || scripts/deps.sh
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcommon.a: $(COMMON_OBJ)
+	ar rcs $@ $^
+
+# refserver's modules minus main(), so unit tests can link them.
+$(BUILD)/librefserver.a: $(REF_LIBOBJ)
+	ar rcs $@ $^
+
+$(BUILD)/refserver: $(REF_OBJ) $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/librefserver.a $(BUILD)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+
+# Every test layer; the last line is the plain "N passed, N failed" summary.
+test: all $(UNIT_BIN)
+	@scripts/run-tests.sh $(BUILD) unit integration interop
+
+unit: all $(UNIT_BIN)
+	@scripts/run-tests.sh $(BUILD) unit
+
+itest: all
+	@scripts/run-tests.sh $(BUILD) integration
+
+interop: all
+	@scripts/run-tests.sh $(BUILD) interop
+
+check:
+	$(MAKE) SANITIZE=1 test
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+# libFuzzer targets always build with clang, against the sources directly (no static lib: it is built with $(CC)).
+build/fuzz/%: fuzz/%.c $(COMMON_SRC)
+	@mkdir -p $(dir $@)
+	clang $(CSTD) -I. -g -O1 -fsanitize=fuzzer,address,undefined $< $(COMMON_SRC) $(LDLIBS) -o $@
+
+fuzz: need-deps $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do \
+		t=$$(basename $$f); mkdir -p build/fuzz/work-$$t; \
+		echo "fuzz $$t for $(FUZZ_SECONDS)s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/$${t#fuzz_}.dict build/fuzz/work-$$t fuzz/corpus/$${t#fuzz_} \
+			2>build/fuzz/$$t.log || { tail -40 build/fuzz/$$t.log; exit 1; }; \
+		grep -E '^Done|#[0-9]+.*DONE' build/fuzz/$$t.log | tail -1; \
+	done
+
+bench: all
+	@bench/run.sh
+
+demo: all
+	@scripts/demo.sh
+
+lint:
+	clang-format --dry-run -Werror common/*.[ch] refserver/*.[ch] tests/unit/*.c fuzz/*.c
+	clang-tidy common/*.c refserver/*.c -- $(CSTD) -I.
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
