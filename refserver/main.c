@@ -1,0 +1,202 @@
+/* refserver: the reference WebSocket node. Parses flags, starts the server, runs the loop until SIGTERM. */
+#include "common/log.h"
+#include "refserver/server.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_USAGE 2
+
+static const char usage[] =
+    "usage: refserver [options]\n"
+    "  --listen HOST:PORT       address to serve on (default 127.0.0.1:9001)\n"
+    "  --redis URL              redis://[[user]:pass@]host[:port] or rediss://... (default redis://127.0.0.1:6379);\n"
+    "                           'none' runs a standalone node without Redis\n"
+    "  --redis-ca FILE          CA certificates for rediss:// (default: the system store)\n"
+    "  --redis-insecure         rediss:// without verifying the server certificate\n"
+    "  --node-id ID             this node's name in X-Node-Id and on the bus (default: n-<random>)\n"
+    "  --channel-prefix P       Redis channel prefix, channels are P#ROOM (default wsh)\n"
+    "  --max-message BYTES      largest message accepted, larger is closed with 1009 (default 1m)\n"
+    "  --max-queue BYTES        unsent bytes per client before it is closed with 1013 (default 1m)\n"
+    "  --max-clients N          open connections; more wait in the backlog (default 0: no limit)\n"
+    "  --ping-interval SECONDS  ping a client quiet this long (default 25)\n"
+    "  --idle-timeout SECONDS   close a client quiet this long (default 60)\n"
+    "  --handshake-timeout SECONDS  time to send a complete request head (default 10)\n"
+    "  --log-level LEVEL        error, warn, info or debug (default info)\n"
+    "  --help                   this text\n"
+    "Routes: GET / (200), GET /metrics (Prometheus), GET /ws?room=NAME (WebSocket, default room 'all').\n";
+
+/* "1024", "64k", "1m": a byte count. -1 when it is not one. */
+static long long parse_bytes(const char *s)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v < 0)
+        return -1;
+    long long mult = 1;
+    if (*end == 'k' || *end == 'K')
+        mult = 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        mult = 1024 * 1024, end++;
+    if (*end || v > (1LL << 40) / mult)
+        return -1;
+    return v * mult;
+}
+
+static double parse_seconds(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    return end == s || *end || !isfinite(v) || v <= 0 || v > 86400 ? -1 : v;
+}
+
+static int bad_value(const char *opt, const char *val, const char *want)
+{
+    fprintf(stderr, "refserver: bad value '%s' for --%s (%s)\n", val, opt, want);
+    return -1;
+}
+
+static void default_node_id(char *out)
+{
+    unsigned char r[3] = {0};
+    RAND_bytes(r, sizeof r);
+    snprintf(out, NODE_ID_MAX + 1, "n-%02x%02x%02x", r[0], r[1], r[2]);
+}
+
+static bool valid_node_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > NODE_ID_MAX)
+        return false;
+    for (; *s; s++)
+        if (*s <= 0x20 || *s >= 0x7f)
+            return false;
+    return true;
+}
+
+static const struct option long_opts[] = {
+    {"listen", required_argument, 0, 'l'},        {"redis", required_argument, 0, 'r'},
+    {"redis-ca", required_argument, 0, 'C'},      {"redis-insecure", no_argument, 0, 'I'},
+    {"node-id", required_argument, 0, 'n'},       {"channel-prefix", required_argument, 0, 'p'},
+    {"max-message", required_argument, 0, 'm'},   {"max-queue", required_argument, 0, 'q'},
+    {"max-clients", required_argument, 0, 'c'},   {"ping-interval", required_argument, 0, 'P'},
+    {"idle-timeout", required_argument, 0, 'i'},  {"handshake-timeout", required_argument, 0, 'H'},
+    {"log-level", required_argument, 0, 'L'},     {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+/* One option into cfg. 0, 1 for --help, -1 after printing what is wrong. */
+static int apply_option(int opt, const char *arg, struct server_config *cfg, int *level)
+{
+    char err[ERR_LEN];
+    long long v;
+    double d;
+    switch (opt) {
+    case 'l':
+        if (net_parse_addr(arg, &cfg->listen, err, sizeof err) < 0)
+            return fprintf(stderr, "refserver: --listen: %s\n", err), -1;
+        return 0;
+    case 'r': cfg->redis_url = strcmp(arg, "none") ? arg : NULL; return 0;
+    case 'C': cfg->redis_ca = arg; return 0;
+    case 'I': cfg->redis_insecure = true; return 0;
+    case 'n':
+        if (!valid_node_id(arg))
+            return bad_value("node-id", arg, "1-64 visible ASCII characters");
+        snprintf(cfg->node_id, sizeof cfg->node_id, "%s", arg);
+        return 0;
+    case 'p':
+        if (!*arg || strlen(arg) > 64)
+            return bad_value("channel-prefix", arg, "1-64 characters");
+        cfg->channel_prefix = arg;
+        return 0;
+    case 'm':
+    case 'q':
+        if ((v = parse_bytes(arg)) < 126 || v > (1LL << 31))
+            return bad_value(opt == 'm' ? "max-message" : "max-queue", arg, "bytes from 126 to 2g, e.g. 65536, 64k, 1m");
+        *(opt == 'm' ? &cfg->max_message : &cfg->max_queue) = (size_t)v;
+        return 0;
+    case 'c':
+        if ((v = parse_bytes(arg)) < 0 || v > 100000000)
+            return bad_value("max-clients", arg, "a count");
+        cfg->max_clients = (uint32_t)v;
+        return 0;
+    case 'P':
+    case 'i':
+    case 'H':
+        if ((d = parse_seconds(arg)) < 0)
+            return bad_value(opt == 'P' ? "ping-interval" : opt == 'i' ? "idle-timeout" : "handshake-timeout", arg,
+                             "seconds, > 0");
+        *(opt == 'P' ? &cfg->ping_interval : opt == 'i' ? &cfg->idle_timeout : &cfg->handshake_timeout) = d;
+        return 0;
+    case 'L':
+        if ((*level = log_level_parse(arg)) < 0)
+            return bad_value("log-level", arg, "error, warn, info or debug");
+        return 0;
+    case 'h': fputs(usage, stdout); return 1;
+    default: fputs("refserver: unknown option (see --help)\n", stderr); return -1;
+    }
+}
+
+static int parse_args(int argc, char **argv, struct server_config *cfg, int *level)
+{
+    char err[ERR_LEN];
+    net_parse_addr("127.0.0.1:9001", &cfg->listen, err, sizeof err);
+    opterr = 0;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+        if (opt == '?' || opt == ':') {
+            fprintf(stderr, "refserver: %s '%s' (see --help)\n", opt == ':' ? "missing value for" : "unknown option",
+                    argv[optind - 1]);
+            return -1;
+        }
+        int rc = apply_option(opt, optarg, cfg, level);
+        if (rc)
+            return rc;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "refserver: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return -1;
+    }
+    if (cfg->idle_timeout <= cfg->ping_interval) {
+        fprintf(stderr, "refserver: --idle-timeout must be longer than --ping-interval\n");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct server_config cfg = {
+        .redis_url = "redis://127.0.0.1:6379", .channel_prefix = "wsh", .max_message = 1 << 20,
+        .max_queue = 1 << 20, .ping_interval = 25, .idle_timeout = 60, .handshake_timeout = 10,
+        .close_timeout = 3, .stats_interval = 5,
+    };
+    int level = LOG_LEVEL_INFO;
+    int rc = parse_args(argc, argv, &cfg, &level);
+    if (rc)
+        return rc > 0 ? 0 : EXIT_USAGE;
+    if (!cfg.node_id[0])
+        default_node_id(cfg.node_id);
+    char name[NODE_ID_MAX + 16], err[ERR_LEN], where[80];
+    snprintf(name, sizeof name, "refserver %s", cfg.node_id);
+    log_init(name, (enum log_level)level);
+
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    static struct server srv;
+    if (server_init(&srv, loop, &cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "refserver: %s\n", err);
+        return EXIT_USAGE;
+    }
+    net_addr_str(&cfg.listen, where, sizeof where);
+    LOG_INFO("listening on %s, redis %s", where, cfg.redis_url ? "on" : "off (standalone)");
+    ev_run(loop, 0);
+    server_free(&srv);
+    LOG_INFO("stopped");
+    return 0;
+}

@@ -1,0 +1,117 @@
+/* The reference node: one libev loop serving HTTP probes, /metrics and WebSocket clients in rooms, kept in sync with
+ * the other nodes through Redis (sync.h). server.c owns the listener, the lifecycle and the per-loop work lists;
+ * session.c owns one client's state machine (HTTP head -> WebSocket -> closing). */
+#ifndef REFSERVER_SERVER_H
+#define REFSERVER_SERVER_H
+
+#include "common/buf.h"
+#include "common/net.h"
+#include "common/ws.h"
+#include "refserver/room.h"
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NODE_ID_MAX 64
+
+struct sync;
+
+struct server_config {
+    struct net_addr listen;
+    char node_id[NODE_ID_MAX + 1];
+    const char *redis_url; /* NULL: standalone, no Redis */
+    const char *redis_ca;
+    bool redis_insecure;
+    const char *channel_prefix;
+    size_t max_message;       /* bytes per message (1009 beyond) */
+    size_t max_queue;         /* unsent bytes per client before it is closed as a slow consumer */
+    uint32_t max_clients;     /* TCP connections; 0: no limit but the open-files limit */
+    double ping_interval;     /* seconds of silence before we ping */
+    double idle_timeout;      /* seconds of silence before we close */
+    double handshake_timeout; /* seconds to receive a complete request head */
+    double close_timeout;     /* seconds to wait for the peer's part of a close */
+    double stats_interval;    /* seconds between "N connected client(s)" lines */
+};
+
+struct server_stats {
+    uint64_t accepted, http_requests, http_errors, handshakes;
+    uint64_t msgs_in, msgs_out, bytes_in, bytes_out, bus_msgs_in;
+    uint64_t protocol_errors, slow_consumers, idle_closed, accept_errors;
+    uint32_t connections, ws_clients;
+};
+
+enum client_state { CLIENT_HTTP = 0, CLIENT_WS, CLIENT_CLOSING, CLIENT_CLOSED };
+
+struct client {
+    struct server *srv;
+    uint64_t id;
+    int fd;
+    enum client_state state;
+    uint8_t flags;             /* CLIENT_FL_* */
+    struct room_member member; /* in a room once it speaks WebSocket */
+    struct ws_reader reader;
+    struct buf in;             /* unparsed input left over from a read; usually empty and unallocated */
+    struct buf msg;            /* a fragmented message being assembled */
+    struct slice_queue out;    /* frames and responses waiting for the socket */
+    size_t head_scanned;       /* http parser's last_len over in */
+    ev_tstamp last_rx;
+    ev_io rio, wio;
+    ev_timer timer;            /* handshake, ping/idle or close timeout, by state */
+    struct client *next_work;  /* on the server's flush or dead list */
+    struct client *prev, *next;
+};
+
+#define CLIENT_FL_FLUSH 0x01u      /* on the flush list */
+#define CLIENT_FL_CLOSE_SENT 0x02u /* our close frame is queued */
+#define CLIENT_FL_CLOSE_RCVD 0x04u /* the peer's close frame arrived */
+#define CLIENT_FL_NO_REPLY 0x08u   /* nothing more is expected from the peer: drain, then shut down */
+#define CLIENT_FL_SHUT 0x10u       /* write side shut down; waiting for EOF */
+#define CLIENT_FL_PINGED 0x20u
+
+struct server {
+    struct ev_loop *loop;
+    struct server_config cfg;
+    struct server_stats stats;
+    struct room_registry rooms;
+    struct sync *sync;
+    int lfd;
+    uint64_t next_client_id;
+    bool shutting_down;
+    struct buf scratch;              /* one read buffer for every client: idle clients own none */
+    struct client *clients;          /* all clients */
+    struct client *flush_list, *dead_list;
+    ev_io accept_w;
+    ev_timer accept_pause, stats_timer, grace_timer;
+    ev_prepare flush_w;
+    ev_signal sigterm_w, sigint_w;
+};
+
+/* Bind, connect to Redis and start serving on loop. 0, or -1 with err (exit code 2 territory). */
+int server_init(struct server *s, struct ev_loop *loop, const struct server_config *cfg, char *err, size_t errlen);
+/* Release everything after ev_run has returned. */
+void server_free(struct server *s);
+
+/* Queue client c for flushing before the loop next waits. */
+void server_schedule_flush(struct server *s, struct client *c);
+/* c's connection is over: it goes to the dead list and is freed before the loop next waits. */
+void server_bury(struct server *s, struct client *c);
+/* Allow one more accept after a client left (the listener may have paused at max_clients). */
+void server_client_left(struct server *s);
+/* Prometheus text for /metrics into b. 0, or -1 on out of memory. */
+int server_metrics(const struct server *s, struct buf *b);
+
+/* session.c */
+struct client *session_new(struct server *s, int fd);
+/* Feed readable bytes (client fd is readable). */
+void session_on_readable(struct client *c);
+/* Write what is queued; called from the flush list and when the socket turns writable. */
+void session_flush(struct client *c);
+/* Send frame to every WebSocket client of room except skip (NULL for none); encodes nothing, shares f. */
+void session_deliver(struct server *s, struct room *room, struct slice *f, const struct client *skip);
+/* Start a close handshake with code (SIGTERM: 1001). */
+void session_close(struct client *c, uint16_t code, const char *reason);
+/* Release a buried client's memory. */
+void session_free(struct client *c);
+
+#endif

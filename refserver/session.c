@@ -1,0 +1,566 @@
+/* One client of the node, as a state machine:
+ *
+ *   CLIENT_HTTP --(GET /ws handshake ok)--> CLIENT_WS --(close sent or received)--> CLIENT_CLOSING --> CLIENT_CLOSED
+ *        |  (GET / and /metrics answered; keep-alive)                                   ^
+ *        +-----------(bad request, Connection: close, timeout)--------------------------+
+ *
+ * All output (HTTP responses, frames) goes through one queue of shared slices and is written before the loop next
+ * waits (server.c's flush list), so a broadcast costs one frame encoding per node and one writev per receiver. */
+#include "common/bus.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "refserver/server.h"
+#include "refserver/sync.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+#define MAX_HEAD 8192
+#define MAX_HEADERS 64
+#define WRITE_IOV 64
+#define DEFAULT_ROOM "all"
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents);
+static void on_write(struct ev_loop *loop, ev_io *w, int revents);
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
+static void arm_timer(struct client *c, double seconds)
+{
+    ev_timer_stop(c->srv->loop, &c->timer);
+    ev_timer_set(&c->timer, seconds, 0);
+    ev_timer_start(c->srv->loop, &c->timer);
+}
+
+struct client *session_new(struct server *s, int fd)
+{
+    struct client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->srv = s;
+    c->fd = fd;
+    c->id = s->next_client_id++;
+    c->last_rx = ev_now(s->loop);
+    c->in.max = MAX_HEAD + 8192; /* the parser rejects a longer head first */
+    c->msg.max = s->cfg.max_message;
+    ev_io_init(&c->rio, on_read, fd, EV_READ);
+    ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+    ev_init(&c->timer, on_timer);
+    ev_io_start(s->loop, &c->rio);
+    arm_timer(c, s->cfg.handshake_timeout);
+    c->next = s->clients;
+    if (s->clients)
+        s->clients->prev = c;
+    s->clients = c;
+    s->stats.accepted++;
+    s->stats.connections++;
+    return c;
+}
+
+/* The connection is over: stop its I/O now, leave the room, free it before the loop next waits. */
+static void kill_client(struct client *c)
+{
+    struct server *s = c->srv;
+    if (c->state == CLIENT_CLOSED)
+        return;
+    if (c->member.room) /* only upgraded clients are in a room */
+        s->stats.ws_clients--;
+    ev_io_stop(s->loop, &c->rio);
+    ev_io_stop(s->loop, &c->wio);
+    ev_timer_stop(s->loop, &c->timer);
+    close(c->fd);
+    c->fd = -1;
+    c->state = CLIENT_CLOSED;
+    room_leave(&s->rooms, &c->member);
+    s->stats.connections--;
+    server_bury(s, c);
+    server_client_left(s);
+}
+
+void session_free(struct client *c)
+{
+    struct server *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    sq_free(&c->out);
+    buf_free(&c->in);
+    buf_free(&c->msg);
+    free(c);
+}
+
+/* Queue a slice for the socket. 0, or -1 when memory ran out (the client is then killed). */
+static int enqueue(struct client *c, struct slice *f)
+{
+    if (sq_push(&c->out, f) < 0) {
+        LOG_ERR("client %" PRIu64 ": out of memory queueing output", c->id);
+        kill_client(c);
+        return -1;
+    }
+    server_schedule_flush(c->srv, c);
+    return 0;
+}
+
+static int enqueue_bytes(struct client *c, const void *p, size_t len)
+{
+    struct slice *f = slice_new(len);
+    if (!f) {
+        kill_client(c);
+        return -1;
+    }
+    memcpy(f->data, p, len);
+    int rc = enqueue(c, f);
+    slice_unref(f);
+    return rc;
+}
+
+/* Queue a control frame (close, ping, pong); control payloads are at most 125 bytes. */
+static int send_control(struct client *c, uint8_t opcode, const void *payload, size_t len)
+{
+    uint8_t frame[WS_MAX_HEADER + WS_MAX_CONTROL];
+    size_t h = ws_frame_header(frame, opcode, true, len, NULL);
+    if (len)
+        memcpy(frame + h, payload, len);
+    return enqueue_bytes(c, frame, h + len);
+}
+
+/* Enter CLOSING having queued our close frame: from now on we only wait for the peer's close (unless no_reply)
+ * and for the output to drain, bounded by close_timeout. */
+static void start_closing(struct client *c, uint16_t code, const char *reason, bool no_reply)
+{
+    uint8_t payload[WS_MAX_CONTROL];
+    size_t len = code == WS_CLOSE_NO_STATUS ? 0 : ws_close_payload(payload, code, reason);
+    if (send_control(c, WS_OP_CLOSE, payload, len) < 0)
+        return;
+    c->flags |= CLIENT_FL_CLOSE_SENT | (no_reply ? CLIENT_FL_NO_REPLY : 0);
+    c->state = CLIENT_CLOSING;
+    arm_timer(c, c->srv->cfg.close_timeout);
+}
+
+void session_close(struct client *c, uint16_t code, const char *reason)
+{
+    if (c->state == CLIENT_WS)
+        start_closing(c, code, reason, false);
+    else if (c->state == CLIENT_HTTP)
+        kill_client(c);
+}
+
+void session_deliver(struct server *s, struct room *room, struct slice *f, const struct client *skip)
+{
+    for (uint32_t i = 0; i < room->count; i++) {
+        struct client *c = container_of(room->members[i], struct client, member);
+        if (c == skip || c->state != CLIENT_WS)
+            continue;
+        /* A consumer that cannot keep up is closed rather than allowed to hold memory without bound. A lone
+         * message bigger than the cap still goes to an idle client: max_message bounds that. */
+        if (c->out.bytes && c->out.bytes + f->len > s->cfg.max_queue) {
+            s->stats.slow_consumers++;
+            sq_drop_unstarted(&c->out);
+            start_closing(c, WS_CLOSE_TRY_LATER, "slow consumer", true);
+            continue;
+        }
+        if (enqueue(c, f) == 0)
+            s->stats.msgs_out++;
+    }
+}
+
+/* A whole message from c: publish it to the other nodes, then deliver it to the local room. */
+static void relay(struct client *c, uint8_t opcode, const void *payload, size_t len)
+{
+    struct server *s = c->srv;
+    struct room *room = c->member.room;
+    s->stats.msgs_in++;
+    if (s->sync)
+        sync_publish(s->sync, room, c->id, opcode, payload, len);
+    if (room->count < 2)
+        return;
+    struct slice *f = ws_frame_slice(opcode, payload, len);
+    if (!f) {
+        LOG_ERR("client %" PRIu64 ": out of memory encoding a frame", c->id);
+        return;
+    }
+    session_deliver(s, room, f, c);
+    slice_unref(f);
+}
+
+static void on_data(struct client *c, const struct ws_event *ev)
+{
+    /* The common case, a whole message in one read, is relayed straight from the read buffer. */
+    if (ev->first && ev->last) {
+        relay(c, ev->opcode, ev->data, ev->len);
+        return;
+    }
+    if (buf_append(&c->msg, ev->data, ev->len) < 0) {
+        start_closing(c, WS_CLOSE_TOO_BIG, "message too big", true);
+        return;
+    }
+    if (ev->last) {
+        relay(c, ev->opcode, buf_head(&c->msg), buf_len(&c->msg));
+        buf_free(&c->msg);
+    }
+}
+
+static void on_peer_close(struct client *c, const struct ws_event *ev)
+{
+    c->flags |= CLIENT_FL_CLOSE_RCVD;
+    if (c->state == CLIENT_WS)
+        /* Echo the peer's code (RFC 6455 5.5.1); a close without a code is answered without one. */
+        start_closing(c, ev->close_code, "", true);
+    server_schedule_flush(c->srv, c);
+}
+
+/* Precondition: CLIENT_WS or CLIENT_CLOSING with data in [data, data+len). Returns bytes consumed, 0 when more are
+ * needed, -1 when the connection is failing (nothing more of it is read). */
+static long process_ws(struct client *c, uint8_t *data, size_t len)
+{
+    struct ws_event ev;
+    int n = ws_reader_next(&c->reader, data, len, &ev);
+    if (n == -2)
+        return 0;
+    if (n == -1) {
+        c->srv->stats.protocol_errors++;
+        start_closing(c, c->reader.close_code, c->reader.error, true);
+        return -1;
+    }
+    if (ev.type == WS_EV_CLOSE)
+        on_peer_close(c, &ev);
+    else if (c->state != CLIENT_WS)
+        return n; /* closing: data and pings no longer matter */
+    else if (ev.type == WS_EV_DATA)
+        on_data(c, &ev);
+    else if (ev.type == WS_EV_PING)
+        send_control(c, WS_OP_PONG, ev.data, ev.len);
+    return n;
+}
+
+/* HTTP responses */
+
+static int respond(struct client *c, int status, const char *reason, const char *extra, const char *ctype,
+                   const char *body, size_t body_len, bool head_only, bool close_after)
+{
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nX-Node-Id: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                     status, reason, c->srv->cfg.node_id, ctype, body_len, extra ? extra : "",
+                     close_after ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof head)
+        return -1;
+    struct slice *f = slice_new((size_t)n + (head_only ? 0 : body_len));
+    if (!f) {
+        kill_client(c);
+        return -1;
+    }
+    memcpy(f->data, head, (size_t)n);
+    if (!head_only && body_len)
+        memcpy(f->data + n, body, body_len);
+    int rc = enqueue(c, f);
+    slice_unref(f);
+    if (status >= 400)
+        c->srv->stats.http_errors++;
+    if (rc == 0 && close_after) {
+        c->flags |= CLIENT_FL_NO_REPLY;
+        c->state = CLIENT_CLOSING;
+        arm_timer(c, c->srv->cfg.close_timeout);
+        return -1;
+    }
+    return rc;
+}
+
+/* An error answer; the connection closes after it, since what follows the bad head cannot be trusted. */
+static int respond_error(struct client *c, int status, const char *reason, const char *why, const char *extra)
+{
+    char body[256];
+    int n = snprintf(body, sizeof body, "%d %s: %s\n", status, reason, why);
+    return respond(c, status, reason, extra, "text/plain", body, (size_t)n, false, true);
+}
+
+static int http_status_for(enum http_error e)
+{
+    switch (e) {
+    case HTTP_ERR_HEAD_TOO_LARGE:
+    case HTTP_ERR_TOO_MANY_HEADERS:
+        return 431;
+    case HTTP_ERR_VERSION:
+        return 505;
+    default:
+        return 400;
+    }
+}
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 431:
+        return "Request Header Fields Too Large";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Bad Request";
+    }
+}
+
+static bool valid_room(const char *name)
+{
+    if (!*name)
+        return false;
+    for (const char *p = name; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return false;
+    return true;
+}
+
+/* Check an upgrade request against RFC 6455 4.2.1; on failure *why says what was wrong and *status what to send. */
+static bool check_handshake(const struct http_head *h, char *accept, int *status, const char **why)
+{
+    const struct http_header *up = http_find_header(h, "Upgrade");
+    const struct http_header *ver = http_find_header(h, "Sec-WebSocket-Version");
+    const struct http_header *key = http_find_header(h, "Sec-WebSocket-Key");
+    *status = 400;
+    if (h->minor_version < 1)
+        *why = "WebSocket needs HTTP/1.1";
+    else if (!up || !http_has_token(up->value, up->value_len, "websocket"))
+        *why = "missing 'Upgrade: websocket'";
+    else if (!h->conn_upgrade)
+        *why = "missing 'Connection: Upgrade'";
+    else if (!ver || ver->value_len != 2 || memcmp(ver->value, "13", 2) != 0)
+        *status = 426, *why = "unsupported Sec-WebSocket-Version (this server speaks 13)";
+    else if (!key || ws_accept_key(key->value, key->value_len, accept) < 0)
+        *why = "missing or invalid Sec-WebSocket-Key";
+    else
+        return true;
+    return false;
+}
+
+/* Precondition: CLIENT_HTTP, a GET /ws head. Next: CLIENT_WS (101 queued, joined the room), or closing after 4xx. */
+static int upgrade(struct client *c, const struct http_head *h)
+{
+    struct server *s = c->srv;
+    char accept[WS_ACCEPT_LEN + 1], room[ROOM_NAME_MAX + 1], resp[512];
+    int status;
+    const char *why;
+    if (!check_handshake(h, accept, &status, &why))
+        return respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", why,
+                             status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+    int found = http_query_param(h->target, h->target_len, "room", room, sizeof room);
+    if (found == 0)
+        strcpy(room, DEFAULT_ROOM);
+    if (found < 0 || !valid_room(room))
+        return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
+    if (room_join(&s->rooms, &c->member, room, strlen(room)) < 0)
+        return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\nX-Node-Id: %s\r\n\r\n",
+                     accept, s->cfg.node_id);
+    c->state = CLIENT_WS;
+    c->reader = (struct ws_reader){.role = WS_ROLE_SERVER, .max_message = s->cfg.max_message};
+    s->stats.handshakes++;
+    s->stats.ws_clients++;
+    arm_timer(c, s->cfg.ping_interval);
+    return enqueue_bytes(c, resp, (size_t)n);
+}
+
+static int serve_metrics(struct client *c, bool head_only, bool close_after)
+{
+    struct buf body = {0};
+    int rc = server_metrics(c->srv, &body) < 0
+                 ? respond_error(c, 503, "Service Unavailable", "out of memory", NULL)
+                 : respond(c, 200, "OK", NULL, "text/plain; version=0.0.4", buf_head(&body), buf_len(&body),
+                           head_only, close_after);
+    buf_free(&body);
+    return rc;
+}
+
+/* Precondition: CLIENT_HTTP with a complete, valid head. Returns 0 to go on reading heads (keep-alive), -1 when
+ * the connection changed state or is closing. */
+static int route(struct client *c, const struct http_head *h)
+{
+    struct server *s = c->srv;
+    size_t plen = http_path_len(h->target, h->target_len);
+    bool head_only = h->method_len == 4 && !memcmp(h->method, "HEAD", 4);
+    bool is_get = h->method_len == 3 && !memcmp(h->method, "GET", 3);
+    s->stats.http_requests++;
+    if (!is_get && !head_only)
+        return respond_error(c, 405, "Method Not Allowed", "only GET and HEAD", "Allow: GET, HEAD\r\n");
+    if (h->content_length > 0 || h->chunked)
+        return respond_error(c, 400, "Bad Request", "request bodies are not accepted here", NULL);
+    if (h->minor_version == 1 && !http_find_header(h, "Host"))
+        return respond_error(c, 400, "Bad Request", "missing Host header", NULL);
+    if (plen == 3 && !memcmp(h->target, "/ws", 3) && is_get) {
+        int rc = upgrade(c, h);
+        return rc < 0 || c->state != CLIENT_HTTP ? -1 : 0;
+    }
+    if (plen == 1 && h->target[0] == '/') {
+        char body[NODE_ID_MAX + 16];
+        int n = snprintf(body, sizeof body, "ok %s\n", s->cfg.node_id);
+        return respond(c, 200, "OK", NULL, "text/plain", body, (size_t)n, head_only, h->conn_close);
+    }
+    if (plen == 8 && !memcmp(h->target, "/metrics", 8))
+        return serve_metrics(c, head_only, h->conn_close);
+    return respond_error(c, 404, "Not Found", "try /ws, / or /metrics", NULL);
+}
+
+/* Precondition: CLIENT_HTTP. Returns bytes consumed, 0 when the head is incomplete, -1 when the connection left
+ * CLIENT_HTTP (upgraded or closing). */
+static long process_http(struct client *c, char *data, size_t len)
+{
+    struct http_header headers[MAX_HEADERS];
+    struct http_head h = {.headers = headers, .headers_cap = MAX_HEADERS};
+    struct http_limits lim = {.max_head = MAX_HEAD, .max_headers = MAX_HEADERS};
+    int n = http_parse_request(data, len, c->head_scanned, &h, &lim);
+    if (n == -2) {
+        c->head_scanned = len;
+        return 0;
+    }
+    c->head_scanned = 0;
+    if (n == -1) {
+        int status = http_status_for(h.error);
+        respond_error(c, status, status_reason(status), http_error_str(h.error), NULL);
+        return -1;
+    }
+    if (route(c, &h) < 0)
+        return c->state == CLIENT_WS ? n : -1;
+    arm_timer(c, c->srv->cfg.handshake_timeout);
+    return n;
+}
+
+/* Feed input to the state's parser until it needs more bytes. Returns bytes consumed; all of them once the
+ * connection stops caring about input (failing, or drained after a close). */
+static size_t process(struct client *c, char *data, size_t len)
+{
+    size_t off = 0;
+    while (off < len) {
+        long n;
+        if (c->state == CLIENT_HTTP)
+            n = process_http(c, data + off, len - off);
+        else if (c->state == CLIENT_CLOSED || (c->flags & (CLIENT_FL_NO_REPLY | CLIENT_FL_CLOSE_RCVD)))
+            return len;
+        else
+            n = process_ws(c, (uint8_t *)data + off, len - off);
+        if (n == 0)
+            break;
+        if (n < 0)
+            return len;
+        off += (size_t)n;
+    }
+    return off;
+}
+
+/* Read what is there. Input goes to the server's shared scratch buffer; only a partial head or frame left over is
+ * copied into the client's own buffer, so idle clients hold no input memory. */
+void session_on_readable(struct client *c)
+{
+    struct server *s = c->srv;
+    bool own = buf_len(&c->in) > 0;
+    struct buf *b = own ? &c->in : &s->scratch;
+    int err = 0;
+    size_t before = buf_len(b);
+    enum io_status st = net_read(c->fd, b, own ? 4096 : buf_room(b), &err);
+    if (st == IO_AGAIN)
+        return;
+    if (st != IO_OK) {
+        if (st == IO_ERR && err == ENOBUFS && c->state == CLIENT_HTTP) {
+            respond_error(c, 431, "Request Header Fields Too Large", "request head too large", NULL);
+            return;
+        }
+        kill_client(c);
+        return;
+    }
+    s->stats.bytes_in += buf_len(b) - before;
+    c->last_rx = ev_now(s->loop);
+    c->flags &= (uint8_t)~CLIENT_FL_PINGED;
+    buf_consume(b, process(c, buf_head(b), buf_len(b)));
+    if (!own && buf_len(b)) {
+        if (c->state != CLIENT_CLOSED && buf_append(&c->in, buf_head(b), buf_len(b)) < 0)
+            kill_client(c);
+        b->rpos = b->wpos = 0;
+    }
+    buf_release_if_empty(&c->in);
+}
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    session_on_readable(container_of(w, struct client, rio));
+}
+
+/* After our output drained: a close handshake that is complete (or one-sided) shuts our side down and waits for the
+ * peer's EOF, so the client reads our close frame before the TCP connection goes (no RST over unread data). */
+static void after_drain(struct client *c)
+{
+    if (c->state != CLIENT_CLOSING || (c->flags & CLIENT_FL_SHUT))
+        return;
+    if (!(c->flags & (CLIENT_FL_NO_REPLY | CLIENT_FL_CLOSE_RCVD)))
+        return;
+    shutdown(c->fd, SHUT_WR);
+    c->flags |= CLIENT_FL_SHUT;
+}
+
+void session_flush(struct client *c)
+{
+    struct server *s = c->srv;
+    struct iovec iov[WRITE_IOV];
+    while (c->out.count) {
+        int n = sq_iov(&c->out, iov, WRITE_IOV), err = 0;
+        size_t written;
+        enum io_status st = net_writev(c->fd, iov, n, &written, &err);
+        if (st == IO_AGAIN) {
+            ev_io_start(s->loop, &c->wio);
+            return;
+        }
+        if (st != IO_OK) {
+            kill_client(c);
+            return;
+        }
+        s->stats.bytes_out += written;
+        sq_consume(&c->out, written);
+    }
+    ev_io_stop(s->loop, &c->wio);
+    after_drain(c);
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    session_flush(container_of(w, struct client, wio));
+}
+
+/* HTTP: the head did not arrive in time (slowloris). WS: ping when quiet, close when silent too long.
+ * CLOSING: the peer did not finish the close in time. */
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct client *c = container_of(w, struct client, timer);
+    const struct server_config *cfg = &c->srv->cfg;
+    (void)revents;
+    if (c->state != CLIENT_WS) {
+        if (c->state == CLIENT_HTTP && buf_len(&c->in))
+            respond_error(c, 408, "Request Timeout", "request head not received in time", NULL);
+        else
+            kill_client(c);
+        return;
+    }
+    double quiet = ev_now(loop) - c->last_rx;
+    if (quiet >= cfg->idle_timeout) {
+        c->srv->stats.idle_closed++;
+        start_closing(c, WS_CLOSE_GOING_AWAY, "idle timeout", false);
+        return;
+    }
+    if (quiet >= cfg->ping_interval && !(c->flags & CLIENT_FL_PINGED)) {
+        c->flags |= CLIENT_FL_PINGED;
+        send_control(c, WS_OP_PING, "", 0);
+    }
+    double next = cfg->ping_interval - quiet;
+    if (next <= 0 || cfg->idle_timeout - quiet < next)
+        next = cfg->idle_timeout - quiet;
+    arm_timer(c, next);
+}

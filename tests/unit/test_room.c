@@ -1,0 +1,151 @@
+/* refserver rooms (open/close hooks, O(1) leave, many rooms) and the cross-node wire format. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/ws.h"
+#include "refserver/room.h"
+#include "refserver/sync.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct hooks {
+    int opened, closed;
+    char last[ROOM_NAME_MAX + 1];
+};
+
+static void on_open(void *ctx, struct room *r)
+{
+    struct hooks *h = ctx;
+    h->opened++;
+    snprintf(h->last, sizeof h->last, "%s", r->name);
+}
+
+static void on_close(void *ctx, struct room *r)
+{
+    struct hooks *h = ctx;
+    h->closed++;
+    snprintf(h->last, sizeof h->last, "%s", r->name);
+}
+
+static void test_open_and_close_with_first_and_last_member(void **state)
+{
+    (void)state;
+    struct hooks h = {0};
+    struct room_registry reg;
+    struct room_member a = {0}, b = {0};
+    assert_int_equal(room_registry_init(&reg, on_open, on_close, &h), 0);
+    assert_int_equal(room_join(&reg, &a, "lobby", 5), 0);
+    assert_int_equal(room_join(&reg, &b, "lobby", 5), 0);
+    assert_int_equal(h.opened, 1);
+    assert_ptr_equal(a.room, b.room);
+    assert_int_equal(a.room->count, 2);
+    room_leave(&reg, &a);
+    assert_int_equal(h.closed, 0);
+    assert_null(a.room);
+    room_leave(&reg, &a); /* leaving twice is harmless */
+    room_leave(&reg, &b);
+    assert_int_equal(h.closed, 1);
+    assert_string_equal(h.last, "lobby");
+    assert_null(room_find(&reg, "lobby", 5));
+    assert_int_equal(reg.nrooms, 0);
+    room_registry_free(&reg);
+}
+
+static void test_swap_remove_keeps_slots_consistent(void **state)
+{
+    (void)state;
+    struct room_registry reg;
+    struct room_member m[50] = {{0}};
+    room_registry_init(&reg, NULL, NULL, NULL);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(room_join(&reg, &m[i], "r", 1), 0);
+    for (int i = 0; i < 50; i += 3)
+        room_leave(&reg, &m[i]);
+    struct room *r = room_find(&reg, "r", 1);
+    assert_non_null(r);
+    assert_int_equal(r->count, 50 - 17);
+    for (uint32_t i = 0; i < r->count; i++)
+        assert_int_equal(r->members[i]->slot, i);
+    for (int i = 0; i < 50; i++)
+        assert_true((i % 3 == 0) == (m[i].room == NULL));
+    room_registry_free(&reg);
+    for (int i = 0; i < 50; i++)
+        assert_null(m[i].room);
+}
+
+static void test_many_rooms_are_found_after_growth(void **state)
+{
+    (void)state;
+    struct hooks h = {0};
+    struct room_registry reg;
+    static struct room_member m[5000];
+    char name[16];
+    room_registry_init(&reg, on_open, on_close, &h);
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(name, sizeof name, "room-%d", i);
+        assert_int_equal(room_join(&reg, &m[i], name, (size_t)n), 0);
+    }
+    assert_int_equal(h.opened, 5000);
+    assert_true(reg.nbuckets >= 4096);
+    for (int i = 0; i < 5000; i++) {
+        int n = snprintf(name, sizeof name, "room-%d", i);
+        struct room *r = room_find(&reg, name, (size_t)n);
+        assert_non_null(r);
+        assert_ptr_equal(r, m[i].room);
+    }
+    assert_null(room_find(&reg, "room-5000", 9));
+    room_registry_free(&reg);
+}
+
+static void test_wire_header_round_trip(void **state)
+{
+    (void)state;
+    char msg[SYNC_HEADER_MAX + 16];
+    size_t h = sync_encode_header(msg, "node-7", 42, WS_OP_BINARY);
+    assert_string_equal(msg, "wsh1 node-7 42 b\n");
+    memcpy(msg + h, "\0\1\2", 3);
+    const char *node, *payload;
+    size_t node_len, payload_len;
+    uint8_t op;
+    assert_int_equal(sync_parse(msg, h + 3, &node, &node_len, &op, &payload, &payload_len), 0);
+    assert_int_equal(node_len, 6);
+    assert_memory_equal(node, "node-7", 6);
+    assert_int_equal(op, WS_OP_BINARY);
+    assert_int_equal(payload_len, 3);
+    assert_memory_equal(payload, "\0\1\2", 3);
+
+    h = sync_encode_header(msg, "n1", 1, WS_OP_TEXT);
+    assert_int_equal(sync_parse(msg, h, &node, &node_len, &op, &payload, &payload_len), 0);
+    assert_int_equal(op, WS_OP_TEXT);
+    assert_int_equal(payload_len, 0);
+}
+
+static void test_wire_rejects_foreign_messages(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "hello", "wsh1 n1 1 t", "wsh2 n1 1 t\n", "wsh1  1 t\n", "wsh1 n1 x t\n", "wsh1 n1 1 q\n", "wsh1 n1 1 tt\n",
+        "wsh1 n1 t\n", "",
+    };
+    const char *node, *payload;
+    size_t node_len, payload_len;
+    uint8_t op;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(sync_parse(bad[i], strlen(bad[i]), &node, &node_len, &op, &payload, &payload_len), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_and_close_with_first_and_last_member),
+        cmocka_unit_test(test_swap_remove_keeps_slots_consistent),
+        cmocka_unit_test(test_many_rooms_are_found_after_growth),
+        cmocka_unit_test(test_wire_header_round_trip),
+        cmocka_unit_test(test_wire_rejects_foreign_messages),
+    };
+    return cmocka_run_group_tests_name("room", tests, NULL, NULL);
+}
