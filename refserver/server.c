@@ -217,6 +217,7 @@ void server_free(struct server *s)
             close(c->fd);
             c->state = CLIENT_CLOSED;
         }
+        room_leave(&s->rooms, &c->member);
         session_free(c);
     }
     /* Rooms go before the bus so their close hooks find it alive. */

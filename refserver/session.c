@@ -139,6 +139,10 @@ static int send_control(struct client *c, uint8_t opcode, const void *payload, s
 static void start_closing(struct client *c, uint16_t code, const char *reason, bool no_reply)
 {
     uint8_t payload[WS_MAX_CONTROL];
+    if (c->flags & CLIENT_FL_CLOSE_SENT) { /* one close frame per connection, whatever else goes wrong */
+        c->flags |= no_reply ? CLIENT_FL_NO_REPLY : 0;
+        return;
+    }
     size_t len = code == WS_CLOSE_NO_STATUS ? 0 : ws_close_payload(payload, code, reason);
     if (send_control(c, WS_OP_CLOSE, payload, len) < 0)
         return;
