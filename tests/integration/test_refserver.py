@@ -1,0 +1,741 @@
+"""Integration tests for build/refserver: real refserver processes, a real redis-server, a hand-written RFC 6455 client.
+
+Run: python3 -m unittest discover -s tests/integration -p 'test_*.py' -v   (WSH_BUILD selects the build directory)
+Every process is started on a free loopback port and stopped by PID in a cleanup; every wait has a deadline.
+Tests assert behaviour, never speed: time bounds are generous ceilings (scaled for sanitizer builds).
+"""
+
+import os
+import signal
+import socket
+import struct
+import unittest
+import uuid
+
+import harness as h
+from harness import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT
+
+if not os.access(h.REFSERVER, os.X_OK):
+    raise RuntimeError(f"{h.REFSERVER} is not built (set WSH_BUILD or run make)")
+
+METRIC_NAMES = [
+    "refserver_connections", "refserver_websocket_clients", "refserver_rooms", "refserver_messages_in_total",
+    "refserver_messages_out_total", "refserver_bytes_in_total", "refserver_bytes_out_total",
+    "refserver_publish_failures_total", "refserver_published_total", "refserver_slow_consumers_closed_total",
+    "refserver_protocol_errors_total", "refserver_redis_up", "refserver_redis_reconnects_total",
+]
+
+QUIET = 0.3  # how long a client listens to be sure nothing (more) arrives
+
+
+def room_name(tag):
+    return f"{tag}-{uuid.uuid4().hex[:8]}"
+
+
+class Base(unittest.TestCase):
+    def assertMessage(self, client, opcode, payload, timeout=5.0, who="client"):
+        try:
+            op, data = client.recv_message(timeout)
+        except (TimeoutError, h.ConnectionClosed) as e:
+            self.fail(f"{who}: expected a message {payload[:60]!r}, got {e!r}")
+        self.assertEqual(op, opcode, f"{who}: opcode")
+        self.assertEqual(data, payload, f"{who}: payload")
+
+    def assertSilent(self, client, duration=QUIET, who="client"):
+        got = client.recv_nothing(duration)
+        self.assertEqual(got, [], f"{who} received unexpected message(s)")
+
+    def wait_metric(self, node, name, pred, timeout=5.0):
+        """Poll node's metric until pred(value); returns the value, fails with the last one seen."""
+        seen = []
+
+        def check():
+            v = node.metrics().get(name)
+            seen.append(v)
+            return v is not None and pred(v)
+
+        try:
+            h.wait_until(check, timeout * h.SLOW, interval=0.05, what=name)
+        except TimeoutError:
+            self.fail(f"{node.node_id}: {name} never satisfied the condition; last value {seen[-1:]}\n"
+                      f"log:\n{node.log_text()[-2000:]}")
+        return seen[-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class RoutesTest(Base):
+    """HTTP routes and the request-head parser, on a standalone node."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = h.start_refserver(cls, "r1", "none", ["--handshake-timeout", "1"])
+
+    def tearDown(self):
+        self.assertTrue(self.node.proc.alive(), f"refserver died:\n{self.node.log_text()[-2000:]}")
+
+    def test_root_ok_with_node_id(self):
+        r = h.http_request(self.node.port, "GET", "/")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, b"ok r1\n")
+        self.assertEqual(r.header("X-Node-Id"), "r1")
+
+    def test_metrics_names(self):
+        r = h.http_request(self.node.port, "GET", "/metrics")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("X-Node-Id"), "r1")
+        self.assertTrue(r.header("Content-Type", "").startswith("text/plain"), r.header("Content-Type"))
+        text = r.body.decode()
+        m = h.parse_metrics(text)
+        for name in METRIC_NAMES:
+            with self.subTest(metric=name):
+                self.assertIn(name, m, f"{name} missing from /metrics")
+                self.assertRegex(text, rf"(?m)^# TYPE {name} (counter|gauge)$")
+        self.assertEqual(m["refserver_redis_up"], 0, "a standalone node has no Redis link")
+        self.assertGreaterEqual(m["refserver_connections"], 1, "the /metrics request itself is a connection")
+
+    def test_metrics_follow_clients(self):
+        before = self.node.metrics()
+        c = h.ws_connect(self, self.node.port, f"/ws?room={room_name('m')}")
+        m = self.wait_metric(self.node, "refserver_websocket_clients",
+                             lambda v: v == before["refserver_websocket_clients"] + 1)
+        self.assertEqual(m, before["refserver_websocket_clients"] + 1)
+        self.assertEqual(self.node.metric("refserver_rooms"), before["refserver_rooms"] + 1)
+        c.send_close(1000)
+        self.assertEqual(c.recv_close(), 1000)
+        self.wait_metric(self.node, "refserver_websocket_clients", lambda v: v == before["refserver_websocket_clients"])
+        self.wait_metric(self.node, "refserver_rooms", lambda v: v == before["refserver_rooms"])
+
+    def test_not_found(self):
+        r = h.http_request(self.node.port, "GET", "/nope")
+        self.assertEqual(r.status, 404)
+        self.assertEqual(r.header("X-Node-Id"), "r1")
+
+    def test_other_methods_405(self):
+        for method, path in (("POST", "/"), ("PUT", "/ws"), ("DELETE", "/metrics")):
+            with self.subTest(method=method, path=path):
+                r = h.http_request(self.node.port, method, path, body=b"x=1" if method == "POST" else b"")
+                self.assertEqual(r.status, 405)
+                self.assertEqual(r.header("X-Node-Id"), "r1")
+
+    def handshake_refused(self, headers, path="/ws"):
+        with self.assertRaises(h.HandshakeError) as cm:
+            c = h.WSClient.connect(self.node.port, path, headers=headers)
+            c.close()
+        r = cm.exception.response
+        self.assertEqual(r.header("X-Node-Id"), "r1")
+        return r
+
+    def test_handshake_missing_key_400(self):
+        r = self.handshake_refused({"Sec-WebSocket-Key": None})
+        self.assertEqual(r.status, 400)
+        self.assertIn(b"key", r.body.lower(), "the body should give the reason")
+
+    def test_handshake_invalid_key_400(self):
+        r = self.handshake_refused({"Sec-WebSocket-Key": "not-a-16-byte-key"})
+        self.assertEqual(r.status, 400)
+        self.assertIn(b"key", r.body.lower())
+
+    def test_handshake_wrong_upgrade_400(self):
+        r = self.handshake_refused({"Upgrade": "h2c"})
+        self.assertEqual(r.status, 400)
+        self.assertIn(b"upgrade", r.body.lower())
+
+    def test_handshake_missing_connection_upgrade_400(self):
+        r = self.handshake_refused({"Connection": "keep-alive"})
+        self.assertEqual(r.status, 400)
+        self.assertIn(b"connection", r.body.lower())
+
+    def test_handshake_version_12_426(self):
+        r = self.handshake_refused({"Sec-WebSocket-Version": "12"})
+        self.assertEqual(r.status, 426)
+        self.assertEqual(r.header("Sec-WebSocket-Version"), "13")
+
+    def test_malformed_heads_rejected_and_server_still_serves(self):
+        cases = [
+            ("bare LF", b"GET / HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", (400,)),
+            ("LF-only lines", b"GET / HTTP/1.1\nHost: x\n\n", (400,)),
+            ("duplicate Content-Length", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n",
+             (400,)),
+            ("obs-fold", b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\r\n  c\r\n\r\n", (400,)),
+            ("head too large", b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", (431,)),
+            ("garbage request line", b"HELLO\r\n\r\n", (400,)),
+            ("space before colon", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", (400,)),
+            ("CL and TE", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+             (400,)),
+        ]
+        for name, raw, statuses in cases:
+            with self.subTest(case=name):
+                with h.HttpConn(self.node.port) as c:
+                    c.send(raw)
+                    r = c.read_response()
+                    self.assertIn(r.status, statuses, r)
+                    self.assertEqual(r.header("X-Node-Id"), "r1")
+                    self.assertTrue(c.wait_closed(5.0), "the connection should close after a malformed head")
+                ok = h.http_request(self.node.port, "GET", "/")
+                self.assertEqual(ok.status, 200, "server must still serve after a malformed request")
+
+    def test_bad_room_name_400(self):
+        r = self.handshake_refused({}, path="/ws?room=a%20b")  # decodes to a space: not a visible character
+        self.assertEqual(r.status, 400)
+        self.assertIn(b"room", r.body.lower())
+
+    def test_slow_request_head_408(self):
+        with h.HttpConn(self.node.port) as c:
+            c.send(b"GET / HTTP/1.1\r\nHo")  # and nothing more (slowloris); --handshake-timeout is 1 s here
+            r = c.read_response(timeout=10.0)
+            self.assertEqual(r.status, 408)
+            self.assertTrue(c.wait_closed(5.0))
+
+    def test_keepalive_two_requests(self):
+        with h.HttpConn(self.node.port) as c:
+            r1 = c.request("GET", "/")
+            r2 = c.request("GET", "/")
+            self.assertEqual((r1.status, r1.body), (200, b"ok r1\n"))
+            self.assertEqual((r2.status, r2.body), (200, b"ok r1\n"))
+
+    def test_keepalive_head_then_get(self):
+        with h.HttpConn(self.node.port) as c:
+            r1 = c.request("HEAD", "/")
+            self.assertEqual(r1.status, 200)
+            r2 = c.request("GET", "/metrics")  # would be misparsed if HEAD had sent a body
+            self.assertEqual(r2.status, 200)
+            self.assertIn(b"refserver_connections", r2.body)
+
+    def test_keepalive_pipelined(self):
+        with h.HttpConn(self.node.port) as c:
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            r1 = c.read_response()
+            r2 = c.read_response()
+            self.assertEqual((r1.status, r1.body), (200, b"ok r1\n"))
+            self.assertEqual(r2.status, 404)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class CliTest(Base):
+    def assertUsageError(self, args):
+        r = h.run_refserver(args)
+        self.assertEqual(r.returncode, 2, f"{args}: stderr={r.stderr!r}")
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, f"{args}: expected one line on stderr, got {r.stderr!r}")
+        return lines[0]
+
+    def test_help(self):
+        r = h.run_refserver(["--help"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("--listen", r.stdout)
+        self.assertIn("--redis", r.stdout)
+
+    def test_unknown_flag(self):
+        line = self.assertUsageError(["--bogus-flag"])
+        self.assertIn("bogus", line)
+
+    def test_bad_values(self):
+        cases = [["--max-message", "lots"], ["--max-queue", "-5"], ["--ping-interval", "0"],
+                 ["--idle-timeout", "soon"], ["--listen", "not-an-address"], ["--log-level", "loud"],
+                 ["--ping-interval", "10", "--idle-timeout", "5"], ["--listen"]]
+        for args in cases:
+            with self.subTest(args=args):
+                self.assertUsageError(args + (["--redis", "none"] if args != ["--listen"] else []))
+
+    def test_port_in_use(self):
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(holder.close)
+        holder.bind((h.HOST, 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        line = self.assertUsageError(["--listen", f"{h.HOST}:{port}", "--redis", "none", "--node-id", "busy"])
+        self.assertTrue(line, "the error line should not be empty")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class BroadcastTest(Base):
+    """Three nodes on one Redis."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = h.start_redis(cls)
+        cls.nodes = h.start_nodes(cls, 3, cls.redis.url)
+
+    def tearDown(self):
+        for n in self.nodes:
+            self.assertTrue(n.proc.alive(), f"{n.node_id} died:\n{n.log_text()[-2000:]}")
+
+    def join(self, node, room, **kw):
+        return h.ws_connect(self, node.port, f"/ws?room={room}", **kw)
+
+    def test_cross_node_broadcast_exactly_once(self):
+        room = room_name("bc")
+        n1, n2, n3 = self.nodes
+        sender, local, r2, r3 = self.join(n1, room), self.join(n1, room), self.join(n2, room), self.join(n3, room)
+        for client, node in ((sender, n1), (local, n1), (r2, n2), (r3, n3)):
+            self.assertEqual(client.response.header("X-Node-Id"), node.node_id, "101 must name the node")
+        self.redis.wait_subscribers(f"wsh#{room}", 3)
+        payload = f"hello {uuid.uuid4()}".encode()
+        sender.send_text(payload)
+        for who, c in (("local", local), ("node2", r2), ("node3", r3)):
+            self.assertMessage(c, OP_TEXT, payload, who=who)
+        for who, c in (("sender", sender), ("local", local), ("node2", r2), ("node3", r3)):
+            self.assertSilent(c, who=who)
+
+    def test_order_1000_messages(self):
+        room = room_name("order")
+        n1, n2, _ = self.nodes
+        sender, local, remote = self.join(n1, room), self.join(n1, room), self.join(n2, room)
+        self.redis.wait_subscribers(f"wsh#{room}", 2)
+        count = 1000
+        sender.send_raw(b"".join(h.encode_frame(OP_TEXT, f"seq {i:04d}".encode()) for i in range(count)))
+        for who, c in (("same node", local), ("other node", remote)):
+            got = []
+            dl = h.Deadline(20 * h.SLOW)
+            while len(got) < count and not dl.expired():
+                try:
+                    got.append(c.recv_text(dl.remaining()))
+                except TimeoutError:
+                    break
+            self.assertEqual(len(got), count, f"{who}: got {len(got)} of {count}")
+            self.assertEqual(got, [f"seq {i:04d}" for i in range(count)], f"{who}: order")
+            self.assertSilent(c, who=who)
+        self.assertSilent(sender, who="sender")
+
+    def test_rooms_isolated(self):
+        ra, rb = room_name("a"), room_name("b")
+        n1, n2, n3 = self.nodes
+        a1, a2 = self.join(n1, ra), self.join(n2, ra)
+        b1, b2, b3 = self.join(n1, rb), self.join(n2, rb), self.join(n3, rb)
+        self.redis.wait_subscribers(f"wsh#{ra}", 2)
+        self.redis.wait_subscribers(f"wsh#{rb}", 3)
+        a1.send_text("for room a")
+        self.assertMessage(a2, OP_TEXT, b"for room a", who="a2")
+        b2.send_text("for room b")
+        self.assertMessage(b1, OP_TEXT, b"for room b", who="b1")
+        self.assertMessage(b3, OP_TEXT, b"for room b", who="b3")
+        for who, c in (("a1", a1), ("a2", a2), ("b1", b1), ("b2", b2), ("b3", b3)):
+            self.assertSilent(c, who=who)
+
+    def test_default_room_is_all(self):
+        n1, n2, _ = self.nodes
+        a = h.ws_connect(self, n1.port, "/ws")
+        b = h.ws_connect(self, n2.port, "/ws?room=all")
+        self.redis.wait_subscribers("wsh#all", 2)
+        a.send_text("to all")
+        self.assertMessage(b, OP_TEXT, b"to all", who="room all on node 2")
+
+    def test_binary_relayed_as_binary(self):
+        room = room_name("bin")
+        n1, n2, _ = self.nodes
+        sender, local, remote = self.join(n1, room), self.join(n1, room), self.join(n2, room)
+        self.redis.wait_subscribers(f"wsh#{room}", 2)
+        small = bytes(range(256)) * 4 + b"\x00\xff\n"  # NULs, newlines, invalid UTF-8: must pass unchanged
+        big = os.urandom(200_000)                      # 64-bit length frames, over several reads
+        sender.send_binary(small)
+        sender.send_binary(big)
+        for who, c in (("same node", local), ("other node", remote)):
+            self.assertMessage(c, OP_BINARY, small, who=who)
+            self.assertMessage(c, OP_BINARY, big, who=who)
+        self.assertSilent(sender, who="sender")
+
+    def test_fragmented_message_relayed_whole(self):
+        room = room_name("frag")
+        n1, n2, _ = self.nodes
+        sender, local, remote = self.join(n1, room), self.join(n1, room), self.join(n2, room)
+        self.redis.wait_subscribers(f"wsh#{room}", 2)
+        text = "caf\u00e9 \u20ac and \U0001F600 end".encode()
+        euro = text.index("\u20ac".encode())
+        parts = [text[:euro + 1], text[euro + 1:euro + 2], text[euro + 2:]]  # the euro sign split over 3 frames
+        self.assertEqual(b"".join(parts), text)
+        self.assertTrue(all(parts))
+        sender.send_frame(OP_TEXT, parts[0], fin=False)
+        sender.send_ping(b"between fragments")  # control frames may interleave with fragments
+        sender.send_frame(OP_CONT, parts[1], fin=False)
+        sender.send_frame(OP_CONT, parts[2], fin=True)
+        for who, c in (("same node", local), ("other node", remote)):
+            self.assertMessage(c, OP_TEXT, text, who=who)
+        f = sender.recv_frame(5.0)
+        self.assertEqual((f.opcode, f.payload), (OP_PONG, b"between fragments"))
+        self.assertSilent(sender, who="sender")
+        self.assertSilent(local, who="same node")
+        self.assertSilent(remote, who="other node")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class ProtocolTest(Base):
+    """RFC 6455 failures and control frames, on a standalone node with --max-message 1024."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = h.start_refserver(cls, "p1", "none", ["--max-message", "1024"])
+
+    def tearDown(self):
+        self.assertTrue(self.node.proc.alive(), f"refserver died:\n{self.node.log_text()[-2000:]}")
+
+    def client(self):
+        return h.ws_connect(self, self.node.port, f"/ws?room={room_name('p')}")
+
+    def assertFailsWith(self, code, send):
+        c = self.client()
+        send(c)
+        try:
+            got = c.recv_close(5.0)
+        except (TimeoutError, h.ConnectionClosed) as e:
+            self.fail(f"expected a close frame with {code}, got {e!r}")
+        self.assertEqual(got, code)
+        self.assertTrue(c.wait_eof(5.0), "the server should close the TCP connection after a protocol error")
+
+    def test_unmasked_frame_1002(self):
+        before = self.node.metric("refserver_protocol_errors_total")
+        self.assertFailsWith(1002, lambda c: c.send_frame(OP_TEXT, b"not masked", mask=False))
+        self.assertGreaterEqual(self.node.metric("refserver_protocol_errors_total"), before + 1)
+
+    def test_reserved_bits_1002(self):
+        self.assertFailsWith(1002, lambda c: c.send_frame(OP_TEXT, b"rsv", rsv=4))
+
+    def test_unknown_opcode_1002(self):
+        self.assertFailsWith(1002, lambda c: c.send_frame(3, b"?"))
+
+    def test_fragmented_control_frame_1002(self):
+        self.assertFailsWith(1002, lambda c: c.send_frame(OP_PING, b"x", fin=False))
+
+    def test_continuation_without_message_1002(self):
+        self.assertFailsWith(1002, lambda c: c.send_frame(OP_CONT, b"orphan"))
+
+    def test_close_with_invalid_code_1002(self):
+        self.assertFailsWith(1002, lambda c: c.send_close(1005))
+
+    def test_control_frame_too_long_1002(self):
+        self.assertFailsWith(1002, lambda c: c.send_frame(OP_PING, b"x" * 126))
+
+    def test_close_one_byte_payload_1002(self):
+        self.assertFailsWith(1002, lambda c: c.send_frame(h.OP_CLOSE, b"\x03"))
+
+    def test_non_minimal_length_1002(self):
+        frame = struct.pack("!BBH", 0x81, 0x80 | 126, 5) + b"\0\0\0\0" + b"hello"  # 5 bytes in a 16-bit length
+        self.assertFailsWith(1002, lambda c: c.send_raw(frame))
+
+    def test_length_top_bit_1002(self):
+        self.assertFailsWith(1002, lambda c: c.send_raw(struct.pack("!BBQ", 0x82, 0x80 | 127, 1 << 63) + b"\0" * 4))
+
+    def test_new_message_inside_fragmented_one_1002(self):
+        def send(c):
+            c.send_frame(OP_TEXT, b"a", fin=False)
+            c.send_frame(OP_TEXT, b"b")
+        self.assertFailsWith(1002, send)
+
+    def test_close_reason_invalid_utf8_1007(self):
+        self.assertFailsWith(1007, lambda c: c.send_frame(h.OP_CLOSE, b"\x03\xe8\xff"))
+
+    def test_invalid_utf8_1007(self):
+        self.assertFailsWith(1007, lambda c: c.send_frame(OP_TEXT, b"ok \xc3\x28"))
+
+    def test_invalid_utf8_across_fragments_1007(self):
+        def send(c):
+            c.send_frame(OP_TEXT, b"ok \xe2\x82", fin=False)  # a valid prefix of a 3-byte sequence...
+            c.send_frame(OP_CONT, b"(", fin=True)              # ...broken in the next fragment
+        self.assertFailsWith(1007, send)
+
+    def test_message_over_max_1009(self):
+        self.assertFailsWith(1009, lambda c: c.send_binary(b"x" * 2000))
+
+    def test_fragments_over_max_1009(self):
+        def send(c):
+            c.send_frame(OP_BINARY, b"y" * 600, fin=False)
+            c.send_frame(OP_CONT, b"y" * 600, fin=True)
+        self.assertFailsWith(1009, send)
+
+    def test_message_at_max_is_relayed(self):
+        room = room_name("max")
+        a = h.ws_connect(self, self.node.port, f"/ws?room={room}")
+        b = h.ws_connect(self, self.node.port, f"/ws?room={room}")
+        a.send_binary(b"z" * 1024)
+        self.assertMessage(b, OP_BINARY, b"z" * 1024)
+
+    def test_empty_messages_relayed(self):
+        room = room_name("empty")
+        a = h.ws_connect(self, self.node.port, f"/ws?room={room}")
+        b = h.ws_connect(self, self.node.port, f"/ws?room={room}")
+        a.send_text(b"")
+        a.send_binary(b"")
+        self.assertMessage(b, OP_TEXT, b"")
+        self.assertMessage(b, OP_BINARY, b"")
+
+    def test_data_after_close_is_ignored(self):
+        room = room_name("late")
+        a = h.ws_connect(self, self.node.port, f"/ws?room={room}")
+        b = h.ws_connect(self, self.node.port, f"/ws?room={room}")
+        a.send_text("before close")
+        a.send_raw(h.encode_frame(h.OP_CLOSE, h.close_payload(1000)) + h.encode_frame(OP_TEXT, b"after close"))
+        self.assertEqual(a.recv_close(5.0), 1000)
+        self.assertTrue(a.wait_eof(5.0))
+        self.assertMessage(b, OP_TEXT, b"before close")
+        self.assertSilent(b, who="a message sent after a close frame must not be relayed")
+
+    def test_close_without_code_answered_without_code(self):
+        c = self.client()
+        c.send_frame(h.OP_CLOSE, b"")
+        f = c.recv_frame(5.0)
+        self.assertEqual(f.opcode, h.OP_CLOSE)
+        self.assertIn(f.payload, (b"", h.close_payload(1000)), "answered without a code, or with 1000")
+        self.assertTrue(c.wait_eof(5.0))
+
+    def test_ping_pong_same_payload(self):
+        c = self.client()
+        c.send_ping(b"are you there?")
+        f = c.recv_frame(5.0)
+        self.assertEqual((f.fin, f.opcode, f.payload), (True, OP_PONG, b"are you there?"))
+        c.send_ping(b"")
+        f = c.recv_frame(5.0)
+        self.assertEqual((f.opcode, f.payload), (OP_PONG, b""))
+
+    def test_client_close_echoed(self):
+        c = self.client()
+        c.send_close(1000, b"bye")
+        self.assertEqual(c.recv_close(5.0), 1000)
+        self.assertTrue(c.wait_eof(5.0), "the server should close TCP after the close handshake")
+
+    def test_client_close_other_code_echoed(self):
+        c = self.client()
+        c.send_close(4001)
+        self.assertEqual(c.recv_close(5.0), 4001)
+        self.assertTrue(c.wait_eof(5.0))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class RedisOutageTest(Base):
+    def setUp(self):
+        self.redis = h.start_redis(self)
+        self.n1, self.n2 = h.start_nodes(self, 2, self.redis.url)
+
+    def probe_until_crosses(self, sender, receiver, tag, timeout=10.0):
+        """Send "tag-i" every ~200 ms until receiver gets one of them; fail after timeout."""
+        dl = h.Deadline(timeout)
+        i = 0
+        while not dl.expired():
+            sender.send_text(f"{tag}-{i}")
+            i += 1
+            try:
+                while True:
+                    op, data = receiver.recv_message(min(0.2, max(0.01, dl.remaining())))
+                    if data.decode().startswith(f"{tag}-"):
+                        return i
+            except TimeoutError:
+                pass
+        self.fail(f"{tag}: no message crossed nodes within {timeout} s after Redis came back\n"
+                  f"n1 log:\n{self.n1.log_text()[-1500:]}\nn2 log:\n{self.n2.log_text()[-1500:]}")
+
+    def recv_skipping(self, client, prefix, timeout=5.0):
+        """The next text message not starting with prefix (probes that arrived late)."""
+        dl = h.Deadline(timeout)
+        while True:
+            data = client.recv_text(max(0.01, dl.remaining()))
+            if not data.startswith(prefix):
+                return data
+
+    def test_redis_killed_and_restarted(self):
+        room = room_name("out")
+        a, b = (h.ws_connect(self, self.n1.port, f"/ws?room={room}") for _ in range(2))
+        c = h.ws_connect(self, self.n2.port, f"/ws?room={room}")
+        self.redis.wait_subscribers(f"wsh#{room}", 2)
+        a.send_text("before")
+        self.assertMessage(b, OP_TEXT, b"before", who="local before")
+        self.assertMessage(c, OP_TEXT, b"before", who="remote before")
+
+        self.redis.kill()
+        self.wait_metric(self.n1, "refserver_redis_up", lambda v: v == 0)
+        self.wait_metric(self.n2, "refserver_redis_up", lambda v: v == 0)
+        for i in range(5):
+            a.send_text(f"during {i}")
+        for i in range(5):
+            self.assertMessage(b, OP_TEXT, f"during {i}".encode(), who="local delivery while Redis is down")
+        self.wait_metric(self.n1, "refserver_publish_failures_total", lambda v: v >= 5)
+        self.assertTrue(self.n1.proc.alive() and self.n2.proc.alive())
+
+        self.redis.start()  # same port
+        self.probe_until_crosses(a, c, "probe12")
+        self.probe_until_crosses(c, a, "probe21")  # node 1 re-subscribed too
+        for node in (self.n1, self.n2):
+            self.wait_metric(node, "refserver_redis_up", lambda v: v == 1)
+            self.wait_metric(node, "refserver_redis_reconnects_total", lambda v: v >= 1)
+        a.send_text("after")
+        self.assertEqual(self.recv_skipping(c, "probe12-"), "after")
+        self.assertEqual(self.recv_skipping(b, "probe"), "after")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class SigtermTest(Base):
+    def test_sigterm_closes_clients_with_1001_and_exits_0(self):
+        redis = h.start_redis(self)
+        node = h.start_refserver(self, "t1", redis.url)
+        room = room_name("term")
+        polite = h.ws_connect(self, node.port, f"/ws?room={room}")
+        silent = h.ws_connect(self, node.port, f"/ws?room={room}")  # never answers the close
+        polite.send_text("warm up")
+        self.assertMessage(silent, OP_TEXT, b"warm up")
+        node.proc.signal(signal.SIGTERM)
+        self.assertEqual(polite.recv_close(5.0), 1001)
+        polite.send_close(1001)
+        self.assertTrue(polite.wait_eof(5.0), "TCP should close after the close handshake")
+        self.assertEqual(silent.recv_close(5.0), 1001)
+        try:
+            rc = node.proc.wait(15.0 * h.SLOW)
+        except TimeoutError:
+            self.fail(f"refserver did not exit after SIGTERM:\n{node.log_text()[-2000:]}")
+        self.assertEqual(rc, 0, node.log_text()[-2000:])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class HousekeepingTest(Base):
+    def test_stats_line_every_5s(self):
+        node = h.start_refserver(self, "k1", "none")
+        room = room_name("stats")
+        h.ws_connect(self, node.port, f"/ws?room={room}")
+        h.ws_connect(self, node.port, f"/ws?room={room}")
+        h.wait_until(lambda: "2 connected client(s)" in node.log_text(), 8.0 * h.SLOW, interval=0.2,
+                     what="the periodic '2 connected client(s)' log line")
+
+    def test_max_clients_waits_in_backlog(self):
+        node = h.start_refserver(self, "k2", "none", ["--max-clients", "1"])
+        first = h.WSClient.connect(node.port, "/ws")
+        self.addCleanup(first.close)
+        waiting = socket.create_connection((h.HOST, node.port), timeout=5.0)  # accepted by the kernel's backlog
+        self.addCleanup(waiting.close)
+        waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        waiting.settimeout(0.5)
+        with self.assertRaises(socket.timeout, msg="a connection beyond --max-clients must not be served yet"):
+            waiting.recv(1)
+        first.send_close(1000)
+        self.assertEqual(first.recv_close(), 1000)
+        waiting.settimeout(5.0)
+        got = b""
+        while len(got) < 12:
+            chunk = waiting.recv(12 - len(got))
+            if not chunk:
+                break
+            got += chunk
+        self.assertEqual(got, b"HTTP/1.1 200", "served once the first client left")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class SlowConsumerTest(Base):
+    def test_slow_consumer_closed_and_counted(self):
+        node = h.start_refserver(self, "s1", "none", ["--max-queue", "65536"])
+        room = room_name("slow")
+        slow = h.ws_connect(self, node.port, f"/ws?room={room}", rcvbuf=4096)  # never reads after the handshake
+        healthy = h.ws_connect(self, node.port, f"/ws?room={room}")
+        sender = h.ws_connect(self, node.port, f"/ws?room={room}")
+        size, count, batch = 16384, 256, 2  # 4 MiB in all
+        pad = b"." * (size - 8)
+        got = []
+        for start in range(0, count, batch):
+            sender.send_raw(b"".join(h.encode_frame(OP_BINARY, b"%08d" % i + pad) for i in range(start, start + batch)))
+            for _ in range(batch):  # the healthy receiver keeps up, so only the slow one falls behind
+                try:
+                    op, data = healthy.recv_message(10.0)
+                except (TimeoutError, h.ConnectionClosed) as e:
+                    self.fail(f"healthy receiver lost after {len(got)} messages: {e!r}\n{node.log_text()[-2000:]}")
+                got.append(int(data[:8]))
+        self.assertEqual(got, list(range(count)), "healthy receiver: all messages, in order")
+        self.wait_metric(node, "refserver_slow_consumers_closed_total", lambda v: v >= 1)
+        # Its close code, if it can still be read (the server may have dropped it after the close timeout).
+        try:
+            self.assertEqual(slow.recv_close(5.0), 1013)
+        except (TimeoutError, h.ConnectionClosed, h.ProtocolError):
+            pass
+        # The slow client is gone; the others stay.
+        self.wait_metric(node, "refserver_websocket_clients", lambda v: v == 2, timeout=10.0)
+        sender.send_text("still here")
+        self.assertMessage(healthy, OP_TEXT, b"still here")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class IdleTest(Base):
+    def test_ping_and_idle_timeout(self):
+        node = h.start_refserver(self, "i1", "none", ["--ping-interval", "0.3", "--idle-timeout", "1"])
+        room = room_name("idle")
+        mute = h.ws_connect(self, node.port, f"/ws?room={room}")    # never answers pings, never reads for a while
+        lively = h.ws_connect(self, node.port, f"/ws?room={room}")  # answers every ping
+        self.assertEqual(lively.recv_nothing(2.5), [])
+        self.assertGreaterEqual(len(lively.pings), 2, "a client answering pings keeps being pinged")
+        # The mute client was pinged, then closed.
+        f = mute.recv_frame(5.0)
+        self.assertEqual(f.opcode, OP_PING, f"first frame to an idle client should be a ping, got {f!r}")
+        code = mute.recv_close(5.0)
+        self.assertIn(code, (1000, 1001), "idle close code")
+        try:
+            mute.send_close(code)
+        except OSError:  # the server may already have given up waiting for our half of the close
+            pass
+        self.assertTrue(mute.wait_eof(5.0))
+        self.wait_metric(node, "refserver_idle_closed_total", lambda v: v >= 1)
+        # The lively client outlived the idle timeout and still works.
+        lively.send_ping(b"still alive")
+        dl = h.Deadline(5.0)
+        while True:
+            f = lively.recv_frame(max(0.01, dl.remaining()))
+            if f.opcode == OP_PING:
+                lively.send_pong(f.payload)
+                continue
+            self.assertEqual((f.opcode, f.payload), (OP_PONG, b"still alive"))
+            break
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class RedissTest(Base):
+    """rediss:// with our own CA: a TLS-only redis-server, nodes verifying its certificate."""
+
+    @classmethod
+    def setUpClass(cls):
+        d = h.make_tempdir(cls, "wsh-tls-")
+        cls.tls = h.make_tls_material(d)
+        cls.redis = h.start_redis(cls, tls=cls.tls)
+        cls.nodes = h.start_nodes(cls, 2, cls.redis.url, ["--redis-ca", cls.tls["ca"]], prefix="tls")
+
+    def test_cross_node_broadcast_over_tls(self):
+        n1, n2 = self.nodes
+        for n in self.nodes:
+            self.wait_metric(n, "refserver_redis_up", lambda v: v == 1)
+        room = room_name("tls")
+        a = h.ws_connect(self, n1.port, f"/ws?room={room}")
+        b = h.ws_connect(self, n2.port, f"/ws?room={room}")
+        self.redis.wait_subscribers(f"wsh#{room}", 2)
+        a.send_text("over tls \u2713")
+        a.send_binary(b"\x00\x01\x02" * 1000)
+        self.assertMessage(b, OP_TEXT, "over tls \u2713".encode())
+        self.assertMessage(b, OP_BINARY, b"\x00\x01\x02" * 1000)
+        b.send_text("and back")
+        self.assertMessage(a, OP_TEXT, b"and back")
+        self.assertSilent(a)
+        self.assertSilent(b)
+        self.assertGreaterEqual(n1.metric("refserver_published_total"), 2)
+
+    def test_untrusted_certificate_refused(self):
+        # Without --redis-ca the system store is used, which does not know our CA: the link must not come up.
+        node = h.start_refserver(self, "tls-untrusted", self.redis.url)
+        self.wait_metric(node, "refserver_redis_errors_total", lambda v: v >= 1)
+        self.assertEqual(node.metric("refserver_redis_up"), 0)
+
+    def test_insecure_flag_skips_verification(self):
+        node = h.start_refserver(self, "tls-insecure", self.redis.url, ["--redis-insecure"])
+        self.wait_metric(node, "refserver_redis_up", lambda v: v == 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
