@@ -1,0 +1,279 @@
+#!/usr/bin/env bash
+# make bench: what one refserver node costs per idle connection, and how long one 100-byte message takes to reach
+# 10k (and 100) clients over two nodes, beside the kernel's own floor for the same fan-out on this machine.
+#
+#   a. memory: 1 node, RSS before and after 10000 idle clients (wsfanout --hold)   target <= 2 KB per connection
+#   b. fan-out: 2 nodes on one Redis, wsfanout 30 rounds at N=10000 and N=100       target p99 <= 2x floor median
+#      floor: ../shared/bench/fanout-floor.c (one process writes N sockets, another reads them; no framing)
+#   c. summary table on stdout and in results/bench/refserver-<UTC time>.txt
+#
+# Everything runs on loopback on free ports; every process started here is stopped by PID on exit.
+# Exit: 0 measured (targets missed are reported, not fatal), 1 a run failed (delivery errors, a process died).
+set -euo pipefail
+
+ROOT=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel 2>/dev/null ||
+       (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd))
+cd "$ROOT"
+BUILD=${BUILD:-build}
+REFSERVER=$BUILD/refserver
+WSFANOUT=$BUILD/wsfanout
+FLOOR_SRC=$ROOT/../shared/bench/fanout-floor.c
+FLOOR_BIN=$BUILD/fanout-floor
+MEM_CLIENTS=10000
+BIG=10000
+SMALL=100
+ROUNDS=30
+PAYLOAD=100
+SOURCES=127.0.0.2-127.0.0.20
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT_DIR=results/bench
+OUT=$OUT_DIR/refserver-$STAMP.txt
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/wsh-bench.XXXXXX")
+PIDS=()
+FAILED=0
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+# Stop every process we started, newest first: SIGTERM, up to 5 s, then SIGKILL.
+stop_pid() {
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && { log "pid $pid ignored SIGTERM; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local rc=$? i
+    trap - EXIT INT TERM
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+    if [ "$rc" -eq 0 ] && [ "$FAILED" -eq 0 ]; then rm -rf "$WORK"; else log "logs kept in $WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+die() { log "$*"; FAILED=1; exit 1; }
+
+for f in "$REFSERVER" "$WSFANOUT"; do [ -x "$f" ] || die "$f is missing: run make first"; done
+command -v redis-server >/dev/null || die "redis-server is not installed (make deps installs it)"
+
+# A loopback TCP port nobody listens on, below the ephemeral range (clients use that one by the thousand).
+# Each server is up before the next port is picked, so two picks cannot collide.
+free_port() {
+    local p i
+    for i in $(seq 200); do
+        p=$((20000 + RANDOM % 12000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    log "no free port found"
+    return 1
+}
+
+# First line of the answer to GET PATH (empty when nothing answers); with all=1 the whole answer.
+http_get() {
+    local port=$1 path=$2 all=${3:-0}
+    ( exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+      printf 'GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' "$path" >&3
+      if [ "$all" = 1 ]; then timeout 5 cat <&3; else IFS= read -r -t 2 line <&3 && printf '%s\n' "$line"; fi
+    ) 2>/dev/null || true
+}
+
+redis_ok() {
+    local line
+    line=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+             printf 'PING\r\n' >&3; IFS= read -r -t 2 l <&3 && printf '%s' "$l") 2>/dev/null) || return 1
+    [[ $line == "+PONG"* ]]
+}
+
+wait_for() { # PID WHAT CMD...: until CMD succeeds (10 s), as long as PID lives
+    local pid=$1 what=$2 i
+    shift 2
+    for i in $(seq 100); do
+        "$@" && return 0
+        kill -0 "$pid" 2>/dev/null || die "$what exited during startup (log: $WORK)"
+        sleep 0.1
+    done
+    die "$what did not come up within 10 s"
+}
+
+start_redis() {
+    RPORT=$(free_port)
+    redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+        --logfile "$WORK/redis.log" >/dev/null 2>&1 &
+    PIDS+=($!)
+    REDIS_PID=$!
+    wait_for "$REDIS_PID" redis-server redis_ok "$RPORT"
+}
+
+node_up() { [[ $(http_get "$1" /) == "HTTP/1.1 200"* ]]; }
+
+# start_node ID -> sets NODE_PORT and NODE_PID
+start_node() {
+    NODE_PORT=$(free_port)
+    "$REFSERVER" --listen "127.0.0.1:$NODE_PORT" --redis "redis://127.0.0.1:$RPORT" --node-id "$1" \
+        --log-level warn >"$WORK/$1.log" 2>&1 &
+    NODE_PID=$!
+    PIDS+=("$NODE_PID")
+    wait_for "$NODE_PID" "refserver $1" node_up "$NODE_PORT"
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+slab_kb() { awk '/^Slab:/ { print $2 }' /proc/meminfo; }
+metric() { http_get "$1" /metrics 1 | awk -v m="$2" '$1 == m { print $2 }' | tr -d '\r'; }
+# field VALUE-AFTER LINE: the number after a word in a wsfanout summary line
+field() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' <<<"$2"; }
+
+# ---------------------------------------------------------------- a. memory per idle connection
+start_redis
+start_node m1
+MEM_PORT=$NODE_PORT
+MEM_PID=$NODE_PID
+sleep 0.5
+RSS_BEFORE=$(rss_kb "$MEM_PID")
+SLAB_BEFORE=$(slab_kb)
+log "memory: refserver RSS ${RSS_BEFORE} KB idle; connecting $MEM_CLIENTS clients"
+"$WSFANOUT" --hold --quiet --clients "$MEM_CLIENTS" --source "$SOURCES" \
+    "ws://127.0.0.1:$MEM_PORT/ws?room=bench-mem" >"$WORK/hold.out" 2>&1 &
+HOLD_PID=$!
+PIDS+=("$HOLD_PID")
+for i in $(seq 1200); do
+    grep -q '^ready' "$WORK/hold.out" && break
+    kill -0 "$HOLD_PID" 2>/dev/null || { cat "$WORK/hold.out" >&2; die "wsfanout --hold exited before ready"; }
+    sleep 0.1
+done
+grep -q '^ready' "$WORK/hold.out" || die "wsfanout --hold not ready after 120 s"
+sleep 1
+RSS_AFTER=$(rss_kb "$MEM_PID")
+SLAB_AFTER=$(slab_kb)
+WS_CLIENTS=$(metric "$MEM_PORT" refserver_websocket_clients)
+HOLD_RSS=$(rss_kb "$HOLD_PID")
+KB_PER_CONN=$(awk -v a="$RSS_AFTER" -v b="$RSS_BEFORE" -v n="$MEM_CLIENTS" 'BEGIN { printf "%.2f", (a - b) / n }')
+SLAB_PER_CONN=$(awk -v a="$SLAB_AFTER" -v b="$SLAB_BEFORE" -v n="$MEM_CLIENTS" 'BEGIN { printf "%.2f", (a - b) / n }')
+log "memory: RSS ${RSS_AFTER} KB with ${WS_CLIENTS:-?} clients -> $KB_PER_CONN KB per connection"
+stop_pid "$HOLD_PID"
+grep -q '^PASS' "$WORK/hold.out" || { cat "$WORK/hold.out" >&2; log "wsfanout --hold did not end cleanly"; FAILED=1; }
+stop_pid "$MEM_PID"
+
+# ---------------------------------------------------------------- b. fan-out against the floor
+FLOOR_NOTE=""
+if [ -f "$FLOOR_SRC" ]; then
+    cc -O2 -o "$FLOOR_BIN" "$FLOOR_SRC" || die "cannot compile $FLOOR_SRC"
+else
+    FLOOR_NOTE="floor skipped: $FLOOR_SRC not found (clone with shared/ beside the repo)"
+    log "$FLOOR_NOTE"
+fi
+# fanout-floor keeps both ends of its N connections in one process: 2N + 8 descriptors must fit under ulimit -n.
+NOFILE=$(ulimit -n)
+floor_n() { local n=$1 max; [ "$NOFILE" = unlimited ] && { echo "$n"; return; }; max=$(((NOFILE - 10) / 2)); echo $((n < max ? n : max)); }
+
+run_floor() { # N -> FLOOR_LINE, FLOOR_MEDIAN, FLOOR_MAX, FLOOR_N
+    FLOOR_N=$(floor_n "$1")
+    FLOOR_LINE=""
+    FLOOR_MEDIAN=""
+    FLOOR_MAX=""
+    [ -x "$FLOOR_BIN" ] && [ -f "$FLOOR_SRC" ] || return 0
+    # In its own process group: when fanout-floor fails half-way, its forked reader can outlive it (spinning on
+    # closed sockets), so the whole group is killed afterwards, by its id.
+    setsid "$FLOOR_BIN" "$FLOOR_N" "$ROUNDS" >"$WORK/floor-$1.out" 2>&1 &
+    local pgid=$! i
+    PIDS+=("$pgid")
+    for i in $(seq 1200); do
+        kill -0 "$pgid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+    wait "$pgid" 2>/dev/null || true
+    FLOOR_LINE=$(tail -1 "$WORK/floor-$1.out")
+    FLOOR_MEDIAN=$(field median "$FLOOR_LINE")
+    FLOOR_MAX=$(field max "$FLOOR_LINE" | tr -d ';')
+    [ -n "$FLOOR_MEDIAN" ] || { log "fanout-floor $FLOOR_N failed: $FLOOR_LINE"; FLOOR_LINE=""; }
+    log "floor N=$FLOOR_N: median ${FLOOR_MEDIAN:-?} ms"
+}
+
+run_fanout() { # N TAG -> FAN_OUT (wsfanout's output), FAN_P50, FAN_P99
+    local n=$1 tag=$2 rc=0
+    # In the background, so a signal to this script is handled at once (bash runs traps only between commands).
+    "$WSFANOUT" --quiet --clients "$n" --rounds "$ROUNDS" --payload "$PAYLOAD" --source "$SOURCES" \
+        "ws://127.0.0.1:$P1/ws?room=bench-$tag" "ws://127.0.0.1:$P2/ws?room=bench-$tag" >"$WORK/fanout-$tag.out" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    FAN_OUT=$(cat "$WORK/fanout-$tag.out")
+    local line
+    line=$(grep '^round ms' <<<"$FAN_OUT" || true)
+    FAN_P50=$(field p50 "$line")
+    FAN_P99=$(field p99 "$line")
+    if [ "$rc" -ne 0 ]; then
+        printf '%s\n' "$FAN_OUT" >&2
+        log "wsfanout at N=$n failed (exit $rc)"
+        FAILED=1
+    fi
+    log "wsfanout N=$n: round p50 ${FAN_P50:-?} ms p99 ${FAN_P99:-?} ms"
+}
+
+start_node n1
+P1=$NODE_PORT
+start_node n2
+P2=$NODE_PORT
+sleep 0.3
+
+run_floor "$BIG"
+FLOOR_BIG_LINE=$FLOOR_LINE FLOOR_BIG=$FLOOR_MEDIAN FLOOR_BIG_MAX=$FLOOR_MAX FLOOR_BIG_N=$FLOOR_N
+run_fanout "$BIG" big
+FAN_BIG_OUT=$FAN_OUT BIG_P50=$FAN_P50 BIG_P99=$FAN_P99
+run_floor "$SMALL"
+FLOOR_SMALL_LINE=$FLOOR_LINE FLOOR_SMALL=$FLOOR_MEDIAN FLOOR_SMALL_MAX=$FLOOR_MAX
+run_fanout "$SMALL" small
+FAN_SMALL_OUT=$FAN_OUT SMALL_P50=$FAN_P50 SMALL_P99=$FAN_P99
+
+# ---------------------------------------------------------------- c. summary
+ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }' || echo "-"; }
+verdict() { # VALUE LIMIT -> ok / OVER / -
+    if [ -z "$1" ] || [ "$1" = "-" ]; then echo "-"; return; fi
+    awk -v v="${1%x}" -v l="$2" 'BEGIN { print (v <= l) ? "ok" : "OVER" }'
+}
+RATIO_BIG=$(ratio "$BIG_P99" "$FLOOR_BIG")
+RATIO_SMALL=$(ratio "$SMALL_P99" "$FLOOR_SMALL")
+FLOOR_BIG_LABEL="floor N=$BIG median / max"
+if [ "${FLOOR_BIG_N:-$BIG}" != "$BIG" ]; then FLOOR_BIG_LABEL="floor N=$FLOOR_BIG_N median / max (fd limit)"; fi
+mkdir -p "$OUT_DIR"
+ms() { [ -n "$1" ] && printf '%.1f' "$1" || printf '?'; }
+row() { printf '%-46s %-20s %-9s %s\n' "$@"; }
+{
+    printf 'wsharness bench %s  (%s cores, %s, loopback; %d rounds of %d B)\n\n' "$STAMP" "$(nproc)" "$(uname -sr)" \
+        "$ROUNDS" "$PAYLOAD"
+    row metric value target verdict
+    row "refserver RSS per idle connection (10k)" "$KB_PER_CONN KB" "<= 2 KB" "$(verdict "$KB_PER_CONN" 2)"
+    row "  kernel slab per connection, both ends" "$SLAB_PER_CONN KB" "(not RSS)" ""
+    row "fan-out N=$BIG, 2 nodes: round p50 / p99" "$(ms "$BIG_P50") / $(ms "$BIG_P99") ms" "" ""
+    row "$FLOOR_BIG_LABEL" "$(ms "$FLOOR_BIG") / $(ms "$FLOOR_BIG_MAX") ms" "" ""
+    row "  p99 / floor median, N=$BIG" "$RATIO_BIG" "<= 2x" "$(verdict "$RATIO_BIG" 2)"
+    row "fan-out N=$SMALL, 2 nodes: round p50 / p99" "$(ms "$SMALL_P50") / $(ms "$SMALL_P99") ms" "" ""
+    row "floor N=$SMALL median / max" "$(ms "$FLOOR_SMALL") / $(ms "$FLOOR_SMALL_MAX") ms" "" ""
+    row "  p99 / floor median, N=$SMALL" "$RATIO_SMALL" "<= 2x" "$(verdict "$RATIO_SMALL" 2)"
+    if [ -n "$FLOOR_NOTE" ]; then printf '%s\n' "$FLOOR_NOTE"; fi
+    if [ "${FLOOR_BIG_N:-$BIG}" != "$BIG" ]; then
+        printf 'fanout-floor holds both ends of its connections in one process: N=%s is the most ulimit -n %s allows.\n' \
+            "$FLOOR_BIG_N" "$NOFILE"
+    fi
+    printf '\nmemory: refserver VmRSS %s KB idle, %s KB with %s websocket clients (/metrics); wsfanout itself %s KB.\n' \
+        "$RSS_BEFORE" "$RSS_AFTER" "${WS_CLIENTS:-?}" "$HOLD_RSS"
+    printf 'Socket buffers and struct sock live in the kernel, not in VmRSS; the slab line is /proc/meminfo Slab,\n'
+    printf 'machine-wide, for both ends of each loopback connection.\n'
+    printf 'Both runs share this machine with whatever else runs on it: compare ratios from one run, not absolute times.\n'
+    printf 'With %d rounds, p99 is the slowest round: set it beside the floor'"'"'s max as well as its median.\n' "$ROUNDS"
+    printf '\nwsfanout N=%s:\n%s\n' "$BIG" "$(grep -v '^wsfanout:' <<<"$FAN_BIG_OUT")"
+    printf '\nwsfanout N=%s:\n%s\n' "$SMALL" "$(grep -v '^wsfanout:' <<<"$FAN_SMALL_OUT")"
+    if [ -n "$FLOOR_BIG_LINE$FLOOR_SMALL_LINE" ]; then printf '\n%s\n%s\n' "$FLOOR_BIG_LINE" "$FLOOR_SMALL_LINE"; fi
+} | tee "$OUT"
+log "written to $OUT"
+[ "$FAILED" -eq 0 ] || exit 1
