@@ -74,16 +74,6 @@ static void on_bus_message(void *ctx, const char *channel, size_t channel_len, c
         s->cfg.deliver(s->cfg.ctx, room, opcode, payload, payload_len);
 }
 
-static void on_bus_link(void *ctx, bool up)
-{
-    struct sync *s = ctx;
-    if (up)
-        LOG_INFO("redis %s: link up", bus_describe(s->bus));
-    else
-        LOG_WARN("redis %s: link down; serving local clients, publishes are counted as failed until it is back",
-                 bus_describe(s->bus));
-}
-
 struct sync *sync_new(struct ev_loop *loop, const struct sync_config *cfg, char *err, size_t errlen)
 {
     struct sync *s = calloc(1, sizeof *s);
@@ -95,7 +85,7 @@ struct sync *sync_new(struct ev_loop *loop, const struct sync_config *cfg, char 
     s->prefix_len = strlen(cfg->prefix);
     s->node_len = strlen(cfg->node_id);
     struct bus_options o = {.url = cfg->url, .ca_file = cfg->ca_file, .tls_insecure = cfg->insecure,
-                            .on_message = on_bus_message, .on_link = on_bus_link, .ctx = s};
+                            .on_message = on_bus_message, .ctx = s}; /* the bus logs link edges itself */
     s->bus = bus_new(loop, &o, err, errlen);
     if (!s->bus) {
         free(s);

@@ -136,7 +136,7 @@ static void test_queue_wraps_and_grows(void **state)
     (void)state;
     struct slice_queue q = {0};
     struct slice *s[100];
-    char name[8];
+    char name[16];
     for (int i = 0; i < 100; i++) {
         snprintf(name, sizeof name, "%03d", i);
         s[i] = slice_of(name);
