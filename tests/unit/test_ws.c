@@ -23,34 +23,7 @@ static const uint8_t masked_hello[] = {0x7f, 0x9f, 0x4d, 0x51, 0x58};
 
 /* ---- guard page ---- */
 
-static uint8_t *guard_map;
-static size_t guard_map_len;
-
-/* A writable copy of s[0..n) whose last byte sits right before an unreadable page. Valid until the next call. */
-static uint8_t *guarded(const uint8_t *s, size_t n)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t data = n ? (n + page - 1) / page * page : page;
-    if (guard_map)
-        munmap(guard_map, guard_map_len);
-    guard_map_len = data + page;
-    guard_map = mmap(NULL, guard_map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(guard_map != MAP_FAILED);
-    assert_int_equal(mprotect(guard_map + data, page, PROT_NONE), 0);
-    uint8_t *p = guard_map + data - n;
-    if (n)
-        memcpy(p, s, n);
-    return p;
-}
-
-static int unmap_guard(void **state)
-{
-    (void)state;
-    if (guard_map)
-        munmap(guard_map, guard_map_len);
-    guard_map = NULL;
-    return 0;
-}
+#include "tests/unit/guard.h"
 
 /* ---- helpers ---- */
 
