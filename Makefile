@@ -6,7 +6,7 @@ CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 OPT     ?= -O2 -g
 CFLAGS  += $(CSTD) $(WARN) $(OPT) -I. -MMD -MP
-LDLIBS  := -lev -lhiredis -lssl -lcrypto -lm
+LDLIBS  := -lev -lhiredis -lssl -lcrypto -lz -lm
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san
