@@ -98,7 +98,7 @@ demo: all
 	@scripts/demo.sh
 
 lint:
-	clang-format --dry-run -Werror common/*.[ch] refserver/*.[ch] tests/unit/*.c fuzz/*.c
+	clang-format --dry-run -Werror common/*.[ch] refserver/*.[ch] tests/unit/*.[ch] tests/tools/*.c fuzz/*.c
 	clang-tidy common/*.c refserver/*.c -- $(CSTD) -I.
 
 clean:

@@ -49,7 +49,10 @@ int buf_append(struct buf *b, const void *p, size_t n)
     return 0;
 }
 
-void buf_commit(struct buf *b, size_t n) { b->wpos += n; }
+void buf_commit(struct buf *b, size_t n)
+{
+    b->wpos += n;
+}
 
 void buf_consume(struct buf *b, size_t n)
 {

@@ -22,10 +22,22 @@ struct buf {
 };
 
 /* Bytes readable at buf_head(b). */
-static inline size_t buf_len(const struct buf *b) { return b->wpos - b->rpos; }
-static inline char *buf_head(const struct buf *b) { return b->data + b->rpos; }
-static inline char *buf_tail(const struct buf *b) { return b->data + b->wpos; }
-static inline size_t buf_room(const struct buf *b) { return b->cap - b->wpos; }
+static inline size_t buf_len(const struct buf *b)
+{
+    return b->wpos - b->rpos;
+}
+static inline char *buf_head(const struct buf *b)
+{
+    return b->data + b->rpos;
+}
+static inline char *buf_tail(const struct buf *b)
+{
+    return b->data + b->wpos;
+}
+static inline size_t buf_room(const struct buf *b)
+{
+    return b->cap - b->wpos;
+}
 
 /* Make room for n more bytes at buf_tail (compacting first, then growing). 0, or -1 when the cap or malloc says no. */
 int buf_reserve(struct buf *b, size_t n);
@@ -47,7 +59,11 @@ struct slice {
 
 /* A new slice of len bytes with one reference, contents uninitialised; NULL on out of memory. */
 struct slice *slice_new(size_t len);
-static inline struct slice *slice_ref(struct slice *s) { s->refs++; return s; }
+static inline struct slice *slice_ref(struct slice *s)
+{
+    s->refs++;
+    return s;
+}
 void slice_unref(struct slice *s);
 
 /* A FIFO of slice references, written out with writev. An all-zero struct is empty and owns no memory. */
@@ -65,7 +81,10 @@ int sq_iov(const struct slice_queue *q, struct iovec *iov, int n);
 /* Mark n bytes written; releases slices that are finished. */
 void sq_consume(struct slice_queue *q, size_t n);
 /* True when a slice is partly written: its rest must go out before anything else (frames must stay whole). */
-static inline bool sq_mid_slice(const struct slice_queue *q) { return q->count && q->offset; }
+static inline bool sq_mid_slice(const struct slice_queue *q)
+{
+    return q->count && q->offset;
+}
 /* Drop every slice not yet started (keeps a partly written one); for closing a slow consumer. */
 void sq_drop_unstarted(struct slice_queue *q);
 void sq_free(struct slice_queue *q);

@@ -30,13 +30,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 enum {
     READ_CHUNK = 16384,
-    READS_PER_EVENT = 32,   /* then yield to other watchers and come back (fairness) */
-    SUBSCRIBE_BATCH = 128,  /* channels per SUBSCRIBE when restoring subscriptions */
-    OUT_KEEP = 65536,       /* an emptied output buffer larger than this is freed, not kept */
+    READS_PER_EVENT = 32,  /* then yield to other watchers and come back (fairness) */
+    SUBSCRIBE_BATCH = 128, /* channels per SUBSCRIBE when restoring subscriptions */
+    OUT_KEEP = 65536,      /* an emptied output buffer larger than this is freed, not kept */
     DEFAULT_MAX_PENDING = 8 << 20,
     REPLY_LOG_MAX = 200,
 };
@@ -54,8 +54,8 @@ struct link {
     redisReader *reader;
     struct buf in, out;
     ev_io rio, wio;
-    ev_timer timer; /* CONNECTING..SYNC must end within CONNECT_TIMEOUT */
-    size_t pending; /* pub: PUBLISHes queued or sent, unanswered; sub: confirmations awaited */
+    ev_timer timer;                          /* CONNECTING..SYNC must end within CONNECT_TIMEOUT */
+    size_t pending;                          /* pub: PUBLISHes queued or sent, unanswered; sub: confirmations awaited */
     bool read_wants_write, write_wants_read; /* TLS: the record layer needs the other readiness */
     bool broken;       /* failed outside our callbacks; closed by the write callback that was fed */
     bool error_logged; /* this connection's first error reply was logged; later ones are only counted */
@@ -221,8 +221,8 @@ static int parse_url(struct bus *b, const char *url, char *err, size_t errlen)
     if (parse_hostport(b, p, n, err, errlen) < 0)
         return -1;
     bool v6 = strchr(b->host, ':') != NULL;
-    snprintf(b->describe, sizeof b->describe, "%s://%s%s%s:%s", b->tls ? "rediss" : "redis", v6 ? "[" : "",
-             b->host, v6 ? "]" : "", b->port);
+    snprintf(b->describe, sizeof b->describe, "%s://%s%s%s:%s", b->tls ? "rediss" : "redis", v6 ? "[" : "", b->host,
+             v6 ? "]" : "", b->port);
     return 0;
 }
 
@@ -311,7 +311,10 @@ static void topic_set_free(struct topic_set *s)
 
 /* ---- link I/O ---- */
 
-static void link_set_state(struct link *l, enum link_state state) { l->state = state; }
+static void link_set_state(struct link *l, enum link_state state)
+{
+    l->state = state;
+}
 
 /* Watch for the readiness asked for, and only that. */
 static void link_watch(struct link *l, bool readable, bool writable)
@@ -579,7 +582,10 @@ static int link_after_auth(struct link *l, char *why, size_t len)
 
 /* ---- replies ---- */
 
-static bool is_str(const redisReply *r) { return r->type == REDIS_REPLY_STRING; }
+static bool is_str(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_STRING;
+}
 
 static bool kind_is(const redisReply *r, const char *kind)
 {
@@ -595,8 +601,8 @@ static void publish_error(struct link *l, const redisReply *r)
     if (l->error_logged)
         return;
     l->error_logged = true;
-    LOG_WARN("redis %s: %s link: error reply: %.*s (further ones are counted, not logged)", l->bus->describe,
-             l->name, (int)(r->len < REPLY_LOG_MAX ? r->len : REPLY_LOG_MAX), r->str);
+    LOG_WARN("redis %s: %s link: error reply: %.*s (further ones are counted, not logged)", l->bus->describe, l->name,
+             (int)(r->len < REPLY_LOG_MAX ? r->len : REPLY_LOG_MAX), r->str);
 }
 
 /* Entry: AUTH. Next: what follows AUTH, or failure (wrong password: retried with backoff, counted). */
@@ -686,9 +692,9 @@ static int link_feed(struct link *l, char *why, size_t len)
     }
     buf_consume(&l->in, buf_len(&l->in));
     while (redisReaderGetReply(l->reader, &reply) == REDIS_OK && reply) {
-        int rc = l->state == LINK_AUTH    ? on_auth_reply(l, reply, why, len)
-                 : l == &l->bus->pub      ? on_pub_reply(l, reply, why, len)
-                                          : on_sub_reply(l, reply, why, len);
+        int rc = l->state == LINK_AUTH ? on_auth_reply(l, reply, why, len)
+                 : l == &l->bus->pub   ? on_pub_reply(l, reply, why, len)
+                                       : on_sub_reply(l, reply, why, len);
         freeReplyObject(reply);
         if (rc < 0)
             return -1;
@@ -750,9 +756,7 @@ static void link_event(struct link *l, bool readable)
     case LINK_TLS: rc = link_on_tls(l, why, sizeof why); break;
     case LINK_AUTH:
     case LINK_SYNC:
-    case LINK_READY:
-        rc = readable ? link_on_readable(l, why, sizeof why) : link_on_writable(l, why, sizeof why);
-        break;
+    case LINK_READY: rc = readable ? link_on_readable(l, why, sizeof why) : link_on_writable(l, why, sizeof why); break;
     case LINK_CLOSED: break;
     }
     if (rc < 0)
@@ -775,9 +779,10 @@ static void wio_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    static const char *const waiting[LINK_READY + 1] = {
-        [LINK_CONNECTING] = "connecting", [LINK_TLS] = "in the TLS handshake",
-        [LINK_AUTH] = "waiting for AUTH", [LINK_SYNC] = "waiting for subscriptions"};
+    static const char *const waiting[LINK_READY + 1] = {[LINK_CONNECTING] = "connecting",
+                                                        [LINK_TLS] = "in the TLS handshake",
+                                                        [LINK_AUTH] = "waiting for AUTH",
+                                                        [LINK_SYNC] = "waiting for subscriptions"};
     struct link *l = container_of(w, struct link, timer);
     char why[64];
     (void)loop;
@@ -838,8 +843,8 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     char why[ERR_LEN];
     (void)loop;
     (void)revents;
-    if (net_resolve(b->host, b->port, &addr, why, sizeof why) < 0 ||
-        link_open(&b->sub, &addr, why, sizeof why) < 0 || link_open(&b->pub, &addr, why, sizeof why) < 0)
+    if (net_resolve(b->host, b->port, &addr, why, sizeof why) < 0 || link_open(&b->sub, &addr, why, sizeof why) < 0 ||
+        link_open(&b->pub, &addr, why, sizeof why) < 0)
         bus_fail(b, NULL, why);
 }
 
@@ -972,8 +977,17 @@ int bus_publish(struct bus *b, const char *channel, size_t channel_len, const ch
     return 0;
 }
 
-bool bus_is_up(const struct bus *b) { return b->up; }
+bool bus_is_up(const struct bus *b)
+{
+    return b->up;
+}
 
-const struct bus_stats *bus_get_stats(const struct bus *b) { return &b->stats; }
+const struct bus_stats *bus_get_stats(const struct bus *b)
+{
+    return &b->stats;
+}
 
-const char *bus_describe(const struct bus *b) { return b->describe; }
+const char *bus_describe(const struct bus *b)
+{
+    return b->describe;
+}

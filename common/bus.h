@@ -22,10 +22,10 @@ typedef void bus_message_fn(void *ctx, const char *channel, size_t channel_len, 
 typedef void bus_link_fn(void *ctx, bool up);
 
 struct bus_options {
-    const char *url;      /* redis://[[user]:password@]host[:port] or rediss://…; port defaults to 6379 */
-    const char *ca_file;  /* rediss: CA certificates (default: the system store) */
-    bool tls_insecure;    /* rediss: do not verify the server's certificate */
-    size_t max_pending;   /* publish bytes that may wait unsent on a live link; 0 means 8 MiB */
+    const char *url;     /* redis://[[user]:password@]host[:port] or rediss://…; port defaults to 6379 */
+    const char *ca_file; /* rediss: CA certificates (default: the system store) */
+    bool tls_insecure;   /* rediss: do not verify the server's certificate */
+    size_t max_pending;  /* publish bytes that may wait unsent on a live link; 0 means 8 MiB */
     bus_message_fn *on_message;
     bus_link_fn *on_link;
     void *ctx;

@@ -47,13 +47,25 @@ const char *http_error_str(enum http_error e)
 
 /* ---- character classes (ASCII only: the locale must not change what we accept) ---- */
 
-static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static bool is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
 
-static bool is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+static bool is_alpha(unsigned char c)
+{
+    return (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
+}
 
-static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c | 0x20 : c; }
+static unsigned char lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c | 0x20 : c;
+}
 
-static bool is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
+static bool is_ows(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
 
 /* RFC 9110 tchar. */
 static bool is_tchar(unsigned char c)
@@ -62,7 +74,10 @@ static bool is_tchar(unsigned char c)
 }
 
 /* Field-value octets: VCHAR, obs-text, SP, HTAB; every other control character (NUL, DEL...) is out. */
-static bool is_value_char(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+static bool is_value_char(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
 
 static bool ieq(const char *a, size_t alen, const char *b, size_t blen)
 {
@@ -138,7 +153,10 @@ static enum http_error parse_version(const char *s, size_t n, struct http_head *
     return HTTP_OK;
 }
 
-static bool is_target_char(unsigned char c) { return c >= 0x21 && c <= 0x7e; }
+static bool is_target_char(unsigned char c)
+{
+    return c >= 0x21 && c <= 0x7e;
+}
 
 /* method SP request-target SP HTTP-version, single spaces only. */
 static enum http_error parse_request_line(const char *line, size_t n, struct http_head *h)
@@ -159,7 +177,10 @@ static enum http_error parse_request_line(const char *line, size_t n, struct htt
 }
 
 /* Reason-phrase octets: HTAB, SP, VCHAR, obs-text. */
-static bool is_reason_char(unsigned char c) { return is_value_char(c); }
+static bool is_reason_char(unsigned char c)
+{
+    return is_value_char(c);
+}
 
 /* HTTP-version SP 3DIGIT [SP reason-phrase]; the SP before an empty reason is optional, as some servers omit
  * it. */
@@ -253,8 +274,7 @@ static enum http_error apply_field(struct http_head *h, const struct http_header
 }
 
 /* Fields up to and including the empty line; *pos ends just past it. */
-static enum http_error parse_fields(const char *buf, size_t end, size_t *pos, struct http_head *h,
-                                    size_t max_headers)
+static enum http_error parse_fields(const char *buf, size_t end, size_t *pos, struct http_head *h, size_t max_headers)
 {
     struct field_seen seen = {0};
     const char *line;
@@ -295,8 +315,8 @@ static int fail(struct http_head *h, enum http_error e)
 }
 
 /* The complete head buf[0..end): start line, then fields; *pos ends just past the empty line. */
-static enum http_error parse_complete(const char *buf, size_t end, size_t *pos, struct http_head *h,
-                                      size_t max_headers, start_line_fn *start_line)
+static enum http_error parse_complete(const char *buf, size_t end, size_t *pos, struct http_head *h, size_t max_headers,
+                                      start_line_fn *start_line)
 {
     const char *line;
     size_t n;

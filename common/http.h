@@ -19,15 +19,15 @@
 
 enum http_error {
     HTTP_OK = 0,
-    HTTP_ERR_HEAD_TOO_LARGE, /* -> 431 */
+    HTTP_ERR_HEAD_TOO_LARGE,   /* -> 431 */
     HTTP_ERR_TOO_MANY_HEADERS, /* -> 431 */
-    HTTP_ERR_REQUEST_LINE,   /* bad method token, target or version */
-    HTTP_ERR_VERSION,        /* not HTTP/1.0 or HTTP/1.1 -> 505 */
+    HTTP_ERR_REQUEST_LINE,     /* bad method token, target or version */
+    HTTP_ERR_VERSION,          /* not HTTP/1.0 or HTTP/1.1 -> 505 */
     HTTP_ERR_STATUS_LINE,
     HTTP_ERR_BARE_CR,
     HTTP_ERR_BARE_LF,
     HTTP_ERR_OBS_FOLD,
-    HTTP_ERR_HEADER_NAME,    /* empty or invalid token character */
+    HTTP_ERR_HEADER_NAME, /* empty or invalid token character */
     HTTP_ERR_SPACE_BEFORE_COLON,
     HTTP_ERR_HEADER_VALUE,   /* control character in a value */
     HTTP_ERR_CONTENT_LENGTH, /* not a number, duplicate or differing */
@@ -53,7 +53,7 @@ struct http_head {
     const char *method, *target, *reason;
     size_t method_len, target_len, reason_len;
     int status;
-    int minor_version; /* 0 or 1 */
+    int minor_version;           /* 0 or 1 */
     struct http_header *headers; /* in: caller's array */
     size_t headers_cap;          /* in: its capacity */
     size_t num_headers;          /* out */

@@ -13,9 +13,9 @@ void log_init(const char *name, enum log_level level);
 int log_level_parse(const char *s);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define LOG_ERR(...) log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
-#define LOG_WARN(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
-#define LOG_INFO(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define LOG_ERR(...)   log_msg(LOG_LEVEL_ERR, __VA_ARGS__)
+#define LOG_WARN(...)  log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define LOG_INFO(...)  log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
 #define LOG_DEBUG(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
 
 #endif

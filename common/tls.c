@@ -54,8 +54,8 @@ static struct tls_ctx *ctx_new(const SSL_METHOD *method, bool server, char *err,
     }
     t->server = server;
     SSL_CTX_set_min_proto_version(t->ssl, TLS1_2_VERSION);
-    SSL_CTX_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                 SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_mode(t->ssl,
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_options(t->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
     return t;
 }
@@ -65,8 +65,7 @@ struct tls_ctx *tls_client_ctx_new(const char *ca_file, bool verify, char *err, 
     struct tls_ctx *t = ctx_new(TLS_client_method(), false, err, errlen);
     if (!t || !verify)
         return t;
-    int ok = ca_file ? SSL_CTX_load_verify_locations(t->ssl, ca_file, NULL)
-                     : SSL_CTX_set_default_verify_paths(t->ssl);
+    int ok = ca_file ? SSL_CTX_load_verify_locations(t->ssl, ca_file, NULL) : SSL_CTX_set_default_verify_paths(t->ssl);
     if (!ok) {
         queue_error(err, errlen, "cannot load CA certificates from", ca_file ? ca_file : "the system store");
         tls_ctx_free(t);
@@ -169,10 +168,8 @@ static enum io_status failure(struct tls_conn *c, int rc, int sys_errno, int *wh
     *why = SSL_get_error(c->ssl, rc);
     switch (*why) {
     case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-        return IO_AGAIN;
-    case SSL_ERROR_ZERO_RETURN:
-        return IO_EOF;
+    case SSL_ERROR_WANT_WRITE: return IO_AGAIN;
+    case SSL_ERROR_ZERO_RETURN: return IO_EOF;
     case SSL_ERROR_SYSCALL:
         c->failed = true;
         c->ssl_err = ERR_get_error();
@@ -231,8 +228,7 @@ enum io_status tls_read(struct tls_conn *c, struct buf *b, size_t want, bool *wa
     return st;
 }
 
-enum io_status tls_write(struct tls_conn *c, const void *data, size_t len, size_t *written, bool *want_read,
-                         int *err)
+enum io_status tls_write(struct tls_conn *c, const void *data, size_t len, size_t *written, bool *want_read, int *err)
 {
     int why;
     *written = 0;

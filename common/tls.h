@@ -38,8 +38,7 @@ enum io_status tls_handshake(struct tls_conn *c, bool *want_write, char *err, si
 enum io_status tls_read(struct tls_conn *c, struct buf *b, size_t want, bool *want_write, int *err);
 /* Encrypt and send up to len bytes; *written gets the count taken. Retry an IO_AGAIN with the same bytes first
  * (more may follow them; the buffer may have moved). Statuses as tls_read, with *want_read. */
-enum io_status tls_write(struct tls_conn *c, const void *data, size_t len, size_t *written, bool *want_read,
-                         int *err);
+enum io_status tls_write(struct tls_conn *c, const void *data, size_t len, size_t *written, bool *want_read, int *err);
 /* Text of the last TLS-level failure on c (after EPROTO), for logs. */
 const char *tls_conn_error(const struct tls_conn *c);
 /* The ALPN protocol agreed ("http/1.1"), or "" when none was. */

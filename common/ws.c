@@ -23,13 +23,13 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#define B0_FIN 0x80u
-#define B0_RSV 0x70u
+#define B0_FIN    0x80u
+#define B0_RSV    0x70u
 #define B0_OPCODE 0x0fu
-#define B1_MASK 0x80u
-#define B1_LEN 0x7fu
-#define LEN_16 126 /* len7 values announcing a 16-bit / 64-bit extended length */
-#define LEN_64 127
+#define B1_MASK   0x80u
+#define B1_LEN    0x7fu
+#define LEN_16    126 /* len7 values announcing a 16-bit / 64-bit extended length */
+#define LEN_64    127
 
 /* A data chunk is capped so that header + chunk always fits the int we return. */
 #define CHUNK_MAX ((size_t)INT_MAX - WS_MAX_HEADER)
@@ -148,7 +148,10 @@ static int fail(struct ws_reader *r, uint16_t code, const char *why)
     return -1;
 }
 
-static bool is_control(uint8_t opcode) { return opcode & 0x08; }
+static bool is_control(uint8_t opcode)
+{
+    return opcode & 0x08;
+}
 
 /* Everything the first two bytes decide. */
 static int check_start(struct ws_reader *r, uint8_t b0, uint8_t b1)

@@ -28,10 +28,10 @@ enum ws_close_code {
     WS_CLOSE_TRY_LATER = 1013,
 };
 
-#define WS_MAX_HEADER 14        /* 2 + 8 (length) + 4 (mask) */
+#define WS_MAX_HEADER  14 /* 2 + 8 (length) + 4 (mask) */
 #define WS_MAX_CONTROL 125
-#define WS_ACCEPT_LEN 28        /* base64 of a SHA-1 */
-#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WS_ACCEPT_LEN  28 /* base64 of a SHA-1 */
+#define WS_GUID        "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum ws_role { WS_ROLE_SERVER = 0, WS_ROLE_CLIENT };
 
@@ -39,12 +39,12 @@ enum ws_event_type { WS_EV_DATA = 0, WS_EV_PING, WS_EV_PONG, WS_EV_CLOSE };
 
 struct ws_event {
     enum ws_event_type type;
-    uint8_t opcode;        /* DATA: the message's opcode (text or binary), also for continuation chunks */
-    bool first, last;      /* DATA: first chunk of the message / the message is complete after this chunk */
-    uint8_t *data;         /* payload chunk, unmasked, pointing into the caller's buffer */
+    uint8_t opcode;   /* DATA: the message's opcode (text or binary), also for continuation chunks */
+    bool first, last; /* DATA: first chunk of the message / the message is complete after this chunk */
+    uint8_t *data;    /* payload chunk, unmasked, pointing into the caller's buffer */
     size_t len;
-    uint16_t close_code;   /* CLOSE: the peer's code, WS_CLOSE_NO_STATUS when the frame had none */
-    const char *reason;    /* CLOSE: the peer's reason (data + 2), reason_len bytes, valid UTF-8 */
+    uint16_t close_code; /* CLOSE: the peer's code, WS_CLOSE_NO_STATUS when the frame had none */
+    const char *reason;  /* CLOSE: the peer's reason (data + 2), reason_len bytes, valid UTF-8 */
     size_t reason_len;
 };
 

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #define MAX_MESSAGE (1u << 20)
-#define TEXT_CHECK 4096 /* text messages up to this size are re-validated whole */
+#define TEXT_CHECK  4096 /* text messages up to this size are re-validated whole */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -185,7 +185,10 @@ static int step(struct run *u, uint8_t *win, const uint8_t *orig, size_t n)
     return rc;
 }
 
-static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+static size_t min_size(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
 
 static size_t next_chunk(uint32_t *seed, size_t bound)
 {
@@ -219,8 +222,7 @@ static void run_stream(struct run *u, const uint8_t *stream, size_t len, uint8_t
 }
 
 /* One whole frame must decode to exactly its payload, or fail with 1007 when it is text that is not UTF-8. */
-static void decode_one(enum ws_role role, uint8_t opcode, uint8_t *frame, size_t n, const uint8_t *payload,
-                       size_t len)
+static void decode_one(enum ws_role role, uint8_t opcode, uint8_t *frame, size_t n, const uint8_t *payload, size_t len)
 {
     struct ws_reader r = {.role = role};
     struct ws_event ev;

@@ -81,13 +81,20 @@ static bool valid_node_id(const char *s)
 }
 
 static const struct option long_opts[] = {
-    {"listen", required_argument, 0, 'l'},        {"redis", required_argument, 0, 'r'},
-    {"redis-ca", required_argument, 0, 'C'},      {"redis-insecure", no_argument, 0, 'I'},
-    {"node-id", required_argument, 0, 'n'},       {"channel-prefix", required_argument, 0, 'p'},
-    {"max-message", required_argument, 0, 'm'},   {"max-queue", required_argument, 0, 'q'},
-    {"max-clients", required_argument, 0, 'c'},   {"ping-interval", required_argument, 0, 'P'},
-    {"idle-timeout", required_argument, 0, 'i'},  {"handshake-timeout", required_argument, 0, 'H'},
-    {"log-level", required_argument, 0, 'L'},     {"help", no_argument, 0, 'h'},
+    {"listen", required_argument, 0, 'l'},
+    {"redis", required_argument, 0, 'r'},
+    {"redis-ca", required_argument, 0, 'C'},
+    {"redis-insecure", no_argument, 0, 'I'},
+    {"node-id", required_argument, 0, 'n'},
+    {"channel-prefix", required_argument, 0, 'p'},
+    {"max-message", required_argument, 0, 'm'},
+    {"max-queue", required_argument, 0, 'q'},
+    {"max-clients", required_argument, 0, 'c'},
+    {"ping-interval", required_argument, 0, 'P'},
+    {"idle-timeout", required_argument, 0, 'i'},
+    {"handshake-timeout", required_argument, 0, 'H'},
+    {"log-level", required_argument, 0, 'L'},
+    {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
 
@@ -118,7 +125,8 @@ static int apply_option(int opt, const char *arg, struct server_config *cfg, int
     case 'm':
     case 'q':
         if ((v = parse_bytes(arg)) < 126 || v > (1LL << 31))
-            return bad_value(opt == 'm' ? "max-message" : "max-queue", arg, "bytes from 126 to 2g, e.g. 65536, 64k, 1m");
+            return bad_value(opt == 'm' ? "max-message" : "max-queue", arg,
+                             "bytes from 126 to 2g, e.g. 65536, 64k, 1m");
         *(opt == 'm' ? &cfg->max_message : &cfg->max_queue) = (size_t)v;
         return 0;
     case 'c':
@@ -130,8 +138,10 @@ static int apply_option(int opt, const char *arg, struct server_config *cfg, int
     case 'i':
     case 'H':
         if ((d = parse_seconds(arg)) < 0)
-            return bad_value(opt == 'P' ? "ping-interval" : opt == 'i' ? "idle-timeout" : "handshake-timeout", arg,
-                             "seconds, > 0");
+            return bad_value(opt == 'P'   ? "ping-interval"
+                             : opt == 'i' ? "idle-timeout"
+                                          : "handshake-timeout",
+                             arg, "seconds, > 0");
         *(opt == 'P' ? &cfg->ping_interval : opt == 'i' ? &cfg->idle_timeout : &cfg->handshake_timeout) = d;
         return 0;
     case 'L':
@@ -173,9 +183,15 @@ static int parse_args(int argc, char **argv, struct server_config *cfg, int *lev
 int main(int argc, char **argv)
 {
     struct server_config cfg = {
-        .redis_url = "redis://127.0.0.1:6379", .channel_prefix = "wsh", .max_message = 1 << 20,
-        .max_queue = 1 << 20, .ping_interval = 25, .idle_timeout = 60, .handshake_timeout = 10,
-        .close_timeout = 3, .stats_interval = 5,
+        .redis_url = "redis://127.0.0.1:6379",
+        .channel_prefix = "wsh",
+        .max_message = 1 << 20,
+        .max_queue = 1 << 20,
+        .ping_interval = 25,
+        .idle_timeout = 60,
+        .handshake_timeout = 10,
+        .close_timeout = 3,
+        .stats_interval = 5,
     };
     int level = LOG_LEVEL_INFO;
     int rc = parse_args(argc, argv, &cfg, &level);

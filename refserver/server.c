@@ -16,7 +16,7 @@
 #define ACCEPT_BATCH 64
 #define SCRATCH_SIZE 65536
 
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* Rooms open and close with their first and last local member; that is when the Redis channel is (un)subscribed. */
 static void on_room_open(void *ctx, struct room *room)
@@ -151,8 +151,8 @@ static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents)
  * connections, and exit once all are gone or the grace time has passed. */
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    struct server *s = w->signum == SIGTERM ? container_of(w, struct server, sigterm_w)
-                                            : container_of(w, struct server, sigint_w);
+    struct server *s =
+        w->signum == SIGTERM ? container_of(w, struct server, sigterm_w) : container_of(w, struct server, sigint_w);
     (void)revents;
     if (s->shutting_down)
         return;
@@ -170,9 +170,14 @@ static int start_sync(struct server *s, char *err, size_t errlen)
 {
     if (!s->cfg.redis_url)
         return 0;
-    struct sync_config sc = {.url = s->cfg.redis_url, .ca_file = s->cfg.redis_ca, .insecure = s->cfg.redis_insecure,
-                             .prefix = s->cfg.channel_prefix, .node_id = s->cfg.node_id, .rooms = &s->rooms,
-                             .deliver = on_remote_message, .ctx = s};
+    struct sync_config sc = {.url = s->cfg.redis_url,
+                             .ca_file = s->cfg.redis_ca,
+                             .insecure = s->cfg.redis_insecure,
+                             .prefix = s->cfg.channel_prefix,
+                             .node_id = s->cfg.node_id,
+                             .rooms = &s->rooms,
+                             .deliver = on_remote_message,
+                             .ctx = s};
     s->sync = sync_new(s->loop, &sc, err, errlen);
     return s->sync ? 0 : -1;
 }
@@ -239,9 +244,9 @@ static int appendf(struct buf *b, const char *fmt, ...)
     return n < 0 || (size_t)n >= sizeof line ? -1 : buf_append(b, line, (size_t)n);
 }
 
-#define METRIC(b, type, name, help, fmt, value)                                                                   \
-    appendf(b, "# HELP refserver_%s %s\n# TYPE refserver_%s %s\nrefserver_%s " fmt "\n", name, help, name, type,  \
-            name, value)
+#define METRIC(b, type, name, help, fmt, value)                                                                        \
+    appendf(b, "# HELP refserver_%s %s\n# TYPE refserver_%s %s\nrefserver_%s " fmt "\n", name, help, name, type, name, \
+            value)
 
 int server_metrics(const struct server *s, struct buf *b)
 {
@@ -263,14 +268,14 @@ int server_metrics(const struct server *s, struct buf *b)
     rc |= METRIC(b, "counter", "bus_messages_in_total", "Messages from other nodes delivered to local rooms.",
                  "%" PRIu64, st->bus_msgs_in);
     rc |= METRIC(b, "counter", "published_total", "Publishes acknowledged by Redis.", "%" PRIu64, bs->published);
-    rc |= METRIC(b, "counter", "publish_failures_total", "Messages that could not be published to Redis.",
-                 "%" PRIu64, bs->publish_failed);
+    rc |= METRIC(b, "counter", "publish_failures_total", "Messages that could not be published to Redis.", "%" PRIu64,
+                 bs->publish_failed);
     rc |= METRIC(b, "counter", "slow_consumers_closed_total", "Clients closed because their queue overflowed.",
                  "%" PRIu64, st->slow_consumers);
     rc |= METRIC(b, "counter", "idle_closed_total", "Clients closed after the idle timeout.", "%" PRIu64,
                  st->idle_closed);
-    rc |= METRIC(b, "counter", "protocol_errors_total", "Connections failed for WebSocket protocol errors.",
-                 "%" PRIu64, st->protocol_errors);
+    rc |= METRIC(b, "counter", "protocol_errors_total", "Connections failed for WebSocket protocol errors.", "%" PRIu64,
+                 st->protocol_errors);
     rc |= METRIC(b, "gauge", "redis_up", "1 while the Redis link is up (0 without Redis).", "%d",
                  s->sync && sync_is_up(s->sync));
     rc |= METRIC(b, "counter", "redis_reconnects_total", "Redis links re-established.", "%" PRIu64, bs->reconnects);

@@ -51,23 +51,23 @@ struct client {
     uint8_t flags;             /* CLIENT_FL_* */
     struct room_member member; /* in a room once it speaks WebSocket */
     struct ws_reader reader;
-    struct buf in;             /* unparsed input left over from a read; usually empty and unallocated */
-    struct buf msg;            /* a fragmented message being assembled */
-    struct slice_queue out;    /* frames and responses waiting for the socket */
-    size_t head_scanned;       /* http parser's last_len over in */
+    struct buf in;          /* unparsed input left over from a read; usually empty and unallocated */
+    struct buf msg;         /* a fragmented message being assembled */
+    struct slice_queue out; /* frames and responses waiting for the socket */
+    size_t head_scanned;    /* http parser's last_len over in */
     ev_tstamp last_rx;
     ev_io rio, wio;
-    ev_timer timer;            /* handshake, ping/idle or close timeout, by state */
-    struct client *next_work;  /* on the server's flush or dead list */
+    ev_timer timer;           /* handshake, ping/idle or close timeout, by state */
+    struct client *next_work; /* on the server's flush or dead list */
     struct client *prev, *next;
 };
 
-#define CLIENT_FL_FLUSH 0x01u      /* on the flush list */
+#define CLIENT_FL_FLUSH      0x01u /* on the flush list */
 #define CLIENT_FL_CLOSE_SENT 0x02u /* our close frame is queued */
 #define CLIENT_FL_CLOSE_RCVD 0x04u /* the peer's close frame arrived */
-#define CLIENT_FL_NO_REPLY 0x08u   /* nothing more is expected from the peer: drain, then shut down */
-#define CLIENT_FL_SHUT 0x10u       /* write side shut down; waiting for EOF */
-#define CLIENT_FL_PINGED 0x20u
+#define CLIENT_FL_NO_REPLY   0x08u /* nothing more is expected from the peer: drain, then shut down */
+#define CLIENT_FL_SHUT       0x10u /* write side shut down; waiting for EOF */
+#define CLIENT_FL_PINGED     0x20u
 
 struct server {
     struct ev_loop *loop;
@@ -78,8 +78,8 @@ struct server {
     int lfd;
     uint64_t next_client_id;
     bool shutting_down;
-    struct buf scratch;              /* one read buffer for every client: idle clients own none */
-    struct client *clients;          /* all clients */
+    struct buf scratch;     /* one read buffer for every client: idle clients own none */
+    struct client *clients; /* all clients */
     struct client *flush_list, *dead_list;
     ev_io accept_w;
     ev_timer accept_pause, stats_timer, grace_timer;

@@ -21,11 +21,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
-#define MAX_HEAD 8192
-#define MAX_HEADERS 64
-#define WRITE_IOV 64
+#define MAX_HEAD     8192
+#define MAX_HEADERS  64
+#define WRITE_IOV    64
 #define DEFAULT_ROOM "all"
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
@@ -254,8 +254,8 @@ static int respond(struct client *c, int status, const char *reason, const char 
 {
     char head[1024];
     int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nX-Node-Id: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                     status, reason, c->srv->cfg.node_id, ctype, body_len, extra ? extra : "",
+                     "HTTP/1.1 %d %s\r\nX-Node-Id: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n", status,
+                     reason, c->srv->cfg.node_id, ctype, body_len, extra ? extra : "",
                      close_after ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head)
         return -1;
@@ -292,24 +292,18 @@ static int http_status_for(enum http_error e)
 {
     switch (e) {
     case HTTP_ERR_HEAD_TOO_LARGE:
-    case HTTP_ERR_TOO_MANY_HEADERS:
-        return 431;
-    case HTTP_ERR_VERSION:
-        return 505;
-    default:
-        return 400;
+    case HTTP_ERR_TOO_MANY_HEADERS: return 431;
+    case HTTP_ERR_VERSION: return 505;
+    default: return 400;
     }
 }
 
 static const char *status_reason(int status)
 {
     switch (status) {
-    case 431:
-        return "Request Header Fields Too Large";
-    case 505:
-        return "HTTP Version Not Supported";
-    default:
-        return "Bad Request";
+    case 431: return "Request Header Fields Too Large";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Bad Request";
     }
 }
 
@@ -377,10 +371,9 @@ static int upgrade(struct client *c, const struct http_head *h)
 static int serve_metrics(struct client *c, bool head_only, bool close_after)
 {
     struct buf body = {0};
-    int rc = server_metrics(c->srv, &body) < 0
-                 ? respond_error(c, 503, "Service Unavailable", "out of memory", NULL)
-                 : respond(c, 200, "OK", NULL, "text/plain; version=0.0.4", buf_head(&body), buf_len(&body),
-                           head_only, close_after);
+    int rc = server_metrics(c->srv, &body) < 0 ? respond_error(c, 503, "Service Unavailable", "out of memory", NULL)
+                                               : respond(c, 200, "OK", NULL, "text/plain; version=0.0.4",
+                                                         buf_head(&body), buf_len(&body), head_only, close_after);
     buf_free(&body);
     return rc;
 }

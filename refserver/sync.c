@@ -27,8 +27,8 @@ size_t sync_encode_header(char *out, const char *node_id, uint64_t client_id, ui
     return n < 0 || n >= SYNC_HEADER_MAX ? 0 : (size_t)n;
 }
 
-int sync_parse(const char *msg, size_t len, const char **node, size_t *node_len, uint8_t *opcode,
-               const char **payload, size_t *payload_len)
+int sync_parse(const char *msg, size_t len, const char **node, size_t *node_len, uint8_t *opcode, const char **payload,
+               size_t *payload_len)
 {
     const char *end = memchr(msg, '\n', len < SYNC_HEADER_MAX ? len : SYNC_HEADER_MAX);
     if (!end || len < 5 || memcmp(msg, "wsh1 ", 5) != 0)
@@ -84,8 +84,11 @@ struct sync *sync_new(struct ev_loop *loop, const struct sync_config *cfg, char 
     s->cfg = *cfg;
     s->prefix_len = strlen(cfg->prefix);
     s->node_len = strlen(cfg->node_id);
-    struct bus_options o = {.url = cfg->url, .ca_file = cfg->ca_file, .tls_insecure = cfg->insecure,
-                            .on_message = on_bus_message, .ctx = s}; /* the bus logs link edges itself */
+    struct bus_options o = {.url = cfg->url,
+                            .ca_file = cfg->ca_file,
+                            .tls_insecure = cfg->insecure,
+                            .on_message = on_bus_message,
+                            .ctx = s}; /* the bus logs link edges itself */
     s->bus = bus_new(loop, &o, err, errlen);
     if (!s->bus) {
         free(s);
@@ -130,6 +133,12 @@ void sync_publish(struct sync *s, const struct room *room, uint64_t client_id, u
         buf_free(&s->out);
 }
 
-bool sync_is_up(const struct sync *s) { return bus_is_up(s->bus); }
+bool sync_is_up(const struct sync *s)
+{
+    return bus_is_up(s->bus);
+}
 
-const struct bus_stats *sync_bus_stats(const struct sync *s) { return bus_get_stats(s->bus); }
+const struct bus_stats *sync_bus_stats(const struct sync *s)
+{
+    return bus_get_stats(s->bus);
+}

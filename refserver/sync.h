@@ -47,7 +47,7 @@ const struct bus_stats *sync_bus_stats(const struct sync *s);
 #define SYNC_HEADER_MAX 128
 size_t sync_encode_header(char *out, const char *node_id, uint64_t client_id, uint8_t opcode);
 /* Parse a published message: node id span, opcode, payload span. 0, or -1 when it is not ours or malformed. */
-int sync_parse(const char *msg, size_t len, const char **node, size_t *node_len, uint8_t *opcode,
-               const char **payload, size_t *payload_len);
+int sync_parse(const char *msg, size_t len, const char **node, size_t *node_len, uint8_t *opcode, const char **payload,
+               size_t *payload_len);
 
 #endif

@@ -47,26 +47,26 @@
 #include <time.h>
 #include <unistd.h>
 
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
-#define MAX_INFLIGHT 256          /* handshakes in progress at once */
-#define MAX_URLS 64
-#define MAX_NODES 64              /* distinct X-Node-Id values told apart; more are counted as "other" */
-#define MAX_SOURCES 65536
-#define RBUF_SIZE (64 * 1024)     /* the loop-wide read buffer */
-#define CARRY_MAX 8192            /* per client: the response head, later a partial frame header */
-#define PREFIX_LEN 31             /* "%010u %019lld " */
-#define MAX_PAYLOAD (16u << 20)
-#define TICK_S 0.01               /* connect phase: rate tokens and handshake deadlines */
-#define CLOSE_WAIT_S 2.0          /* how long the close handshake may take, all clients together */
-#define FD_RESERVE 32             /* descriptors besides the clients' (stdio, epoll, signals) */
+#define MAX_INFLIGHT 256 /* handshakes in progress at once */
+#define MAX_URLS     64
+#define MAX_NODES    64 /* distinct X-Node-Id values told apart; more are counted as "other" */
+#define MAX_SOURCES  65536
+#define RBUF_SIZE    (64 * 1024) /* the loop-wide read buffer */
+#define CARRY_MAX    8192        /* per client: the response head, later a partial frame header */
+#define PREFIX_LEN   31          /* "%010u %019lld " */
+#define MAX_PAYLOAD  (16u << 20)
+#define TICK_S       0.01 /* connect phase: rate tokens and handshake deadlines */
+#define CLOSE_WAIT_S 2.0  /* how long the close handshake may take, all clients together */
+#define FD_RESERVE   32   /* descriptors besides the clients' (stdio, epoll, signals) */
 
 enum client_state { CL_IDLE = 0, CL_CONNECTING, CL_HANDSHAKE, CL_OPEN, CL_CLOSING, CL_DONE };
 
 #define CL_FL_GOT_CLOSE 0x01u /* the server's close frame arrived */
-#define CL_FL_CLEAN 0x02u     /* ... with code 1000, answering ours */
+#define CL_FL_CLEAN     0x02u /* ... with code 1000, answering ours */
 #define CL_FL_WE_CLOSED 0x04u /* the close handshake was ours (end of run), not the server's */
-#define CL_FL_BAD_MSG 0x08u   /* the message being received is not what we sent */
+#define CL_FL_BAD_MSG   0x08u /* the message being received is not what we sent */
 
 struct client {
     ev_io io;                /* the fd, EV_READ and EV_WRITE as needed */
@@ -77,7 +77,7 @@ struct client {
     uint32_t msg_pos;        /* bytes of the current message received so far */
     uint16_t slot;           /* handshake slot while CONNECTING/HANDSHAKE */
     uint8_t state, flags, node, target, pre_len;
-    char pre[PREFIX_LEN];    /* the current message's prefix, gathered across chunks */
+    char pre[PREFIX_LEN]; /* the current message's prefix, gathered across chunks */
 };
 
 /* A handshake in progress: what only a connecting client needs. */
@@ -95,15 +95,15 @@ struct target {
 
 struct round {
     int64_t t_send, t_last;
-    uint32_t receivers;                       /* open receivers when it was sent */
+    uint32_t receivers;                               /* open receivers when it was sent */
     uint32_t expected, delivered, missing, dup, late; /* expected: receivers still connected */
     size_t lat_start; /* this round's deliveries are lat[lat_start, next round's lat_start) */
     bool timed_out;
 };
 
 enum fail_kind { FK_CONNECT = 0, FK_TIMEOUT, FK_CLOSED, FK_HTTP, FK_STATUS, FK_UPGRADE, FK_COUNT };
-static const char *const fail_names[FK_COUNT] = {"connect error", "handshake timeout", "closed during handshake",
-                                                 "bad HTTP response", "status not 101", "bad upgrade"};
+static const char *const fail_names[FK_COUNT] = {"connect error",     "handshake timeout", "closed during handshake",
+                                                 "bad HTTP response", "status not 101",    "bad upgrade"};
 
 enum phase { PH_CONNECT = 0, PH_ROUNDS, PH_HOLD, PH_CLOSE };
 
@@ -146,10 +146,10 @@ struct app {
 
     /* rounds */
     struct round *rounds;
-    uint32_t cur;      /* index of the current (or next) round */
+    uint32_t cur; /* index of the current (or next) round */
     bool round_active;
-    char *payload;     /* the message, 'x'-padded; the prefix is rewritten each round */
-    float *lat;        /* every delivery's latency, ms */
+    char *payload; /* the message, 'x'-padded; the prefix is rewritten each round */
+    float *lat;    /* every delivery's latency, ms */
     size_t nlat, caplat;
     bool lat_full;
     ev_timer round_timer, gap_timer;
@@ -182,7 +182,10 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static uint32_t cid(const struct client *c) { return (uint32_t)(c - g.clients); }
+static uint32_t cid(const struct client *c)
+{
+    return (uint32_t)(c - g.clients);
+}
 
 /* xorshift64*: masks need to be unpredictable to intermediaries, not cryptographic; seeded from getrandom. */
 static uint32_t rnd32(void)
@@ -408,8 +411,7 @@ static void on_connecting(struct client *c)
     }
     c->state = CL_HANDSHAKE;
     if (client_flush(c) < 0)
-        client_fail(c, FK_CONNECT, "sending the upgrade request to %s: %s", g.targets[c->target].url,
-                    strerror(errno));
+        client_fail(c, FK_CONNECT, "sending the upgrade request to %s: %s", g.targets[c->target].url, strerror(errno));
 }
 
 static uint8_t node_index(const struct http_head *h)
@@ -627,8 +629,7 @@ static void on_delivery(struct client *c, uint32_t rnum, int64_t t_send, int64_t
 static void on_message_end(struct client *c, uint8_t opcode, int64_t now)
 {
     char pre[PREFIX_LEN + 1];
-    if ((c->flags & CL_FL_BAD_MSG) || opcode != WS_OP_TEXT || c->msg_pos != g.o.payload ||
-        c->pre_len != PREFIX_LEN) {
+    if ((c->flags & CL_FL_BAD_MSG) || opcode != WS_OP_TEXT || c->msg_pos != g.o.payload || c->pre_len != PREFIX_LEN) {
         g.corrupt++;
         return;
     }
@@ -683,8 +684,7 @@ static void on_close_frame(struct client *c, const struct ws_event *ev)
         return;
     }
     char why[160];
-    snprintf(why, sizeof why, "the server closed it with %u %.*s", ev->close_code, (int)ev->reason_len,
-             ev->reason);
+    snprintf(why, sizeof why, "the server closed it with %u %.*s", ev->close_code, (int)ev->reason_len, ev->reason);
     if (cid(c) != 0)
         g.open_receivers--;
     c->state = CL_CLOSING;
@@ -698,18 +698,13 @@ static void on_close_frame(struct client *c, const struct ws_event *ev)
 static void on_ws_event(struct client *c, const struct ws_event *ev, int64_t now)
 {
     switch (ev->type) {
-    case WS_EV_DATA:
-        on_data(c, ev, now);
-        break;
+    case WS_EV_DATA: on_data(c, ev, now); break;
     case WS_EV_PING:
         if (c->state == CL_OPEN && client_send(c, WS_OP_PONG, ev->data, ev->len) < 0)
             client_drop(c, "write error answering a ping");
         break;
-    case WS_EV_PONG:
-        break;
-    case WS_EV_CLOSE:
-        on_close_frame(c, ev);
-        break;
+    case WS_EV_PONG: break;
+    case WS_EV_CLOSE: on_close_frame(c, ev); break;
     }
 }
 
@@ -835,8 +830,8 @@ static void print_round(const struct round *r, uint32_t index, double ms)
     if (n)
         qsort(l, n, sizeof *l, cmp_float);
     printf("round %u/%u: %u/%u delivered in %.3f ms%s (delivery p50 %.3f ms), missing %u, dup %u\n", index + 1,
-           g.o.rounds, r->delivered, r->receivers, ms,
-           r->timed_out ? " (timed out)" : "", pct(l, n, 0.5), r->missing, r->dup);
+           g.o.rounds, r->delivered, r->receivers, ms, r->timed_out ? " (timed out)" : "", pct(l, n, 0.5), r->missing,
+           r->dup);
     fflush(stdout);
 }
 
@@ -1045,8 +1040,8 @@ static uint64_t print_rounds(void)
     printf("delivery ms: p50 %.3f p99 %.3f max %.3f over %zu deliveries%s\n", pct(g.lat, g.nlat, 0.5),
            pct(g.lat, g.nlat, 0.99), pct(g.lat, g.nlat, 1.0), g.nlat,
            g.lat_full ? " (latency sample capped: out of memory)" : "");
-    printf("exactly-once: missing %" PRIu64 " (of which late %" PRIu64 "), duplicates %" PRIu64
-           ", to sender %" PRIu64 ", corrupt %" PRIu64 "\n",
+    printf("exactly-once: missing %" PRIu64 " (of which late %" PRIu64 "), duplicates %" PRIu64 ", to sender %" PRIu64
+           ", corrupt %" PRIu64 "\n",
            missing, late, dup, g.to_sender, g.corrupt);
     return missing + dup + g.to_sender + g.corrupt;
 }
@@ -1201,15 +1196,31 @@ static void parse_source(const char *s)
 
 static void parse_args(int argc, char **argv)
 {
-    enum { O_CLIENTS = 1, O_ROUNDS, O_INTERVAL, O_PAYLOAD, O_ROOM, O_SOURCE, O_RATE, O_TIMEOUT, O_QUIET, O_HOLD,
-           O_HELP };
-    static const struct option longopts[] = {
-        {"clients", required_argument, NULL, O_CLIENTS}, {"rounds", required_argument, NULL, O_ROUNDS},
-        {"interval-ms", required_argument, NULL, O_INTERVAL}, {"payload", required_argument, NULL, O_PAYLOAD},
-        {"room", required_argument, NULL, O_ROOM}, {"source", required_argument, NULL, O_SOURCE},
-        {"connect-rate", required_argument, NULL, O_RATE}, {"timeout-ms", required_argument, NULL, O_TIMEOUT},
-        {"quiet", no_argument, NULL, O_QUIET}, {"hold", no_argument, NULL, O_HOLD},
-        {"help", no_argument, NULL, O_HELP}, {NULL, 0, NULL, 0}};
+    enum {
+        O_CLIENTS = 1,
+        O_ROUNDS,
+        O_INTERVAL,
+        O_PAYLOAD,
+        O_ROOM,
+        O_SOURCE,
+        O_RATE,
+        O_TIMEOUT,
+        O_QUIET,
+        O_HOLD,
+        O_HELP
+    };
+    static const struct option longopts[] = {{"clients", required_argument, NULL, O_CLIENTS},
+                                             {"rounds", required_argument, NULL, O_ROUNDS},
+                                             {"interval-ms", required_argument, NULL, O_INTERVAL},
+                                             {"payload", required_argument, NULL, O_PAYLOAD},
+                                             {"room", required_argument, NULL, O_ROOM},
+                                             {"source", required_argument, NULL, O_SOURCE},
+                                             {"connect-rate", required_argument, NULL, O_RATE},
+                                             {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+                                             {"quiet", no_argument, NULL, O_QUIET},
+                                             {"hold", no_argument, NULL, O_HOLD},
+                                             {"help", no_argument, NULL, O_HELP},
+                                             {NULL, 0, NULL, 0}};
     g.o = (struct opts){.clients = 100, .rounds = 10, .payload = 100, .interval_s = 0.1, .timeout_s = 5.0};
     opterr = 0;
     int ch;

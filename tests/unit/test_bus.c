@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #define WAIT_SECONDS 5.0
-#define MAX_PROCS 4
+#define MAX_PROCS    4
 #define MAX_FAKE_FDS 64
 
 /* Run the loop until cond holds or secs pass; the fixture's tick timer bounds each EVRUN_ONCE. */
@@ -36,7 +36,7 @@
     do {                                                                                                               \
         double until_ = now() + (secs);                                                                                \
         while (!(cond) && now() < until_)                                                                              \
-            ev_run((f)->loop, EVRUN_ONCE);                                                                            \
+            ev_run((f)->loop, EVRUN_ONCE);                                                                             \
     } while (0)
 
 static char tmpdir[64];
@@ -132,8 +132,8 @@ static int free_port(void)
 
 static bool port_open(int port)
 {
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in sin = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0;
     if (fd >= 0)
@@ -145,8 +145,8 @@ static bool port_open(int port)
 static void start_redis(struct fixture *f, const char *const *extra)
 {
     char port[16], logfile[128];
-    const char *argv[32] = {"redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                            "--dir", tmpdir, "--logfile", logfile};
+    const char *argv[32] = {"redis-server", "--bind", "127.0.0.1", "--save",    "",     "--appendonly",
+                            "no",           "--dir",  tmpdir,      "--logfile", logfile};
     int n = 11, slot = 0;
     snprintf(port, sizeof port, "%d", f->port);
     snprintf(logfile, sizeof logfile, "%s/redis-%d.log", tmpdir, f->port);
@@ -188,8 +188,13 @@ static struct bus *open_bus(struct fixture *f, int i, const char *url, const cha
                             size_t max_pending)
 {
     char err[ERR_LEN] = "";
-    struct bus_options o = {.url = url, .ca_file = ca_file, .tls_insecure = insecure, .max_pending = max_pending,
-                            .on_message = on_message, .on_link = on_link, .ctx = &f->rec[i]};
+    struct bus_options o = {.url = url,
+                            .ca_file = ca_file,
+                            .tls_insecure = insecure,
+                            .max_pending = max_pending,
+                            .on_message = on_message,
+                            .on_link = on_link,
+                            .ctx = &f->rec[i]};
     f->bus[i] = bus_new(f->loop, &o, err, sizeof err);
     if (!f->bus[i])
         fail_msg("bus_new(%s): %s", url, err);
@@ -251,10 +256,24 @@ static void test_url_parsing(void **state)
         {"REDIS://cache.internal", "redis://cache.internal:6379"},
         {"redis://u:p@ss@host:1", "redis://host:1"},
     };
-    static const char *const bad[] = {
-        "", "http://h", "redis:/h", "redis://", "redis://:6379", "redis://h:0", "redis://h:65536",
-        "redis://h:abc", "redis://h:", "redis://[::1", "redis://[::1]x", "redis://::1:6379", "redis://user@h",
-        "redis://:@h", "redis://:%zz@h", "redis://u:p@", "redis://:topsecret@h:99999", "redis://h:-1"};
+    static const char *const bad[] = {"",
+                                      "http://h",
+                                      "redis:/h",
+                                      "redis://",
+                                      "redis://:6379",
+                                      "redis://h:0",
+                                      "redis://h:65536",
+                                      "redis://h:abc",
+                                      "redis://h:",
+                                      "redis://[::1",
+                                      "redis://[::1]x",
+                                      "redis://::1:6379",
+                                      "redis://user@h",
+                                      "redis://:@h",
+                                      "redis://:%zz@h",
+                                      "redis://u:p@",
+                                      "redis://:topsecret@h:99999",
+                                      "redis://h:-1"};
     char err[ERR_LEN];
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         struct bus_options o = {.url = good[i].url, .tls_insecure = true, .on_message = on_message};
@@ -307,7 +326,10 @@ static void plain_redis(struct fixture *f)
     start_redis(f, args);
 }
 
-static bool both_up(const struct fixture *f) { return bus_is_up(f->bus[0]) && bus_is_up(f->bus[1]); }
+static bool both_up(const struct fixture *f)
+{
+    return bus_is_up(f->bus[0]) && bus_is_up(f->bus[1]);
+}
 
 static void test_pubsub_in_order(void **state)
 {
@@ -540,8 +562,19 @@ static void test_tls(void **state)
     snprintf(key, sizeof key, "%s/server.key", tmpdir);
     snprintf(ca, sizeof ca, "%s/ca.crt", tmpdir);
     snprintf(other, sizeof other, "%s/other.crt", tmpdir);
-    const char *const args[] = {"--port", "0", "--tls-port", "PORT", "--tls-cert-file", cert, "--tls-key-file",
-                                key, "--tls-ca-cert-file", ca, "--tls-auth-clients", "no", NULL};
+    const char *const args[] = {"--port",
+                                "0",
+                                "--tls-port",
+                                "PORT",
+                                "--tls-cert-file",
+                                cert,
+                                "--tls-key-file",
+                                key,
+                                "--tls-ca-cert-file",
+                                ca,
+                                "--tls-auth-clients",
+                                "no",
+                                NULL};
     start_redis(f, args);
     struct bus *a = open_bus(f, 0, url_for(f, "rediss://127.0.0.1"), ca, false, 0);
     struct bus *b = open_bus(f, 1, url_for(f, "rediss://127.0.0.1"), ca, false, 0);
@@ -614,13 +647,13 @@ static void test_fake_server_garbage(void **state)
         const char *bytes;
         enum fake_end end;
     } rounds[] = {
-        {"!!garbage\r\n", KEEP},                                        /* not RESP */
-        {"*3\r\n$7\r\nmessage\r\n$1\r\nx", RST},                     /* cut mid-reply, then RST */
-        {"$999999999\r\nabc", FIN},                                     /* a huge bulk that never comes */
+        {"!!garbage\r\n", KEEP},                                                /* not RESP */
+        {"*3\r\n$7\r\nmessage\r\n$1\r\nx", RST},                                /* cut mid-reply, then RST */
+        {"$999999999\r\nabc", FIN},                                             /* a huge bulk that never comes */
         {"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n", KEEP}, /* nested too deep */
-        {":1\r\n", KEEP},                                               /* an answer to nothing */
-        {"*2\r\n$7\r\nmessage\r\n$1\r\nx\r\n", KEEP},                /* a push of the wrong shape */
-        {"", RST},                                                      /* plain RST */
+        {":1\r\n", KEEP},                                                       /* an answer to nothing */
+        {"*2\r\n$7\r\nmessage\r\n$1\r\nx\r\n", KEEP},                           /* a push of the wrong shape */
+        {"", RST},                                                              /* plain RST */
     };
     struct net_addr addr;
     char err[ERR_LEN], text[64];

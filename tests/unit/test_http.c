@@ -14,7 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define NHDR 16
+#define NHDR   16
 #define LIT(s) s, sizeof(s) - 1 /* string literal with its length, so embedded NULs count */
 
 /* ---- guard page ---- */
@@ -36,7 +36,10 @@ static int req_n(const char *s, size_t n, struct http_head *h, const struct http
     return http_parse_request(guarded(s, n), n, 0, h, lim);
 }
 
-static int req(const char *s, struct http_head *h) { return req_n(s, strlen(s), h, NULL); }
+static int req(const char *s, struct http_head *h)
+{
+    return req_n(s, strlen(s), h, NULL);
+}
 
 static int res(const char *s, struct http_head *h)
 {

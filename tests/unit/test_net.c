@@ -31,8 +31,8 @@ static void test_parse_addr(void **state)
     net_addr_str(&a, s, sizeof s);
     assert_string_equal(s, "[::1]:80");
     assert_int_equal(net_parse_addr(":8080", &a, err, sizeof err), 0);
-    static const char *const bad[] = {"127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:http",
-                                      "localhost:80", "[::1:80", "1.2.3.4.5:80", "127.0.0.1:-1"};
+    static const char *const bad[] = {"127.0.0.1",    "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:http",
+                                      "localhost:80", "[::1:80",     "1.2.3.4.5:80",    "127.0.0.1:-1"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         err[0] = '\0';
         assert_int_equal(net_parse_addr(bad[i], &a, err, sizeof err), -1);

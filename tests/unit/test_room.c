@@ -128,8 +128,9 @@ static void test_wire_rejects_foreign_messages(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "hello", "wsh1 n1 1 t", "wsh2 n1 1 t\n", "wsh1  1 t\n", "wsh1 n1 x t\n", "wsh1 n1 1 q\n", "wsh1 n1 1 tt\n",
-        "wsh1 n1 t\n", "",
+        "hello",          "wsh1 n1 1 t",   "wsh2 n1 1 t\n",
+        "wsh1  1 t\n",    "wsh1 n1 x t\n", "wsh1 n1 1 q\n",
+        "wsh1 n1 1 tt\n", "wsh1 n1 t\n",   "",
     };
     const char *node, *payload;
     size_t node_len, payload_len;

@@ -32,7 +32,10 @@ static struct ws_reader server_reader(uint64_t max_message)
     return (struct ws_reader){.role = WS_ROLE_SERVER, .max_message = max_message};
 }
 
-static struct ws_reader client_reader(void) { return (struct ws_reader){.role = WS_ROLE_CLIENT}; }
+static struct ws_reader client_reader(void)
+{
+    return (struct ws_reader){.role = WS_ROLE_CLIENT};
+}
 
 /* One call on a guarded copy of s; the event's data points into the guarded copy. */
 static int next_on(struct ws_reader *r, const uint8_t *s, size_t n, struct ws_event *ev)
@@ -71,8 +74,7 @@ struct result {
 
 /* Feed wire[0..len) the way a socket would: pieces of `step` bytes (0: random 1..64 from seed) are appended to a
  * pending buffer, and events are taken until -2 or -1; consumed bytes are dropped from the front. */
-static void stream(struct ws_reader *r, const uint8_t *wire, size_t len, size_t step, unsigned seed,
-                   struct result *res)
+static void stream(struct ws_reader *r, const uint8_t *wire, size_t len, size_t step, unsigned seed, struct result *res)
 {
     uint8_t *pending = malloc(len + 1);
     size_t plen = 0, fed = 0;
@@ -310,7 +312,7 @@ static void test_header_needs_payload(void **state)
     for (size_t cut = 0; cut <= 8; cut++)
         assert_int_equal(ws_reader_next(&r, buf, cut, &ev), -2);
     assert_false(r.in_frame || r.in_message);
-    assert_memory_equal(buf, wire, 8); /* -2 leaves the buffer alone */
+    assert_memory_equal(buf, wire, 8);              /* -2 leaves the buffer alone */
     assert_int_equal(next_on(&r, wire, 9, &ev), 9); /* header + 1 byte */
     assert_int_equal(ev.len, 1);
     assert_true(ev.first);
@@ -414,18 +416,31 @@ static void test_utf8_fails_fast(void **state)
 {
     (void)state;
     struct ws_reader r = client_reader();
-    expect_error(&r, LIT("\x81\x7e\x10\x00" "ab\xc0"), WS_CLOSE_BAD_DATA);
+    expect_error(&r,
+                 LIT("\x81\x7e\x10\x00"
+                     "ab\xc0"),
+                 WS_CLOSE_BAD_DATA);
 }
 
 static void test_utf8_truncated_at_end(void **state)
 {
     (void)state;
     struct ws_reader r = client_reader();
-    expect_error(&r, LIT("\x81\x02" "a\xce"), WS_CLOSE_BAD_DATA);
+    expect_error(&r,
+                 LIT("\x81\x02"
+                     "a\xce"),
+                 WS_CLOSE_BAD_DATA);
     struct ws_reader f = client_reader();
     struct ws_event ev;
-    assert_int_equal(next_on(&f, LIT("\x01\x01" "a"), &ev), 3);
-    expect_error(&f, LIT("\x80\x02" "b\xe2"), WS_CLOSE_BAD_DATA);
+    assert_int_equal(next_on(&f,
+                             LIT("\x01\x01"
+                                 "a"),
+                             &ev),
+                     3);
+    expect_error(&f,
+                 LIT("\x80\x02"
+                     "b\xe2"),
+                 WS_CLOSE_BAD_DATA);
 }
 
 /* Binary messages are not UTF-8 checked. */
@@ -443,9 +458,20 @@ static void test_utf8_feed(void **state)
 {
     (void)state;
     static const char *valid[] = {
-        "", "plain ascii, long enough for the 8-byte path", "\x7f", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80",
-        "\xed\x9f\xbf", "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf", "\xf3\xbf\xbf\xbf",
-        "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", "Hello-\xc2\xb5@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc",
+        "",
+        "plain ascii, long enough for the 8-byte path",
+        "\x7f",
+        "\xc2\x80",
+        "\xdf\xbf",
+        "\xe0\xa0\x80",
+        "\xed\x9f\xbf",
+        "\xee\x80\x80",
+        "\xef\xbf\xbf",
+        "\xf0\x90\x80\x80",
+        "\xf4\x8f\xbf\xbf",
+        "\xf3\xbf\xbf\xbf",
+        "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",
+        "Hello-\xc2\xb5@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc",
     };
     for (size_t i = 0; i < sizeof valid / sizeof *valid; i++) {
         const uint8_t *p = (const uint8_t *)valid[i];
@@ -459,8 +485,9 @@ static void test_utf8_feed(void **state)
     }
     /* Each rejected on its last byte: the prefix before it is still alive. */
     static const char *invalid[] = {
-        "\x80", "\xbf", "\xc0", "\xc1", "\xc2\x41", "\xe0\x80", "\xe0\x9f", "\xed\xa0", "\xed\xbf",
-        "\xf0\x80", "\xf0\x8f", "\xf4\x90", "\xf4\xbf", "\xf5", "\xf8", "\xfe", "\xff", "\xe1\x80\x41", "a\xce\xce",
+        "\x80",     "\xbf",     "\xc0",     "\xc1",         "\xc2\x41",  "\xe0\x80", "\xe0\x9f",
+        "\xed\xa0", "\xed\xbf", "\xf0\x80", "\xf0\x8f",     "\xf4\x90",  "\xf4\xbf", "\xf5",
+        "\xf8",     "\xfe",     "\xff",     "\xe1\x80\x41", "a\xce\xce",
     };
     for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++) {
         const uint8_t *p = (const uint8_t *)invalid[i];
@@ -550,9 +577,17 @@ static void test_bad_lengths(void **state)
     expect_error(&r, LIT("\x82\x7f\x80\x00\x00\x00\x00\x00\x00\x00"), WS_CLOSE_PROTOCOL); /* top bit */
     r = client_reader();
     struct ws_event ev;
-    assert_int_equal(next_on(&r, LIT("\x82\x7e\x00\x7e" "x"), &ev), 5); /* 126 in 16 bits: minimal */
+    assert_int_equal(next_on(&r,
+                             LIT("\x82\x7e\x00\x7e"
+                                 "x"),
+                             &ev),
+                     5); /* 126 in 16 bits: minimal */
     r = client_reader();
-    assert_int_equal(next_on(&r, LIT("\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00" "x"), &ev), 11);
+    assert_int_equal(next_on(&r,
+                             LIT("\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00"
+                                 "x"),
+                             &ev),
+                     11);
 }
 
 static void test_too_big(void **state)
@@ -598,7 +633,11 @@ static void test_close_parsing(void **state)
     assert_int_equal(ev.close_code, WS_CLOSE_NO_STATUS);
     assert_int_equal(ev.reason_len, 0);
     r = client_reader();
-    assert_int_equal(next_on(&r, LIT("\x88\x05\x03\xe8" "bye"), &ev), 7);
+    assert_int_equal(next_on(&r,
+                             LIT("\x88\x05\x03\xe8"
+                                 "bye"),
+                             &ev),
+                     7);
     assert_int_equal(ev.close_code, WS_CLOSE_NORMAL);
     assert_int_equal(ev.reason_len, 3);
     assert_memory_equal(ev.reason, "bye", 3);
@@ -645,7 +684,10 @@ static void test_close_payload(void **state)
     (void)state;
     uint8_t out[WS_MAX_CONTROL];
     assert_int_equal(ws_close_payload(out, 1000, "bye"), 5);
-    assert_memory_equal(out, "\x03\xe8" "bye", 5);
+    assert_memory_equal(out,
+                        "\x03\xe8"
+                        "bye",
+                        5);
     assert_int_equal(ws_close_payload(out, 1011, ""), 2);
     assert_memory_equal(out, "\x03\xf3", 2);
     assert_int_equal(ws_close_payload(out, 1001, NULL), 2);
@@ -716,12 +758,12 @@ static void test_accept_key_invalid(void **state)
     (void)state;
     static const char *bad[] = {
         "",
-        "dGhlIHNhbXBsZSBub25jZQ=",    /* 23 */
-        "dGhlIHNhbXBsZSBub25jZQ===",  /* 25 */
-        "dGhlIHNhbXBsZSBub25jZQAA",   /* 18 bytes, no padding */
-        "dGhlIHNhbXBsZSBub25jZ===",   /* 15 bytes and a bit */
-        "dGhlIHNhbXBsZSBub25j!Q==",   /* not base64 */
-        "dGhlIHNhbXBsZSBub25j Q==",   /* whitespace, which EVP_DecodeBlock would skip */
+        "dGhlIHNhbXBsZSBub25jZQ=",   /* 23 */
+        "dGhlIHNhbXBsZSBub25jZQ===", /* 25 */
+        "dGhlIHNhbXBsZSBub25jZQAA",  /* 18 bytes, no padding */
+        "dGhlIHNhbXBsZSBub25jZ===",  /* 15 bytes and a bit */
+        "dGhlIHNhbXBsZSBub25j!Q==",  /* not base64 */
+        "dGhlIHNhbXBsZSBub25j Q==",  /* whitespace, which EVP_DecodeBlock would skip */
         " dGhlIHNhbXBsZSBub25jZQ==",
     };
     char out[WS_ACCEPT_LEN + 1];
