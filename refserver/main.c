@@ -43,7 +43,7 @@ static long long parse_bytes(const char *s)
     if (*end == 'k' || *end == 'K')
         mult = 1024, end++;
     else if (*end == 'm' || *end == 'M')
-        mult = 1024 * 1024, end++;
+        mult = 1024LL * 1024, end++;
     if (*end || v > (1LL << 40) / mult)
         return -1;
     return v * mult;
