@@ -6,7 +6,7 @@ CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 OPT     ?= -O2 -g
 CFLAGS  += $(CSTD) $(WARN) $(OPT) -I. -MMD -MP
-LDLIBS  := -lev -lhiredis -lssl -lcrypto -lz -lm
+LDLIBS  := -lev -lhiredis -ljansson -lssl -lcrypto -lz -lm
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san
@@ -21,6 +21,10 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/obj/%.o)
 REF_SRC    := $(wildcard refserver/*.c)
 REF_OBJ    := $(REF_SRC:%.c=$(BUILD)/obj/%.o)
 REF_LIBOBJ := $(filter-out %/main.o,$(REF_OBJ))
+LG_SRC     := $(wildcard loadgen/*.c)
+LG_OBJ     := $(LG_SRC:%.c=$(BUILD)/obj/%.o)
+LG_LIBOBJ  := $(filter-out %/main.o,$(LG_OBJ))
+LG_LIBSRC  := $(filter-out %/main.c,$(LG_SRC))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
@@ -30,7 +34,7 @@ FUZZ_BIN   := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 10
 
 .PHONY: all test unit itest interop check fuzz bench demo deps need-deps lint clean
-all: need-deps $(BUILD)/refserver $(TOOL_BIN)
+all: need-deps $(BUILD)/refserver $(if $(wildcard loadgen/main.c),$(BUILD)/loadgen) $(TOOL_BIN)
 
 # Fail early, with the remedy, when a build dependency is missing; install it when we can.
 need-deps:
@@ -53,10 +57,17 @@ $(BUILD)/librefserver.a: $(REF_LIBOBJ)
 $(BUILD)/refserver: $(REF_OBJ) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# loadgen's modules minus main(), for the unit tests and the fuzzers.
+$(BUILD)/libloadgen.a: $(LG_LIBOBJ)
+	ar rcs $@ $^
+
+$(BUILD)/loadgen: $(LG_OBJ) $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(BUILD)/%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/librefserver.a $(BUILD)/libcommon.a
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libloadgen.a $(BUILD)/librefserver.a $(BUILD)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
@@ -78,9 +89,9 @@ check:
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 # libFuzzer targets always build with clang, against the sources directly (no static lib: it is built with $(CC)).
-build/fuzz/%: fuzz/%.c $(COMMON_SRC)
+build/fuzz/%: fuzz/%.c $(COMMON_SRC) $(LG_LIBSRC)
 	@mkdir -p $(dir $@)
-	clang $(CSTD) -I. -g -O1 -fsanitize=fuzzer,address,undefined $< $(COMMON_SRC) $(LDLIBS) -o $@
+	clang $(CSTD) -I. -g -O1 -fsanitize=fuzzer,address,undefined $< $(COMMON_SRC) $(LG_LIBSRC) $(LDLIBS) -o $@
 
 fuzz: need-deps $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \
@@ -98,8 +109,8 @@ demo: all
 	@scripts/demo.sh
 
 lint:
-	clang-format --dry-run -Werror common/*.[ch] refserver/*.[ch] tests/unit/*.[ch] tests/tools/*.c fuzz/*.c
-	clang-tidy common/*.c refserver/*.c -- $(CSTD) -I.
+	clang-format --dry-run -Werror common/*.[ch] refserver/*.[ch] loadgen/*.[ch] tests/unit/*.[ch] tests/tools/*.c fuzz/*.c
+	clang-tidy common/*.c refserver/*.c loadgen/*.c -- $(CSTD) -I.
 
 clean:
 	rm -rf build

@@ -4,9 +4,9 @@
 set -euo pipefail
 
 # build: compiler, libev, hiredis (RESP reader/formatter), OpenSSL, zlib, cmocka; fuzz: clang + its runtimes;
-# run/test: redis-server, python3 (integration tests), node + npm (interop tests against npm peers).
-PACKAGES=(build-essential pkg-config libev-dev libhiredis-dev libssl-dev zlib1g-dev libcmocka-dev
-          clang libclang-rt-14-dev redis-server python3 nodejs npm openssl procps)
+# jansson: loadgen's JSON report. run/test: redis-server, haproxy (loadgen's wss interop test), python3 (integration tests), node + npm (interop tests against npm peers).
+PACKAGES=(build-essential pkg-config libev-dev libhiredis-dev libssl-dev zlib1g-dev libcmocka-dev libjansson-dev
+          clang libclang-rt-14-dev redis-server haproxy python3 nodejs npm openssl procps)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,720 @@
+/* loadgen's client connections; see client.h for the states and the division of work with worker.c. */
+#define _GNU_SOURCE
+#include "loadgen/client.h"
+
+#include "common/hist.h"
+#include "common/http.h"
+#include "common/net.h"
+#include "common/tls.h"
+#include "loadgen/payload.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RBUF_WANT      65536
+#define CARRY_MAX      16384          /* the response head, later an incomplete frame header */
+#define MAX_MESSAGE    (64ull << 20)  /* a server message over this is a protocol error (1009) */
+#define READS_PER_WAKE 8              /* fairness: other clients get their turn */
+#define USER_AGENT     "wsh-loadgen/0.1"
+
+/* A handshake in progress: what only a connecting client needs. */
+struct hs_slot {
+    struct lg_client *c;
+    int64_t start_ns, tcp_ns;
+    size_t last_len; /* http_parse_response's resume point */
+    char accept[WS_ACCEPT_LEN + 1];
+};
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents);
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* xorshift64*: masks must be unpredictable to intermediaries, not cryptographic; seeded from getrandom. */
+static uint32_t rnd32(struct lg_engine *e)
+{
+    e->rng ^= e->rng >> 12;
+    e->rng ^= e->rng << 25;
+    e->rng ^= e->rng >> 27;
+    return (uint32_t)((e->rng * 0x2545F4914F6CDD1DULL) >> 32);
+}
+
+void lg_engine_note(struct lg_engine *e, enum lg_err k, const char *fmt, ...)
+{
+    e->err_counts[k]++;
+    if (e->err_example[k][0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->err_example[k], sizeof e->err_example[k], fmt, ap);
+    va_end(ap);
+}
+
+int lg_engine_init(struct lg_engine *e, struct ev_loop *loop, const struct lg_opts *o, uint32_t max_inflight,
+                   char *err, size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    e->loop = loop;
+    e->opts = o;
+    if (getrandom(&e->rng, sizeof e->rng, 0) != sizeof e->rng || e->rng == 0)
+        e->rng = (uint64_t)now_ns() | 1;
+    for (int i = 0; i < o->ntargets; i++) {
+        if (o->targets[i].tls && !e->tls_ctx) {
+            e->tls_ctx = tls_client_ctx_new(o->cacert, !o->insecure, err, errlen);
+            if (!e->tls_ctx)
+                return -1;
+        }
+    }
+    /* c->slot is 16 bits: more handshakes than that at once would not go faster anyway. */
+    e->nslots = max_inflight == 0 ? 1 : max_inflight > UINT16_MAX ? UINT16_MAX : max_inflight;
+    e->slots = calloc(e->nslots, sizeof *e->slots);
+    e->free_slots = calloc(e->nslots, sizeof *e->free_slots);
+    e->connect_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    e->handshake_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    if (!e->slots || !e->free_slots || !e->connect_hist || !e->handshake_hist) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (uint32_t i = 0; i < e->nslots; i++)
+        e->free_slots[e->nfree++] = e->nslots - 1 - i;
+    return 0;
+}
+
+void lg_engine_free(struct lg_engine *e)
+{
+    free(e->slots);
+    free(e->free_slots);
+    hist_free(e->connect_hist);
+    hist_free(e->handshake_hist);
+    buf_free(&e->rbuf);
+    if (e->tls_ctx)
+        tls_ctx_free(e->tls_ctx);
+    memset(e, 0, sizeof *e);
+}
+
+bool lg_engine_has_slot(const struct lg_engine *e)
+{
+    return e->nfree > 0;
+}
+
+/* ---- plumbing ---- */
+
+static void watch(struct lg_engine *e, struct lg_client *c, int events)
+{
+    if ((c->io.events & (EV_READ | EV_WRITE)) == events && ev_is_active(&c->io))
+        return;
+    ev_io_stop(e->loop, &c->io);
+    ev_io_set(&c->io, c->io.fd, events);
+    ev_io_start(e->loop, &c->io);
+}
+
+static struct hs_slot *slot_of(struct lg_engine *e, const struct lg_client *c)
+{
+    return &e->slots[c->slot];
+}
+
+static void slot_take(struct lg_engine *e, struct lg_client *c)
+{
+    uint32_t i = e->free_slots[--e->nfree];
+    e->slots[i] = (struct hs_slot){.c = c, .start_ns = now_ns()};
+    c->slot = (uint16_t)i;
+    e->inflight++;
+}
+
+static void slot_put(struct lg_engine *e, struct lg_client *c)
+{
+    e->slots[c->slot].c = NULL;
+    e->free_slots[e->nfree++] = c->slot;
+    e->inflight--;
+}
+
+static bool in_handshake(const struct lg_client *c)
+{
+    return c->state == LC_CONNECTING || c->state == LC_TLS || c->state == LC_UPGRADE;
+}
+
+/* Close the socket and free every per-client block; the client ends in LC_DONE. No callback. */
+static void teardown(struct lg_engine *e, struct lg_client *c)
+{
+    if (c->state == LC_DONE || c->state == LC_IDLE) {
+        c->state = LC_DONE;
+        return;
+    }
+    if (in_handshake(c))
+        slot_put(e, c);
+    ev_io_stop(e->loop, &c->io);
+    if (c->tls) {
+        tls_shutdown(c->tls);
+        tls_conn_free(c->tls);
+        c->tls = NULL;
+    }
+    close(c->io.fd);
+    buf_free(&c->carry);
+    buf_free(&c->out);
+    free(c->pre);
+    c->pre = NULL;
+    c->state = LC_DONE;
+}
+
+void lg_client_free(struct lg_engine *e, struct lg_client *c)
+{
+    teardown(e, c);
+}
+
+static enum lg_err connect_kind(int err)
+{
+    switch (err) {
+    case ECONNREFUSED:
+        return LG_ERR_REFUSED;
+    case ETIMEDOUT:
+        return LG_ERR_CONNECT_TIMEOUT;
+    case EMFILE:
+    case ENFILE:
+        return LG_ERR_EMFILE;
+    case EADDRNOTAVAIL:
+    case EADDRINUSE:
+        return LG_ERR_EADDRNOTAVAIL;
+    default:
+        return LG_ERR_CONNECT;
+    }
+}
+
+static void fail(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The connect phase did not succeed. Precondition: a handshake state (or LC_IDLE). Next: LC_DONE. */
+static void fail(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *fmt, ...)
+{
+    char msg[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lg_engine_note(e, k, "%s", msg);
+    teardown(e, c);
+    e->ops.failed(c);
+}
+
+/* An open client was closed, reset or broke the protocol. Next: LC_DONE. */
+static void lose(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void lose(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *fmt, ...)
+{
+    char msg[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lg_engine_note(e, k, "client %u: %s", c->id, msg);
+    teardown(e, c);
+    e->ops.lost(c);
+}
+
+/* Our closing handshake is over, well or not. Next: LC_DONE. */
+static void finish_close(struct lg_engine *e, struct lg_client *c, bool clean)
+{
+    teardown(e, c);
+    e->ops.closed(c, clean);
+}
+
+/* Write what is queued, keeping EV_WRITE interest while the socket is full. 0, or -1 with errno (not yet torn
+ * down: the caller decides what the failure means). */
+static int flush(struct lg_engine *e, struct lg_client *c)
+{
+    while (buf_len(&c->out)) {
+        size_t n = 0;
+        int err = 0;
+        bool want_read = false;
+        enum io_status st;
+        if (c->tls) {
+            st = tls_write(c->tls, buf_head(&c->out), buf_len(&c->out), &n, &want_read, &err);
+        } else {
+            ssize_t w = send(c->io.fd, buf_head(&c->out), buf_len(&c->out), MSG_NOSIGNAL);
+            err = errno;
+            st = w > 0 ? IO_OK : w < 0 && (err == EAGAIN || err == EINTR) ? IO_AGAIN : IO_ERR;
+            n = w > 0 ? (size_t)w : 0;
+        }
+        if (st == IO_OK) {
+            buf_consume(&c->out, n);
+            continue;
+        }
+        if (st == IO_AGAIN) {
+            watch(e, c, want_read ? EV_READ : EV_READ | EV_WRITE);
+            return 0;
+        }
+        errno = st == IO_EOF ? EPIPE : err;
+        return -1;
+    }
+    buf_release_if_empty(&c->out);
+    watch(e, c, EV_READ);
+    return 0;
+}
+
+/* Queue one frame, masked with a fresh key (RFC 6455 5.3), and try to write it. */
+static int queue_frame(struct lg_engine *e, struct lg_client *c, uint8_t opcode, const void *data, size_t len)
+{
+    uint8_t hdr[WS_MAX_HEADER], mask[4];
+    uint32_t m = rnd32(e);
+    memcpy(mask, &m, sizeof mask);
+    size_t hl = ws_frame_header(hdr, opcode, true, len, mask);
+    if (buf_reserve(&c->out, hl + len) < 0) {
+        errno = ENOBUFS;
+        return -1;
+    }
+    memcpy(buf_tail(&c->out), hdr, hl);
+    buf_commit(&c->out, hl);
+    uint8_t *p = (uint8_t *)buf_tail(&c->out);
+    if (len)
+        memcpy(p, data, len);
+    ws_mask(p, len, mask, 0);
+    buf_commit(&c->out, len);
+    return flush(e, c);
+}
+
+int lg_client_send(struct lg_engine *e, struct lg_client *c, uint8_t opcode, const void *data, size_t len)
+{
+    if (c->state != LC_OPEN)
+        return -1;
+    if (queue_frame(e, c, opcode, data, len) == 0)
+        return 0;
+    lose(e, c, LG_ERR_DROPPED, "sending: %s", strerror(errno));
+    return -1;
+}
+
+void lg_client_close(struct lg_engine *e, struct lg_client *c)
+{
+    if (c->state != LC_OPEN)
+        return;
+    uint8_t payload[WS_MAX_CONTROL];
+    size_t n = ws_close_payload(payload, WS_CLOSE_NORMAL, "");
+    c->state = LC_CLOSING;
+    if (queue_frame(e, c, WS_OP_CLOSE, payload, n) < 0)
+        finish_close(e, c, false);
+}
+
+void lg_client_abort(struct lg_engine *e, struct lg_client *c)
+{
+    if (c->state == LC_CLOSING)
+        finish_close(e, c, false);
+}
+
+/* ---- connect phase ---- */
+
+/* Queue the upgrade request. Precondition: TCP (and TLS) up. Next: LC_UPGRADE. */
+static void send_upgrade(struct lg_engine *e, struct lg_client *c)
+{
+    const struct lg_opts *o = e->opts;
+    const struct lg_target *t = &o->targets[c->target];
+    struct hs_slot *s = slot_of(e, c);
+    char key[25], room[256], target[2048], req[8192];
+    ws_client_key(key);
+    ws_accept_key(key, strlen(key), s->accept);
+    lg_client_room(o, c->id, room, sizeof room);
+    if (lg_request_target(t, o->room_param, room, target, sizeof target) < 0)
+        snprintf(target, sizeof target, "%s", t->path);
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: " USER_AGENT "\r\n",
+                     target, t->host_header, key);
+    for (int i = 0; i < o->nheaders && n > 0 && (size_t)n < sizeof req; i++)
+        n += snprintf(req + n, sizeof req - (size_t)n, "%s\r\n", o->headers[i]);
+    if (n < 0 || (size_t)n + 3 > sizeof req) {
+        fail(e, c, LG_ERR_CONNECT, "%s: the upgrade request is over %zu bytes", t->url, sizeof req);
+        return;
+    }
+    memcpy(req + n, "\r\n", 3);
+    c->state = LC_UPGRADE;
+    if (buf_append(&c->out, req, (size_t)n + 2) < 0 || flush(e, c) < 0)
+        fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending the upgrade request: %s", t->url, strerror(errno));
+}
+
+void lg_client_start(struct lg_engine *e, struct lg_client *c)
+{
+    const struct lg_opts *o = e->opts;
+    const struct lg_target *t = &o->targets[c->target];
+    slot_take(e, c);
+    c->carry = (struct buf){.max = CARRY_MAX};
+    c->out = (struct buf){.max = (size_t)o->payload * 2 + (1u << 20)};
+    const struct net_addr *src = o->nsources ? &o->sources[c->id % o->nsources] : NULL;
+    int fd = net_connect(&t->addr, src);
+    if (fd < 0) {
+        int err = errno;
+        slot_put(e, c);
+        c->state = LC_DONE;
+        char where[80] = "";
+        if (src)
+            net_addr_str(src, where, sizeof where);
+        lg_engine_note(e, connect_kind(err), "connect to %s%s%s: %s", t->url, src ? " from " : "", where,
+                       strerror(err));
+        e->ops.failed(c);
+        return;
+    }
+    ev_io_init(&c->io, on_io, fd, EV_WRITE);
+    c->io.data = e;
+    ev_io_start(e->loop, &c->io);
+    c->state = LC_CONNECTING;
+}
+
+/* Precondition: LC_CONNECTING and writable. Next: LC_TLS, LC_UPGRADE or LC_DONE. */
+static void on_connecting(struct lg_engine *e, struct lg_client *c)
+{
+    const struct lg_target *t = &e->opts->targets[c->target];
+    int err = net_connect_result(c->io.fd);
+    if (err) {
+        fail(e, c, connect_kind(err), "connect to %s: %s", t->url, strerror(err));
+        return;
+    }
+    struct hs_slot *s = slot_of(e, c);
+    s->tcp_ns = now_ns();
+    hist_record(e->connect_hist, s->tcp_ns - s->start_ns);
+    if (!t->tls) {
+        send_upgrade(e, c);
+        return;
+    }
+    c->tls = tls_conn_new(e->tls_ctx, c->io.fd, t->host);
+    if (!c->tls) {
+        fail(e, c, LG_ERR_TLS, "%s: out of memory for TLS", t->url);
+        return;
+    }
+    c->state = LC_TLS;
+    watch(e, c, EV_READ | EV_WRITE);
+}
+
+/* Precondition: LC_TLS. Next: LC_TLS (more to do), LC_UPGRADE or LC_DONE. */
+static void on_tls(struct lg_engine *e, struct lg_client *c)
+{
+    bool want_write = false;
+    char err[160];
+    enum io_status st = tls_handshake(c->tls, &want_write, err, sizeof err);
+    if (st == IO_OK) {
+        send_upgrade(e, c);
+    } else if (st == IO_AGAIN) {
+        watch(e, c, want_write ? EV_WRITE : EV_READ);
+    } else {
+        fail(e, c, LG_ERR_TLS, "%s: TLS handshake: %s", e->opts->targets[c->target].url, err);
+    }
+}
+
+static void count_node(struct lg_engine *e, const char *name, size_t len)
+{
+    if (!name) {
+        e->nodes_unknown++;
+        return;
+    }
+    if (len > 63)
+        len = 63;
+    for (int i = 0; i < e->nnodes; i++) {
+        if (strlen(e->node_names[i]) == len && !memcmp(e->node_names[i], name, len)) {
+            e->node_counts[i]++;
+            return;
+        }
+    }
+    if (e->nnodes == LG_MAX_NODES) {
+        e->nodes_other++;
+        return;
+    }
+    memcpy(e->node_names[e->nnodes], name, len);
+    e->node_names[e->nnodes][len] = '\0';
+    e->node_counts[e->nnodes++] = 1;
+}
+
+/* Where the balancer put this client: the node header, else the sticky cookie's value. */
+static void note_node(struct lg_engine *e, const struct http_head *h)
+{
+    const struct http_header *x = http_find_header(h, e->opts->node_header);
+    if (x) {
+        count_node(e, x->value, x->value_len);
+        return;
+    }
+    const char *name = e->opts->cookie;
+    size_t nlen = name ? strlen(name) : 0;
+    for (size_t i = 0; name && i < h->num_headers; i++) {
+        const struct http_header *sc = &h->headers[i];
+        if (sc->name_len != 10 || strncasecmp(sc->name, "Set-Cookie", 10) || sc->value_len <= nlen ||
+            memcmp(sc->value, name, nlen) || sc->value[nlen] != '=')
+            continue;
+        const char *v = sc->value + nlen + 1, *end = memchr(v, ';', sc->value_len - nlen - 1);
+        count_node(e, v, end ? (size_t)(end - v) : sc->value_len - nlen - 1);
+        return;
+    }
+    count_node(e, NULL, 0);
+}
+
+static void count_status(struct lg_engine *e, int status)
+{
+    for (int i = 0; i < e->nstatus; i++) {
+        if (e->status_codes[i] == status) {
+            e->status_counts[i]++;
+            return;
+        }
+    }
+    if (e->nstatus < LG_MAX_STATUS) {
+        e->status_codes[e->nstatus] = status;
+        e->status_counts[e->nstatus++] = 1;
+    }
+}
+
+/* Is this the 101 we asked for? 0, or -1 after fail(). A refusal's reason is its body's start, if it came. */
+static int check_upgrade(struct lg_engine *e, struct lg_client *c, const struct http_head *h, const char *buf,
+                         size_t len, size_t head_len)
+{
+    const char *url = e->opts->targets[c->target].url;
+    if (h->status != 101) {
+        char body[100];
+        size_t i;
+        for (i = 0; head_len + i < len && i < sizeof body - 1; i++) {
+            char ch = buf[head_len + i];
+            body[i] = ch >= ' ' && ch < 127 ? ch : ' ';
+        }
+        body[i] = '\0';
+        count_status(e, h->status);
+        fail(e, c, LG_ERR_HTTP_STATUS, "%s answered %d %.*s%s%s", url, h->status, (int)h->reason_len, h->reason,
+             i ? ": " : "", body);
+        return -1;
+    }
+    const struct http_header *up = http_find_header(h, "Upgrade");
+    const struct http_header *acc = http_find_header(h, "Sec-WebSocket-Accept");
+    if (!up || !http_has_token(up->value, up->value_len, "websocket") || !h->conn_upgrade) {
+        fail(e, c, LG_ERR_BAD_UPGRADE, "%s: 101 without Upgrade: websocket and Connection: upgrade", url);
+        return -1;
+    }
+    if (!acc || acc->value_len != WS_ACCEPT_LEN || memcmp(acc->value, slot_of(e, c)->accept, WS_ACCEPT_LEN)) {
+        fail(e, c, LG_ERR_BAD_UPGRADE, "%s: wrong Sec-WebSocket-Accept", url);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parse the response gathered in buf[0..len). Returns the bytes of the head once the client is open, 0 when more
+ * is needed (or it failed: then c->state is LC_DONE). */
+static size_t on_response(struct lg_engine *e, struct lg_client *c, const char *buf, size_t len)
+{
+    static const struct http_limits limits = {.max_head = CARRY_MAX};
+    struct http_header hdrs[48];
+    struct http_head h = {.headers = hdrs, .headers_cap = 48};
+    struct hs_slot *s = slot_of(e, c);
+    int n = http_parse_response(buf, len, s->last_len, &h, &limits);
+    if (n == -2) {
+        s->last_len = len;
+        return 0;
+    }
+    if (n < 0) {
+        fail(e, c, LG_ERR_BAD_UPGRADE, "%s: bad response: %s", e->opts->targets[c->target].url,
+             http_error_str(h.error));
+        return 0;
+    }
+    if (check_upgrade(e, c, &h, buf, len, (size_t)n) < 0)
+        return 0;
+    hist_record(e->handshake_hist, now_ns() - s->tcp_ns);
+    note_node(e, &h);
+    slot_put(e, c);
+    c->state = LC_OPEN;
+    c->reader = (struct ws_reader){.role = WS_ROLE_CLIENT, .max_message = MAX_MESSAGE};
+    e->ops.opened(c);
+    return (size_t)n;
+}
+
+/* ---- frames ---- */
+
+/* A chunk of a data message: hand whole small messages over as they are, gather the head of split ones. */
+static void on_data(struct lg_engine *e, struct lg_client *c, const struct ws_event *ev, int64_t now)
+{
+    if (ev->first) {
+        c->pre_len = 0;
+        c->msg_len = 0;
+        if (ev->last) {
+            e->ops.message(c, (const char *)ev->data, ev->len, ev->len, now);
+            return;
+        }
+    }
+    if (c->pre_len < LG_PAYLOAD_PREFIX) {
+        if (!c->pre)
+            c->pre = malloc(LG_PAYLOAD_PREFIX);
+        size_t room = (size_t)LG_PAYLOAD_PREFIX - c->pre_len, take = ev->len < room ? ev->len : room;
+        if (c->pre && take) {
+            memcpy(c->pre + c->pre_len, ev->data, take);
+            c->pre_len = (uint16_t)(c->pre_len + take);
+        }
+    }
+    c->msg_len = c->msg_len + ev->len < c->msg_len ? UINT32_MAX : c->msg_len + (uint32_t)ev->len;
+    if (ev->last) {
+        e->ops.message(c, c->pre ? c->pre : "", c->pre ? c->pre_len : 0, c->msg_len, now);
+        free(c->pre);
+        c->pre = NULL;
+        c->pre_len = 0;
+    }
+}
+
+/* The server's close frame: in LC_OPEN the server is closing us (a loss: answer and go), in LC_CLOSING it answers
+ * ours (wait for its end of the TCP connection). Returns -1 when c is gone. */
+static int on_close_frame(struct lg_engine *e, struct lg_client *c, const struct ws_event *ev)
+{
+    if (c->state == LC_CLOSING) {
+        c->close_got = ev->close_code == WS_CLOSE_NORMAL || ev->close_code == WS_CLOSE_NO_STATUS ? 1 : 2;
+        return 0;
+    }
+    uint8_t payload[WS_MAX_CONTROL];
+    uint16_t code = ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code;
+    queue_frame(e, c, WS_OP_CLOSE, payload, ws_close_payload(payload, code, ""));
+    lose(e, c, LG_ERR_DROPPED, "the server closed it with %u %.*s", ev->close_code, (int)ev->reason_len,
+         ev->reason);
+    return -1;
+}
+
+/* Feed frames from b[0..len). Returns the bytes used, or SIZE_MAX when the client is gone. */
+static size_t feed_frames(struct lg_engine *e, struct lg_client *c, uint8_t *b, size_t len, int64_t now)
+{
+    size_t off = 0;
+    while (off < len && (c->state == LC_OPEN || c->state == LC_CLOSING)) {
+        struct ws_event ev;
+        int n = ws_reader_next(&c->reader, b + off, len - off, &ev);
+        if (n == -2)
+            break;
+        if (n == -1) {
+            uint8_t payload[WS_MAX_CONTROL];
+            queue_frame(e, c, WS_OP_CLOSE, payload, ws_close_payload(payload, c->reader.close_code, ""));
+            lose(e, c, LG_ERR_PROTOCOL, "bad frame from the server: %s (closed with %u)", c->reader.error,
+                 c->reader.close_code);
+            return SIZE_MAX;
+        }
+        off += (size_t)n;
+        if (ev.type == WS_EV_DATA) {
+            if (c->state == LC_OPEN)
+                on_data(e, c, &ev, now);
+        } else if (ev.type == WS_EV_PING) {
+            if (queue_frame(e, c, WS_OP_PONG, ev.data, ev.len) < 0) {
+                lose(e, c, LG_ERR_DROPPED, "answering a ping: %s", strerror(errno));
+                return SIZE_MAX;
+            }
+        } else if (ev.type == WS_EV_CLOSE && on_close_frame(e, c, &ev) < 0) {
+            return SIZE_MAX;
+        }
+    }
+    return c->state == LC_OPEN || c->state == LC_CLOSING ? off : SIZE_MAX;
+}
+
+/* The peer ended the connection (EOF or error) in state st. */
+static void on_eof(struct lg_engine *e, struct lg_client *c, enum io_status st, int err)
+{
+    const char *url = e->opts->targets[c->target].url;
+    const char *why = st == IO_EOF ? "connection closed" : strerror(err);
+    if (c->state == LC_CLOSING)
+        finish_close(e, c, c->close_got == 1);
+    else if (c->state == LC_OPEN)
+        lose(e, c, LG_ERR_DROPPED, "%s without a close frame", why);
+    else if (c->state == LC_TLS)
+        fail(e, c, LG_ERR_TLS, "%s: TLS handshake: %s", url, why);
+    else
+        fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: %s during the handshake", url, why);
+}
+
+/* Bytes are in e->rbuf (carry first): hand them to the handshake or the frame reader, keep the rest. */
+static void consume_input(struct lg_engine *e, struct lg_client *c)
+{
+    uint8_t *p = (uint8_t *)buf_head(&e->rbuf);
+    size_t len = buf_len(&e->rbuf), used = 0;
+    int64_t now = now_ns();
+    if (c->state == LC_UPGRADE) {
+        used = on_response(e, c, (const char *)p, len);
+        if (c->state == LC_DONE)
+            return;
+        if (c->state == LC_UPGRADE) { /* head incomplete: keep it all */
+            if (buf_append(&c->carry, p, len) < 0)
+                fail(e, c, LG_ERR_BAD_UPGRADE, "%s: response head over %d bytes", e->opts->targets[c->target].url,
+                     CARRY_MAX);
+            return;
+        }
+    }
+    size_t n = feed_frames(e, c, p + used, len - used, now);
+    if (n == SIZE_MAX)
+        return;
+    used += n;
+    if (used < len && buf_append(&c->carry, p + used, len - used) < 0)
+        lose(e, c, LG_ERR_PROTOCOL, "a frame header over %d bytes", CARRY_MAX);
+    else
+        buf_release_if_empty(&c->carry);
+}
+
+/* Read until the socket (and TLS) has nothing more, or READS_PER_WAKE reads. */
+static void on_readable(struct lg_engine *e, struct lg_client *c)
+{
+    for (int i = 0; i < READS_PER_WAKE; i++) {
+        e->rbuf.rpos = e->rbuf.wpos = 0;
+        if (buf_len(&c->carry)) {
+            buf_append(&e->rbuf, buf_head(&c->carry), buf_len(&c->carry));
+            buf_consume(&c->carry, buf_len(&c->carry));
+        }
+        size_t had = buf_len(&e->rbuf);
+        int err = 0;
+        bool want_write = false;
+        enum io_status st = c->tls ? tls_read(c->tls, &e->rbuf, RBUF_WANT, &want_write, &err)
+                                   : net_read(c->io.fd, &e->rbuf, RBUF_WANT, &err);
+        if (st == IO_AGAIN) {
+            if (had)
+                buf_append(&c->carry, buf_head(&e->rbuf), had);
+            /* Back to read interest alone once TLS no longer needs the socket writable: else the loop spins. */
+            watch(e, c, want_write || buf_len(&c->out) ? EV_READ | EV_WRITE : EV_READ);
+            return;
+        }
+        if (st != IO_OK) {
+            on_eof(e, c, st, err);
+            return;
+        }
+        consume_input(e, c);
+        if (c->state == LC_DONE)
+            return;
+    }
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    struct lg_client *c = (struct lg_client *)(void *)w;
+    struct lg_engine *e = w->data;
+    if (c->state == LC_CONNECTING) {
+        on_connecting(e, c);
+        return;
+    }
+    if (c->state == LC_TLS) {
+        on_tls(e, c);
+        return;
+    }
+    if ((revents & EV_WRITE) && buf_len(&c->out) && flush(e, c) < 0) {
+        if (c->state == LC_UPGRADE)
+            fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending the upgrade request: %s",
+                 e->opts->targets[c->target].url, strerror(errno));
+        else if (c->state == LC_CLOSING)
+            finish_close(e, c, false);
+        else
+            lose(e, c, LG_ERR_DROPPED, "writing: %s", strerror(errno));
+        return;
+    }
+    if (revents & EV_READ || (c->tls && (revents & EV_WRITE)))
+        on_readable(e, c);
+}
+
+void lg_engine_expire(struct lg_engine *e, int64_t now)
+{
+    int64_t limit = e->opts->connect_timeout_ns;
+    for (uint32_t i = 0; i < e->nslots; i++) {
+        struct hs_slot *s = &e->slots[i];
+        if (!s->c || now - s->start_ns <= limit)
+            continue;
+        const char *url = e->opts->targets[s->c->target].url;
+        double ms = (double)limit / 1e6;
+        if (s->c->state == LC_CONNECTING)
+            fail(e, s->c, LG_ERR_CONNECT_TIMEOUT, "%s: no TCP connection within %.0f ms", url, ms);
+        else
+            fail(e, s->c, LG_ERR_HANDSHAKE_TIMEOUT, "%s: no 101 within %.0f ms", url, ms);
+    }
+}

@@ -1,0 +1,105 @@
+/* One worker's WebSocket client connections: TCP connect from a chosen source address, TLS, the HTTP upgrade,
+ * frames in and out, the close handshake. The worker (worker.c) decides what to send and what a message means;
+ * this module tells it through struct lg_engine_ops when a client opened, failed, got a message, was lost or
+ * finished closing.
+ *
+ *   LC_IDLE -> LC_CONNECTING -> [LC_TLS] -> LC_UPGRADE -> LC_OPEN -> LC_CLOSING -> LC_DONE
+ *                   \______________\_____________\____________\___________________^  (failure, loss, timeout)
+ *
+ * Memory per idle open client is one struct lg_client and no heap block: reads go through one engine-wide buffer,
+ * only the bytes of an incomplete frame are carried per client, and handshake-only state (the expected accept key,
+ * timings) lives in a slot that is given back when the handshake ends. */
+#ifndef LOADGEN_CLIENT_H
+#define LOADGEN_CLIENT_H
+
+#include "common/buf.h"
+#include "common/ws.h"
+#include "loadgen/opts.h"
+#include "loadgen/result.h"
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum lg_client_state { LC_IDLE = 0, LC_CONNECTING, LC_TLS, LC_UPGRADE, LC_OPEN, LC_CLOSING, LC_DONE };
+
+struct lg_track;
+struct tls_conn;
+struct tls_ctx;
+
+struct lg_client {
+    ev_io io;
+    struct ws_reader reader;
+    struct buf carry; /* handshake: the response so far; open: the bytes of an incomplete frame */
+    struct buf out;   /* bytes not yet written (almost always empty and without a heap block) */
+    struct tls_conn *tls;
+    char *pre;               /* the head of a message split over chunks (LG_PAYLOAD_PREFIX bytes), on demand */
+    struct lg_track *tracks; /* the worker's: one tracker per emitter in this client's room */
+    uint32_t id;             /* global client number */
+    uint32_t room;           /* room index (id % rooms) */
+    uint32_t msg_len;        /* bytes of the current message so far (saturates) */
+    uint16_t pre_len;
+    uint16_t slot;     /* handshake slot while connecting */
+    uint8_t state;     /* enum lg_client_state */
+    uint8_t target;    /* index into opts->targets */
+    uint8_t flags;     /* LC_FL_* */
+    uint8_t close_got; /* the server's close frame arrived */
+};
+
+struct lg_engine_ops {
+    void (*opened)(struct lg_client *c);              /* LC_OPEN reached */
+    void (*failed)(struct lg_client *c);              /* the connect phase failed (counted by kind already) */
+    void (*message)(struct lg_client *c, const char *head, size_t head_len, uint64_t msg_len, int64_t now_ns);
+    void (*lost)(struct lg_client *c);                /* an open client was closed or reset by the server */
+    void (*closed)(struct lg_client *c, bool clean);  /* our close handshake ended (LC_DONE) */
+};
+
+/* Per worker. Fields after "results" are what the worker reports. */
+struct lg_engine {
+    struct ev_loop *loop;
+    const struct lg_opts *opts;
+    struct lg_engine_ops ops;
+    struct tls_ctx *tls_ctx; /* NULL when no URL is wss:// */
+    struct buf rbuf;         /* one read buffer for every client */
+    uint64_t rng;
+    struct hs_slot *slots;
+    uint32_t *free_slots, nfree, nslots, inflight;
+
+    /* results */
+    struct hist *connect_hist, *handshake_hist;
+    uint32_t err_counts[LG_ERR_COUNT];
+    char err_example[LG_ERR_COUNT][160];
+    int status_codes[LG_MAX_STATUS];
+    uint32_t status_counts[LG_MAX_STATUS];
+    int nstatus;
+    char node_names[LG_MAX_NODES][64];
+    uint32_t node_counts[LG_MAX_NODES];
+    int nnodes;
+    uint32_t nodes_other, nodes_unknown;
+};
+
+/* Set up e for at most max_inflight handshakes at once. 0, or -1 with err (TLS context, memory). */
+int lg_engine_init(struct lg_engine *e, struct ev_loop *loop, const struct lg_opts *o, uint32_t max_inflight,
+                   char *err, size_t errlen);
+void lg_engine_free(struct lg_engine *e);
+/* Can another handshake start now? */
+bool lg_engine_has_slot(const struct lg_engine *e);
+/* Fail every handshake older than the connect timeout. */
+void lg_engine_expire(struct lg_engine *e, int64_t now_ns);
+
+/* Start c's connect (c->id, c->room and c->target set, state LC_IDLE, a slot free). On an immediate failure
+ * ops.failed has been called when this returns. */
+void lg_client_start(struct lg_engine *e, struct lg_client *c);
+/* Send one data message (masked) of len bytes. 0, or -1 when the client was lost doing so (ops.lost called). */
+int lg_client_send(struct lg_engine *e, struct lg_client *c, uint8_t opcode, const void *data, size_t len);
+/* Begin the close handshake (1000) from LC_OPEN; ops.closed follows. */
+void lg_client_close(struct lg_engine *e, struct lg_client *c);
+/* Give up on a closing client (close timeout): ops.closed(c, false). */
+void lg_client_abort(struct lg_engine *e, struct lg_client *c);
+/* Release whatever c holds, without callbacks (process exit). */
+void lg_client_free(struct lg_engine *e, struct lg_client *c);
+
+/* Count a failure of kind k with an example message (the first of each kind is kept). */
+void lg_engine_note(struct lg_engine *e, enum lg_err k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

@@ -1,0 +1,606 @@
+/* loadgen's coordinator; see coord.h.
+ *
+ * Round pacing: round r+1 starts `interval` after round r started, or as soon as every worker has reported round r
+ * over (all its expected deliveries arrived, or its deadline passed) if that is later. Rounds never overlap, so a
+ * slow system is measured, not buried under a backlog the generator made. After the last round a short verify
+ * window (deadline / 10, at most 200 ms) lets duplicates and stragglers show up before the close. */
+#define _GNU_SOURCE
+#include "loadgen/coord.h"
+
+#include "common/hist.h"
+#include "loadgen/ipc.h"
+#include "loadgen/worker.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROGRESS_S   0.25
+#define WORKER_GRACE 2.0 /* seconds past a deadline before a silent worker is declared stuck */
+
+enum cphase { CP_CONNECT = 0, CP_ROUNDS, CP_VERIFY, CP_CLOSE, CP_DONE };
+
+struct wk {
+    pid_t pid;
+    int fd;
+    ev_io io;
+    struct buf in;
+    struct ipc_progress progress;
+    bool ready, round_done, final;
+};
+
+struct coord {
+    struct ev_loop *loop;
+    const struct lg_opts *o;
+    struct lg_result *r;
+    struct hlog *hlog;
+    struct wk *w;
+    uint32_t nw, nready, ndone, nfinal;
+    enum cphase phase;
+    int64_t t0, t_phase, round_start;
+    uint32_t round; /* current (1-based), 0 before the first */
+    uint32_t *emitters, nemitters;
+    struct hist *round_hist;
+    int64_t first_send, last_arrival;
+    bool timed_out, progress_shown, failed;
+    char err[256];
+    ev_timer pace, watchdog, progress;
+    ev_signal sigint, sigterm;
+};
+
+static struct coord C;
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static double rel_s(int64_t t)
+{
+    return (double)(t - C.t0) / 1e9;
+}
+
+static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* loadgen itself failed: stop everything and report what was gathered. */
+static void fatal(const char *fmt, ...)
+{
+    if (!C.failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(C.err, sizeof C.err, fmt, ap);
+        va_end(ap);
+    }
+    C.failed = true;
+    C.phase = CP_DONE;
+    ev_break(C.loop, EVBREAK_ALL);
+}
+
+static void broadcast(uint32_t type, const void *body, size_t len)
+{
+    for (uint32_t i = 0; i < C.nw; i++)
+        if (ipc_send(C.w[i].fd, type, body, len) < 0)
+            fatal("worker %u: %s", i, strerror(errno));
+}
+
+/* ---- progress line (a terminal only) ---- */
+
+static void draw_progress(void)
+{
+    if (C.o->quiet || !isatty(STDERR_FILENO))
+        return;
+    uint32_t ok = 0, bad = 0;
+    for (uint32_t i = 0; i < C.nw; i++) {
+        ok += C.w[i].progress.connected;
+        bad += C.w[i].progress.failed;
+    }
+    if (C.phase == CP_CONNECT)
+        fprintf(stderr, "\r\033[Kconnect %u/%u, %u failed, %.1fs", ok, C.o->clients, bad, rel_s(now_ns()));
+    else if (C.phase == CP_ROUNDS)
+        fprintf(stderr, "\r\033[Kround %u/%u, %" PRIu64 " delivered so far, %.1fs", C.round, C.o->rounds,
+                hist_count(C.r->latency) + hist_count(C.round_hist), rel_s(now_ns()));
+    else
+        fprintf(stderr, "\r\033[Kclosing, %.1fs", rel_s(now_ns()));
+    C.progress_shown = true;
+}
+
+static void clear_progress(void)
+{
+    if (C.progress_shown)
+        fprintf(stderr, "\r\033[K");
+    C.progress_shown = false;
+}
+
+static void on_progress(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+    draw_progress();
+}
+
+/* ---- phases ---- */
+
+static void start_close(void)
+{
+    if (C.phase >= CP_CLOSE)
+        return;
+    if (C.phase == CP_VERIFY || C.phase == CP_ROUNDS)
+        C.r->verify_ns = now_ns() - C.t_phase;
+    C.phase = CP_CLOSE;
+    C.t_phase = now_ns();
+    ev_timer_stop(C.loop, &C.pace);
+    ev_timer_stop(C.loop, &C.watchdog);
+    broadcast(IPC_CLOSE, NULL, 0);
+    /* The workers bound their own close by --close-timeout; this only catches one that hangs. */
+    ev_timer_set(&C.watchdog, (double)C.o->close_timeout_ns / 1e9 + WORKER_GRACE + 3.0, 0);
+    ev_timer_start(C.loop, &C.watchdog);
+}
+
+static void on_pace(struct ev_loop *loop, ev_timer *t, int revents);
+
+static void start_round(void)
+{
+    C.round++;
+    C.round_start = now_ns();
+    C.ndone = 0;
+    C.first_send = C.last_arrival = 0;
+    C.timed_out = false;
+    for (uint32_t i = 0; i < C.nw; i++)
+        C.w[i].round_done = false;
+    broadcast(IPC_ROUND, &C.round, sizeof C.round);
+    ev_timer_stop(C.loop, &C.watchdog);
+    ev_timer_set(&C.watchdog, (double)C.o->deadline_ns / 1e9 + WORKER_GRACE, 0);
+    ev_timer_start(C.loop, &C.watchdog);
+}
+
+static void on_pace(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+    if (C.phase == CP_ROUNDS)
+        start_round();
+    else if (C.phase == CP_VERIFY)
+        start_close();
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+    for (uint32_t i = 0; i < C.nw; i++)
+        if ((C.phase == CP_ROUNDS && !C.w[i].round_done) || (C.phase == CP_CLOSE && !C.w[i].final))
+            fatal("worker %u (pid %d) stopped answering", i, (int)C.w[i].pid);
+}
+
+static void after(double seconds)
+{
+    ev_timer_set(&C.pace, seconds > 0 ? seconds : 0, 0);
+    ev_timer_start(C.loop, &C.pace);
+}
+
+/* Every worker reported round C.round over: record it, write its interval, pace the next. */
+static void round_over(void)
+{
+    struct lg_round *rd = &C.r->rounds[C.round - 1];
+    ev_timer_stop(C.loop, &C.watchdog);
+    int64_t start = C.first_send ? C.first_send : C.round_start;
+    int64_t end = C.timed_out ? start + C.o->deadline_ns : C.last_arrival > start ? C.last_arrival : start;
+    rd->start_ns = start - C.t0;
+    rd->duration_ns = end - start;
+    rd->timed_out = C.timed_out;
+    rd->p50_ns = hist_percentile(C.round_hist, 50);
+    rd->p99_ns = hist_percentile(C.round_hist, 99);
+    rd->max_ns = hist_max(C.round_hist);
+    if (C.hlog && hlog_write(C.hlog, NULL, rel_s(start), (double)(end - start) / 1e9, C.round_hist) < 0)
+        fatal("writing the .hlog: %s", strerror(errno));
+    hist_merge(C.r->latency, C.round_hist);
+    hist_reset(C.round_hist);
+    C.r->rounds_run = C.round;
+    int64_t next = C.round_start + C.o->interval_ns, now = now_ns();
+    if (C.round < C.o->rounds) {
+        after((double)(next - now) / 1e9);
+        return;
+    }
+    C.r->rounds_ns = now - C.t_phase;
+    C.phase = CP_VERIFY;
+    C.t_phase = now;
+    int64_t grace = C.o->deadline_ns / 10 < 200000000 ? C.o->deadline_ns / 10 : 200000000;
+    after((double)grace / 1e9);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Every worker is ready: tell them who emits, then start the rounds (or close). */
+static void all_ready(void)
+{
+    int64_t now = now_ns();
+    C.r->connect_ns = now - C.t0;
+    if (C.hlog) {
+        double len = (double)C.r->connect_ns / 1e9;
+        if (hlog_write(C.hlog, "connect", 0, len, C.r->connect) < 0 ||
+            hlog_write(C.hlog, "handshake", 0, len, C.r->handshake) < 0)
+            fatal("writing the .hlog: %s", strerror(errno));
+    }
+    C.t_phase = now;
+    if (C.r->connected == 0 || C.o->rounds == 0) {
+        C.phase = CP_ROUNDS;
+        start_close();
+        return;
+    }
+    qsort(C.emitters, C.nemitters, sizeof *C.emitters, cmp_u32);
+    broadcast(IPC_EMITTERS, C.emitters, C.nemitters * sizeof *C.emitters);
+    C.phase = CP_ROUNDS;
+    after((double)(C.o->hold_ns + C.o->interval_ns) / 1e9);
+}
+
+/* ---- worker messages ---- */
+
+static int on_ready(struct wk *w, const char *body, size_t len)
+{
+    struct ipc_ready rd;
+    if (w->ready || len < sizeof rd)
+        return -1;
+    memcpy(&rd, body, sizeof rd);
+    size_t pos = sizeof rd + (size_t)rd.n_emitters * sizeof(uint32_t);
+    if (pos > len)
+        return -1;
+    uint32_t *grown = realloc(C.emitters, (C.nemitters + rd.n_emitters + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    C.emitters = grown;
+    memcpy(C.emitters + C.nemitters, body + sizeof rd, (size_t)rd.n_emitters * sizeof(uint32_t));
+    C.nemitters += rd.n_emitters;
+    if (ipc_get_hist(body, len, &pos, C.r->connect) < 0 || ipc_get_hist(body, len, &pos, C.r->handshake) < 0)
+        return -1;
+    C.r->connected += rd.connected;
+    C.r->failed += rd.failed;
+    w->progress = (struct ipc_progress){.connected = rd.connected, .failed = rd.failed};
+    w->ready = true;
+    if (++C.nready == C.nw)
+        all_ready();
+    return 0;
+}
+
+static int on_round_done(struct wk *w, const char *body, size_t len)
+{
+    struct ipc_round_done d;
+    size_t pos = sizeof d;
+    if (len < sizeof d)
+        return -1;
+    memcpy(&d, body, sizeof d);
+    if (ipc_get_hist(body, len, &pos, C.round_hist) < 0)
+        return -1;
+    if (d.round != C.round || w->round_done || C.phase != CP_ROUNDS)
+        return 0; /* a worker closing a round the coordinator already moved past: its deliveries still count */
+    w->round_done = true;
+    if (d.first_send_ns && (!C.first_send || d.first_send_ns < C.first_send))
+        C.first_send = d.first_send_ns;
+    if (d.last_arrival_ns > C.last_arrival)
+        C.last_arrival = d.last_arrival_ns;
+    C.timed_out |= d.timed_out != 0;
+    if (++C.ndone == C.nw)
+        round_over();
+    return 0;
+}
+
+static void merge_nodes(const struct ipc_final *f)
+{
+    struct lg_result *r = C.r;
+    for (int i = 0; i < f->nnodes; i++) {
+        int j = 0;
+        while (j < r->nnodes && strcmp(r->node_names[j], f->node_names[i]))
+            j++;
+        if (j == r->nnodes && r->nnodes == LG_MAX_NODES) {
+            r->nodes_other += f->node_counts[i];
+            continue;
+        }
+        if (j == r->nnodes)
+            memcpy(r->node_names[r->nnodes++], f->node_names[i], sizeof r->node_names[0]);
+        r->node_counts[j] += f->node_counts[i];
+    }
+    r->nodes_other += f->nodes_other;
+    r->nodes_unknown += f->nodes_unknown;
+}
+
+static void merge_errors(const struct ipc_final *f)
+{
+    struct lg_result *r = C.r;
+    for (int k = 0; k < LG_ERR_COUNT; k++) {
+        r->err_counts[k] += f->err_counts[k];
+        if (!r->err_example[k][0])
+            memcpy(r->err_example[k], f->err_example[k], sizeof r->err_example[k]);
+    }
+    for (int i = 0; i < f->nstatus; i++) {
+        int j = 0;
+        while (j < r->nstatus && r->status_codes[j] != f->status_codes[i])
+            j++;
+        if (j == r->nstatus && r->nstatus == LG_MAX_STATUS)
+            continue;
+        if (j == r->nstatus)
+            r->status_codes[r->nstatus++] = f->status_codes[i];
+        r->status_counts[j] += f->status_counts[i];
+    }
+}
+
+static int on_final(struct wk *w, const char *body, size_t len)
+{
+    struct ipc_final f;
+    if (w->final || len < sizeof f)
+        return -1;
+    memcpy(&f, body, sizeof f);
+    size_t pos = sizeof f + (size_t)f.rounds * sizeof(struct ipc_round_count);
+    if (f.rounds != C.o->rounds || pos > len)
+        return -1;
+    for (uint32_t i = 0; i < f.rounds; i++) {
+        struct ipc_round_count rc;
+        memcpy(&rc, body + sizeof f + i * sizeof rc, sizeof rc);
+        struct lg_round *rd = &C.r->rounds[i];
+        rd->emitted += (uint32_t)rc.emitted;
+        rd->expected += rc.expected;
+        rd->received += rc.received;
+        rd->late += rc.late;
+        rd->duplicate += rc.duplicate;
+        rd->reordered += rc.reordered;
+    }
+    if (ipc_get_hist(body, len, &pos, C.round_hist) < 0)
+        return -1;
+    if (!w->ready) { /* interrupted while it was connecting */
+        C.r->connected += f.connected;
+        C.r->failed += f.failed;
+    }
+    C.r->dropped += f.dropped;
+    C.r->closed_clean += f.closed_clean;
+    C.r->echoed += f.echoed;
+    C.r->foreign += f.foreign;
+    C.r->corrupt += f.corrupt;
+    merge_nodes(&f);
+    merge_errors(&f);
+    C.r->workers[w - C.w] = f.self;
+    w->final = true;
+    if (++C.nfinal == C.nw) {
+        C.r->close_ns = now_ns() - C.t_phase;
+        C.phase = CP_DONE;
+        ev_break(C.loop, EVBREAK_ALL);
+    }
+    return 0;
+}
+
+static int on_worker_message(struct wk *w, const struct ipc_hdr *h, const char *body)
+{
+    switch (h->type) {
+    case IPC_PROGRESS:
+        if (h->len != sizeof w->progress)
+            return -1;
+        memcpy(&w->progress, body, sizeof w->progress);
+        return 0;
+    case IPC_READY:
+        return on_ready(w, body, h->len);
+    case IPC_ROUND_DONE:
+        return on_round_done(w, body, h->len);
+    case IPC_FINAL:
+        return on_final(w, body, h->len);
+    case IPC_FATAL:
+        fatal("worker %u: %.*s", (unsigned)(w - C.w), (int)strnlen(body, h->len), body);
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+static void on_worker(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop, (void)revents;
+    struct wk *w = io->data;
+    int rc = ipc_fill(w->fd, &w->in);
+    if (rc <= 0) {
+        ev_io_stop(C.loop, io);
+        if (!w->final)
+            fatal("worker %u (pid %d) exited before reporting", (unsigned)(w - C.w), (int)w->pid);
+        return;
+    }
+    struct ipc_hdr h;
+    const char *body;
+    while (C.phase != CP_DONE && (rc = ipc_take(&w->in, &h, &body)) == 1)
+        if (on_worker_message(w, &h, body) < 0)
+            fatal("worker %u sent a malformed message (type %u)", (unsigned)(w - C.w), h.type);
+    if (rc < 0)
+        fatal("worker %u sent a garbled stream", (unsigned)(w - C.w));
+}
+
+static void on_signal(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop, (void)revents;
+    if (C.r->interrupted) {
+        fatal("interrupted twice: not waiting for the close handshakes");
+        return;
+    }
+    C.r->interrupted = true;
+    clear_progress();
+    fprintf(stderr, "loadgen: %s: closing the clients and reporting (again to stop now)\n",
+            s->signum == SIGINT ? "interrupted" : "terminated");
+    if (C.phase == CP_CONNECT) {
+        /* Workers are still connecting: closing now reports what they have. */
+        C.t_phase = now_ns();
+    }
+    start_close();
+}
+
+/* ---- set-up and tear-down ---- */
+
+static int spawn_workers(char *err, size_t errlen)
+{
+    for (uint32_t i = 0; i < C.nw; i++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+            snprintf(err, errlen, "socketpair: %s", strerror(errno));
+            return -1;
+        }
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0) {
+            snprintf(err, errlen, "fork: %s", strerror(errno));
+            close(sv[0]);
+            close(sv[1]);
+            return -1;
+        }
+        if (pid == 0) {
+            close(sv[0]);
+            for (uint32_t j = 0; j < i; j++)
+                close(C.w[j].fd);
+            signal(SIGINT, SIG_IGN); /* the coordinator decides when to stop, and tells us */
+            signal(SIGTERM, SIG_IGN);
+            _exit(lg_worker_main(C.o, i, C.nw, sv[1]));
+        }
+        close(sv[1]);
+        C.w[i] = (struct wk){.pid = pid, .fd = sv[0]};
+    }
+    return 0;
+}
+
+static void reap_workers(void)
+{
+    for (uint32_t i = 0; i < C.nw; i++) {
+        if (C.w[i].pid <= 0)
+            continue;
+        if (!C.w[i].final)
+            kill(C.w[i].pid, SIGKILL);
+        waitpid(C.w[i].pid, NULL, 0);
+        if (C.w[i].fd >= 0)
+            close(C.w[i].fd);
+        buf_free(&C.w[i].in);
+    }
+}
+
+static int result_init(struct lg_result *r, const struct lg_opts *o)
+{
+    memset(r, 0, sizeof *r);
+    r->opts = o;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    r->start_epoch = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+    gethostname(r->host, sizeof r->host - 1);
+    snprintf(r->version, sizeof r->version, "%s", LG_VERSION);
+    r->attempted = o->clients;
+    r->nworkers = o->workers;
+    r->connect = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    r->handshake = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    r->latency = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    r->rounds = calloc((size_t)o->rounds + 1, sizeof *r->rounds);
+    return r->connect && r->handshake && r->latency && r->rounds ? 0 : -1;
+}
+
+void lg_result_free(struct lg_result *r)
+{
+    hist_free(r->connect);
+    hist_free(r->handshake);
+    hist_free(r->latency);
+    free(r->rounds);
+    r->connect = r->handshake = r->latency = NULL;
+    r->rounds = NULL;
+}
+
+/* Totals over the rounds run, and what the workers' self-reports add up to. */
+static void finish_result(void)
+{
+    struct lg_result *r = C.r;
+    struct lg_round *t = &r->total;
+    for (uint32_t i = 0; i < r->rounds_run; i++) {
+        struct lg_round *rd = &r->rounds[i];
+        uint64_t arrived = rd->received + rd->late;
+        rd->missing = rd->expected > arrived ? rd->expected - arrived : 0;
+        t->emitted += rd->emitted;
+        t->expected += rd->expected;
+        t->received += rd->received;
+        t->late += rd->late;
+        t->missing += rd->missing;
+        t->duplicate += rd->duplicate;
+        t->reordered += rd->reordered;
+        t->timed_out |= rd->timed_out;
+    }
+    t->start_ns = r->rounds_run ? r->rounds[0].start_ns : 0;
+    t->duration_ns = r->rounds_ns;
+    t->p50_ns = hist_percentile(r->latency, 50);
+    t->p99_ns = hist_percentile(r->latency, 99);
+    t->max_ns = hist_max(r->latency);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    r->coord_cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                     (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    r->total_ns = now_ns() - C.t0;
+}
+
+static void loop_setup(void)
+{
+    C.loop = ev_default_loop(EVFLAG_AUTO);
+    for (uint32_t i = 0; i < C.nw; i++) {
+        ev_io_init(&C.w[i].io, on_worker, C.w[i].fd, EV_READ);
+        C.w[i].io.data = &C.w[i];
+        ev_io_start(C.loop, &C.w[i].io);
+    }
+    ev_timer_init(&C.pace, on_pace, 0, 0);
+    ev_timer_init(&C.watchdog, on_watchdog, 0, 0);
+    ev_timer_init(&C.progress, on_progress, PROGRESS_S, PROGRESS_S);
+    ev_timer_start(C.loop, &C.progress);
+    ev_signal_init(&C.sigint, on_signal, SIGINT);
+    ev_signal_init(&C.sigterm, on_signal, SIGTERM);
+    ev_signal_start(C.loop, &C.sigint);
+    ev_signal_start(C.loop, &C.sigterm);
+}
+
+int lg_run(const struct lg_opts *o, struct lg_result *r, FILE *hlog, char *err, size_t errlen)
+{
+    memset(&C, 0, sizeof C);
+    C.o = o;
+    C.r = r;
+    C.nw = o->workers;
+    if (result_init(r, o) < 0 || !(C.w = calloc(C.nw, sizeof *C.w)) ||
+        !(C.round_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (hlog && !(C.hlog = hlog_open(hlog, r->start_epoch))) {
+        snprintf(err, errlen, "writing the .hlog header failed");
+        return -1;
+    }
+    C.t0 = now_ns();
+    int rc = spawn_workers(err, errlen);
+    if (rc == 0) {
+        loop_setup();
+        ev_run(C.loop, 0);
+        clear_progress();
+        if (C.failed) {
+            snprintf(err, errlen, "%s", C.err);
+            rc = -1;
+        }
+    }
+    reap_workers();
+    /* Deliveries after the last round (stragglers, duplicates) go in a last interval of their own. */
+    if (hist_count(C.round_hist)) {
+        if (C.hlog)
+            hlog_write(C.hlog, NULL, rel_s(C.t_phase), (double)(now_ns() - C.t_phase) / 1e9, C.round_hist);
+        hist_merge(r->latency, C.round_hist);
+    }
+    finish_result();
+    if (C.hlog && hlog_close(C.hlog) < 0 && rc == 0) {
+        snprintf(err, errlen, "writing the .hlog failed");
+        rc = -1;
+    }
+    hist_free(C.round_hist);
+    free(C.emitters);
+    free(C.w);
+    if (C.loop)
+        ev_loop_destroy(C.loop);
+    return rc;
+}

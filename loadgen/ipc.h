@@ -1,0 +1,93 @@
+/* The coordinator and its worker processes talk over one AF_UNIX stream socketpair per worker, in messages of a
+ * small header plus a body. Both ends are the same binary (fork, no exec), so bodies are plain structs.
+ *
+ * Writes block: the coordinator only sends a few small control messages, and a worker's big final message is read
+ * by a coordinator that is waiting for nothing else, so neither side can wedge the other. Reads are driven by the
+ * event loop and gathered into a buffer until a whole message is there. */
+#ifndef LOADGEN_IPC_H
+#define LOADGEN_IPC_H
+
+#include "common/buf.h"
+#include "loadgen/result.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum ipc_type {
+    /* worker -> coordinator */
+    IPC_PROGRESS = 1, /* struct ipc_progress: connect-phase counts */
+    IPC_READY,        /* struct ipc_ready + n_emitters uint32 ids + connect blob + handshake blob */
+    IPC_ROUND_DONE,   /* struct ipc_round_done + latency blob (deliveries since the last one) */
+    IPC_FINAL,        /* struct ipc_final + rounds * struct ipc_round_count + latency blob (the tail) */
+    IPC_FATAL,        /* a NUL-terminated message: the worker cannot go on */
+    /* coordinator -> worker */
+    IPC_EMITTERS, /* uint32 ids of the emitters that are open, sorted */
+    IPC_ROUND,    /* uint32 round (1-based) */
+    IPC_CLOSE,    /* empty: close every client and send IPC_FINAL */
+};
+
+struct ipc_hdr {
+    uint32_t type, len; /* len: body bytes */
+};
+
+struct ipc_progress {
+    uint32_t connected, failed;
+};
+
+/* A histogram travels as an HdrHistogram V2 blob plus its exact extremes (the blob only knows bucket bounds). */
+struct ipc_hist_hdr {
+    int64_t min, max;
+    uint32_t blob_len;
+    uint32_t pad_;
+};
+
+struct ipc_ready {
+    uint32_t connected, failed, n_emitters;
+    uint32_t pad_;
+};
+
+struct ipc_round_done {
+    uint32_t round;
+    uint32_t timed_out;
+    int64_t first_send_ns; /* CLOCK_MONOTONIC; 0 when this worker sent nothing this round */
+    int64_t last_arrival_ns; /* 0 when nothing arrived */
+};
+
+struct ipc_round_count {
+    uint64_t emitted, expected, received, late, duplicate, reordered;
+};
+
+struct ipc_final {
+    uint32_t connected, failed, dropped, closed_clean;
+    uint32_t err_counts[LG_ERR_COUNT];
+    char err_example[LG_ERR_COUNT][160];
+    int status_codes[LG_MAX_STATUS];
+    uint32_t status_counts[LG_MAX_STATUS];
+    int nstatus;
+    char node_names[LG_MAX_NODES][64];
+    uint32_t node_counts[LG_MAX_NODES];
+    int nnodes;
+    uint32_t nodes_other, nodes_unknown;
+    uint64_t echoed, foreign, corrupt;
+    struct lg_worker_self self;
+    uint32_t rounds; /* struct ipc_round_count entries that follow */
+    uint32_t pad_;
+};
+
+/* Send one message (header and body, blocking). 0, or -1 with errno. */
+int ipc_send(int fd, uint32_t type, const void *body, size_t len);
+/* Like ipc_send with the body in parts (writev). */
+int ipc_sendv(int fd, uint32_t type, const struct iovec *parts, int nparts);
+
+/* Read what is available into in (the fd may be blocking: call it when readable). 1 data read, 0 EOF, -1 error. */
+int ipc_fill(int fd, struct buf *in);
+/* Take the next whole message from in: 1 with *hdr and *body (pointing into in, valid until the next ipc_fill or
+ * ipc_take), 0 when none is complete yet, -1 when the header is impossible (len over 1 GiB). */
+int ipc_take(struct buf *in, struct ipc_hdr *hdr, const char **body);
+
+/* Append a histogram as struct ipc_hist_hdr + blob to out. 0, or -1 out of memory. */
+int ipc_put_hist(struct buf *out, const struct hist *h);
+/* Read one from body[*pos..len) and merge it into dst (restoring exact min and max). 0, or -1 malformed. */
+int ipc_get_hist(const char *body, size_t len, size_t *pos, struct hist *dst);
+
+#endif

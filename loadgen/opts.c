@@ -1,0 +1,711 @@
+/* loadgen's command line; see opts.h. Every value is parsed strictly (no sign, no trailing junk, no overflow) and
+ * every error names the option and the value, so a typo never turns into a silently different test. */
+#define _GNU_SOURCE
+#include "loadgen/opts.h"
+
+#include "loadgen/payload.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 10000000u
+#define MAX_PAYLOAD (16u << 20)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int parse_uint(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out, char *err,
+                      size_t errlen)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = isdigit((unsigned char)s[0]) ? strtoull(s, &end, 10) : 0;
+    if (!isdigit((unsigned char)s[0]) || *end || errno || v < lo || v > hi)
+        return fail(err, errlen, "%s: expected a whole number from %llu to %llu, got '%s'", opt,
+                    (unsigned long long)lo, (unsigned long long)hi, s);
+    *out = v;
+    return 0;
+}
+
+static int parse_u32(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint32_t *out, char *err,
+                     size_t errlen)
+{
+    uint64_t v;
+    if (parse_uint(opt, s, lo, hi, &v, err, errlen) < 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* A non-negative decimal number (fraction allowed), the rest in *end. */
+static int parse_number(const char *s, double *v, const char **end)
+{
+    if (!isdigit((unsigned char)s[0]) && !(s[0] == '.' && isdigit((unsigned char)s[1])))
+        return -1;
+    char *e;
+    errno = 0;
+    *v = strtod(s, &e);
+    if (errno || !isfinite(*v) || *v < 0 || e == s)
+        return -1;
+    *end = e;
+    return 0;
+}
+
+int lg_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen)
+{
+    static const struct {
+        const char *name;
+        double ns;
+    } units[] = {{"ns", 1}, {"us", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}};
+    double v;
+    const char *unit;
+    if (!strcmp(s, "0")) {
+        *ns = 0;
+        return 0;
+    }
+    if (parse_number(s, &v, &unit) < 0)
+        return fail(err, errlen, "'%s' is not a duration (e.g. 250ms, 1.5s)", s);
+    if (!*unit)
+        return fail(err, errlen, "'%s' needs a unit (ns, us, ms, s, m)", s);
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(unit, units[i].name))
+            continue;
+        double total = v * units[i].ns;
+        if (total > 9e18)
+            return fail(err, errlen, "'%s' is too long", s);
+        *ns = (int64_t)llround(total);
+        return 0;
+    }
+    return fail(err, errlen, "'%s': unknown unit '%s' (ns, us, ms, s, m)", s, unit);
+}
+
+int lg_parse_ratio(const char *s, double *ratio, char *err, size_t errlen)
+{
+    double v;
+    const char *rest;
+    if (parse_number(s, &v, &rest) < 0 || (*rest && strcmp(rest, "%")))
+        return fail(err, errlen, "'%s' is not a ratio (e.g. 0.01 or 1%%)", s);
+    if (*rest)
+        v /= 100;
+    if (v > 1)
+        return fail(err, errlen, "'%s' is over 100%%", s);
+    *ratio = v;
+    return 0;
+}
+
+/* ---- thresholds ---- */
+
+static int parse_stat(const char *s, size_t n, struct lg_threshold *t)
+{
+    if (n == 3 && !strncmp(s, "min", 3))
+        t->stat = TH_STAT_MIN;
+    else if (n == 4 && !strncmp(s, "mean", 4))
+        t->stat = TH_STAT_MEAN;
+    else if (n == 3 && !strncmp(s, "max", 3))
+        t->stat = TH_STAT_MAX;
+    else if (n >= 2 && s[0] == 'p') {
+        char num[32];
+        const char *end;
+        if (n - 1 >= sizeof num)
+            return -1;
+        memcpy(num, s + 1, n - 1);
+        num[n - 1] = '\0';
+        if (parse_number(num, &t->pct, &end) < 0 || *end || t->pct <= 0 || t->pct >= 100)
+            return -1;
+        t->stat = TH_STAT_PCT;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* The metric before the operator: "p99", "latency.p99.9", "connect.max", "errors", "delivery". */
+static int parse_metric(const char *s, size_t n, struct lg_threshold *t)
+{
+    static const struct {
+        const char *prefix;
+        enum lg_th_metric metric;
+    } prefixes[] = {{"latency.", TH_LATENCY}, {"connect.", TH_CONNECT}, {"handshake.", TH_HANDSHAKE}};
+    if ((n == 6 && !strncmp(s, "errors", 6)) || (n == 8 && !strncmp(s, "delivery", 8))) {
+        t->metric = s[0] == 'e' ? TH_ERRORS : TH_DELIVERY;
+        t->stat = TH_STAT_RATIO;
+        return 0;
+    }
+    t->metric = TH_LATENCY;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t pl = strlen(prefixes[i].prefix);
+        if (n > pl && !strncmp(s, prefixes[i].prefix, pl)) {
+            t->metric = prefixes[i].metric;
+            s += pl;
+            n -= pl;
+            break;
+        }
+    }
+    return parse_stat(s, n, t);
+}
+
+int lg_parse_threshold(const char *s, struct lg_threshold *t, char *err, size_t errlen)
+{
+    memset(t, 0, sizeof *t);
+    if (strlen(s) >= sizeof t->text)
+        return fail(err, errlen, "threshold '%.40s...' is too long", s);
+    snprintf(t->text, sizeof t->text, "%s", s);
+    char buf[64];
+    size_t n = 0;
+    for (const char *p = s; *p; p++) /* spaces are allowed anywhere ("p99 < 50ms"): drop them */
+        if (*p != ' ')
+            buf[n++] = *p;
+    buf[n] = '\0';
+    size_t op = strcspn(buf, "<>");
+    if (!buf[op])
+        return fail(err, errlen, "threshold '%s': expected METRIC<VALUE, e.g. p99<50ms or errors<1%%", s);
+    bool eq = buf[op + 1] == '=';
+    t->op = buf[op] == '<' ? (eq ? TH_LE : TH_LT) : (eq ? TH_GE : TH_GT);
+    const char *value = buf + op + 1 + eq;
+    if (op == 0 || parse_metric(buf, op, t) < 0)
+        return fail(err, errlen,
+                    "threshold '%s': unknown metric '%.*s' (pN, min, mean, max with an optional latency., connect. "
+                    "or handshake. prefix; errors; delivery)",
+                    s, (int)op, buf);
+    char sub[160];
+    if (t->stat == TH_STAT_RATIO) {
+        if (lg_parse_ratio(value, &t->value, sub, sizeof sub) < 0)
+            return fail(err, errlen, "threshold '%s': %s", s, sub);
+        return 0;
+    }
+    int64_t ns;
+    if (lg_parse_duration(value, &ns, sub, sizeof sub) < 0)
+        return fail(err, errlen, "threshold '%s': latency needs a duration with a unit, e.g. 50ms (%s)", s, sub);
+    t->value = (double)ns;
+    return 0;
+}
+
+/* ---- sources ---- */
+
+static int append_source(struct net_addr **list, uint32_t *n, const struct net_addr *a, char *err, size_t errlen)
+{
+    if (*n >= LG_MAX_SOURCES)
+        return fail(err, errlen, "--source: more than %d addresses", LG_MAX_SOURCES);
+    if ((*n & (*n - 1)) == 0) { /* grow at powers of two */
+        struct net_addr *grown = realloc(*list, (*n ? *n * 2 : 1) * sizeof *grown);
+        if (!grown)
+            return fail(err, errlen, "--source: out of memory");
+        *list = grown;
+    }
+    (*list)[(*n)++] = *a;
+    return 0;
+}
+
+static int parse_one_source(const char *item, struct net_addr **list, uint32_t *n, char *err, size_t errlen)
+{
+    char first[64], last[64];
+    const char *dash = strchr(item, '-');
+    size_t flen = dash ? (size_t)(dash - item) : strlen(item);
+    if (flen == 0 || flen >= sizeof first || (dash && strlen(dash + 1) >= sizeof last))
+        return fail(err, errlen, "--source: bad address '%s'", item);
+    memcpy(first, item, flen);
+    first[flen] = '\0';
+    struct net_addr a = {0};
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&a.ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&a.ss;
+    if (!dash && inet_pton(AF_INET6, first, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        a.len = sizeof *v6;
+        return append_source(list, n, &a, err, errlen);
+    }
+    struct in_addr lo, hi;
+    if (inet_pton(AF_INET, first, &lo) != 1)
+        return fail(err, errlen, "--source: '%s' is not an IPv4 or IPv6 address", first);
+    hi = lo;
+    if (dash && inet_pton(AF_INET, strcpy(last, dash + 1), &hi) != 1)
+        return fail(err, errlen, "--source: '%s' is not an IPv4 address", dash + 1);
+    uint32_t from = ntohl(lo.s_addr), to = ntohl(hi.s_addr);
+    if (to < from)
+        return fail(err, errlen, "--source: range '%s' ends before it starts", item);
+    if ((uint64_t)to - from + 1 + *n > LG_MAX_SOURCES)
+        return fail(err, errlen, "--source: more than %d addresses", LG_MAX_SOURCES);
+    for (uint64_t ip = from; ip <= to; ip++) {
+        v4->sin_family = AF_INET;
+        v4->sin_addr.s_addr = htonl((uint32_t)ip);
+        a.len = sizeof *v4;
+        if (append_source(list, n, &a, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int lg_parse_sources(const char *s, struct net_addr **list, uint32_t *n, char *err, size_t errlen)
+{
+    char item[160];
+    for (const char *p = s;;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof item)
+            return fail(err, errlen, "--source: bad list '%s'", s);
+        memcpy(item, p, len);
+        item[len] = '\0';
+        if (parse_one_source(item, list, n, err, errlen) < 0)
+            return -1;
+        if (!p[len])
+            return 0;
+        p += len + 1;
+    }
+}
+
+/* ---- URLs ---- */
+
+static int split_authority(const char *url, const char *auth, size_t alen, struct lg_target *t, char *err,
+                           size_t errlen)
+{
+    const char *port = NULL;
+    size_t hlen;
+    if (memchr(auth, '@', alen))
+        return fail(err, errlen, "URL '%s': user:password@ is not supported (use -H 'Authorization: ...')", url);
+    if (alen && auth[0] == '[') {
+        const char *close = memchr(auth, ']', alen);
+        if (!close)
+            return fail(err, errlen, "URL '%s': unclosed '[' in the host", url);
+        hlen = (size_t)(close - auth) - 1;
+        if (close + 1 < auth + alen) {
+            if (close[1] != ':')
+                return fail(err, errlen, "URL '%s': junk after ']'", url);
+            port = close + 2;
+        }
+        memcpy(t->host, auth + 1, hlen < sizeof t->host ? hlen : 0);
+    } else {
+        const char *colon = memchr(auth, ':', alen);
+        hlen = colon ? (size_t)(colon - auth) : alen;
+        port = colon ? colon + 1 : NULL;
+        if (hlen < sizeof t->host)
+            memcpy(t->host, auth, hlen);
+    }
+    if (hlen == 0 || hlen >= sizeof t->host)
+        return fail(err, errlen, "URL '%s': %s host", url, hlen ? "too long a" : "no");
+    t->host[hlen] = '\0';
+    size_t plen = port ? (size_t)(auth + alen - port) : 0;
+    uint64_t pv = t->tls ? 443 : 80;
+    if (port) {
+        char pbuf[8], sub[120];
+        if (plen == 0 || plen >= sizeof pbuf)
+            return fail(err, errlen, "URL '%s': bad port", url);
+        memcpy(pbuf, port, plen);
+        pbuf[plen] = '\0';
+        if (parse_uint("port", pbuf, 1, 65535, &pv, sub, sizeof sub) < 0)
+            return fail(err, errlen, "URL '%s': %s", url, sub);
+    }
+    snprintf(t->port, sizeof t->port, "%u", (unsigned)pv);
+    bool v6 = strchr(t->host, ':') != NULL, dflt = pv == (t->tls ? 443u : 80u);
+    snprintf(t->host_header, sizeof t->host_header, "%s%s%s%s%s", v6 ? "[" : "", t->host, v6 ? "]" : "",
+             dflt ? "" : ":", dflt ? "" : t->port);
+    return 0;
+}
+
+int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, size_t errlen)
+{
+    static const struct {
+        const char *scheme;
+        bool tls;
+    } schemes[] = {{"ws://", false}, {"wss://", true}, {"http://", false}, {"https://", true}};
+    memset(t, 0, sizeof *t);
+    if (strlen(url) >= sizeof t->url)
+        return fail(err, errlen, "URL '%.60s...' is too long", url);
+    snprintf(t->url, sizeof t->url, "%s", url);
+    const char *rest = NULL;
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0] && !rest; i++) {
+        size_t n = strlen(schemes[i].scheme);
+        if (!strncasecmp(url, schemes[i].scheme, n)) {
+            rest = url + n;
+            t->tls = schemes[i].tls;
+        }
+    }
+    if (!rest)
+        return fail(err, errlen, "URL '%s': expected ws:// or wss://", url);
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 127 || *p == '#')
+            return fail(err, errlen, "URL '%s': %s", url, *p == '#' ? "a #fragment is not sent to servers" : "control character or space");
+    size_t alen = strcspn(rest, "/?");
+    if (split_authority(url, rest, alen, t, err, errlen) < 0)
+        return -1;
+    const char *path = rest + alen;
+    if (strlen(path) + 2 > sizeof t->path)
+        return fail(err, errlen, "URL '%s': path too long", url);
+    snprintf(t->path, sizeof t->path, "%s%s", path[0] == '/' ? "" : "/", path);
+    if (!resolve)
+        return 0;
+    char sub[200];
+    if (net_resolve(t->host, t->port, &t->addr, sub, sizeof sub) < 0)
+        return fail(err, errlen, "URL '%s': %s", url, sub);
+    return 0;
+}
+
+void lg_client_room(const struct lg_opts *o, uint32_t client, char *out, size_t outlen)
+{
+    if (o->rooms > 1)
+        snprintf(out, outlen, "%s-%u", o->room ? o->room : "room", client % o->rooms);
+    else
+        snprintf(out, outlen, "%s", o->room ? o->room : "");
+}
+
+int lg_request_target(const struct lg_target *t, const char *param, const char *room, char *out, size_t outlen)
+{
+    size_t n = strlen(t->path);
+    if (n + 1 > outlen)
+        return -1;
+    memcpy(out, t->path, n + 1);
+    if (!room[0])
+        return 0;
+    int w = snprintf(out + n, outlen - n, "%c%s=", strchr(t->path, '?') ? '&' : '?', param);
+    if (w < 0 || (size_t)w >= outlen - n)
+        return -1;
+    n += (size_t)w;
+    for (const unsigned char *p = (const unsigned char *)room; *p; p++) {
+        bool plain = isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~';
+        if (n + (plain ? 1 : 3) + 1 > outlen)
+            return -1;
+        if (plain)
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, outlen - n, "%%%02X", *p);
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* ---- the command line ---- */
+
+enum {
+    OPT_CONNECT_RATE = 256, OPT_MAX_INFLIGHT, OPT_CONNECT_TIMEOUT, OPT_DEADLINE, OPT_BINARY, OPT_ECHO, OPT_ROOM,
+    OPT_ROOMS, OPT_ROOM_PARAM, OPT_NODE_HEADER, OPT_COOKIE, OPT_CLOSE_TIMEOUT, OPT_HLOG, OPT_SOURCE, OPT_INSECURE,
+    OPT_CACERT, OPT_HOLD,
+};
+
+static const struct option long_opts[] = {
+    {"clients", required_argument, NULL, 'c'},
+    {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
+    {"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
+    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+    {"rounds", required_argument, NULL, 'r'},
+    {"interval", required_argument, NULL, 'i'},
+    {"deadline", required_argument, NULL, OPT_DEADLINE},
+    {"emitters", required_argument, NULL, 'e'},
+    {"payload", required_argument, NULL, 's'},
+    {"binary", no_argument, NULL, OPT_BINARY},
+    {"echo", no_argument, NULL, OPT_ECHO},
+    {"room", required_argument, NULL, OPT_ROOM},
+    {"rooms", required_argument, NULL, OPT_ROOMS},
+    {"room-param", required_argument, NULL, OPT_ROOM_PARAM},
+    {"node-header", required_argument, NULL, OPT_NODE_HEADER},
+    {"cookie", required_argument, NULL, OPT_COOKIE},
+    {"workers", required_argument, NULL, 'w'},
+    {"close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT},
+    {"hold", required_argument, NULL, OPT_HOLD},
+    {"out", required_argument, NULL, 'o'},
+    {"hlog", required_argument, NULL, OPT_HLOG},
+    {"quiet", no_argument, NULL, 'q'},
+    {"threshold", required_argument, NULL, 't'},
+    {"source", required_argument, NULL, OPT_SOURCE},
+    {"header", required_argument, NULL, 'H'},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"cacert", required_argument, NULL, OPT_CACERT},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static const char *opt_name(int c)
+{
+    for (const struct option *o = long_opts; o->name; o++)
+        if (o->val == c)
+            return o->name;
+    return "?";
+}
+
+static bool is_token_char(unsigned char ch)
+{
+    return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static int add_header(struct lg_opts *o, const char *h, char *err, size_t errlen)
+{
+    static const char *const ours[] = {"host", "upgrade", "connection", "sec-websocket-key",
+                                       "sec-websocket-version", "sec-websocket-accept"};
+    const char *colon = strchr(h, ':');
+    size_t nlen = colon ? (size_t)(colon - h) : 0;
+    if (o->nheaders == LG_MAX_HEADERS)
+        return fail(err, errlen, "--header: at most %d", LG_MAX_HEADERS);
+    if (strlen(h) >= sizeof o->headers[0])
+        return fail(err, errlen, "--header: '%.40s...' is too long", h);
+    for (size_t i = 0; i < nlen; i++)
+        if (!is_token_char((unsigned char)h[i]))
+            nlen = 0;
+    if (!nlen)
+        return fail(err, errlen, "--header: expected 'Name: value', got '%s'", h);
+    for (const char *p = h; *p; p++)
+        if ((unsigned char)*p < ' ' && *p != '\t')
+            return fail(err, errlen, "--header: control characters in '%s'", h);
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+        if (strlen(ours[i]) == nlen && !strncasecmp(h, ours[i], nlen))
+            return fail(err, errlen, "--header: loadgen sets %.*s itself", (int)nlen, h);
+    snprintf(o->headers[o->nheaders++], sizeof o->headers[0], "%s", h);
+    return 0;
+}
+
+static int take_threshold(struct lg_opts *o, const char *s, char *err, size_t errlen)
+{
+    if (o->nthresholds == LG_MAX_THRESHOLDS)
+        return fail(err, errlen, "--threshold: at most %d", LG_MAX_THRESHOLDS);
+    struct lg_threshold *t = &o->thresholds[o->nthresholds];
+    if (lg_parse_threshold(s, t, err, errlen) < 0)
+        return -1;
+    o->errors_threshold |= t->metric == TH_ERRORS;
+    o->delivery_threshold |= t->metric == TH_DELIVERY;
+    o->nthresholds++;
+    return 0;
+}
+
+static int take_duration(const char *opt, const char *s, int64_t min_ns, int64_t *ns, char *err, size_t errlen)
+{
+    char sub[160];
+    if (lg_parse_duration(s, ns, sub, sizeof sub) < 0)
+        return fail(err, errlen, "--%s: %s", opt, sub);
+    if (*ns < min_ns)
+        return fail(err, errlen, "--%s: must be %s", opt, min_ns ? "more than 0" : "0 or more");
+    return 0;
+}
+
+/* One option; -1 with err. */
+static int take_option(struct lg_opts *o, int c, const char *arg, char *err, size_t errlen)
+{
+    char sub[160];
+    const char *name = opt_name(c);
+    double rate;
+    const char *end;
+    switch (c) {
+    case 'c':
+        return parse_u32("--clients", arg, 1, MAX_CLIENTS, &o->clients, err, errlen);
+    case OPT_CONNECT_RATE:
+        if (parse_number(arg, &rate, &end) < 0 || *end)
+            return fail(err, errlen, "--connect-rate: expected connects per second (0 = no limit), got '%s'", arg);
+        o->connect_rate = rate;
+        return 0;
+    case OPT_MAX_INFLIGHT:
+        return parse_u32("--max-inflight", arg, 1, 1000000, &o->max_inflight, err, errlen);
+    case OPT_CONNECT_TIMEOUT:
+        return take_duration(name, arg, 1, &o->connect_timeout_ns, err, errlen);
+    case 'r':
+        return parse_u32("--rounds", arg, 0, MAX_CLIENTS, &o->rounds, err, errlen);
+    case 'i':
+        return take_duration(name, arg, 0, &o->interval_ns, err, errlen);
+    case OPT_DEADLINE:
+        return take_duration(name, arg, 1, &o->deadline_ns, err, errlen);
+    case OPT_CLOSE_TIMEOUT:
+        return take_duration(name, arg, 1, &o->close_timeout_ns, err, errlen);
+    case OPT_HOLD:
+        return take_duration(name, arg, 0, &o->hold_ns, err, errlen);
+    case 'e':
+        return parse_u32("--emitters", arg, 1, MAX_CLIENTS, &o->emitters, err, errlen);
+    case 's':
+        if (parse_u32("--payload", arg, 0, MAX_PAYLOAD, &o->payload, err, errlen) < 0)
+            return -1;
+        if (o->payload < LG_PAYLOAD_MIN)
+            return fail(err, errlen, "--payload: at least %d bytes, so the fields (emitter, round, seq, send time) fit",
+                        LG_PAYLOAD_MIN);
+        return 0;
+    case OPT_BINARY:
+        o->binary = true;
+        return 0;
+    case OPT_ECHO:
+        o->echo = true;
+        return 0;
+    case OPT_ROOM:
+        o->room = arg;
+        return 0;
+    case OPT_ROOMS:
+        return parse_u32("--rooms", arg, 1, 1000000, &o->rooms, err, errlen);
+    case OPT_ROOM_PARAM:
+        o->room_param = arg;
+        return 0;
+    case OPT_NODE_HEADER:
+        o->node_header = arg;
+        return 0;
+    case OPT_COOKIE:
+        o->cookie = arg;
+        return 0;
+    case 'w':
+        return parse_u32("--workers", arg, 1, LG_MAX_WORKERS, &o->workers, err, errlen);
+    case 'o':
+        o->out_json = arg;
+        return 0;
+    case OPT_HLOG:
+        o->hlog = arg;
+        return 0;
+    case 'q':
+        o->quiet = true;
+        return 0;
+    case 't':
+        return take_threshold(o, arg, err, errlen);
+    case OPT_SOURCE:
+        if (lg_parse_sources(arg, &o->sources, &o->nsources, sub, sizeof sub) < 0)
+            return fail(err, errlen, "%s", sub);
+        return 0;
+    case 'H':
+        return add_header(o, arg, err, errlen);
+    case OPT_INSECURE:
+        o->insecure = true;
+        return 0;
+    case OPT_CACERT:
+        if (access(arg, R_OK) < 0)
+            return fail(err, errlen, "--cacert %s: %s", arg, strerror(errno));
+        o->cacert = arg;
+        return 0;
+    default:
+        return fail(err, errlen, "unknown option");
+    }
+}
+
+static void set_defaults(struct lg_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->clients = 100;
+    o->max_inflight = 256;
+    o->connect_timeout_ns = 10 * INT64_C(1000000000);
+    o->rounds = 10;
+    o->interval_ns = 500 * INT64_C(1000000);
+    o->deadline_ns = 5 * INT64_C(1000000000);
+    o->emitters = 1;
+    o->payload = 100;
+    o->rooms = 1;
+    o->room_param = "room";
+    o->node_header = "X-Node-Id";
+    o->workers = 1;
+    o->close_timeout_ns = 2 * INT64_C(1000000000);
+}
+
+static int check_combination(struct lg_opts *o, char *err, size_t errlen)
+{
+    if (o->emitters > o->clients)
+        return fail(err, errlen, "--emitters %u: more than the %u clients", o->emitters, o->clients);
+    if (o->rooms > o->clients)
+        return fail(err, errlen, "--rooms %u: more than the %u clients", o->rooms, o->clients);
+    if (o->workers > o->clients)
+        return fail(err, errlen, "--workers %u: more than the %u clients", o->workers, o->clients);
+    return 0;
+}
+
+static enum lg_parse_result parse_urls(struct lg_opts *o, int argc, char **argv, char *err, size_t errlen)
+{
+    if (optind >= argc) {
+        fail(err, errlen, "no URL given (e.g. ws://127.0.0.1:9001/ws)");
+        return LG_PARSE_ERROR;
+    }
+    if (argc - optind > LG_MAX_URLS) {
+        fail(err, errlen, "at most %d URLs", LG_MAX_URLS);
+        return LG_PARSE_ERROR;
+    }
+    for (int i = optind; i < argc; i++)
+        if (lg_parse_url(argv[i], &o->targets[o->ntargets++], true, err, errlen) < 0)
+            return LG_PARSE_ERROR;
+    return check_combination(o, err, errlen) < 0 ? LG_PARSE_ERROR : LG_PARSE_OK;
+}
+
+enum lg_parse_result lg_opts_parse(struct lg_opts *o, int argc, char **argv, char *err, size_t errlen)
+{
+    set_defaults(o);
+    optind = 0; /* glibc: 0 also resets its internal state, so parsing twice in one process works */
+    opterr = 0;
+    for (;;) {
+        int idx = -1;
+        int c = getopt_long(argc, argv, "+c:r:i:e:s:w:o:qt:H:hV", long_opts, &idx);
+        if (c == -1)
+            break;
+        if (c == 'h')
+            return LG_PARSE_HELP;
+        if (c == 'V')
+            return LG_PARSE_VERSION;
+        if (c == '?' || c == ':') {
+            const char *bad = argv[optind - 1];
+            if (optopt && strchr("crieswotH", optopt) && bad[0] == '-' && bad[1] == optopt && !bad[2])
+                fail(err, errlen, "-%c needs a value", optopt);
+            else if (optopt && optopt >= 256)
+                fail(err, errlen, "--%s needs a value", opt_name(optopt));
+            else
+                fail(err, errlen, "unknown option '%s'", bad);
+            return LG_PARSE_ERROR;
+        }
+        if (take_option(o, c, optarg, err, errlen) < 0)
+            return LG_PARSE_ERROR;
+    }
+    return parse_urls(o, argc, argv, err, errlen);
+}
+
+void lg_opts_free(struct lg_opts *o)
+{
+    free(o->sources);
+    o->sources = NULL;
+    o->nsources = 0;
+}
+
+void lg_opts_usage(FILE *fp)
+{
+    fputs("usage: loadgen [options] URL [URL...]\n"
+          "\n"
+          "N WebSocket clients; each round E of them emit one message and every other client in the room must\n"
+          "receive it exactly once and in order before the deadline. Several URLs: clients go round-robin over\n"
+          "them (straight to nodes); one URL: through whatever balancer is there. ws:// and wss:// URLs.\n"
+          "\n"
+          "connect:\n"
+          "  -c, --clients N           clients (default 100)\n"
+          "      --connect-rate N      new connections per second, 0 = no limit (default 0)\n"
+          "      --max-inflight N      handshakes in progress at once, over all workers (default 256)\n"
+          "      --connect-timeout D   TCP + TLS + upgrade, per client (default 10s)\n"
+          "      --source LIST         source addresses, e.g. 127.0.0.2-127.0.0.60 or a,b,c (about 28k\n"
+          "                            connections per source address and destination)\n"
+          "  -H, --header 'N: v'       extra request header (repeatable)\n"
+          "      --insecure            do not verify the server's certificate (wss://)\n"
+          "      --cacert FILE         CA certificate(s) to verify the server with (default: the system store)\n"
+          "      --hold D              keep every client connected for D before the rounds (default 0)\n"
+          "rounds:\n"
+          "  -r, --rounds N            rounds (default 10; 0 = connect and close only)\n"
+          "  -i, --interval D          from one round's start to the next (default 500ms); a round that takes\n"
+          "                            longer delays the next: rounds never overlap\n"
+          "      --deadline D          a delivery later than this after its send is late (default 5s)\n"
+          "  -e, --emitters N          clients that emit each round: clients 0..N-1 (default 1)\n"
+          "  -s, --payload BYTES       message size (default 100, at least 87)\n"
+          "      --binary              binary frames instead of text\n"
+          "      --echo                the server also sends a message back to its sender: expect it there\n"
+          "      --room NAME           join room NAME (adds ?room=NAME; default: the URL as given)\n"
+          "      --rooms K             spread clients over K rooms NAME-0..NAME-(K-1) (client i joins i % K)\n"
+          "      --room-param NAME     the query parameter naming the room (default room)\n"
+          "where clients land:\n"
+          "      --node-header NAME    response header naming the node (default X-Node-Id)\n"
+          "      --cookie NAME         else the sticky cookie whose value names it\n"
+          "process and output:\n"
+          "  -w, --workers N           worker processes (default 1; more cores, more descriptors)\n"
+          "      --close-timeout D     for the closing handshakes (default 2s)\n"
+          "  -o, --out FILE.json       the report as JSON (schema wsh-loadgen/1, docs/loadgen-json.md)\n"
+          "      --hlog FILE.hlog      HdrHistogram interval log (format 1.3): one interval per round\n"
+          "  -t, --threshold EXPR      pass/fail rule, repeatable: p99<50ms, latency.p99.9<=200ms,\n"
+          "                            connect.p95<1s, handshake.max<2s, mean<10ms, errors<1%, delivery>=99.9%\n"
+          "                            (errors and delivery replace the defaults: no failed client, all delivered)\n"
+          "  -q, --quiet               no progress line and no summary; failures still go to stderr\n"
+          "  -h, --help, -V, --version\n"
+          "\n"
+          "durations take a unit: ns us ms s m (250ms, 1.5s)\n"
+          "exit: 0 pass, 1 verification or threshold failure, 2 bad usage, 3 could not connect\n",
+          fp);
+}

@@ -1,0 +1,125 @@
+/* loadgen's command line: options, URLs, source-address ranges and thresholds, parsed and checked before any
+ * socket is opened, so every mistake is one clear line and exit 2 (the caller prints err and exits).
+ *
+ * Durations are written with a unit (ns, us, ms, s, m: "250ms", "1.5s"); a bare 0 is allowed. Ratios are a
+ * fraction ("0.01") or a percentage ("1%"). */
+#ifndef LOADGEN_OPTS_H
+#define LOADGEN_OPTS_H
+
+#include "common/net.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LG_MAX_URLS       64
+#define LG_MAX_SOURCES    65536
+#define LG_MAX_THRESHOLDS 32
+#define LG_MAX_HEADERS    16
+#define LG_MAX_WORKERS    64
+
+/* One URL: ws://host[:port][/path][?query] or wss://... (http:// and https:// are taken as ws:// and wss://). */
+struct lg_target {
+    char url[512];          /* as given */
+    bool tls;               /* wss */
+    char host[256];         /* name or address without brackets: SNI and certificate name */
+    char host_header[300];  /* Host: value, host[:port] with the port only when not the scheme's default, [v6] */
+    char port[8];           /* decimal */
+    char path[1024];        /* path and query, "/" when the URL has none */
+    struct net_addr addr;   /* resolved once, at parse time (first address getaddrinfo returns) */
+};
+
+enum lg_th_metric { TH_LATENCY = 0, TH_CONNECT, TH_HANDSHAKE, TH_ERRORS, TH_DELIVERY };
+enum lg_th_stat { TH_STAT_MIN = 0, TH_STAT_MEAN, TH_STAT_MAX, TH_STAT_PCT, TH_STAT_RATIO };
+enum lg_th_op { TH_LT = 0, TH_LE, TH_GT, TH_GE };
+
+/* A threshold, as k6 writes them: "p99<50ms", "latency.p99.9<=200ms", "connect.p95<1s", "handshake.max<2s",
+ * "mean<10ms", "errors<1%", "delivery>=99.9%". A latency metric without a prefix is the delivery latency;
+ * the stats are min, mean, max and pN (0 < N < 100, e.g. p50, p99.99). errors is the share of clients that
+ * failed (to connect, or later); delivery the share of expected messages received in time. */
+struct lg_threshold {
+    char text[64]; /* as given, for the report */
+    enum lg_th_metric metric;
+    enum lg_th_stat stat; /* TH_STAT_RATIO for errors and delivery */
+    double pct;           /* TH_STAT_PCT: the percentile, e.g. 99.9 */
+    enum lg_th_op op;
+    double value; /* nanoseconds for latency metrics, a fraction (0..1) for ratios */
+};
+
+struct lg_opts {
+    /* where */
+    struct lg_target targets[LG_MAX_URLS];
+    int ntargets;
+    struct net_addr *sources; /* malloc'd, nsources entries (port 0); NULL when no --source */
+    uint32_t nsources;
+    char headers[LG_MAX_HEADERS][256]; /* extra request header lines "Name: value", checked for CR/LF */
+    int nheaders;
+    bool insecure;       /* --insecure: do not verify the server's certificate */
+    const char *cacert;  /* --cacert FILE (NULL: the system store) */
+
+    /* connect */
+    uint32_t clients;       /* -c --clients, default 100 */
+    double connect_rate;    /* --connect-rate per second, 0 = as fast as max_inflight allows (default 0) */
+    uint32_t max_inflight;  /* --max-inflight handshakes at once, over all workers (default 256) */
+    int64_t connect_timeout_ns; /* --connect-timeout: TCP + TLS + upgrade, per client (default 10s) */
+
+    /* rounds */
+    uint32_t rounds;       /* -r --rounds, default 10 */
+    int64_t interval_ns;   /* -i --interval between round starts, default 500ms */
+    int64_t deadline_ns;   /* --deadline per round, default 5s */
+    uint32_t emitters;     /* -e --emitters per round, default 1, <= clients */
+    uint32_t payload;      /* -s --payload message size in bytes, default 100, >= LG_PAYLOAD_MIN (payload.h) */
+    bool binary;           /* --binary: binary frames instead of text */
+    bool echo;             /* --echo: the server sends a message back to its sender too, so expect it there */
+
+    /* rooms: with --rooms K > 1 client i joins ROOM-(i % K), else every client joins ROOM; without --room and
+     * --rooms no room parameter is added and URLs are used as given */
+    const char *room;       /* --room NAME (NULL: none, or "room" as the prefix when rooms > 1) */
+    uint32_t rooms;         /* --rooms K, default 1 */
+    const char *room_param; /* --room-param NAME, default "room" */
+
+    /* where each client landed */
+    const char *node_header; /* --node-header NAME, default "X-Node-Id" */
+    const char *cookie;      /* --cookie NAME: the sticky cookie naming the node (used when the header is absent) */
+
+    /* process and output */
+    uint32_t workers;        /* -w --workers, default 1 */
+    int64_t close_timeout_ns; /* --close-timeout, default 2s */
+    int64_t hold_ns;          /* --hold: keep every client connected this long before the rounds (default 0) */
+    const char *out_json;    /* -o --out FILE.json */
+    const char *hlog;        /* --hlog FILE.hlog */
+    bool quiet;              /* -q --quiet: no progress line and no summary, only errors */
+    struct lg_threshold thresholds[LG_MAX_THRESHOLDS];
+    int nthresholds;
+    bool errors_threshold, delivery_threshold; /* was an errors / delivery threshold given (they replace the
+                                                  defaults: no failed client, every message delivered) */
+};
+
+enum lg_parse_result { LG_PARSE_OK = 0, LG_PARSE_HELP, LG_PARSE_VERSION, LG_PARSE_ERROR };
+
+/* Parse argv (getopt_long; argv is permuted). On LG_PARSE_ERROR err holds one line without a trailing newline,
+ * naming the option and what is wrong ("--clients: expected a whole number from 1 to 10000000, got 'x'"). URLs
+ * are resolved here (blocking getaddrinfo: setup only). o is zeroed then filled; lg_opts_free releases it. */
+enum lg_parse_result lg_opts_parse(struct lg_opts *o, int argc, char **argv, char *err, size_t errlen);
+void lg_opts_free(struct lg_opts *o);
+/* The --help text. */
+void lg_opts_usage(FILE *fp);
+
+/* Building blocks, exposed for the tests. Each returns 0, or -1 with err. */
+int lg_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen);
+int lg_parse_ratio(const char *s, double *ratio, char *err, size_t errlen);
+int lg_parse_threshold(const char *s, struct lg_threshold *t, char *err, size_t errlen);
+/* Append the addresses of "A", "A-B" (IPv4, same /16 or smaller span is not required, at most LG_MAX_SOURCES
+ * in all) or a single IPv6 address, comma-separated lists allowed, to *list (realloc'd). */
+int lg_parse_sources(const char *s, struct net_addr **list, uint32_t *n, char *err, size_t errlen);
+/* Split a URL into t (no resolution when resolve is false: t->addr stays zero). */
+int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, size_t errlen);
+
+/* The room client i joins ("" when none: no parameter is added), into out. */
+void lg_client_room(const struct lg_opts *o, uint32_t client, char *out, size_t outlen);
+/* The request target for a client of target t in room ("" = none): t->path with "&param=room" or "?param=room"
+ * appended (room percent-encoded). -1 when it does not fit in outlen. */
+int lg_request_target(const struct lg_target *t, const char *param, const char *room, char *out, size_t outlen);
+
+#endif

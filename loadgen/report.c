@@ -1,0 +1,533 @@
+/* loadgen's verdict, human summary and JSON report; see report.h and docs/loadgen-json.md. */
+#define _GNU_SOURCE
+#include "loadgen/report.h"
+
+#include "common/hist.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ROUNDS_LISTED 3   /* rounds named in a reason before "and N more" */
+#define BUSY_WARN     0.8 /* share of a core */
+#define LAG_WARN_NS   INT64_C(10000000)
+
+static const char *const err_names[LG_ERR_COUNT] = {
+    "refused",     "connect_timeout", "emfile",  "eaddrnotavail", "connect",  "tls",   "handshake_timeout",
+    "http_status", "bad_upgrade",     "handshake_closed", "dropped", "protocol", "close",
+};
+
+const char *lg_err_name(enum lg_err k)
+{
+    return (unsigned)k < LG_ERR_COUNT ? err_names[k] : "unknown";
+}
+
+void lg_format_duration(int64_t ns, char *out, size_t outlen)
+{
+    static const struct {
+        double div;
+        const char *unit;
+    } units[] = {{1e9, "s"}, {1e6, "ms"}, {1e3, "us"}};
+    double v = (double)ns;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (v < units[i].div && i + 1 < sizeof units / sizeof units[0])
+            continue;
+        if (v < units[i].div) {
+            snprintf(out, outlen, "%" PRId64 "ns", ns);
+            return;
+        }
+        double x = v / units[i].div;
+        snprintf(out, outlen, x >= 100 ? "%.0f%s" : x >= 10 ? "%.1f%s" : "%.2f%s", x, units[i].unit);
+        return;
+    }
+}
+
+/* ---- verdict ---- */
+
+static void reason(struct lg_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reason(struct lg_result *r, const char *fmt, ...)
+{
+    if (r->nreasons == LG_MAX_REASONS)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->reasons[r->nreasons++], sizeof r->reasons[0], fmt, ap);
+    va_end(ap);
+}
+
+static void warning(struct lg_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warning(struct lg_result *r, const char *fmt, ...)
+{
+    if (r->nwarnings == LG_MAX_WARNINGS)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->warnings[r->nwarnings++], sizeof r->warnings[0], fmt, ap);
+    va_end(ap);
+}
+
+static double share(uint64_t part, uint64_t whole)
+{
+    return whole ? (double)part / (double)whole : 0;
+}
+
+/* The share of clients that failed at any point: in the connect phase, lost afterwards, or not closing cleanly. */
+static double error_share(const struct lg_result *r)
+{
+    return share((uint64_t)r->failed + r->dropped + r->err_counts[LG_ERR_CLOSE], r->attempted);
+}
+
+static double delivery_ratio(const struct lg_result *r)
+{
+    return r->total.expected ? share(r->total.received, r->total.expected) : 1.0;
+}
+
+static const struct lg_threshold *find_threshold(const struct lg_opts *o, enum lg_th_metric m)
+{
+    for (int i = 0; i < o->nthresholds; i++)
+        if (o->thresholds[i].metric == m)
+            return &o->thresholds[i];
+    return NULL;
+}
+
+static bool compare(double actual, enum lg_th_op op, double limit)
+{
+    switch (op) {
+    case TH_LT:
+        return actual < limit;
+    case TH_LE:
+        return actual <= limit;
+    case TH_GT:
+        return actual > limit;
+    case TH_GE:
+        return actual >= limit;
+    }
+    return false;
+}
+
+/* Within the errors threshold (without one: no error at all)? */
+static bool errors_ok(const struct lg_result *r, double value)
+{
+    const struct lg_threshold *t = find_threshold(r->opts, TH_ERRORS);
+    return t ? compare(value, t->op, t->value) : value == 0;
+}
+
+static void connect_verdict(struct lg_result *r)
+{
+    if (r->connected > 0 && errors_ok(r, share(r->failed, r->attempted)))
+        return;
+    char kinds[160] = "";
+    size_t n = 0;
+    for (int k = 0; k < LG_ERR_COUNT && n < sizeof kinds; k++)
+        if (LG_ERR_IS_CONNECT(k) && r->err_counts[k])
+            n += (size_t)snprintf(kinds + n, sizeof kinds - n, "%s%s %u", n ? ", " : "", lg_err_name(k),
+                                  r->err_counts[k]);
+    reason(r, "%u of %u clients could not connect%s%s", r->failed, r->attempted, n ? ": " : "", kinds);
+    for (int k = 0; k < LG_ERR_COUNT; k++)
+        if (LG_ERR_IS_CONNECT(k) && r->err_counts[k] && r->err_example[k][0])
+            reason(r, "  e.g. %s", r->err_example[k]);
+    if (r->err_counts[LG_ERR_EMFILE])
+        reason(r, "hint: out of file descriptors: raise `ulimit -n` or spread the clients over more --workers");
+    if (r->err_counts[LG_ERR_EADDRNOTAVAIL])
+        reason(r, "hint: out of source ports: add --source 127.0.0.2-127.0.0.60 or widen "
+                  "net.ipv4.ip_local_port_range");
+    if (r->err_counts[LG_ERR_TLS])
+        reason(r, "hint: TLS failed: see --cacert FILE, or --insecure to skip verification");
+    r->exit_code = 3;
+}
+
+/* "round 3: 12 of 99 missing; round 4: ...; and N more" for the counter at offset off in struct lg_round. */
+static void per_round_reason(struct lg_result *r, const char *what, size_t off, uint64_t total)
+{
+    char text[200];
+    size_t n = (size_t)snprintf(text, sizeof text, "%" PRIu64 " %s", total, what);
+    uint32_t listed = 0, more = 0;
+    for (uint32_t i = 0; i < r->rounds_run; i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&r->rounds[i] + off, sizeof v);
+        if (!v)
+            continue;
+        if (listed++ < ROUNDS_LISTED && n < sizeof text)
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s round %u: %" PRIu64 " of %" PRIu64,
+                                  listed == 1 ? ":" : ";", i + 1, v, r->rounds[i].expected);
+        else
+            more++;
+    }
+    if (more && n < sizeof text)
+        snprintf(text + n, sizeof text - n, "; and %u more round(s)", more);
+    reason(r, "%s", text);
+}
+
+static void delivery_verdict(struct lg_result *r)
+{
+    const struct lg_round *t = &r->total;
+    const struct lg_threshold *dt = find_threshold(r->opts, TH_DELIVERY);
+    bool fail0 = r->exit_code == 0;
+    if (!dt && t->missing)
+        per_round_reason(r, "missing", offsetof(struct lg_round, missing), t->missing);
+    if (!dt && t->late)
+        per_round_reason(r, "late (after --deadline)", offsetof(struct lg_round, late), t->late);
+    if (t->duplicate)
+        per_round_reason(r, "duplicate", offsetof(struct lg_round, duplicate), t->duplicate);
+    if (t->reordered)
+        per_round_reason(r, "out of order", offsetof(struct lg_round, reordered), t->reordered);
+    if (r->echoed)
+        reason(r, "%" PRIu64 " message(s) came back to their emitter (use --echo if the server echoes)", r->echoed);
+    if (r->corrupt)
+        reason(r, "%" PRIu64 " corrupt message(s): garbled, or from an emitter of another room", r->corrupt);
+    double lost = share((uint64_t)r->dropped + r->err_counts[LG_ERR_CLOSE], r->attempted);
+    if (r->connected && !errors_ok(r, error_share(r)) && lost > 0) {
+        reason(r, "%u client(s) lost after connecting, %u closing handshake(s) failed", r->dropped,
+               r->err_counts[LG_ERR_CLOSE]);
+        for (int k = LG_ERR_DROPPED; k < LG_ERR_COUNT; k++)
+            if (r->err_counts[k] && r->err_example[k][0])
+                reason(r, "  e.g. %s: %s", lg_err_name(k), r->err_example[k]);
+    }
+    if (fail0 && r->nreasons)
+        r->exit_code = 1;
+}
+
+static double threshold_actual(const struct lg_result *r, const struct lg_threshold *t, bool *empty)
+{
+    const struct hist *h = t->metric == TH_CONNECT ? r->connect : t->metric == TH_HANDSHAKE ? r->handshake : r->latency;
+    *empty = false;
+    switch (t->stat) {
+    case TH_STAT_RATIO:
+        return t->metric == TH_ERRORS ? error_share(r) : delivery_ratio(r);
+    case TH_STAT_MIN:
+        *empty = hist_count(h) == 0;
+        return (double)hist_min(h);
+    case TH_STAT_MAX:
+        *empty = hist_count(h) == 0;
+        return (double)hist_max(h);
+    case TH_STAT_MEAN:
+        *empty = hist_count(h) == 0;
+        return hist_mean(h);
+    case TH_STAT_PCT:
+        *empty = hist_count(h) == 0;
+        return (double)hist_percentile(h, t->pct);
+    }
+    return 0;
+}
+
+static void threshold_verdict(struct lg_result *r)
+{
+    const struct lg_opts *o = r->opts;
+    for (int i = 0; i < o->nthresholds; i++) {
+        const struct lg_threshold *t = &o->thresholds[i];
+        bool empty;
+        double v = threshold_actual(r, t, &empty);
+        r->threshold_actual[i] = v;
+        r->threshold_ok[i] = !empty && compare(v, t->op, t->value);
+        if (r->threshold_ok[i])
+            continue;
+        char shown[32];
+        if (t->stat == TH_STAT_RATIO)
+            snprintf(shown, sizeof shown, "%.3f%%", v * 100);
+        else
+            lg_format_duration((int64_t)v, shown, sizeof shown);
+        if (empty)
+            reason(r, "threshold %s failed: no samples", t->text);
+        else
+            reason(r, "threshold %s failed: actual %s", t->text, shown);
+        if (r->exit_code == 0)
+            r->exit_code = 1;
+    }
+}
+
+static void self_warnings(struct lg_result *r)
+{
+    for (uint32_t i = 0; i < r->nworkers; i++) {
+        const struct lg_worker_self *w = &r->workers[i];
+        if (w->busy_ratio > BUSY_WARN || w->lag_p99_ns > LAG_WARN_NS)
+            warning(r, "loadgen may be the bottleneck: worker %u used %.0f%% of a core, event-loop lag p99 %.1fms; "
+                       "add --workers",
+                    i, w->busy_ratio * 100, (double)w->lag_p99_ns / 1e6);
+    }
+    uint32_t should = r->connected > r->dropped ? r->connected - r->dropped : 0;
+    if (r->closed_clean < should)
+        warning(r, "%u of %u closing handshakes were not clean", should - r->closed_clean, should);
+}
+
+void lg_verdict(struct lg_result *r)
+{
+    r->exit_code = 0;
+    r->nreasons = r->nwarnings = 0;
+    connect_verdict(r);
+    if (r->connected)
+        delivery_verdict(r);
+    threshold_verdict(r);
+    self_warnings(r);
+}
+
+/* ---- human summary ---- */
+
+static void hist_row(FILE *fp, const char *name, const struct hist *h)
+{
+    static const double pcts[] = {50, 90, 99, 99.9};
+    char v[8][16];
+    lg_format_duration(hist_min(h), v[0], sizeof v[0]);
+    for (int i = 0; i < 4; i++)
+        lg_format_duration(hist_percentile(h, pcts[i]), v[i + 1], sizeof v[0]);
+    lg_format_duration(hist_max(h), v[5], sizeof v[0]);
+    lg_format_duration((int64_t)hist_mean(h), v[6], sizeof v[0]);
+    if (hist_count(h) == 0) {
+        fprintf(fp, "%-10s %9d        -\n", name, 0);
+        return;
+    }
+    fprintf(fp, "%-10s %9" PRId64 " %8s %8s %8s %8s %8s %8s %8s\n", name, hist_count(h), v[0], v[1], v[2], v[3],
+            v[4], v[5], v[6]);
+}
+
+static void human_head(FILE *fp, const struct lg_result *r)
+{
+    const struct lg_opts *o = r->opts;
+    char d[16];
+    fprintf(fp, "loadgen %s: %u clients -> %s", r->version, o->clients, o->targets[0].url);
+    if (o->ntargets > 1)
+        fprintf(fp, " (+%d more URL%s)", o->ntargets - 1, o->ntargets > 2 ? "s" : "");
+    fprintf(fp, ", %u rounds, %u emitter%s, %u B, %u worker%s\n", o->rounds, o->emitters, o->emitters > 1 ? "s" : "",
+            o->payload, o->workers, o->workers > 1 ? "s" : "");
+    lg_format_duration(r->connect_ns, d, sizeof d);
+    double rate = r->connect_ns > 0 ? (double)r->connected / ((double)r->connect_ns / 1e9) : 0;
+    fprintf(fp, "connect   %u/%u in %s (%.0f/s)", r->connected, r->attempted, d, rate);
+    if (r->nnodes || r->nodes_unknown || r->nodes_other) {
+        fprintf(fp, "   nodes:");
+        for (int i = 0; i < r->nnodes; i++)
+            fprintf(fp, " %s %u", r->node_names[i], r->node_counts[i]);
+        if (r->nodes_other)
+            fprintf(fp, " other %u", r->nodes_other);
+        if (r->nodes_unknown)
+            fprintf(fp, " unknown %u", r->nodes_unknown);
+    }
+    fputc('\n', fp);
+    const struct lg_round *t = &r->total;
+    fprintf(fp,
+            "rounds    %u run: %" PRIu64 "/%" PRIu64 " delivered, %" PRIu64 " missing, %" PRIu64 " late, %" PRIu64
+            " duplicate, %" PRIu64 " reordered",
+            r->rounds_run, t->received, t->expected, t->missing, t->late, t->duplicate, t->reordered);
+    if (r->echoed || r->corrupt || r->foreign)
+        fprintf(fp, "; %" PRIu64 " echoed, %" PRIu64 " corrupt, %" PRIu64 " foreign", r->echoed, r->corrupt,
+                r->foreign);
+    fputc('\n', fp);
+}
+
+void lg_report_human(FILE *fp, const struct lg_result *r)
+{
+    human_head(fp, r);
+    fprintf(fp, "%-10s %9s %8s %8s %8s %8s %8s %8s %8s\n", "", "count", "min", "p50", "p90", "p99", "p99.9", "max",
+            "mean");
+    hist_row(fp, "latency", r->latency);
+    hist_row(fp, "connect", r->connect);
+    hist_row(fp, "handshake", r->handshake);
+    bool any = false;
+    for (int k = 0; k < LG_ERR_COUNT; k++) {
+        if (!r->err_counts[k])
+            continue;
+        fprintf(fp, "%-9s %s %u (%s)\n", any ? "" : "errors", lg_err_name(k), r->err_counts[k], r->err_example[k]);
+        any = true;
+    }
+    if (!any)
+        fprintf(fp, "errors    none\n");
+    double cpu = r->coord_cpu_s;
+    for (uint32_t i = 0; i < r->nworkers; i++)
+        cpu += r->workers[i].cpu_user_s + r->workers[i].cpu_sys_s;
+    fprintf(fp, "self      %.2fs CPU over %u worker(s)", cpu, r->nworkers);
+    for (uint32_t i = 0; i < r->nworkers; i++)
+        fprintf(fp, "; w%u busy %.0f%%, lag p99 %.1fms, rss %" PRIu64 " KB", i, r->workers[i].busy_ratio * 100,
+                (double)r->workers[i].lag_p99_ns / 1e6, r->workers[i].rss_kb);
+    fputc('\n', fp);
+    for (int i = 0; i < r->nwarnings; i++)
+        fprintf(fp, "warning   %s\n", r->warnings[i]);
+    if (r->exit_code == 0)
+        fprintf(fp, "verdict   PASS\n");
+    else
+        fprintf(fp, "verdict   FAIL (exit %d)\n", r->exit_code);
+    for (int i = 0; i < r->nreasons; i++)
+        fprintf(fp, "          %s\n", r->reasons[i]);
+}
+
+/* ---- JSON ---- */
+
+static json_t *ms(int64_t ns)
+{
+    return json_real((double)(ns / 1000) / 1000.0);
+}
+
+static json_t *hist_json(const struct hist *h)
+{
+    return json_pack("{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "count", (json_int_t)hist_count(h), "min_ms",
+                     ms(hist_min(h)), "p50_ms", ms(hist_percentile(h, 50)), "p90_ms", ms(hist_percentile(h, 90)),
+                     "p99_ms", ms(hist_percentile(h, 99)), "p99_9_ms", ms(hist_percentile(h, 99.9)), "max_ms",
+                     ms(hist_max(h)), "mean_ms", ms((int64_t)hist_mean(h)));
+}
+
+static json_t *options_json(const struct lg_opts *o)
+{
+    json_t *urls = json_array(), *th = json_array();
+    for (int i = 0; i < o->ntargets; i++)
+        json_array_append_new(urls, json_string(o->targets[i].url));
+    for (int i = 0; i < o->nthresholds; i++)
+        json_array_append_new(th, json_string(o->thresholds[i].text));
+    return json_pack("{s:I, s:o, s:I, s:o, s:o, s:I, s:I, s:I, s:s?, s:I, s:f, s:I, s:o, s:b, s:b, s:I, s:o, "
+                     "s:o}",
+                     "clients", (json_int_t)o->clients, "urls", urls, "rounds", (json_int_t)o->rounds,
+                     "interval_ms", ms(o->interval_ns), "deadline_ms", ms(o->deadline_ns), "emitters",
+                     (json_int_t)o->emitters, "payload", (json_int_t)o->payload, "rooms", (json_int_t)o->rooms,
+                     "room", o->room, "workers", (json_int_t)o->workers, "connect_rate", o->connect_rate,
+                     "max_inflight", (json_int_t)o->max_inflight, "connect_timeout_ms", ms(o->connect_timeout_ns),
+                     "echo", o->echo, "binary", o->binary, "sources", (json_int_t)o->nsources, "thresholds", th,
+                     "hold_ms", ms(o->hold_ns));
+}
+
+static json_t *round_json(const struct lg_round *rd, uint32_t number)
+{
+    json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "round", (json_int_t)number, "emitted",
+                          (json_int_t)rd->emitted, "expected", (json_int_t)rd->expected, "received",
+                          (json_int_t)rd->received, "late", (json_int_t)rd->late, "missing", (json_int_t)rd->missing,
+                          "duplicate", (json_int_t)rd->duplicate, "reordered", (json_int_t)rd->reordered);
+    json_object_set_new(j, "start_ms", ms(rd->start_ns));
+    json_object_set_new(j, "duration_ms", ms(rd->duration_ns));
+    json_object_set_new(j, "timed_out", json_boolean(rd->timed_out));
+    json_object_set_new(j, "p50_ms", ms(rd->p50_ns));
+    json_object_set_new(j, "p99_ms", ms(rd->p99_ns));
+    json_object_set_new(j, "max_ms", ms(rd->max_ns));
+    return j;
+}
+
+static json_t *totals_json(const struct lg_result *r)
+{
+    const struct lg_round *t = &r->total;
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "emitted", (json_int_t)t->emitted, "expected",
+                     (json_int_t)t->expected, "received", (json_int_t)t->received, "late", (json_int_t)t->late,
+                     "missing", (json_int_t)t->missing, "duplicate", (json_int_t)t->duplicate, "reordered",
+                     (json_int_t)t->reordered, "delivery", delivery_ratio(r));
+}
+
+static json_t *nodes_errors_json(const struct lg_result *r, json_t **errors, json_t **status)
+{
+    json_t *nodes = json_object();
+    for (int i = 0; i < r->nnodes; i++)
+        json_object_set_new(nodes, r->node_names[i], json_integer(r->node_counts[i]));
+    if (r->nodes_other)
+        json_object_set_new(nodes, "other", json_integer(r->nodes_other));
+    if (r->nodes_unknown)
+        json_object_set_new(nodes, "unknown", json_integer(r->nodes_unknown));
+    *errors = json_object();
+    for (int k = 0; k < LG_ERR_COUNT; k++)
+        if (r->err_counts[k])
+            json_object_set_new(*errors, lg_err_name(k),
+                                json_pack("{s:I, s:s}", "count", (json_int_t)r->err_counts[k], "example",
+                                          r->err_example[k]));
+    *status = json_object();
+    for (int i = 0; i < r->nstatus; i++) {
+        char code[12];
+        snprintf(code, sizeof code, "%d", r->status_codes[i]);
+        json_object_set_new(*status, code, json_integer(r->status_counts[i]));
+    }
+    return nodes;
+}
+
+static json_t *self_json(const struct lg_result *r)
+{
+    json_t *workers = json_array();
+    for (uint32_t i = 0; i < r->nworkers; i++) {
+        const struct lg_worker_self *w = &r->workers[i];
+        json_array_append_new(workers, json_pack("{s:I, s:f, s:f, s:f, s:o, s:o, s:I}", "clients",
+                                                 (json_int_t)w->clients, "cpu_user_s", w->cpu_user_s, "cpu_sys_s",
+                                                 w->cpu_sys_s, "busy_ratio", w->busy_ratio, "lag_p99_ms",
+                                                 ms(w->lag_p99_ns), "lag_max_ms", ms(w->lag_max_ns), "rss_kb",
+                                                 (json_int_t)w->rss_kb));
+    }
+    return json_pack("{s:f, s:o}", "coordinator_cpu_s", r->coord_cpu_s, "workers", workers);
+}
+
+static json_t *verdict_json(const struct lg_result *r, json_t **thresholds)
+{
+    *thresholds = json_array();
+    const struct lg_opts *o = r->opts;
+    for (int i = 0; i < o->nthresholds; i++) {
+        const struct lg_threshold *t = &o->thresholds[i];
+        double a = r->threshold_actual[i];
+        json_array_append_new(*thresholds, json_pack("{s:s, s:b, s:f}", "expr", t->text, "ok", r->threshold_ok[i],
+                                                     "actual", t->stat == TH_STAT_RATIO ? a : a / 1e6));
+    }
+    json_t *reasons = json_array(), *warnings = json_array();
+    for (int i = 0; i < r->nreasons; i++)
+        json_array_append_new(reasons, json_string(r->reasons[i]));
+    for (int i = 0; i < r->nwarnings; i++)
+        json_array_append_new(warnings, json_string(r->warnings[i]));
+    return json_pack("{s:b, s:i, s:o, s:o}", "pass", r->exit_code == 0, "exit_code", r->exit_code, "reasons", reasons,
+                     "warnings", warnings);
+}
+
+static json_t *document(const struct lg_result *r)
+{
+    char when[40];
+    time_t sec = (time_t)r->start_epoch;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_t *rounds = json_array(), *errors, *status, *thresholds;
+    for (uint32_t i = 0; i < r->rounds_run; i++)
+        json_array_append_new(rounds, round_json(&r->rounds[i], i + 1));
+    json_t *nodes = nodes_errors_json(r, &errors, &status);
+    json_t *verdict = verdict_json(r, &thresholds);
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:o}", "schema", LG_JSON_SCHEMA, "version", r->version, "time",
+                            when, "host", r->host, "options", options_json(r->opts));
+    json_object_set_new(doc, "phases",
+                        json_pack("{s:o, s:o, s:o, s:o, s:o}", "connect_ms", ms(r->connect_ns), "rounds_ms",
+                                  ms(r->rounds_ns), "verify_ms", ms(r->verify_ns), "close_ms", ms(r->close_ns),
+                                  "total_ms", ms(r->total_ns)));
+    json_object_set_new(doc, "clients",
+                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "attempted", (json_int_t)r->attempted, "connected",
+                                  (json_int_t)r->connected, "failed", (json_int_t)r->failed, "dropped",
+                                  (json_int_t)r->dropped, "closed_clean", (json_int_t)r->closed_clean));
+    json_object_set_new(doc, "latency", hist_json(r->latency));
+    json_object_set_new(doc, "connect", hist_json(r->connect));
+    json_object_set_new(doc, "handshake", hist_json(r->handshake));
+    json_object_set_new(doc, "rounds", rounds);
+    json_object_set_new(doc, "totals", totals_json(r));
+    json_object_set_new(doc, "echoed", json_integer((json_int_t)r->echoed));
+    json_object_set_new(doc, "foreign", json_integer((json_int_t)r->foreign));
+    json_object_set_new(doc, "corrupt", json_integer((json_int_t)r->corrupt));
+    json_object_set_new(doc, "nodes", nodes);
+    json_object_set_new(doc, "errors", errors);
+    json_object_set_new(doc, "http_status", status);
+    json_object_set_new(doc, "self", self_json(r));
+    json_object_set_new(doc, "thresholds", thresholds);
+    json_object_set_new(doc, "interrupted", json_boolean(r->interrupted));
+    json_object_set_new(doc, "verdict", verdict);
+    return doc;
+}
+
+int lg_report_json(const char *path, const struct lg_result *r, char *err, size_t errlen)
+{
+    json_t *doc = document(r);
+    if (!doc) {
+        snprintf(err, errlen, "--out: cannot build the JSON document (out of memory)");
+        return -1;
+    }
+    int rc = 0;
+    if (!strcmp(path, "-")) {
+        rc = json_dumpf(doc, stdout, JSON_INDENT(2)) < 0 ? -1 : 0;
+        fputc('\n', stdout);
+    } else {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        if (json_dump_file(doc, tmp, JSON_INDENT(2)) < 0 || rename(tmp, path) < 0) {
+            snprintf(err, errlen, "--out %s: cannot write it", path);
+            unlink(tmp);
+            rc = -1;
+        }
+    }
+    json_decref(doc);
+    return rc;
+}

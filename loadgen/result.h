@@ -1,0 +1,127 @@
+/* What a run found, merged over every worker: the one model the summary, the JSON file and the verdict read.
+ * The coordinator fills it; report.c only reads it (and writes the verdict into it). */
+#ifndef LOADGEN_RESULT_H
+#define LOADGEN_RESULT_H
+
+#include "loadgen/opts.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct hist;
+
+#define LG_VERSION "0.1.0"
+
+/* Why a client failed. One kind per client: the first failure it met. */
+enum lg_err {
+    LG_ERR_REFUSED = 0,        /* connect: ECONNREFUSED */
+    LG_ERR_CONNECT_TIMEOUT,    /* connect: no TCP connection within --connect-timeout */
+    LG_ERR_EMFILE,             /* connect: out of descriptors (EMFILE/ENFILE) */
+    LG_ERR_EADDRNOTAVAIL,      /* connect: out of source ports/addresses */
+    LG_ERR_CONNECT,            /* connect: any other errno (unreachable, reset, ...) */
+    LG_ERR_TLS,                /* TLS handshake failed (certificate, protocol) */
+    LG_ERR_HANDSHAKE_TIMEOUT,  /* TCP up, but no 101 within --connect-timeout */
+    LG_ERR_HTTP_STATUS,        /* the upgrade was answered with another status (see status_counts) */
+    LG_ERR_BAD_UPGRADE,        /* malformed response, or 101 with a wrong Sec-WebSocket-Accept/Upgrade */
+    LG_ERR_HANDSHAKE_CLOSED,   /* the server closed or reset during the handshake */
+    LG_ERR_DROPPED,            /* open, then closed or reset by the server before the end */
+    LG_ERR_PROTOCOL,           /* open, then a frame we could not accept (we closed with 1002/1007/1009) */
+    LG_ERR_CLOSE,              /* the closing handshake did not complete within --close-timeout */
+    LG_ERR_COUNT
+};
+
+/* Connect-phase kinds are the ones up to LG_ERR_HANDSHAKE_CLOSED. */
+#define LG_ERR_IS_CONNECT(k) ((k) <= LG_ERR_HANDSHAKE_CLOSED)
+
+/* Stable names used in the JSON ("refused", "connect_timeout", ...) and the summary. */
+const char *lg_err_name(enum lg_err k);
+
+#define LG_MAX_STATUS 16 /* distinct HTTP statuses told apart */
+#define LG_MAX_NODES  64 /* distinct node names told apart; the rest are counted in nodes_other */
+#define LG_MAX_REASONS 32
+#define LG_MAX_WARNINGS 16
+
+struct lg_round {
+    uint32_t emitted;   /* messages sent this round */
+    uint64_t expected;  /* deliveries due: every open receiver in each emitter's room */
+    uint64_t received;  /* first arrivals before the deadline */
+    uint64_t late;      /* first arrivals after it */
+    uint64_t missing;   /* expected - received - late: never arrived */
+    uint64_t duplicate; /* arrivals of a message already received */
+    uint64_t reordered; /* first arrivals after a later message of the same emitter */
+    int64_t start_ns;   /* since the run's start (CLOCK_MONOTONIC) */
+    int64_t duration_ns; /* from the first send to the last expected arrival, or to the deadline */
+    bool timed_out;
+    int64_t p50_ns, p99_ns, max_ns; /* this round's delivery latency */
+};
+
+struct lg_worker_self {
+    double cpu_user_s, cpu_sys_s; /* getrusage, whole run */
+    double busy_ratio;            /* CPU seconds / wall seconds during the rounds (1.0 = one core) */
+    int64_t lag_p99_ns, lag_max_ns; /* event-loop lag: lateness of a 10 ms timer */
+    uint64_t rss_kb;                /* peak resident set (ru_maxrss) */
+    uint32_t clients;
+};
+
+struct lg_result {
+    const struct lg_opts *opts;
+    double start_epoch;  /* wall clock at the start, seconds */
+    char host[256];      /* gethostname */
+    char version[32];
+
+    /* phases, nanoseconds since the start */
+    int64_t connect_ns;  /* connect phase duration: first connect to all ready (or all failed) */
+    int64_t rounds_ns;   /* rounds phase duration */
+    int64_t verify_ns;   /* wait for stragglers after the last round */
+    int64_t close_ns;    /* close handshake phase */
+    int64_t total_ns;
+
+    /* clients */
+    uint32_t attempted, connected, failed; /* failed: in the connect phase */
+    uint32_t dropped;                      /* open, then lost before the end */
+    uint32_t closed_clean;                 /* close handshake completed (their close frame, then EOF) */
+
+    /* histograms, nanoseconds; never NULL after a run */
+    struct hist *connect;   /* TCP connect time */
+    struct hist *handshake; /* TLS (if any) + HTTP upgrade, from TCP up to the 101 */
+    struct hist *latency;   /* delivery latency: receive time - send time */
+
+    /* rounds (opts->rounds entries, only the first rounds_run are meaningful) */
+    struct lg_round *rounds;
+    uint32_t rounds_run;
+    struct lg_round total; /* sums over the rounds (start/duration/percentiles: whole rounds phase) */
+    uint64_t echoed;       /* an emitter got its own message back without --echo */
+    uint64_t foreign;      /* messages without our marker (ignored) */
+    uint64_t corrupt;      /* our marker, then garbage */
+
+    /* where clients landed: by --node-header, else by --cookie value; "unknown" when neither was present */
+    char node_names[LG_MAX_NODES][64];
+    uint32_t node_counts[LG_MAX_NODES];
+    int nnodes;
+    uint32_t nodes_other, nodes_unknown;
+
+    /* errors */
+    uint32_t err_counts[LG_ERR_COUNT];
+    char err_example[LG_ERR_COUNT][160]; /* the first message of each kind */
+    int status_codes[LG_MAX_STATUS];     /* LG_ERR_HTTP_STATUS broken down */
+    uint32_t status_counts[LG_MAX_STATUS];
+    int nstatus;
+
+    /* self-monitoring */
+    struct lg_worker_self workers[LG_MAX_WORKERS];
+    uint32_t nworkers;
+    double coord_cpu_s;
+
+    bool interrupted; /* SIGINT/SIGTERM ended the run early (the caller fails it) */
+
+    /* verdict, filled by lg_verdict */
+    int exit_code; /* 0 pass, 1 verification or threshold failure, 3 could not connect */
+    char reasons[LG_MAX_REASONS][200];
+    int nreasons;
+    char warnings[LG_MAX_WARNINGS][200];
+    int nwarnings;
+    bool threshold_ok[LG_MAX_THRESHOLDS];
+    double threshold_actual[LG_MAX_THRESHOLDS]; /* ns or fraction, as the threshold's value */
+};
+
+#endif

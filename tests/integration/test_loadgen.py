@@ -1,0 +1,248 @@
+"""Integration tests for build/loadgen against real refserver nodes and a real redis-server.
+
+The verdict must be able to fail: next to the passing runs are runs built to fail in a known way (a node on another
+Redis, a closed port, a 404, too few descriptors, unmeetable thresholds), and each checks the exact counts.
+Run: python3 -m unittest discover -s tests/integration -p 'test_*.py' -v   (WSH_BUILD selects the build directory)
+"""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness as h
+
+LOADGEN = os.path.join(h.BUILD, "loadgen")
+if not os.access(LOADGEN, os.X_OK):
+    raise RuntimeError(f"{LOADGEN} is not built (set WSH_BUILD or run make)")
+
+RUN_TIMEOUT = 60 * h.SLOW
+
+
+def run_loadgen(args, timeout=RUN_TIMEOUT, preexec_fn=None):
+    """Run loadgen to the end; returns (exit code, stdout, stderr, parsed JSON or None)."""
+    out = tempfile.NamedTemporaryFile(prefix="wsh-lg-", suffix=".json", delete=False)
+    out.close()
+    os.unlink(out.name)
+    argv = [LOADGEN, "--out", out.name, *args]
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
+        doc = None
+        if os.path.exists(out.name):
+            with open(out.name) as f:
+                doc = json.load(f)
+        return p.returncode, p.stdout, p.stderr, doc
+    finally:
+        if os.path.exists(out.name):
+            os.unlink(out.name)
+
+
+def ws_url(node, path="/ws"):
+    return f"ws://{h.HOST}:{node.port}{path}"
+
+
+class LoadgenBase(unittest.TestCase):
+    def assertRun(self, rc, want, out, err):
+        self.assertEqual(rc, want, f"exit {rc}, wanted {want}\n--- stdout\n{out[-3000:]}\n--- stderr\n{err[-3000:]}")
+
+    def assertDelivered(self, doc, expected):
+        t = doc["totals"]
+        self.assertEqual(t["expected"], expected, t)
+        self.assertEqual(t["received"], expected, t)
+        for k in ("missing", "late", "duplicate", "reordered"):
+            self.assertEqual(t[k], 0, f"{k}: {t}")
+
+
+class TwoNodes(LoadgenBase):
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = h.start_redis(cls)
+        cls.n1 = h.start_refserver(cls, "n1", cls.redis.url)
+        cls.n2 = h.start_refserver(cls, "n2", cls.redis.url)
+
+    def test_100_clients_over_two_nodes_pass(self):
+        rounds = 5
+        rc, out, err, doc = run_loadgen(["-c", "100", "-r", str(rounds), "-i", "50ms", "--room", "it-pass",
+                                         ws_url(self.n1), ws_url(self.n2)])
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual(doc["schema"], "wsh-loadgen/1")
+        self.assertEqual(doc["clients"]["connected"], 100)
+        self.assertEqual(doc["clients"]["failed"], 0)
+        self.assertEqual(doc["nodes"], {"n1": 50, "n2": 50})
+        self.assertDelivered(doc, 99 * rounds)
+        self.assertEqual(len(doc["rounds"]), rounds)
+        for i, r in enumerate(doc["rounds"]):
+            self.assertEqual((r["round"], r["emitted"], r["expected"], r["received"]), (i + 1, 1, 99, 99))
+        self.assertEqual(doc["latency"]["count"], 99 * rounds)
+        self.assertEqual(doc["connect"]["count"], 100)
+        self.assertEqual(doc["clients"]["closed_clean"], 100)
+        self.assertTrue(doc["verdict"]["pass"])
+        self.assertIn("PASS", out)
+
+    def test_rooms_and_emitters(self):
+        # 60 clients in 3 rooms, 3 emitters (one per room): each message reaches the 19 others of its room only.
+        rc, out, err, doc = run_loadgen(["-c", "60", "-r", "4", "-i", "20ms", "--rooms", "3", "-e", "3",
+                                         "--room", "it-rooms", ws_url(self.n1), ws_url(self.n2)])
+        self.assertRun(rc, 0, out, err)
+        self.assertDelivered(doc, 4 * 3 * 19)
+        self.assertEqual(doc["corrupt"], 0)
+
+    def test_two_workers_add_up(self):
+        rc, out, err, doc = run_loadgen(["-c", "101", "-r", "3", "-i", "20ms", "-w", "2", "-e", "2",
+                                         "--room", "it-workers", ws_url(self.n1), ws_url(self.n2)])
+        self.assertRun(rc, 0, out, err)
+        workers = doc["self"]["workers"]
+        self.assertEqual(len(workers), 2)
+        self.assertEqual(sorted(w["clients"] for w in workers), [50, 51])
+        self.assertEqual(doc["clients"]["connected"], 101)
+        # two emitters in one room: each of the 101 clients hears the 2 emitters but itself
+        self.assertDelivered(doc, 3 * (101 * 2 - 2))
+        self.assertEqual(sum(doc["nodes"].values()), 101)
+
+    def test_source_addresses(self):
+        # Clients are spread over the source range; ss shows who is connected while the run holds them.
+        proc = subprocess.Popen([LOADGEN, "-q", "-c", "40", "-r", "2", "-i", "2s", "--source", "127.0.0.2-127.0.0.5",
+                                 ws_url(self.n1)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        seen = set()
+
+        def forty_connected():
+            ss = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"{h.HOST}:{self.n1.port}"],
+                                capture_output=True, text=True).stdout.split("\n")
+            rows = [line.split() for line in ss if line.strip()]
+            seen.clear()
+            seen.update(r[-2].rsplit(":", 1)[0] for r in rows)
+            return len(rows) >= 40
+
+        h.wait_until(forty_connected, 20 * h.SLOW, what="40 connections from the source range")
+        self.assertEqual(seen, {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"})
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        self.assertRun(proc.returncode, 0, out, err)
+
+    def test_unmeetable_thresholds_exit_1(self):
+        rc, out, err, doc = run_loadgen(["-c", "20", "-r", "2", "-i", "20ms", "-t", "p99<1ns", "-t", "connect.max<1ns",
+                                         "-t", "delivery>=100%", ws_url(self.n1)])
+        self.assertRun(rc, 1, out, err)
+        th = {t["expr"]: t for t in doc["thresholds"]}
+        self.assertFalse(th["p99<1ns"]["ok"])
+        self.assertFalse(th["connect.max<1ns"]["ok"])
+        self.assertTrue(th["delivery>=100%"]["ok"])
+        self.assertDelivered(doc, 2 * 19)  # delivery itself was fine: only the thresholds failed
+        self.assertTrue(any("p99<1ns" in r for r in doc["verdict"]["reasons"]), doc["verdict"])
+
+    def test_meetable_thresholds_pass(self):
+        rc, out, err, doc = run_loadgen(["-c", "20", "-r", "2", "-i", "20ms", "-t", "p99<30s", "-t", "errors<=0%",
+                                         ws_url(self.n1)])
+        self.assertRun(rc, 0, out, err)
+        self.assertTrue(all(t["ok"] for t in doc["thresholds"]))
+
+    def test_not_found_is_exit_3_with_the_status(self):
+        rc, out, err, doc = run_loadgen(["-c", "10", "-r", "1", ws_url(self.n1, "/nope")])
+        self.assertRun(rc, 3, out, err)
+        self.assertEqual(doc["clients"]["failed"], 10)
+        self.assertEqual(doc["http_status"], {"404": 10})
+
+    def test_sigint_reports_and_exits_1(self):
+        proc = subprocess.Popen([LOADGEN, "-c", "30", "-r", "1000", "-i", "50ms", ws_url(self.n1)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        h.wait_until(lambda: self.n1.metric("refserver_websocket_clients") >= 30, 20 * h.SLOW, what="30 clients")
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        self.assertRun(proc.returncode, 1, out, err)
+        self.assertIn("interrupted", out + err)
+        h.wait_until(lambda: self.n1.metric("refserver_websocket_clients") == 0, 10 * h.SLOW, what="clients gone")
+
+
+class SplitBrain(LoadgenBase):
+    """Node 2 is on another Redis, so nothing crosses between the nodes: the verdict must fail, with exact counts."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis1 = h.start_redis(cls)
+        cls.redis2 = h.start_redis(cls)
+        cls.n1 = h.start_refserver(cls, "n1", cls.redis1.url)
+        cls.n2 = h.start_refserver(cls, "n2", cls.redis2.url)
+
+    def test_missing_count_is_exact(self):
+        rounds = 3
+        rc, out, err, doc = run_loadgen(["-c", "100", "-r", str(rounds), "-i", "20ms", "--deadline", "500ms",
+                                         ws_url(self.n1), ws_url(self.n2)])
+        self.assertRun(rc, 1, out, err)
+        # client 0 (on n1) emits; the 50 clients on n2 never hear it, the 49 others on n1 do.
+        t = doc["totals"]
+        self.assertEqual((t["expected"], t["received"], t["missing"]), (99 * rounds, 49 * rounds, 50 * rounds))
+        for r in doc["rounds"]:
+            self.assertEqual(r["missing"], 50)
+            self.assertTrue(r["timed_out"])
+        self.assertFalse(doc["verdict"]["pass"])
+        self.assertTrue(any("missing" in r for r in doc["verdict"]["reasons"]), doc["verdict"])
+
+    def test_delivery_threshold_can_tolerate_it(self):
+        rc, out, err, doc = run_loadgen(["-c", "100", "-r", "2", "-i", "20ms", "--deadline", "300ms",
+                                         "-t", "delivery>=40%", ws_url(self.n1), ws_url(self.n2)])
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual(doc["totals"]["missing"], 100)
+
+
+class ConnectFailures(LoadgenBase):
+    def test_refused_is_exit_3(self):
+        port = h.free_port()
+        rc, out, err, doc = run_loadgen(["-c", "20", "-r", "1", f"ws://{h.HOST}:{port}/ws"])
+        self.assertRun(rc, 3, out, err)
+        self.assertEqual(doc["errors"]["refused"]["count"], 20)
+        self.assertEqual(doc["clients"]["connected"], 0)
+
+    def test_emfile_is_exit_3_with_a_hint(self):
+        redis = h.start_redis(self)
+        node = h.start_refserver(self, "n1", redis.url)
+
+        def few_fds():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+        rc, out, err, doc = run_loadgen(["-c", "100", "-r", "1", ws_url(node)], preexec_fn=few_fds)
+        self.assertRun(rc, 3, out, err)
+        self.assertGreater(doc["errors"]["emfile"]["count"], 0)
+        self.assertIn("--workers", out + err)
+
+    def test_bad_usage_is_exit_2(self):
+        for args in (["-c", "0", "ws://127.0.0.1:1/"], ["--clients", "x", "ws://127.0.0.1:1/"], ["ftp://x/"], [],
+                     ["--threshold", "p99<5", "ws://127.0.0.1:1/"], ["--source", "127.0.0.9-127.0.0.2",
+                                                                     "ws://127.0.0.1:1/"], ["--bogus"]):
+            p = subprocess.run([LOADGEN, *args], capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 2, f"{args}: {p.stderr}")
+            lines = [ln for ln in p.stderr.split("\n") if ln.strip()]
+            self.assertEqual(len(lines), 1, f"{args}: one line expected: {p.stderr!r}")
+
+    def test_help(self):
+        p = subprocess.run([LOADGEN, "--help"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 0)
+        for opt in ("--clients", "--rounds", "--threshold", "--workers", "--source", "--hlog", "--out"):
+            self.assertIn(opt, p.stdout)
+
+
+class NodeLoss(LoadgenBase):
+    def test_node_killed_mid_run_fails_with_dropped_clients(self):
+        redis = h.start_redis(self)
+        n1 = h.start_refserver(self, "n1", redis.url)
+        n2 = h.RefServer("n2", redis.url)
+        n2.start()
+        self.addCleanup(n2.stop)
+        proc = subprocess.Popen([LOADGEN, "-c", "40", "-r", "40", "-i", "50ms", "--out", os.devnull, ws_url(n1),
+                                 ws_url(n2)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        h.wait_until(lambda: n2.metric("refserver_websocket_clients") >= 20, 20 * h.SLOW, what="20 clients on n2")
+        time.sleep(0.3)
+        n2.proc.kill()
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        self.assertRun(proc.returncode, 1, out, err)
+        self.assertIn("dropped", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
