@@ -2,10 +2,12 @@
 # make bench: what one refserver node costs per idle connection, and how long one 100-byte message takes to reach
 # 10k (and 100) clients over two nodes, beside the kernel's own floor for the same fan-out on this machine.
 #
-#   a. memory: 1 node, RSS before and after 10000 idle clients (wsfanout --hold)   target <= 2 KB per connection
-#   b. fan-out: 2 nodes on one Redis, wsfanout 30 rounds at N=10000 and N=100       target p99 <= 2x floor median
+#   a. memory: 1 node, RSS before and after 10000 idle clients (loadgen --hold)    target <= 2 KB per connection
+#   b. fan-out: 2 nodes on one Redis, loadgen 30 rounds at N=10000 and N=100        target p99 <= 2x floor median
 #      floor: ../shared/bench/fanout-floor.c (one process writes N sockets, another reads them; no framing)
-#   c. summary table on stdout and in results/bench/refserver-<UTC time>.txt
+#   c. loadgen's own cost: connects/s, CPU per connect, RSS per client, CPU per received message, and its CPU
+#      against the nodes' CPU in the N=10000 run      targets >= 10000/s, <= 60 us, <= 2 KB, <= 2 us, < nodes
+#   d. summary table on stdout and in results/bench/refserver-<UTC time>.txt
 #
 # Everything runs on loopback on free ports; every process started here is stopped by PID on exit.
 # Exit: 0 measured (targets missed are reported, not fatal), 1 a run failed (delivery errors, a process died).
@@ -16,7 +18,7 @@ ROOT=$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --show-toplevel 2>/dev/
 cd "$ROOT"
 BUILD=${BUILD:-build}
 REFSERVER=$BUILD/refserver
-WSFANOUT=$BUILD/wsfanout
+LOADGEN=$BUILD/loadgen
 FLOOR_SRC=$ROOT/../shared/bench/fanout-floor.c
 FLOOR_BIN=$BUILD/fanout-floor
 MEM_CLIENTS=10000
@@ -60,7 +62,7 @@ trap 'exit 143' TERM
 
 die() { log "$*"; FAILED=1; exit 1; }
 
-for f in "$REFSERVER" "$WSFANOUT"; do [ -x "$f" ] || die "$f is missing: run make first"; done
+for f in "$REFSERVER" "$LOADGEN"; do [ -x "$f" ] || die "$f is missing: run make first"; done
 command -v redis-server >/dev/null || die "redis-server is not installed (make deps installs it)"
 
 # A loopback TCP port nobody listens on, below the ephemeral range (clients use that one by the thousand).
@@ -129,7 +131,11 @@ start_node() {
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 slab_kb() { awk '/^Slab:/ { print $2 }' /proc/meminfo; }
 metric() { http_get "$1" /metrics 1 | awk -v m="$2" '$1 == m { print $2 }' | tr -d '\r'; }
-# field VALUE-AFTER LINE: the number after a word in a wsfanout summary line
+# jget FILE EXPR: a value from a loadgen JSON report (EXPR is Python over d, the parsed document)
+jget() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+# CPU seconds a process has used so far (utime + stime from /proc/PID/stat)
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+# field VALUE-AFTER LINE: the number after a word in a line (fanout-floor's summary)
 field() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' <<<"$2"; }
 
 # ---------------------------------------------------------------- a. memory per idle connection
@@ -141,26 +147,27 @@ sleep 0.5
 RSS_BEFORE=$(rss_kb "$MEM_PID")
 SLAB_BEFORE=$(slab_kb)
 log "memory: refserver RSS ${RSS_BEFORE} KB idle; connecting $MEM_CLIENTS clients"
-"$WSFANOUT" --hold --quiet --clients "$MEM_CLIENTS" --source "$SOURCES" \
-    "ws://127.0.0.1:$MEM_PORT/ws?room=bench-mem" >"$WORK/hold.out" 2>&1 &
+"$LOADGEN" --quiet --clients "$MEM_CLIENTS" --rounds 0 --hold 600s --source "$SOURCES" --room bench-mem \
+    --out "$WORK/hold.json" "ws://127.0.0.1:$MEM_PORT/ws" >"$WORK/hold.out" 2>&1 &
 HOLD_PID=$!
 PIDS+=("$HOLD_PID")
 for i in $(seq 1200); do
-    grep -q '^ready' "$WORK/hold.out" && break
-    kill -0 "$HOLD_PID" 2>/dev/null || { cat "$WORK/hold.out" >&2; die "wsfanout --hold exited before ready"; }
+    [ "$(metric "$MEM_PORT" refserver_websocket_clients)" = "$MEM_CLIENTS" ] && break
+    kill -0 "$HOLD_PID" 2>/dev/null || { cat "$WORK/hold.out" >&2; die "loadgen --hold exited before all connected"; }
     sleep 0.1
 done
-grep -q '^ready' "$WORK/hold.out" || die "wsfanout --hold not ready after 120 s"
+[ "$(metric "$MEM_PORT" refserver_websocket_clients)" = "$MEM_CLIENTS" ] || die "not all $MEM_CLIENTS held after 120 s"
 sleep 1
 RSS_AFTER=$(rss_kb "$MEM_PID")
 SLAB_AFTER=$(slab_kb)
 WS_CLIENTS=$(metric "$MEM_PORT" refserver_websocket_clients)
-HOLD_RSS=$(rss_kb "$HOLD_PID")
 KB_PER_CONN=$(awk -v a="$RSS_AFTER" -v b="$RSS_BEFORE" -v n="$MEM_CLIENTS" 'BEGIN { printf "%.2f", (a - b) / n }')
 SLAB_PER_CONN=$(awk -v a="$SLAB_AFTER" -v b="$SLAB_BEFORE" -v n="$MEM_CLIENTS" 'BEGIN { printf "%.2f", (a - b) / n }')
 log "memory: RSS ${RSS_AFTER} KB with ${WS_CLIENTS:-?} clients -> $KB_PER_CONN KB per connection"
-stop_pid "$HOLD_PID"
-grep -q '^PASS' "$WORK/hold.out" || { cat "$WORK/hold.out" >&2; log "wsfanout --hold did not end cleanly"; FAILED=1; }
+stop_pid "$HOLD_PID" # interrupted on purpose: loadgen closes every client and reports
+HOLD_RSS=$(jget "$WORK/hold.json" 'max(w["rss_kb"] for w in d["self"]["workers"])')
+[ "$(jget "$WORK/hold.json" 'd["clients"]["closed_clean"]')" = "$MEM_CLIENTS" ] ||
+    { cat "$WORK/hold.out" >&2; log "loadgen --hold did not close every client cleanly"; FAILED=1; }
 stop_pid "$MEM_PID"
 
 # ---------------------------------------------------------------- b. fan-out against the floor
@@ -199,44 +206,83 @@ run_floor() { # N -> FLOOR_LINE, FLOOR_MEDIAN, FLOOR_MAX, FLOOR_N
     log "floor N=$FLOOR_N: median ${FLOOR_MEDIAN:-?} ms"
 }
 
-run_fanout() { # N TAG -> FAN_OUT (wsfanout's output), FAN_P50, FAN_P99
-    local n=$1 tag=$2 rc=0
+run_fanout() { # N TAG -> FAN_JSON (loadgen's report), FAN_P50, FAN_P99 (round times), FAN_CPU, NODES_CPU
+    local n=$1 tag=$2 rc=0 before
+    FAN_JSON=$WORK/fanout-$tag.json
+    before=$(awk -v a="$(cpu_s "$N1_PID")" -v b="$(cpu_s "$N2_PID")" 'BEGIN { print a + b }')
     # In the background, so a signal to this script is handled at once (bash runs traps only between commands).
-    "$WSFANOUT" --quiet --clients "$n" --rounds "$ROUNDS" --payload "$PAYLOAD" --source "$SOURCES" \
-        "ws://127.0.0.1:$P1/ws?room=bench-$tag" "ws://127.0.0.1:$P2/ws?room=bench-$tag" >"$WORK/fanout-$tag.out" 2>&1 &
+    "$LOADGEN" --quiet --clients "$n" --rounds "$ROUNDS" --interval 200ms --payload "$PAYLOAD" --source "$SOURCES" \
+        --room "bench-$tag" --out "$FAN_JSON" "ws://127.0.0.1:$P1/ws" "ws://127.0.0.1:$P2/ws" \
+        >"$WORK/fanout-$tag.out" 2>&1 &
     local pid=$!
     PIDS+=("$pid")
     wait "$pid" || rc=$?
-    FAN_OUT=$(cat "$WORK/fanout-$tag.out")
-    local line
-    line=$(grep '^round ms' <<<"$FAN_OUT" || true)
-    FAN_P50=$(field p50 "$line")
-    FAN_P99=$(field p99 "$line")
-    if [ "$rc" -ne 0 ]; then
-        printf '%s\n' "$FAN_OUT" >&2
-        log "wsfanout at N=$n failed (exit $rc)"
+    NODES_CPU=$(awk -v a="$(cpu_s "$N1_PID")" -v b="$(cpu_s "$N2_PID")" -v s="$before" 'BEGIN { printf "%.2f", a + b - s }')
+    if [ "$rc" -ne 0 ] || [ ! -s "$FAN_JSON" ]; then
+        cat "$WORK/fanout-$tag.out" >&2
+        log "loadgen at N=$n failed (exit $rc)"
         FAILED=1
+        FAN_P50="" FAN_P99="" FAN_CPU=""
+        return 0
     fi
-    log "wsfanout N=$n: round p50 ${FAN_P50:-?} ms p99 ${FAN_P99:-?} ms"
+    # Round time: from the send to the last receiver's copy (what fanout-floor measures for its own rounds).
+    FAN_P50=$(jget "$FAN_JSON" 'sorted(r["duration_ms"] for r in d["rounds"])[len(d["rounds"]) // 2]')
+    FAN_P99=$(jget "$FAN_JSON" 'sorted(r["duration_ms"] for r in d["rounds"])[max(0, -(-99 * len(d["rounds"]) // 100) - 1)]')
+    FAN_CPU=$(jget "$FAN_JSON" '"%.2f" % (d["self"]["coordinator_cpu_s"] + sum(w["cpu_user_s"] + w["cpu_sys_s"] for w in d["self"]["workers"]))')
+    log "loadgen N=$n: round p50 ${FAN_P50:-?} ms p99 ${FAN_P99:-?} ms; CPU loadgen ${FAN_CPU}s, nodes ${NODES_CPU}s"
+}
+
+# loadgen's own cost: N clients, connect and close only -> CONN_RATE, CONN_CPU_US, RSS_KB
+run_connect_only() {
+    local n=$1 json=$WORK/connect-$1.json rc=0
+    "$LOADGEN" --quiet --clients "$n" --rounds 0 --source "$SOURCES" --room bench-conn --out "$json" \
+        "ws://127.0.0.1:$P1/ws" "ws://127.0.0.1:$P2/ws" >"$WORK/connect-$n.out" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    [ "$rc" -eq 0 ] || { cat "$WORK/connect-$n.out" >&2; die "loadgen connect-only N=$n failed (exit $rc)"; }
+    CONN_RATE=$(jget "$json" '"%.0f" % (d["clients"]["connected"] / (d["phases"]["connect_ms"] / 1e3))')
+    CONN_CPU=$(jget "$json" 'd["self"]["coordinator_cpu_s"] + sum(w["cpu_user_s"] + w["cpu_sys_s"] for w in d["self"]["workers"])')
+    RSS_KB=$(jget "$json" 'max(w["rss_kb"] for w in d["self"]["workers"])')
 }
 
 start_node n1
-P1=$NODE_PORT
+P1=$NODE_PORT N1_PID=$NODE_PID
 start_node n2
-P2=$NODE_PORT
+P2=$NODE_PORT N2_PID=$NODE_PID
 sleep 0.3
 
 run_floor "$BIG"
 FLOOR_BIG_LINE=$FLOOR_LINE FLOOR_BIG=$FLOOR_MEDIAN FLOOR_BIG_MAX=$FLOOR_MAX FLOOR_BIG_N=$FLOOR_N
 run_fanout "$BIG" big
-FAN_BIG_OUT=$FAN_OUT BIG_P50=$FAN_P50 BIG_P99=$FAN_P99
+FAN_BIG_JSON=$FAN_JSON BIG_P50=$FAN_P50 BIG_P99=$FAN_P99 BIG_LG_CPU=$FAN_CPU BIG_NODES_CPU=$NODES_CPU
 run_floor "$SMALL"
 FLOOR_SMALL_LINE=$FLOOR_LINE FLOOR_SMALL=$FLOOR_MEDIAN FLOOR_SMALL_MAX=$FLOOR_MAX
 run_fanout "$SMALL" small
-FAN_SMALL_OUT=$FAN_OUT SMALL_P50=$FAN_P50 SMALL_P99=$FAN_P99
+FAN_SMALL_JSON=$FAN_JSON SMALL_P50=$FAN_P50 SMALL_P99=$FAN_P99
+
+# ---------------------------------------------------------------- c. loadgen's own cost
+run_connect_only 1
+RSS_ONE=$RSS_KB
+run_connect_only "$BIG"
+LG_RATE=$CONN_RATE
+LG_CONN_US=$(awk -v c="$CONN_CPU" -v n="$BIG" 'BEGIN { printf "%.1f", c * 1e6 / n }')
+LG_KB=$(awk -v a="$RSS_KB" -v b="$RSS_ONE" -v n="$BIG" 'BEGIN { printf "%.2f", (a - b) / (n - 1) }')
+LG_MSG_US="-"
+if [ -n "$BIG_LG_CPU" ]; then
+    RECEIVED=$(jget "$FAN_BIG_JSON" 'd["totals"]["received"]')
+    LG_MSG_US=$(awk -v f="$BIG_LG_CPU" -v c="$CONN_CPU" -v n="$RECEIVED" 'BEGIN { printf "%.2f", (f - c) * 1e6 / n }')
+    BIG_CONNECT_MS=$(jget "$FAN_BIG_JSON" 'd["phases"]["connect_ms"]')
+    BIG_LAT=$(jget "$FAN_BIG_JSON" '"%.1f / %.1f" % (d["latency"]["p50_ms"], d["latency"]["p99_ms"])')
+fi
+log "loadgen: $LG_RATE connects/s, $LG_CONN_US us CPU per connect, $LG_KB KB per client, $LG_MSG_US us per message"
 
 # ---------------------------------------------------------------- c. summary
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }' || echo "-"; }
+verdict_min() { # VALUE FLOOR -> ok / UNDER / -
+    if [ -z "$1" ] || [ "$1" = "-" ]; then echo "-"; return; fi
+    awk -v v="$1" -v l="$2" 'BEGIN { print (v >= l) ? "ok" : "UNDER" }'
+}
 verdict() { # VALUE LIMIT -> ok / OVER / -
     if [ -z "$1" ] || [ "$1" = "-" ]; then echo "-"; return; fi
     awk -v v="${1%x}" -v l="$2" 'BEGIN { print (v <= l) ? "ok" : "OVER" }'
@@ -260,20 +306,30 @@ row() { printf '%-46s %-20s %-9s %s\n' "$@"; }
     row "fan-out N=$SMALL, 2 nodes: round p50 / p99" "$(ms "$SMALL_P50") / $(ms "$SMALL_P99") ms" "" ""
     row "floor N=$SMALL median / max" "$(ms "$FLOOR_SMALL") / $(ms "$FLOOR_SMALL_MAX") ms" "" ""
     row "  p99 / floor median, N=$SMALL" "$RATIO_SMALL" "<= 2x" "$(verdict "$RATIO_SMALL" 2)"
+    row "loadgen N=$BIG: time to connect all" "$(ms "${BIG_CONNECT_MS:-}") ms" "" ""
+    row "loadgen N=$BIG: delivery p50 / p99" "${BIG_LAT:-?} ms" "" ""
+    row "loadgen connects per second (N=$BIG)" "$LG_RATE /s" ">= 10000" "$(verdict_min "$LG_RATE" 10000)"
+    row "loadgen CPU per connect (and close)" "$LG_CONN_US us" "<= 60 us" "$(verdict "$LG_CONN_US" 60)"
+    row "loadgen RSS per client" "$LG_KB KB" "<= 2 KB" "$(verdict "$LG_KB" 2)"
+    row "loadgen CPU per received message" "$LG_MSG_US us" "<= 2 us" "$(verdict "$LG_MSG_US" 2)"
+    row "CPU in the N=$BIG run: loadgen / nodes" "${BIG_LG_CPU:-?} s / ${BIG_NODES_CPU:-?} s" "loadgen <" \
+        "$(awk -v a="${BIG_LG_CPU:-0}" -v b="${BIG_NODES_CPU:-0}" 'BEGIN { print (a > 0 && a < b) ? "ok" : "OVER" }')"
     if [ -n "$FLOOR_NOTE" ]; then printf '%s\n' "$FLOOR_NOTE"; fi
     if [ "${FLOOR_BIG_N:-$BIG}" != "$BIG" ]; then
         printf 'fanout-floor holds both ends of its connections in one process: N=%s is the most ulimit -n %s allows.\n' \
             "$FLOOR_BIG_N" "$NOFILE"
     fi
-    printf '\nmemory: refserver VmRSS %s KB idle, %s KB with %s websocket clients (/metrics); wsfanout itself %s KB.\n' \
+    printf '\nmemory: refserver VmRSS %s KB idle, %s KB with %s websocket clients (/metrics); loadgen itself %s KB.\n' \
         "$RSS_BEFORE" "$RSS_AFTER" "${WS_CLIENTS:-?}" "$HOLD_RSS"
     printf 'Socket buffers and struct sock live in the kernel, not in VmRSS; the slab line is /proc/meminfo Slab,\n'
     printf 'machine-wide, for both ends of each loopback connection.\n'
     printf 'Both runs share this machine with whatever else runs on it: compare ratios from one run, not absolute times.\n'
     printf 'With %d rounds, p99 is the slowest round: set it beside the floor'"'"'s max as well as its median.\n' "$ROUNDS"
-    printf '\nwsfanout N=%s:\n%s\n' "$BIG" "$(grep -v '^wsfanout:' <<<"$FAN_BIG_OUT")"
-    printf '\nwsfanout N=%s:\n%s\n' "$SMALL" "$(grep -v '^wsfanout:' <<<"$FAN_SMALL_OUT")"
+    printf 'loadgen CPU per connect: all CPU of a connect-and-close run (workers + coordinator) / N; per client RSS:\n'
+    printf '(worker peak RSS at N=%s - at N=1) / N; per message: (CPU of the N=%s fan-out run - CPU of the\n' "$BIG" "$BIG"
+    printf 'connect-only run) / messages received.\n'
     if [ -n "$FLOOR_BIG_LINE$FLOOR_SMALL_LINE" ]; then printf '\n%s\n%s\n' "$FLOOR_BIG_LINE" "$FLOOR_SMALL_LINE"; fi
 } | tee "$OUT"
-log "written to $OUT"
+for f in "$WORK"/fanout-*.json "$WORK/connect-$BIG.json"; do [ -f "$f" ] && cp "$f" "$OUT_DIR/refserver-$STAMP-$(basename "$f")"; done
+log "written to $OUT (loadgen's JSON reports beside it)"
 [ "$FAILED" -eq 0 ] || exit 1

@@ -670,8 +670,12 @@ static void on_readable(struct lg_engine *e, struct lg_client *c)
             on_eof(e, c, st, err);
             return;
         }
+        /* A plain read that did not fill what it asked for has drained the socket: level-triggered epoll will
+         * say when more comes, so skip the read that would only say EAGAIN (half the reads of a fan-out). TLS
+         * may hold decrypted bytes the socket no longer shows, so it reads on until IO_AGAIN. */
+        bool drained = !c->tls && buf_len(&e->rbuf) - had < RBUF_WANT;
         consume_input(e, c);
-        if (c->state == LC_DONE)
+        if (c->state == LC_DONE || drained)
             return;
     }
 }

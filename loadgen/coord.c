@@ -134,7 +134,7 @@ static void start_close(void)
 {
     if (C.phase >= CP_CLOSE)
         return;
-    if (C.phase == CP_VERIFY || C.phase == CP_ROUNDS)
+    if ((C.phase == CP_VERIFY || C.phase == CP_ROUNDS) && C.round)
         C.r->verify_ns = now_ns() - C.t_phase;
     C.phase = CP_CLOSE;
     C.t_phase = now_ns();
@@ -235,8 +235,8 @@ static void all_ready(void)
     }
     C.t_phase = now;
     if (C.r->connected == 0 || C.o->rounds == 0) {
-        C.phase = CP_ROUNDS;
-        start_close();
+        C.phase = CP_VERIFY; /* nothing to send: close after the --hold time, if any */
+        after((double)C.o->hold_ns / 1e9);
         return;
     }
     qsort(C.emitters, C.nemitters, sizeof *C.emitters, cmp_u32);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the first thing to run. Starts Redis and two refserver nodes (n1, n2) on free loopback ports, connects
-# 100 WebSocket clients across both nodes with build/wsfanout, broadcasts 5 messages from client 0, says in a few
-# lines what happened, and tears everything down. Exits with wsfanout's status (0: every message reached every
+# 100 WebSocket clients across both nodes with build/loadgen, broadcasts 5 messages from client 0, says in a few
+# lines what happened, and tears everything down. Exits with loadgen's status (0: every message reached every
 # other client exactly once). Needs redis-server and the built binaries (make builds them).
 set -euo pipefail
 
@@ -40,7 +40,7 @@ trap 'exit 143' TERM
 
 fail() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
-for f in "$BUILD/refserver" "$BUILD/wsfanout"; do [ -x "$f" ] || fail "$f is missing: run make first"; done
+for f in "$BUILD/refserver" "$BUILD/loadgen"; do [ -x "$f" ] || fail "$f is missing: run make first"; done
 command -v redis-server >/dev/null || fail "redis-server is not installed: run make deps"
 
 free_port() { # a loopback port nobody listens on, below the ephemeral range
@@ -85,39 +85,37 @@ say "Redis on 127.0.0.1:$RPORT; refserver n1 on 127.0.0.1:${PORT[n1]} and n2 on 
 
 rc=0
 # In the background, so Ctrl-C or a TERM to this script is handled at once (bash runs traps only between commands).
-"$BUILD/wsfanout" --quiet --clients "$CLIENTS" --rounds "$ROUNDS" \
-    "ws://127.0.0.1:${PORT[n1]}/ws?room=demo" "ws://127.0.0.1:${PORT[n2]}/ws?room=demo" >"$WORK/wsfanout.out" 2>&1 &
+"$BUILD/loadgen" --quiet --clients "$CLIENTS" --rounds "$ROUNDS" --interval 100ms --room demo --out "$WORK/run.json" \
+    "ws://127.0.0.1:${PORT[n1]}/ws" "ws://127.0.0.1:${PORT[n2]}/ws" 2>"$WORK/loadgen.err" &
 PIDS+=($!)
 wait $! || rc=$?
-OUT=$(cat "$WORK/wsfanout.out")
-
-line() { grep -m1 "^$1" <<<"$OUT" || true; }
-num() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' <<<"$2"; }
-NODES=$(line 'nodes:')
-ON_N1=$(num n1 "$NODES")
-ON_N2=$(num n2 "$NODES")
-ROUNDLINE=$(line 'round ms')
-DELIVERY=$(line 'delivery ms')
-ONCE=$(line 'exactly-once')
+[ -s "$WORK/run.json" ] || { cat "$WORK/loadgen.err" >&2; fail "loadgen wrote no report (exit $rc)"; }
+# One line per fact, from loadgen's JSON report (docs/loadgen-json.md).
+facts=$(python3 - "$WORK/run.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+t, n = d["totals"], d["nodes"]
+print(n.get("n1", 0), n.get("n2", 0), d["clients"]["connected"], t["expected"], t["received"], t["missing"],
+      t["duplicate"], t["reordered"], d["echoed"], d["latency"]["p50_ms"], d["latency"]["max_ms"])
+PY
+)
+read -r ON_N1 ON_N2 CONNECTED EXPECTED RECEIVED MISSING DUP REORDERED ECHOED P50 MAX <<<"$facts"
 
 if [ "$rc" -eq 3 ]; then
-    printf '%s\n' "$OUT"
+    cat "$WORK/loadgen.err" >&2
     fail "the clients could not connect (see above; node logs in $WORK)"
 fi
-say "$CLIENTS WebSocket clients connected: ${ON_N1:-0} landed on n1, ${ON_N2:-0} on n2 (each 101 names its node in X-Node-Id)"
+say "$CONNECTED WebSocket clients connected: $ON_N1 landed on n1, $ON_N2 on n2 (each 101 names its node in X-Node-Id)"
 say "client 0 (on n1) sent $ROUNDS messages to room 'demo'; n1 delivered each to its own clients and published it"
-say "once to Redis, and n2 delivered it to the ${ON_N2:-0} clients it holds"
-TALLY="$(num missing "$ONCE") missing, $(num duplicates "$ONCE" | tr -d ,) duplicated, $(num sender "$ONCE" | tr -d ,) back to the sender"
+say "once to Redis, and n2 delivered it to the $ON_N2 clients it holds"
+TALLY="$MISSING missing, $DUP duplicated, $REORDERED out of order, $ECHOED back to the sender"
 if [ "$rc" -eq 0 ]; then
-    say "every message reached all $((CLIENTS - 1)) other clients exactly once ($TALLY)"
+    say "all $RECEIVED of $EXPECTED deliveries arrived, each exactly once and in order ($TALLY)"
 else
     KEEP_LOGS=1
-    say "NOT every message reached every other client exactly once: $TALLY"
-    printf '%s\n' "$OUT" | sed 's/^/  wsfanout| /'
+    say "NOT every message reached every other client exactly once: $RECEIVED of $EXPECTED ($TALLY)"
+    sed 's/^/  loadgen| /' "$WORK/loadgen.err"
 fi
-if [ -n "$ROUNDLINE" ]; then
-    say "time for one message to reach the last of the $((CLIENTS - 1)): p50 $(num p50 "$ROUNDLINE") ms," \
-        "max $(num max "$ROUNDLINE") ms; each delivery p50 $(num p50 "$DELIVERY") ms"
-fi
-say "stopping Redis and both nodes (wsfanout exit status $rc)"
+say "delivery latency p50 $P50 ms, max $MAX ms (loadgen --help for more; the whole report is loadgen --out FILE)"
+say "stopping Redis and both nodes (loadgen exit status $rc)"
 exit "$rc"
