@@ -19,9 +19,9 @@
 #include <unistd.h>
 
 #define RBUF_WANT      65536
-#define CARRY_MAX      16384          /* the response head, later an incomplete frame header */
-#define MAX_MESSAGE    (64ull << 20)  /* a server message over this is a protocol error (1009) */
-#define READS_PER_WAKE 8              /* fairness: other clients get their turn */
+#define CARRY_MAX      16384         /* the response head, later an incomplete frame header */
+#define MAX_MESSAGE    (64ull << 20) /* a server message over this is a protocol error (1009) */
+#define READS_PER_WAKE 8             /* fairness: other clients get their turn */
 #define USER_AGENT     "wsh-loadgen/0.1"
 
 /* A handshake in progress: what only a connecting client needs. */
@@ -61,8 +61,8 @@ void lg_engine_note(struct lg_engine *e, enum lg_err k, const char *fmt, ...)
     va_end(ap);
 }
 
-int lg_engine_init(struct lg_engine *e, struct ev_loop *loop, const struct lg_opts *o, uint32_t max_inflight,
-                   char *err, size_t errlen)
+int lg_engine_init(struct lg_engine *e, struct ev_loop *loop, const struct lg_opts *o, uint32_t max_inflight, char *err,
+                   size_t errlen)
 {
     memset(e, 0, sizeof *e);
     e->loop = loop;
@@ -175,18 +175,13 @@ void lg_client_free(struct lg_engine *e, struct lg_client *c)
 static enum lg_err connect_kind(int err)
 {
     switch (err) {
-    case ECONNREFUSED:
-        return LG_ERR_REFUSED;
-    case ETIMEDOUT:
-        return LG_ERR_CONNECT_TIMEOUT;
+    case ECONNREFUSED: return LG_ERR_REFUSED;
+    case ETIMEDOUT: return LG_ERR_CONNECT_TIMEOUT;
     case EMFILE:
-    case ENFILE:
-        return LG_ERR_EMFILE;
+    case ENFILE: return LG_ERR_EMFILE;
     case EADDRNOTAVAIL:
-    case EADDRINUSE:
-        return LG_ERR_EADDRNOTAVAIL;
-    default:
-        return LG_ERR_CONNECT;
+    case EADDRINUSE: return LG_ERR_EADDRNOTAVAIL;
+    default: return LG_ERR_CONNECT;
     }
 }
 
@@ -440,8 +435,8 @@ static void note_node(struct lg_engine *e, const struct http_head *h)
     size_t nlen = name ? strlen(name) : 0;
     for (size_t i = 0; name && i < h->num_headers; i++) {
         const struct http_header *sc = &h->headers[i];
-        if (sc->name_len != 10 || strncasecmp(sc->name, "Set-Cookie", 10) || sc->value_len <= nlen ||
-            memcmp(sc->value, name, nlen) || sc->value[nlen] != '=')
+        if (sc->name_len != 10 || strncasecmp(sc->name, "Set-Cookie", 10) != 0 || sc->value_len <= nlen ||
+            memcmp(sc->value, name, nlen) != 0 || sc->value[nlen] != '=')
             continue;
         const char *v = sc->value + nlen + 1, *end = memchr(v, ';', sc->value_len - nlen - 1);
         count_node(e, v, end ? (size_t)(end - v) : sc->value_len - nlen - 1);
@@ -488,7 +483,7 @@ static int check_upgrade(struct lg_engine *e, struct lg_client *c, const struct 
         fail(e, c, LG_ERR_BAD_UPGRADE, "%s: 101 without Upgrade: websocket and Connection: upgrade", url);
         return -1;
     }
-    if (!acc || acc->value_len != WS_ACCEPT_LEN || memcmp(acc->value, slot_of(e, c)->accept, WS_ACCEPT_LEN)) {
+    if (!acc || acc->value_len != WS_ACCEPT_LEN || memcmp(acc->value, slot_of(e, c)->accept, WS_ACCEPT_LEN) != 0) {
         fail(e, c, LG_ERR_BAD_UPGRADE, "%s: wrong Sec-WebSocket-Accept", url);
         return -1;
     }
@@ -566,8 +561,7 @@ static int on_close_frame(struct lg_engine *e, struct lg_client *c, const struct
     uint8_t payload[WS_MAX_CONTROL];
     uint16_t code = ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code;
     queue_frame(e, c, WS_OP_CLOSE, payload, ws_close_payload(payload, code, ""));
-    lose(e, c, LG_ERR_DROPPED, "the server closed it with %u %.*s", ev->close_code, (int)ev->reason_len,
-         ev->reason);
+    lose(e, c, LG_ERR_DROPPED, "the server closed it with %u %.*s", ev->close_code, (int)ev->reason_len, ev->reason);
     return -1;
 }
 
@@ -695,8 +689,8 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
     }
     if ((revents & EV_WRITE) && buf_len(&c->out) && flush(e, c) < 0) {
         if (c->state == LC_UPGRADE)
-            fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending the upgrade request: %s",
-                 e->opts->targets[c->target].url, strerror(errno));
+            fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending the upgrade request: %s", e->opts->targets[c->target].url,
+                 strerror(errno));
         else if (c->state == LC_CLOSING)
             finish_close(e, c, false);
         else

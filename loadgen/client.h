@@ -47,11 +47,11 @@ struct lg_client {
 };
 
 struct lg_engine_ops {
-    void (*opened)(struct lg_client *c);              /* LC_OPEN reached */
-    void (*failed)(struct lg_client *c);              /* the connect phase failed (counted by kind already) */
+    void (*opened)(struct lg_client *c); /* LC_OPEN reached */
+    void (*failed)(struct lg_client *c); /* the connect phase failed (counted by kind already) */
     void (*message)(struct lg_client *c, const char *head, size_t head_len, uint64_t msg_len, int64_t now_ns);
-    void (*lost)(struct lg_client *c);                /* an open client was closed or reset by the server */
-    void (*closed)(struct lg_client *c, bool clean);  /* our close handshake ended (LC_DONE) */
+    void (*lost)(struct lg_client *c);               /* an open client was closed or reset by the server */
+    void (*closed)(struct lg_client *c, bool clean); /* our close handshake ended (LC_DONE) */
 };
 
 /* Per worker. Fields after "results" are what the worker reports. */
@@ -79,8 +79,8 @@ struct lg_engine {
 };
 
 /* Set up e for at most max_inflight handshakes at once. 0, or -1 with err (TLS context, memory). */
-int lg_engine_init(struct lg_engine *e, struct ev_loop *loop, const struct lg_opts *o, uint32_t max_inflight,
-                   char *err, size_t errlen);
+int lg_engine_init(struct lg_engine *e, struct ev_loop *loop, const struct lg_opts *o, uint32_t max_inflight, char *err,
+                   size_t errlen);
 void lg_engine_free(struct lg_engine *e);
 /* Can another handshake start now? */
 bool lg_engine_has_slot(const struct lg_engine *e);

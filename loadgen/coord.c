@@ -300,7 +300,7 @@ static void merge_nodes(const struct ipc_final *f)
     struct lg_result *r = C.r;
     for (int i = 0; i < f->nnodes; i++) {
         int j = 0;
-        while (j < r->nnodes && strcmp(r->node_names[j], f->node_names[i]))
+        while (j < r->nnodes && strcmp(r->node_names[j], f->node_names[i]) != 0)
             j++;
         if (j == r->nnodes && r->nnodes == LG_MAX_NODES) {
             r->nodes_other += f->node_counts[i];
@@ -385,17 +385,11 @@ static int on_worker_message(struct wk *w, const struct ipc_hdr *h, const char *
             return -1;
         memcpy(&w->progress, body, sizeof w->progress);
         return 0;
-    case IPC_READY:
-        return on_ready(w, body, h->len);
-    case IPC_ROUND_DONE:
-        return on_round_done(w, body, h->len);
-    case IPC_FINAL:
-        return on_final(w, body, h->len);
-    case IPC_FATAL:
-        fatal("worker %u: %.*s", (unsigned)(w - C.w), (int)strnlen(body, h->len), body);
-        return 0;
-    default:
-        return -1;
+    case IPC_READY: return on_ready(w, body, h->len);
+    case IPC_ROUND_DONE: return on_round_done(w, body, h->len);
+    case IPC_FINAL: return on_final(w, body, h->len);
+    case IPC_FATAL: fatal("worker %u: %.*s", (unsigned)(w - C.w), (int)strnlen(body, h->len), body); return 0;
+    default: return -1;
     }
 }
 
@@ -536,8 +530,8 @@ static void finish_result(void)
     t->max_ns = hist_max(r->latency);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    r->coord_cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                     (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    r->coord_cpu_s =
+        (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
     r->total_ns = now_ns() - C.t0;
 }
 

@@ -49,7 +49,7 @@ struct ipc_ready {
 struct ipc_round_done {
     uint32_t round;
     uint32_t timed_out;
-    int64_t first_send_ns; /* CLOCK_MONOTONIC; 0 when this worker sent nothing this round */
+    int64_t first_send_ns;   /* CLOCK_MONOTONIC; 0 when this worker sent nothing this round */
     int64_t last_arrival_ns; /* 0 when nothing arrived */
 };
 

@@ -71,17 +71,10 @@ int main(int argc, char **argv)
     char err[512];
     log_init("loadgen", LOG_LEVEL_WARN);
     switch (lg_opts_parse(&o, argc, argv, err, sizeof err)) {
-    case LG_PARSE_HELP:
-        lg_opts_usage(stdout);
-        return 0;
-    case LG_PARSE_VERSION:
-        printf("loadgen %s\n", LG_VERSION);
-        return 0;
-    case LG_PARSE_ERROR:
-        fprintf(stderr, "loadgen: %s (see loadgen --help)\n", err);
-        return 2;
-    case LG_PARSE_OK:
-        break;
+    case LG_PARSE_HELP: lg_opts_usage(stdout); return 0;
+    case LG_PARSE_VERSION: printf("loadgen %s\n", LG_VERSION); return 0;
+    case LG_PARSE_ERROR: fprintf(stderr, "loadgen: %s (see loadgen --help)\n", err); return 2;
+    case LG_PARSE_OK: break;
     }
     FILE *hlog = NULL;
     if (o.hlog && !(hlog = fopen(o.hlog, "w"))) {

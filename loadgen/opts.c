@@ -30,21 +30,19 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-static int parse_uint(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out, char *err,
-                      size_t errlen)
+static int parse_uint(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out, char *err, size_t errlen)
 {
     char *end;
     errno = 0;
     unsigned long long v = isdigit((unsigned char)s[0]) ? strtoull(s, &end, 10) : 0;
     if (!isdigit((unsigned char)s[0]) || *end || errno || v < lo || v > hi)
-        return fail(err, errlen, "%s: expected a whole number from %llu to %llu, got '%s'", opt,
-                    (unsigned long long)lo, (unsigned long long)hi, s);
+        return fail(err, errlen, "%s: expected a whole number from %llu to %llu, got '%s'", opt, (unsigned long long)lo,
+                    (unsigned long long)hi, s);
     *out = v;
     return 0;
 }
 
-static int parse_u32(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint32_t *out, char *err,
-                     size_t errlen)
+static int parse_u32(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint32_t *out, char *err, size_t errlen)
 {
     uint64_t v;
     if (parse_uint(opt, s, lo, hi, &v, err, errlen) < 0)
@@ -58,10 +56,15 @@ static int parse_number(const char *s, double *v, const char **end)
 {
     if (!isdigit((unsigned char)s[0]) && !(s[0] == '.' && isdigit((unsigned char)s[1])))
         return -1;
+    size_t digits = strspn(s, "0123456789."), dots = 0;
+    for (size_t i = 0; i < digits; i++)
+        dots += s[i] == '.';
+    if (dots > 1)
+        return -1;
     char *e;
     errno = 0;
     *v = strtod(s, &e);
-    if (errno || !isfinite(*v) || *v < 0 || e == s)
+    if (errno || !isfinite(*v) || *v < 0 || e != s + digits) /* strtod also takes 1e3, 0x10, inf: we do not */
         return -1;
     *end = e;
     return 0;
@@ -84,7 +87,7 @@ int lg_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen)
     if (!*unit)
         return fail(err, errlen, "'%s' needs a unit (ns, us, ms, s, m)", s);
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(unit, units[i].name))
+        if (strcmp(unit, units[i].name) != 0)
             continue;
         double total = v * units[i].ns;
         if (total > 9e18)
@@ -99,7 +102,7 @@ int lg_parse_ratio(const char *s, double *ratio, char *err, size_t errlen)
 {
     double v;
     const char *rest;
-    if (parse_number(s, &v, &rest) < 0 || (*rest && strcmp(rest, "%")))
+    if (parse_number(s, &v, &rest) < 0 || (*rest && strcmp(rest, "%") != 0))
         return fail(err, errlen, "'%s' is not a ratio (e.g. 0.01 or 1%%)", s);
     if (*rest)
         v /= 100;
@@ -337,7 +340,8 @@ int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, 
         return fail(err, errlen, "URL '%s': expected ws:// or wss://", url);
     for (const char *p = url; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 127 || *p == '#')
-            return fail(err, errlen, "URL '%s': %s", url, *p == '#' ? "a #fragment is not sent to servers" : "control character or space");
+            return fail(err, errlen, "URL '%s': %s", url,
+                        *p == '#' ? "a #fragment is not sent to servers" : "control character or space");
     size_t alen = strcspn(rest, "/?");
     if (split_authority(url, rest, alen, t, err, errlen) < 0)
         return -1;
@@ -389,9 +393,23 @@ int lg_request_target(const struct lg_target *t, const char *param, const char *
 /* ---- the command line ---- */
 
 enum {
-    OPT_CONNECT_RATE = 256, OPT_MAX_INFLIGHT, OPT_CONNECT_TIMEOUT, OPT_DEADLINE, OPT_BINARY, OPT_ECHO, OPT_ROOM,
-    OPT_ROOMS, OPT_ROOM_PARAM, OPT_NODE_HEADER, OPT_COOKIE, OPT_CLOSE_TIMEOUT, OPT_HLOG, OPT_SOURCE, OPT_INSECURE,
-    OPT_CACERT, OPT_HOLD,
+    OPT_CONNECT_RATE = 256,
+    OPT_MAX_INFLIGHT,
+    OPT_CONNECT_TIMEOUT,
+    OPT_DEADLINE,
+    OPT_BINARY,
+    OPT_ECHO,
+    OPT_ROOM,
+    OPT_ROOMS,
+    OPT_ROOM_PARAM,
+    OPT_NODE_HEADER,
+    OPT_COOKIE,
+    OPT_CLOSE_TIMEOUT,
+    OPT_HLOG,
+    OPT_SOURCE,
+    OPT_INSECURE,
+    OPT_CACERT,
+    OPT_HOLD,
 };
 
 static const struct option long_opts[] = {
@@ -442,8 +460,8 @@ static bool is_token_char(unsigned char ch)
 
 static int add_header(struct lg_opts *o, const char *h, char *err, size_t errlen)
 {
-    static const char *const ours[] = {"host", "upgrade", "connection", "sec-websocket-key",
-                                       "sec-websocket-version", "sec-websocket-accept"};
+    static const char *const ours[] = {
+        "host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "sec-websocket-accept"};
     const char *colon = strchr(h, ':');
     size_t nlen = colon ? (size_t)(colon - h) : 0;
     if (o->nheaders == LG_MAX_HEADERS)
@@ -457,7 +475,7 @@ static int add_header(struct lg_opts *o, const char *h, char *err, size_t errlen
         return fail(err, errlen, "--header: expected 'Name: value', got '%s'", h);
     for (const char *p = h; *p; p++)
         if ((unsigned char)*p < ' ' && *p != '\t')
-            return fail(err, errlen, "--header: control characters in '%s'", h);
+            return fail(err, errlen, "--header: control characters (CR, LF, ...) are not allowed in a header");
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
         if (strlen(ours[i]) == nlen && !strncasecmp(h, ours[i], nlen))
             return fail(err, errlen, "--header: loadgen sets %.*s itself", (int)nlen, h);
@@ -496,29 +514,20 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
     double rate;
     const char *end;
     switch (c) {
-    case 'c':
-        return parse_u32("--clients", arg, 1, MAX_CLIENTS, &o->clients, err, errlen);
+    case 'c': return parse_u32("--clients", arg, 1, MAX_CLIENTS, &o->clients, err, errlen);
     case OPT_CONNECT_RATE:
         if (parse_number(arg, &rate, &end) < 0 || *end)
             return fail(err, errlen, "--connect-rate: expected connects per second (0 = no limit), got '%s'", arg);
         o->connect_rate = rate;
         return 0;
-    case OPT_MAX_INFLIGHT:
-        return parse_u32("--max-inflight", arg, 1, 1000000, &o->max_inflight, err, errlen);
-    case OPT_CONNECT_TIMEOUT:
-        return take_duration(name, arg, 1, &o->connect_timeout_ns, err, errlen);
-    case 'r':
-        return parse_u32("--rounds", arg, 0, MAX_CLIENTS, &o->rounds, err, errlen);
-    case 'i':
-        return take_duration(name, arg, 0, &o->interval_ns, err, errlen);
-    case OPT_DEADLINE:
-        return take_duration(name, arg, 1, &o->deadline_ns, err, errlen);
-    case OPT_CLOSE_TIMEOUT:
-        return take_duration(name, arg, 1, &o->close_timeout_ns, err, errlen);
-    case OPT_HOLD:
-        return take_duration(name, arg, 0, &o->hold_ns, err, errlen);
-    case 'e':
-        return parse_u32("--emitters", arg, 1, MAX_CLIENTS, &o->emitters, err, errlen);
+    case OPT_MAX_INFLIGHT: return parse_u32("--max-inflight", arg, 1, 1000000, &o->max_inflight, err, errlen);
+    case OPT_CONNECT_TIMEOUT: return take_duration(name, arg, 1, &o->connect_timeout_ns, err, errlen);
+    case 'r': return parse_u32("--rounds", arg, 0, MAX_CLIENTS, &o->rounds, err, errlen);
+    case 'i': return take_duration(name, arg, 0, &o->interval_ns, err, errlen);
+    case OPT_DEADLINE: return take_duration(name, arg, 1, &o->deadline_ns, err, errlen);
+    case OPT_CLOSE_TIMEOUT: return take_duration(name, arg, 1, &o->close_timeout_ns, err, errlen);
+    case OPT_HOLD: return take_duration(name, arg, 0, &o->hold_ns, err, errlen);
+    case 'e': return parse_u32("--emitters", arg, 1, MAX_CLIENTS, &o->emitters, err, errlen);
     case 's':
         if (parse_u32("--payload", arg, 0, MAX_PAYLOAD, &o->payload, err, errlen) < 0)
             return -1;
@@ -526,55 +535,30 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
             return fail(err, errlen, "--payload: at least %d bytes, so the fields (emitter, round, seq, send time) fit",
                         LG_PAYLOAD_MIN);
         return 0;
-    case OPT_BINARY:
-        o->binary = true;
-        return 0;
-    case OPT_ECHO:
-        o->echo = true;
-        return 0;
-    case OPT_ROOM:
-        o->room = arg;
-        return 0;
-    case OPT_ROOMS:
-        return parse_u32("--rooms", arg, 1, 1000000, &o->rooms, err, errlen);
-    case OPT_ROOM_PARAM:
-        o->room_param = arg;
-        return 0;
-    case OPT_NODE_HEADER:
-        o->node_header = arg;
-        return 0;
-    case OPT_COOKIE:
-        o->cookie = arg;
-        return 0;
-    case 'w':
-        return parse_u32("--workers", arg, 1, LG_MAX_WORKERS, &o->workers, err, errlen);
-    case 'o':
-        o->out_json = arg;
-        return 0;
-    case OPT_HLOG:
-        o->hlog = arg;
-        return 0;
-    case 'q':
-        o->quiet = true;
-        return 0;
-    case 't':
-        return take_threshold(o, arg, err, errlen);
+    case OPT_BINARY: o->binary = true; return 0;
+    case OPT_ECHO: o->echo = true; return 0;
+    case OPT_ROOM: o->room = arg; return 0;
+    case OPT_ROOMS: return parse_u32("--rooms", arg, 1, 1000000, &o->rooms, err, errlen);
+    case OPT_ROOM_PARAM: o->room_param = arg; return 0;
+    case OPT_NODE_HEADER: o->node_header = arg; return 0;
+    case OPT_COOKIE: o->cookie = arg; return 0;
+    case 'w': return parse_u32("--workers", arg, 1, LG_MAX_WORKERS, &o->workers, err, errlen);
+    case 'o': o->out_json = arg; return 0;
+    case OPT_HLOG: o->hlog = arg; return 0;
+    case 'q': o->quiet = true; return 0;
+    case 't': return take_threshold(o, arg, err, errlen);
     case OPT_SOURCE:
         if (lg_parse_sources(arg, &o->sources, &o->nsources, sub, sizeof sub) < 0)
             return fail(err, errlen, "%s", sub);
         return 0;
-    case 'H':
-        return add_header(o, arg, err, errlen);
-    case OPT_INSECURE:
-        o->insecure = true;
-        return 0;
+    case 'H': return add_header(o, arg, err, errlen);
+    case OPT_INSECURE: o->insecure = true; return 0;
     case OPT_CACERT:
         if (access(arg, R_OK) < 0)
             return fail(err, errlen, "--cacert %s: %s", arg, strerror(errno));
         o->cacert = arg;
         return 0;
-    default:
-        return fail(err, errlen, "unknown option");
+    default: return fail(err, errlen, "unknown option");
     }
 }
 
@@ -630,7 +614,7 @@ enum lg_parse_result lg_opts_parse(struct lg_opts *o, int argc, char **argv, cha
     opterr = 0;
     for (;;) {
         int idx = -1;
-        int c = getopt_long(argc, argv, "+c:r:i:e:s:w:o:qt:H:hV", long_opts, &idx);
+        int c = getopt_long(argc, argv, "c:r:i:e:s:w:o:qt:H:hV", long_opts, &idx);
         if (c == -1)
             break;
         if (c == 'h')

@@ -21,13 +21,13 @@
 
 /* One URL: ws://host[:port][/path][?query] or wss://... (http:// and https:// are taken as ws:// and wss://). */
 struct lg_target {
-    char url[512];          /* as given */
-    bool tls;               /* wss */
-    char host[256];         /* name or address without brackets: SNI and certificate name */
-    char host_header[300];  /* Host: value, host[:port] with the port only when not the scheme's default, [v6] */
-    char port[8];           /* decimal */
-    char path[1024];        /* path and query, "/" when the URL has none */
-    struct net_addr addr;   /* resolved once, at parse time (first address getaddrinfo returns) */
+    char url[512];         /* as given */
+    bool tls;              /* wss */
+    char host[256];        /* name or address without brackets: SNI and certificate name */
+    char host_header[300]; /* Host: value, host[:port] with the port only when not the scheme's default, [v6] */
+    char port[8];          /* decimal */
+    char path[1024];       /* path and query, "/" when the URL has none */
+    struct net_addr addr;  /* resolved once, at parse time (first address getaddrinfo returns) */
 };
 
 enum lg_th_metric { TH_LATENCY = 0, TH_CONNECT, TH_HANDSHAKE, TH_ERRORS, TH_DELIVERY };
@@ -55,23 +55,23 @@ struct lg_opts {
     uint32_t nsources;
     char headers[LG_MAX_HEADERS][256]; /* extra request header lines "Name: value", checked for CR/LF */
     int nheaders;
-    bool insecure;       /* --insecure: do not verify the server's certificate */
-    const char *cacert;  /* --cacert FILE (NULL: the system store) */
+    bool insecure;      /* --insecure: do not verify the server's certificate */
+    const char *cacert; /* --cacert FILE (NULL: the system store) */
 
     /* connect */
-    uint32_t clients;       /* -c --clients, default 100 */
-    double connect_rate;    /* --connect-rate per second, 0 = as fast as max_inflight allows (default 0) */
-    uint32_t max_inflight;  /* --max-inflight handshakes at once, over all workers (default 256) */
+    uint32_t clients;           /* -c --clients, default 100 */
+    double connect_rate;        /* --connect-rate per second, 0 = as fast as max_inflight allows (default 0) */
+    uint32_t max_inflight;      /* --max-inflight handshakes at once, over all workers (default 256) */
     int64_t connect_timeout_ns; /* --connect-timeout: TCP + TLS + upgrade, per client (default 10s) */
 
     /* rounds */
-    uint32_t rounds;       /* -r --rounds, default 10 */
-    int64_t interval_ns;   /* -i --interval between round starts, default 500ms */
-    int64_t deadline_ns;   /* --deadline per round, default 5s */
-    uint32_t emitters;     /* -e --emitters per round, default 1, <= clients */
-    uint32_t payload;      /* -s --payload message size in bytes, default 100, >= LG_PAYLOAD_MIN (payload.h) */
-    bool binary;           /* --binary: binary frames instead of text */
-    bool echo;             /* --echo: the server sends a message back to its sender too, so expect it there */
+    uint32_t rounds;     /* -r --rounds, default 10 */
+    int64_t interval_ns; /* -i --interval between round starts, default 500ms */
+    int64_t deadline_ns; /* --deadline per round, default 5s */
+    uint32_t emitters;   /* -e --emitters per round, default 1, <= clients */
+    uint32_t payload;    /* -s --payload message size in bytes, default 100, >= LG_PAYLOAD_MIN (payload.h) */
+    bool binary;         /* --binary: binary frames instead of text */
+    bool echo;           /* --echo: the server sends a message back to its sender too, so expect it there */
 
     /* rooms: with --rooms K > 1 client i joins ROOM-(i % K), else every client joins ROOM; without --room and
      * --rooms no room parameter is added and URLs are used as given */
@@ -84,12 +84,12 @@ struct lg_opts {
     const char *cookie;      /* --cookie NAME: the sticky cookie naming the node (used when the header is absent) */
 
     /* process and output */
-    uint32_t workers;        /* -w --workers, default 1 */
+    uint32_t workers;         /* -w --workers, default 1 */
     int64_t close_timeout_ns; /* --close-timeout, default 2s */
     int64_t hold_ns;          /* --hold: keep every client connected this long before the rounds (default 0) */
-    const char *out_json;    /* -o --out FILE.json */
-    const char *hlog;        /* --hlog FILE.hlog */
-    bool quiet;              /* -q --quiet: no progress line and no summary, only errors */
+    const char *out_json;     /* -o --out FILE.json */
+    const char *hlog;         /* --hlog FILE.hlog */
+    bool quiet;               /* -q --quiet: no progress line and no summary, only errors */
     struct lg_threshold thresholds[LG_MAX_THRESHOLDS];
     int nthresholds;
     bool errors_threshold, delivery_threshold; /* was an errors / delivery threshold given (they replace the

@@ -20,8 +20,8 @@
 #define LAG_WARN_NS   INT64_C(10000000)
 
 static const char *const err_names[LG_ERR_COUNT] = {
-    "refused",     "connect_timeout", "emfile",  "eaddrnotavail", "connect",  "tls",   "handshake_timeout",
-    "http_status", "bad_upgrade",     "handshake_closed", "dropped", "protocol", "close",
+    "refused",     "connect_timeout", "emfile",           "eaddrnotavail", "connect",  "tls",   "handshake_timeout",
+    "http_status", "bad_upgrade",     "handshake_closed", "dropped",       "protocol", "close",
 };
 
 const char *lg_err_name(enum lg_err k)
@@ -100,14 +100,10 @@ static const struct lg_threshold *find_threshold(const struct lg_opts *o, enum l
 static bool compare(double actual, enum lg_th_op op, double limit)
 {
     switch (op) {
-    case TH_LT:
-        return actual < limit;
-    case TH_LE:
-        return actual <= limit;
-    case TH_GT:
-        return actual > limit;
-    case TH_GE:
-        return actual >= limit;
+    case TH_LT: return actual < limit;
+    case TH_LE: return actual <= limit;
+    case TH_GT: return actual > limit;
+    case TH_GE: return actual >= limit;
     }
     return false;
 }
@@ -199,20 +195,11 @@ static double threshold_actual(const struct lg_result *r, const struct lg_thresh
     const struct hist *h = t->metric == TH_CONNECT ? r->connect : t->metric == TH_HANDSHAKE ? r->handshake : r->latency;
     *empty = false;
     switch (t->stat) {
-    case TH_STAT_RATIO:
-        return t->metric == TH_ERRORS ? error_share(r) : delivery_ratio(r);
-    case TH_STAT_MIN:
-        *empty = hist_count(h) == 0;
-        return (double)hist_min(h);
-    case TH_STAT_MAX:
-        *empty = hist_count(h) == 0;
-        return (double)hist_max(h);
-    case TH_STAT_MEAN:
-        *empty = hist_count(h) == 0;
-        return hist_mean(h);
-    case TH_STAT_PCT:
-        *empty = hist_count(h) == 0;
-        return (double)hist_percentile(h, t->pct);
+    case TH_STAT_RATIO: return t->metric == TH_ERRORS ? error_share(r) : delivery_ratio(r);
+    case TH_STAT_MIN: *empty = hist_count(h) == 0; return (double)hist_min(h);
+    case TH_STAT_MAX: *empty = hist_count(h) == 0; return (double)hist_max(h);
+    case TH_STAT_MEAN: *empty = hist_count(h) == 0; return hist_mean(h);
+    case TH_STAT_PCT: *empty = hist_count(h) == 0; return (double)hist_percentile(h, t->pct);
     }
     return 0;
 }
@@ -247,8 +234,9 @@ static void self_warnings(struct lg_result *r)
     for (uint32_t i = 0; i < r->nworkers; i++) {
         const struct lg_worker_self *w = &r->workers[i];
         if (w->busy_ratio > BUSY_WARN || w->lag_p99_ns > LAG_WARN_NS)
-            warning(r, "loadgen may be the bottleneck: worker %u used %.0f%% of a core, event-loop lag p99 %.1fms; "
-                       "add --workers",
+            warning(r,
+                    "loadgen may be the bottleneck: worker %u used %.0f%% of a core, event-loop lag p99 %.1fms; "
+                    "add --workers",
                     i, w->busy_ratio * 100, (double)w->lag_p99_ns / 1e6);
     }
     uint32_t should = r->connected > r->dropped ? r->connected - r->dropped : 0;
@@ -282,8 +270,8 @@ static void hist_row(FILE *fp, const char *name, const struct hist *h)
         fprintf(fp, "%-10s %9d        -\n", name, 0);
         return;
     }
-    fprintf(fp, "%-10s %9" PRId64 " %8s %8s %8s %8s %8s %8s %8s\n", name, hist_count(h), v[0], v[1], v[2], v[3],
-            v[4], v[5], v[6]);
+    fprintf(fp, "%-10s %9" PRId64 " %8s %8s %8s %8s %8s %8s %8s\n", name, hist_count(h), v[0], v[1], v[2], v[3], v[4],
+            v[5], v[6]);
 }
 
 static void human_head(FILE *fp, const struct lg_result *r)
@@ -358,7 +346,7 @@ void lg_report_human(FILE *fp, const struct lg_result *r)
 
 static json_t *ms(int64_t ns)
 {
-    return json_real((double)(ns / 1000) / 1000.0);
+    return json_real((double)(ns / 1000) / 1000.0); // NOLINT(bugprone-integer-division): truncate to whole us
 }
 
 static json_t *hist_json(const struct hist *h)
@@ -378,13 +366,13 @@ static json_t *options_json(const struct lg_opts *o)
         json_array_append_new(th, json_string(o->thresholds[i].text));
     return json_pack("{s:I, s:o, s:I, s:o, s:o, s:I, s:I, s:I, s:s?, s:I, s:f, s:I, s:o, s:b, s:b, s:I, s:o, "
                      "s:o}",
-                     "clients", (json_int_t)o->clients, "urls", urls, "rounds", (json_int_t)o->rounds,
-                     "interval_ms", ms(o->interval_ns), "deadline_ms", ms(o->deadline_ns), "emitters",
-                     (json_int_t)o->emitters, "payload", (json_int_t)o->payload, "rooms", (json_int_t)o->rooms,
-                     "room", o->room, "workers", (json_int_t)o->workers, "connect_rate", o->connect_rate,
-                     "max_inflight", (json_int_t)o->max_inflight, "connect_timeout_ms", ms(o->connect_timeout_ns),
-                     "echo", o->echo, "binary", o->binary, "sources", (json_int_t)o->nsources, "thresholds", th,
-                     "hold_ms", ms(o->hold_ns));
+                     "clients", (json_int_t)o->clients, "urls", urls, "rounds", (json_int_t)o->rounds, "interval_ms",
+                     ms(o->interval_ns), "deadline_ms", ms(o->deadline_ns), "emitters", (json_int_t)o->emitters,
+                     "payload", (json_int_t)o->payload, "rooms", (json_int_t)o->rooms, "room", o->room, "workers",
+                     (json_int_t)o->workers, "connect_rate", o->connect_rate, "max_inflight",
+                     (json_int_t)o->max_inflight, "connect_timeout_ms", ms(o->connect_timeout_ns), "echo", o->echo,
+                     "binary", o->binary, "sources", (json_int_t)o->nsources, "thresholds", th, "hold_ms",
+                     ms(o->hold_ns));
 }
 
 static json_t *round_json(const struct lg_round *rd, uint32_t number)
@@ -423,9 +411,9 @@ static json_t *nodes_errors_json(const struct lg_result *r, json_t **errors, jso
     *errors = json_object();
     for (int k = 0; k < LG_ERR_COUNT; k++)
         if (r->err_counts[k])
-            json_object_set_new(*errors, lg_err_name(k),
-                                json_pack("{s:I, s:s}", "count", (json_int_t)r->err_counts[k], "example",
-                                          r->err_example[k]));
+            json_object_set_new(
+                *errors, lg_err_name(k),
+                json_pack("{s:I, s:s}", "count", (json_int_t)r->err_counts[k], "example", r->err_example[k]));
     *status = json_object();
     for (int i = 0; i < r->nstatus; i++) {
         char code[12];
@@ -440,11 +428,10 @@ static json_t *self_json(const struct lg_result *r)
     json_t *workers = json_array();
     for (uint32_t i = 0; i < r->nworkers; i++) {
         const struct lg_worker_self *w = &r->workers[i];
-        json_array_append_new(workers, json_pack("{s:I, s:f, s:f, s:f, s:o, s:o, s:I}", "clients",
-                                                 (json_int_t)w->clients, "cpu_user_s", w->cpu_user_s, "cpu_sys_s",
-                                                 w->cpu_sys_s, "busy_ratio", w->busy_ratio, "lag_p99_ms",
-                                                 ms(w->lag_p99_ns), "lag_max_ms", ms(w->lag_max_ns), "rss_kb",
-                                                 (json_int_t)w->rss_kb));
+        json_array_append_new(
+            workers, json_pack("{s:I, s:f, s:f, s:f, s:o, s:o, s:I}", "clients", (json_int_t)w->clients, "cpu_user_s",
+                               w->cpu_user_s, "cpu_sys_s", w->cpu_sys_s, "busy_ratio", w->busy_ratio, "lag_p99_ms",
+                               ms(w->lag_p99_ns), "lag_max_ms", ms(w->lag_max_ns), "rss_kb", (json_int_t)w->rss_kb));
     }
     return json_pack("{s:f, s:o}", "coordinator_cpu_s", r->coord_cpu_s, "workers", workers);
 }
@@ -480,8 +467,8 @@ static json_t *document(const struct lg_result *r)
         json_array_append_new(rounds, round_json(&r->rounds[i], i + 1));
     json_t *nodes = nodes_errors_json(r, &errors, &status);
     json_t *verdict = verdict_json(r, &thresholds);
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:o}", "schema", LG_JSON_SCHEMA, "version", r->version, "time",
-                            when, "host", r->host, "options", options_json(r->opts));
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:o}", "schema", LG_JSON_SCHEMA, "version", r->version, "time", when,
+                            "host", r->host, "options", options_json(r->opts));
     json_object_set_new(doc, "phases",
                         json_pack("{s:o, s:o, s:o, s:o, s:o}", "connect_ms", ms(r->connect_ns), "rounds_ms",
                                   ms(r->rounds_ns), "verify_ms", ms(r->verify_ns), "close_ms", ms(r->close_ns),

@@ -14,19 +14,19 @@ struct hist;
 
 /* Why a client failed. One kind per client: the first failure it met. */
 enum lg_err {
-    LG_ERR_REFUSED = 0,        /* connect: ECONNREFUSED */
-    LG_ERR_CONNECT_TIMEOUT,    /* connect: no TCP connection within --connect-timeout */
-    LG_ERR_EMFILE,             /* connect: out of descriptors (EMFILE/ENFILE) */
-    LG_ERR_EADDRNOTAVAIL,      /* connect: out of source ports/addresses */
-    LG_ERR_CONNECT,            /* connect: any other errno (unreachable, reset, ...) */
-    LG_ERR_TLS,                /* TLS handshake failed (certificate, protocol) */
-    LG_ERR_HANDSHAKE_TIMEOUT,  /* TCP up, but no 101 within --connect-timeout */
-    LG_ERR_HTTP_STATUS,        /* the upgrade was answered with another status (see status_counts) */
-    LG_ERR_BAD_UPGRADE,        /* malformed response, or 101 with a wrong Sec-WebSocket-Accept/Upgrade */
-    LG_ERR_HANDSHAKE_CLOSED,   /* the server closed or reset during the handshake */
-    LG_ERR_DROPPED,            /* open, then closed or reset by the server before the end */
-    LG_ERR_PROTOCOL,           /* open, then a frame we could not accept (we closed with 1002/1007/1009) */
-    LG_ERR_CLOSE,              /* the closing handshake did not complete within --close-timeout */
+    LG_ERR_REFUSED = 0,       /* connect: ECONNREFUSED */
+    LG_ERR_CONNECT_TIMEOUT,   /* connect: no TCP connection within --connect-timeout */
+    LG_ERR_EMFILE,            /* connect: out of descriptors (EMFILE/ENFILE) */
+    LG_ERR_EADDRNOTAVAIL,     /* connect: out of source ports/addresses */
+    LG_ERR_CONNECT,           /* connect: any other errno (unreachable, reset, ...) */
+    LG_ERR_TLS,               /* TLS handshake failed (certificate, protocol) */
+    LG_ERR_HANDSHAKE_TIMEOUT, /* TCP up, but no 101 within --connect-timeout */
+    LG_ERR_HTTP_STATUS,       /* the upgrade was answered with another status (see status_counts) */
+    LG_ERR_BAD_UPGRADE,       /* malformed response, or 101 with a wrong Sec-WebSocket-Accept/Upgrade */
+    LG_ERR_HANDSHAKE_CLOSED,  /* the server closed or reset during the handshake */
+    LG_ERR_DROPPED,           /* open, then closed or reset by the server before the end */
+    LG_ERR_PROTOCOL,          /* open, then a frame we could not accept (we closed with 1002/1007/1009) */
+    LG_ERR_CLOSE,             /* the closing handshake did not complete within --close-timeout */
     LG_ERR_COUNT
 };
 
@@ -36,28 +36,28 @@ enum lg_err {
 /* Stable names used in the JSON ("refused", "connect_timeout", ...) and the summary. */
 const char *lg_err_name(enum lg_err k);
 
-#define LG_MAX_STATUS 16 /* distinct HTTP statuses told apart */
-#define LG_MAX_NODES  64 /* distinct node names told apart; the rest are counted in nodes_other */
-#define LG_MAX_REASONS 32
+#define LG_MAX_STATUS   16 /* distinct HTTP statuses told apart */
+#define LG_MAX_NODES    64 /* distinct node names told apart; the rest are counted in nodes_other */
+#define LG_MAX_REASONS  32
 #define LG_MAX_WARNINGS 16
 
 struct lg_round {
-    uint32_t emitted;   /* messages sent this round */
-    uint64_t expected;  /* deliveries due: every open receiver in each emitter's room */
-    uint64_t received;  /* first arrivals before the deadline */
-    uint64_t late;      /* first arrivals after it */
-    uint64_t missing;   /* expected - received - late: never arrived */
-    uint64_t duplicate; /* arrivals of a message already received */
-    uint64_t reordered; /* first arrivals after a later message of the same emitter */
-    int64_t start_ns;   /* since the run's start (CLOCK_MONOTONIC) */
+    uint32_t emitted;    /* messages sent this round */
+    uint64_t expected;   /* deliveries due: every open receiver in each emitter's room */
+    uint64_t received;   /* first arrivals before the deadline */
+    uint64_t late;       /* first arrivals after it */
+    uint64_t missing;    /* expected - received - late: never arrived */
+    uint64_t duplicate;  /* arrivals of a message already received */
+    uint64_t reordered;  /* first arrivals after a later message of the same emitter */
+    int64_t start_ns;    /* since the run's start (CLOCK_MONOTONIC) */
     int64_t duration_ns; /* from the first send to the last expected arrival, or to the deadline */
     bool timed_out;
     int64_t p50_ns, p99_ns, max_ns; /* this round's delivery latency */
 };
 
 struct lg_worker_self {
-    double cpu_user_s, cpu_sys_s; /* getrusage, whole run */
-    double busy_ratio;            /* CPU seconds / wall seconds during the rounds (1.0 = one core) */
+    double cpu_user_s, cpu_sys_s;   /* getrusage, whole run */
+    double busy_ratio;              /* CPU seconds / wall seconds during the rounds (1.0 = one core) */
     int64_t lag_p99_ns, lag_max_ns; /* event-loop lag: lateness of a 10 ms timer */
     uint64_t rss_kb;                /* peak resident set (ru_maxrss) */
     uint32_t clients;
@@ -65,15 +65,15 @@ struct lg_worker_self {
 
 struct lg_result {
     const struct lg_opts *opts;
-    double start_epoch;  /* wall clock at the start, seconds */
-    char host[256];      /* gethostname */
+    double start_epoch; /* wall clock at the start, seconds */
+    char host[256];     /* gethostname */
     char version[32];
 
     /* phases, nanoseconds since the start */
-    int64_t connect_ns;  /* connect phase duration: first connect to all ready (or all failed) */
-    int64_t rounds_ns;   /* rounds phase duration */
-    int64_t verify_ns;   /* wait for stragglers after the last round */
-    int64_t close_ns;    /* close handshake phase */
+    int64_t connect_ns; /* connect phase duration: first connect to all ready (or all failed) */
+    int64_t rounds_ns;  /* rounds phase duration */
+    int64_t verify_ns;  /* wait for stragglers after the last round */
+    int64_t close_ns;   /* close handshake phase */
     int64_t total_ns;
 
     /* clients */

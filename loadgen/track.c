@@ -7,9 +7,7 @@ enum lg_track_verdict lg_track_see(struct lg_track *t, uint32_t seq)
         return LG_TRACK_INVALID;
     if (seq > t->high) {
         uint32_t jump = seq - t->high;
-        if (t->high == 0)
-            t->window = 0;
-        else if (jump > LG_TRACK_WINDOW)
+        if (t->high == 0 || jump > LG_TRACK_WINDOW)
             t->window = 0;
         else if (jump == LG_TRACK_WINDOW)
             t->window = 1ull << (LG_TRACK_WINDOW - 1);

@@ -13,7 +13,7 @@
 #define LG_TRACK_WINDOW 64
 
 struct lg_track {
-    uint32_t high;   /* highest seq seen, 0 = none yet */
+    uint32_t high; /* highest seq seen, 0 = none yet */
     uint32_t pad_;
     uint64_t window; /* bit i set: seq high-1-i was seen (i = 0 .. LG_TRACK_WINDOW-1) */
 };

@@ -216,18 +216,11 @@ static void on_message(struct lg_client *c, const char *head, size_t head_len, u
     }
     struct ipc_round_count *r = &W.rc[m.round];
     switch (lg_track_see(&c->tracks[W.slot_in_room[m.emitter]], m.seq)) {
-    case LG_TRACK_DUPLICATE:
-        r->duplicate++;
-        return;
+    case LG_TRACK_DUPLICATE: r->duplicate++; return;
     case LG_TRACK_STALE:
-    case LG_TRACK_INVALID:
-        r->late++;
-        return;
-    case LG_TRACK_REORDERED:
-        r->reordered++;
-        break;
-    case LG_TRACK_IN_ORDER:
-        break;
+    case LG_TRACK_INVALID: r->late++; return;
+    case LG_TRACK_REORDERED: r->reordered++; break;
+    case LG_TRACK_IN_ORDER: break;
     }
     int64_t latency = now - m.send_ns;
     hist_record(W.lat, latency);
@@ -384,10 +377,18 @@ static void send_final(void)
     if (!f)
         die("out of memory");
     struct lg_engine *e = &W.eng;
-    *f = (struct ipc_final){.connected = W.connected, .failed = W.failed, .dropped = W.dropped,
-                            .closed_clean = W.closed_clean, .nstatus = e->nstatus, .nnodes = e->nnodes,
-                            .nodes_other = e->nodes_other, .nodes_unknown = e->nodes_unknown, .echoed = W.echoed,
-                            .foreign = W.foreign, .corrupt = W.corrupt, .rounds = W.o->rounds};
+    *f = (struct ipc_final){.connected = W.connected,
+                            .failed = W.failed,
+                            .dropped = W.dropped,
+                            .closed_clean = W.closed_clean,
+                            .nstatus = e->nstatus,
+                            .nnodes = e->nnodes,
+                            .nodes_other = e->nodes_other,
+                            .nodes_unknown = e->nodes_unknown,
+                            .echoed = W.echoed,
+                            .foreign = W.foreign,
+                            .corrupt = W.corrupt,
+                            .rounds = W.o->rounds};
     memcpy(f->err_counts, e->err_counts, sizeof f->err_counts);
     memcpy(f->err_example, e->err_example, sizeof f->err_example);
     memcpy(f->status_codes, e->status_codes, sizeof f->status_codes);
@@ -478,11 +479,8 @@ static void on_ipc_message(const struct ipc_hdr *h, const char *body)
         memcpy(&round, body, sizeof round);
         on_round(round);
         break;
-    case IPC_CLOSE:
-        on_close();
-        break;
-    default:
-        die("unknown message %u from the coordinator", h->type);
+    case IPC_CLOSE: on_close(); break;
+    default: die("unknown message %u from the coordinator", h->type);
     }
 }
 

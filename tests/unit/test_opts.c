@@ -1,0 +1,406 @@
+/* loadgen's command line: defaults, strict numbers, durations, ratios, thresholds, source ranges, URLs, request
+ * targets, rooms, headers, and one clear error line for every mistake. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "loadgen/opts.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define URL "ws://127.0.0.1:9001/ws"
+
+/* Parse a NULL-terminated argument list (argv[0] is added). */
+static enum lg_parse_result parse(struct lg_opts *o, char *err, const char *const *args)
+{
+    char *argv[64] = {"loadgen"};
+    int argc = 1;
+    while (args[argc - 1])
+        argv[argc] = (char *)args[argc - 1], argc++;
+    err[0] = '\0';
+    return lg_opts_parse(o, argc, argv, err, 256);
+}
+
+#define PARSE(o, err, ...) parse(o, err, (const char *const[]){__VA_ARGS__, NULL})
+
+static void expect_error(const char *contains, const char *const *args)
+{
+    struct lg_opts o;
+    char err[256];
+    enum lg_parse_result r = parse(&o, err, args);
+    lg_opts_free(&o);
+    if (r != LG_PARSE_ERROR || !strstr(err, contains) || strchr(err, '\n'))
+        fail_msg("%s ...: result %d, error '%s', expected one line containing '%s'", args[0], r, err, contains);
+}
+#define EXPECT_ERROR(contains, ...) expect_error(contains, (const char *const[]){__VA_ARGS__, NULL})
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, URL), LG_PARSE_OK);
+    assert_int_equal(o.clients, 100);
+    assert_int_equal(o.rounds, 10);
+    assert_int_equal(o.emitters, 1);
+    assert_int_equal(o.payload, 100);
+    assert_int_equal(o.workers, 1);
+    assert_int_equal(o.rooms, 1);
+    assert_int_equal(o.max_inflight, 256);
+    assert_true(o.interval_ns == 500000000 && o.deadline_ns == 5000000000 && o.connect_timeout_ns == 10000000000);
+    assert_string_equal(o.node_header, "X-Node-Id");
+    assert_string_equal(o.room_param, "room");
+    assert_null(o.room);
+    assert_int_equal(o.ntargets, 1);
+    assert_false(o.targets[0].tls);
+    assert_string_equal(o.targets[0].path, "/ws");
+    assert_string_equal(o.targets[0].host_header, "127.0.0.1:9001");
+    lg_opts_free(&o);
+}
+
+static void test_all_options(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "-c", "5000", "--connect-rate", "2500.5", "--max-inflight", "64",
+                           "--connect-timeout", "3s", "-r", "0", "-i", "0", "--deadline", "250ms", "-e", "3", "-s",
+                           "4096", "--binary", "--echo", "--room", "lobby", "--rooms", "7", "--room-param", "channel",
+                           "--node-header", "X-Srv", "--cookie", "SRV", "-w", "4", "--close-timeout", "1.5s", "--hold",
+                           "2m", "-o", "r.json", "--hlog", "r.hlog", "-q", "-t", "p99<50ms", "-t", "errors<1%",
+                           "--source", "127.0.0.2-127.0.0.4", "-H", "Origin: http://x", "--insecure", URL,
+                           "wss://[::1]/a?b=c"),
+                     LG_PARSE_OK);
+    assert_int_equal(o.clients, 5000);
+    assert_true(o.connect_rate > 2500.4 && o.connect_rate < 2500.6);
+    assert_int_equal(o.max_inflight, 64);
+    assert_true(o.connect_timeout_ns == 3000000000 && o.interval_ns == 0 && o.deadline_ns == 250000000);
+    assert_int_equal(o.rounds, 0);
+    assert_int_equal(o.emitters, 3);
+    assert_int_equal(o.payload, 4096);
+    assert_true(o.binary && o.echo && o.quiet && o.insecure);
+    assert_string_equal(o.room, "lobby");
+    assert_int_equal(o.rooms, 7);
+    assert_string_equal(o.room_param, "channel");
+    assert_string_equal(o.node_header, "X-Srv");
+    assert_string_equal(o.cookie, "SRV");
+    assert_int_equal(o.workers, 4);
+    assert_true(o.close_timeout_ns == 1500000000 && o.hold_ns == 120000000000);
+    assert_string_equal(o.out_json, "r.json");
+    assert_string_equal(o.hlog, "r.hlog");
+    assert_int_equal(o.nthresholds, 2);
+    assert_true(o.errors_threshold && !o.delivery_threshold);
+    assert_int_equal(o.nsources, 3);
+    assert_int_equal(o.nheaders, 1);
+    assert_int_equal(o.ntargets, 2);
+    assert_true(o.targets[1].tls);
+    assert_string_equal(o.targets[1].host, "::1");
+    assert_string_equal(o.targets[1].host_header, "[::1]");
+    assert_string_equal(o.targets[1].port, "443");
+    assert_string_equal(o.targets[1].path, "/a?b=c");
+    lg_opts_free(&o);
+    lg_opts_free(&o); /* twice is harmless */
+}
+
+static void test_numbers_are_strict(void **state)
+{
+    (void)state;
+    EXPECT_ERROR("--clients", "-c", "0", URL);
+    EXPECT_ERROR("--clients", "-c", "abc", URL);
+    EXPECT_ERROR("--clients", "-c", "10x", URL);
+    EXPECT_ERROR("--clients", "-c", "-5", URL);
+    EXPECT_ERROR("--clients", "-c", "+5", URL);
+    EXPECT_ERROR("--clients", "-c", "", URL);
+    EXPECT_ERROR("--clients", "-c", "10000001", URL);
+    EXPECT_ERROR("--clients", "-c", "99999999999999999999999", URL);
+    EXPECT_ERROR("--rounds", "-r", "1.5", URL);
+    EXPECT_ERROR("--workers", "-w", "0", URL);
+    EXPECT_ERROR("--workers", "-w", "65", URL);
+    EXPECT_ERROR("--max-inflight", "--max-inflight", "0", URL);
+    EXPECT_ERROR("--rooms", "--rooms", "0", URL);
+    EXPECT_ERROR("--payload", "-s", "86", URL);
+    EXPECT_ERROR("--payload", "-s", "16777217", URL);
+    EXPECT_ERROR("--connect-rate", "--connect-rate", "-1", URL);
+    EXPECT_ERROR("--connect-rate", "--connect-rate", "fast", URL);
+    EXPECT_ERROR("--emitters", "-c", "3", "-e", "4", URL);
+    EXPECT_ERROR("--workers", "-c", "3", "-w", "4", URL);
+    EXPECT_ERROR("--rooms", "-c", "3", "--rooms", "4", URL);
+    EXPECT_ERROR("--deadline", "--deadline", "0", URL);
+    EXPECT_ERROR("--interval", "-i", "5", URL);
+    EXPECT_ERROR("unknown option", "--bogus", URL);
+    EXPECT_ERROR("needs a value", URL, "-c");
+    EXPECT_ERROR("no URL", "-c", "5");
+    EXPECT_ERROR("--cacert", "--cacert", "/nonexistent/ca.pem", URL);
+}
+
+static void test_durations(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int64_t ns;
+    } good[] = {{"0", 0},           {"1ns", 1},         {"250us", 250000},   {"1.5ms", 1500000},
+                {"2s", 2000000000}, {".5s", 500000000}, {"1m", 60000000000}, {"0ms", 0}};
+    static const char *const bad[] = {"",    "5",     "ms",  "-1s",    "1h",          "1 s",
+                                      "1s2", "1e3ms", "nan", "1.2.3s", "99999999999m"};
+    char err[160];
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        int64_t ns = -1;
+        assert_int_equal(lg_parse_duration(good[i].text, &ns, err, sizeof err), 0);
+        assert_int_equal(ns, good[i].ns);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int64_t ns;
+        err[0] = '\0';
+        if (lg_parse_duration(bad[i], &ns, err, sizeof err) != -1 || !err[0])
+            fail_msg("duration '%s' accepted", bad[i]);
+    }
+}
+
+static void test_ratios(void **state)
+{
+    (void)state;
+    char err[160];
+    double r;
+    assert_int_equal(lg_parse_ratio("0.01", &r, err, sizeof err), 0);
+    assert_true(r > 0.0099 && r < 0.0101);
+    assert_int_equal(lg_parse_ratio("99.9%", &r, err, sizeof err), 0);
+    assert_true(r > 0.9989 && r < 0.9991);
+    assert_int_equal(lg_parse_ratio("100%", &r, err, sizeof err), 0);
+    assert_int_equal(lg_parse_ratio("0", &r, err, sizeof err), 0);
+    static const char *const bad[] = {"", "%", "1.5", "101%", "-1%", "5 %", "1%%", "abc"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        if (lg_parse_ratio(bad[i], &r, err, sizeof err) != -1)
+            fail_msg("ratio '%s' accepted", bad[i]);
+}
+
+static void test_thresholds(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        enum lg_th_metric metric;
+        enum lg_th_stat stat;
+        double pct;
+        enum lg_th_op op;
+        double value;
+    } good[] = {
+        {"p99<50ms", TH_LATENCY, TH_STAT_PCT, 99, TH_LT, 50e6},
+        {"latency.p99.9<=200ms", TH_LATENCY, TH_STAT_PCT, 99.9, TH_LE, 200e6},
+        {"connect.p95<1s", TH_CONNECT, TH_STAT_PCT, 95, TH_LT, 1e9},
+        {"handshake.max<2s", TH_HANDSHAKE, TH_STAT_MAX, 0, TH_LT, 2e9},
+        {"mean < 10ms", TH_LATENCY, TH_STAT_MEAN, 0, TH_LT, 10e6},
+        {"min>1us", TH_LATENCY, TH_STAT_MIN, 0, TH_GT, 1e3},
+        {"errors<1%", TH_ERRORS, TH_STAT_RATIO, 0, TH_LT, 0.01},
+        {"delivery>=99.9%", TH_DELIVERY, TH_STAT_RATIO, 0, TH_GE, 0.999},
+        {"delivery >= 1", TH_DELIVERY, TH_STAT_RATIO, 0, TH_GE, 1},
+        {"p50<=0", TH_LATENCY, TH_STAT_PCT, 50, TH_LE, 0},
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        struct lg_threshold t;
+        if (lg_parse_threshold(good[i].text, &t, err, sizeof err) != 0)
+            fail_msg("'%s': %s", good[i].text, err);
+        assert_string_equal(t.text, good[i].text);
+        assert_int_equal(t.metric, good[i].metric);
+        assert_int_equal(t.stat, good[i].stat);
+        assert_int_equal(t.op, good[i].op);
+        assert_true(t.pct > good[i].pct - 1e-9 && t.pct < good[i].pct + 1e-9);
+        assert_true(t.value > good[i].value * 0.999999 - 1e-9 && t.value < good[i].value * 1.000001 + 1e-9);
+    }
+    static const struct {
+        const char *text, *says;
+    } bad[] = {
+        {"p99", "expected METRIC<VALUE"}, {"p99=5ms", "expected METRIC<VALUE"}, {"<5ms", "unknown metric"},
+        {"p100<5ms", "unknown metric"},   {"p0<5ms", "unknown metric"},         {"pxx<5ms", "unknown metric"},
+        {"q99<5ms", "unknown metric"},    {"latency.<5ms", "unknown metric"},   {"connect.errors<1%", "unknown metric"},
+        {"p99<50", "needs a duration"},   {"p99<50%", "needs a duration"},      {"p99<", "needs a duration"},
+        {"errors<5ms", "not a ratio"},    {"delivery>=101%", "over 100%"},      {"errors<", "not a ratio"},
+        {"median<5ms", "unknown metric"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct lg_threshold t;
+        err[0] = '\0';
+        if (lg_parse_threshold(bad[i].text, &t, err, sizeof err) != -1 || !strstr(err, bad[i].says))
+            fail_msg("threshold '%s': error '%s', expected '%s'", bad[i].text, err, bad[i].says);
+    }
+    struct lg_opts o;
+    assert_int_equal(PARSE(&o, err, "-t", "delivery>=99%", URL), LG_PARSE_OK);
+    assert_true(o.delivery_threshold && !o.errors_threshold);
+    lg_opts_free(&o);
+}
+
+static void test_sources(void **state)
+{
+    (void)state;
+    char err[160];
+    struct net_addr *list = NULL;
+    uint32_t n = 0;
+    assert_int_equal(lg_parse_sources("127.0.0.2-127.0.0.4,127.0.0.9,::1", &list, &n, err, sizeof err), 0);
+    assert_int_equal(n, 5);
+    char text[4][INET_ADDRSTRLEN];
+    for (int i = 0; i < 4; i++)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&list[i].ss)->sin_addr, text[i], sizeof text[i]);
+    assert_string_equal(text[0], "127.0.0.2");
+    assert_string_equal(text[2], "127.0.0.4");
+    assert_string_equal(text[3], "127.0.0.9");
+    assert_int_equal(((struct sockaddr_in *)&list[0].ss)->sin_port, 0);
+    assert_int_equal(list[4].ss.ss_family, AF_INET6);
+    assert_int_equal(lg_parse_sources("127.0.255.255-127.1.0.1", &list, &n, err, sizeof err), 0); /* crosses a /16 */
+    assert_int_equal(n, 8);
+    static const char *const bad[] = {
+        "127.0.0.9-127.0.0.2", "",          ",", "127.0.0.1,", "localhost", "127.0.0.300", "::1-::2",
+        "10.0.0.0-10.1.0.0",   "127.0.0.1-"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        if (lg_parse_sources(bad[i], &list, &n, err, sizeof err) != -1 || !strstr(err, "--source"))
+            fail_msg("source '%s' accepted or unclear: '%s'", bad[i], err);
+    }
+    free(list);
+}
+
+static void test_urls(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url;
+        bool tls;
+        const char *host, *port, *host_header, *path;
+    } good[] = {
+        {"ws://example.com", false, "example.com", "80", "example.com", "/"},
+        {"wss://example.com/", true, "example.com", "443", "example.com", "/"},
+        {"ws://example.com:80/ws", false, "example.com", "80", "example.com", "/ws"},
+        {"wss://example.com:8443/ws?x=1", true, "example.com", "8443", "example.com:8443", "/ws?x=1"},
+        {"http://127.0.0.1:9001?room=a", false, "127.0.0.1", "9001", "127.0.0.1:9001", "/?room=a"},
+        {"HTTPS://h", true, "h", "443", "h", "/"},
+        {"ws://[::1]:9001/ws", false, "::1", "9001", "[::1]:9001", "/ws"},
+        {"wss://[2001:db8::1]", true, "2001:db8::1", "443", "[2001:db8::1]", "/"},
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        struct lg_target t;
+        if (lg_parse_url(good[i].url, &t, false, err, sizeof err) != 0)
+            fail_msg("'%s': %s", good[i].url, err);
+        assert_int_equal(t.tls, good[i].tls);
+        assert_string_equal(t.host, good[i].host);
+        assert_string_equal(t.port, good[i].port);
+        assert_string_equal(t.host_header, good[i].host_header);
+        assert_string_equal(t.path, good[i].path);
+        assert_string_equal(t.url, good[i].url);
+    }
+    static const char *const bad[] = {"example.com",   "ftp://x/",     "ws://",       "ws:///path",   "ws://h:0/",
+                                      "ws://h:65536/", "ws://h:x/",    "ws://u:p@h/", "ws://h/#frag", "ws://h/a b",
+                                      "ws://[::1/",    "ws://[::1]x/", "ws://h:/"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct lg_target t;
+        err[0] = '\0';
+        if (lg_parse_url(bad[i], &t, false, err, sizeof err) != -1 || !err[0])
+            fail_msg("URL '%s' accepted", bad[i]);
+    }
+    struct lg_target t;
+    assert_int_equal(lg_parse_url("ws://127.0.0.1:9001/", &t, true, err, sizeof err), 0);
+    assert_int_equal(t.addr.ss.ss_family, AF_INET);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&t.addr.ss)->sin_port), 9001);
+}
+
+static void test_request_target_and_rooms(void **state)
+{
+    (void)state;
+    struct lg_target t;
+    char err[256], out[64], room[32];
+    lg_parse_url("ws://h/ws", &t, false, err, sizeof err);
+    assert_int_equal(lg_request_target(&t, "room", "", out, sizeof out), 0);
+    assert_string_equal(out, "/ws");
+    assert_int_equal(lg_request_target(&t, "room", "a b/ü", out, sizeof out), 0);
+    assert_string_equal(out, "/ws?room=a%20b%2F%C3%BC");
+    lg_parse_url("ws://h/ws?token=x", &t, false, err, sizeof err);
+    assert_int_equal(lg_request_target(&t, "channel", "r-1.x~_", out, sizeof out), 0);
+    assert_string_equal(out, "/ws?token=x&channel=r-1.x~_");
+    assert_int_equal(lg_request_target(&t, "room", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                                       out, sizeof out),
+                     -1);
+    struct lg_opts o;
+    assert_int_equal(PARSE(&o, err, "-c", "10", "--rooms", "3", URL), LG_PARSE_OK);
+    lg_client_room(&o, 7, room, sizeof room);
+    assert_string_equal(room, "room-1");
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "-c", "10", "--rooms", "3", "--room", "chat", URL), LG_PARSE_OK);
+    lg_client_room(&o, 5, room, sizeof room);
+    assert_string_equal(room, "chat-2");
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--room", "lobby", URL), LG_PARSE_OK);
+    lg_client_room(&o, 5, room, sizeof room);
+    assert_string_equal(room, "lobby");
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, URL), LG_PARSE_OK);
+    lg_client_room(&o, 5, room, sizeof room);
+    assert_string_equal(room, "");
+    lg_opts_free(&o);
+}
+
+static void test_headers(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "-H", "Authorization: Bearer abc", "-H", "X-Empty:", URL), LG_PARSE_OK);
+    assert_int_equal(o.nheaders, 2);
+    assert_string_equal(o.headers[0], "Authorization: Bearer abc");
+    lg_opts_free(&o);
+    EXPECT_ERROR("Name: value", "-H", "NoColon", URL);
+    EXPECT_ERROR("Name: value", "-H", ": value", URL);
+    EXPECT_ERROR("Name: value", "-H", "Bad Name: v", URL);
+    EXPECT_ERROR("control", "-H", "X: a\r\nInjected: 1", URL);
+    EXPECT_ERROR("sets Host itself", "-H", "Host: evil", URL);
+    EXPECT_ERROR("itself", "-H", "sec-websocket-key: x", URL);
+}
+
+static void test_help_version_and_reparse(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "--help"), LG_PARSE_HELP);
+    assert_int_equal(PARSE(&o, err, "-V"), LG_PARSE_VERSION);
+    /* state left by an earlier getopt run must not leak into the next */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(PARSE(&o, err, "-c", "7", URL), LG_PARSE_OK);
+        assert_int_equal(o.clients, 7);
+        lg_opts_free(&o);
+    }
+    char usage[8192] = "";
+    FILE *fp = fmemopen(usage, sizeof usage - 1, "w");
+    lg_opts_usage(fp);
+    fclose(fp);
+    for (const char *const *opt =
+             (const char *const[]){"--clients", "--connect-rate", "--max-inflight", "--rounds", "--interval",
+                                   "--deadline", "--emitters", "--payload", "--rooms", "--workers", "--source", "--out",
+                                   "--hlog", "--threshold", "--quiet", "--insecure", "--cacert", "exit", NULL};
+         *opt; opt++)
+        if (!strstr(usage, *opt))
+            fail_msg("--help does not mention %s", *opt);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_all_options),
+        cmocka_unit_test(test_numbers_are_strict),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_ratios),
+        cmocka_unit_test(test_thresholds),
+        cmocka_unit_test(test_sources),
+        cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_request_target_and_rooms),
+        cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_help_version_and_reparse),
+    };
+    return cmocka_run_group_tests_name("opts", tests, NULL, NULL);
+}

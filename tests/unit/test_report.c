@@ -1,0 +1,377 @@
+/* loadgen's verdict (connect failures, delivery, thresholds, warnings), the JSON document read back with jansson,
+ * and duration formatting. Results are built by hand, so each rule is tested on its own. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/hist.h"
+#include "loadgen/report.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ROUNDS 5
+#define MS     INT64_C(1000000)
+
+static struct lg_opts opts;
+static struct lg_round rounds[ROUNDS];
+static struct lg_result res;
+
+/* 100 clients, all connected, 5 rounds of 99 deliveries each at 1..99 ms, every one received. */
+static int setup(void **state)
+{
+    (void)state;
+    memset(&opts, 0, sizeof opts);
+    opts.clients = 100;
+    opts.rounds = ROUNDS;
+    opts.emitters = 1;
+    opts.payload = 100;
+    opts.workers = 1;
+    opts.rooms = 1;
+    opts.ntargets = 1;
+    snprintf(opts.targets[0].url, sizeof opts.targets[0].url, "ws://127.0.0.1:9001/ws");
+    memset(&res, 0, sizeof res);
+    memset(rounds, 0, sizeof rounds);
+    res.opts = &opts;
+    snprintf(res.version, sizeof res.version, "test");
+    res.attempted = res.connected = res.closed_clean = 100;
+    res.connect = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    res.handshake = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    res.latency = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    res.rounds = rounds;
+    res.rounds_run = ROUNDS;
+    for (int i = 0; i < ROUNDS; i++) {
+        rounds[i] = (struct lg_round){.emitted = 1, .expected = 99, .received = 99};
+        for (int v = 1; v <= 99; v++)
+            hist_record(res.latency, v * MS);
+    }
+    for (int i = 0; i < 100; i++) {
+        hist_record(res.connect, 2 * MS);
+        hist_record(res.handshake, 3 * MS);
+    }
+    res.total = (struct lg_round){.emitted = ROUNDS, .expected = 99 * ROUNDS, .received = 99 * ROUNDS};
+    res.nworkers = 1;
+    res.workers[0] = (struct lg_worker_self){.clients = 100, .busy_ratio = 0.1, .lag_p99_ns = MS};
+    res.nnodes = 2;
+    snprintf(res.node_names[0], sizeof res.node_names[0], "n1");
+    snprintf(res.node_names[1], sizeof res.node_names[1], "n2");
+    res.node_counts[0] = res.node_counts[1] = 50;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    hist_free(res.connect);
+    hist_free(res.handshake);
+    hist_free(res.latency);
+    return 0;
+}
+
+static bool has_reason(const char *text)
+{
+    for (int i = 0; i < res.nreasons; i++)
+        if (strstr(res.reasons[i], text))
+            return true;
+    return false;
+}
+
+static void add_threshold(const char *metric_text, enum lg_th_metric m, enum lg_th_stat st, double pct,
+                          enum lg_th_op op, double value)
+{
+    struct lg_threshold *t = &opts.thresholds[opts.nthresholds++];
+    *t = (struct lg_threshold){.metric = m, .stat = st, .pct = pct, .op = op, .value = value};
+    snprintf(t->text, sizeof t->text, "%s", metric_text);
+    opts.errors_threshold |= m == TH_ERRORS;
+    opts.delivery_threshold |= m == TH_DELIVERY;
+}
+
+static void miss(int round, uint64_t n)
+{
+    rounds[round - 1].received -= n;
+    rounds[round - 1].missing += n;
+    res.total.received -= n;
+    res.total.missing += n;
+}
+
+static void test_pass(void **state)
+{
+    (void)state;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 0);
+    assert_int_equal(res.nreasons, 0);
+    assert_int_equal(res.nwarnings, 0);
+}
+
+static void test_missing_names_the_round(void **state)
+{
+    (void)state;
+    miss(3, 12);
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 1);
+    assert_true(has_reason("12 missing"));
+    assert_true(has_reason("round 3: 12 of 99"));
+}
+
+static void test_many_rounds_are_abridged(void **state)
+{
+    (void)state;
+    for (int r = 1; r <= ROUNDS; r++)
+        miss(r, 1);
+    lg_verdict(&res);
+    assert_true(has_reason("and 2 more round(s)"));
+}
+
+static void test_delivery_threshold(void **state)
+{
+    (void)state;
+    add_threshold("delivery>=99%", TH_DELIVERY, TH_STAT_RATIO, 0, TH_GE, 0.99);
+    miss(2, 2); /* 2 of 495: 0.4% */
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 0);
+    assert_true(res.threshold_ok[0]);
+    miss(4, 8); /* 10 of 495: 2% */
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 1);
+    assert_false(res.threshold_ok[0]);
+    assert_true(has_reason("threshold delivery>=99% failed"));
+}
+
+static void test_duplicates_fail_even_with_a_delivery_threshold(void **state)
+{
+    (void)state;
+    add_threshold("delivery>=50%", TH_DELIVERY, TH_STAT_RATIO, 0, TH_GE, 0.5);
+    rounds[1].duplicate = 3;
+    res.total.duplicate = 3;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 1);
+    assert_true(has_reason("3 duplicate"));
+    res.total.duplicate = rounds[1].duplicate = 0;
+    rounds[2].reordered = res.total.reordered = 1;
+    lg_verdict(&res);
+    assert_true(has_reason("out of order"));
+    res.total.reordered = rounds[2].reordered = 0;
+    res.echoed = 4;
+    lg_verdict(&res);
+    assert_true(has_reason("--echo"));
+    res.echoed = 0;
+    res.corrupt = 1;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 1);
+    assert_true(has_reason("corrupt"));
+}
+
+static void test_connect_failures(void **state)
+{
+    (void)state;
+    res.connected = 95;
+    res.failed = 5;
+    res.err_counts[LG_ERR_REFUSED] = 3;
+    res.err_counts[LG_ERR_EMFILE] = 2;
+    snprintf(res.err_example[LG_ERR_REFUSED], sizeof res.err_example[0], "connect to x: Connection refused");
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 3);
+    assert_true(has_reason("5 of 100 clients could not connect: refused 3, emfile 2"));
+    assert_true(has_reason("Connection refused"));
+    assert_true(has_reason("ulimit -n"));
+    assert_true(has_reason("--workers"));
+    /* an errors threshold of 10% tolerates 5% */
+    add_threshold("errors<10%", TH_ERRORS, TH_STAT_RATIO, 0, TH_LT, 0.10);
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 0);
+    assert_true(res.threshold_ok[0]);
+}
+
+static void test_nobody_connected(void **state)
+{
+    (void)state;
+    add_threshold("errors<=100%", TH_ERRORS, TH_STAT_RATIO, 0, TH_LE, 1.0);
+    res.connected = 0;
+    res.failed = 100;
+    res.err_counts[LG_ERR_EADDRNOTAVAIL] = 60;
+    res.err_counts[LG_ERR_TLS] = 40;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 3);
+    assert_true(has_reason("--source"));
+    assert_true(has_reason("--cacert"));
+}
+
+static void test_dropped_clients(void **state)
+{
+    (void)state;
+    res.dropped = 2;
+    res.err_counts[LG_ERR_DROPPED] = 2;
+    snprintf(res.err_example[LG_ERR_DROPPED], sizeof res.err_example[0], "client 7: connection reset");
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 1);
+    assert_true(has_reason("2 client(s) lost"));
+    assert_true(has_reason("connection reset"));
+}
+
+static void test_latency_thresholds(void **state)
+{
+    (void)state;
+    /* latency: 1..99 ms, 5 times each: p99 = 99 ms (within 0.1%), max 99 ms, mean 50 ms */
+    add_threshold("p99<100ms", TH_LATENCY, TH_STAT_PCT, 99, TH_LT, 100e6);
+    add_threshold("p99<98ms", TH_LATENCY, TH_STAT_PCT, 99, TH_LT, 98e6);
+    add_threshold("mean<=51ms", TH_LATENCY, TH_STAT_MEAN, 0, TH_LE, 51e6);
+    add_threshold("min>=2ms", TH_LATENCY, TH_STAT_MIN, 0, TH_GE, 2e6);
+    add_threshold("connect.max<3ms", TH_CONNECT, TH_STAT_MAX, 0, TH_LT, 3e6);
+    add_threshold("handshake.p50>4ms", TH_HANDSHAKE, TH_STAT_PCT, 50, TH_GT, 4e6);
+    lg_verdict(&res);
+    bool want[] = {true, false, true, false, true, false};
+    for (int i = 0; i < 6; i++)
+        if (res.threshold_ok[i] != want[i])
+            fail_msg("%s: ok=%d actual=%f", opts.thresholds[i].text, res.threshold_ok[i], res.threshold_actual[i]);
+    assert_int_equal(res.exit_code, 1);
+    assert_true(has_reason("threshold p99<98ms failed: actual 99"));
+    assert_true(res.threshold_actual[0] > 98.9e6 && res.threshold_actual[0] < 99.2e6);
+}
+
+static void test_empty_histogram_fails_a_latency_threshold(void **state)
+{
+    (void)state;
+    hist_reset(res.latency);
+    add_threshold("p99<1s", TH_LATENCY, TH_STAT_PCT, 99, TH_LT, 1e9);
+    lg_verdict(&res);
+    assert_false(res.threshold_ok[0]);
+    assert_true(has_reason("no samples"));
+}
+
+static void test_warnings(void **state)
+{
+    (void)state;
+    res.workers[0].busy_ratio = 0.93;
+    res.closed_clean = 97;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 0); /* warnings never fail a run */
+    assert_int_equal(res.nwarnings, 2);
+    assert_non_null(strstr(res.warnings[0], "loadgen may be the bottleneck: worker 0 used 93%"));
+    assert_non_null(strstr(res.warnings[1], "3 of 100"));
+}
+
+static void test_err_names(void **state)
+{
+    (void)state;
+    for (int a = 0; a < LG_ERR_COUNT; a++) {
+        assert_non_null(lg_err_name(a));
+        for (int b = 0; b < a; b++)
+            assert_string_not_equal(lg_err_name(a), lg_err_name(b));
+    }
+    assert_string_equal(lg_err_name(LG_ERR_REFUSED), "refused");
+    assert_string_equal(lg_err_name(LG_ERR_EMFILE), "emfile");
+}
+
+static void test_json_document(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/wsh-report-XXXXXX", err[200];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    miss(2, 1);
+    res.err_counts[LG_ERR_HTTP_STATUS] = 4;
+    snprintf(res.err_example[LG_ERR_HTTP_STATUS], sizeof res.err_example[0], "x answered 503");
+    res.nstatus = 1;
+    res.status_codes[0] = 503;
+    res.status_counts[0] = 4;
+    res.failed = 4;
+    res.connected = 96;
+    add_threshold("errors<5%", TH_ERRORS, TH_STAT_RATIO, 0, TH_LT, 0.05);
+    add_threshold("p99<1s", TH_LATENCY, TH_STAT_PCT, 99, TH_LT, 1e9);
+    lg_verdict(&res);
+    assert_int_equal(lg_report_json(path, &res, err, sizeof err), 0);
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    unlink(path);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "schema")), LG_JSON_SCHEMA);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(doc, "clients"), "connected")), 96);
+    assert_int_equal(json_array_size(json_object_get(doc, "rounds")), ROUNDS);
+    json_t *r2 = json_array_get(json_object_get(doc, "rounds"), 1);
+    assert_int_equal(json_integer_value(json_object_get(r2, "round")), 2);
+    assert_int_equal(json_integer_value(json_object_get(r2, "missing")), 1);
+    json_t *totals = json_object_get(doc, "totals");
+    assert_int_equal(json_integer_value(json_object_get(totals, "received")), 99 * ROUNDS - 1);
+    assert_true(json_real_value(json_object_get(totals, "delivery")) < 1.0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(doc, "nodes"), "n2")), 50);
+    json_t *e = json_object_get(json_object_get(doc, "errors"), "http_status");
+    assert_int_equal(json_integer_value(json_object_get(e, "count")), 4);
+    assert_string_equal(json_string_value(json_object_get(e, "example")), "x answered 503");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(doc, "http_status"), "503")), 4);
+    json_t *lat = json_object_get(doc, "latency");
+    assert_int_equal(json_integer_value(json_object_get(lat, "count")), 99 * ROUNDS);
+    assert_true(json_real_value(json_object_get(lat, "max_ms")) > 98.9 &&
+                json_real_value(json_object_get(lat, "max_ms")) < 99.1);
+    json_t *th = json_object_get(doc, "thresholds");
+    assert_int_equal(json_array_size(th), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(th, 0), "expr")), "errors<5%");
+    assert_true(json_is_true(json_object_get(json_array_get(th, 0), "ok")));
+    json_t *v = json_object_get(doc, "verdict");
+    assert_true(json_is_false(json_object_get(v, "pass")));
+    assert_int_equal(json_integer_value(json_object_get(v, "exit_code")), 1);
+    assert_true(json_array_size(json_object_get(v, "reasons")) >= 1);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(doc, "self"), "workers")), 1);
+    json_decref(doc);
+    assert_int_equal(lg_report_json("/nonexistent-dir/x.json", &res, err, sizeof err), -1);
+    assert_non_null(strstr(err, "/nonexistent-dir/x.json"));
+}
+
+static void test_human_summary(void **state)
+{
+    (void)state;
+    miss(3, 5);
+    lg_verdict(&res);
+    char text[8192] = "";
+    FILE *fp = fmemopen(text, sizeof text - 1, "w");
+    lg_report_human(fp, &res);
+    fclose(fp);
+    assert_non_null(strstr(text, "100/100"));
+    assert_non_null(strstr(text, "n1 50 n2 50"));
+    assert_non_null(strstr(text, "490/495 delivered, 5 missing"));
+    assert_non_null(strstr(text, "verdict   FAIL (exit 1)"));
+    assert_non_null(strstr(text, "round 3: 5 of 99"));
+}
+
+static void test_format_duration(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t ns;
+        const char *text;
+    } cases[] = {{0, "0ns"},           {850, "850ns"},       {12345, "12.3us"},     {1250000, "1.25ms"},
+                 {99400000, "99.4ms"}, {123456789, "123ms"}, {1520000000, "1.52s"}, {250000000000, "250s"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char out[32];
+        lg_format_duration(cases[i].ns, out, sizeof out);
+        assert_string_equal(out, cases[i].text);
+    }
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_pass),
+        T(test_missing_names_the_round),
+        T(test_many_rounds_are_abridged),
+        T(test_delivery_threshold),
+        T(test_duplicates_fail_even_with_a_delivery_threshold),
+        T(test_connect_failures),
+        T(test_nobody_connected),
+        T(test_dropped_clients),
+        T(test_latency_thresholds),
+        T(test_empty_histogram_fails_a_latency_threshold),
+        T(test_warnings),
+        T(test_err_names),
+        T(test_json_document),
+        T(test_human_summary),
+        T(test_format_duration),
+    };
+    return cmocka_run_group_tests_name("report", tests, NULL, NULL);
+}
