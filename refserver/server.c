@@ -13,8 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ACCEPT_BATCH 64
-#define SCRATCH_SIZE 65536
+#define ACCEPT_BATCH  64
+#define SCRATCH_SIZE  65536
+#define ACCEPT_WARN_S 5.0 /* seconds between two accept-error warnings */
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
@@ -73,7 +74,7 @@ void server_client_left(struct server *s)
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct server *s = container_of(w, struct server, accept_w);
-    (void)loop, (void)revents;
+    (void)revents;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (s->cfg.max_clients && s->stats.connections >= s->cfg.max_clients) {
             /* Like HAProxy's maxconn: leave further connections in the kernel's backlog until one leaves. */
@@ -85,9 +86,14 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
                 return;
             s->stats.accept_errors++;
-            /* EMFILE and friends: the pending connection stays readable, so stop the busy loop for a moment. */
-            LOG_WARN("accept: %s (%" PRIu32 " connections); pausing accepts for 100 ms", strerror(errno),
-                     s->stats.connections);
+            /* EMFILE and friends: the pending connection stays readable, so stop the busy loop for a moment.
+             * Said once per ACCEPT_WARN_S, with a count, so a descriptor shortage does not flood the log. */
+            if (ev_now(loop) - s->accept_warned >= ACCEPT_WARN_S || s->accept_warned == 0) {
+                LOG_WARN("accept: %s (%" PRIu32 " connections, %" PRIu64 " accept errors so far); pausing accepts "
+                         "for 100 ms at a time",
+                         strerror(errno), s->stats.connections, s->stats.accept_errors);
+                s->accept_warned = ev_now(loop);
+            }
             pause_accepting(s, 0.1);
             return;
         }

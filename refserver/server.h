@@ -83,6 +83,7 @@ struct server {
     struct client *flush_list, *dead_list;
     ev_io accept_w;
     ev_timer accept_pause, stats_timer, grace_timer;
+    double accept_warned; /* ev_now of the last accept-error warning: at most one per ACCEPT_WARN_S */
     ev_prepare flush_w;
     ev_signal sigterm_w, sigint_w;
 };
