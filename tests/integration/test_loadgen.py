@@ -31,6 +31,9 @@ def run_loadgen(args, timeout=RUN_TIMEOUT, preexec_fn=None):
     argv = [LOADGEN, "--out", out.name, *args]
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn)
+        bad = [m for m in h.SANITIZER_MARKERS if m in p.stderr]
+        if bad:
+            raise AssertionError(f"loadgen {args}: sanitizer report {bad}:\n{p.stderr[-4000:]}")
         doc = None
         if os.path.exists(out.name):
             with open(out.name) as f:
