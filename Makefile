@@ -25,6 +25,10 @@ LG_SRC     := $(wildcard loadgen/*.c)
 LG_OBJ     := $(LG_SRC:%.c=$(BUILD)/obj/%.o)
 LG_LIBOBJ  := $(filter-out %/main.o,$(LG_OBJ))
 LG_LIBSRC  := $(filter-out %/main.c,$(LG_SRC))
+LB_SRC     := $(wildcard lb/*.c)
+LB_OBJ     := $(LB_SRC:%.c=$(BUILD)/obj/%.o)
+LB_LIBOBJ  := $(filter-out %/main.o,$(LB_OBJ))
+LB_LIBSRC  := $(filter-out %/main.c,$(LB_SRC))
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
@@ -34,7 +38,7 @@ FUZZ_BIN   := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 10
 
 .PHONY: all test unit itest interop check fuzz bench demo deps need-deps lint clean
-all: need-deps $(BUILD)/refserver $(if $(wildcard loadgen/main.c),$(BUILD)/loadgen) $(TOOL_BIN)
+all: need-deps $(BUILD)/refserver $(BUILD)/loadgen $(if $(wildcard lb/main.c),$(BUILD)/lb) $(TOOL_BIN)
 
 # Fail early, with the remedy, when a build dependency is missing; install it when we can.
 need-deps:
@@ -64,10 +68,17 @@ $(BUILD)/libloadgen.a: $(LG_LIBOBJ)
 $(BUILD)/loadgen: $(LG_OBJ) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# lb's modules minus main(), for the unit tests and the fuzzers (the lb binary comes with lb/main.c).
+$(BUILD)/liblb.a: $(LB_LIBOBJ)
+	ar rcs $@ $^
+
+$(BUILD)/lb: $(LB_OBJ) $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(BUILD)/%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libloadgen.a $(BUILD)/librefserver.a $(BUILD)/libcommon.a
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/liblb.a $(BUILD)/libloadgen.a $(BUILD)/librefserver.a $(BUILD)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
@@ -89,9 +100,9 @@ check:
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 # libFuzzer targets always build with clang, against the sources directly (no static lib: it is built with $(CC)).
-build/fuzz/%: fuzz/%.c $(COMMON_SRC) $(LG_LIBSRC)
+build/fuzz/%: fuzz/%.c $(COMMON_SRC) $(LG_LIBSRC) $(LB_LIBSRC)
 	@mkdir -p $(dir $@)
-	clang $(CSTD) -I. -g -O1 -fsanitize=fuzzer,address,undefined $< $(COMMON_SRC) $(LG_LIBSRC) $(LDLIBS) -o $@
+	clang $(CSTD) -I. -g -O1 -fsanitize=fuzzer,address,undefined $< $(COMMON_SRC) $(LG_LIBSRC) $(LB_LIBSRC) $(LDLIBS) -o $@
 
 fuzz: need-deps $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \
@@ -109,8 +120,8 @@ demo: all
 	@scripts/demo.sh
 
 lint:
-	clang-format --dry-run -Werror common/*.[ch] refserver/*.[ch] loadgen/*.[ch] tests/unit/*.[ch] tests/tools/*.c fuzz/*.c
-	clang-tidy common/*.c refserver/*.c loadgen/*.c -- $(CSTD) -I.
+	clang-format --dry-run -Werror common/*.[ch] refserver/*.[ch] loadgen/*.[ch] $(wildcard lb/*.[ch]) tests/unit/*.[ch] tests/tools/*.c fuzz/*.c
+	clang-tidy common/*.c refserver/*.c loadgen/*.c $(wildcard lb/*.c) -- $(CSTD) -I.
 
 clean:
 	rm -rf build
