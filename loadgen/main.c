@@ -31,7 +31,7 @@ static void check_fd_limit(const struct lg_opts *o)
     struct rlimit raised = {.rlim_cur = want, .rlim_max = rl.rlim_max};
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0 && want >= need)
         return;
-    uint64_t per = rl.rlim_max > 2 * FD_RESERVE ? (uint64_t)(rl.rlim_max - FD_RESERVE) : 0;
+    uint64_t per = rl.rlim_max > (rlim_t)FD_RESERVE * 2 ? (uint64_t)(rl.rlim_max - FD_RESERVE) : 0;
     uint64_t workers = per ? (o->clients + per - 1) / per : 0;
     fprintf(stderr, "loadgen: warning: %u clients over %u worker(s) need %llu descriptors each, the limit is %llu: ",
             o->clients, o->workers, (unsigned long long)need, (unsigned long long)rl.rlim_max);

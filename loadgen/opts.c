@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "loadgen/opts.h"
 
+#include "common/conf.h"
 #include "loadgen/payload.h"
 
 #include <arpa/inet.h>
@@ -51,58 +52,11 @@ static int parse_u32(const char *opt, const char *s, uint64_t lo, uint64_t hi, u
     return 0;
 }
 
-/* A non-negative decimal number (fraction allowed), the rest in *end. */
-static int parse_number(const char *s, double *v, const char **end)
-{
-    if (!isdigit((unsigned char)s[0]) && !(s[0] == '.' && isdigit((unsigned char)s[1])))
-        return -1;
-    size_t digits = strspn(s, "0123456789."), dots = 0;
-    for (size_t i = 0; i < digits; i++)
-        dots += s[i] == '.';
-    if (dots > 1)
-        return -1;
-    char *e;
-    errno = 0;
-    *v = strtod(s, &e);
-    if (errno || !isfinite(*v) || *v < 0 || e != s + digits) /* strtod also takes 1e3, 0x10, inf: we do not */
-        return -1;
-    *end = e;
-    return 0;
-}
-
-int lg_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen)
-{
-    static const struct {
-        const char *name;
-        double ns;
-    } units[] = {{"ns", 1}, {"us", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}};
-    double v;
-    const char *unit;
-    if (!strcmp(s, "0")) {
-        *ns = 0;
-        return 0;
-    }
-    if (parse_number(s, &v, &unit) < 0)
-        return fail(err, errlen, "'%s' is not a duration (e.g. 250ms, 1.5s)", s);
-    if (!*unit)
-        return fail(err, errlen, "'%s' needs a unit (ns, us, ms, s, m)", s);
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(unit, units[i].name) != 0)
-            continue;
-        double total = v * units[i].ns;
-        if (total > 9e18)
-            return fail(err, errlen, "'%s' is too long", s);
-        *ns = (int64_t)llround(total);
-        return 0;
-    }
-    return fail(err, errlen, "'%s': unknown unit '%s' (ns, us, ms, s, m)", s, unit);
-}
-
 int lg_parse_ratio(const char *s, double *ratio, char *err, size_t errlen)
 {
     double v;
     const char *rest;
-    if (parse_number(s, &v, &rest) < 0 || (*rest && strcmp(rest, "%") != 0))
+    if (conf_parse_number(s, &v, &rest) < 0 || (*rest && strcmp(rest, "%") != 0))
         return fail(err, errlen, "'%s' is not a ratio (e.g. 0.01 or 1%%)", s);
     if (*rest)
         v /= 100;
@@ -129,7 +83,7 @@ static int parse_stat(const char *s, size_t n, struct lg_threshold *t)
             return -1;
         memcpy(num, s + 1, n - 1);
         num[n - 1] = '\0';
-        if (parse_number(num, &t->pct, &end) < 0 || *end || t->pct <= 0 || t->pct >= 100)
+        if (conf_parse_number(num, &t->pct, &end) < 0 || *end || t->pct <= 0 || t->pct >= 100)
             return -1;
         t->stat = TH_STAT_PCT;
     } else {
@@ -193,7 +147,7 @@ int lg_parse_threshold(const char *s, struct lg_threshold *t, char *err, size_t 
         return 0;
     }
     int64_t ns;
-    if (lg_parse_duration(value, &ns, sub, sizeof sub) < 0)
+    if (conf_parse_duration(value, &ns, sub, sizeof sub) < 0)
         return fail(err, errlen, "threshold '%s': latency needs a duration with a unit, e.g. 50ms (%s)", s, sub);
     t->value = (double)ns;
     return 0;
@@ -499,7 +453,7 @@ static int take_threshold(struct lg_opts *o, const char *s, char *err, size_t er
 static int take_duration(const char *opt, const char *s, int64_t min_ns, int64_t *ns, char *err, size_t errlen)
 {
     char sub[160];
-    if (lg_parse_duration(s, ns, sub, sizeof sub) < 0)
+    if (conf_parse_duration(s, ns, sub, sizeof sub) < 0)
         return fail(err, errlen, "--%s: %s", opt, sub);
     if (*ns < min_ns)
         return fail(err, errlen, "--%s: must be %s", opt, min_ns ? "more than 0" : "0 or more");
@@ -516,7 +470,7 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
     switch (c) {
     case 'c': return parse_u32("--clients", arg, 1, MAX_CLIENTS, &o->clients, err, errlen);
     case OPT_CONNECT_RATE:
-        if (parse_number(arg, &rate, &end) < 0 || *end)
+        if (conf_parse_number(arg, &rate, &end) < 0 || *end)
             return fail(err, errlen, "--connect-rate: expected connects per second (0 = no limit), got '%s'", arg);
         o->connect_rate = rate;
         return 0;

@@ -1,7 +1,7 @@
 /* loadgen's command line: options, URLs, source-address ranges and thresholds, parsed and checked before any
  * socket is opened, so every mistake is one clear line and exit 2 (the caller prints err and exits).
  *
- * Durations are written with a unit (ns, us, ms, s, m: "250ms", "1.5s"); a bare 0 is allowed. Ratios are a
+ * Durations are written with a unit (common/conf.h: "250ms", "1.5s"); a bare 0 is allowed. Ratios are a
  * fraction ("0.01") or a percentage ("1%"). */
 #ifndef LOADGEN_OPTS_H
 #define LOADGEN_OPTS_H
@@ -107,7 +107,6 @@ void lg_opts_free(struct lg_opts *o);
 void lg_opts_usage(FILE *fp);
 
 /* Building blocks, exposed for the tests. Each returns 0, or -1 with err. */
-int lg_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen);
 int lg_parse_ratio(const char *s, double *ratio, char *err, size_t errlen);
 int lg_parse_threshold(const char *s, struct lg_threshold *t, char *err, size_t errlen);
 /* Append the addresses of "A", "A-B" (IPv4, same /16 or smaller span is not required, at most LG_MAX_SOURCES

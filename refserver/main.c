@@ -1,4 +1,5 @@
 /* refserver: the reference WebSocket node. Parses flags, starts the server, runs the loop until SIGTERM. */
+#include "common/conf.h"
 #include "common/log.h"
 #include "refserver/server.h"
 
@@ -31,22 +32,11 @@ static const char usage[] =
     "  --help                   this text\n"
     "Routes: GET / (200), GET /metrics (Prometheus), GET /ws?room=NAME (WebSocket, default room 'all').\n";
 
-/* "1024", "64k", "1m": a byte count. -1 when it is not one. */
+/* "1024", "64k", "1m" (common/conf.h): a byte count, or -1. */
 static long long parse_bytes(const char *s)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || v < 0)
-        return -1;
-    long long mult = 1;
-    if (*end == 'k' || *end == 'K')
-        mult = 1024, end++;
-    else if (*end == 'm' || *end == 'M')
-        mult = 1024LL * 1024, end++;
-    if (*end || v > (1LL << 40) / mult)
-        return -1;
-    return v * mult;
+    uint64_t b;
+    return conf_parse_bytes(s, &b) < 0 ? -1 : (long long)b;
 }
 
 static double parse_seconds(const char *s)

@@ -139,30 +139,6 @@ static void test_numbers_are_strict(void **state)
     EXPECT_ERROR("--cacert", "--cacert", "/nonexistent/ca.pem", URL);
 }
 
-static void test_durations(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *text;
-        int64_t ns;
-    } good[] = {{"0", 0},           {"1ns", 1},         {"250us", 250000},   {"1.5ms", 1500000},
-                {"2s", 2000000000}, {".5s", 500000000}, {"1m", 60000000000}, {"0ms", 0}};
-    static const char *const bad[] = {"",    "5",     "ms",  "-1s",    "1h",          "1 s",
-                                      "1s2", "1e3ms", "nan", "1.2.3s", "99999999999m"};
-    char err[160];
-    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
-        int64_t ns = -1;
-        assert_int_equal(lg_parse_duration(good[i].text, &ns, err, sizeof err), 0);
-        assert_int_equal(ns, good[i].ns);
-    }
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        int64_t ns;
-        err[0] = '\0';
-        if (lg_parse_duration(bad[i], &ns, err, sizeof err) != -1 || !err[0])
-            fail_msg("duration '%s' accepted", bad[i]);
-    }
-}
-
 static void test_ratios(void **state)
 {
     (void)state;
@@ -393,7 +369,6 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_all_options),
         cmocka_unit_test(test_numbers_are_strict),
-        cmocka_unit_test(test_durations),
         cmocka_unit_test(test_ratios),
         cmocka_unit_test(test_thresholds),
         cmocka_unit_test(test_sources),
