@@ -286,8 +286,9 @@ describe('loadgen with refserver nodes: .hlog read by hdr-histogram-js, wss:// t
       '    default_backend nodes',
       'backend nodes',
       '    balance roundrobin',
-      `    server n1 ${HOST}:${n1.port}`,
-      `    server n2 ${HOST}:${n2.port}`,
+      '    cookie SRVID insert indirect nocache httponly',
+      `    server n1 ${HOST}:${n1.port} cookie c1`,
+      `    server n2 ${HOST}:${n2.port} cookie c2`,
       '',
     ].join('\n'));
     const check = await runCommand([HAPROXY, '-c', '-f', cfg], 20000);
@@ -355,6 +356,16 @@ describe('loadgen with refserver nodes: .hlog read by hdr-histogram-js, wss:// t
     assert.ok(nodes.n1 > 0 && nodes.n2 > 0, `both nodes got clients: ${JSON.stringify(nodes)}\n${r.what}`);
     assert.equal(nodes.n1 + nodes.n2, 40, JSON.stringify(nodes));
     assert.equal(r.doc.clients.closed_clean, 40, r.what);
+  });
+
+  test('--cookie SRVID: where clients landed, read from the HAProxy cookie on the 101', { timeout: 60000 * SLOW }, async () => {
+    const room = `ck-${randomUUID().slice(0, 8)}`;
+    const r = await loadgen(['-c', '40', '-r', '2', '-i', '50ms', '--room', room, '--cacert', ca.pem,
+      '--node-header', 'X-Not-There', '--cookie', 'SRVID', `wss://${HOST}:${hp.port}/ws`]);
+    assertClean(r, { connected: 40, rounds: 2, expected: 39 * 2 });
+    const nodes = r.doc.nodes;
+    assert.deepEqual(Object.keys(nodes).sort(), ['c1', 'c2'], JSON.stringify(nodes));
+    assert.equal(nodes.c1 + nodes.c2, 40, JSON.stringify(nodes));
   });
 
   test('wss:// without --cacert: the system store does not know our CA, exit 3 with TLS errors', { timeout: 60000 * SLOW }, async () => {
