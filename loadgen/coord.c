@@ -107,6 +107,8 @@ static void draw_progress(void)
     }
     if (C.phase == CP_CONNECT)
         fprintf(stderr, "\r\033[Kconnect %u/%u, %u failed, %.1fs", ok, C.o->clients, bad, rel_s(now_ns()));
+    else if (C.phase == CP_ROUNDS && C.round == 0)
+        fprintf(stderr, "\r\033[Kready: %u connected, %u failed, %.1fs", C.r->connected, C.r->failed, rel_s(now_ns()));
     else if (C.phase == CP_ROUNDS)
         fprintf(stderr, "\r\033[Kround %u/%u, %" PRIu64 " delivered so far, %.1fs", C.round, C.o->rounds,
                 hist_count(C.r->latency) + hist_count(C.round_hist), rel_s(now_ns()));
