@@ -338,7 +338,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 /* ---- emitters and tracking ---- */
 
 /* The coordinator's list of open emitters: who sends, and one tracker per (client, emitter of its room). */
-static void on_emitters(const uint32_t *ids, uint32_t n)
+static void on_emitters(const char *body, uint32_t n)
 {
     uint32_t rooms = W.o->rooms > 1 ? W.o->rooms : 1;
     W.active = calloc(W.o->emitters, 1);
@@ -347,10 +347,12 @@ static void on_emitters(const uint32_t *ids, uint32_t n)
     if (!W.active || !W.slot_in_room || !W.room_active)
         die("out of memory for %u emitters", W.o->emitters);
     for (uint32_t i = 0; i < n; i++) {
-        if (ids[i] >= W.o->emitters)
-            die("bad emitter id %u", ids[i]);
-        W.active[ids[i]] = 1;
-        W.slot_in_room[ids[i]] = W.room_active[room_of(ids[i])]++;
+        uint32_t id; /* copied out: the body need not be aligned for uint32_t */
+        memcpy(&id, body + (size_t)i * sizeof id, sizeof id);
+        if (id >= W.o->emitters)
+            die("bad emitter id %u", id);
+        W.active[id] = 1;
+        W.slot_in_room[id] = W.room_active[room_of(id)]++;
     }
     size_t total = 0;
     for (uint32_t i = 0; i < W.n; i++)
@@ -471,7 +473,7 @@ static void on_ipc_message(const struct ipc_hdr *h, const char *body)
     case IPC_EMITTERS:
         if (h->len % sizeof(uint32_t))
             die("bad emitters message");
-        on_emitters((const uint32_t *)(const void *)body, h->len / (uint32_t)sizeof(uint32_t));
+        on_emitters(body, h->len / (uint32_t)sizeof(uint32_t));
         break;
     case IPC_ROUND:
         if (h->len != sizeof round || !W.tracks)
