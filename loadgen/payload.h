@@ -11,7 +11,8 @@
  * a message whose tail is still on the way.
  *
  * The parser looks for the marker {"wsh":1, anywhere in the first LG_PAYLOAD_PREFIX bytes, so a server that wraps
- * the message (an envelope such as {"from":..,"msg":{...}}) still works as long as it does not escape it. */
+ * the message (an envelope such as {"from":..,"msg":{...}}) still works as long as it does not escape it and the
+ * fields, up to the byte after t's digits, still end within those bytes. */
 #ifndef LOADGEN_PAYLOAD_H
 #define LOADGEN_PAYLOAD_H
 
@@ -32,13 +33,17 @@ struct lg_msg {
 };
 
 /* Write the message for m into out, exactly size bytes (size >= LG_PAYLOAD_MIN, out has size bytes of room;
- * no NUL is added). Returns size, or -1 when size < LG_PAYLOAD_MIN. */
+ * no NUL is added). Returns size, or -1 (out untouched) when size < LG_PAYLOAD_MIN or m->send_ns < 0. */
 int lg_payload_encode(const struct lg_msg *m, char *out, size_t size);
 
-/* Parse the fields from the first len bytes of a message (len may be the whole message or just its head).
- *  1: found and valid, *m filled;
- *  0: no marker in these bytes (not one of ours: count it as foreign, ignore it);
- * -1: the marker is there but what follows is malformed (a corrupted message: an error). */
+/* Parse the fields from the first len bytes of a message (len may be the whole message or just its head, at least
+ * min(message length, LG_PAYLOAD_PREFIX) bytes; only the first LG_PAYLOAD_PREFIX are looked at). Never reads
+ * past len; the padding and the closing brace need not be there.
+ *  1: found and valid through the byte after t's digits (',' or '}'), *m filled;
+ *  0: no marker in these bytes, or the bytes end before that byte with nothing wrong so far (the message is too
+ *     short to hold our fields: not one of ours, count it as foreign and ignore it);
+ * -1: the marker is there but what follows is malformed (a corrupted message: an error).
+ * *m is written only on 1. */
 int lg_payload_parse(const char *buf, size_t len, struct lg_msg *m);
 
 #endif
