@@ -49,7 +49,8 @@ int ring_build(struct ring *r, const struct ring_member *members, size_t n)
             points[k++] = (struct ring_point){.hash = ring_hash(label, (size_t)len), .node = (uint32_t)i};
         }
     }
-    qsort(points, total, sizeof *points, cmp_point);
+    if (total) /* qsort's pointer must not be NULL, even for no elements */
+        qsort(points, total, sizeof *points, cmp_point);
     free(r->points);
     r->points = points;
     r->npoints = total;

@@ -6,7 +6,7 @@ set -uo pipefail
 build=$1; shift
 export WSH_BUILD="$PWD/$build"
 passed=0 failed=0
-log=$(mktemp); trap 'rm -f "$log"' EXIT
+log=$(mktemp) failures=$(mktemp); trap 'rm -f "$log" "$failures"' EXIT
 
 count() { # add the counts found in $log by the patterns for runner $1
     local p f
@@ -32,8 +32,10 @@ run_layer() { # name runner command...
     "$@" 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
     count "$runner"
+    # the failing tests' own lines, so the closing summary (all a CI log's tail may show) names them
+    grep -E '^\[  FAILED  \] [a-z_]|^(FAIL|ERROR): |^ *not ok ' "$log" | sed "s|^|  $name: |" >>"$failures"
     if [ "$rc" -ne 0 ] && ! grep -qE '^\[  FAILED  \]|^FAILED \(|^# fail [1-9]' "$log"; then
-        echo "== $name: runner exited $rc without a test verdict"; failed=$((failed + 1))
+        echo "== $name: runner exited $rc without a test verdict" | tee -a "$failures"; failed=$((failed + 1))
     fi
 }
 
@@ -50,5 +52,6 @@ for layer in "$@"; do
     esac
 done
 echo
+[ -s "$failures" ] && { echo "failed:"; cat "$failures"; }
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
