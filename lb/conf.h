@@ -1,0 +1,97 @@
+/* lb's configuration: the model, its defaults, and the parser of lb.conf. The format is one directive per line,
+ * words separated by spaces, '#' comments; every error is reported with its line number, all of them in one pass
+ * (so `lb --check` can list every mistake at once), and a directive given twice keeps the last value, except
+ * `listen` and `backend`, which add. The command-line flags for the simple case go through the same directives.
+ *
+ *   listen 127.0.0.1:8080                              # repeatable
+ *   listen 127.0.0.1:8443 tls cert=FILE key=FILE       # TLS termination (1.2+, ALPN http/1.1)
+ *   admin 127.0.0.1:9100                               # /metrics, /health, drain/enable
+ *   backend n1 127.0.0.1:9001 [weight=N] [cookie=ID]   # repeatable; cookie id defaults to the name
+ *   balance roundrobin | leastconn | source | param:NAME
+ *   sticky cookie[:NAME] | prefix:NAME | source | none # cookie default name SRVID
+ *   health path=/ interval=2s timeout=1s rise=2 fall=3 | health off
+ *   timeout connect|server|client|tunnel|head|grace DURATION
+ *   max-connections N        max-head BYTES        max-headers N       workers N       retries N
+ *   forwarded-for on|off     proxy-protocol on|off */
+#ifndef LB_CONF_H
+#define LB_CONF_H
+
+#include "common/net.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define LB_MAX_LISTENS  8
+#define LB_MAX_BACKENDS 64
+#define LB_NAME_MAX     64
+
+enum lb_balance { LB_BAL_ROUNDROBIN = 0, LB_BAL_LEASTCONN, LB_BAL_SOURCE, LB_BAL_PARAM };
+enum lb_sticky { LB_STICKY_NONE = 0, LB_STICKY_COOKIE, LB_STICKY_PREFIX, LB_STICKY_SOURCE };
+
+struct lb_listen {
+    char text[300];
+    struct net_addr addr;
+    bool tls;
+    char cert[512], key[512];
+};
+
+struct lb_backend {
+    char name[LB_NAME_MAX + 1];
+    char text[300]; /* host:port as written */
+    struct net_addr addr;
+    uint32_t weight;              /* 0..256, default 1 */
+    char cookie[LB_NAME_MAX + 1]; /* the opaque id clients carry; default: the name */
+};
+
+struct lb_health {
+    bool enabled;
+    char path[256];
+    int64_t interval_ns, timeout_ns;
+    uint32_t rise, fall;
+};
+
+struct lb_conf {
+    struct lb_listen listens[LB_MAX_LISTENS];
+    int nlistens;
+    bool has_admin;
+    struct lb_listen admin;
+    struct lb_backend backends[LB_MAX_BACKENDS];
+    int nbackends;
+    enum lb_balance balance;
+    char balance_param[LB_NAME_MAX + 1];
+    enum lb_sticky sticky;
+    char cookie_name[LB_NAME_MAX + 1];
+    struct lb_health health;
+    int64_t timeout_connect_ns, timeout_server_ns, timeout_client_ns, timeout_tunnel_ns, timeout_head_ns, grace_ns;
+    uint32_t max_connections, max_headers, workers, retries;
+    uint64_t max_head;
+    bool forwarded_for, proxy_protocol;
+};
+
+struct lb_conf_error {
+    int line; /* 0: not tied to a line (e.g. "no backend") */
+    char msg[200];
+};
+
+/* HAProxy-like defaults: roundrobin, no stickiness, health checks on GET / every 2 s (rise 2, fall 3, timeout 1 s),
+ * timeouts connect 5s, server 30s, client 30s, tunnel 1h, head 10s, grace 30s, 10000 connections, 16 KiB heads,
+ * 100 headers, 1 worker, 1 retry, X-Forwarded-For on, PROXY protocol off. */
+void lb_conf_defaults(struct lb_conf *c);
+
+/* Apply one directive (words[0] is its name). 0, or -1 with err. */
+int lb_conf_directive(struct lb_conf *c, char **words, int nwords, char *err, size_t errlen);
+
+/* Apply a whole file's text (NUL-terminated) over c, line by line, without defaults or whole-config checks (the
+ * command line's flags may still add to it). Errors are appended to errs from nerrs; returns the new count. */
+int lb_conf_apply_text(const char *text, struct lb_conf *c, struct lb_conf_error *errs, int maxerrs, int nerrs);
+
+/* Parse a whole file's text (NUL-terminated) over c (defaults first), then check it as a whole (lb_conf_check).
+ * Returns the number of errors; the first maxerrs are stored in errs. */
+int lb_conf_parse(const char *text, struct lb_conf *c, struct lb_conf_error *errs, int maxerrs);
+
+/* Whole-config rules: at least one listen and one backend; backend names and cookie ids unique; prefix stickiness
+ * needs a cookie name; the admin address differs from the listeners. Appends to errs from *nerrs; returns the new
+ * count. */
+int lb_conf_check(const struct lb_conf *c, struct lb_conf_error *errs, int maxerrs, int nerrs);
+
+#endif
