@@ -1,0 +1,288 @@
+/* The admin listener; see admin.h.
+ *
+ * Metrics are read from the shared block, so they cover every worker. Names follow Prometheus conventions
+ * (lb_ prefix, _total for counters, a node label on per-node series). */
+#include "lb/admin.h"
+
+#include "common/buf.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "lb/pool.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+#define ADMIN_MAX_HEAD 8192
+#define ADMIN_TIMEOUT  5.0
+
+struct admin {
+    struct ev_loop *loop;
+    struct pool *pool;
+    int lfd;
+    ev_io accept_w;
+};
+
+struct admin_conn {
+    struct ev_loop *loop; /* not via struct admin: a connection may outlive admin_stop */
+    struct pool *pool;
+    int fd;
+    ev_io io;
+    ev_timer timer;
+    struct buf in, out;
+    bool answered;
+};
+
+static void conn_free(struct admin_conn *c)
+{
+    ev_io_stop(c->loop, &c->io);
+    ev_timer_stop(c->loop, &c->timer);
+    close(c->fd);
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c);
+}
+
+static void printf_buf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void printf_buf(struct buf *b, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+static const char *const admin_names[] = {"ready", "drain", "maint"};
+static const char *const error_names[POOL_ERR_COUNT] = {"bad_request",    "head_timeout", "head_too_large",
+                                                        "no_node",        "connect",      "bad_response",
+                                                        "server_timeout", "client_abort"};
+
+#define NODE_COUNTER(b, sh, p, metric, help, field)                                                                    \
+    do {                                                                                                               \
+        printf_buf(b, "# HELP lb_node_" metric " " help "\n# TYPE lb_node_" metric " counter\n");                      \
+        for (int i_ = 0; i_ < (p)->n; i_++)                                                                            \
+            printf_buf(b, "lb_node_" metric "{node=\"%s\"} %" PRIu64 "\n", (p)->conf->backends[i_].name,               \
+                       POOL_GET((sh)->nodes[i_].field));                                                               \
+    } while (0)
+
+static void node_metrics(struct buf *b, const struct pool *p)
+{
+    struct pool_shared *sh = p->sh;
+    printf_buf(b, "# HELP lb_node_up 1 when the node passes its health checks\n# TYPE lb_node_up gauge\n");
+    for (int i = 0; i < p->n; i++)
+        printf_buf(b, "lb_node_up{node=\"%s\"} %d\n", p->conf->backends[i].name, POOL_GET(sh->nodes[i].up));
+    printf_buf(b, "# HELP lb_node_admin_state 1 for the node's run-time state\n# TYPE lb_node_admin_state gauge\n");
+    for (int i = 0; i < p->n; i++)
+        for (int s = 0; s < 3; s++)
+            printf_buf(b, "lb_node_admin_state{node=\"%s\",state=\"%s\"} %d\n", p->conf->backends[i].name,
+                       admin_names[s], POOL_GET(sh->nodes[i].admin) == s);
+    printf_buf(b, "# HELP lb_node_sessions connections open to the node\n# TYPE lb_node_sessions gauge\n");
+    for (int i = 0; i < p->n; i++)
+        printf_buf(b, "lb_node_sessions{node=\"%s\"} %" PRIu64 "\n", p->conf->backends[i].name,
+                   POOL_GET(sh->nodes[i].active));
+    printf_buf(b, "# HELP lb_node_tunnels WebSocket tunnels open to the node\n# TYPE lb_node_tunnels gauge\n");
+    for (int i = 0; i < p->n; i++)
+        printf_buf(b, "lb_node_tunnels{node=\"%s\"} %" PRIu64 "\n", p->conf->backends[i].name,
+                   POOL_GET(sh->nodes[i].tunnels_active));
+    NODE_COUNTER(b, sh, p, "connections_total", "connections opened to the node", connections);
+    NODE_COUNTER(b, sh, p, "requests_total", "requests forwarded to the node", requests);
+    NODE_COUNTER(b, sh, p, "tunnels_total", "upgrades answered 101", tunnels);
+    NODE_COUNTER(b, sh, p, "bytes_sent_total", "bytes sent to the node", bytes_to);
+    NODE_COUNTER(b, sh, p, "bytes_received_total", "bytes received from the node", bytes_from);
+    NODE_COUNTER(b, sh, p, "connect_errors_total", "failed connects", connect_errors);
+    NODE_COUNTER(b, sh, p, "checks_passed_total", "health checks passed", checks_ok);
+    NODE_COUNTER(b, sh, p, "checks_failed_total", "health checks failed", checks_failed);
+    NODE_COUNTER(b, sh, p, "transitions_total", "up/down changes", transitions);
+    printf_buf(b, "# HELP lb_node_responses_total responses by status class\n# TYPE lb_node_responses_total counter\n");
+    for (int i = 0; i < p->n; i++)
+        for (int c = 1; c <= 5; c++)
+            printf_buf(b, "lb_node_responses_total{node=\"%s\",class=\"%dxx\"} %" PRIu64 "\n",
+                       p->conf->backends[i].name, c, POOL_GET(sh->nodes[i].responses[c]));
+}
+
+static void metrics(struct buf *b, const struct pool *p)
+{
+    struct pool_shared *sh = p->sh;
+    printf_buf(
+        b, "# HELP lb_connections client connections open\n# TYPE lb_connections gauge\nlb_connections %" PRIu64 "\n",
+        POOL_GET(sh->conns_active));
+    printf_buf(b,
+               "# HELP lb_connections_total client connections accepted\n# TYPE lb_connections_total counter\n"
+               "lb_connections_total %" PRIu64 "\n",
+               POOL_GET(sh->conns_total));
+    printf_buf(b,
+               "# HELP lb_requests_total requests routed\n# TYPE lb_requests_total counter\nlb_requests_total %" PRIu64
+               "\n",
+               POOL_GET(sh->requests));
+    printf_buf(b,
+               "# HELP lb_rebalanced_total sticky clients whose node was gone, re-balanced\n"
+               "# TYPE lb_rebalanced_total counter\nlb_rebalanced_total %" PRIu64 "\n",
+               POOL_GET(sh->rebalanced));
+    printf_buf(b, "# HELP lb_errors_total errors by kind\n# TYPE lb_errors_total counter\n");
+    for (int e = 0; e < POOL_ERR_COUNT; e++)
+        printf_buf(b, "lb_errors_total{kind=\"%s\"} %" PRIu64 "\n", error_names[e], POOL_GET(sh->errors[e]));
+    node_metrics(b, p);
+}
+
+static void respond(struct admin_conn *c, int status, const char *reason, const struct buf *body)
+{
+    printf_buf(&c->out,
+               "HTTP/1.1 %d %s\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %zu\r\n"
+               "Connection: close\r\n\r\n",
+               status, reason, buf_len(body));
+    buf_append(&c->out, buf_head(body), buf_len(body));
+    c->answered = true;
+}
+
+/* POST /nodes/NAME/(drain|maint|ready) */
+static int set_node_state(struct admin_conn *c, const char *path, size_t len, struct buf *body)
+{
+    char p[200], *slash;
+    if (len >= sizeof p || len < 8)
+        return 404;
+    memcpy(p, path, len);
+    p[len] = '\0';
+    if (strncmp(p, "/nodes/", 7) != 0 || !(slash = strrchr(p + 7, '/')))
+        return 404;
+    *slash = '\0';
+    int node = pool_by_name(c->pool, p + 7);
+    int state = -1;
+    for (int s = 0; s < 3; s++)
+        if (strcmp(slash + 1, admin_names[s]) == 0)
+            state = s;
+    if (node < 0 || state < 0)
+        return 404;
+    POOL_SET(c->pool->sh->nodes[node].admin, (uint8_t)state);
+    LOG_WARN("admin: node %s set to %s", p + 7, admin_names[state]);
+    printf_buf(body, "%s %s\n", p + 7, admin_names[state]);
+    return 200;
+}
+
+static void route(struct admin_conn *c, const struct http_head *h)
+{
+    struct buf body = {0};
+    const struct pool *p = c->pool;
+    size_t plen = http_path_len(h->target, h->target_len);
+    bool get = h->method_len == 3 && memcmp(h->method, "GET", 3) == 0;
+    bool post = h->method_len == 4 && memcmp(h->method, "POST", 4) == 0;
+    int status = 404;
+    if (get && plen == 8 && memcmp(h->target, "/metrics", 8) == 0) {
+        metrics(&body, p);
+        status = 200;
+    } else if (get && plen == 7 && memcmp(h->target, "/health", 7) == 0) {
+        int up = 0;
+        for (int i = 0; i < p->n; i++)
+            up += pool_usable(p, i);
+        printf_buf(&body, "%d of %d nodes usable\n", up, p->n);
+        status = up ? 200 : 503;
+    } else if (get && plen == 6 && memcmp(h->target, "/nodes", 6) == 0) {
+        for (int i = 0; i < p->n; i++)
+            printf_buf(&body, "%s %s %s %s\n", p->conf->backends[i].name, p->conf->backends[i].text,
+                       POOL_GET(p->sh->nodes[i].up) ? "up" : "down", admin_names[POOL_GET(p->sh->nodes[i].admin)]);
+        status = 200;
+    } else if (post) {
+        status = set_node_state(c, h->target, plen, &body);
+    }
+    if (status == 404 && !buf_len(&body))
+        printf_buf(&body, "not found: GET /metrics, /health, /nodes; POST /nodes/NAME/drain|maint|ready\n");
+    respond(c, status, status == 200 ? "OK" : status == 503 ? "Service Unavailable" : "Not Found", &body);
+    buf_free(&body);
+}
+
+static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct admin_conn *c = container_of(w, struct admin_conn, io);
+    int err = 0;
+    (void)revents;
+    if (!c->answered) {
+        enum io_status st = net_read(c->fd, &c->in, 4096, &err);
+        if (st == IO_AGAIN)
+            return;
+        struct http_header hdrs[64];
+        struct http_head h = {.headers = hdrs, .headers_cap = 64};
+        struct http_limits lim = {.max_head = ADMIN_MAX_HEAD};
+        int n = st == IO_OK ? http_parse_request(buf_head(&c->in), buf_len(&c->in), 0, &h, &lim) : -1;
+        if (n == -2)
+            return;
+        if (n < 0) {
+            conn_free(c);
+            return;
+        }
+        route(c, &h);
+        ev_io_stop(loop, w);
+        ev_io_set(w, c->fd, EV_WRITE);
+        ev_io_start(loop, w);
+    }
+    struct iovec iov = {buf_head(&c->out), buf_len(&c->out)};
+    size_t written = 0;
+    enum io_status st = net_writev(c->fd, &iov, 1, &written, &err);
+    buf_consume(&c->out, written);
+    if (st == IO_ERR || buf_len(&c->out) == 0)
+        conn_free(c);
+}
+
+static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    conn_free(container_of(w, struct admin_conn, timer));
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct admin *a = container_of(w, struct admin, accept_w);
+    (void)revents;
+    for (int i = 0; i < 16; i++) {
+        int fd = net_accept(a->lfd, NULL);
+        if (fd < 0)
+            return;
+        struct admin_conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            return;
+        }
+        c->loop = loop;
+        c->pool = a->pool;
+        c->fd = fd;
+        c->in.max = ADMIN_MAX_HEAD + 4096;
+        ev_io_init(&c->io, on_conn_io, fd, EV_READ);
+        ev_io_start(loop, &c->io);
+        ev_timer_init(&c->timer, on_conn_timeout, ADMIN_TIMEOUT, 0);
+        ev_timer_start(loop, &c->timer);
+    }
+}
+
+struct admin *admin_start(struct ev_loop *loop, int lfd, struct pool *pool, char *err, size_t errlen)
+{
+    struct admin *a = calloc(1, sizeof *a);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->loop = loop;
+    a->pool = pool;
+    a->lfd = lfd;
+    ev_io_init(&a->accept_w, on_accept, lfd, EV_READ);
+    ev_io_start(loop, &a->accept_w);
+    return a;
+}
+
+void admin_stop(struct admin *a)
+{
+    if (!a)
+        return;
+    ev_io_stop(a->loop, &a->accept_w);
+    close(a->lfd);
+    free(a); /* connections in flight finish on their own */
+}

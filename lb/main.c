@@ -1,0 +1,540 @@
+/* lb: the load balancer. Reads lb.conf and/or flags, binds every listener once per worker (SO_REUSEPORT: the
+ * kernel spreads connections over the workers, and each worker has its own open-files limit), forks the workers
+ * and supervises them:
+ *   SIGTERM/SIGINT  workers stop accepting, finish requests in flight and let tunnels run up to `timeout grace`;
+ *   SIGHUP          re-read the config; if it is valid, a new generation of workers starts on new sockets and the
+ *                   old one stops as on SIGTERM (its tunnels stay open until they end or the grace time passes);
+ *   a worker that dies is started again.
+ * The master does no I/O of its own and holds no loop: it waits for signals with sigwaitinfo. */
+#define _GNU_SOURCE
+#include "common/log.h"
+#include "common/net.h"
+#include "common/tls.h"
+#include "lb/admin.h"
+#include "lb/conf.h"
+#include "lb/health.h"
+#include "lb/pool.h"
+#include "lb/proxy.h"
+
+#include <errno.h>
+#include <ev.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define EXIT_USAGE   2
+#define MAX_ERRS     64
+#define MAX_WORKERS  64
+#define BACKLOG      4096
+#define MAX_CONF_LEN (1 << 20)
+
+static const char usage[] =
+    "usage: lb -c lb.conf [flags]   or   lb --listen ADDR --backend ADDR... [flags]\n"
+    "  -c, --config FILE          the configuration (format: README, 'lb'); flags below add to it or override it\n"
+    "      --check                validate the configuration, print each error with its line number, exit 0 or 2\n"
+    "      --listen HOST:PORT     a listener (repeatable)\n"
+    "      --backend [NAME=]HOST:PORT[,weight=N][,cookie=ID]   a node (repeatable; names default to n1, n2...)\n"
+    "      --balance roundrobin|leastconn|source|param:NAME\n"
+    "      --sticky cookie[:NAME]|prefix:NAME|source|none\n"
+    "      --admin HOST:PORT      /metrics, /health, /nodes and node drain/maint/ready\n"
+    "      --health off|path=/,interval=2s,timeout=1s,rise=2,fall=3\n"
+    "      --timeout KIND=DURATION   connect, server, client, tunnel, head or grace (repeatable)\n"
+    "      --workers N            processes sharing the listeners (default 1)\n"
+    "      --max-connections N    client connections in all; more wait in the kernel's backlog\n"
+    "      --log-level LEVEL      error, warn, info or debug (default info)\n"
+    "      --help                 this text\n";
+
+struct args {
+    const char *config;
+    bool check;
+    char flags[8192]; /* the flags as directive lines, applied after the file */
+    size_t flags_len;
+    int nflag_backends;
+    int log_level;
+};
+
+struct generation {
+    struct lb_conf conf;
+    int lfd[MAX_WORKERS][LB_MAX_LISTENS];
+    int admin_fd;
+    struct tls_ctx *tls[LB_MAX_LISTENS];
+    struct pool_shared *sh;
+    pid_t pids[MAX_WORKERS];
+};
+
+/* ---- configuration ---- */
+
+/* One directive line "words1 words2" for the flags' part of the configuration. */
+static int add_flag(struct args *a, const char *w1, const char *w2)
+{
+    int n = snprintf(a->flags + a->flags_len, sizeof a->flags - a->flags_len, "%s %s\n", w1, w2);
+    if (n < 0 || (size_t)n >= sizeof a->flags - a->flags_len) {
+        fprintf(stderr, "lb: too many flags\n");
+        return -1;
+    }
+    a->flags_len += (size_t)n;
+    return 0;
+}
+
+/* --backend [NAME=]HOST:PORT[,opt=v...] as a `backend NAME HOST:PORT opt=v...` line. */
+static int add_backend_flag(struct args *a, const char *v)
+{
+    char spec[600], name[32], *rest = spec;
+    if (strlen(v) >= sizeof spec || strpbrk(v, " \t\n#")) {
+        fprintf(stderr, "lb: --backend '%s': expected [NAME=]HOST:PORT[,weight=N][,cookie=ID]\n", v);
+        return -1;
+    }
+    strcpy(spec, v);
+    a->nflag_backends++;
+    char *eq = strchr(spec, '='), *comma = strchr(spec, ',');
+    if (eq && (!comma || eq < comma)) {
+        *eq = '\0';
+        rest = eq + 1;
+        snprintf(name, sizeof name, "%.31s", spec);
+    } else {
+        snprintf(name, sizeof name, "n%d", a->nflag_backends);
+    }
+    for (char *p = rest; (p = strchr(p, ','));)
+        *p = ' ';
+    char words[700];
+    snprintf(words, sizeof words, "%s %s", name, rest);
+    return add_flag(a, "backend", words);
+}
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    static const struct option opts[] = {{"config", required_argument, 0, 'c'},
+                                         {"check", no_argument, 0, 'k'},
+                                         {"listen", required_argument, 0, 'l'},
+                                         {"backend", required_argument, 0, 'b'},
+                                         {"balance", required_argument, 0, 'B'},
+                                         {"sticky", required_argument, 0, 's'},
+                                         {"admin", required_argument, 0, 'a'},
+                                         {"health", required_argument, 0, 'H'},
+                                         {"timeout", required_argument, 0, 't'},
+                                         {"workers", required_argument, 0, 'w'},
+                                         {"max-connections", required_argument, 0, 'm'},
+                                         {"log-level", required_argument, 0, 'L'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    static const char *const directive[128] = {['l'] = "listen", ['B'] = "balance", ['s'] = "sticky",
+                                               ['a'] = "admin",  ['w'] = "workers", ['m'] = "max-connections"};
+    int o, rc = 0;
+    a->log_level = LOG_LEVEL_INFO;
+    while (rc == 0 && (o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        if (o == 'c')
+            a->config = optarg;
+        else if (o == 'k')
+            a->check = true;
+        else if (o == 'h') {
+            fputs(usage, stdout);
+            exit(0);
+        } else if (o == 'b')
+            rc = add_backend_flag(a, optarg);
+        else if (o == 'H' || o == 't') {
+            char v[512];
+            snprintf(v, sizeof v, "%s", optarg);
+            for (char *p = v; *p; p++)
+                if (*p == ',' || (o == 't' && *p == '='))
+                    *p = ' ';
+            rc = add_flag(a, o == 'H' ? "health" : "timeout", v);
+        } else if (o == 'L') {
+            if ((a->log_level = log_level_parse(optarg)) < 0) {
+                fprintf(stderr, "lb: bad value '%s' for --log-level (error, warn, info, debug)\n", optarg);
+                rc = -1;
+            }
+        } else if (o > 0 && o < 128 && directive[o]) {
+            rc = add_flag(a, directive[o], optarg);
+        } else {
+            fputs("lb: try --help\n", stderr);
+            rc = -1;
+        }
+    }
+    if (rc == 0 && optind < argc) {
+        fprintf(stderr, "lb: unexpected argument '%s' (try --help)\n", argv[optind]);
+        rc = -1;
+    }
+    return rc;
+}
+
+static char *read_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = malloc(MAX_CONF_LEN + 1);
+    size_t n = text ? fread(text, 1, MAX_CONF_LEN + 1, f) : 0;
+    bool bad = ferror(f) || n > MAX_CONF_LEN;
+    fclose(f);
+    if (!text || bad) {
+        snprintf(err, errlen, "%s: %s", path, !text ? "out of memory" : "unreadable or over 1 MiB");
+        free(text);
+        return NULL;
+    }
+    text[n] = '\0';
+    return text;
+}
+
+/* The file, then the flags, then the whole-config checks; every error printed. 0, or -1. */
+static int load_conf(const struct args *a, struct lb_conf *c)
+{
+    struct lb_conf_error errs[MAX_ERRS];
+    char err[ERR_LEN];
+    int nerrs = 0;
+    lb_conf_defaults(c);
+    if (a->config) {
+        char *text = read_file(a->config, err, sizeof err);
+        if (!text) {
+            fprintf(stderr, "lb: %s\n", err);
+            return -1;
+        }
+        nerrs = lb_conf_apply_text(text, c, errs, MAX_ERRS, 0);
+        free(text);
+    }
+    int file_errs = nerrs;
+    char flags[sizeof a->flags];
+    memcpy(flags, a->flags, a->flags_len + 1);
+    nerrs = lb_conf_apply_text(flags, c, errs, MAX_ERRS, nerrs);
+    nerrs = lb_conf_check(c, errs, MAX_ERRS, nerrs);
+    for (int i = 0; i < nerrs && i < MAX_ERRS; i++) {
+        if (i >= file_errs && errs[i].line > 0)
+            fprintf(stderr, "lb: flag: %s\n", errs[i].msg);
+        else if (errs[i].line > 0)
+            fprintf(stderr, "%s:%d: %s\n", a->config, errs[i].line, errs[i].msg);
+        else
+            fprintf(stderr, "lb: %s\n", errs[i].msg);
+    }
+    if (nerrs > MAX_ERRS)
+        fprintf(stderr, "lb: ... and %d more errors\n", nerrs - MAX_ERRS);
+    return nerrs ? -1 : 0;
+}
+
+/* ---- a generation's sockets ---- */
+
+static void close_generation_fds(struct generation *g)
+{
+    for (uint32_t w = 0; w < g->conf.workers; w++)
+        for (int i = 0; i < g->conf.nlistens; i++)
+            if (g->lfd[w][i] >= 0)
+                close(g->lfd[w][i]), g->lfd[w][i] = -1;
+    if (g->admin_fd >= 0)
+        close(g->admin_fd), g->admin_fd = -1;
+}
+
+static void free_generation(struct generation *g)
+{
+    close_generation_fds(g);
+    for (int i = 0; i < LB_MAX_LISTENS; i++)
+        tls_ctx_free(g->tls[i]);
+    pool_shared_free(g->sh);
+    free(g);
+}
+
+/* Listeners (one per worker each), the admin socket, TLS contexts and the shared state. NULL on error (said). */
+static struct generation *prepare(const struct lb_conf *c)
+{
+    struct generation *g = calloc(1, sizeof *g);
+    char err[ERR_LEN];
+    if (!g)
+        return NULL;
+    g->conf = *c;
+    memset(g->lfd, -1, sizeof g->lfd);
+    g->admin_fd = -1;
+    for (int i = 0; i < c->nlistens; i++) {
+        if (c->listens[i].tls &&
+            !(g->tls[i] = tls_server_ctx_new(c->listens[i].cert, c->listens[i].key, err, sizeof err)))
+            goto fail;
+        for (uint32_t w = 0; w < c->workers; w++)
+            if ((g->lfd[w][i] = net_listen(&c->listens[i].addr, BACKLOG, true, err, sizeof err)) < 0)
+                goto fail;
+    }
+    if (c->has_admin && (g->admin_fd = net_listen(&c->admin.addr, 64, true, err, sizeof err)) < 0)
+        goto fail;
+    if (!(g->sh = pool_shared_new(err, sizeof err)))
+        goto fail;
+    return g;
+fail:
+    LOG_ERR("%s", err);
+    free_generation(g);
+    return NULL;
+}
+
+/* ---- a worker ---- */
+
+struct worker {
+    struct ev_loop *loop;
+    struct proxy px;
+    struct pool pool;
+    struct health *health;
+    struct admin *admin;
+    ev_signal term, intr, hup;
+    ev_timer grace, poll;
+};
+
+static void on_stop_poll(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct worker *wk = w->data;
+    (void)revents;
+    if (proxy_sessions(&wk->px) == 0)
+        ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_grace(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct worker *wk = w->data;
+    (void)revents;
+    LOG_INFO("grace time over: closing %u connections", proxy_sessions(&wk->px));
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_term(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct worker *wk = w->data;
+    (void)revents;
+    if (wk->px.stopping)
+        return;
+    proxy_stop_accepting(&wk->px);
+    admin_stop(wk->admin);
+    wk->admin = NULL;
+    health_stop(wk->health);
+    wk->health = NULL;
+    ev_timer_start(loop, &wk->grace);
+    ev_timer_start(loop, &wk->poll);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop, (void)w, (void)revents; /* the master reloads; a worker just must not die of it */
+}
+
+static int worker_main(struct generation *g, uint32_t index)
+{
+    struct worker wk = {0};
+    char err[ERR_LEN];
+    const struct lb_conf *c = &g->conf;
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    wk.loop = ev_default_loop(EVFLAG_AUTO);
+    for (uint32_t w = 0; w < c->workers; w++) /* only our own listeners stay open here */
+        for (int i = 0; w != index && i < c->nlistens; i++)
+            close(g->lfd[w][i]);
+    if (pool_init(&wk.pool, c, g->sh, err, sizeof err) < 0)
+        goto fail;
+    uint32_t share = (c->max_connections + c->workers - 1) / c->workers;
+    if (proxy_start(&wk.px, wk.loop, c, &wk.pool, g->lfd[index], g->tls, c->nlistens, share, err, sizeof err) < 0)
+        goto fail;
+    if (index == 0 && !(wk.health = health_start(wk.loop, &wk.pool, err, sizeof err)))
+        goto fail;
+    if (index == 0 && g->admin_fd >= 0 && !(wk.admin = admin_start(wk.loop, g->admin_fd, &wk.pool, err, sizeof err)))
+        goto fail;
+    if (index != 0 && g->admin_fd >= 0)
+        close(g->admin_fd);
+    ev_signal_init(&wk.term, on_term, SIGTERM);
+    ev_signal_init(&wk.intr, on_term, SIGINT);
+    ev_signal_init(&wk.hup, on_hup, SIGHUP);
+    wk.term.data = wk.intr.data = &wk;
+    ev_signal_start(wk.loop, &wk.term);
+    ev_signal_start(wk.loop, &wk.intr);
+    ev_signal_start(wk.loop, &wk.hup);
+    ev_timer_init(&wk.grace, on_grace, (double)c->grace_ns / 1e9, 0);
+    ev_timer_init(&wk.poll, on_stop_poll, 0.05, 0.05);
+    wk.grace.data = wk.poll.data = &wk;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (getppid() == 1)
+        return 0; /* the master died before we could ask to follow it */
+    ev_run(wk.loop, 0);
+    proxy_close_all(&wk.px);
+    admin_stop(wk.admin);
+    health_stop(wk.health);
+    pool_free(&wk.pool);
+    return 0;
+fail:
+    LOG_ERR("worker %u: %s", index, err);
+    return 1;
+}
+
+/* ---- the master ---- */
+
+static pid_t spawn(struct generation *g, uint32_t index)
+{
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(worker_main(g, index));
+    if (pid < 0)
+        LOG_ERR("fork: %s", strerror(errno));
+    g->pids[index] = pid;
+    return pid;
+}
+
+static int start_generation(struct generation *g)
+{
+    for (uint32_t w = 0; w < g->conf.workers; w++)
+        if (spawn(g, w) < 0)
+            return -1;
+    return 0;
+}
+
+static void signal_generation(const struct generation *g, int sig)
+{
+    for (uint32_t w = 0; w < g->conf.workers; w++)
+        if (g->pids[w] > 0)
+            kill(g->pids[w], sig);
+}
+
+/* Whose worker was pid, and which one; the slot is cleared. */
+static struct generation *owner(struct generation **gens, int ngens, pid_t pid, uint32_t *index)
+{
+    for (int i = 0; i < ngens; i++)
+        for (uint32_t w = 0; gens[i] && w < gens[i]->conf.workers; w++)
+            if (gens[i]->pids[w] == pid) {
+                gens[i]->pids[w] = 0;
+                *index = w;
+                return gens[i];
+            }
+    return NULL;
+}
+
+static bool alive(const struct generation *g)
+{
+    for (uint32_t w = 0; g && w < g->conf.workers; w++)
+        if (g->pids[w] > 0)
+            return true;
+    return false;
+}
+
+struct master {
+    const struct args *args;
+    struct generation *cur, *old[8];
+    bool stopping;
+};
+
+static void reap(struct master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        uint32_t index;
+        struct generation *g = owner(&m->cur, 1, pid, &index);
+        if (g && !m->stopping) {
+            LOG_WARN("worker %u (pid %d) died (%s %d); starting it again", index, (int)pid,
+                     WIFSIGNALED(status) ? "signal" : "exit",
+                     WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+            spawn(g, index);
+            continue;
+        }
+        for (int i = 0; !g && i < 8; i++)
+            if (m->old[i] && owner(&m->old[i], 1, pid, &index) && !alive(m->old[i])) {
+                free_generation(m->old[i]);
+                m->old[i] = NULL;
+                g = m->cur;
+            }
+    }
+}
+
+static void reload(struct master *m)
+{
+    struct lb_conf c;
+    LOG_INFO("SIGHUP: reloading the configuration");
+    if (load_conf(m->args, &c) < 0) {
+        LOG_ERR("reload: the configuration has errors; keeping the running one");
+        return;
+    }
+    struct generation *g = prepare(&c);
+    int slot = 0;
+    while (slot < 8 && m->old[slot])
+        slot++;
+    if (!g || slot == 8) {
+        LOG_ERR("reload: %s; keeping the running configuration", g ? "too many reloads in progress" : "failed");
+        if (g)
+            free_generation(g);
+        return;
+    }
+    if (start_generation(g) < 0) {
+        signal_generation(g, SIGKILL);
+        m->old[slot] = g; /* reaped like any old generation */
+        return;
+    }
+    signal_generation(m->cur, SIGTERM);
+    close_generation_fds(m->cur); /* its workers hold their own copies until they stop */
+    m->old[slot] = m->cur;
+    m->cur = g;
+}
+
+static int master_run(struct master *m)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    /* the master keeps the listening sockets of the running generation, to restart a worker that dies */
+    if (start_generation(m->cur) < 0)
+        return 1;
+    LOG_INFO("serving on %s with %u worker(s), %d node(s)", m->cur->conf.listens[0].text, m->cur->conf.workers,
+             m->cur->conf.nbackends);
+    for (;;) {
+        bool any = alive(m->cur);
+        for (int i = 0; i < 8; i++)
+            any = any || alive(m->old[i]);
+        if (m->stopping && !any)
+            return 0;
+        int sig = sigwaitinfo(&set, NULL);
+        if (sig == SIGCHLD)
+            reap(m);
+        else if (sig == SIGHUP && !m->stopping)
+            reload(m);
+        else if (sig == SIGTERM || sig == SIGINT) {
+            int kill_sig = m->stopping ? SIGKILL : SIGTERM; /* a second signal: stop now */
+            m->stopping = true;
+            signal_generation(m->cur, kill_sig);
+            for (int i = 0; i < 8; i++)
+                if (m->old[i])
+                    signal_generation(m->old[i], kill_sig);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct args a = {0};
+    struct lb_conf c;
+    if (parse_args(argc, argv, &a) < 0)
+        return EXIT_USAGE;
+    log_init("lb", (enum log_level)a.log_level);
+    if (!a.config && a.flags_len == 0) {
+        fputs(usage, stderr);
+        return EXIT_USAGE;
+    }
+    if (load_conf(&a, &c) < 0)
+        return EXIT_USAGE;
+    if (a.check) {
+        printf("%s: ok (%d listener(s), %d node(s))\n", a.config ? a.config : "flags", c.nlistens, c.nbackends);
+        return 0;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL); /* before any fork: workers unblock their own */
+    struct master m = {.args = &a};
+    if (!(m.cur = prepare(&c)))
+        return EXIT_USAGE;
+    int rc = master_run(&m);
+    free_generation(m.cur);
+    for (int i = 0; i < 8; i++)
+        if (m.old[i])
+            free_generation(m.old[i]);
+    return rc;
+}

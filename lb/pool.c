@@ -1,0 +1,145 @@
+/* Nodes, their shared state and the choice of a node; see pool.h. */
+#include "lb/pool.h"
+
+#include "common/log.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+struct pool_shared *pool_shared_new(char *err, size_t errlen)
+{
+    void *m = mmap(NULL, sizeof(struct pool_shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        snprintf(err, errlen, "mmap of the shared state failed");
+        return NULL;
+    }
+    for (int i = 0; i < LB_MAX_BACKENDS; i++)
+        ((struct pool_shared *)m)->nodes[i].up = 1;
+    return m;
+}
+
+void pool_shared_free(struct pool_shared *sh)
+{
+    if (sh)
+        munmap(sh, sizeof *sh);
+}
+
+int pool_init(struct pool *p, const struct lb_conf *c, struct pool_shared *sh, char *err, size_t errlen)
+{
+    struct ring_member members[LB_MAX_BACKENDS];
+    memset(p, 0, sizeof *p);
+    p->conf = c;
+    p->sh = sh;
+    p->n = c->nbackends;
+    for (int i = 0; i < p->n; i++) {
+        members[i] = (struct ring_member){.name = c->backends[i].name, .weight = c->backends[i].weight};
+        p->bal[i].weight = c->backends[i].weight;
+    }
+    if (ring_build(&p->ring, members, (size_t)p->n) < 0) {
+        snprintf(err, errlen, "out of memory building the hash ring");
+        return -1;
+    }
+    return 0;
+}
+
+void pool_free(struct pool *p)
+{
+    ring_free(&p->ring);
+}
+
+bool pool_usable(const struct pool *p, int node)
+{
+    const struct pool_node_state *s = &p->sh->nodes[node];
+    return POOL_GET(s->up) && POOL_GET(s->admin) == POOL_READY;
+}
+
+int pool_by_cookie(const struct pool *p, const char *id, size_t len)
+{
+    for (int i = 0; i < p->n; i++) {
+        const char *cookie = p->conf->backends[i].cookie;
+        if (strlen(cookie) != len || memcmp(cookie, id, len) != 0)
+            continue;
+        const struct pool_node_state *s = &p->sh->nodes[i];
+        return POOL_GET(s->up) && POOL_GET(s->admin) != POOL_MAINT ? i : -1;
+    }
+    return -1;
+}
+
+int pool_by_name(const struct pool *p, const char *name)
+{
+    for (int i = 0; i < p->n; i++)
+        if (strcmp(p->conf->backends[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+struct ring_filter {
+    const struct pool *p;
+    uint64_t tried;
+};
+
+static bool ring_usable(uint32_t node, void *arg)
+{
+    const struct ring_filter *f = arg;
+    return !(f->tried >> node & 1) && pool_usable(f->p, (int)node);
+}
+
+static int pick_keyed(struct pool *p, uint64_t hash, uint64_t tried)
+{
+    struct ring_filter f = {p, tried};
+    return ring_lookup(&p->ring, hash, ring_usable, &f);
+}
+
+/* The bytes of the client's address (not the port: every connection of one client must hash alike). */
+static const void *addr_key(const struct net_addr *a, size_t *len)
+{
+    if (a->ss.ss_family == AF_INET6) {
+        *len = 16;
+        return &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+    }
+    *len = 4;
+    return &((const struct sockaddr_in *)&a->ss)->sin_addr;
+}
+
+int pool_pick(struct pool *p, const struct pool_key *key, uint64_t tried)
+{
+    enum lb_balance how = p->conf->balance;
+    size_t len;
+    if (how == LB_BAL_SOURCE || (p->conf->sticky == LB_STICKY_SOURCE && how != LB_BAL_PARAM)) {
+        const void *k = addr_key(key->client, &len);
+        return pick_keyed(p, ring_hash(k, len), tried);
+    }
+    if (how == LB_BAL_PARAM && key->has_param)
+        return pick_keyed(p, key->param_hash, tried);
+    for (int i = 0; i < p->n; i++) {
+        p->bal[i].usable = !(tried >> i & 1) && pool_usable(p, i);
+        p->bal[i].active = (uint32_t)POOL_GET(p->sh->nodes[i].active);
+    }
+    if (how == LB_BAL_LEASTCONN)
+        return bal_leastconn(p->bal, (size_t)p->n, &p->rotor);
+    return bal_roundrobin(p->bal, (size_t)p->n);
+}
+
+void pool_observe(struct pool *p, int node, bool ok, const char *why)
+{
+    struct pool_node_state *s = &p->sh->nodes[node];
+    const struct lb_backend *b = &p->conf->backends[node];
+    bool up = POOL_GET(s->up);
+    if (ok) {
+        POOL_SET(s->fails, 0);
+        if (up || POOL_ADD(s->oks, 1) + 1 < p->conf->health.rise)
+            return;
+        POOL_SET(s->up, 1);
+        POOL_ADD(s->transitions, 1);
+        LOG_WARN("node %s (%s) is up: %s", b->name, b->text, why);
+        return;
+    }
+    POOL_SET(s->oks, 0);
+    if (!up || POOL_ADD(s->fails, 1) + 1 < p->conf->health.fall)
+        return;
+    POOL_SET(s->up, 0);
+    POOL_ADD(s->transitions, 1);
+    LOG_WARN("node %s (%s) is down: %s", b->name, b->text, why);
+}

@@ -1,0 +1,1129 @@
+/* The balancer's data path; see proxy.h.
+ *
+ * A session moves through these states (one handler each, run by step() until nothing changes):
+ *   S_TLS       TLS handshake with the client                      -> S_HEAD, closed
+ *   S_HEAD      waiting for a complete request head in cin          -> S_CONNECT, S_EXCHANGE (reused connection),
+ *                                                                      S_ERROR (4xx/503), closed
+ *   S_CONNECT   connecting to the chosen node; the rewritten head waits in sout
+ *                                                                   -> S_EXCHANGE, S_CONNECT (retry), S_ERROR
+ *   S_EXCHANGE  request body streaming to the node, response head and body streaming back
+ *                                                                   -> S_HEAD (keep-alive), S_TUNNEL (101),
+ *                                                                      S_ERROR (502/504), closed
+ *   S_TUNNEL    bytes both ways until both sides have closed (half-closes passed on) -> closed
+ *   S_ERROR     our own response in cout goes out; then S_LINGER
+ *   S_LINGER    our side is shut; read and drop what the client still sends (so the kernel does not answer it
+ *               with a reset that could destroy our response before the client read it) -> closed
+ *
+ * Bytes are not copied from one side's buffer to the other's: cin (read from the client) and sin (read from the
+ * node) are written out directly, req_fwd / res_fwd saying how many of their first bytes are cleared to pass
+ * (body bytes whose framing was checked, or tunnel bytes). Only heads are rewritten, into sout and cout. */
+#include "lb/proxy.h"
+
+#include "common/buf.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "common/net.h"
+#include "common/tls.h"
+#include "lb/body.h"
+#include "lb/cookie.h"
+#include "lb/pool.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+#define READ_CHUNK   16384
+#define BUF_HIGH     65536 /* stop reading a side while this much of its input waits for the other side */
+#define LINGER_S     1.0
+#define ACCEPT_BATCH 64
+#define COOKIE_MAX   4096
+
+enum sess_state { S_TLS, S_HEAD, S_CONNECT, S_EXCHANGE, S_TUNNEL, S_ERROR, S_LINGER, S_CLOSED };
+enum res_state { RES_HEAD, RES_BODY, RES_DONE };
+
+struct session {
+    struct proxy *px;
+    struct session *prev, *next;
+    uint64_t id;
+    enum sess_state state;
+    enum res_state res;
+    int listener;
+    struct net_addr peer;
+    int cfd, sfd;
+    struct tls_conn *tls;
+    ev_io cw, sw;
+    ev_timer timer;
+    ev_tstamp last_active, timeout;
+    struct buf cin, sin, cout, sout;
+    size_t req_fwd, res_fwd;
+    size_t head_seen; /* the parser's last_len for the head being read */
+    struct body req_body, res_body;
+    int node;       /* the current request's node (and the server connection's), -1 none */
+    uint64_t tried; /* nodes whose connect failed for this request */
+    uint64_t param_hash;
+    bool has_param;
+    uint32_t tries;
+    int cw_events, sw_events;
+    bool srv_connected, cli_eof, srv_eof, srv_shut, cli_shut;
+    bool close_after, head_req, upgrade_req, set_cookie, res_started, tunnel;
+    bool tls_read_wants_write, tls_write_wants_read;
+};
+
+/* ---- helpers ---- */
+
+static ev_tstamp secs(int64_t ns)
+{
+    return (ev_tstamp)ns / 1e9;
+}
+
+static struct pool_node_state *node_state(struct session *s)
+{
+    return &s->px->pool->sh->nodes[s->node];
+}
+
+static void count_error(struct session *s, enum pool_error e)
+{
+    POOL_ADD(s->px->pool->sh->errors[e], 1);
+}
+
+/* A new timeout for the new state, counted from now (activity pushes it back: touch()). */
+static void set_timeout(struct session *s, int64_t ns)
+{
+    s->timeout = secs(ns);
+    s->last_active = ev_now(s->px->loop);
+    s->timer.repeat = s->timeout;
+    ev_timer_again(s->px->loop, &s->timer);
+}
+
+static void touch(struct session *s)
+{
+    s->last_active = ev_now(s->px->loop);
+}
+
+static int append(struct buf *b, const char *p, size_t n)
+{
+    return buf_append(b, p, n);
+}
+
+static int append_str(struct buf *b, const char *p)
+{
+    return buf_append(b, p, strlen(p));
+}
+
+static void peer_ip(const struct net_addr *a, char *out, size_t outlen)
+{
+    if (a->ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, out, (socklen_t)outlen);
+    else
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->ss)->sin_addr, out, (socklen_t)outlen);
+}
+
+/* ---- the server connection ---- */
+
+/* Close the connection to the node (sout, the next request's head, stays: a retry sends it elsewhere). */
+static void srv_close(struct session *s)
+{
+    if (s->sfd < 0)
+        return;
+    ev_io_stop(s->px->loop, &s->sw);
+    close(s->sfd);
+    s->sfd = -1;
+    s->sw_events = 0;
+    POOL_SUB(node_state(s)->active, 1);
+    if (s->tunnel)
+        POOL_SUB(node_state(s)->tunnels_active, 1);
+    s->tunnel = false;
+    s->srv_connected = s->srv_eof = s->srv_shut = false;
+    buf_free(&s->sin); /* callers close once the client has what it must get of it */
+    s->res_fwd = 0;
+}
+
+static int srv_connect(struct session *s)
+{
+    const struct lb_backend *b = &s->px->conf->backends[s->node];
+    s->sfd = net_connect(&b->addr, NULL);
+    if (s->sfd < 0)
+        return -1;
+    ev_io_set(&s->sw, s->sfd, EV_WRITE);
+    ev_io_start(s->px->loop, &s->sw);
+    s->sw_events = EV_WRITE;
+    POOL_ADD(node_state(s)->active, 1);
+    POOL_ADD(node_state(s)->connections, 1);
+    s->state = S_CONNECT;
+    set_timeout(s, s->px->conf->timeout_connect_ns);
+    return 0;
+}
+
+/* ---- our own responses ---- */
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 408: return "Request Timeout";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+/* Answer status with a one-line body and close (S_ERROR), unless part of a response already went out: then the
+ * only honest thing left is to close. */
+static void fail_request(struct session *s, int status, enum pool_error kind, const char *why)
+{
+    count_error(s, kind);
+    srv_close(s);
+    if (s->res_started || s->cli_shut) {
+        s->state = S_CLOSED;
+        return;
+    }
+    char msg[512];
+    int body = snprintf(msg, sizeof msg, "%d %s: %s\n", status, status_reason(status), why);
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+                     status, status_reason(status), body);
+    buf_consume(&s->cout, buf_len(&s->cout));
+    if (append(&s->cout, head, (size_t)n) < 0 || append(&s->cout, msg, (size_t)body) < 0) {
+        s->state = S_CLOSED;
+        return;
+    }
+    s->res_fwd = 0;
+    s->state = S_ERROR;
+    set_timeout(s, s->px->conf->timeout_client_ns);
+}
+
+/* ---- routing ---- */
+
+/* The sticky node the request's cookies name, or -1. In prefix mode the Cookie headers are rewritten (the node
+ * part removed) into s->sout by the head writer, which calls cookie_prefix_take again. */
+static int sticky_node(struct session *s, const struct http_head *h, bool *had_cookie)
+{
+    const struct lb_conf *c = s->px->conf;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        const struct http_header *f = &h->headers[i];
+        if (f->name_len != 6 || strncasecmp(f->name, "cookie", 6) != 0)
+            continue;
+        const char *id;
+        size_t id_len = 0;
+        if (c->sticky == LB_STICKY_COOKIE) {
+            if (cookie_find(f->value, f->value_len, c->cookie_name, &id, &id_len) != 1)
+                continue;
+        } else {
+            char scratch[COOKIE_MAX];
+            if (cookie_prefix_take(f->value, f->value_len, c->cookie_name, &id, &id_len, scratch, sizeof scratch) <=
+                    0 ||
+                id_len == 0)
+                continue;
+        }
+        *had_cookie = true;
+        return pool_by_cookie(s->px->pool, id, id_len);
+    }
+    return -1;
+}
+
+/* A balanced node for the request, avoiding the nodes that failed it; pins the client when cookies do. */
+static int pick(struct session *s)
+{
+    s->set_cookie = s->px->conf->sticky == LB_STICKY_COOKIE;
+    struct pool_key key = {.client = &s->peer, .has_param = s->has_param, .param_hash = s->param_hash};
+    return pool_pick(s->px->pool, &key, s->tried);
+}
+
+/* The node for a new request: its sticky node if it has a usable one, else a balanced one. */
+static int route(struct session *s, const struct http_head *h)
+{
+    const struct lb_conf *c = s->px->conf;
+    s->has_param = false;
+    if (c->sticky == LB_STICKY_COOKIE || c->sticky == LB_STICKY_PREFIX) {
+        bool had_cookie = false;
+        int node = sticky_node(s, h, &had_cookie);
+        if (node >= 0) {
+            s->set_cookie = false;
+            return node;
+        }
+        if (had_cookie)
+            POOL_ADD(s->px->pool->sh->rebalanced, 1);
+    }
+    char param[256];
+    if (c->balance == LB_BAL_PARAM &&
+        http_query_param(h->target, h->target_len, c->balance_param, param, sizeof param) == 1) {
+        s->has_param = true;
+        s->param_hash = ring_hash(param, strlen(param));
+    }
+    return pick(s);
+}
+
+/* ---- rewriting heads ---- */
+
+static bool name_is(const struct http_header *f, const char *name)
+{
+    return f->name_len == strlen(name) && strncasecmp(f->name, name, f->name_len) == 0;
+}
+
+static int put_header(struct buf *b, const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    return append(b, name, name_len) | append(b, ": ", 2) | append(b, value, value_len) | append(b, "\r\n", 2);
+}
+
+/* A Cookie header as the node must see it: without our cookie (insert mode) or without the node prefix. */
+static int put_cookie(struct session *s, const struct http_header *f)
+{
+    const struct lb_conf *c = s->px->conf;
+    char out[COOKIE_MAX];
+    int n;
+    if (c->sticky == LB_STICKY_COOKIE) {
+        n = cookie_strip(f->value, f->value_len, c->cookie_name, out, sizeof out);
+    } else if (c->sticky == LB_STICKY_PREFIX) {
+        const char *node;
+        size_t node_len;
+        n = cookie_prefix_take(f->value, f->value_len, c->cookie_name, &node, &node_len, out, sizeof out);
+        if (n == 0)
+            return put_header(&s->sout, f->name, f->name_len, f->value, f->value_len);
+    } else {
+        return put_header(&s->sout, f->name, f->name_len, f->value, f->value_len);
+    }
+    if (n < 0)
+        return -1;
+    return n == 0 ? 0 : put_header(&s->sout, f->name, f->name_len, out, (size_t)n);
+}
+
+/* The request head for the node into sout: the client's, with our cookie taken out and X-Forwarded-* added. */
+static int write_request_head(struct session *s, const struct http_head *h)
+{
+    const struct lb_conf *c = s->px->conf;
+    struct buf *o = &s->sout;
+    char ip[INET6_ADDRSTRLEN];
+    peer_ip(&s->peer, ip, sizeof ip);
+    int rc = append(o, h->method, h->method_len) | append(o, " ", 1) | append(o, h->target, h->target_len) |
+             append_str(o, h->minor_version ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
+    bool xff_seen = false;
+    for (size_t i = 0; i < h->num_headers && rc == 0; i++) {
+        const struct http_header *f = &h->headers[i];
+        if (name_is(f, "cookie")) {
+            rc = put_cookie(s, f);
+        } else if (c->forwarded_for && name_is(f, "x-forwarded-for")) {
+            /* appended to, as every proxy on the way does */
+            rc = append(o, f->name, f->name_len) | append(o, ": ", 2) | append(o, f->value, f->value_len) |
+                 append(o, ", ", 2) | append_str(o, ip) | append(o, "\r\n", 2);
+            xff_seen = true;
+        } else if (!(c->forwarded_for && name_is(f, "x-forwarded-proto"))) {
+            rc = put_header(o, f->name, f->name_len, f->value, f->value_len);
+        }
+    }
+    if (c->forwarded_for) {
+        if (!xff_seen)
+            rc |= append_str(o, "X-Forwarded-For: ") | append_str(o, ip) | append(o, "\r\n", 2);
+        rc |= append_str(o, s->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
+    }
+    return rc | append(o, "\r\n", 2);
+}
+
+/* The response head for the client into cout: the node's, with the sticky cookie set or prefixed. */
+static int write_response_head(struct session *s, const struct http_head *h)
+{
+    const struct lb_conf *c = s->px->conf;
+    const struct lb_backend *b = &c->backends[s->node];
+    struct buf *o = &s->cout;
+    char line[64];
+    int n = snprintf(line, sizeof line, "HTTP/1.%d %03d ", h->minor_version, h->status);
+    int rc = append(o, line, (size_t)n) | append(o, h->reason, h->reason_len) | append(o, "\r\n", 2);
+    for (size_t i = 0; i < h->num_headers && rc == 0; i++) {
+        const struct http_header *f = &h->headers[i];
+        char out[COOKIE_MAX];
+        int m = 0;
+        if (c->sticky == LB_STICKY_PREFIX && name_is(f, "set-cookie"))
+            m = cookie_prefix_set(f->value, f->value_len, c->cookie_name, b->cookie, out, sizeof out);
+        rc = m > 0 ? put_header(o, f->name, f->name_len, out, (size_t)m)
+                   : put_header(o, f->name, f->name_len, f->value, f->value_len);
+    }
+    if (s->set_cookie && h->status >= 101 && h->status != 100) {
+        char value[COOKIE_MAX];
+        int m = cookie_insert_value(c->cookie_name, b->cookie, value, sizeof value);
+        rc |= m < 0 ? -1 : put_header(o, "Set-Cookie", 10, value, (size_t)m);
+    }
+    if (s->close_after && !h->conn_close && h->status != 101)
+        rc |= append_str(o, "Connection: close\r\n");
+    return rc | append(o, "\r\n", 2);
+}
+
+/* ---- S_HEAD ---- */
+
+static int head_error_status(enum http_error e)
+{
+    switch (e) {
+    case HTTP_ERR_HEAD_TOO_LARGE:
+    case HTTP_ERR_TOO_MANY_HEADERS: return 431;
+    case HTTP_ERR_VERSION: return 505;
+    case HTTP_ERR_TRANSFER_ENCODING: return 501;
+    default: return 400;
+    }
+}
+
+/* RFC 9112 section 3.2: a 1.1 request has exactly one Host (a second one is a smuggling attempt). */
+static const char *check_request(const struct http_head *h)
+{
+    int hosts = 0;
+    for (size_t i = 0; i < h->num_headers; i++)
+        hosts += name_is(&h->headers[i], "host");
+    if (hosts > 1)
+        return "more than one Host header";
+    if (hosts == 0 && h->minor_version == 1)
+        return "an HTTP/1.1 request needs a Host header";
+    return NULL;
+}
+
+static void start_request(struct session *s, const struct http_head *h, int node)
+{
+    s->node = node;
+    s->head_req = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
+    s->upgrade_req = h->conn_upgrade && http_find_header(h, "upgrade") != NULL;
+    s->close_after = s->close_after || h->conn_close || s->px->stopping;
+    s->res = RES_HEAD;
+    s->res_started = false;
+    s->head_seen = 0;
+    if (h->chunked)
+        body_init(&s->req_body, BODY_CHUNKED, 0);
+    else
+        body_init(&s->req_body, h->content_length > 0 ? BODY_LENGTH : BODY_NONE,
+                  h->content_length > 0 ? (uint64_t)h->content_length : 0);
+    POOL_ADD(s->px->pool->sh->requests, 1);
+}
+
+/* A connect to s->node failed (err): count it, and try another node while retries last (nothing was sent, so
+ * any node may take the request); else 503. */
+static void connect_failed(struct session *s, int err);
+
+/* Connect to s->node (S_CONNECT), or go through connect_failed. */
+static void connect_node(struct session *s)
+{
+    if (srv_connect(s) < 0)
+        connect_failed(s, errno);
+}
+
+static void connect_failed(struct session *s, int err)
+{
+    count_error(s, POOL_ERR_CONNECT);
+    POOL_ADD(node_state(s)->connect_errors, 1);
+    char why[128];
+    snprintf(why, sizeof why, "connect: %s", strerror(err));
+    pool_observe(s->px->pool, s->node, false, why);
+    srv_close(s);
+    s->tried |= UINT64_C(1) << s->node;
+    int prev = s->node;
+    s->node = s->tries++ < s->px->conf->retries ? pick(s) : -1;
+    if (s->node < 0) {
+        s->node = prev;
+        fail_request(s, 503, POOL_ERR_NO_NODE, "no node could be reached");
+        return;
+    }
+    POOL_ADD(node_state(s)->requests, 1);
+    connect_node(s);
+}
+
+static void on_request_head(struct session *s, const struct http_head *h, size_t head_len)
+{
+    const char *bad = check_request(h);
+    if (bad) {
+        fail_request(s, 400, POOL_ERR_BAD_REQUEST, bad);
+        return;
+    }
+    s->tries = 0;
+    s->tried = 0;
+    int node = route(s, h);
+    if (node < 0) {
+        fail_request(s, 503, POOL_ERR_NO_NODE, "no node is up");
+        return;
+    }
+    bool reuse = s->sfd >= 0 && s->srv_connected && !s->srv_eof && node == s->node;
+    if (!reuse)
+        srv_close(s);
+    buf_consume(&s->sout, buf_len(&s->sout));
+    start_request(s, h, node);
+    if (write_request_head(s, h) < 0) {
+        fail_request(s, 431, POOL_ERR_HEAD_TOO_LARGE, "the rewritten head is too large");
+        return;
+    }
+    POOL_ADD(node_state(s)->requests, 1);
+    /* the head's spans point into cin: consume only after they were copied */
+    buf_consume(&s->cin, head_len);
+    if (reuse) {
+        s->state = S_EXCHANGE;
+        set_timeout(s, s->px->conf->timeout_server_ns);
+        return;
+    }
+    connect_node(s);
+}
+
+static bool step_head(struct session *s)
+{
+    size_t len = buf_len(&s->cin);
+    if (len == 0) {
+        if (s->cli_eof)
+            s->state = S_CLOSED;
+        return false;
+    }
+    if (s->head_seen == 0)
+        set_timeout(s, s->px->conf->timeout_head_ns); /* from the first byte, never extended: slowloris */
+    struct http_head h = {.headers = s->px->hdrs, .headers_cap = s->px->conf->max_headers};
+    struct http_limits lim = {.max_head = s->px->conf->max_head, .max_headers = s->px->conf->max_headers};
+    int n = http_parse_request(buf_head(&s->cin), len, s->head_seen, &h, &lim);
+    s->head_seen = len;
+    if (n == -2) {
+        if (s->cli_eof) {
+            count_error(s, POOL_ERR_CLIENT_ABORT);
+            s->state = S_CLOSED;
+        }
+        return false;
+    }
+    if (n < 0) {
+        int status = head_error_status(h.error);
+        fail_request(s, status, status == 431 ? POOL_ERR_HEAD_TOO_LARGE : POOL_ERR_BAD_REQUEST,
+                     http_error_str(h.error));
+        return true;
+    }
+    on_request_head(s, &h, (size_t)n);
+    return true;
+}
+
+/* ---- S_EXCHANGE ---- */
+
+/* Close the client connection without losing what we sent: shut our side, then drain theirs (S_LINGER). */
+static void close_gracefully(struct session *s)
+{
+    srv_close(s);
+    if (s->tls)
+        tls_shutdown(s->tls);
+    shutdown(s->cfd, SHUT_WR);
+    s->cli_shut = true;
+    s->state = S_LINGER;
+    set_timeout(s, (int64_t)(LINGER_S * 1e9));
+}
+
+static void start_tunnel(struct session *s)
+{
+    s->state = S_TUNNEL;
+    s->tunnel = true;
+    POOL_ADD(node_state(s)->tunnels, 1);
+    POOL_ADD(node_state(s)->tunnels_active, 1);
+    set_timeout(s, s->px->conf->timeout_tunnel_ns);
+}
+
+/* The final response's body framing (RFC 9112 section 6.3). */
+static void start_response_body(struct session *s, const struct http_head *h)
+{
+    if (s->head_req || h->status == 204 || h->status == 304)
+        body_init(&s->res_body, BODY_NONE, 0);
+    else if (h->chunked)
+        body_init(&s->res_body, BODY_CHUNKED, 0);
+    else if (h->content_length >= 0)
+        body_init(&s->res_body, BODY_LENGTH, (uint64_t)h->content_length);
+    else {
+        body_init(&s->res_body, BODY_UNTIL_CLOSE, 0);
+        s->close_after = true;
+    }
+    if (h->conn_close)
+        s->close_after = true; /* the node closes: the client's connection must not outlive the response */
+}
+
+/* Precondition: RES_HEAD. Parses the node's response head from sin; 1xx heads pass and RES_HEAD stays; a 101
+ * to an upgrade becomes S_TUNNEL; a final head moves to RES_BODY. */
+static bool step_response_head(struct session *s)
+{
+    size_t len = buf_len(&s->sin);
+    if (len == 0 || len == s->head_seen) {
+        if (s->srv_eof) {
+            fail_request(s, 502, POOL_ERR_BAD_RESPONSE, "the node closed the connection before answering");
+            return true;
+        }
+        return false;
+    }
+    struct http_head h = {.headers = s->px->hdrs, .headers_cap = s->px->conf->max_headers};
+    struct http_limits lim = {.max_head = s->px->conf->max_head, .max_headers = s->px->conf->max_headers};
+    int n = http_parse_response(buf_head(&s->sin), len, s->head_seen, &h, &lim);
+    s->head_seen = len;
+    if (n == -2)
+        return false;
+    if (n < 0 || (h.status == 101 && !s->upgrade_req)) {
+        fail_request(s, 502, POOL_ERR_BAD_RESPONSE, n < 0 ? http_error_str(h.error) : "an unasked-for 101");
+        return true;
+    }
+    if (h.status >= 200)
+        start_response_body(s, &h);
+    if (write_response_head(s, &h) < 0) {
+        fail_request(s, 502, POOL_ERR_BAD_RESPONSE, "the response head is too large");
+        return true;
+    }
+    buf_consume(&s->sin, (size_t)n);
+    s->head_seen = 0;
+    s->res_started = true;
+    POOL_ADD(node_state(s)->responses[h.status / 100 <= 5 ? h.status / 100 : 0], 1);
+    if (h.status == 101)
+        start_tunnel(s);
+    else if (h.status >= 200)
+        s->res = RES_BODY;
+    return true;
+}
+
+/* Precondition: RES_BODY. Clears the body's bytes in sin to pass; RES_DONE at its end. */
+static bool step_response_body(struct session *s)
+{
+    size_t len = buf_len(&s->sin);
+    bool progress = false;
+    if (len > s->res_fwd) {
+        ssize_t n = body_feed(&s->res_body, buf_head(&s->sin) + s->res_fwd, len - s->res_fwd);
+        if (n < 0) {
+            count_error(s, POOL_ERR_BAD_RESPONSE);
+            s->state = S_CLOSED; /* part of the response went out: closing is the only signal left */
+            return true;
+        }
+        s->res_fwd += (size_t)n;
+        progress = n > 0;
+    }
+    if (body_done(&s->res_body)) {
+        s->res = RES_DONE;
+        return true;
+    }
+    if (s->srv_eof && s->res_fwd == len) {
+        if (s->res_body.kind != BODY_UNTIL_CLOSE)
+            count_error(s, POOL_ERR_BAD_RESPONSE); /* cut short: the client sees the close */
+        s->res = RES_DONE;
+        s->close_after = true;
+        return true;
+    }
+    return progress;
+}
+
+/* Precondition: S_EXCHANGE. Streams the request body, reads the response; when both are through and out,
+ * the connection goes back to S_HEAD (or closes). */
+static bool step_exchange(struct session *s)
+{
+    bool progress = false;
+    size_t len = buf_len(&s->cin);
+    if (!body_done(&s->req_body) && len > s->req_fwd) {
+        ssize_t n = body_feed(&s->req_body, buf_head(&s->cin) + s->req_fwd, len - s->req_fwd);
+        if (n < 0) {
+            fail_request(s, 400, POOL_ERR_BAD_REQUEST, "malformed chunked request body");
+            return true;
+        }
+        s->req_fwd += (size_t)n;
+        progress = n > 0;
+    }
+    if (!body_done(&s->req_body) && s->cli_eof) {
+        count_error(s, POOL_ERR_CLIENT_ABORT);
+        s->state = S_CLOSED;
+        return true;
+    }
+    if (s->res == RES_HEAD)
+        progress |= step_response_head(s);
+    else if (s->res == RES_BODY)
+        progress |= step_response_body(s);
+    if (s->state != S_EXCHANGE || s->res != RES_DONE || buf_len(&s->cout) || s->res_fwd)
+        return progress;
+    if (!body_done(&s->req_body) || s->close_after || s->cli_eof) {
+        close_gracefully(s);
+        return true;
+    }
+    if (s->req_fwd || buf_len(&s->sout))
+        return progress;
+    s->state = S_HEAD; /* keep-alive: the next request (perhaps already in cin) */
+    s->head_seen = 0;
+    buf_release_if_empty(&s->cin);
+    set_timeout(s, s->px->conf->timeout_client_ns);
+    return true;
+}
+
+/* ---- S_TUNNEL ---- */
+
+/* Precondition: S_TUNNEL. Everything read passes; a side's close is passed on once its bytes are out. */
+static bool step_tunnel(struct session *s)
+{
+    s->req_fwd = buf_len(&s->cin);
+    s->res_fwd = buf_len(&s->sin);
+    bool progress = false;
+    if (s->cli_eof && !s->req_fwd && !s->srv_shut) {
+        shutdown(s->sfd, SHUT_WR);
+        s->srv_shut = progress = true;
+    }
+    if (s->srv_eof && !s->res_fwd && !buf_len(&s->cout) && !s->cli_shut) {
+        if (s->tls)
+            tls_shutdown(s->tls);
+        shutdown(s->cfd, SHUT_WR);
+        s->cli_shut = progress = true;
+    }
+    if (s->cli_shut && s->srv_shut) {
+        s->state = S_CLOSED;
+        return true;
+    }
+    return progress;
+}
+
+/* ---- stepping ---- */
+
+static bool step(struct session *s)
+{
+    switch (s->state) {
+    case S_HEAD:
+        /* an idle connection to a node that closed it, or sent what nobody asked for, is no good */
+        if (s->sfd >= 0 && (s->srv_eof || buf_len(&s->sin)))
+            srv_close(s);
+        return step_head(s);
+    case S_EXCHANGE: return step_exchange(s);
+    case S_TUNNEL: return step_tunnel(s);
+    case S_ERROR:
+        if (buf_len(&s->cout) == 0) {
+            close_gracefully(s);
+            return true;
+        }
+        return false;
+    case S_LINGER:
+        buf_consume(&s->cin, buf_len(&s->cin));
+        if (s->cli_eof)
+            s->state = S_CLOSED;
+        return false;
+    default: return false;
+    }
+}
+
+/* ---- I/O ---- */
+
+static void client_read(struct session *s)
+{
+    for (int i = 0; i < 64 && buf_len(&s->cin) < BUF_HIGH && !s->cli_eof; i++) {
+        int err = 0;
+        enum io_status st;
+        if (s->tls) {
+            bool want_write = false;
+            st = tls_read(s->tls, &s->cin, READ_CHUNK, &want_write, &err);
+            s->tls_read_wants_write = st == IO_AGAIN && want_write;
+        } else {
+            st = net_read(s->cfd, &s->cin, READ_CHUNK, &err);
+        }
+        if (st == IO_AGAIN)
+            break;
+        if (st != IO_OK) {
+            s->cli_eof = true;
+            if (st == IO_ERR && s->state != S_LINGER && s->state != S_HEAD)
+                s->state = S_CLOSED; /* a reset: nothing more can reach this client */
+            break;
+        }
+        if (s->state != S_HEAD)
+            touch(s);
+        if (!s->tls)
+            break; /* level-triggered: the next loop turn reads the rest */
+    }
+}
+
+static void server_read(struct session *s)
+{
+    if (buf_len(&s->sin) >= BUF_HIGH || s->srv_eof)
+        return;
+    int err = 0;
+    size_t before = buf_len(&s->sin);
+    enum io_status st = net_read(s->sfd, &s->sin, READ_CHUNK, &err);
+    if (st == IO_OK) {
+        POOL_ADD(node_state(s)->bytes_from, buf_len(&s->sin) - before);
+        touch(s);
+    } else if (st != IO_AGAIN) {
+        s->srv_eof = true; /* a reset reads as a close: the framing tells whether anything was cut */
+    }
+}
+
+/* Take n written bytes off cout, then off the cleared part of src. */
+static void consume_written(struct buf *out, struct buf *src, size_t *fwd, size_t n)
+{
+    size_t from_out = n < buf_len(out) ? n : buf_len(out);
+    buf_consume(out, from_out);
+    buf_consume(src, n - from_out);
+    *fwd -= n - from_out;
+}
+
+static bool flush_server(struct session *s)
+{
+    if (s->sfd < 0 || !s->srv_connected || s->srv_shut || (!buf_len(&s->sout) && !s->req_fwd))
+        return false;
+    struct iovec iov[2] = {{buf_head(&s->sout), buf_len(&s->sout)}, {buf_head(&s->cin), s->req_fwd}};
+    size_t written;
+    int err;
+    enum io_status st = net_writev(s->sfd, iov, 2, &written, &err);
+    if (st == IO_ERR) {
+        s->srv_eof = true; /* the node is gone; what it answered (if anything) decides what the client gets */
+        s->srv_shut = true;
+        return true;
+    }
+    if (written == 0)
+        return false;
+    consume_written(&s->sout, &s->cin, &s->req_fwd, written);
+    POOL_ADD(node_state(s)->bytes_to, written);
+    touch(s);
+    return true;
+}
+
+static enum io_status client_write(struct session *s, const char *p, size_t n, size_t *written)
+{
+    int err = 0;
+    if (!s->tls) {
+        struct iovec iov = {(void *)p, n};
+        return net_writev(s->cfd, &iov, 1, written, &err);
+    }
+    bool want_read = false;
+    enum io_status st = tls_write(s->tls, p, n, written, &want_read, &err);
+    s->tls_write_wants_read = st == IO_AGAIN && want_read;
+    return st;
+}
+
+static bool flush_client(struct session *s)
+{
+    bool wrote = false;
+    while (!s->cli_shut && (buf_len(&s->cout) || s->res_fwd)) {
+        size_t written = 0;
+        enum io_status st;
+        if (!s->tls) {
+            struct iovec iov[2] = {{buf_head(&s->cout), buf_len(&s->cout)}, {buf_head(&s->sin), s->res_fwd}};
+            int err;
+            st = net_writev(s->cfd, iov, 2, &written, &err);
+        } else if (buf_len(&s->cout)) {
+            st = client_write(s, buf_head(&s->cout), buf_len(&s->cout), &written);
+        } else {
+            st = client_write(s, buf_head(&s->sin), s->res_fwd, &written);
+        }
+        if (st == IO_ERR || st == IO_EOF) {
+            s->state = S_CLOSED;
+            return true;
+        }
+        if (written == 0)
+            break;
+        consume_written(&s->cout, &s->sin, &s->res_fwd, written);
+        wrote = true;
+        if (st == IO_AGAIN)
+            break;
+    }
+    if (wrote) {
+        buf_release_if_empty(&s->cout);
+        touch(s);
+    }
+    return wrote;
+}
+
+/* ---- watchers, timer, session life ---- */
+
+static void session_free(struct session *s);
+
+static void watch(struct session *s, ev_io *w, int fd, int events, int *current)
+{
+    if (events == *current)
+        return;
+    ev_io_stop(s->px->loop, w);
+    if (events) {
+        ev_io_set(w, fd, events);
+        ev_io_start(s->px->loop, w);
+    }
+    *current = events;
+}
+
+/* Which readiness each side needs in the current state (level-triggered: only ask for what can be acted on). */
+static void update_watchers(struct session *s)
+{
+    bool reading = s->state != S_ERROR && !s->cli_eof && buf_len(&s->cin) < BUF_HIGH;
+    int ce = (reading || s->tls_write_wants_read ? EV_READ : 0) |
+             (!s->cli_shut && (buf_len(&s->cout) || s->res_fwd || s->tls_read_wants_write) ? EV_WRITE : 0);
+    if (s->state == S_TLS)
+        ce = s->tls_read_wants_write ? EV_WRITE : EV_READ;
+    watch(s, &s->cw, s->cfd, ce, &s->cw_events);
+    if (s->sfd < 0)
+        return;
+    int se = EV_WRITE;
+    if (s->state != S_CONNECT)
+        se = (!s->srv_eof && buf_len(&s->sin) < BUF_HIGH ? EV_READ : 0) |
+             (!s->srv_shut && (buf_len(&s->sout) || s->req_fwd) ? EV_WRITE : 0);
+    watch(s, &s->sw, s->sfd, se, &s->sw_events);
+}
+
+/* Step and write until nothing moves (bounded), then re-arm the watchers or free a closed session. */
+static void run(struct session *s)
+{
+    for (int i = 0; i < 32 && s->state != S_CLOSED; i++) {
+        bool moved = step(s);
+        moved |= flush_server(s);
+        moved |= flush_client(s);
+        if (!moved)
+            break;
+    }
+    if (s->state == S_CLOSED)
+        session_free(s);
+    else
+        update_watchers(s);
+}
+
+static void on_timeout(struct session *s)
+{
+    switch (s->state) {
+    case S_HEAD:
+        if (buf_len(&s->cin))
+            fail_request(s, 408, POOL_ERR_HEAD_TIMEOUT, "the request head took too long");
+        else
+            s->state = S_CLOSED; /* an idle keep-alive connection */
+        break;
+    case S_CONNECT: connect_failed(s, ETIMEDOUT); break;
+    case S_EXCHANGE:
+        if (!body_done(&s->req_body))
+            fail_request(s, 408, POOL_ERR_CLIENT_ABORT, "the request body stalled");
+        else
+            fail_request(s, 504, POOL_ERR_SERVER_TIMEOUT, "the node did not answer in time");
+        break;
+    default: s->state = S_CLOSED;
+    }
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct session *s = container_of(w, struct session, timer);
+    (void)revents;
+    ev_tstamp left = s->last_active + s->timeout - ev_now(loop);
+    if (left > 0.001) {
+        w->repeat = left;
+        ev_timer_again(loop, w);
+        return;
+    }
+    on_timeout(s);
+    if (s->state != S_CLOSED) {
+        w->repeat = s->timeout > 0 ? s->timeout : 1;
+        ev_timer_again(loop, w);
+    }
+    run(s);
+}
+
+static void tls_handshake_step(struct session *s)
+{
+    bool want_write = false;
+    char err[ERR_LEN];
+    enum io_status st = tls_handshake(s->tls, &want_write, err, sizeof err);
+    s->tls_read_wants_write = st == IO_AGAIN && want_write;
+    if (st == IO_OK) {
+        s->state = S_HEAD;
+        set_timeout(s, s->px->conf->timeout_client_ns);
+    } else if (st != IO_AGAIN) {
+        LOG_DEBUG("session %llu: TLS handshake: %s", (unsigned long long)s->id, err);
+        s->state = S_CLOSED;
+    }
+}
+
+static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct session *s = container_of(w, struct session, cw);
+    (void)loop;
+    if (s->state == S_TLS)
+        tls_handshake_step(s);
+    if (s->state != S_TLS && (revents & EV_READ || (s->tls_read_wants_write && revents & EV_WRITE)))
+        client_read(s);
+    run(s);
+}
+
+static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct session *s = container_of(w, struct session, sw);
+    (void)loop;
+    if (s->state == S_CONNECT) {
+        int err = net_connect_result(s->sfd);
+        if (err) {
+            connect_failed(s, err);
+        } else {
+            s->srv_connected = true;
+            pool_observe(s->px->pool, s->node, true, "connected");
+            s->state = S_EXCHANGE;
+            set_timeout(s, s->px->conf->timeout_server_ns);
+        }
+    } else if (revents & EV_READ) {
+        server_read(s);
+    }
+    run(s);
+}
+
+static void resume_accepting(struct proxy *px)
+{
+    if (!px->paused || px->stopping || ev_is_active(px->resume_w))
+        return;
+    px->paused = false;
+    for (int i = 0; i < px->nlisten; i++)
+        ev_io_start(px->loop, &px->accept_w[i]);
+}
+
+static void pause_accepting(struct proxy *px, double seconds)
+{
+    px->paused = true;
+    for (int i = 0; i < px->nlisten; i++)
+        ev_io_stop(px->loop, &px->accept_w[i]);
+    if (seconds > 0) {
+        ev_timer_set(px->resume_w, seconds, 0);
+        ev_timer_start(px->loop, px->resume_w);
+    }
+}
+
+static void session_free(struct session *s)
+{
+    struct proxy *px = s->px;
+    srv_close(s);
+    ev_io_stop(px->loop, &s->cw);
+    ev_timer_stop(px->loop, &s->timer);
+    if (s->tls)
+        tls_conn_free(s->tls);
+    close(s->cfd);
+    buf_free(&s->cin);
+    buf_free(&s->cout);
+    buf_free(&s->sout);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        px->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    px->nsessions--;
+    POOL_SUB(px->pool->sh->conns_active, 1);
+    free(s);
+    resume_accepting(px);
+}
+
+static struct session *session_new(struct proxy *px, int fd, int listener, const struct net_addr *peer)
+{
+    struct session *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    if (px->tls[listener] && !(s->tls = tls_conn_new(px->tls[listener], fd, NULL))) {
+        free(s);
+        return NULL;
+    }
+    s->px = px;
+    s->id = ++px->next_id;
+    s->cfd = fd;
+    s->sfd = -1;
+    s->node = -1;
+    s->listener = listener;
+    s->peer = *peer;
+    s->state = s->tls ? S_TLS : S_HEAD;
+    ev_io_init(&s->cw, on_client_io, fd, EV_READ);
+    ev_io_init(&s->sw, on_server_io, -1, 0);
+    ev_init(&s->timer, on_timer);
+    set_timeout(s, s->tls ? px->conf->timeout_head_ns : px->conf->timeout_client_ns);
+    ev_io_start(px->loop, &s->cw);
+    s->cw_events = EV_READ;
+    s->next = px->sessions;
+    if (px->sessions)
+        px->sessions->prev = s;
+    px->sessions = s;
+    px->nsessions++;
+    POOL_ADD(px->pool->sh->conns_active, 1);
+    POOL_ADD(px->pool->sh->conns_total, 1);
+    return s;
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct proxy *px = w->data;
+    int li = (int)(w - px->accept_w);
+    (void)loop, (void)revents;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        if (px->nsessions >= px->max_sessions) {
+            pause_accepting(px, 0);
+            return;
+        }
+        struct net_addr peer;
+        int fd = net_accept(px->lfd[li], &peer);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+                LOG_WARN("accept: %s; pausing accepts for 100 ms", strerror(errno));
+                pause_accepting(px, 0.1);
+            }
+            return;
+        }
+        if (!session_new(px, fd, li, &peer))
+            close(fd);
+    }
+}
+
+static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct proxy *px = w->data;
+    (void)loop, (void)revents;
+    resume_accepting(px);
+}
+
+int proxy_start(struct proxy *px, struct ev_loop *loop, const struct lb_conf *conf, struct pool *pool, const int *lfd,
+                struct tls_ctx *const *tls, int n, uint32_t max_sessions, char *err, size_t errlen)
+{
+    memset(px, 0, sizeof *px);
+    px->loop = loop;
+    px->conf = conf;
+    px->pool = pool;
+    px->nlisten = n;
+    px->max_sessions = max_sessions;
+    px->accept_w = calloc((size_t)n, sizeof *px->accept_w);
+    px->resume_w = calloc(1, sizeof *px->resume_w);
+    px->hdrs = calloc(conf->max_headers, sizeof *px->hdrs);
+    if (!px->accept_w || !px->resume_w || !px->hdrs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    ev_init(px->resume_w, on_resume);
+    px->resume_w->data = px;
+    for (int i = 0; i < n; i++) {
+        px->lfd[i] = lfd[i];
+        px->tls[i] = tls[i];
+        ev_io_init(&px->accept_w[i], on_accept, lfd[i], EV_READ);
+        px->accept_w[i].data = px;
+        ev_io_start(loop, &px->accept_w[i]);
+    }
+    return 0;
+}
+
+void proxy_stop_accepting(struct proxy *px)
+{
+    if (px->stopping)
+        return;
+    px->stopping = true;
+    ev_timer_stop(px->loop, px->resume_w);
+    for (int i = 0; i < px->nlisten; i++) {
+        ev_io_stop(px->loop, &px->accept_w[i]);
+        close(px->lfd[i]);
+    }
+    for (struct session *s = px->sessions, *next; s; s = next) {
+        next = s->next;
+        s->close_after = true; /* in-flight requests finish, then their connections close */
+        if (s->state == S_HEAD && buf_len(&s->cin) == 0)
+            session_free(s);
+    }
+}
+
+void proxy_close_all(struct proxy *px)
+{
+    while (px->sessions)
+        session_free(px->sessions);
+    if (!px->stopping)
+        for (int i = 0; i < px->nlisten; i++)
+            close(px->lfd[i]);
+    px->stopping = true;
+    if (px->resume_w)
+        ev_timer_stop(px->loop, px->resume_w);
+    free(px->accept_w);
+    free(px->resume_w);
+    free(px->hdrs);
+    px->accept_w = NULL;
+    px->resume_w = NULL;
+    px->hdrs = NULL;
+}
+
+uint32_t proxy_sessions(const struct proxy *px)
+{
+    return px->nsessions;
+}
