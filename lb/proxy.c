@@ -44,7 +44,7 @@
 #define BUF_HIGH     65536 /* stop reading a side while this much of its input waits for the other side */
 #define LINGER_S     1.0
 #define ACCEPT_BATCH 64
-#define COOKIE_MAX   4096
+#define COOKIE_MAX   512 /* an inserted Set-Cookie value: name and id are at most 64 bytes each */
 
 enum sess_state { S_TLS, S_HEAD, S_CONNECT, S_EXCHANGE, S_TUNNEL, S_ERROR, S_LINGER, S_CLOSED };
 enum res_state { RES_HEAD, RES_BODY, RES_DONE };
@@ -70,11 +70,12 @@ struct session {
     uint64_t tried; /* nodes whose connect failed for this request */
     uint64_t param_hash;
     bool has_param;
+    size_t proxy_hdr_len; /* a PROXY header at the front of sout, not yet sent */
     uint32_t tries;
     int cw_events, sw_events;
     bool srv_connected, cli_eof, srv_eof, srv_shut, cli_shut;
     bool close_after, head_req, upgrade_req, set_cookie, res_started, tunnel;
-    bool tls_read_wants_write, tls_write_wants_read;
+    bool tls_read_wants_write, tls_write_wants_read, tls_pending;
 };
 
 /* ---- helpers ---- */
@@ -146,9 +147,62 @@ static void srv_close(struct session *s)
     s->res_fwd = 0;
 }
 
+/* The PROXY protocol v2 header (HAProxy's proxy-protocol.txt, section 2.2): the client's address and the one it
+ * connected to, in binary, ahead of everything else on a new connection to a node. */
+static int put_proxy_header(struct session *s, struct buf *out)
+{
+    static const char sig[12] = "\r\n\r\n\0\r\nQUIT\n";
+    struct net_addr local = {.len = sizeof local.ss};
+    if (getsockname(s->cfd, (struct sockaddr *)&local.ss, &local.len) < 0)
+        return -1;
+    unsigned char h[16 + 36];
+    memcpy(h, sig, sizeof sig);
+    h[12] = 0x21; /* version 2, PROXY */
+    size_t len;
+    if (s->peer.ss.ss_family == AF_INET6 && local.ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *src = (const void *)&s->peer.ss, *dst = (const void *)&local.ss;
+        h[13] = 0x21; /* TCP over IPv6 */
+        memcpy(h + 16, &src->sin6_addr, 16);
+        memcpy(h + 32, &dst->sin6_addr, 16);
+        memcpy(h + 48, &src->sin6_port, 2);
+        memcpy(h + 50, &dst->sin6_port, 2);
+        len = 36;
+    } else if (s->peer.ss.ss_family == AF_INET && local.ss.ss_family == AF_INET) {
+        const struct sockaddr_in *src = (const void *)&s->peer.ss, *dst = (const void *)&local.ss;
+        h[13] = 0x11; /* TCP over IPv4 */
+        memcpy(h + 16, &src->sin_addr, 4);
+        memcpy(h + 20, &dst->sin_addr, 4);
+        memcpy(h + 24, &src->sin_port, 2);
+        memcpy(h + 26, &dst->sin_port, 2);
+        len = 12;
+    } else {
+        h[13] = 0x00; /* UNSPEC: the node uses the connection's own addresses */
+        len = 0;
+    }
+    h[14] = 0;
+    h[15] = (unsigned char)len;
+    return buf_append(out, h, 16 + len);
+}
+
+/* sout with the PROXY header in front of the request head already there. */
+static int prepend_proxy_header(struct session *s)
+{
+    struct buf b = {0};
+    if (put_proxy_header(s, &b) < 0 || buf_append(&b, buf_head(&s->sout), buf_len(&s->sout)) < 0) {
+        buf_free(&b);
+        return -1;
+    }
+    s->proxy_hdr_len = buf_len(&b) - buf_len(&s->sout);
+    buf_free(&s->sout);
+    s->sout = b;
+    return 0;
+}
+
 static int srv_connect(struct session *s)
 {
     const struct lb_backend *b = &s->px->conf->backends[s->node];
+    if (s->px->conf->proxy_protocol && prepend_proxy_header(s) < 0)
+        return -1;
     s->sfd = net_connect(&b->addr, NULL);
     if (s->sfd < 0)
         return -1;
@@ -222,9 +276,8 @@ static int sticky_node(struct session *s, const struct http_head *h, bool *had_c
             if (cookie_find(f->value, f->value_len, c->cookie_name, &id, &id_len) != 1)
                 continue;
         } else {
-            char scratch[COOKIE_MAX];
-            if (cookie_prefix_take(f->value, f->value_len, c->cookie_name, &id, &id_len, scratch, sizeof scratch) <=
-                    0 ||
+            if (cookie_prefix_take(f->value, f->value_len, c->cookie_name, &id, &id_len, s->px->scratch,
+                                   s->px->scratch_len) <= 0 ||
                 id_len == 0)
                 continue;
         }
@@ -282,14 +335,15 @@ static int put_header(struct buf *b, const char *name, size_t name_len, const ch
 static int put_cookie(struct session *s, const struct http_header *f)
 {
     const struct lb_conf *c = s->px->conf;
-    char out[COOKIE_MAX];
+    char *out = s->px->scratch;
+    size_t outlen = s->px->scratch_len;
     int n;
     if (c->sticky == LB_STICKY_COOKIE) {
-        n = cookie_strip(f->value, f->value_len, c->cookie_name, out, sizeof out);
+        n = cookie_strip(f->value, f->value_len, c->cookie_name, out, outlen);
     } else if (c->sticky == LB_STICKY_PREFIX) {
         const char *node;
         size_t node_len;
-        n = cookie_prefix_take(f->value, f->value_len, c->cookie_name, &node, &node_len, out, sizeof out);
+        n = cookie_prefix_take(f->value, f->value_len, c->cookie_name, &node, &node_len, out, outlen);
         if (n == 0)
             return put_header(&s->sout, f->name, f->name_len, f->value, f->value_len);
     } else {
@@ -342,11 +396,11 @@ static int write_response_head(struct session *s, const struct http_head *h)
     int rc = append(o, line, (size_t)n) | append(o, h->reason, h->reason_len) | append(o, "\r\n", 2);
     for (size_t i = 0; i < h->num_headers && rc == 0; i++) {
         const struct http_header *f = &h->headers[i];
-        char out[COOKIE_MAX];
         int m = 0;
         if (c->sticky == LB_STICKY_PREFIX && name_is(f, "set-cookie"))
-            m = cookie_prefix_set(f->value, f->value_len, c->cookie_name, b->cookie, out, sizeof out);
-        rc = m > 0 ? put_header(o, f->name, f->name_len, out, (size_t)m)
+            m = cookie_prefix_set(f->value, f->value_len, c->cookie_name, b->cookie, s->px->scratch,
+                                  s->px->scratch_len);
+        rc = m > 0 ? put_header(o, f->name, f->name_len, s->px->scratch, (size_t)m)
                    : put_header(o, f->name, f->name_len, f->value, f->value_len);
     }
     if (s->set_cookie && h->status >= 101 && h->status != 100) {
@@ -421,6 +475,8 @@ static void connect_failed(struct session *s, int err)
     snprintf(why, sizeof why, "connect: %s", strerror(err));
     pool_observe(s->px->pool, s->node, false, why);
     srv_close(s);
+    buf_consume(&s->sout, s->proxy_hdr_len); /* nothing was sent: the next node gets its own header */
+    s->proxy_hdr_len = 0;
     s->tried |= UINT64_C(1) << s->node;
     int prev = s->node;
     s->node = s->tries++ < s->px->conf->retries ? pick(s) : -1;
@@ -701,7 +757,13 @@ static bool step(struct session *s)
 
 static void client_read(struct session *s)
 {
-    for (int i = 0; i < 64 && buf_len(&s->cin) < BUF_HIGH && !s->cli_eof; i++) {
+    /* OpenSSL may hold decrypted bytes the socket no longer signals: stopping at BUF_HIGH must be remembered */
+    s->tls_pending = false;
+    for (int i = 0; i < 64 && !s->cli_eof; i++) {
+        if (buf_len(&s->cin) >= BUF_HIGH) {
+            s->tls_pending = s->tls != NULL;
+            break;
+        }
         int err = 0;
         enum io_status st;
         if (s->tls) {
@@ -855,6 +917,8 @@ static void update_watchers(struct session *s)
 static void run(struct session *s)
 {
     for (int i = 0; i < 32 && s->state != S_CLOSED; i++) {
+        if (s->tls_pending && buf_len(&s->cin) < BUF_HIGH && s->state != S_TLS)
+            client_read(s);
         bool moved = step(s);
         moved |= flush_server(s);
         moved |= flush_client(s);
@@ -941,6 +1005,7 @@ static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
             connect_failed(s, err);
         } else {
             s->srv_connected = true;
+            s->proxy_hdr_len = 0;
             pool_observe(s->px->pool, s->node, true, "connected");
             s->state = S_EXCHANGE;
             set_timeout(s, s->px->conf->timeout_server_ns);
@@ -1071,7 +1136,10 @@ int proxy_start(struct proxy *px, struct ev_loop *loop, const struct lb_conf *co
     px->accept_w = calloc((size_t)n, sizeof *px->accept_w);
     px->resume_w = calloc(1, sizeof *px->resume_w);
     px->hdrs = calloc(conf->max_headers, sizeof *px->hdrs);
-    if (!px->accept_w || !px->resume_w || !px->hdrs) {
+    /* a rewritten cookie header can outgrow the original (pairs re-joined with "; "): 2x a whole head fits */
+    px->scratch_len = 2 * conf->max_head + 64;
+    px->scratch = malloc(px->scratch_len);
+    if (!px->accept_w || !px->resume_w || !px->hdrs || !px->scratch) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -1118,6 +1186,8 @@ void proxy_close_all(struct proxy *px)
     free(px->accept_w);
     free(px->resume_w);
     free(px->hdrs);
+    free(px->scratch);
+    px->scratch = NULL;
     px->accept_w = NULL;
     px->resume_w = NULL;
     px->hdrs = NULL;

@@ -37,6 +37,8 @@ struct proxy {
     uint64_t next_id;
     struct ev_timer *resume_w; /* accept back-off after EMFILE */
     struct http_header *hdrs;  /* the head parser's scratch array (one worker, one request parsed at a time) */
+    char *scratch;             /* one rewritten cookie header at a time */
+    size_t scratch_len;
 };
 
 /* Serve the listening sockets lfd[0..n) (non-blocking, bound; tls[i] set for TLS listeners) on loop.
