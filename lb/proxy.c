@@ -16,7 +16,13 @@
  *
  * Bytes are not copied from one side's buffer to the other's: cin (read from the client) and sin (read from the
  * node) are written out directly, req_fwd / res_fwd saying how many of their first bytes are cleared to pass
- * (body bytes whose framing was checked, or tunnel bytes). Only heads are rewritten, into sout and cout. */
+ * (body bytes whose framing was checked, or tunnel bytes). Only heads are rewritten, into sout and cout.
+ *
+ * Tunnels copy through user space (read + writev) rather than splice(): bench/tunnel-copy.c measured, on this
+ * 2-core machine, a relay's CPU per message when messages come one at a time (a WebSocket tunnel's case) at
+ * 13.7 us copy vs 15.3 us splice for 100 B, 14.4 vs 15.0 for 1 KB, 17.7 vs 15.8 for 16 KB; splice only wins
+ * (about 2x) on bulk streams of 1 KB and more. And splice needs a pipe (2 descriptors) per direction per tunnel,
+ * which would cut the tunnels one worker can hold under the 20000 open-files limit from about 10000 to 3300. */
 #include "lb/proxy.h"
 
 #include "common/buf.h"
