@@ -69,6 +69,7 @@ struct session {
     ev_timer timer;
     ev_tstamp last_active, timeout;
     struct buf cin, sin, cout, sout;
+    struct buf replay; /* the head of a request sent on a reused connection, until the node answers */
     size_t req_fwd, res_fwd;
     size_t head_seen; /* the parser's last_len for the head being read */
     struct body req_body, res_body;
@@ -521,11 +522,29 @@ static void on_request_head(struct session *s, const struct http_head *h, size_t
     POOL_ADD(node_state(s)->requests, 1);
     /* the head's spans point into cin: consume only after they were copied */
     buf_consume(&s->cin, head_len);
+    buf_free(&s->replay);
     if (reuse) {
+        /* The node may have closed this idle connection just now (its keep-alive timeout): keep the head, so a
+         * close before any response byte is retried once on a new connection, as a browser would. Only without
+         * a body: the body's bytes are not kept. */
+        if (s->req_body.kind == BODY_NONE && buf_append(&s->replay, buf_head(&s->sout), buf_len(&s->sout)) < 0)
+            buf_free(&s->replay);
         s->state = S_EXCHANGE;
         set_timeout(s, s->px->conf->timeout_server_ns);
         return;
     }
+    connect_node(s);
+}
+
+/* The reused connection closed before answering: send the kept head again on a new connection to the same
+ * node. */
+static void replay_request(struct session *s)
+{
+    srv_close(s);
+    buf_free(&s->sout);
+    s->sout = s->replay;
+    s->replay = (struct buf){0};
+    s->head_seen = 0;
     connect_node(s);
 }
 
@@ -606,6 +625,10 @@ static bool step_response_head(struct session *s)
 {
     size_t len = buf_len(&s->sin);
     if (len == 0 || len == s->head_seen) {
+        if (s->srv_eof && len == 0 && buf_len(&s->replay)) {
+            replay_request(s);
+            return true;
+        }
         if (s->srv_eof) {
             fail_request(s, 502, POOL_ERR_BAD_RESPONSE, "the node closed the connection before answering");
             return true;
@@ -629,6 +652,7 @@ static bool step_response_head(struct session *s)
         return true;
     }
     buf_consume(&s->sin, (size_t)n);
+    buf_free(&s->replay); /* the node answered: nothing to retry */
     s->head_seen = 0;
     s->res_started = true;
     POOL_ADD(node_state(s)->responses[h.status / 100 <= 5 ? h.status / 100 : 0], 1);
@@ -1054,6 +1078,7 @@ static void session_free(struct session *s)
     buf_free(&s->cin);
     buf_free(&s->cout);
     buf_free(&s->sout);
+    buf_free(&s->replay);
     if (s->prev)
         s->prev->next = s->next;
     else
