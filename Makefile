@@ -115,6 +115,11 @@ fuzz: need-deps $(FUZZ_BIN)
 
 bench: all
 	@bench/run.sh
+	@bench/lb.sh
+
+.PHONY: bench-lb
+bench-lb: all
+	@bench/lb.sh
 
 demo: all
 	@scripts/demo.sh

@@ -457,13 +457,16 @@ static void reload(struct master *m)
             free_generation(g);
         return;
     }
+    /* The old generation's sockets must not leak into the new workers: a listener that no live worker accepts on
+     * would stay in the SO_REUSEPORT group and swallow its share of new connections. Its workers hold their own
+     * copies until they stop. */
+    close_generation_fds(m->cur);
     if (start_generation(g) < 0) {
         signal_generation(g, SIGKILL);
         m->old[slot] = g; /* reaped like any old generation */
         return;
     }
     signal_generation(m->cur, SIGTERM);
-    close_generation_fds(m->cur); /* its workers hold their own copies until they stop */
     m->old[slot] = m->cur;
     m->cur = g;
 }
