@@ -4,9 +4,12 @@
 set -euo pipefail
 
 # build: compiler, libev, hiredis (RESP reader/formatter), OpenSSL, zlib, cmocka; fuzz: clang + its runtimes;
-# jansson: loadgen's JSON report. run/test: redis-server, haproxy (loadgen's wss interop test), python3 (integration tests), node + npm (interop tests against npm peers).
+# jansson: loadgen's JSON report. run/test: redis-server, haproxy and nginx (the balancers scenarios compare with),
+# python3 (integration tests, the scenario runner), node + npm (interop tests against npm peers), gnuplot (the
+# comparison's latency plot), docker-compose (validates docker-compose.yml; there may be no engine to run it).
 PACKAGES=(build-essential pkg-config libev-dev libhiredis-dev libssl-dev zlib1g-dev libcmocka-dev libjansson-dev
-          clang libclang-rt-14-dev redis-server haproxy python3 nodejs npm openssl procps)
+          clang libclang-rt-14-dev redis-server haproxy nginx-light python3 nodejs npm openssl procps gnuplot-nox
+          docker-compose)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -41,5 +44,14 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 fi
 echo "deps: installing ${missing[*]}"
+# Packaged servers (redis-server, haproxy, nginx) would start as system services on install; we only want their
+# binaries, started by the tests and scenarios on free ports. policy-rc.d "101" tells invoke-rc.d not to start them.
+policy=/usr/sbin/policy-rc.d
+made_policy=
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && made_policy=1
+fi
+cleanup_policy() { [ -n "$made_policy" ] && $SUDO rm -f "$policy"; true; }
+trap cleanup_policy EXIT
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
