@@ -37,7 +37,7 @@ FUZZ_SRC   := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN   := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all test unit itest interop check fuzz bench demo deps need-deps lint clean
+.PHONY: all test unit itest interop check fuzz bench demo deps need-deps lint clean scenario compare gate baseline
 all: need-deps $(BUILD)/refserver $(BUILD)/loadgen $(if $(wildcard lb/main.c),$(BUILD)/lb) $(TOOL_BIN)
 
 # Fail early, with the remedy, when a build dependency is missing; install it when we can.
@@ -123,6 +123,28 @@ bench-lb: all
 
 demo: all
 	@scripts/demo.sh
+
+# `make scenario broadcast-100` (or NAME=broadcast-100); `make compare broadcast-100`. The words after the target
+# are the scenario's name, not targets of their own.
+ifneq ($(filter scenario compare,$(firstword $(MAKECMDGOALS))),)
+SCENARIO_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+$(eval $(SCENARIO_ARGS):;@:)
+endif
+NAME ?= $(SCENARIO_ARGS)
+
+scenario: all
+	@test -n "$(NAME)" || { echo "usage: make scenario NAME (scenarios/*.ini)"; exit 2; }
+	@scenarios/run $(NAME)
+
+compare: all
+	@test -n "$(NAME)" || { echo "usage: make compare NAME (scenarios/*.ini)"; exit 2; }
+	@scenarios/compare $(NAME)
+
+gate: all
+	@scenarios/gate
+
+baseline: all
+	@scenarios/gate --update
 
 lint:
 	clang-format --dry-run -Werror common/*.[ch] refserver/*.[ch] loadgen/*.[ch] $(wildcard lb/*.[ch]) tests/unit/*.[ch] tests/tools/*.c fuzz/*.c

@@ -1,0 +1,706 @@
+"""Scenarios: a named topology and load in an .ini file, run on loopback and judged by loadgen.
+
+This module is the runner's library (scenarios/run, scenarios/gate and scenarios/compare are thin command lines over
+it, and the tests import it). It reads a scenario file strictly (every mistake reported with its line), starts
+redis-server, the refserver nodes and the balancer on free ports (our lb, HAProxy or nginx, whose configurations it
+writes), waits until each answers, runs loadgen, writes the results, and stops every process it started, by PID, on
+success, on failure and on Ctrl-C. Standard library only: it must run wherever the project builds.
+
+Exit codes (the runner's, which are loadgen's where loadgen ran): 0 pass, 1 verification or threshold failure,
+2 bad scenario or usage, 3 the topology could not start or loadgen could not connect.
+"""
+
+import ctypes
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP = 0, 1, 2, 3
+LBS = ("builtin", "haproxy", "nginx", "none")
+STICKY = ("cookie", "source", "none")
+DURATION = re.compile(r"^(\d+(\.\d+)?)(ns|us|ms|s|m|h)$")
+UNIT_S = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ScenarioError(Exception):
+    """A mistake in a scenario file or a --set: str() is the whole message, with file and line."""
+
+
+class SetupError(Exception):
+    """The topology could not be started (a missing program, a process that died, a port that never opened)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the scenario file
+
+
+def _int(lo, hi):
+    def parse(v):
+        if not re.fullmatch(r"\d+", v) or not lo <= int(v) <= hi:
+            raise ValueError(f"expected a whole number from {lo} to {hi}, got '{v}'")
+        return int(v)
+    return parse
+
+
+def _choice(*options):
+    def parse(v):
+        if v not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got '{v}'")
+        return v
+    return parse
+
+
+def _duration(v):
+    if not DURATION.match(v):
+        raise ValueError(f"expected a duration with a unit (ns, us, ms, s, m, h), e.g. 500ms, got '{v}'")
+    return v
+
+
+def _bool(v):
+    if v not in ("yes", "no", "true", "false", "on", "off"):
+        raise ValueError(f"expected yes or no, got '{v}'")
+    return v in ("yes", "true", "on")
+
+
+def _ratio(v):
+    try:
+        f = float(v)
+    except ValueError:
+        f = -1
+    if not 0 <= f <= 100 or not re.fullmatch(r"\d+(\.\d+)?", v):
+        raise ValueError(f"expected a fraction such as 0.5 (50% worse allowed), got '{v}'")
+    return f
+
+
+def _redis(v):
+    if v != "embedded" and not re.match(r"^rediss?://", v):
+        raise ValueError(f"expected 'embedded' or a redis:// or rediss:// URL, got '{v}'")
+    return v
+
+
+def _source(v):
+    if v and not re.fullmatch(r"[0-9a-fA-F.:,\-]+", v):
+        raise ValueError(f"expected addresses such as 127.0.0.2-127.0.0.40, got '{v}'")
+    return v
+
+
+def _text(v):
+    return v
+
+
+# section -> key -> (parser, default); None as default: required.
+SCHEMA = {
+    "scenario": {
+        "description": (_text, None),
+    },
+    "topology": {
+        "nodes": (_int(1, 32), 2),
+        "redis": (_redis, "embedded"),
+        "lb": (_choice(*LBS), "builtin"),
+        "sticky": (_choice(*STICKY), "cookie"),
+        "lb_workers": (_int(1, 16), 1),
+    },
+    "load": {
+        "clients": (_int(1, 1000000), None),
+        "protocol": (_choice("websocket"), "websocket"),
+        "rounds": (_int(0, 100000), 10),
+        "interval": (_duration, "500ms"),
+        "payload": (_int(87, 16 * 1024 * 1024), 100),
+        "rooms": (_int(1, 1000000), 1),
+        "emitters": (_int(1, 1000000), 1),
+        "connect_rate": (_int(0, 10000000), 0),
+        "max_inflight": (_int(1, 1000000), 256),
+        "loadgen_workers": (_int(1, 64), 1),
+        "source": (_source, ""),
+        "deadline": (_duration, "5s"),
+        "hold": (_duration, "0s"),
+    },
+    "thresholds": {},  # free lines: loadgen --threshold expressions
+    "gate": {
+        "enabled": (_bool, False),
+        "tolerance": (_ratio, 1.0),
+        "runs": (_int(1, 20), 3),
+    },
+}
+
+
+def parse_text(text, name="<scenario>"):
+    """Parse a scenario's text into {section: {key: value}} with defaults filled in and 'thresholds' a list.
+    Raises ScenarioError listing every mistake, one per line, each as "name:LINE: message"."""
+    errors, seen = [], {}
+    conf = {s: {} for s in SCHEMA}
+    conf["thresholds"] = []
+    section = None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip() if not raw.strip().startswith(("#", ";")) else ""
+        if not line:
+            continue
+
+        def err(msg, lineno=lineno):
+            errors.append(f"{name}:{lineno}: {msg}")
+
+        m = re.fullmatch(r"\[([a-z_]+)\]", line)
+        if m:
+            section = m.group(1)
+            if section not in SCHEMA:
+                err(f"unknown section [{section}] (sections: {', '.join('[' + s + ']' for s in SCHEMA)})")
+                section = "?"
+            continue
+        if section is None:
+            err("a key before any [section]")
+            continue
+        if section == "?":
+            continue
+        if section == "thresholds":
+            if not re.fullmatch(r"[a-z0-9_.]+\s*(<=|>=|<|>)\s*[0-9.]+(ns|us|ms|s|m|h|%)?", line):
+                err(f"'{line}' is not a threshold such as p99<50ms, connect.p95<1s, errors<1%, delivery>=99.9%")
+            else:
+                conf["thresholds"].append(re.sub(r"\s+", "", line))
+            continue
+        if "=" not in line:
+            err(f"expected key = value, got '{line}'")
+            continue
+        key, value = (p.strip() for p in line.split("=", 1))
+        if key not in SCHEMA[section]:
+            err(f"unknown key '{key}' in [{section}] (keys: {', '.join(SCHEMA[section])})")
+            continue
+        if (section, key) in seen:
+            err(f"'{key}' given twice in [{section}] (first on line {seen[section, key]})")
+            continue
+        seen[section, key] = lineno
+        try:
+            conf[section][key] = SCHEMA[section][key][0](value)
+        except ValueError as e:
+            err(f"{key}: {e}")
+    for section, keys in SCHEMA.items():
+        for key, (_, default) in keys.items():
+            if key in conf[section]:
+                continue
+            if default is None:
+                errors.append(f"{name}: [{section}] {key} is required")
+            else:
+                conf[section][key] = default
+    if not errors:
+        errors = [f"{name}: {e}" for e in check(conf)]
+    if errors:
+        raise ScenarioError("\n".join(errors))
+    return conf
+
+
+def check(conf):
+    """Rules between keys; a list of messages."""
+    out = []
+    t, load = conf["topology"], conf["load"]
+    if t["lb"] == "nginx" and t["sticky"] == "cookie":
+        out.append("sticky = cookie needs lb = builtin or haproxy: open-source nginx cannot insert a sticky cookie "
+                   "(use sticky = source)")
+    if load["emitters"] > load["clients"]:
+        out.append(f"emitters ({load['emitters']}) cannot exceed clients ({load['clients']})")
+    if load["rooms"] > load["clients"]:
+        out.append(f"rooms ({load['rooms']}) cannot exceed clients ({load['clients']})")
+    return out
+
+
+def apply_sets(conf, sets, name="--set"):
+    """Apply 'section.key=value' or 'key=value' (a key found in one section only) overrides; returns conf."""
+    errors = []
+    for item in sets:
+        if "=" not in item:
+            errors.append(f"{name} '{item}': expected key=value")
+            continue
+        key, value = (p.strip() for p in item.split("=", 1))
+        if "." in key:
+            section, key = key.split(".", 1)
+        else:
+            owners = [s for s in SCHEMA if key in SCHEMA[s]]
+            section = owners[0] if len(owners) == 1 else None
+        if section == "thresholds":
+            conf["thresholds"].append(value)
+            continue
+        if section not in SCHEMA or key not in SCHEMA[section]:
+            errors.append(f"{name} '{item}': unknown key")
+            continue
+        try:
+            conf[section][key] = SCHEMA[section][key][0](value)
+        except ValueError as e:
+            errors.append(f"{name} '{item}': {e}")
+    errors += [f"{name}: {e}" for e in check(conf)]
+    if errors:
+        raise ScenarioError("\n".join(errors))
+    return conf
+
+
+def find(name):
+    """The scenario file for NAME (scenarios/NAME.ini) or a path."""
+    if os.sep in name or name.endswith(".ini"):
+        path = name
+    else:
+        path = os.path.join(HERE, name + ".ini")
+    if not os.path.isfile(path):
+        known = sorted(f[:-4] for f in os.listdir(HERE) if f.endswith(".ini"))
+        raise ScenarioError(f"no scenario '{name}' ({path} not found); known: {', '.join(known)}")
+    return path
+
+
+def load(name, sets=()):
+    path = find(name)
+    with open(path, encoding="utf-8") as f:
+        conf = parse_text(f.read(), os.path.relpath(path, os.getcwd()))
+    return path, apply_sets(conf, sets)
+
+
+def seconds(duration):
+    m = DURATION.match(duration)
+    return float(m.group(1)) * UNIT_S[m.group(3)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# processes
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _child_setup():
+    """In the child: its own session (a terminal's Ctrl-C reaches only the runner, which stops everything in
+    order), and SIGTERM when the runner dies, so not even a SIGKILLed runner leaves processes behind."""
+    os.setsid()
+    _libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Proc:
+    """A process we started: its log file, and a stop() that ends it by PID (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, name, argv, log_path, cwd=None):
+        self.name, self.argv, self.log_path = name, argv, log_path
+        self.log = open(log_path, "wb")
+        self.log.write(("$ " + " ".join(argv) + "\n").encode())
+        self.log.flush()
+        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                  cwd=cwd, preexec_fn=_child_setup)
+        self.pid = self.p.pid
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, timeout=5.0):
+        if self.p.poll() is None:
+            try:
+                self.p.send_signal(signal.SIGTERM)
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self.log.close()
+        return self.p.returncode
+
+    def tail(self, n=20):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"".join(f.readlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+
+class Ports:
+    """Free loopback ports, never the same one twice in one run."""
+
+    def __init__(self):
+        self.taken = set()
+
+    def take(self):
+        for _ in range(100):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in self.taken:
+                self.taken.add(port)
+                return port
+        raise SetupError("no free port")
+
+
+def wait_for(what, pred, procs, timeout):
+    """Poll pred() until true; SetupError when timeout passes or a process we started has died."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for p in procs:
+            if not p.alive():
+                raise SetupError(f"{p.name} exited ({p.p.returncode}) while waiting for {what}:\n{p.tail()}")
+        try:
+            if pred():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SetupError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def http_ok(port, path="/"):
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        data = s.recv(64)
+    return re.match(rb"HTTP/1\.[01] 200", data) is not None
+
+
+def redis_pong(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        s.sendall(b"PING\r\n")
+        return s.recv(16).startswith(b"+PONG")
+
+
+def tool(name, env_var=None):
+    """The path of a program we need, or SetupError with how to get it."""
+    path = os.environ.get(env_var) if env_var else None
+    path = path or shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    if not path:
+        raise SetupError(f"{name} is not installed: run `make deps` (or apt-get install {name})")
+    return path
+
+
+def build_dir():
+    return os.environ.get("WSH_BUILD") or os.path.join(ROOT, "build")
+
+
+def ensure_built():
+    """Build the binaries when one is missing (make also installs missing Debian packages)."""
+    build = build_dir()
+    if all(os.access(os.path.join(build, b), os.X_OK) for b in ("refserver", "loadgen", "lb")):
+        return build
+    print("scenario: building (make all)", file=sys.stderr)
+    if subprocess.call(["make", "-C", ROOT, "-s", "all"]) != 0:
+        raise SetupError("the build failed (make all)")
+    return build
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# balancer configurations
+
+
+def lb_conf(conf, listen, admin, nodes):
+    t = conf["topology"]
+    lines = [f"# written by scenarios/scenario.py for lb = builtin",
+             f"listen 127.0.0.1:{listen}", f"admin 127.0.0.1:{admin}"]
+    lines += [f"backend n{i + 1} 127.0.0.1:{port}" for i, port in enumerate(nodes)]
+    lines += [f"sticky {t['sticky']}", "balance roundrobin", f"workers {t['lb_workers']}",
+              "health path=/ interval=1s timeout=500ms rise=2 fall=2",
+              "timeout tunnel 1h", "timeout grace 2s", "max-connections 1000000"]
+    return "\n".join(lines) + "\n"
+
+
+def haproxy_maxconn(conf):
+    # HAProxy needs 2 descriptors per proxied connection and refuses a maxconn whose total exceeds the hard limit.
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    return max(100, min(conf["load"]["clients"] + 100, (limit - 100) // 2))
+
+
+def haproxy_cfg(conf, listen, nodes):
+    t = conf["topology"]
+    sticky = t["sticky"]
+    servers = "\n".join(
+        f"    server n{i + 1} 127.0.0.1:{port} check inter 1s rise 2 fall 2"
+        + (f" cookie n{i + 1}" if sticky == "cookie" else "")
+        for i, port in enumerate(nodes))
+    return f"""# written by scenarios/scenario.py for lb = haproxy
+global
+    maxconn {haproxy_maxconn(conf)}
+    nbthread {t['lb_workers']}
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout tunnel 1h
+    timeout http-request 10s
+
+frontend fe
+    bind 127.0.0.1:{listen}
+    default_backend nodes
+
+backend nodes
+    balance {'source' if sticky == 'source' else 'roundrobin'}
+    hash-type consistent
+    option httpchk GET /
+{"    cookie SRVID insert indirect nocache" if sticky == "cookie" else ""}
+{servers}
+"""
+
+
+def nginx_conf(conf, listen, nodes, run_dir):
+    t = conf["topology"]
+    servers = "\n".join(f"        server 127.0.0.1:{port};" for port in nodes)
+    hashing = "        hash $remote_addr consistent;\n" if t["sticky"] == "source" else ""
+    return f"""# written by scenarios/scenario.py for lb = nginx
+daemon off;
+worker_processes {t['lb_workers']};
+worker_rlimit_nofile 20000;
+pid {run_dir}/nginx.pid;
+error_log {run_dir}/nginx-error.log warn;
+events {{ worker_connections 10000; }}
+http {{
+    access_log off;
+    client_body_temp_path {run_dir}/nginx-body;
+    proxy_temp_path {run_dir}/nginx-proxy;
+    fastcgi_temp_path {run_dir}/nginx-fastcgi;
+    uwsgi_temp_path {run_dir}/nginx-uwsgi;
+    scgi_temp_path {run_dir}/nginx-scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    upstream nodes {{
+{hashing}{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{listen};
+        location / {{
+            proxy_pass http://nodes;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+        }}
+    }}
+}}
+"""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# running
+
+
+def loadgen_argv(conf, build, urls, out_json, out_hlog):
+    load = conf["load"]
+    argv = [os.path.join(build, "loadgen"), "-c", str(load["clients"]), "--rounds", str(load["rounds"]),
+            "--interval", load["interval"], "--payload", str(load["payload"]), "--emitters", str(load["emitters"]),
+            "--deadline", load["deadline"], "--workers", str(load["loadgen_workers"]),
+            "--max-inflight", str(load["max_inflight"]), "--out", out_json, "--hlog", out_hlog]
+    if load["rooms"] > 1:
+        argv += ["--rooms", str(load["rooms"]), "--room", "room"]
+    if load["connect_rate"]:
+        argv += ["--connect-rate", str(load["connect_rate"])]
+    if load["source"]:
+        argv += ["--source", load["source"]]
+    if seconds(load["hold"]) > 0:
+        argv += ["--hold", load["hold"]]
+    for t in conf["thresholds"]:
+        argv += ["--threshold", t]
+    return argv + urls
+
+
+class Run:
+    """One run of a scenario: start() the topology, loadgen(), and stop() (always, in a finally)."""
+
+    def __init__(self, name, path, conf, out_root=None, quiet=False):
+        self.name, self.path, self.conf, self.quiet = name, path, conf, quiet
+        self.lb = conf["topology"]["lb"]
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
+        self.stamp = stamp.replace(".", "")
+        out_root = out_root or os.path.join(ROOT, "results", "runs")
+        self.out_dir = os.path.join(out_root, name)
+        self.base = os.path.join(self.out_dir, f"{self.stamp}-{self.lb}")
+        self.run_dir = self.base  # logs and generated configs
+        os.makedirs(self.run_dir, exist_ok=True)
+        self.procs, self.ports, self.topology = [], Ports(), {}
+
+    def log(self, msg):
+        if not self.quiet:
+            print(f"scenario: {msg}", file=sys.stderr, flush=True)
+
+    def spawn(self, name, argv):
+        p = Proc(name, argv, os.path.join(self.run_dir, name + ".log"))
+        self.procs.append(p)
+        return p
+
+    def write(self, filename, text):
+        path = os.path.join(self.run_dir, filename)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def start_redis(self):
+        url = self.conf["topology"]["redis"]
+        if url != "embedded":
+            return url
+        port = self.ports.take()
+        p = self.spawn("redis", [tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no"])
+        wait_for("redis-server", lambda: redis_pong(port), [p], 15)
+        self.topology["redis_port"] = port
+        return f"redis://127.0.0.1:{port}"
+
+    def start_nodes(self, build, redis_url):
+        ports = []
+        for i in range(self.conf["topology"]["nodes"]):
+            port = self.ports.take()
+            node = f"n{i + 1}"
+            self.spawn(node, [os.path.join(build, "refserver"), "--listen", f"127.0.0.1:{port}", "--redis",
+                              redis_url, "--node-id", node])
+            ports.append(port)
+        for i, port in enumerate(ports):
+            wait_for(f"node n{i + 1} on port {port}", lambda port=port: http_ok(port), self.procs, 15)
+        self.topology["node_ports"] = ports
+        return ports
+
+    def start_balancer(self, build, nodes):
+        """The URL(s) loadgen gets."""
+        if self.lb == "none":
+            return [f"ws://127.0.0.1:{p}/ws" for p in nodes]
+        listen = self.ports.take()
+        self.topology["lb_port"] = listen
+        if self.lb == "builtin":
+            admin = self.ports.take()
+            cfg = self.write("lb.conf", lb_conf(self.conf, listen, admin, nodes))
+            p = self.spawn("lb", [os.path.join(build, "lb"), "-c", cfg])
+            wait_for("lb's /health", lambda: http_ok(admin, "/health"), [p] + self.procs, 15)
+            self.topology["lb_admin_port"] = admin
+        elif self.lb == "haproxy":
+            haproxy = tool("haproxy", "HAPROXY")
+            cfg = self.write("haproxy.cfg", haproxy_cfg(self.conf, listen, nodes))
+            check = subprocess.run([haproxy, "-c", "-f", cfg], capture_output=True, text=True)
+            if check.returncode != 0:
+                raise SetupError(f"haproxy -c rejects {cfg}:\n{check.stdout}{check.stderr}")
+            p = self.spawn("haproxy", [haproxy, "-f", cfg, "-db"])
+            wait_for("haproxy", lambda: http_ok(listen, "/"), [p] + self.procs, 15)
+        else:
+            nginx = tool("nginx", "NGINX")
+            cfg = self.write("nginx.conf", nginx_conf(self.conf, listen, nodes, self.run_dir))
+            args = ["-p", self.run_dir, "-c", cfg, "-e", os.path.join(self.run_dir, "nginx-error.log")]
+            check = subprocess.run([nginx, "-t", "-q"] + args, capture_output=True, text=True)
+            if check.returncode != 0:
+                raise SetupError(f"nginx -t rejects {cfg}:\n{check.stdout}{check.stderr}")
+            p = self.spawn("nginx", [nginx] + args)
+            wait_for("nginx", lambda: http_ok(listen, "/"), [p] + self.procs, 15)
+        return [f"ws://127.0.0.1:{listen}/ws"]
+
+    def start(self):
+        build = ensure_built()
+        self.build = build
+        redis_url = self.start_redis()
+        nodes = self.start_nodes(build, redis_url)
+        self.urls = self.start_balancer(build, nodes)
+        self.log(f"{self.name}: {len(nodes)} node(s), lb {self.lb}, " + ", ".join(self.urls))
+
+    def loadgen(self):
+        """Run loadgen in the foreground; returns its exit code. Its summary goes to stdout (and its log)."""
+        json_path, hlog_path = os.path.join(self.run_dir, "loadgen.json"), self.base + ".hlog"
+        argv = loadgen_argv(self.conf, self.build, self.urls, json_path, hlog_path)
+        if self.quiet:
+            argv.insert(1, "--quiet")
+        p = self.spawn("loadgen", argv)
+        while p.alive():
+            for other in self.procs:
+                if other is not p and not other.alive():
+                    self.log(f"{other.name} died during the run:\n{other.tail()}")
+            time.sleep(0.1)
+        rc = p.p.returncode
+        p.log.flush()
+        if not self.quiet:
+            with open(p.log_path, "rb") as f:
+                sys.stdout.write(b"".join(f.readlines()[1:]).decode(errors="replace"))
+                sys.stdout.flush()
+        self.loadgen_json = json_path
+        return rc
+
+    def stop(self):
+        """Stop everything, newest first; returns the names of processes that died or would not stop."""
+        bad = []
+        for p in reversed(self.procs):
+            if p.name != "loadgen" and not p.alive():
+                bad.append(f"{p.name} had exited ({p.p.returncode})")
+            p.stop()
+        return bad
+
+    def write_result(self, rc, started, error=None):
+        try:
+            with open(self.loadgen_json, encoding="utf-8") as f:
+                report = json.load(f)
+        except (OSError, ValueError, AttributeError):
+            report = None
+        result = {
+            "schema": "wsh-scenario/1",
+            "scenario": self.name,
+            "file": os.path.relpath(self.path, ROOT),
+            "lb": self.lb,
+            "time": started,
+            "settings": self.conf,
+            "topology": self.topology,
+            "exit_code": rc,
+            "error": error,
+            "logs": os.path.relpath(self.run_dir, ROOT),
+            "hlog": os.path.relpath(self.base + ".hlog", ROOT) if report else None,
+            "loadgen": report,
+        }
+        path = self.base + ".json"
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        return path, result
+
+
+class Interrupted(Exception):
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def run_scenario(name, sets=(), out_root=None, quiet=False):
+    """Run one scenario end to end. Returns (exit code, result dict, path of the result file or None)."""
+    try:
+        path, conf = load(name, sets)
+    except ScenarioError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_USAGE, None, None
+    scenario_name = os.path.splitext(os.path.basename(path))[0]
+    old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    run, rc, error = None, EXIT_SETUP, None
+    try:
+        run = Run(scenario_name, path, conf, out_root, quiet)
+        run.start()
+        rc = run.loadgen()
+    except SetupError as e:
+        error = str(e)
+        print(f"scenario: {scenario_name}: {e}", file=sys.stderr)
+    except Interrupted as e:
+        error = f"interrupted by {e}"
+        rc = 128 + e.signum
+        print(f"scenario: {error}; stopping everything", file=sys.stderr)
+    finally:
+        # teardown must not itself be interrupted half-way
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+        died = run.stop() if run else []
+        for s, h in old.items():
+            signal.signal(s, h)
+    if died and rc == EXIT_PASS:
+        rc, error = EXIT_FAIL, "; ".join(died)
+        print(f"scenario: {error}", file=sys.stderr)
+    if run is None:
+        return rc, None, None
+    result_path, result = run.write_result(rc, started, error)
+    print(f"scenario: {scenario_name} via {run.lb}: {verdict_line(rc, result)}; "
+          f"results {os.path.relpath(result_path, os.getcwd())}", file=sys.stderr)
+    return rc, result, result_path
+
+
+def verdict_line(rc, result):
+    words = {EXIT_PASS: "PASS", EXIT_FAIL: "FAIL", EXIT_USAGE: "USAGE ERROR", EXIT_SETUP: "COULD NOT RUN"}
+    text = f"{words.get(rc, 'INTERRUPTED')} (exit {rc})"
+    lat = (result or {}).get("loadgen") and result["loadgen"].get("latency")
+    if lat and lat.get("count"):
+        text += f", delivery p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms over {lat['count']} deliveries"
+    return text
