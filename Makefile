@@ -100,9 +100,17 @@ check:
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
 # libFuzzer targets always build with clang, against the sources directly (no static lib: it is built with $(CC)).
-build/fuzz/%: fuzz/%.c $(COMMON_SRC) $(LG_LIBSRC) $(LB_LIBSRC)
+# The library sources are compiled once (fuzzer-no-link: coverage instrumented, no main) and linked into every target.
+FUZZ_FLAGS  := $(CSTD) -I. -g -O1 -MMD -MP
+FUZZ_LIBOBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(COMMON_SRC) $(LG_LIBSRC) $(LB_LIBSRC))
+
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(CSTD) -I. -g -O1 -fsanitize=fuzzer,address,undefined $< $(COMMON_SRC) $(LG_LIBSRC) $(LB_LIBSRC) $(LDLIBS) -o $@
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,address,undefined -c $< -o $@
+
+build/fuzz/%: fuzz/%.c $(FUZZ_LIBOBJ)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined $< $(FUZZ_LIBOBJ) $(LDLIBS) -o $@
 
 fuzz: need-deps $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \
