@@ -116,6 +116,7 @@ SCHEMA = {
         "interval": (_duration, "500ms"),
         "payload": (_int(87, 16 * 1024 * 1024), 100),
         "rooms": (_int(1, 1000000), 1),
+        "spectators": (_int(0, 1000000), 0),
         "emitters": (_int(1, 1000000), 1),
         "connect_rate": (_int(0, 10000000), 0),
         "max_inflight": (_int(1, 1000000), 256),
@@ -207,6 +208,9 @@ def check(conf):
         out.append(f"emitters ({load['emitters']}) cannot exceed clients ({load['clients']})")
     if load["rooms"] > load["clients"]:
         out.append(f"rooms ({load['rooms']}) cannot exceed clients ({load['clients']})")
+    if load["spectators"] > 0 and load["spectators"] + load["rooms"] > load["clients"]:
+        out.append(f"spectators + rooms ({load['spectators']} + {load['rooms']}) cannot exceed clients "
+                   f"({load['clients']})")
     return out
 
 
@@ -360,6 +364,8 @@ def redis_pong(port):
 def tool(name, env_var=None):
     """The path of a program we need, or SetupError with how to get it."""
     path = os.environ.get(env_var) if env_var else None
+    if path and not os.access(path, os.X_OK):
+        raise SetupError(f"{env_var}={path} is not an executable program")
     path = path or shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
     if not path:
         raise SetupError(f"{name} is not installed: run `make deps` (or apt-get install {name})")
@@ -486,6 +492,8 @@ def loadgen_argv(conf, build, urls, out_json, out_hlog):
             "--max-inflight", str(load["max_inflight"]), "--out", out_json, "--hlog", out_hlog]
     if load["rooms"] > 1:
         argv += ["--rooms", str(load["rooms"]), "--room", "room"]
+    if load["spectators"] > 0:
+        argv += ["--spectators", str(load["spectators"])]
     if load["connect_rate"]:
         argv += ["--connect-rate", str(load["connect_rate"])]
     if load["source"]:
@@ -672,7 +680,7 @@ def run_scenario(name, sets=(), out_root=None, quiet=False):
         run = Run(scenario_name, path, conf, out_root, quiet)
         run.start()
         rc = run.loadgen()
-    except SetupError as e:
+    except (SetupError, OSError) as e:  # OSError: a program that could not be started at all
         error = str(e)
         print(f"scenario: {scenario_name}: {e}", file=sys.stderr)
     except Interrupted as e:
