@@ -36,7 +36,7 @@ struct lg_client {
     char *pre;               /* the head of a message split over chunks (LG_PAYLOAD_PREFIX bytes), on demand */
     struct lg_track *tracks; /* the worker's: one tracker per emitter in this client's room */
     uint32_t id;             /* global client number */
-    uint32_t room;           /* room index (id % rooms) */
+    uint32_t room;           /* room index (lg_room_index) */
     uint32_t msg_len;        /* bytes of the current message so far (saturates) */
     uint16_t pre_len;
     uint16_t slot;     /* handshake slot while connecting */

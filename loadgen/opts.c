@@ -311,10 +311,29 @@ int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, 
     return 0;
 }
 
+uint32_t lg_room_count(const struct lg_opts *o)
+{
+    return o->spectators ? o->rooms + 1 : o->rooms;
+}
+
+uint32_t lg_room_index(const struct lg_opts *o, uint32_t client)
+{
+    uint32_t k = o->rooms, s = o->spectators;
+    if (!s)
+        return client % k;
+    if (client == 0)
+        return 0; /* the publisher */
+    if (client <= k)
+        return client; /* one per small room first, so the first K+1 emitters cover every room */
+    if (client < k + s)
+        return 0; /* the watchers */
+    return 1 + (client - k - s) % k;
+}
+
 void lg_client_room(const struct lg_opts *o, uint32_t client, char *out, size_t outlen)
 {
-    if (o->rooms > 1)
-        snprintf(out, outlen, "%s-%u", o->room ? o->room : "room", client % o->rooms);
+    if (lg_room_count(o) > 1)
+        snprintf(out, outlen, "%s-%u", o->room ? o->room : "room", lg_room_index(o, client));
     else
         snprintf(out, outlen, "%s", o->room ? o->room : "");
 }
@@ -355,6 +374,7 @@ enum {
     OPT_ECHO,
     OPT_ROOM,
     OPT_ROOMS,
+    OPT_SPECTATORS,
     OPT_ROOM_PARAM,
     OPT_NODE_HEADER,
     OPT_COOKIE,
@@ -380,6 +400,7 @@ static const struct option long_opts[] = {
     {"echo", no_argument, NULL, OPT_ECHO},
     {"room", required_argument, NULL, OPT_ROOM},
     {"rooms", required_argument, NULL, OPT_ROOMS},
+    {"spectators", required_argument, NULL, OPT_SPECTATORS},
     {"room-param", required_argument, NULL, OPT_ROOM_PARAM},
     {"node-header", required_argument, NULL, OPT_NODE_HEADER},
     {"cookie", required_argument, NULL, OPT_COOKIE},
@@ -493,6 +514,7 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
     case OPT_ECHO: o->echo = true; return 0;
     case OPT_ROOM: o->room = arg; return 0;
     case OPT_ROOMS: return parse_u32("--rooms", arg, 1, 1000000, &o->rooms, err, errlen);
+    case OPT_SPECTATORS: return parse_u32("--spectators", arg, 2, MAX_CLIENTS, &o->spectators, err, errlen);
     case OPT_ROOM_PARAM: o->room_param = arg; return 0;
     case OPT_NODE_HEADER: o->node_header = arg; return 0;
     case OPT_COOKIE: o->cookie = arg; return 0;
@@ -540,6 +562,11 @@ static int check_combination(struct lg_opts *o, char *err, size_t errlen)
         return fail(err, errlen, "--emitters %u: more than the %u clients", o->emitters, o->clients);
     if (o->rooms > o->clients)
         return fail(err, errlen, "--rooms %u: more than the %u clients", o->rooms, o->clients);
+    if (o->spectators && o->rooms + o->spectators > o->clients) /* both are capped far below 2^31: no overflow */
+        return fail(err, errlen,
+                    "--spectators %u with --rooms %u: needs at least %u clients (the big room's %u and "
+                    "one per small room), got %u",
+                    o->spectators, o->rooms, o->rooms + o->spectators, o->spectators, o->clients);
     if (o->workers > o->clients)
         return fail(err, errlen, "--workers %u: more than the %u clients", o->workers, o->clients);
     return 0;
@@ -628,6 +655,10 @@ void lg_opts_usage(FILE *fp)
           "      --echo                the server also sends a message back to its sender: expect it there\n"
           "      --room NAME           join room NAME (adds ?room=NAME; default: the URL as given)\n"
           "      --rooms K             spread clients over K rooms NAME-0..NAME-(K-1) (client i joins i % K)\n"
+          "      --spectators S        add a big room NAME-0 of S clients beside the K small rooms, which become\n"
+          "                            NAME-1..NAME-K: client 0 publishes there, clients 1..K join the small rooms\n"
+          "                            (-e K+1: one emitter per room), K+1..K+S-1 watch, the rest go round robin\n"
+          "                            over the small rooms (default 1 small room; K + S <= clients)\n"
           "      --room-param NAME     the query parameter naming the room (default room)\n"
           "where clients land:\n"
           "      --node-header NAME    response header naming the node (default X-Node-Id)\n"

@@ -74,9 +74,11 @@ struct lg_opts {
     bool echo;           /* --echo: the server sends a message back to its sender too, so expect it there */
 
     /* rooms: with --rooms K > 1 client i joins ROOM-(i % K), else every client joins ROOM; without --room and
-     * --rooms no room parameter is added and URLs are used as given */
-    const char *room;       /* --room NAME (NULL: none, or "room" as the prefix when rooms > 1) */
+     * --rooms no room parameter is added and URLs are used as given. --spectators S adds a big room ROOM-0 (a
+     * publisher and S-1 watchers) beside the K small rooms, numbered 1..K: see lg_room_index for who goes where */
+    const char *room;       /* --room NAME (NULL: none, or "room" as the prefix when rooms > 1 or spectators) */
     uint32_t rooms;         /* --rooms K, default 1 */
+    uint32_t spectators;    /* --spectators S: the big room's size, 0 = no big room (default), else >= 2 */
     const char *room_param; /* --room-param NAME, default "room" */
 
     /* where each client landed */
@@ -115,7 +117,14 @@ int lg_parse_sources(const char *s, struct net_addr **list, uint32_t *n, char *e
 /* Split a URL into t (no resolution when resolve is false: t->addr stays zero). */
 int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, size_t errlen);
 
-/* The room client i joins ("" when none: no parameter is added), into out. */
+/* How many rooms the clients are spread over: K, or K + 1 with --spectators. */
+uint32_t lg_room_count(const struct lg_opts *o);
+/* The room index of a client, < lg_room_count(o): the one mapping that names the room in the URL and tells the
+ * verification which emitters a client must hear. Without --spectators: client % K. With --spectators S (big room
+ * 0, small rooms 1..K): client 0 (the publisher) -> 0; clients 1..K -> small rooms 1..K, one each (so --emitters K+1
+ * gives every room one emitter); K+1..K+S-1 -> 0 (the watchers); from K+S on -> 1 + (client - K - S) % K. */
+uint32_t lg_room_index(const struct lg_opts *o, uint32_t client);
+/* The room client i joins ("" when none: no parameter is added), into out: ROOM-index when there are several. */
 void lg_client_room(const struct lg_opts *o, uint32_t client, char *out, size_t outlen);
 /* The request target for a client of target t in room ("" = none): t->path with "&param=room" or "?param=room"
  * appended (room percent-encoded). -1 when it does not fit in outlen. */

@@ -364,15 +364,15 @@ static json_t *options_json(const struct lg_opts *o)
         json_array_append_new(urls, json_string(o->targets[i].url));
     for (int i = 0; i < o->nthresholds; i++)
         json_array_append_new(th, json_string(o->thresholds[i].text));
-    return json_pack("{s:I, s:o, s:I, s:o, s:o, s:I, s:I, s:I, s:s?, s:I, s:f, s:I, s:o, s:b, s:b, s:I, s:o, "
-                     "s:o}",
+    return json_pack("{s:I, s:o, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:s?, s:I, s:f, s:I, s:o, s:b, s:b, s:I, "
+                     "s:o, s:o}",
                      "clients", (json_int_t)o->clients, "urls", urls, "rounds", (json_int_t)o->rounds, "interval_ms",
                      ms(o->interval_ns), "deadline_ms", ms(o->deadline_ns), "emitters", (json_int_t)o->emitters,
-                     "payload", (json_int_t)o->payload, "rooms", (json_int_t)o->rooms, "room", o->room, "workers",
-                     (json_int_t)o->workers, "connect_rate", o->connect_rate, "max_inflight",
-                     (json_int_t)o->max_inflight, "connect_timeout_ms", ms(o->connect_timeout_ns), "echo", o->echo,
-                     "binary", o->binary, "sources", (json_int_t)o->nsources, "thresholds", th, "hold_ms",
-                     ms(o->hold_ns));
+                     "payload", (json_int_t)o->payload, "rooms", (json_int_t)o->rooms, "spectators",
+                     (json_int_t)o->spectators, "room", o->room, "workers", (json_int_t)o->workers, "connect_rate",
+                     o->connect_rate, "max_inflight", (json_int_t)o->max_inflight, "connect_timeout_ms",
+                     ms(o->connect_timeout_ns), "echo", o->echo, "binary", o->binary, "sources",
+                     (json_int_t)o->nsources, "thresholds", th, "hold_ms", ms(o->hold_ns));
 }
 
 static json_t *round_json(const struct lg_round *rd, uint32_t number)

@@ -101,9 +101,10 @@ static void send_or_die(uint32_t type, const void *body, size_t len)
         _exit(1); /* the coordinator is gone: nobody to report to */
 }
 
+/* The same mapping that put the client's room in its URL, so each message is expected in exactly its room. */
 static uint32_t room_of(uint32_t id)
 {
-    return W.o->rooms > 1 ? id % W.o->rooms : 0;
+    return lg_room_index(W.o, id);
 }
 
 static struct lg_client *client_of(uint32_t id)
@@ -340,7 +341,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 /* The coordinator's list of open emitters: who sends, and one tracker per (client, emitter of its room). */
 static void on_emitters(const char *body, uint32_t n)
 {
-    uint32_t rooms = W.o->rooms > 1 ? W.o->rooms : 1;
+    uint32_t rooms = lg_room_count(W.o);
     W.active = calloc(W.o->emitters, 1);
     W.slot_in_room = calloc(W.o->emitters, sizeof *W.slot_in_room);
     W.room_active = calloc(rooms, sizeof *W.room_active);

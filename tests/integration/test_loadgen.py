@@ -48,6 +48,29 @@ def ws_url(node, path="/ws"):
     return f"ws://{h.HOST}:{node.port}{path}"
 
 
+def spectator_room(i, k, s):
+    """loadgen's --rooms K --spectators S mapping, written again from its contract: 0 is the big room."""
+    if i == 0:
+        return 0  # the publisher
+    if i <= k:
+        return i  # one per small room
+    if i < k + s:
+        return 0  # the watchers
+    return 1 + (i - k - s) % k
+
+
+def spectator_counts(clients, k, s, emitters, node_of=None):
+    """(expected, heard) per round: every receiver of each emitter, and those on the emitter's node (node_of(id))."""
+    rooms = [spectator_room(i, k, s) for i in range(clients)]
+    expected = heard = 0
+    for e in range(emitters):
+        for i in range(clients):
+            if i != e and rooms[i] == rooms[e]:
+                expected += 1
+                heard += node_of is not None and node_of(i) == node_of(e)
+    return expected, heard
+
+
 class LoadgenBase(unittest.TestCase):
     def assertRun(self, rc, want, out, err):
         self.assertEqual(rc, want, f"exit {rc}, wanted {want}\n--- stdout\n{out[-3000:]}\n--- stderr\n{err[-3000:]}")
@@ -162,6 +185,60 @@ class TwoNodes(LoadgenBase):
         h.wait_until(lambda: self.n1.metric("refserver_websocket_clients") == 0, 10 * h.SLOW, what="clients gone")
 
 
+class Spectators(LoadgenBase):
+    """--spectators: one big room (a publisher and its watchers) beside small rooms, each message due in its room."""
+
+    CLIENTS, ROOMS, SPECTATORS, EMITTERS = 200, 10, 100, 11
+    # big room: client 0 and 99 watchers (11..109); small room k: client k and 9 of 110..199
+    PER_ROUND = 99 + 10 * 9
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = h.start_redis(cls)
+        cls.n1, cls.n2 = h.start_nodes(cls, 2, cls.redis.url)
+
+    def argv(self, room, *extra):
+        return ["-c", str(self.CLIENTS), "--rooms", str(self.ROOMS), "--spectators", str(self.SPECTATORS),
+                "-e", str(self.EMITTERS), "--room", room, *extra, ws_url(self.n1), ws_url(self.n2)]
+
+    def test_each_message_reaches_exactly_its_room(self):
+        rounds = 3
+        self.assertEqual(spectator_counts(self.CLIENTS, self.ROOMS, self.SPECTATORS, self.EMITTERS)[0],
+                         self.PER_ROUND)
+        rc, out, err, doc = run_loadgen(self.argv("it-spec", "-r", str(rounds), "-i", "50ms"))
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual((doc["options"]["rooms"], doc["options"]["spectators"]), (self.ROOMS, self.SPECTATORS))
+        self.assertDelivered(doc, rounds * self.PER_ROUND)
+        for r in doc["rounds"]:
+            self.assertEqual((r["emitted"], r["expected"], r["received"]), (self.EMITTERS, 189, 189))
+        self.assertEqual((doc["corrupt"], doc["echoed"]), (0, 0))
+        self.assertEqual(doc["nodes"], {"n1": 100, "n2": 100})
+
+    def test_a_message_in_another_room_is_corrupt_for_exactly_that_room(self):
+        # During --hold (the emitters are known, no round has started) a stranger sends the publisher's round-1
+        # message into small room 3 and small room 3's emitter's message into the big room: valid messages from
+        # active emitters, wrong only by room. Every member of those rooms must flag them: 10 + 100, nobody else.
+        hold = 4 * h.SLOW
+        proc = subprocess.Popen([LOADGEN, "-q", "--out", "-", *self.argv("it-leak", "-r", "2", "-i", "50ms",
+                                                                        "--hold", f"{hold}s")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        clients = lambda: self.n1.metric("refserver_websocket_clients") + self.n2.metric("refserver_websocket_clients")
+        h.wait_until(lambda: clients() >= self.CLIENTS, 20 * h.SLOW, what=f"{self.CLIENTS} clients")
+        time.sleep(0.5 * h.SLOW)  # READY -> EMITTERS takes a few ms once the last 101 is read
+        for node, room, emitter in ((self.n1, "it-leak-3", 0), (self.n2, "it-leak-0", 3)):
+            stranger = node.ws(room=room)
+            self.addCleanup(stranger.close)
+            stranger.send_text(json.dumps({"wsh": 1, "e": emitter, "r": 1, "s": 1, "t": 1, "pad": ""},
+                                          separators=(",", ":")))
+        out, err = proc.communicate(timeout=RUN_TIMEOUT + hold)
+        self.assertRun(proc.returncode, 1, out, err)
+        doc = json.loads(out)
+        self.assertEqual(doc["corrupt"], 10 + 100, doc["verdict"])
+        self.assertDelivered(doc, 2 * self.PER_ROUND)  # the real messages were unaffected
+        self.assertTrue(any("corrupt" in r for r in doc["verdict"]["reasons"]), doc["verdict"])
+
+
 class SplitBrain(LoadgenBase):
     """Node 2 is on another Redis, so nothing crosses between the nodes: the verdict must fail, with exact counts."""
 
@@ -185,6 +262,20 @@ class SplitBrain(LoadgenBase):
             self.assertTrue(r["timed_out"])
         self.assertFalse(doc["verdict"]["pass"])
         self.assertTrue(any("missing" in r for r in doc["verdict"]["reasons"]), doc["verdict"])
+
+    def test_spectators_missing_is_exact_per_room(self):
+        # Client i is on node i % 2. The publisher (0, on n1) reaches the 49 watchers on n1 and misses the 50 on n2;
+        # small room k's emitter (client k) is on the other node than all 9 of its room (109 + k + 10j): all missed.
+        rounds = 2
+        counts = spectator_counts(200, 10, 100, 11, node_of=lambda i: i % 2)
+        self.assertEqual(counts, (189, 49))
+        rc, out, err, doc = run_loadgen(["-c", "200", "--rooms", "10", "--spectators", "100", "-e", "11", "-r",
+                                         str(rounds), "-i", "20ms", "--deadline", "500ms", "--room", "it-split",
+                                         ws_url(self.n1), ws_url(self.n2)])
+        self.assertRun(rc, 1, out, err)
+        t = doc["totals"]
+        self.assertEqual((t["expected"], t["received"], t["missing"]), (189 * rounds, 49 * rounds, 140 * rounds))
+        self.assertEqual((t["late"], t["duplicate"], doc["corrupt"]), (0, 0, 0))
 
     def test_delivery_threshold_can_tolerate_it(self):
         rc, out, err, doc = run_loadgen(["-c", "100", "-r", "2", "-i", "20ms", "--deadline", "300ms",

@@ -1,5 +1,5 @@
 /* loadgen's command line: defaults, strict numbers, durations, ratios, thresholds, source ranges, URLs, request
- * targets, rooms, headers, and one clear error line for every mistake. */
+ * targets, rooms and the spectators topology, headers, and one clear error line for every mistake. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -320,6 +320,73 @@ static void test_request_target_and_rooms(void **state)
     lg_opts_free(&o);
 }
 
+/* The spectators topology, on a small example (K = 3 small rooms, S = 5 in the big room, 20 clients): the exact room
+ * of every client, the head count of every room, the names in the URL, and each rule of the validation. */
+static void test_spectators(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256], room[32];
+    assert_int_equal(PARSE(&o, err, "-c", "20", "--rooms", "3", "--spectators", "5", "-e", "4", URL), LG_PARSE_OK);
+    assert_int_equal(o.spectators, 5);
+    assert_int_equal(lg_room_count(&o), 4);
+    /* 0 publishes in room 0; 1..3 one per small room; 4..7 watch in room 0; 8.. round robin over 1..3 */
+    static const uint32_t want[20] = {0, 1, 2, 3, 0, 0, 0, 0, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3};
+    uint32_t per_room[4] = {0};
+    for (uint32_t i = 0; i < 20; i++) {
+        uint32_t k = lg_room_index(&o, i);
+        if (k != want[i])
+            fail_msg("client %u: room %u, expected %u", i, k, want[i]);
+        per_room[k]++;
+    }
+    assert_int_equal(per_room[0], 5); /* the publisher and S-1 = 4 watchers */
+    for (int k = 1; k <= 3; k++)
+        assert_int_equal(per_room[k], 5); /* one emitter and (20 - 3 - 5) / 3 = 4 more */
+    lg_client_room(&o, 0, room, sizeof room);
+    assert_string_equal(room, "room-0");
+    lg_client_room(&o, 3, room, sizeof room);
+    assert_string_equal(room, "room-3");
+    lg_client_room(&o, 7, room, sizeof room);
+    assert_string_equal(room, "room-0");
+    lg_client_room(&o, 19, room, sizeof room);
+    assert_string_equal(room, "room-3");
+    lg_opts_free(&o);
+
+    /* --room names the prefix; without --rooms there is one small room; K + S == clients is allowed */
+    assert_int_equal(PARSE(&o, err, "-c", "4", "--spectators", "3", "--room", "live", URL), LG_PARSE_OK);
+    assert_int_equal(lg_room_count(&o), 2);
+    static const char *const names[4] = {"live-0", "live-1", "live-0", "live-0"};
+    for (uint32_t i = 0; i < 4; i++) {
+        lg_client_room(&o, i, room, sizeof room);
+        assert_string_equal(room, names[i]);
+    }
+    lg_opts_free(&o);
+
+    /* without --spectators the mapping is the plain i % K, and one room is index 0 */
+    assert_int_equal(PARSE(&o, err, "-c", "10", "--rooms", "3", URL), LG_PARSE_OK);
+    assert_int_equal(lg_room_count(&o), 3);
+    assert_int_equal(o.spectators, 0);
+    for (uint32_t i = 0; i < 10; i++)
+        assert_int_equal(lg_room_index(&o, i), i % 3);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, URL), LG_PARSE_OK);
+    assert_int_equal(lg_room_count(&o), 1);
+    assert_int_equal(lg_room_index(&o, 42), 0);
+    lg_opts_free(&o);
+
+    EXPECT_ERROR("--spectators: expected a whole number from 2", "--spectators", "1", URL);
+    EXPECT_ERROR("--spectators: expected a whole number from 2", "--spectators", "0", URL);
+    EXPECT_ERROR("--spectators: expected a whole number from 2", "--spectators", "x", URL);
+    EXPECT_ERROR("--spectators: expected a whole number from 2", "--spectators", "-3", URL);
+    EXPECT_ERROR("--spectators: expected a whole number from 2", "--spectators", "10000001", URL);
+    EXPECT_ERROR("needs a value", URL, "--spectators");
+    EXPECT_ERROR("--spectators 5 with --rooms 3: needs at least 8 clients", "-c", "7", "--rooms", "3", "--spectators",
+                 "5", URL);
+    EXPECT_ERROR("--spectators 100 with --rooms 1: needs at least 101 clients", "--spectators", "100", URL);
+    EXPECT_ERROR("--emitters 21: more than the 20 clients", "-c", "20", "--rooms", "3", "--spectators", "5", "-e", "21",
+                 URL);
+}
+
 static void test_headers(void **state)
 {
     (void)state;
@@ -355,9 +422,10 @@ static void test_help_version_and_reparse(void **state)
     lg_opts_usage(fp);
     fclose(fp);
     for (const char *const *opt =
-             (const char *const[]){"--clients", "--connect-rate", "--max-inflight", "--rounds", "--interval",
-                                   "--deadline", "--emitters", "--payload", "--rooms", "--workers", "--source", "--out",
-                                   "--hlog", "--threshold", "--quiet", "--insecure", "--cacert", "exit", NULL};
+             (const char *const[]){"--clients",  "--connect-rate", "--max-inflight", "--rounds", "--interval",
+                                   "--deadline", "--emitters",     "--payload",      "--rooms",  "--spectators",
+                                   "--workers",  "--source",       "--out",          "--hlog",   "--threshold",
+                                   "--quiet",    "--insecure",     "--cacert",       "exit",     NULL};
          *opt; opt++)
         if (!strstr(usage, *opt))
             fail_msg("--help does not mention %s", *opt);
@@ -374,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_sources),
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_request_target_and_rooms),
+        cmocka_unit_test(test_spectators),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_help_version_and_reparse),
     };
