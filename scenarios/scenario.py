@@ -28,6 +28,7 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP = 0, 1, 2, 3
 LBS = ("builtin", "haproxy", "nginx", "none")
 STICKY = ("cookie", "source", "none")
 DURATION = re.compile(r"^(\d+(\.\d+)?)(ns|us|ms|s|m|h)$")
+THRESHOLD = re.compile(r"[a-z0-9_.]+\s*(<=|>=|<|>)\s*[0-9.]+(ns|us|ms|s|m|h|%)?")
 UNIT_S = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -162,7 +163,7 @@ def parse_text(text, name="<scenario>"):
         if section == "?":
             continue
         if section == "thresholds":
-            if not re.fullmatch(r"[a-z0-9_.]+\s*(<=|>=|<|>)\s*[0-9.]+(ns|us|ms|s|m|h|%)?", line):
+            if not THRESHOLD.fullmatch(line):
                 err(f"'{line}' is not a threshold such as p99<50ms, connect.p95<1s, errors<1%, delivery>=99.9%")
             else:
                 conf["thresholds"].append(re.sub(r"\s+", "", line))
@@ -184,7 +185,7 @@ def parse_text(text, name="<scenario>"):
             err(f"{key}: {e}")
     for section, keys in SCHEMA.items():
         for key, (_, default) in keys.items():
-            if key in conf[section]:
+            if key in conf[section] or (section, key) in seen:  # seen with a bad value: already reported
                 continue
             if default is None:
                 errors.append(f"{name}: [{section}] {key} is required")
@@ -224,11 +225,16 @@ def apply_sets(conf, sets, name="--set"):
         key, value = (p.strip() for p in item.split("=", 1))
         if "." in key:
             section, key = key.split(".", 1)
+        elif key in ("thresholds", "threshold"):
+            section = "thresholds"
         else:
             owners = [s for s in SCHEMA if key in SCHEMA[s]]
             section = owners[0] if len(owners) == 1 else None
         if section == "thresholds":
-            conf["thresholds"].append(value)
+            if THRESHOLD.fullmatch(value):
+                conf["thresholds"].append(re.sub(r"\s+", "", value))
+            else:
+                errors.append(f"{name} '{item}': '{value}' is not a threshold such as p99<50ms, errors<1%")
             continue
         if section not in SCHEMA or key not in SCHEMA[section]:
             errors.append(f"{name} '{item}': unknown key")
@@ -605,9 +611,11 @@ class Run:
         if self.quiet:
             argv.insert(1, "--quiet")
         p = self.spawn("loadgen", argv)
+        reported = set()
         while p.alive():
             for other in self.procs:
-                if other is not p and not other.alive():
+                if other is not p and not other.alive() and other.name not in reported:
+                    reported.add(other.name)
                     self.log(f"{other.name} died during the run:\n{other.tail()}")
             time.sleep(0.1)
         rc = p.p.returncode
@@ -694,9 +702,10 @@ def run_scenario(name, sets=(), out_root=None, quiet=False):
         died = run.stop() if run else []
         for s, h in old.items():
             signal.signal(s, h)
-    if died and rc == EXIT_PASS:
-        rc, error = EXIT_FAIL, "; ".join(died)
-        print(f"scenario: {error}", file=sys.stderr)
+    if died:  # a process that died explains a failure too: always in the result
+        error = "; ".join(([error] if error else []) + died)
+        rc = EXIT_FAIL if rc == EXIT_PASS else rc
+        print(f"scenario: {'; '.join(died)}", file=sys.stderr)
     if run is None:
         return rc, None, None
     result_path, result = run.write_result(rc, started, error)

@@ -144,6 +144,22 @@ def listening(port):
     return False
 
 
+def established(port):
+    """How many established TCP connections have port as their local port (the server side)."""
+    n = 0
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "01":
+                        n += 1
+        except OSError:
+            pass
+    return n
+
+
 def port_free(port):
     """A server could listen on 127.0.0.1:port now (SO_REUSEADDR, as servers do: TIME_WAIT does not count)."""
     s = socket.socket()
@@ -166,12 +182,16 @@ def topology_ports(result):
 
 
 def ports_in_logs(out_dir):
-    """Ports named in the "$ argv" first line of every log of the runs under out_dir (for runs without a result)."""
+    """Ports named in the "$ argv" first line of every log, and in the balancer configurations, of the runs under
+    out_dir (for a run that has no result yet)."""
     ports = set()
     for log in glob.glob(os.path.join(out_dir, "*", "*", "*.log")):
         with open(log, errors="replace") as f:
             first = f.readline()
         ports.update(int(p) for p in re.findall(r"(?:--port |127\.0\.0\.1:)(\d+)", first))
+    for cfg in glob.glob(os.path.join(out_dir, "*", "*", "*.c*f*")):  # lb.conf, haproxy.cfg, nginx.conf
+        with open(cfg, errors="replace") as f:
+            ports.update(int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", f.read()))
     return sorted(ports)
 
 
@@ -445,7 +465,8 @@ class BadScenarioRuns(RunnerBase):
 class GeneratedConfigs(unittest.TestCase):
     def setUp(self):
         self.dir = h.make_tempdir(self, "wsh-scn-cfg-")
-        self.conf = scenario.parse_text((open(os.path.join(SCENARIOS, "broadcast-100.ini")).read()), "b.ini")
+        with open(os.path.join(SCENARIOS, "broadcast-100.ini")) as f:
+            self.conf = scenario.parse_text(f.read(), "b.ini")
 
     def with_sticky(self, sticky, workers=1):
         conf = json.loads(json.dumps(self.conf))
@@ -570,17 +591,19 @@ class RunnerLifecycle(RunnerBase):
                                       stdout=f, stderr=subprocess.STDOUT)
         self.addCleanup(lambda: runner.poll() is None and (runner.kill(), runner.wait(10)))
 
-        def loadgen_running():
-            # loadgen is under way once its log has more than the "$ argv" line (its banner)
-            for lg in glob.glob(os.path.join(self.out, "broadcast-100", "*", "loadgen.log")):
-                with open(lg, errors="replace") as f:
-                    if len(f.read().splitlines()) >= 2:
-                        return True
-            return runner.poll() is not None
+        def loadgen_connected():
+            # loadgen is under way once the lb holds its 20 client connections
+            if runner.poll() is not None:
+                return True
+            if not glob.glob(os.path.join(self.out, "broadcast-100", "*", "loadgen.log")):
+                return False
+            with open(glob.glob(os.path.join(self.out, "broadcast-100", "*", "lb.conf"))[0]) as f:
+                lb_port = int(re.search(r"^listen 127\.0\.0\.1:(\d+)", f.read(), re.M).group(1))
+            return established(lb_port) >= 20
 
-        h.wait_until(loadgen_running, 15 * h.SLOW, what="loadgen to start")
+        h.wait_until(loadgen_connected, 15 * h.SLOW, what="loadgen's 20 clients to connect through the lb")
         self.assertIsNone(runner.poll(), "the runner ended before it was interrupted")
-        time.sleep(0.5)  # some rounds under way
+        time.sleep(0.3)  # some rounds under way
         ports = ports_in_logs(self.out)
         t0 = time.monotonic()
         os.kill(runner.pid, sig)
@@ -645,8 +668,10 @@ class RunnerLifecycle(RunnerBase):
         self.assertEqual(doc["exit_code"], 3)
         self.assertTrue(doc["error"])
         self.assertIsNone(doc["loadgen"])
+        t = doc["topology"]
+        self.assertEqual(len(t["node_ports"]), 2, t)  # redis and the two nodes had started
+        self.assertIn("redis_port", t)
         ports = topology_ports(doc)
-        self.assertEqual(len(ports), 3, ports)  # redis and the two nodes had started
         self.assertNothingLeft(ports)
         return doc
 
@@ -692,9 +717,12 @@ class RunnerLifecycle(RunnerBase):
         _, doc = self.only_result("broadcast-100", "builtin", p)
         self.assertNothingLeft(topology_ports(doc))
         # the death is reported once (not once per 100 ms poll), and the result says what happened
-        self.assertEqual(err.count("redis died during the run"), 1,
-                         f"reported {err.count('redis died during the run')} times")
-        self.assertIn("redis", doc["error"] or "", "the result's error should name the process that died")
+        with self.subTest("reported once"):
+            self.assertEqual(err.count("redis died during the run"), 1,
+                             f"reported {err.count('redis died during the run')} times")
+        with self.subTest("named in the result"):
+            self.assertIn("redis", doc["error"] or "", f"the result's error should name the process that died: "
+                                                       f"error = {doc['error']!r}")
 
     # -- each balancer
 
