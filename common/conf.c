@@ -40,8 +40,7 @@ int conf_parse_uint(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     return 0;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int conf_fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -63,19 +62,19 @@ int conf_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen)
         return 0;
     }
     if (conf_parse_number(s, &v, &unit) < 0)
-        return fail(err, errlen, "'%s' is not a duration (e.g. 250ms, 1.5s)", s);
+        return conf_fail(err, errlen, "'%s' is not a duration (e.g. 250ms, 1.5s)", s);
     if (!*unit)
-        return fail(err, errlen, "'%s' needs a unit (ns, us, ms, s, m, h)", s);
+        return conf_fail(err, errlen, "'%s' needs a unit (ns, us, ms, s, m, h)", s);
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcmp(unit, units[i].name) != 0)
             continue;
         double total = v * units[i].ns;
         if (total > 9e18)
-            return fail(err, errlen, "'%s' is too long", s);
+            return conf_fail(err, errlen, "'%s' is too long", s);
         *ns = (int64_t)llround(total);
         return 0;
     }
-    return fail(err, errlen, "'%s': unknown unit '%s' (ns, us, ms, s, m, h)", s, unit);
+    return conf_fail(err, errlen, "'%s': unknown unit '%s' (ns, us, ms, s, m, h)", s, unit);
 }
 
 int conf_parse_bytes(const char *s, uint64_t *bytes)

@@ -17,6 +17,9 @@ int conf_parse_duration(const char *s, int64_t *ns, char *err, size_t errlen);
 /* A byte count: digits, optionally k, m or g (powers of 1024, either case), at most 1 TiB. 0, or -1. */
 int conf_parse_bytes(const char *s, uint64_t *bytes);
 
+/* Write the message into err (errlen bytes) and return -1: the one shape of every parser's error path. */
+int conf_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #define CONF_MAX_WORDS 32
 
 /* Split one config line in place into words separated by spaces or tabs; '#' starts a comment (outside a word's

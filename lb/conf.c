@@ -13,16 +13,6 @@
 
 #define SEC INT64_C(1000000000)
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 void lb_conf_defaults(struct lb_conf *c)
 {
     memset(c, 0, sizeof *c);
@@ -51,12 +41,12 @@ static int parse_endpoint(const char *text, struct net_addr *addr, char *err, si
     char host[300], sub[200];
     const char *colon = strrchr(text, ':');
     if (!colon || !colon[1] || strlen(text) >= sizeof host)
-        return fail(err, errlen, "'%s': expected host:port", text);
+        return conf_fail(err, errlen, "'%s': expected host:port", text);
     size_t hlen = (size_t)(colon - text);
     const char *h = text;
     if (text[0] == '[') {
         if (colon[-1] != ']')
-            return fail(err, errlen, "'%s': expected [v6]:port", text);
+            return conf_fail(err, errlen, "'%s': expected [v6]:port", text);
         h++;
         hlen -= 2;
     }
@@ -66,9 +56,9 @@ static int parse_endpoint(const char *text, struct net_addr *addr, char *err, si
         snprintf(host, sizeof host, "0.0.0.0");
     uint64_t port;
     if (conf_parse_uint(colon + 1, 1, 65535, &port) < 0)
-        return fail(err, errlen, "'%s': the port must be 1..65535", text);
+        return conf_fail(err, errlen, "'%s': the port must be 1..65535", text);
     if (net_resolve(host, colon + 1, addr, sub, sizeof sub) < 0)
-        return fail(err, errlen, "%s", sub);
+        return conf_fail(err, errlen, "%s", sub);
     return 0;
 }
 
@@ -82,7 +72,7 @@ static const char *option(const char *word, const char *key)
 static int on_listen(struct lb_listen *l, char **w, int n, char *err, size_t errlen)
 {
     if (n < 2)
-        return fail(err, errlen, "%s: expected an address, e.g. %s 127.0.0.1:8080", w[0], w[0]);
+        return conf_fail(err, errlen, "%s: expected an address, e.g. %s 127.0.0.1:8080", w[0], w[0]);
     memset(l, 0, sizeof *l);
     snprintf(l->text, sizeof l->text, "%s", w[1]);
     if (parse_endpoint(w[1], &l->addr, err, errlen) < 0)
@@ -96,25 +86,26 @@ static int on_listen(struct lb_listen *l, char **w, int n, char *err, size_t err
         else if ((v = option(w[i], "key")))
             snprintf(l->key, sizeof l->key, "%s", v);
         else
-            return fail(err, errlen, "%s: unknown option '%s' (tls, cert=FILE, key=FILE)", w[0], w[i]);
+            return conf_fail(err, errlen, "%s: unknown option '%s' (tls, cert=FILE, key=FILE)", w[0], w[i]);
     }
     if (l->tls && (!l->cert[0] || !l->key[0]))
-        return fail(err, errlen, "%s %s: tls needs cert=FILE and key=FILE", w[0], w[1]);
+        return conf_fail(err, errlen, "%s %s: tls needs cert=FILE and key=FILE", w[0], w[1]);
     if (!l->tls && (l->cert[0] || l->key[0]))
-        return fail(err, errlen, "%s %s: cert/key given without tls", w[0], w[1]);
+        return conf_fail(err, errlen, "%s %s: cert/key given without tls", w[0], w[1]);
     return 0;
 }
 
 static int on_backend(struct lb_conf *c, char **w, int n, char *err, size_t errlen)
 {
     if (n < 3)
-        return fail(err, errlen, "backend: expected NAME HOST:PORT [weight=N] [cookie=ID]");
+        return conf_fail(err, errlen, "backend: expected NAME HOST:PORT [weight=N] [cookie=ID]");
     if (c->nbackends == LB_MAX_BACKENDS)
-        return fail(err, errlen, "backend: at most %d", LB_MAX_BACKENDS);
+        return conf_fail(err, errlen, "backend: at most %d", LB_MAX_BACKENDS);
     struct lb_backend b = {.weight = 1};
     if (!cookie_node_id_valid(w[1]))
-        return fail(err, errlen, "backend: name '%s' must be 1-%d visible characters without ';', ',', '~' or quotes",
-                    w[1], LB_NAME_MAX);
+        return conf_fail(err, errlen,
+                         "backend: name '%s' must be 1-%d visible characters without ';', ',', '~' or quotes", w[1],
+                         LB_NAME_MAX);
     snprintf(b.name, sizeof b.name, "%s", w[1]);
     snprintf(b.cookie, sizeof b.cookie, "%s", w[1]);
     snprintf(b.text, sizeof b.text, "%s", w[2]);
@@ -125,14 +116,14 @@ static int on_backend(struct lb_conf *c, char **w, int n, char *err, size_t errl
         uint64_t weight;
         if ((v = option(w[i], "weight"))) {
             if (conf_parse_uint(v, 0, RING_MAX_WEIGHT, &weight) < 0)
-                return fail(err, errlen, "backend %s: weight must be 0..%d, got '%s'", b.name, RING_MAX_WEIGHT, v);
+                return conf_fail(err, errlen, "backend %s: weight must be 0..%d, got '%s'", b.name, RING_MAX_WEIGHT, v);
             b.weight = (uint32_t)weight;
         } else if ((v = option(w[i], "cookie"))) {
             if (!cookie_node_id_valid(v))
-                return fail(err, errlen, "backend %s: bad cookie id '%s'", b.name, v);
+                return conf_fail(err, errlen, "backend %s: bad cookie id '%s'", b.name, v);
             snprintf(b.cookie, sizeof b.cookie, "%s", v);
         } else {
-            return fail(err, errlen, "backend %s: unknown option '%s' (weight=N, cookie=ID)", b.name, w[i]);
+            return conf_fail(err, errlen, "backend %s: unknown option '%s' (weight=N, cookie=ID)", b.name, w[i]);
         }
     }
     c->backends[c->nbackends++] = b;
@@ -142,7 +133,7 @@ static int on_backend(struct lb_conf *c, char **w, int n, char *err, size_t errl
 static int on_balance(struct lb_conf *c, char **w, int n, char *err, size_t errlen)
 {
     if (n != 2)
-        return fail(err, errlen, "balance: expected one of roundrobin, leastconn, source, param:NAME");
+        return conf_fail(err, errlen, "balance: expected one of roundrobin, leastconn, source, param:NAME");
     if (strcmp(w[1], "roundrobin") == 0)
         c->balance = LB_BAL_ROUNDROBIN;
     else if (strcmp(w[1], "leastconn") == 0)
@@ -153,14 +144,14 @@ static int on_balance(struct lb_conf *c, char **w, int n, char *err, size_t errl
         c->balance = LB_BAL_PARAM;
         snprintf(c->balance_param, sizeof c->balance_param, "%s", w[1] + 6);
     } else
-        return fail(err, errlen, "balance: '%s' is not roundrobin, leastconn, source or param:NAME", w[1]);
+        return conf_fail(err, errlen, "balance: '%s' is not roundrobin, leastconn, source or param:NAME", w[1]);
     return 0;
 }
 
 static int on_sticky(struct lb_conf *c, char **w, int n, char *err, size_t errlen)
 {
     if (n != 2)
-        return fail(err, errlen, "sticky: expected one of cookie[:NAME], prefix:NAME, source, none");
+        return conf_fail(err, errlen, "sticky: expected one of cookie[:NAME], prefix:NAME, source, none");
     const char *name = NULL;
     if (strcmp(w[1], "none") == 0)
         c->sticky = LB_STICKY_NONE;
@@ -173,9 +164,9 @@ static int on_sticky(struct lb_conf *c, char **w, int n, char *err, size_t errle
     else if (strncmp(w[1], "prefix:", 7) == 0)
         c->sticky = LB_STICKY_PREFIX, name = w[1] + 7;
     else
-        return fail(err, errlen, "sticky: '%s' is not cookie[:NAME], prefix:NAME, source or none", w[1]);
+        return conf_fail(err, errlen, "sticky: '%s' is not cookie[:NAME], prefix:NAME, source or none", w[1]);
     if (name && !cookie_name_valid(name))
-        return fail(err, errlen, "sticky: '%s' is not a valid cookie name", name);
+        return conf_fail(err, errlen, "sticky: '%s' is not a valid cookie name", name);
     if (name)
         snprintf(c->cookie_name, sizeof c->cookie_name, "%s", name);
     return 0;
@@ -188,22 +179,22 @@ static int on_health_option(struct lb_health *h, const char *word, char *err, si
     char sub[160];
     if ((v = option(word, "path"))) {
         if (v[0] != '/' || strlen(v) >= sizeof h->path || strpbrk(v, " \t\r\n"))
-            return fail(err, errlen, "health: path must start with '/', got '%s'", v);
+            return conf_fail(err, errlen, "health: path must start with '/', got '%s'", v);
         snprintf(h->path, sizeof h->path, "%s", v);
     } else if ((v = option(word, "interval")) || (v = option(word, "timeout"))) {
         int64_t ns;
         if (conf_parse_duration(v, &ns, sub, sizeof sub) < 0)
-            return fail(err, errlen, "health: %.*s: %s", (int)(v - word - 1), word, sub);
+            return conf_fail(err, errlen, "health: %.*s: %s", (int)(v - word - 1), word, sub);
         if (ns <= 0)
-            return fail(err, errlen, "health: %.*s must be more than 0", (int)(v - word - 1), word);
+            return conf_fail(err, errlen, "health: %.*s must be more than 0", (int)(v - word - 1), word);
         *(word[0] == 'i' ? &h->interval_ns : &h->timeout_ns) = ns; /* only a valid value replaces the old one */
     } else if ((v = option(word, "rise")) || (v = option(word, "fall"))) {
         if (conf_parse_uint(v, 1, 100, &u) < 0)
-            return fail(err, errlen, "health: %.4s must be 1..100, got '%s'", word, v);
+            return conf_fail(err, errlen, "health: %.4s must be 1..100, got '%s'", word, v);
         *(word[0] == 'r' ? &h->rise : &h->fall) = (uint32_t)u;
     } else {
-        return fail(err, errlen, "health: unknown option '%s' (path=, interval=, timeout=, rise=, fall=, or off)",
-                    word);
+        return conf_fail(err, errlen, "health: unknown option '%s' (path=, interval=, timeout=, rise=, fall=, or off)",
+                         word);
     }
     return 0;
 }
@@ -234,19 +225,19 @@ static int on_timeout(struct lb_conf *c, char **w, int n, char *err, size_t errl
                  {"grace", offsetof(struct lb_conf, grace_ns)}};
     char sub[160];
     if (n != 3)
-        return fail(err, errlen, "timeout: expected KIND DURATION, e.g. timeout tunnel 1h");
+        return conf_fail(err, errlen, "timeout: expected KIND DURATION, e.g. timeout tunnel 1h");
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         if (strcmp(w[1], kinds[i].name) != 0)
             continue;
         int64_t ns;
         if (conf_parse_duration(w[2], &ns, sub, sizeof sub) < 0)
-            return fail(err, errlen, "timeout %s: %s", w[1], sub);
+            return conf_fail(err, errlen, "timeout %s: %s", w[1], sub);
         if (ns <= 0)
-            return fail(err, errlen, "timeout %s: must be more than 0", w[1]);
+            return conf_fail(err, errlen, "timeout %s: must be more than 0", w[1]);
         memcpy((char *)c + kinds[i].off, &ns, sizeof ns);
         return 0;
     }
-    return fail(err, errlen, "timeout: unknown kind '%s' (connect, server, client, tunnel, head, grace)", w[1]);
+    return conf_fail(err, errlen, "timeout: unknown kind '%s' (connect, server, client, tunnel, head, grace)", w[1]);
 }
 
 static int on_number(struct lb_conf *c, char **w, int n, char *err, size_t errlen)
@@ -264,8 +255,8 @@ static int on_number(struct lb_conf *c, char **w, int n, char *err, size_t errle
             continue;
         uint64_t v;
         if (n != 2 || conf_parse_uint(w[1], nums[i].lo, nums[i].hi, &v) < 0)
-            return fail(err, errlen, "%s: expected a whole number from %llu to %llu", w[0],
-                        (unsigned long long)nums[i].lo, (unsigned long long)nums[i].hi);
+            return conf_fail(err, errlen, "%s: expected a whole number from %llu to %llu", w[0],
+                             (unsigned long long)nums[i].lo, (unsigned long long)nums[i].hi);
         uint32_t v32 = (uint32_t)v;
         memcpy((char *)c + nums[i].off, &v32, sizeof v32);
         return 0;
@@ -276,7 +267,7 @@ static int on_number(struct lb_conf *c, char **w, int n, char *err, size_t errle
 static int on_switch(bool *flag, char **w, int n, char *err, size_t errlen)
 {
     if (n != 2 || (strcmp(w[1], "on") != 0 && strcmp(w[1], "off") != 0))
-        return fail(err, errlen, "%s: expected on or off", w[0]);
+        return conf_fail(err, errlen, "%s: expected on or off", w[0]);
     *flag = strcmp(w[1], "on") == 0;
     return 0;
 }
@@ -286,7 +277,7 @@ int lb_conf_directive(struct lb_conf *c, char **w, int n, char *err, size_t errl
     const char *d = w[0];
     if (strcmp(d, "listen") == 0) {
         if (c->nlistens == LB_MAX_LISTENS)
-            return fail(err, errlen, "listen: at most %d", LB_MAX_LISTENS);
+            return conf_fail(err, errlen, "listen: at most %d", LB_MAX_LISTENS);
         if (on_listen(&c->listens[c->nlistens], w, n, err, errlen) < 0)
             return -1;
         c->nlistens++;
@@ -314,13 +305,13 @@ int lb_conf_directive(struct lb_conf *c, char **w, int n, char *err, size_t errl
         return on_switch(&c->proxy_protocol, w, n, err, errlen);
     if (strcmp(d, "max-head") == 0) {
         if (n != 2 || conf_parse_bytes(w[1], &c->max_head) < 0 || c->max_head < 1024 || c->max_head > (1u << 20))
-            return fail(err, errlen, "max-head: expected a size from 1k to 1m, e.g. 16k");
+            return conf_fail(err, errlen, "max-head: expected a size from 1k to 1m, e.g. 16k");
         return 0;
     }
     int rc = on_number(c, w, n, err, errlen);
     if (rc <= 0)
         return rc;
-    return fail(err, errlen, "unknown directive '%s'", d);
+    return conf_fail(err, errlen, "unknown directive '%s'", d);
 }
 
 static int add_error(struct lb_conf_error *errs, int maxerrs, int nerrs, int line, const char *msg)

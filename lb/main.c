@@ -471,14 +471,20 @@ static void reload(struct master *m)
     m->cur = g;
 }
 
+/* The signals the master waits for with sigwaitinfo (blocked from the start, so none is lost). */
+static void master_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGCHLD);
+}
+
 static int master_run(struct master *m)
 {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGCHLD);
+    master_signals(&set);
     /* the master keeps the listening sockets of the running generation, to restart a worker that dies */
     if (start_generation(m->cur) < 0)
         return 1;
@@ -525,11 +531,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGCHLD);
+    master_signals(&set);
     sigprocmask(SIG_BLOCK, &set, NULL); /* before any fork: workers unblock their own */
     struct master m = {.args = &a};
     if (!(m.cur = prepare(&c)))
