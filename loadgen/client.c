@@ -338,6 +338,9 @@ void lg_client_start(struct lg_engine *e, struct lg_client *c)
     const struct lg_opts *o = e->opts;
     const struct lg_target *t = &o->targets[c->target];
     slot_take(e, c);
+    c->close_got = 0; /* a client connecting again (--churn) must not inherit its last close */
+    c->pre_len = 0;
+    c->msg_len = 0;
     c->carry = (struct buf){.max = CARRY_MAX};
     c->out = (struct buf){.max = (size_t)o->payload * 2 + (1u << 20)};
     const struct net_addr *src = o->nsources ? &o->sources[c->id % o->nsources] : NULL;
@@ -371,7 +374,8 @@ static void on_connecting(struct lg_engine *e, struct lg_client *c)
     }
     struct hs_slot *s = slot_of(e, c);
     s->tcp_ns = now_ns();
-    hist_record(e->connect_hist, s->tcp_ns - s->start_ns);
+    if (!(c->flags & LC_FL_REJOIN))
+        hist_record(e->connect_hist, s->tcp_ns - s->start_ns);
     if (!t->tls) {
         send_upgrade(e, c);
         return;
@@ -510,8 +514,10 @@ static size_t on_response(struct lg_engine *e, struct lg_client *c, const char *
     }
     if (check_upgrade(e, c, &h, buf, len, (size_t)n) < 0)
         return 0;
-    hist_record(e->handshake_hist, now_ns() - s->tcp_ns);
-    note_node(e, &h);
+    if (!(c->flags & LC_FL_REJOIN)) { /* the connect phase's figures: a return would count one client twice */
+        hist_record(e->handshake_hist, now_ns() - s->tcp_ns);
+        note_node(e, &h);
+    }
     slot_put(e, c);
     c->state = LC_OPEN;
     c->reader = (struct ws_reader){.role = WS_ROLE_CLIENT, .max_message = MAX_MESSAGE};

@@ -23,6 +23,10 @@
 
 enum lg_client_state { LC_IDLE = 0, LC_CONNECTING, LC_TLS, LC_UPGRADE, LC_OPEN, LC_CLOSING, LC_DONE };
 
+/* struct lg_client flags, set by the worker for --churn. */
+#define LC_FL_REJOIN  0x01 /* this connect is a return: where it lands and how long it takes are not counted again */
+#define LC_FL_LEAVING 0x02 /* this close is a leave in the middle of the run, not the end of it */
+
 struct lg_track;
 struct tls_conn;
 struct tls_ctx;
@@ -44,6 +48,7 @@ struct lg_client {
     uint8_t target;    /* index into opts->targets */
     uint8_t flags;     /* LC_FL_* */
     uint8_t close_got; /* the server's close frame arrived */
+    uint32_t owed;     /* the worker's: the first round this connection is owed (see worker.c) */
 };
 
 struct lg_engine_ops {
@@ -87,8 +92,8 @@ bool lg_engine_has_slot(const struct lg_engine *e);
 /* Fail every handshake older than the connect timeout. */
 void lg_engine_expire(struct lg_engine *e, int64_t now_ns);
 
-/* Start c's connect (c->id, c->room and c->target set, state LC_IDLE, a slot free). On an immediate failure
- * ops.failed has been called when this returns. */
+/* Start c's connect (c->id, c->room and c->target set, state LC_IDLE, or LC_DONE to connect again; a slot free).
+ * On an immediate failure ops.failed has been called when this returns. */
 void lg_client_start(struct lg_engine *e, struct lg_client *c);
 /* Send one data message (masked) of len bytes. 0, or -1 when the client was lost doing so (ops.lost called). */
 int lg_client_send(struct lg_engine *e, struct lg_client *c, uint8_t opcode, const void *data, size_t len);

@@ -159,7 +159,8 @@ static void start_round(void)
     C.timed_out = false;
     for (uint32_t i = 0; i < C.nw; i++)
         C.w[i].round_done = false;
-    broadcast(IPC_ROUND, &C.round, sizeof C.round);
+    struct ipc_round r = {.round = C.round, .start_ns = C.round_start};
+    broadcast(IPC_ROUND, &r, sizeof r);
     ev_timer_stop(C.loop, &C.watchdog);
     ev_timer_set(&C.watchdog, (double)C.o->deadline_ns / 1e9 + WORKER_GRACE, 0);
     ev_timer_start(C.loop, &C.watchdog);
@@ -355,6 +356,10 @@ static int on_final(struct wk *w, const char *body, size_t len)
         rd->late += rc.late;
         rd->duplicate += rc.duplicate;
         rd->reordered += rc.reordered;
+        rd->churned += rc.churned;
+        rd->left += rc.left;
+        rd->rejoined += rc.rejoined;
+        rd->rejoin_failed += rc.rejoin_failed;
     }
     if (ipc_get_hist(body, len, &pos, C.round_hist) < 0)
         return -1;
@@ -367,6 +372,9 @@ static int on_final(struct wk *w, const char *body, size_t len)
     C.r->echoed += f.echoed;
     C.r->foreign += f.foreign;
     C.r->corrupt += f.corrupt;
+    C.r->churn_left += f.churn_left;
+    C.r->churn_rejoined += f.churn_rejoined;
+    C.r->churn_failed += f.churn_failed;
     merge_nodes(&f);
     merge_errors(&f);
     C.r->workers[w - C.w] = f.self;
@@ -523,8 +531,13 @@ static void finish_result(void)
         t->missing += rd->missing;
         t->duplicate += rd->duplicate;
         t->reordered += rd->reordered;
+        t->churned += rd->churned;
+        t->left += rd->left;
+        t->rejoined += rd->rejoined;
+        t->rejoin_failed += rd->rejoin_failed;
         t->timed_out |= rd->timed_out;
     }
+    r->churn_pending = r->churn_left - r->churn_rejoined - r->churn_failed; /* never negative: see the worker */
     t->start_ns = r->rounds_run ? r->rounds[0].start_ns : 0;
     t->duration_ns = r->rounds_ns;
     t->p50_ns = hist_percentile(r->latency, 50);

@@ -22,7 +22,7 @@ enum ipc_type {
     IPC_FATAL,        /* a NUL-terminated message: the worker cannot go on */
     /* coordinator -> worker */
     IPC_EMITTERS, /* uint32 ids of the emitters that are open, sorted */
-    IPC_ROUND,    /* uint32 round (1-based) */
+    IPC_ROUND,    /* struct ipc_round */
     IPC_CLOSE,    /* empty: close every client and send IPC_FINAL */
 };
 
@@ -46,6 +46,12 @@ struct ipc_ready {
     uint32_t pad_;
 };
 
+struct ipc_round {
+    uint32_t round; /* 1-based */
+    uint32_t pad_;
+    int64_t start_ns; /* CLOCK_MONOTONIC, read before the round was sent to any worker: earlier than every send */
+};
+
 struct ipc_round_done {
     uint32_t round;
     uint32_t timed_out;
@@ -54,7 +60,9 @@ struct ipc_round_done {
 };
 
 struct ipc_round_count {
-    uint64_t emitted, expected, received, late, duplicate, reordered;
+    uint64_t emitted, expected, received, late, duplicate, reordered, churned;
+    uint32_t left, rejoined, rejoin_failed; /* churn events while this was the worker's latest round */
+    uint32_t pad_;
 };
 
 struct ipc_final {
@@ -69,6 +77,9 @@ struct ipc_final {
     int nnodes;
     uint32_t nodes_other, nodes_unknown;
     uint64_t echoed, foreign, corrupt;
+    uint32_t churn_left, churn_rejoined, churn_failed; /* over the whole run (the rounds' counts may miss a round
+                                                          the coordinator did not finish) */
+    uint32_t pad2_;
     struct lg_worker_self self;
     uint32_t rounds; /* struct ipc_round_count entries that follow */
     uint32_t pad_;

@@ -20,6 +20,7 @@
 
 #define MAX_CLIENTS 10000000u
 #define MAX_PAYLOAD (16u << 20)
+#define MAX_CHURN   100000u
 
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -384,6 +385,8 @@ enum {
     OPT_INSECURE,
     OPT_CACERT,
     OPT_HOLD,
+    OPT_CHURN,
+    OPT_CHURN_GAP,
 };
 
 static const struct option long_opts[] = {
@@ -398,6 +401,8 @@ static const struct option long_opts[] = {
     {"payload", required_argument, NULL, 's'},
     {"binary", no_argument, NULL, OPT_BINARY},
     {"echo", no_argument, NULL, OPT_ECHO},
+    {"churn", required_argument, NULL, OPT_CHURN},
+    {"churn-gap", required_argument, NULL, OPT_CHURN_GAP},
     {"room", required_argument, NULL, OPT_ROOM},
     {"rooms", required_argument, NULL, OPT_ROOMS},
     {"spectators", required_argument, NULL, OPT_SPECTATORS},
@@ -512,6 +517,8 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
         return 0;
     case OPT_BINARY: o->binary = true; return 0;
     case OPT_ECHO: o->echo = true; return 0;
+    case OPT_CHURN: return parse_u32("--churn", arg, 0, MAX_CHURN, &o->churn, err, errlen);
+    case OPT_CHURN_GAP: return take_duration(name, arg, 0, &o->churn_gap_ns, err, errlen);
     case OPT_ROOM: o->room = arg; return 0;
     case OPT_ROOMS: return parse_u32("--rooms", arg, 1, 1000000, &o->rooms, err, errlen);
     case OPT_SPECTATORS: return parse_u32("--spectators", arg, 2, MAX_CLIENTS, &o->spectators, err, errlen);
@@ -554,6 +561,7 @@ static void set_defaults(struct lg_opts *o)
     o->node_header = "X-Node-Id";
     o->workers = 1;
     o->close_timeout_ns = 2 * INT64_C(1000000000);
+    o->churn_gap_ns = 100 * INT64_C(1000000);
 }
 
 static int check_combination(struct lg_opts *o, char *err, size_t errlen)
@@ -569,6 +577,11 @@ static int check_combination(struct lg_opts *o, char *err, size_t errlen)
                     o->spectators, o->rooms, o->rooms + o->spectators, o->spectators, o->clients);
     if (o->workers > o->clients)
         return fail(err, errlen, "--workers %u: more than the %u clients", o->workers, o->clients);
+    if (o->churn && o->clients - o->emitters < 2) /* emitters never leave: at least two others must */
+        return fail(err, errlen,
+                    "--churn %u: needs at least 2 clients that are not emitters to leave and come back, got %u (%u "
+                    "clients, %u emitters)",
+                    o->churn, o->clients - o->emitters, o->clients, o->emitters);
     return 0;
 }
 
@@ -653,6 +666,10 @@ void lg_opts_usage(FILE *fp)
           "  -s, --payload BYTES       message size (default 100, at least 87)\n"
           "      --binary              binary frames instead of text\n"
           "      --echo                the server also sends a message back to its sender: expect it there\n"
+          "      --churn RATE          during the rounds, RATE receivers a second (never an emitter, round robin)\n"
+          "                            close and come back as a new connection; a round only expects what the\n"
+          "                            receivers open for the whole of it get (0 = off, the default; at most 100000)\n"
+          "      --churn-gap D         from a leave to the new connection (default 100ms)\n"
           "      --room NAME           join room NAME (adds ?room=NAME; default: the URL as given)\n"
           "      --rooms K             spread clients over K rooms NAME-0..NAME-(K-1) (client i joins i % K)\n"
           "      --spectators S        add a big room NAME-0 of S clients beside the K small rooms, which become\n"

@@ -81,6 +81,10 @@ struct lg_opts {
     uint32_t spectators;    /* --spectators S: the big room's size, 0 = no big room (default), else >= 2 */
     const char *room_param; /* --room-param NAME, default "room" */
 
+    /* churn (worker.c): during the rounds, receivers leave (a close handshake) and come back as new connections */
+    uint32_t churn;       /* --churn RATE: leaves per second over all workers, never an emitter (0 = off, default) */
+    int64_t churn_gap_ns; /* --churn-gap: from a leave to its return, default 100ms */
+
     /* where each client landed */
     const char *node_header; /* --node-header NAME, default "X-Node-Id" */
     const char *cookie;      /* --cookie NAME: the sticky cookie naming the node (used when the header is absent) */

@@ -78,10 +78,11 @@ static double share(uint64_t part, uint64_t whole)
     return whole ? (double)part / (double)whole : 0;
 }
 
-/* The share of clients that failed at any point: in the connect phase, lost afterwards, or not closing cleanly. */
+/* The share of clients that failed at any point: in the connect phase, lost afterwards, not closing cleanly, or
+ * not getting back in after a leave (--churn). */
 static double error_share(const struct lg_result *r)
 {
-    return share((uint64_t)r->failed + r->dropped + r->err_counts[LG_ERR_CLOSE], r->attempted);
+    return share((uint64_t)r->failed + r->dropped + r->err_counts[LG_ERR_CLOSE] + r->churn_failed, r->attempted);
 }
 
 static double delivery_ratio(const struct lg_result *r)
@@ -115,17 +116,23 @@ static bool errors_ok(const struct lg_result *r, double value)
     return t ? compare(value, t->op, t->value) : value == 0;
 }
 
+/* ": refused 3, tls 1" for the connect-phase kinds that occurred ("" when none), into out. */
+static void connect_kinds(const struct lg_result *r, char *out, size_t outlen)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int k = 0; k < LG_ERR_COUNT && n < outlen; k++)
+        if (LG_ERR_IS_CONNECT(k) && r->err_counts[k])
+            n += (size_t)snprintf(out + n, outlen - n, "%s%s %u", n ? ", " : ": ", lg_err_name(k), r->err_counts[k]);
+}
+
 static void connect_verdict(struct lg_result *r)
 {
     if (r->connected > 0 && errors_ok(r, share(r->failed, r->attempted)))
         return;
-    char kinds[160] = "";
-    size_t n = 0;
-    for (int k = 0; k < LG_ERR_COUNT && n < sizeof kinds; k++)
-        if (LG_ERR_IS_CONNECT(k) && r->err_counts[k])
-            n += (size_t)snprintf(kinds + n, sizeof kinds - n, "%s%s %u", n ? ", " : "", lg_err_name(k),
-                                  r->err_counts[k]);
-    reason(r, "%u of %u clients could not connect%s%s", r->failed, r->attempted, n ? ": " : "", kinds);
+    char kinds[160];
+    connect_kinds(r, kinds, sizeof kinds);
+    reason(r, "%u of %u clients could not connect%s", r->failed, r->attempted, kinds);
     for (int k = 0; k < LG_ERR_COUNT; k++)
         if (LG_ERR_IS_CONNECT(k) && r->err_counts[k] && r->err_example[k][0])
             reason(r, "  e.g. %s", r->err_example[k]);
@@ -178,6 +185,12 @@ static void delivery_verdict(struct lg_result *r)
         reason(r, "%" PRIu64 " message(s) came back to their emitter (use --echo if the server echoes)", r->echoed);
     if (r->corrupt)
         reason(r, "%" PRIu64 " corrupt message(s): garbled, or from an emitter of another room", r->corrupt);
+    if (r->churn_failed && !errors_ok(r, error_share(r))) {
+        char kinds[160];
+        connect_kinds(r, kinds, sizeof kinds);
+        reason(r, "%u of %u return(s) after a leave (--churn) could not connect%s", r->churn_failed, r->churn_left,
+               kinds);
+    }
     double lost = share((uint64_t)r->dropped + r->err_counts[LG_ERR_CLOSE], r->attempted);
     if (r->connected && !errors_ok(r, error_share(r)) && lost > 0) {
         reason(r, "%u client(s) lost after connecting, %u closing handshake(s) failed", r->dropped,
@@ -239,7 +252,9 @@ static void self_warnings(struct lg_result *r)
                     "add --workers",
                     i, w->busy_ratio * 100, (double)w->lag_p99_ns / 1e6);
     }
-    uint32_t should = r->connected > r->dropped ? r->connected - r->dropped : 0;
+    /* a client away (--churn) at the end, or that could not get back in, has no final close */
+    uint64_t gone = (uint64_t)r->dropped + r->churn_failed + r->churn_pending;
+    uint32_t should = r->connected > gone ? r->connected - (uint32_t)gone : 0;
     if (r->closed_clean < should)
         warning(r, "%u of %u closing handshakes were not clean", should - r->closed_clean, should);
 }
@@ -305,6 +320,13 @@ static void human_head(FILE *fp, const struct lg_result *r)
         fprintf(fp, "; %" PRIu64 " echoed, %" PRIu64 " corrupt, %" PRIu64 " foreign", r->echoed, r->corrupt,
                 r->foreign);
     fputc('\n', fp);
+    if (o->churn) {
+        lg_format_duration(o->churn_gap_ns, d, sizeof d);
+        fprintf(fp,
+                "churn     %u/s, back after %s: %u left, %u rejoined, %u rejoin failed, %u pending; %" PRIu64
+                " deliveries churned (to receivers not there for the whole round)\n",
+                o->churn, d, r->churn_left, r->churn_rejoined, r->churn_failed, r->churn_pending, t->churned);
+    }
 }
 
 void lg_report_human(FILE *fp, const struct lg_result *r)
@@ -365,17 +387,29 @@ static json_t *options_json(const struct lg_opts *o)
     for (int i = 0; i < o->nthresholds; i++)
         json_array_append_new(th, json_string(o->thresholds[i].text));
     return json_pack("{s:I, s:o, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:s?, s:I, s:f, s:I, s:o, s:b, s:b, s:I, "
-                     "s:o, s:o}",
+                     "s:o, s:o, s:I, s:o}",
                      "clients", (json_int_t)o->clients, "urls", urls, "rounds", (json_int_t)o->rounds, "interval_ms",
                      ms(o->interval_ns), "deadline_ms", ms(o->deadline_ns), "emitters", (json_int_t)o->emitters,
                      "payload", (json_int_t)o->payload, "rooms", (json_int_t)o->rooms, "spectators",
                      (json_int_t)o->spectators, "room", o->room, "workers", (json_int_t)o->workers, "connect_rate",
                      o->connect_rate, "max_inflight", (json_int_t)o->max_inflight, "connect_timeout_ms",
                      ms(o->connect_timeout_ns), "echo", o->echo, "binary", o->binary, "sources",
-                     (json_int_t)o->nsources, "thresholds", th, "hold_ms", ms(o->hold_ns));
+                     (json_int_t)o->nsources, "thresholds", th, "hold_ms", ms(o->hold_ns), "churn",
+                     (json_int_t)o->churn, "churn_gap_ms", ms(o->churn_gap_ns));
 }
 
-static json_t *round_json(const struct lg_round *rd, uint32_t number)
+/* --churn's counters of a round (or the totals): only with --churn, so a run without it keeps its old shape. */
+static void churn_json(json_t *j, const struct lg_round *rd, const struct lg_opts *o)
+{
+    if (!o->churn)
+        return;
+    json_object_set_new(j, "churned", json_integer((json_int_t)rd->churned));
+    json_object_set_new(j, "left", json_integer(rd->left));
+    json_object_set_new(j, "rejoined", json_integer(rd->rejoined));
+    json_object_set_new(j, "rejoin_failed", json_integer(rd->rejoin_failed));
+}
+
+static json_t *round_json(const struct lg_round *rd, uint32_t number, const struct lg_opts *o)
 {
     json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "round", (json_int_t)number, "emitted",
                           (json_int_t)rd->emitted, "expected", (json_int_t)rd->expected, "received",
@@ -387,16 +421,19 @@ static json_t *round_json(const struct lg_round *rd, uint32_t number)
     json_object_set_new(j, "p50_ms", ms(rd->p50_ns));
     json_object_set_new(j, "p99_ms", ms(rd->p99_ns));
     json_object_set_new(j, "max_ms", ms(rd->max_ns));
+    churn_json(j, rd, o);
     return j;
 }
 
 static json_t *totals_json(const struct lg_result *r)
 {
     const struct lg_round *t = &r->total;
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "emitted", (json_int_t)t->emitted, "expected",
-                     (json_int_t)t->expected, "received", (json_int_t)t->received, "late", (json_int_t)t->late,
-                     "missing", (json_int_t)t->missing, "duplicate", (json_int_t)t->duplicate, "reordered",
-                     (json_int_t)t->reordered, "delivery", delivery_ratio(r));
+    json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}", "emitted", (json_int_t)t->emitted, "expected",
+                          (json_int_t)t->expected, "received", (json_int_t)t->received, "late", (json_int_t)t->late,
+                          "missing", (json_int_t)t->missing, "duplicate", (json_int_t)t->duplicate, "reordered",
+                          (json_int_t)t->reordered, "delivery", delivery_ratio(r));
+    churn_json(j, t, r->opts);
+    return j;
 }
 
 static json_t *nodes_errors_json(const struct lg_result *r, json_t **errors, json_t **status)
@@ -464,7 +501,7 @@ static json_t *document(const struct lg_result *r)
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_t *rounds = json_array(), *errors, *status, *thresholds;
     for (uint32_t i = 0; i < r->rounds_run; i++)
-        json_array_append_new(rounds, round_json(&r->rounds[i], i + 1));
+        json_array_append_new(rounds, round_json(&r->rounds[i], i + 1, r->opts));
     json_t *nodes = nodes_errors_json(r, &errors, &status);
     json_t *verdict = verdict_json(r, &thresholds);
     json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:o}", "schema", LG_JSON_SCHEMA, "version", r->version, "time", when,
@@ -485,6 +522,11 @@ static json_t *document(const struct lg_result *r)
     json_object_set_new(doc, "echoed", json_integer((json_int_t)r->echoed));
     json_object_set_new(doc, "foreign", json_integer((json_int_t)r->foreign));
     json_object_set_new(doc, "corrupt", json_integer((json_int_t)r->corrupt));
+    if (r->opts->churn) /* over the whole run: left = rejoined + rejoin_failed + pending */
+        json_object_set_new(doc, "churn",
+                            json_pack("{s:I, s:I, s:I, s:I}", "left", (json_int_t)r->churn_left, "rejoined",
+                                      (json_int_t)r->churn_rejoined, "rejoin_failed", (json_int_t)r->churn_failed,
+                                      "pending", (json_int_t)r->churn_pending));
     json_object_set_new(doc, "nodes", nodes);
     json_object_set_new(doc, "errors", errors);
     json_object_set_new(doc, "http_status", status);

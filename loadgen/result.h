@@ -53,6 +53,11 @@ struct lg_round {
     int64_t duration_ns; /* from the first send to the last expected arrival, or to the deadline */
     bool timed_out;
     int64_t p50_ns, p99_ns, max_ns; /* this round's delivery latency */
+
+    /* --churn: first arrivals at a receiver not owed the round (it left or came back during it), and the leaves,
+     * returns and failed returns while this was the latest round */
+    uint64_t churned;
+    uint32_t left, rejoined, rejoin_failed;
 };
 
 struct lg_worker_self {
@@ -80,6 +85,10 @@ struct lg_result {
     uint32_t attempted, connected, failed; /* failed: in the connect phase */
     uint32_t dropped;                      /* open, then lost before the end */
     uint32_t closed_clean;                 /* close handshake completed (their close frame, then EOF) */
+
+    /* --churn, over the whole run: every leave ends as rejoined, rejoin failed (could not connect again) or pending
+     * (away, or coming back, when the close began): left = rejoined + failed + pending */
+    uint32_t churn_left, churn_rejoined, churn_failed, churn_pending;
 
     /* histograms, nanoseconds; never NULL after a run */
     struct hist *connect;   /* TCP connect time */

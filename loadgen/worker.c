@@ -6,7 +6,26 @@
  *    takes back what it had not yet received: its loss is counted as such, not as missing messages.
  *  - A first arrival is "received" when its latency (arrival - send time) is within the deadline, else "late";
  *    "reordered" when a higher seq of the same emitter came first; a repeat is a "duplicate".
- *  - Deliveries are timed at the message's last byte. */
+ *  - Deliveries are timed at the message's last byte.
+ *
+ * Churn (--churn RATE): from the first round until the last one is judged here, this worker's share of RATE (in
+ * proportion to its receivers) leave, a close handshake, and come back as a new connection --churn-gap after they
+ * left (or once their close is over, at most --close-timeout). Emitters never leave. Then:
+ *
+ *  - A round is owed only to the receivers open for the whole of it: open before its first send and still open when
+ *    this worker judges it (round_done). Every send comes after the coordinator's start time of the round, which
+ *    IPC_ROUND carries (one CLOCK_MONOTONIC per host), so a client that opened before that time had joined its room
+ *    at the server before any message of the round existed. c->owed is the first round a connection is owed: 0 from
+ *    the start; OWED_NONE while away; OWED_PENDING from a return until the next round starts here and settles it
+ *    (that round if the client opened before the round's start, else the one after).
+ *  - What a client receives of a round it is not owed is "churned": neither received nor missing. A leave takes the
+ *    round in progress back (expected, and what it had received of it, which becomes churned); so does settling a
+ *    return that opened too late for the round it already heard from. late_open counts each client's late arrivals
+ *    of that round, so the move is exact. Duplicates and messages from another room stay errors whoever gets them.
+ *  - A return starts with fresh trackers: the next seq it sees is in order, not "reordered" after its old ones.
+ *  - Every leave ends as exactly one of rejoined, rejoin failed (an error of its kind; the client stays gone) or
+ *    pending (still away when the close begins). Connect-phase figures (connected, where clients landed, connect
+ *    and handshake times) count each client once: returns are not added to them. */
 #define _GNU_SOURCE
 #include "loadgen/worker.h"
 
@@ -27,10 +46,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TICK_S           0.01 /* rate tokens, loop-lag probe */
-#define TICKS_PER_REPORT 10   /* progress to the coordinator, handshake timeouts */
+#define TICK_S           0.01  /* rate tokens, loop-lag probe */
+#define TICKS_PER_REPORT 10    /* progress to the coordinator, handshake timeouts */
+#define CHURN_MIN_S      0.001 /* the churn timer's shortest period: faster rates leave several per tick */
+
+#define OWED_PENDING (UINT32_MAX - 1) /* c->owed of a return: settled when the next round starts here */
+#define OWED_NONE    UINT32_MAX       /* c->owed while away: no round */
 
 enum wphase { WP_CONNECT = 0, WP_READY, WP_CLOSING, WP_DONE };
+
+/* A client that left (--churn), in the order they left. */
+struct away {
+    uint32_t idx; /* into W.clients */
+    uint32_t pad_;
+    int64_t left_ns;
+};
 
 struct worker {
     struct ev_loop *loop;
@@ -65,6 +95,17 @@ struct worker {
     uint64_t echoed, foreign, corrupt;
     uint32_t dropped, closing, closed_clean;
     ev_timer close_timer;
+
+    /* --churn (see the top of the file); the arrays have W.n entries, only with --churn */
+    double churn_rate, churn_tokens; /* this worker's leaves per second */
+    uint32_t churn_next;             /* round robin cursor into W.clients */
+    ev_timer churn_tick, back;       /* the next leave; the next return */
+    struct away *away;               /* a ring of the clients away, oldest first */
+    uint32_t away_head, away_len;
+    int64_t *opened_ns;  /* when each client last opened (settles OWED_PENDING) */
+    uint32_t *late_open; /* each client's late first arrivals of open_round() */
+    int64_t round_start; /* the coordinator's start of round cur */
+    uint32_t churn_left, churn_rejoined, churn_failed;
 
     /* self-monitoring */
     struct hist *lag;
@@ -126,6 +167,47 @@ static uint32_t due_per_round(const struct lg_client *c)
     return due;
 }
 
+static uint32_t index_of(const struct lg_client *c)
+{
+    return (uint32_t)(c - W.clients);
+}
+
+/* Is c owed the messages of round (see the top of the file)? A pending return is owed, for now, the round that
+ * has not started here yet: its start settles it. */
+static bool owed(const struct lg_client *c, uint32_t round)
+{
+    if (c->owed == OWED_PENDING)
+        return round > W.cur;
+    return c->owed <= round;
+}
+
+/* The round whose counts a leave or a settled return can still take back: the one in progress here, else the next
+ * (whose first messages may arrive before it starts here: other workers' emitters may be quicker). */
+static uint32_t open_round(void)
+{
+    return W.pending ? W.cur : W.cur + 1;
+}
+
+/* c's first arrivals of round: one per emitter of its room it heard (its own message only with --echo). */
+static uint32_t got_of(const struct lg_client *c, uint32_t round)
+{
+    uint32_t got = 0;
+    for (uint32_t k = 0; k < W.room_active[c->room]; k++)
+        got += (uint32_t)lg_track_seen(&c->tracks[k], round);
+    return got;
+}
+
+/* c is not owed round (== open_round()) after all: what it received of it is churned instead. */
+static void excuse(struct lg_client *c, uint32_t round)
+{
+    struct ipc_round_count *r = &W.rc[round];
+    uint32_t i = index_of(c), got = got_of(c, round);
+    r->received -= got - W.late_open[i];
+    r->late -= W.late_open[i];
+    r->churned += got;
+    W.late_open[i] = 0;
+}
+
 /* ---- rounds ---- */
 
 static void round_done(bool timed_out)
@@ -142,6 +224,10 @@ static void round_done(bool timed_out)
     send_or_die(IPC_ROUND_DONE, buf_head(&b), buf_len(&b));
     buf_free(&b);
     hist_reset(W.lat);
+    if (W.late_open) /* the round is judged: late_open now counts the next one's */
+        memset(W.late_open, 0, W.n * sizeof *W.late_open);
+    if (W.cur == W.o->rounds)
+        ev_timer_stop(W.loop, &W.churn_tick); /* churn ends with the rounds; those away still come back */
 }
 
 static void round_check(void)
@@ -167,7 +253,28 @@ static void emit(struct lg_client *c, uint32_t round)
         W.rc[round].emitted++;
 }
 
-static void on_round(uint32_t round)
+/* A return pending when round starts here: owed it if it opened before the round's start, else from the next one
+ * (and what it already got of this one is churned). One lost meanwhile keeps, as any lost client does, what it got
+ * of a round it was owed. */
+static void settle(struct lg_client *c, uint32_t round)
+{
+    bool in_time = W.opened_ns[index_of(c)] < W.round_start;
+    if (c->state != LC_OPEN) {
+        if (in_time)
+            W.rc[round].expected += got_of(c, round);
+        else
+            excuse(c, round);
+        c->owed = OWED_NONE;
+        return;
+    }
+    c->owed = in_time ? round : round + 1;
+    if (!in_time)
+        excuse(c, round);
+}
+
+static void start_churn(void);
+
+static void on_round(uint32_t round, int64_t start_ns)
 {
     if (round == 0 || round > W.o->rounds || round <= W.cur)
         die("bad round %u from the coordinator", round);
@@ -175,14 +282,20 @@ static void on_round(uint32_t round)
     if (W.cur == 0) {
         getrusage(RUSAGE_SELF, &W.ru_rounds);
         W.rounds_wall_ns = now_ns();
+        start_churn();
     }
     W.cur = round;
+    W.round_start = start_ns;
     W.pending = true;
     W.first_send = W.last_arrival = 0;
     uint64_t expected = 0;
-    for (uint32_t i = 0; i < W.n; i++)
-        if (W.clients[i].state == LC_OPEN)
-            expected += due_per_round(&W.clients[i]);
+    for (uint32_t i = 0; i < W.n; i++) {
+        struct lg_client *c = &W.clients[i];
+        if (c->owed == OWED_PENDING)
+            settle(c, round);
+        if (c->state == LC_OPEN && owed(c, round))
+            expected += due_per_round(c);
+    }
     W.rc[round].expected += expected;
     for (uint32_t e = W.index; e < W.o->emitters; e += W.count) {
         struct lg_client *c = client_of(e);
@@ -225,36 +338,79 @@ static void on_message(struct lg_client *c, const char *head, size_t head_len, u
     }
     int64_t latency = now - m.send_ns;
     hist_record(W.lat, latency);
-    if (latency > W.o->deadline_ns)
+    if (!owed(c, m.round)) {
+        r->churned++;
+        return;
+    }
+    if (latency > W.o->deadline_ns) {
         r->late++;
-    else
+        if (W.late_open && m.round == open_round())
+            W.late_open[index_of(c)]++;
+    } else {
         r->received++;
+    }
     W.last_arrival = now;
     if (m.round == W.cur)
         round_check();
 }
 
 static void connect_progress(void);
+static void back_soon(void);
+
+/* A return (--churn) is open: it starts with fresh trackers and is owed nothing until the next round settles it. */
+static void on_rejoined(struct lg_client *c)
+{
+    uint32_t i = index_of(c);
+    c->flags &= (uint8_t)~LC_FL_REJOIN;
+    memset(c->tracks, 0, W.room_active[c->room] * sizeof *c->tracks);
+    c->owed = OWED_PENDING;
+    W.opened_ns[i] = now_ns();
+    W.late_open[i] = 0;
+    W.rc[W.cur].rejoined++;
+    W.churn_rejoined++;
+}
 
 static void on_opened(struct lg_client *c)
 {
+    if (c->flags & LC_FL_REJOIN) {
+        on_rejoined(c);
+        return;
+    }
     W.connected++;
-    (void)c;
     connect_progress();
 }
 
 static void on_failed(struct lg_client *c)
 {
-    (void)c;
+    if (c->flags & LC_FL_REJOIN) { /* counted by kind already; it stays gone, owed nothing (OWED_NONE) */
+        c->flags &= (uint8_t)~LC_FL_REJOIN;
+        W.rc[W.cur].rejoin_failed++;
+        W.churn_failed++;
+        return;
+    }
     W.failed++;
     connect_progress();
 }
 
-/* An open client was lost: what it had not received of the current round is no longer due. */
+/* An open client was lost: what it had not received of the current round is no longer due (between rounds: what it
+ * already got of the next one is, since that round will not count it when it starts). */
 static void on_lost(struct lg_client *c)
 {
     W.dropped++; /* also in the connect phase: it did connect, so connected + failed still adds up */
-    if (!W.pending || !W.room_active)
+    if (c->flags & LC_FL_LEAVING) {
+        /* broken while leaving (--churn): the leave is over, and its round was taken back when it began */
+        c->flags &= (uint8_t)~LC_FL_LEAVING;
+        back_soon();
+        return;
+    }
+    if (!W.room_active || c->owed == OWED_PENDING) /* a pending return is settled when the round starts */
+        return;
+    if (!W.pending) {
+        if (W.cur < W.o->rounds && owed(c, W.cur + 1))
+            W.rc[W.cur + 1].expected += got_of(c, W.cur + 1);
+        return;
+    }
+    if (!owed(c, W.cur))
         return;
     uint32_t emitters_here = W.room_active[c->room], unseen = 0;
     for (uint32_t k = 0; k < emitters_here; k++)
@@ -269,11 +425,18 @@ static void send_final(void);
 
 static void on_closed(struct lg_client *c, bool clean)
 {
-    if (clean)
-        W.closed_clean++;
-    else
+    if (!clean)
         lg_engine_note(&W.eng, LG_ERR_CLOSE, "client %u: the close handshake did not complete cleanly", c->id);
-    if (--W.closing == 0)
+    if (c->flags & LC_FL_LEAVING) { /* a leave (--churn): closed_clean counts the final closes only */
+        c->flags &= (uint8_t)~LC_FL_LEAVING;
+        if (W.phase == WP_READY) {
+            back_soon();
+            return;
+        }
+    } else if (clean) {
+        W.closed_clean++;
+    }
+    if (W.phase == WP_CLOSING && --W.closing == 0)
         send_final();
 }
 
@@ -322,6 +485,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     if (W.last_tick_ns && W.phase == WP_READY && W.cur)
         hist_record(W.lag, late > 0 ? late : 0);
     W.last_tick_ns = now;
+    if (W.phase == WP_READY && W.eng.inflight && ++W.ticks % TICKS_PER_REPORT == 0)
+        lg_engine_expire(&W.eng, now); /* returns (--churn) that take too long fail as handshakes do */
     if (W.phase != WP_CONNECT)
         return;
     if (W.rate > 0) {
@@ -368,6 +533,110 @@ static void on_emitters(const char *body, uint32_t n)
     }
 }
 
+/* ---- churn ---- */
+
+static void back_at(double seconds)
+{
+    ev_timer_stop(W.loop, &W.back);
+    ev_timer_set(&W.back, seconds > 0 ? seconds : 0, 0);
+    ev_timer_start(W.loop, &W.back);
+}
+
+/* A leave's close is over: a return may be due. Returns never start inside a client's callback (the client's code
+ * still runs on the way out), only from the timer. */
+static void back_soon(void)
+{
+    if (W.away_len && W.phase == WP_READY)
+        back_at(0);
+}
+
+/* Returns, in the order they left: each one --churn-gap after it left, once its close is over (a close still running
+ * after --close-timeout is given up: an unclean close). A return is a new TCP connection and upgrade, same id and
+ * room; the balancer may put it on another node. */
+static void on_back(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)t, (void)revents;
+    int64_t now = now_ns();
+    while (W.away_len && W.phase == WP_READY) {
+        const struct away *a = &W.away[W.away_head];
+        struct lg_client *c = &W.clients[a->idx];
+        int64_t give_up = a->left_ns + W.o->close_timeout_ns, due = a->left_ns + W.o->churn_gap_ns;
+        if (c->state == LC_CLOSING && now < give_up) {
+            back_at((double)(give_up - now) / 1e9); /* or sooner: its on_closed calls back_soon */
+            return;
+        }
+        lg_client_abort(&W.eng, c); /* when still closing: on_closed(c, false) */
+        if (now < due || !lg_engine_has_slot(&W.eng)) {
+            back_at(now < due ? (double)(due - now) / 1e9 : TICK_S);
+            return;
+        }
+        W.away_head = W.away_head + 1 < W.n ? W.away_head + 1 : 0;
+        W.away_len--;
+        c->flags |= LC_FL_REJOIN;
+        lg_client_start(&W.eng, c); /* on_opened or on_failed follow, maybe at once */
+    }
+}
+
+/* c (open, not an emitter) leaves: the round it is in is taken back, then the close handshake starts. */
+static void leave(struct lg_client *c)
+{
+    uint32_t round = open_round();
+    if (round <= W.o->rounds && owed(c, round)) {
+        if (W.pending) /* counted when the round started; the next one has not counted it yet */
+            W.rc[round].expected -= due_per_round(c);
+        excuse(c, round);
+    }
+    c->owed = OWED_NONE;
+    W.rc[W.cur].left++;
+    W.churn_left++;
+    /* W.n entries are enough: a client is in the ring at most once (only open clients leave) */
+    W.away[(W.away_head + W.away_len) % W.n] = (struct away){.idx = index_of(c), .left_ns = now_ns()};
+    if (W.away_len++ == 0)
+        back_at((double)W.o->churn_gap_ns / 1e9);
+    c->flags |= LC_FL_LEAVING;
+    lg_client_close(&W.eng, c); /* on_closed may already have run when this returns */
+    round_check();
+}
+
+/* The next open receiver, round robin over this worker's clients. */
+static struct lg_client *next_leaver(void)
+{
+    for (uint32_t tries = 0; tries < W.n; tries++) {
+        struct lg_client *c = &W.clients[W.churn_next];
+        W.churn_next = W.churn_next + 1 < W.n ? W.churn_next + 1 : 0;
+        if (c->id >= W.o->emitters && c->state == LC_OPEN)
+            return c;
+    }
+    return NULL;
+}
+
+static void on_churn(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)revents;
+    W.churn_tokens += W.churn_rate * t->repeat;
+    /* 1e-9: rate * (1 / rate) may come out a hair under 1; stop when the last round is judged mid-loop */
+    while (W.churn_tokens >= 1 - 1e-9 && ev_is_active(&W.churn_tick)) {
+        W.churn_tokens -= 1;
+        struct lg_client *c = next_leaver();
+        if (c) /* else every receiver here is away or gone: this leave is skipped */
+            leave(c);
+    }
+}
+
+/* From the first round: this worker's share of --churn, in proportion to its receivers, spread evenly in time. */
+static void start_churn(void)
+{
+    uint32_t mine = 0;
+    for (uint32_t i = 0; i < W.n; i++)
+        mine += W.clients[i].id >= W.o->emitters;
+    if (!W.o->churn || !mine)
+        return;
+    W.churn_rate = (double)W.o->churn * mine / (double)(W.o->clients - W.o->emitters);
+    double period = 1 / W.churn_rate < CHURN_MIN_S ? CHURN_MIN_S : 1 / W.churn_rate;
+    ev_timer_set(&W.churn_tick, period, period);
+    ev_timer_start(W.loop, &W.churn_tick);
+}
+
 /* ---- close ---- */
 
 static void send_final(void)
@@ -391,6 +660,9 @@ static void send_final(void)
                             .echoed = W.echoed,
                             .foreign = W.foreign,
                             .corrupt = W.corrupt,
+                            .churn_left = W.churn_left,
+                            .churn_rejoined = W.churn_rejoined,
+                            .churn_failed = W.churn_failed,
                             .rounds = W.o->rounds};
     memcpy(f->err_counts, e->err_counts, sizeof f->err_counts);
     memcpy(f->err_example, e->err_example, sizeof f->err_example);
@@ -439,6 +711,8 @@ static void on_close_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 static void on_close(void)
 {
     round_done(true);
+    ev_timer_stop(W.loop, &W.churn_tick);
+    ev_timer_stop(W.loop, &W.back); /* who is away now stays away: pending */
     if (W.cur) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
@@ -455,7 +729,9 @@ static void on_close(void)
         if (c->state == LC_OPEN) {
             W.closing++;
             lg_client_close(&W.eng, c);
-        } else if (c->state != LC_DONE && c->state != LC_IDLE && c->state != LC_CLOSING) {
+        } else if (c->state == LC_CLOSING) {
+            W.closing++; /* a leave (--churn) closing: awaited too, so its close is counted */
+        } else if (c->state != LC_DONE && c->state != LC_IDLE) {
             lg_client_free(&W.eng, c);
         }
     }
@@ -469,7 +745,7 @@ static void on_close(void)
 
 static void on_ipc_message(const struct ipc_hdr *h, const char *body)
 {
-    uint32_t round;
+    struct ipc_round round;
     switch (h->type) {
     case IPC_EMITTERS:
         if (h->len % sizeof(uint32_t))
@@ -480,7 +756,7 @@ static void on_ipc_message(const struct ipc_hdr *h, const char *body)
         if (h->len != sizeof round || !W.tracks)
             die("bad round message");
         memcpy(&round, body, sizeof round);
-        on_round(round);
+        on_round(round.round, round.start_ns);
         break;
     case IPC_CLOSE: on_close(); break;
     default: die("unknown message %u from the coordinator", h->type);
@@ -528,6 +804,15 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
         c->room = room_of(c->id);
         c->target = (uint8_t)(c->id % (uint32_t)o->ntargets);
     }
+    if (o->churn) {
+        W.away = calloc(W.n ? W.n : 1, sizeof *W.away);
+        W.opened_ns = calloc(W.n ? W.n : 1, sizeof *W.opened_ns);
+        W.late_open = calloc(W.n ? W.n : 1, sizeof *W.late_open);
+        if (!W.away || !W.opened_ns || !W.late_open)
+            die("worker %u: out of memory for churning %u clients", w, W.n);
+    }
+    ev_timer_init(&W.churn_tick, on_churn, 0, 0);
+    ev_timer_init(&W.back, on_back, 0, 0);
     W.rate = o->connect_rate / nworkers;
     W.tokens = W.rate > 0 ? 1 : 0;
     ev_io_init(&W.ipc_io, on_ipc, fd, EV_READ);
@@ -552,6 +837,9 @@ int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int f
     free(W.slot_in_room);
     free(W.room_active);
     free(W.tracks);
+    free(W.away);
+    free(W.opened_ns);
+    free(W.late_open);
     hist_free(W.lat);
     hist_free(W.lag);
     buf_free(&W.in);

@@ -125,6 +125,8 @@ SCHEMA = {
         "source": (_source, ""),
         "deadline": (_duration, "5s"),
         "hold": (_duration, "0s"),
+        "churn": (_int(0, 100000), 0),
+        "churn_gap": (_duration, "100ms"),
     },
     "thresholds": {},  # free lines: loadgen --threshold expressions
     "gate": {
@@ -506,6 +508,8 @@ def loadgen_argv(conf, build, urls, out_json, out_hlog):
         argv += ["--source", load["source"]]
     if seconds(load["hold"]) > 0:
         argv += ["--hold", load["hold"]]
+    if load["churn"] > 0:
+        argv += ["--churn", str(load["churn"]), "--churn-gap", load["churn_gap"]]
     for t in conf["thresholds"]:
         argv += ["--threshold", t]
     return argv + urls

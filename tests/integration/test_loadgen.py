@@ -48,6 +48,13 @@ def ws_url(node, path="/ws"):
     return f"ws://{h.HOST}:{node.port}{path}"
 
 
+# The shape of a report without --churn, as it was before --churn existed.
+ROUND_KEYS = {"round", "emitted", "expected", "received", "late", "missing", "duplicate", "reordered", "start_ms",
+              "duration_ms", "timed_out", "p50_ms", "p99_ms", "max_ms"}
+TOTAL_KEYS = {"emitted", "expected", "received", "late", "missing", "duplicate", "reordered", "delivery"}
+CHURN_KEYS = {"churned", "left", "rejoined", "rejoin_failed"}
+
+
 def spectator_room(i, k, s):
     """loadgen's --rooms K --spectators S mapping, written again from its contract: 0 is the big room."""
     if i == 0:
@@ -81,6 +88,32 @@ class LoadgenBase(unittest.TestCase):
         self.assertEqual(t["received"], expected, t)
         for k in ("missing", "late", "duplicate", "reordered"):
             self.assertEqual(t[k], 0, f"{k}: {t}")
+
+    def assertChurnAddsUp(self, doc, receivers=None, gap_covers_interval=False):
+        """--churn's bookkeeping, whatever the timing: every leave ends as rejoined, rejoin_failed or pending (away
+        when the close began); the rounds' counters add up to the run's; every first arrival is received, late or
+        churned (the latency histogram has them all); the connect-phase figures count each client once. With
+        receivers (a run where nobody is lost), a round excuses only receivers that left: a leave excuses at most
+        two rounds (the one it left in or before, and the next when it came back after that one started) when the
+        gap is shorter than the interval, and at least one when the gap covers the interval (it is away at the
+        next start, if not in the round it left in)."""
+        ch, t, rounds = doc["churn"], doc["totals"], doc["rounds"]
+        self.assertEqual(ch["left"], ch["rejoined"] + ch["rejoin_failed"] + ch["pending"], ch)
+        self.assertGreater(ch["left"], 0, ch)
+        for k in CHURN_KEYS:
+            self.assertEqual(t[k], sum(r[k] for r in rounds), k)
+        for k in ("left", "rejoined", "rejoin_failed"):
+            self.assertEqual(t[k], ch[k], k)
+        self.assertEqual(doc["latency"]["count"], t["received"] + t["late"] + t["churned"], t)
+        self.assertEqual(doc["connect"]["count"], doc["clients"]["connected"])
+        self.assertEqual(sum(doc["nodes"].values()), doc["clients"]["connected"])
+        if receivers:
+            excused = sum(receivers - r["expected"] for r in rounds)
+            self.assertLessEqual(excused, 2 * ch["left"], (excused, ch))
+            if gap_covers_interval:
+                self.assertGreaterEqual(excused, ch["left"], (excused, ch))
+        for r in rounds:
+            self.assertEqual(r["missing"], r["expected"] - r["received"] - r["late"], r)
 
 
 class TwoNodes(LoadgenBase):
@@ -239,6 +272,76 @@ class Spectators(LoadgenBase):
         self.assertTrue(any("corrupt" in r for r in doc["verdict"]["reasons"]), doc["verdict"])
 
 
+class Churn(LoadgenBase):
+    """--churn: receivers leave (a close handshake) and come back (a new connection) while the rounds run; a round
+    is owed only to the receivers there for the whole of it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = h.start_redis(cls)
+        cls.n1, cls.n2 = h.start_nodes(cls, 2, cls.redis.url)
+
+    def test_leavers_are_excused_and_everyone_present_gets_everything(self):
+        rounds, rate, gap = 20, 50, 0.1
+        rc, out, err, doc = run_loadgen(["-c", "200", "--rounds", str(rounds), "--interval", "100ms", "--churn",
+                                         str(rate), "--room", "it-churn", ws_url(self.n1), ws_url(self.n2)])
+        self.assertRun(rc, 0, out, err)
+        t, ch = doc["totals"], doc["churn"]
+        self.assertEqual((doc["options"]["churn"], doc["options"]["churn_gap_ms"]), (rate, gap * 1000))
+        self.assertChurnAddsUp(doc, 199, gap_covers_interval=True)
+        # every receiver present for a whole round got its message, exactly once and in order
+        self.assertEqual(t["received"], t["expected"], t)
+        for k in ("missing", "late", "duplicate", "reordered"):
+            self.assertEqual(t[k], 0, f"{k}: {t}")
+        self.assertEqual((doc["corrupt"], doc["echoed"]), (0, 0))
+        for r in doc["rounds"]:
+            self.assertEqual((r["received"], r["missing"]), (r["expected"], 0), r)
+            self.assertLessEqual(r["expected"], 199, r)
+        self.assertLess(t["expected"], rounds * 199, t)  # the leavers were excused
+        # churn runs for the ~2 s of rounds at 50/s; it stops when the last round is judged, and the verify window
+        # (200 ms) is longer than the gap, so a leave is pending at the end only if its return took over 100 ms
+        self.assertGreater(ch["left"], rate * rounds * 0.1 / 2, ch)
+        self.assertEqual(ch["rejoin_failed"], 0, ch)
+        self.assertLessEqual(ch["pending"], rate * gap + 1, ch)
+        self.assertEqual(ch["rejoined"], ch["left"] - ch["pending"], ch)
+        self.assertEqual(doc["errors"], {})
+        self.assertEqual(doc["clients"]["connected"], 200)
+        self.assertEqual(doc["clients"]["dropped"], 0)
+        self.assertEqual(doc["clients"]["closed_clean"], 200 - ch["pending"])  # the pending ones have no final close
+        self.assertEqual(doc["nodes"], {"n1": 100, "n2": 100})  # where the 200 landed first; returns not counted
+        self.assertEqual(doc["verdict"]["warnings"], [])
+        self.assertIn(f"churn     {rate}/s, back after 100ms: {ch['left']} left, {ch['rejoined']} rejoined", out)
+
+    def test_two_workers_three_rooms(self):
+        # 300 clients in 3 rooms with one emitter each, two worker processes each churning its share of 200/s
+        # with a 30 ms gap: the same exact bookkeeping, over workers and rooms.
+        rc, out, err, doc = run_loadgen(["-c", "300", "-w", "2", "--rooms", "3", "-e", "3", "--room", "it-churn-w",
+                                         "-r", "15", "-i", "50ms", "--churn", "200", "--churn-gap", "30ms",
+                                         ws_url(self.n1), ws_url(self.n2)])
+        self.assertRun(rc, 0, out, err)
+        t = doc["totals"]
+        self.assertChurnAddsUp(doc, 297)
+        self.assertEqual(t["received"], t["expected"], t)
+        for k in ("missing", "late", "duplicate", "reordered"):
+            self.assertEqual(t[k], 0, f"{k}: {t}")
+        self.assertLess(t["expected"], 15 * 297, t)
+        self.assertEqual(doc["churn"]["rejoin_failed"], 0)
+        self.assertEqual(doc["corrupt"], 0)
+
+    def test_without_churn_the_report_keeps_its_shape(self):
+        rc, out, err, doc = run_loadgen(["-c", "20", "-r", "2", "-i", "20ms", "--room", "it-nochurn", ws_url(self.n1),
+                                         ws_url(self.n2)])
+        self.assertRun(rc, 0, out, err)
+        self.assertNotIn("churn", doc)
+        self.assertEqual(set(doc["totals"]), TOTAL_KEYS)
+        for r in doc["rounds"]:
+            self.assertEqual(set(r), ROUND_KEYS)
+        self.assertEqual((doc["options"]["churn"], doc["options"]["churn_gap_ms"]), (0, 100.0))
+        self.assertNotIn("churn", out)
+        self.assertDelivered(doc, 2 * 19)
+        self.assertEqual(doc["latency"]["count"], 2 * 19)
+
+
 class SplitBrain(LoadgenBase):
     """Node 2 is on another Redis, so nothing crosses between the nodes: the verdict must fail, with exact counts."""
 
@@ -277,6 +380,35 @@ class SplitBrain(LoadgenBase):
         self.assertEqual((t["expected"], t["received"], t["missing"]), (189 * rounds, 49 * rounds, 140 * rounds))
         self.assertEqual((t["late"], t["duplicate"], doc["corrupt"]), (0, 0, 0))
 
+    def test_churn_does_not_hide_loss(self):
+        # The churn of Churn's first test, but node 2 hears nothing from node 1: client 0 (n1) emits, the receivers
+        # on n1 (even ids) get every message, those on n2 (odd ids) none. A round owes its message to the receivers
+        # there for the whole of it, so what it finds missing is exactly what the ones on n2 should have got:
+        # expected = present on n1 + present on n2, received = present on n1 (n1 delivers everything, as Churn's
+        # test shows). The receivers leave round robin by id, so about as many of n1's as of n2's are away at a
+        # time: the loss charged to n2 follows its head count, and leaving is never a way out of it.
+        rounds = 20
+        rc, out, err, doc = run_loadgen(["-c", "200", "--rounds", str(rounds), "--interval", "100ms", "--churn", "50",
+                                         "--deadline", "300ms", "--room", "it-split-churn", ws_url(self.n1),
+                                         ws_url(self.n2)])
+        self.assertRun(rc, 1, out, err)
+        t = doc["totals"]
+        self.assertChurnAddsUp(doc, 199, gap_covers_interval=True)
+        self.assertEqual(doc["churn"]["rejoin_failed"], 0)
+        self.assertGreater(t["missing"], 0, t)
+        self.assertEqual(t["missing"], t["expected"] - t["received"], t)
+        self.assertEqual((t["late"], t["duplicate"], t["reordered"], doc["corrupt"]), (0, 0, 0, 0))
+        for r in doc["rounds"]:
+            present_n1, present_n2 = r["received"], r["missing"]
+            self.assertEqual(present_n1 + present_n2, r["expected"], r)
+            self.assertTrue(0 < present_n2 <= 100 and present_n1 <= 99, r)
+            away_n1, away_n2 = 99 - present_n1, 100 - present_n2
+            self.assertLessEqual(abs(away_n2 - away_n1), 3, r)  # ids leave in turn: odd, even, odd, ...
+            self.assertTrue(r["timed_out"], r)
+        self.assertLess(t["expected"], rounds * 199, t)
+        self.assertFalse(doc["verdict"]["pass"])
+        self.assertTrue(any("missing" in r for r in doc["verdict"]["reasons"]), doc["verdict"])
+
     def test_delivery_threshold_can_tolerate_it(self):
         rc, out, err, doc = run_loadgen(["-c", "100", "-r", "2", "-i", "20ms", "--deadline", "300ms",
                                          "-t", "delivery>=40%", ws_url(self.n1), ws_url(self.n2)])
@@ -313,6 +445,16 @@ class ConnectFailures(LoadgenBase):
             lines = [ln for ln in p.stderr.split("\n") if ln.strip()]
             self.assertEqual(len(lines), 1, f"{args}: one line expected: {p.stderr!r}")
 
+    def test_churn_usage_errors_are_exit_2(self):
+        for args, want in ((["-c", "3", "-e", "2", "--churn", "10"], "needs at least 2 clients that are not emitters"),
+                           (["--churn", "100001"], "--churn: expected a whole number from 0 to 100000"),
+                           (["--churn", "5", "--churn-gap", "5"], "--churn-gap")):
+            p = subprocess.run([LOADGEN, *args, "ws://127.0.0.1:1/"], capture_output=True, text=True, timeout=10)
+            self.assertEqual(p.returncode, 2, f"{args}: {p.stderr}")
+            lines = [ln for ln in p.stderr.split("\n") if ln.strip()]
+            self.assertEqual(len(lines), 1, f"{args}: one line expected: {p.stderr!r}")
+            self.assertIn(want, lines[0])
+
     def test_help(self):
         p = subprocess.run([LOADGEN, "--help"], capture_output=True, text=True, timeout=10)
         self.assertEqual(p.returncode, 0)
@@ -336,6 +478,47 @@ class NodeLoss(LoadgenBase):
         out, err = proc.communicate(timeout=RUN_TIMEOUT)
         self.assertRun(proc.returncode, 1, out, err)
         self.assertIn("dropped", out)
+
+    def test_returns_to_a_dead_node_fail_and_stay_gone(self):
+        # Churn 100/s with a 1 s gap keeps ~100 receivers away at a time. Node 2 is killed mid-run: its open clients
+        # are dropped, and its clients that were away fail to come back (refused): errors of their kind, counted
+        # as rejoin_failed, and gone for good. Nothing goes missing: a lost client takes back what it had not yet
+        # received, and one that failed to come back is owed nothing.
+        redis = h.start_redis(self)
+        n1 = h.start_refserver(self, "n1", redis.url)
+        n2 = h.RefServer("n2", redis.url)
+        n2.start()
+        self.addCleanup(n2.stop)
+        out_json = tempfile.NamedTemporaryFile(prefix="wsh-lg-", suffix=".json", delete=False).name
+        self.addCleanup(os.unlink, out_json)
+        proc = subprocess.Popen([LOADGEN, "-c", "200", "-r", "40", "-i", "100ms", "--churn", "100", "--churn-gap",
+                                 "1s", "--room", "it-churn-kill", "--out", out_json, ws_url(n1), ws_url(n2)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        h.wait_until(lambda: n2.metric("refserver_websocket_clients") >= 100, 20 * h.SLOW, what="100 clients on n2")
+        time.sleep(1.5)  # the rounds begin 100 ms after the last connect; after 1.4 s of churn ~70 are away
+        n2.proc.kill()
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        self.assertRun(proc.returncode, 1, out, err)
+        with open(out_json) as f:
+            doc = json.load(f)
+        t, ch = doc["totals"], doc["churn"]
+        self.assertChurnAddsUp(doc)
+        self.assertGreater(ch["rejoin_failed"], 0, ch)
+        # each failed return is counted under the kind that stopped it: refused, or (a return caught mid-upgrade by
+        # the kill) handshake_closed; the connect phase itself had no failure
+        connect_kinds = ("refused", "connect_timeout", "emfile", "eaddrnotavail", "connect", "tls",
+                         "handshake_timeout", "http_status", "bad_upgrade", "handshake_closed")
+        errors = doc["errors"]
+        self.assertEqual(sum(errors[k]["count"] for k in connect_kinds if k in errors), ch["rejoin_failed"], errors)
+        self.assertGreater(errors["refused"]["count"], 0, errors)
+        self.assertGreater(doc["clients"]["dropped"], 0)
+        self.assertEqual(doc["clients"]["failed"], 0)  # the connect phase was fine
+        self.assertEqual((t["missing"], t["late"], t["duplicate"], t["reordered"]), (0, 0, 0, 0), t)
+        self.assertEqual(t["received"], t["expected"], t)
+        self.assertLessEqual(doc["rounds"][-1]["expected"], 99)  # only n1's receivers are left to owe
+        self.assertTrue(any("could not connect" in r and "refused" in r for r in doc["verdict"]["reasons"]),
+                        doc["verdict"])
 
 
 if __name__ == "__main__":

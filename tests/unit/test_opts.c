@@ -1,5 +1,5 @@
 /* loadgen's command line: defaults, strict numbers, durations, ratios, thresholds, source ranges, URLs, request
- * targets, rooms and the spectators topology, headers, and one clear error line for every mistake. */
+ * targets, rooms and the spectators topology, churn, headers, and one clear error line for every mistake. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,6 +57,8 @@ static void test_defaults(void **state)
     assert_string_equal(o.node_header, "X-Node-Id");
     assert_string_equal(o.room_param, "room");
     assert_null(o.room);
+    assert_int_equal(o.churn, 0);
+    assert_true(o.churn_gap_ns == 100000000);
     assert_int_equal(o.ntargets, 1);
     assert_false(o.targets[0].tls);
     assert_string_equal(o.targets[0].path, "/ws");
@@ -74,8 +76,8 @@ static void test_all_options(void **state)
                            "4096", "--binary", "--echo", "--room", "lobby", "--rooms", "7", "--room-param", "channel",
                            "--node-header", "X-Srv", "--cookie", "SRV", "-w", "4", "--close-timeout", "1.5s", "--hold",
                            "2m", "-o", "r.json", "--hlog", "r.hlog", "-q", "-t", "p99<50ms", "-t", "errors<1%",
-                           "--source", "127.0.0.2-127.0.0.4", "-H", "Origin: http://x", "--insecure", URL,
-                           "wss://[::1]/a?b=c"),
+                           "--source", "127.0.0.2-127.0.0.4", "-H", "Origin: http://x", "--insecure", "--churn", "40",
+                           "--churn-gap", "2.5s", URL, "wss://[::1]/a?b=c"),
                      LG_PARSE_OK);
     assert_int_equal(o.clients, 5000);
     assert_true(o.connect_rate > 2500.4 && o.connect_rate < 2500.6);
@@ -92,6 +94,7 @@ static void test_all_options(void **state)
     assert_string_equal(o.cookie, "SRV");
     assert_int_equal(o.workers, 4);
     assert_true(o.close_timeout_ns == 1500000000 && o.hold_ns == 120000000000);
+    assert_true(o.churn == 40 && o.churn_gap_ns == 2500000000);
     assert_string_equal(o.out_json, "r.json");
     assert_string_equal(o.hlog, "r.hlog");
     assert_int_equal(o.nthresholds, 2);
@@ -387,6 +390,51 @@ static void test_spectators(void **state)
                  URL);
 }
 
+/* --churn RATE (0..100000, 0 = off) and --churn-gap D (a duration, 0 allowed); churn needs two clients that are not
+ * emitters, since emitters never leave. */
+static void test_churn(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "--churn", "0", URL), LG_PARSE_OK);
+    assert_int_equal(o.churn, 0);
+    assert_true(o.churn_gap_ns == 100000000);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--churn", "100000", "--churn-gap", "0", URL), LG_PARSE_OK);
+    assert_true(o.churn == 100000 && o.churn_gap_ns == 0);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--churn", "7", "--churn-gap", "1500us", URL), LG_PARSE_OK);
+    assert_true(o.churn == 7 && o.churn_gap_ns == 1500000);
+    lg_opts_free(&o);
+    /* exactly two receivers is enough; a gap without churn is harmless */
+    assert_int_equal(PARSE(&o, err, "-c", "3", "-e", "1", "--churn", "5", URL), LG_PARSE_OK);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "-c", "1", "--churn-gap", "1s", URL), LG_PARSE_OK);
+    lg_opts_free(&o);
+    /* so is churn 0 with no receiver at all */
+    assert_int_equal(PARSE(&o, err, "-c", "2", "-e", "2", "--churn", "0", URL), LG_PARSE_OK);
+    lg_opts_free(&o);
+
+    EXPECT_ERROR("--churn: expected a whole number from 0 to 100000, got '100001'", "--churn", "100001", URL);
+    EXPECT_ERROR("--churn: expected a whole number from 0 to 100000, got '-1'", "--churn", "-1", URL);
+    EXPECT_ERROR("--churn: expected a whole number from 0 to 100000, got '2.5'", "--churn", "2.5", URL);
+    EXPECT_ERROR("--churn: expected a whole number from 0 to 100000, got 'x'", "--churn", "x", URL);
+    EXPECT_ERROR("--churn: expected a whole number from 0 to 100000, got ''", "--churn", "", URL);
+    EXPECT_ERROR("--churn needs a value", URL, "--churn");
+    EXPECT_ERROR("--churn-gap", "--churn-gap", "100", URL);  /* no unit */
+    EXPECT_ERROR("--churn-gap", "--churn-gap", "-5ms", URL); /* negative */
+    EXPECT_ERROR("--churn-gap", "--churn-gap", "fast", URL);
+    EXPECT_ERROR("--churn-gap needs a value", URL, "--churn-gap");
+    EXPECT_ERROR("--churn 5: needs at least 2 clients that are not emitters to leave and come back, got 1 (3 clients, "
+                 "2 emitters)",
+                 "-c", "3", "-e", "2", "--churn", "5", URL);
+    EXPECT_ERROR("--churn 1: needs at least 2 clients that are not emitters", "-c", "1", "--churn", "1", URL);
+    EXPECT_ERROR("got 0 (4 clients, 4 emitters)", "-c", "4", "-e", "4", "--churn", "9", URL);
+    /* the emitters' own check still comes first */
+    EXPECT_ERROR("--emitters 5: more than the 4 clients", "-c", "4", "-e", "5", "--churn", "9", URL);
+}
+
 static void test_headers(void **state)
 {
     (void)state;
@@ -421,11 +469,17 @@ static void test_help_version_and_reparse(void **state)
     FILE *fp = fmemopen(usage, sizeof usage - 1, "w");
     lg_opts_usage(fp);
     fclose(fp);
-    for (const char *const *opt =
-             (const char *const[]){"--clients",  "--connect-rate", "--max-inflight", "--rounds", "--interval",
-                                   "--deadline", "--emitters",     "--payload",      "--rooms",  "--spectators",
-                                   "--workers",  "--source",       "--out",          "--hlog",   "--threshold",
-                                   "--quiet",    "--insecure",     "--cacert",       "exit",     NULL};
+    for (const char *const *opt = (const char *const[]){"--clients",      "--connect-rate",
+                                                        "--max-inflight", "--rounds",
+                                                        "--interval",     "--deadline",
+                                                        "--emitters",     "--payload",
+                                                        "--rooms",        "--spectators",
+                                                        "--workers",      "--source",
+                                                        "--out",          "--hlog",
+                                                        "--threshold",    "--quiet",
+                                                        "--insecure",     "--cacert",
+                                                        "--churn",        "--churn-gap",
+                                                        "exit",           NULL};
          *opt; opt++)
         if (!strstr(usage, *opt))
             fail_msg("--help does not mention %s", *opt);
@@ -443,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_request_target_and_rooms),
         cmocka_unit_test(test_spectators),
+        cmocka_unit_test(test_churn),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_help_version_and_reparse),
     };
