@@ -22,24 +22,14 @@
 #define MAX_PAYLOAD (16u << 20)
 #define MAX_CHURN   100000u
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int parse_uint(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out, char *err, size_t errlen)
 {
     char *end;
     errno = 0;
     unsigned long long v = isdigit((unsigned char)s[0]) ? strtoull(s, &end, 10) : 0;
     if (!isdigit((unsigned char)s[0]) || *end || errno || v < lo || v > hi)
-        return fail(err, errlen, "%s: expected a whole number from %llu to %llu, got '%s'", opt, (unsigned long long)lo,
-                    (unsigned long long)hi, s);
+        return conf_fail(err, errlen, "%s: expected a whole number from %llu to %llu, got '%s'", opt,
+                         (unsigned long long)lo, (unsigned long long)hi, s);
     *out = v;
     return 0;
 }
@@ -58,11 +48,11 @@ int lg_parse_ratio(const char *s, double *ratio, char *err, size_t errlen)
     double v;
     const char *rest;
     if (conf_parse_number(s, &v, &rest) < 0 || (*rest && strcmp(rest, "%") != 0))
-        return fail(err, errlen, "'%s' is not a ratio (e.g. 0.01 or 1%%)", s);
+        return conf_fail(err, errlen, "'%s' is not a ratio (e.g. 0.01 or 1%%)", s);
     if (*rest)
         v /= 100;
     if (v > 1)
-        return fail(err, errlen, "'%s' is over 100%%", s);
+        return conf_fail(err, errlen, "'%s' is over 100%%", s);
     *ratio = v;
     return 0;
 }
@@ -122,7 +112,7 @@ int lg_parse_threshold(const char *s, struct lg_threshold *t, char *err, size_t 
 {
     memset(t, 0, sizeof *t);
     if (strlen(s) >= sizeof t->text)
-        return fail(err, errlen, "threshold '%.40s...' is too long", s);
+        return conf_fail(err, errlen, "threshold '%.40s...' is too long", s);
     snprintf(t->text, sizeof t->text, "%s", s);
     char buf[64];
     size_t n = 0;
@@ -132,24 +122,25 @@ int lg_parse_threshold(const char *s, struct lg_threshold *t, char *err, size_t 
     buf[n] = '\0';
     size_t op = strcspn(buf, "<>");
     if (!buf[op])
-        return fail(err, errlen, "threshold '%s': expected METRIC<VALUE, e.g. p99<50ms or errors<1%%", s);
+        return conf_fail(err, errlen, "threshold '%s': expected METRIC<VALUE, e.g. p99<50ms or errors<1%%", s);
     bool eq = buf[op + 1] == '=';
     t->op = buf[op] == '<' ? (eq ? TH_LE : TH_LT) : (eq ? TH_GE : TH_GT);
     const char *value = buf + op + 1 + eq;
     if (op == 0 || parse_metric(buf, op, t) < 0)
-        return fail(err, errlen,
-                    "threshold '%s': unknown metric '%.*s' (pN, min, mean, max with an optional latency., connect. "
-                    "or handshake. prefix; errors; delivery)",
-                    s, (int)op, buf);
+        return conf_fail(
+            err, errlen,
+            "threshold '%s': unknown metric '%.*s' (pN, min, mean, max with an optional latency., connect. "
+            "or handshake. prefix; errors; delivery)",
+            s, (int)op, buf);
     char sub[160];
     if (t->stat == TH_STAT_RATIO) {
         if (lg_parse_ratio(value, &t->value, sub, sizeof sub) < 0)
-            return fail(err, errlen, "threshold '%s': %s", s, sub);
+            return conf_fail(err, errlen, "threshold '%s': %s", s, sub);
         return 0;
     }
     int64_t ns;
     if (conf_parse_duration(value, &ns, sub, sizeof sub) < 0)
-        return fail(err, errlen, "threshold '%s': latency needs a duration with a unit, e.g. 50ms (%s)", s, sub);
+        return conf_fail(err, errlen, "threshold '%s': latency needs a duration with a unit, e.g. 50ms (%s)", s, sub);
     t->value = (double)ns;
     return 0;
 }
@@ -159,11 +150,11 @@ int lg_parse_threshold(const char *s, struct lg_threshold *t, char *err, size_t 
 static int append_source(struct net_addr **list, uint32_t *n, const struct net_addr *a, char *err, size_t errlen)
 {
     if (*n >= LG_MAX_SOURCES)
-        return fail(err, errlen, "--source: more than %d addresses", LG_MAX_SOURCES);
+        return conf_fail(err, errlen, "--source: more than %d addresses", LG_MAX_SOURCES);
     if ((*n & (*n - 1)) == 0) { /* grow at powers of two */
         struct net_addr *grown = realloc(*list, (*n ? *n * 2 : 1) * sizeof *grown);
         if (!grown)
-            return fail(err, errlen, "--source: out of memory");
+            return conf_fail(err, errlen, "--source: out of memory");
         *list = grown;
     }
     (*list)[(*n)++] = *a;
@@ -176,7 +167,7 @@ static int parse_one_source(const char *item, struct net_addr **list, uint32_t *
     const char *dash = strchr(item, '-');
     size_t flen = dash ? (size_t)(dash - item) : strlen(item);
     if (flen == 0 || flen >= sizeof first || (dash && strlen(dash + 1) >= sizeof last))
-        return fail(err, errlen, "--source: bad address '%s'", item);
+        return conf_fail(err, errlen, "--source: bad address '%s'", item);
     memcpy(first, item, flen);
     first[flen] = '\0';
     struct net_addr a = {0};
@@ -189,15 +180,15 @@ static int parse_one_source(const char *item, struct net_addr **list, uint32_t *
     }
     struct in_addr lo, hi;
     if (inet_pton(AF_INET, first, &lo) != 1)
-        return fail(err, errlen, "--source: '%s' is not an IPv4 or IPv6 address", first);
+        return conf_fail(err, errlen, "--source: '%s' is not an IPv4 or IPv6 address", first);
     hi = lo;
     if (dash && inet_pton(AF_INET, strcpy(last, dash + 1), &hi) != 1)
-        return fail(err, errlen, "--source: '%s' is not an IPv4 address", dash + 1);
+        return conf_fail(err, errlen, "--source: '%s' is not an IPv4 address", dash + 1);
     uint32_t from = ntohl(lo.s_addr), to = ntohl(hi.s_addr);
     if (to < from)
-        return fail(err, errlen, "--source: range '%s' ends before it starts", item);
+        return conf_fail(err, errlen, "--source: range '%s' ends before it starts", item);
     if ((uint64_t)to - from + 1 + *n > LG_MAX_SOURCES)
-        return fail(err, errlen, "--source: more than %d addresses", LG_MAX_SOURCES);
+        return conf_fail(err, errlen, "--source: more than %d addresses", LG_MAX_SOURCES);
     for (uint64_t ip = from; ip <= to; ip++) {
         v4->sin_family = AF_INET;
         v4->sin_addr.s_addr = htonl((uint32_t)ip);
@@ -214,7 +205,7 @@ int lg_parse_sources(const char *s, struct net_addr **list, uint32_t *n, char *e
     for (const char *p = s;;) {
         size_t len = strcspn(p, ",");
         if (len == 0 || len >= sizeof item)
-            return fail(err, errlen, "--source: bad list '%s'", s);
+            return conf_fail(err, errlen, "--source: bad list '%s'", s);
         memcpy(item, p, len);
         item[len] = '\0';
         if (parse_one_source(item, list, n, err, errlen) < 0)
@@ -233,15 +224,15 @@ static int split_authority(const char *url, const char *auth, size_t alen, struc
     const char *port = NULL;
     size_t hlen;
     if (memchr(auth, '@', alen))
-        return fail(err, errlen, "URL '%s': user:password@ is not supported (use -H 'Authorization: ...')", url);
+        return conf_fail(err, errlen, "URL '%s': user:password@ is not supported (use -H 'Authorization: ...')", url);
     if (alen && auth[0] == '[') {
         const char *close = memchr(auth, ']', alen);
         if (!close)
-            return fail(err, errlen, "URL '%s': unclosed '[' in the host", url);
+            return conf_fail(err, errlen, "URL '%s': unclosed '[' in the host", url);
         hlen = (size_t)(close - auth) - 1;
         if (close + 1 < auth + alen) {
             if (close[1] != ':')
-                return fail(err, errlen, "URL '%s': junk after ']'", url);
+                return conf_fail(err, errlen, "URL '%s': junk after ']'", url);
             port = close + 2;
         }
         memcpy(t->host, auth + 1, hlen < sizeof t->host ? hlen : 0);
@@ -253,18 +244,18 @@ static int split_authority(const char *url, const char *auth, size_t alen, struc
             memcpy(t->host, auth, hlen);
     }
     if (hlen == 0 || hlen >= sizeof t->host)
-        return fail(err, errlen, "URL '%s': %s host", url, hlen ? "too long a" : "no");
+        return conf_fail(err, errlen, "URL '%s': %s host", url, hlen ? "too long a" : "no");
     t->host[hlen] = '\0';
     size_t plen = port ? (size_t)(auth + alen - port) : 0;
     uint64_t pv = t->tls ? 443 : 80;
     if (port) {
         char pbuf[8], sub[120];
         if (plen == 0 || plen >= sizeof pbuf)
-            return fail(err, errlen, "URL '%s': bad port", url);
+            return conf_fail(err, errlen, "URL '%s': bad port", url);
         memcpy(pbuf, port, plen);
         pbuf[plen] = '\0';
         if (parse_uint("port", pbuf, 1, 65535, &pv, sub, sizeof sub) < 0)
-            return fail(err, errlen, "URL '%s': %s", url, sub);
+            return conf_fail(err, errlen, "URL '%s': %s", url, sub);
     }
     snprintf(t->port, sizeof t->port, "%u", (unsigned)pv);
     bool v6 = strchr(t->host, ':') != NULL, dflt = pv == (t->tls ? 443u : 80u);
@@ -281,7 +272,7 @@ int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, 
     } schemes[] = {{"ws://", false}, {"wss://", true}, {"http://", false}, {"https://", true}};
     memset(t, 0, sizeof *t);
     if (strlen(url) >= sizeof t->url)
-        return fail(err, errlen, "URL '%.60s...' is too long", url);
+        return conf_fail(err, errlen, "URL '%.60s...' is too long", url);
     snprintf(t->url, sizeof t->url, "%s", url);
     const char *rest = NULL;
     for (size_t i = 0; i < sizeof schemes / sizeof schemes[0] && !rest; i++) {
@@ -292,23 +283,23 @@ int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, 
         }
     }
     if (!rest)
-        return fail(err, errlen, "URL '%s': expected ws:// or wss://", url);
+        return conf_fail(err, errlen, "URL '%s': expected ws:// or wss://", url);
     for (const char *p = url; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 127 || *p == '#')
-            return fail(err, errlen, "URL '%s': %s", url,
-                        *p == '#' ? "a #fragment is not sent to servers" : "control character or space");
+            return conf_fail(err, errlen, "URL '%s': %s", url,
+                             *p == '#' ? "a #fragment is not sent to servers" : "control character or space");
     size_t alen = strcspn(rest, "/?");
     if (split_authority(url, rest, alen, t, err, errlen) < 0)
         return -1;
     const char *path = rest + alen;
     if (strlen(path) + 2 > sizeof t->path)
-        return fail(err, errlen, "URL '%s': path too long", url);
+        return conf_fail(err, errlen, "URL '%s': path too long", url);
     snprintf(t->path, sizeof t->path, "%s%s", path[0] == '/' ? "" : "/", path);
     if (!resolve)
         return 0;
     char sub[200];
     if (net_resolve(t->host, t->port, &t->addr, sub, sizeof sub) < 0)
-        return fail(err, errlen, "URL '%s': %s", url, sub);
+        return conf_fail(err, errlen, "URL '%s': %s", url, sub);
     return 0;
 }
 
@@ -445,20 +436,20 @@ static int add_header(struct lg_opts *o, const char *h, char *err, size_t errlen
     const char *colon = strchr(h, ':');
     size_t nlen = colon ? (size_t)(colon - h) : 0;
     if (o->nheaders == LG_MAX_HEADERS)
-        return fail(err, errlen, "--header: at most %d", LG_MAX_HEADERS);
+        return conf_fail(err, errlen, "--header: at most %d", LG_MAX_HEADERS);
     if (strlen(h) >= sizeof o->headers[0])
-        return fail(err, errlen, "--header: '%.40s...' is too long", h);
+        return conf_fail(err, errlen, "--header: '%.40s...' is too long", h);
     for (size_t i = 0; i < nlen; i++)
         if (!is_token_char((unsigned char)h[i]))
             nlen = 0;
     if (!nlen)
-        return fail(err, errlen, "--header: expected 'Name: value', got '%s'", h);
+        return conf_fail(err, errlen, "--header: expected 'Name: value', got '%s'", h);
     for (const char *p = h; *p; p++)
         if ((unsigned char)*p < ' ' && *p != '\t')
-            return fail(err, errlen, "--header: control characters (CR, LF, ...) are not allowed in a header");
+            return conf_fail(err, errlen, "--header: control characters (CR, LF, ...) are not allowed in a header");
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
         if (strlen(ours[i]) == nlen && !strncasecmp(h, ours[i], nlen))
-            return fail(err, errlen, "--header: loadgen sets %.*s itself", (int)nlen, h);
+            return conf_fail(err, errlen, "--header: loadgen sets %.*s itself", (int)nlen, h);
     snprintf(o->headers[o->nheaders++], sizeof o->headers[0], "%s", h);
     return 0;
 }
@@ -466,7 +457,7 @@ static int add_header(struct lg_opts *o, const char *h, char *err, size_t errlen
 static int take_threshold(struct lg_opts *o, const char *s, char *err, size_t errlen)
 {
     if (o->nthresholds == LG_MAX_THRESHOLDS)
-        return fail(err, errlen, "--threshold: at most %d", LG_MAX_THRESHOLDS);
+        return conf_fail(err, errlen, "--threshold: at most %d", LG_MAX_THRESHOLDS);
     struct lg_threshold *t = &o->thresholds[o->nthresholds];
     if (lg_parse_threshold(s, t, err, errlen) < 0)
         return -1;
@@ -480,9 +471,9 @@ static int take_duration(const char *opt, const char *s, int64_t min_ns, int64_t
 {
     char sub[160];
     if (conf_parse_duration(s, ns, sub, sizeof sub) < 0)
-        return fail(err, errlen, "--%s: %s", opt, sub);
+        return conf_fail(err, errlen, "--%s: %s", opt, sub);
     if (*ns < min_ns)
-        return fail(err, errlen, "--%s: must be %s", opt, min_ns ? "more than 0" : "0 or more");
+        return conf_fail(err, errlen, "--%s: must be %s", opt, min_ns ? "more than 0" : "0 or more");
     return 0;
 }
 
@@ -497,7 +488,7 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
     case 'c': return parse_u32("--clients", arg, 1, MAX_CLIENTS, &o->clients, err, errlen);
     case OPT_CONNECT_RATE:
         if (conf_parse_number(arg, &rate, &end) < 0 || *end)
-            return fail(err, errlen, "--connect-rate: expected connects per second (0 = no limit), got '%s'", arg);
+            return conf_fail(err, errlen, "--connect-rate: expected connects per second (0 = no limit), got '%s'", arg);
         o->connect_rate = rate;
         return 0;
     case OPT_MAX_INFLIGHT: return parse_u32("--max-inflight", arg, 1, 1000000, &o->max_inflight, err, errlen);
@@ -512,8 +503,9 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
         if (parse_u32("--payload", arg, 0, MAX_PAYLOAD, &o->payload, err, errlen) < 0)
             return -1;
         if (o->payload < LG_PAYLOAD_MIN)
-            return fail(err, errlen, "--payload: at least %d bytes, so the fields (emitter, round, seq, send time) fit",
-                        LG_PAYLOAD_MIN);
+            return conf_fail(err, errlen,
+                             "--payload: at least %d bytes, so the fields (emitter, round, seq, send time) fit",
+                             LG_PAYLOAD_MIN);
         return 0;
     case OPT_BINARY: o->binary = true; return 0;
     case OPT_ECHO: o->echo = true; return 0;
@@ -532,16 +524,16 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
     case 't': return take_threshold(o, arg, err, errlen);
     case OPT_SOURCE:
         if (lg_parse_sources(arg, &o->sources, &o->nsources, sub, sizeof sub) < 0)
-            return fail(err, errlen, "%s", sub);
+            return conf_fail(err, errlen, "%s", sub);
         return 0;
     case 'H': return add_header(o, arg, err, errlen);
     case OPT_INSECURE: o->insecure = true; return 0;
     case OPT_CACERT:
         if (access(arg, R_OK) < 0)
-            return fail(err, errlen, "--cacert %s: %s", arg, strerror(errno));
+            return conf_fail(err, errlen, "--cacert %s: %s", arg, strerror(errno));
         o->cacert = arg;
         return 0;
-    default: return fail(err, errlen, "unknown option");
+    default: return conf_fail(err, errlen, "unknown option");
     }
 }
 
@@ -567,32 +559,33 @@ static void set_defaults(struct lg_opts *o)
 static int check_combination(struct lg_opts *o, char *err, size_t errlen)
 {
     if (o->emitters > o->clients)
-        return fail(err, errlen, "--emitters %u: more than the %u clients", o->emitters, o->clients);
+        return conf_fail(err, errlen, "--emitters %u: more than the %u clients", o->emitters, o->clients);
     if (o->rooms > o->clients)
-        return fail(err, errlen, "--rooms %u: more than the %u clients", o->rooms, o->clients);
+        return conf_fail(err, errlen, "--rooms %u: more than the %u clients", o->rooms, o->clients);
     if (o->spectators && o->rooms + o->spectators > o->clients) /* both are capped far below 2^31: no overflow */
-        return fail(err, errlen,
-                    "--spectators %u with --rooms %u: needs at least %u clients (the big room's %u and "
-                    "one per small room), got %u",
-                    o->spectators, o->rooms, o->rooms + o->spectators, o->spectators, o->clients);
+        return conf_fail(err, errlen,
+                         "--spectators %u with --rooms %u: needs at least %u clients (the big room's %u and "
+                         "one per small room), got %u",
+                         o->spectators, o->rooms, o->rooms + o->spectators, o->spectators, o->clients);
     if (o->workers > o->clients)
-        return fail(err, errlen, "--workers %u: more than the %u clients", o->workers, o->clients);
+        return conf_fail(err, errlen, "--workers %u: more than the %u clients", o->workers, o->clients);
     if (o->churn && o->clients - o->emitters < 2) /* emitters never leave: at least two others must */
-        return fail(err, errlen,
-                    "--churn %u: needs at least 2 clients that are not emitters to leave and come back, got %u (%u "
-                    "clients, %u emitters)",
-                    o->churn, o->clients - o->emitters, o->clients, o->emitters);
+        return conf_fail(
+            err, errlen,
+            "--churn %u: needs at least 2 clients that are not emitters to leave and come back, got %u (%u "
+            "clients, %u emitters)",
+            o->churn, o->clients - o->emitters, o->clients, o->emitters);
     return 0;
 }
 
 static enum lg_parse_result parse_urls(struct lg_opts *o, int argc, char **argv, char *err, size_t errlen)
 {
     if (optind >= argc) {
-        fail(err, errlen, "no URL given (e.g. ws://127.0.0.1:9001/ws)");
+        conf_fail(err, errlen, "no URL given (e.g. ws://127.0.0.1:9001/ws)");
         return LG_PARSE_ERROR;
     }
     if (argc - optind > LG_MAX_URLS) {
-        fail(err, errlen, "at most %d URLs", LG_MAX_URLS);
+        conf_fail(err, errlen, "at most %d URLs", LG_MAX_URLS);
         return LG_PARSE_ERROR;
     }
     for (int i = optind; i < argc; i++)
@@ -618,11 +611,11 @@ enum lg_parse_result lg_opts_parse(struct lg_opts *o, int argc, char **argv, cha
         if (c == '?' || c == ':') {
             const char *bad = argv[optind - 1];
             if (optopt && strchr("crieswotH", optopt) && bad[0] == '-' && bad[1] == optopt && !bad[2])
-                fail(err, errlen, "-%c needs a value", optopt);
+                conf_fail(err, errlen, "-%c needs a value", optopt);
             else if (optopt && optopt >= 256)
-                fail(err, errlen, "--%s needs a value", opt_name(optopt));
+                conf_fail(err, errlen, "--%s needs a value", opt_name(optopt));
             else
-                fail(err, errlen, "unknown option '%s'", bad);
+                conf_fail(err, errlen, "unknown option '%s'", bad);
             return LG_PARSE_ERROR;
         }
         if (take_option(o, c, optarg, err, errlen) < 0)
