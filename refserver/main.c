@@ -28,9 +28,12 @@ static const char usage[] =
     "  --ping-interval SECONDS  ping a client quiet this long (default 25)\n"
     "  --idle-timeout SECONDS   close a client quiet this long (default 60)\n"
     "  --handshake-timeout SECONDS  time to send a complete request head (default 10)\n"
+    "  --sio-ping-interval MS   Socket.IO: Engine.IO ping every MS milliseconds (default 25000)\n"
+    "  --sio-ping-timeout MS    Socket.IO: close when a ping is not answered in MS milliseconds (default 20000)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
     "  --help                   this text\n"
-    "Routes: GET / (200), GET /metrics (Prometheus), GET /ws?room=NAME (WebSocket, default room 'all').\n";
+    "Routes: GET / (200), GET /metrics (Prometheus), GET /ws?room=NAME (WebSocket, default room 'all'),\n"
+    "        GET /socket.io/?EIO=4&transport=websocket[&room=NAME] (Socket.IO v4, websocket transport only).\n";
 
 /* "1024", "64k", "1m" (common/conf.h): a byte count, or -1. */
 static long long parse_bytes(const char *s)
@@ -83,6 +86,8 @@ static const struct option long_opts[] = {
     {"ping-interval", required_argument, 0, 'P'},
     {"idle-timeout", required_argument, 0, 'i'},
     {"handshake-timeout", required_argument, 0, 'H'},
+    {"sio-ping-interval", required_argument, 0, 'S'},
+    {"sio-ping-timeout", required_argument, 0, 'T'},
     {"log-level", required_argument, 0, 'L'},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -134,6 +139,12 @@ static int apply_option(int opt, const char *arg, struct server_config *cfg, int
                              arg, "seconds, > 0");
         *(opt == 'P' ? &cfg->ping_interval : opt == 'i' ? &cfg->idle_timeout : &cfg->handshake_timeout) = d;
         return 0;
+    case 'S':
+    case 'T':
+        if ((v = parse_bytes(arg)) < 1 || v > 86400000)
+            return bad_value(opt == 'S' ? "sio-ping-interval" : "sio-ping-timeout", arg, "milliseconds, 1 to 86400000");
+        *(opt == 'S' ? &cfg->sio_ping_interval : &cfg->sio_ping_timeout) = (double)v / 1000;
+        return 0;
     case 'L':
         if ((*level = log_level_parse(arg)) < 0)
             return bad_value("log-level", arg, "error, warn, info or debug");
@@ -182,6 +193,8 @@ int main(int argc, char **argv)
         .handshake_timeout = 10,
         .close_timeout = 3,
         .stats_interval = 5,
+        .sio_ping_interval = 25,
+        .sio_ping_timeout = 20,
     };
     int level = LOG_LEVEL_INFO;
     int rc = parse_args(argc, argv, &cfg, &level);

@@ -126,7 +126,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     while (s->flush_list) {
         struct client *c = s->flush_list;
         s->flush_list = c->next_work;
-        c->flags &= (uint8_t)~CLIENT_FL_FLUSH;
+        c->flags &= (uint16_t)~CLIENT_FL_FLUSH;
         if (c->state != CLIENT_CLOSED)
             session_flush(c);
     }

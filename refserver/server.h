@@ -32,6 +32,8 @@ struct server_config {
     double handshake_timeout; /* seconds to receive a complete request head */
     double close_timeout;     /* seconds to wait for the peer's part of a close */
     double stats_interval;    /* seconds between "N connected client(s)" lines */
+    double sio_ping_interval; /* Socket.IO: seconds between Engine.IO pings (pingInterval) */
+    double sio_ping_timeout;  /* Socket.IO: seconds to answer a ping (pingTimeout) */
 };
 
 struct server_stats {
@@ -48,7 +50,7 @@ struct client {
     uint64_t id;
     int fd;
     enum client_state state;
-    uint8_t flags;             /* CLIENT_FL_* */
+    uint16_t flags;            /* CLIENT_FL_* */
     struct room_member member; /* in a room once it speaks WebSocket */
     struct ws_reader reader;
     struct buf in;          /* unparsed input left over from a read; usually empty and unallocated */
@@ -67,7 +69,9 @@ struct client {
 #define CLIENT_FL_CLOSE_RCVD 0x04u /* the peer's close frame arrived */
 #define CLIENT_FL_NO_REPLY   0x08u /* nothing more is expected from the peer: drain, then shut down */
 #define CLIENT_FL_SHUT       0x10u /* write side shut down; waiting for EOF */
-#define CLIENT_FL_PINGED     0x20u
+#define CLIENT_FL_PINGED     0x20u /* /ws: a ping is out; Socket.IO: an Engine.IO ping awaits its pong */
+#define CLIENT_FL_SIO        0x40u /* speaks Socket.IO (GET /socket.io/), in a "sio " room */
+#define CLIENT_FL_SIO_NSP    0x80u /* Socket.IO: connected to the namespace "/" */
 
 struct server {
     struct ev_loop *loop;
@@ -108,7 +112,8 @@ struct client *session_new(struct server *s, int fd);
 void session_on_readable(struct client *c);
 /* Write what is queued; called from the flush list and when the socket turns writable. */
 void session_flush(struct client *c);
-/* Send frame to every WebSocket client of room except skip (NULL for none); encodes nothing, shares f. */
+/* Send frame to every WebSocket client of room except skip (NULL for none); encodes nothing, shares f. In a Socket.IO
+ * room only sockets connected to the namespace get it. */
 void session_deliver(struct server *s, struct room *room, struct slice *f, const struct client *skip);
 /* Start a close handshake with code (SIGTERM: 1001). */
 void session_close(struct client *c, uint16_t code, const char *reason);

@@ -4,16 +4,22 @@
  *        |  (GET / and /metrics answered; keep-alive)                                   ^
  *        +-----------(bad request, Connection: close, timeout)--------------------------+
  *
+ * GET /socket.io/?EIO=4&transport=websocket takes the same path to CLIENT_WS, with CLIENT_FL_SIO set: its text frames
+ * are then Engine.IO/Socket.IO packets (refsio.h), its room is "sio " + the room parameter (a name no /ws client can
+ * ask for, so the two protocols never see each other's messages) and the server pings it with Engine.IO packets.
+ *
  * All output (HTTP responses, frames) goes through one queue of shared slices and is written before the loop next
  * waits (server.c's flush list), so a broadcast costs one frame encoding per node and one writev per receiver. */
 #include "common/bus.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "refserver/server.h"
+#include "refserver/refsio.h"
 #include "refserver/sync.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +33,8 @@
 #define MAX_HEADERS  64
 #define WRITE_IOV    64
 #define DEFAULT_ROOM "all"
+#define SIO_ROOM     "sio " /* prefix of a Socket.IO room: a space never appears in a /ws room */
+#define SIO_ROOM_LEN 4
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
@@ -163,7 +171,7 @@ void session_deliver(struct server *s, struct room *room, struct slice *f, const
 {
     for (uint32_t i = 0; i < room->count; i++) {
         struct client *c = container_of(room->members[i], struct client, member);
-        if (c == skip || c->state != CLIENT_WS)
+        if (c == skip || c->state != CLIENT_WS || (c->flags & (CLIENT_FL_SIO | CLIENT_FL_SIO_NSP)) == CLIENT_FL_SIO)
             continue;
         /* A consumer that cannot keep up is closed rather than allowed to hold memory without bound. A lone
          * message bigger than the cap still goes to an idle client: max_message bounds that. */
@@ -197,11 +205,22 @@ static void relay(struct client *c, uint8_t opcode, const void *payload, size_t 
     slice_unref(f);
 }
 
+static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size_t len);
+
+/* A whole message: relayed (/ws) or taken as an Engine.IO packet (Socket.IO). */
+static void on_message(struct client *c, uint8_t opcode, uint8_t *data, size_t len)
+{
+    if (c->flags & CLIENT_FL_SIO)
+        sio_on_message(c, opcode, data, len);
+    else
+        relay(c, opcode, data, len);
+}
+
 static void on_data(struct client *c, const struct ws_event *ev)
 {
     /* The common case, a whole message in one read, is relayed straight from the read buffer. */
     if (ev->first && ev->last) {
-        relay(c, ev->opcode, ev->data, ev->len);
+        on_message(c, ev->opcode, ev->data, ev->len);
         return;
     }
     if (buf_append(&c->msg, ev->data, ev->len) < 0) {
@@ -209,9 +228,135 @@ static void on_data(struct client *c, const struct ws_event *ev)
         return;
     }
     if (ev->last) {
-        relay(c, ev->opcode, buf_head(&c->msg), buf_len(&c->msg));
+        on_message(c, ev->opcode, (uint8_t *)buf_head(&c->msg), buf_len(&c->msg));
         buf_free(&c->msg);
     }
+}
+
+/* Socket.IO over WebSocket: one Engine.IO packet per text frame. Only the namespace "/" exists; an EVENT is
+ * socket.broadcast.emit (every other socket of the room, on every node), acknowledged empty when it asks. */
+
+#define SIO_CLOSE_UNSUPPORTED 1003
+
+static void sio_new_id(char out[REFSIO_ID_LEN + 1])
+{
+    uint8_t rnd[REFSIO_ID_RANDOM] = {0};
+    RAND_bytes(rnd, sizeof rnd);
+    refsio_make_id(rnd, out);
+}
+
+/* Queue one short Engine.IO packet (at most 256 bytes) as a text frame. */
+static int sio_send(struct client *c, const char *pkt, size_t len)
+{
+    uint8_t frame[WS_MAX_HEADER + 256];
+    if (len > 256)
+        return -1;
+    size_t h = ws_frame_header(frame, WS_OP_TEXT, true, len, NULL);
+    memcpy(frame + h, pkt, len);
+    return enqueue_bytes(c, frame, h + len);
+}
+
+/* A packet Socket.IO forbids: the whole connection goes (SOCKETIO.md 2). */
+static void sio_fail(struct client *c, const char *why)
+{
+    c->srv->stats.protocol_errors++;
+    LOG_DEBUG("client %" PRIu64 ": Socket.IO: %s; closing", c->id, why);
+    start_closing(c, WS_CLOSE_PROTOCOL, why, true);
+}
+
+static void sio_unsupported(struct client *c, const char *what)
+{
+    LOG_INFO("client %" PRIu64 ": Socket.IO %s are not supported yet; closing the connection", c->id, what);
+    start_closing(c, SIO_CLOSE_UNSUPPORTED, "binary not supported", true);
+}
+
+static void sio_connect(struct client *c, const struct refsio_packet *pk)
+{
+    char out[REFSIO_NSP_MAX + 64], id[REFSIO_ID_LEN + 1];
+    int n;
+    if (pk->nsp_len != 1) {
+        n = snprintf(out, sizeof out, "44%.*s,{\"message\":\"Invalid namespace\"}", (int)pk->nsp_len, pk->nsp);
+        sio_send(c, out, (size_t)n);
+        return;
+    }
+    sio_new_id(id);
+    n = snprintf(out, sizeof out, "40{\"sid\":\"%s\"}", id);
+    c->flags |= CLIENT_FL_SIO_NSP;
+    sio_send(c, out, (size_t)n);
+}
+
+/* Broadcast the event without its namespace and ack id: "42" is written over the two bytes before the JSON (the
+ * packet had at least "42" there), so the frame is relayed from the read buffer like a /ws message. */
+static void sio_event(struct client *c, const struct refsio_packet *pk)
+{
+    char ack[REFSIO_ACK_DIGITS + 8];
+    if (!(c->flags & CLIENT_FL_SIO_NSP) || pk->nsp_len != 1) {
+        sio_fail(c, "event for a namespace not joined");
+        return;
+    }
+    char *fwd = (char *)(uintptr_t)pk->data - 2;
+    fwd[0] = '4', fwd[1] = '2';
+    relay(c, WS_OP_TEXT, fwd, pk->data_len + 2);
+    if (pk->has_ack && c->state == CLIENT_WS) {
+        int n = snprintf(ack, sizeof ack, "43%" PRIu64 "[]", pk->ack);
+        sio_send(c, ack, (size_t)n);
+    }
+}
+
+/* A Socket.IO packet (inside an Engine.IO MESSAGE). */
+static void sio_on_packet(struct client *c, const struct refsio_packet *pk)
+{
+    switch (pk->type) {
+    case REFSIO_CONNECT: sio_connect(c, pk); return;
+    case REFSIO_EVENT: sio_event(c, pk); return;
+    case REFSIO_DISCONNECT: start_closing(c, WS_CLOSE_NORMAL, "", false); return;
+    case REFSIO_ACK:
+        if (!(c->flags & CLIENT_FL_SIO_NSP) || pk->nsp_len != 1)
+            sio_fail(c, "ack for a namespace not joined");
+        return; /* we never ask for acks: nothing waits for it */
+    case REFSIO_BINARY_EVENT:
+    case REFSIO_BINARY_ACK: sio_unsupported(c, "binary packets (types 5 and 6)"); return;
+    default: sio_fail(c, "CONNECT_ERROR from a client"); return;
+    }
+}
+
+static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size_t len)
+{
+    struct refsio_packet pk;
+    if (opcode != WS_OP_TEXT) {
+        sio_unsupported(c, "binary attachments");
+        return;
+    }
+    if (refsio_parse((const char *)data, len, &pk) < 0) {
+        sio_fail(c, "malformed packet");
+        return;
+    }
+    switch (pk.eio) {
+    case REFSIO_EIO_MESSAGE: sio_on_packet(c, &pk); return;
+    case REFSIO_EIO_PONG:
+        if (c->flags & CLIENT_FL_PINGED) {
+            c->flags &= (uint16_t)~CLIENT_FL_PINGED;
+            arm_timer(c, c->srv->cfg.sio_ping_interval);
+        }
+        return;
+    case REFSIO_EIO_NOOP: return;
+    case REFSIO_EIO_CLOSE: start_closing(c, WS_CLOSE_NORMAL, "", false); return;
+    case REFSIO_EIO_PING: sio_fail(c, "ping from the client (in Engine.IO v4 the server pings)"); return;
+    default: sio_fail(c, "unexpected Engine.IO packet type"); return;
+    }
+}
+
+/* The ping is due: send it, or, when the last one went unanswered, close ("ping timeout"). */
+static void sio_on_timer(struct client *c)
+{
+    if (c->flags & CLIENT_FL_PINGED) {
+        c->srv->stats.idle_closed++;
+        start_closing(c, WS_CLOSE_GOING_AWAY, "ping timeout", true);
+        return;
+    }
+    c->flags |= CLIENT_FL_PINGED;
+    sio_send(c, "2", 1);
+    arm_timer(c, c->srv->cfg.sio_ping_timeout);
 }
 
 static void on_peer_close(struct client *c, const struct ws_event *ev)
@@ -339,21 +484,41 @@ static bool check_handshake(const struct http_head *h, char *accept, int *status
     return false;
 }
 
-/* Precondition: CLIENT_HTTP, a GET /ws head. Next: CLIENT_WS (101 queued, joined the room), or closing after 4xx. */
-static int upgrade(struct client *c, const struct http_head *h)
+/* Socket.IO: the open packet, then pings every sio_ping_interval. */
+static int sio_open(struct client *c)
+{
+    char sid[REFSIO_ID_LEN + 1], pkt[REFSIO_OPEN_MAX];
+    const struct server_config *cfg = &c->srv->cfg;
+    sio_new_id(sid);
+    size_t n = refsio_open_packet(pkt, sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
+                                  (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message);
+    c->flags |= CLIENT_FL_SIO;
+    arm_timer(c, cfg->sio_ping_interval);
+    return sio_send(c, pkt, n);
+}
+
+/* Precondition: CLIENT_HTTP, a GET /ws head (or /socket.io/ when sio). Next: CLIENT_WS (101 queued, joined the room,
+ * Socket.IO: the open packet queued), or closing after 4xx. */
+static int upgrade(struct client *c, const struct http_head *h, bool sio)
 {
     struct server *s = c->srv;
-    char accept[WS_ACCEPT_LEN + 1], room[ROOM_NAME_MAX + 1], resp[512];
+    char accept[WS_ACCEPT_LEN + 1], room_buf[SIO_ROOM_LEN + ROOM_NAME_MAX + 1], resp[512];
+    /* A Socket.IO room is "sio " + the name, within ROOM_NAME_MAX like any room (the Redis channel's size). */
+    char *room = room_buf + (sio ? SIO_ROOM_LEN : 0);
+    size_t room_max = ROOM_NAME_MAX + 1 - (sio ? SIO_ROOM_LEN : 0);
+    memcpy(room_buf, SIO_ROOM, SIO_ROOM_LEN + 1);
     int status;
     const char *why;
     if (!check_handshake(h, accept, &status, &why))
         return respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", why,
                              status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
-    int found = http_query_param(h->target, h->target_len, "room", room, sizeof room);
+    int found = http_query_param(h->target, h->target_len, "room", room, room_max);
     if (found == 0)
         strcpy(room, DEFAULT_ROOM);
     if (found < 0 || !valid_room(room))
         return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
+    if (sio)
+        room = room_buf;
     if (room_join(&s->rooms, &c->member, room, strlen(room)) < 0)
         return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
     int n = snprintf(resp, sizeof resp,
@@ -365,7 +530,34 @@ static int upgrade(struct client *c, const struct http_head *h)
     s->stats.handshakes++;
     s->stats.ws_clients++;
     arm_timer(c, s->cfg.ping_interval);
-    return enqueue_bytes(c, resp, (size_t)n);
+    if (enqueue_bytes(c, resp, (size_t)n) < 0)
+        return -1;
+    return sio ? sio_open(c) : 0;
+}
+
+/* An Engine.IO handshake error: 400 with the JSON body engine.io sends. */
+static int sio_error(struct client *c, int code, const char *message)
+{
+    char body[96];
+    int n = snprintf(body, sizeof body, "{\"code\":%d,\"message\":\"%s\"}", code, message);
+    return respond(c, 400, "Bad Request", NULL, "application/json", body, (size_t)n, false, true);
+}
+
+/* Precondition: CLIENT_HTTP, a GET /socket.io/ head. The checks run in engine.io's order (transport, session,
+ * upgrade, protocol version); only a fresh websocket session exists here (no polling yet). */
+static int route_sio(struct client *c, const struct http_head *h)
+{
+    char eio[8], transport[16], sid[REFSIO_ID_LEN + 8];
+    int t = http_query_param(h->target, h->target_len, "transport", transport, sizeof transport);
+    if (t <= 0 || strcmp(transport, "websocket") != 0)
+        return sio_error(c, 0, "Transport unknown");
+    if (http_query_param(h->target, h->target_len, "sid", sid, sizeof sid) != 0)
+        return sio_error(c, 1, "Session ID unknown");
+    if (!http_find_header(h, "Upgrade"))
+        return sio_error(c, 3, "Bad request");
+    if (http_query_param(h->target, h->target_len, "EIO", eio, sizeof eio) <= 0 || strcmp(eio, "4") != 0)
+        return sio_error(c, 5, "Unsupported protocol version");
+    return upgrade(c, h, true);
 }
 
 static int serve_metrics(struct client *c, bool head_only, bool close_after)
@@ -394,7 +586,13 @@ static int route(struct client *c, const struct http_head *h)
     if (h->minor_version == 1 && !http_find_header(h, "Host"))
         return respond_error(c, 400, "Bad Request", "missing Host header", NULL);
     if (plen == 3 && !memcmp(h->target, "/ws", 3) && is_get) {
-        int rc = upgrade(c, h);
+        int rc = upgrade(c, h, false);
+        return rc < 0 || c->state != CLIENT_HTTP ? -1 : 0;
+    }
+    if (((plen == 11 && !memcmp(h->target, "/socket.io/", 11)) ||
+         (plen == 10 && !memcmp(h->target, "/socket.io", 10))) &&
+        is_get) {
+        int rc = route_sio(c, h);
         return rc < 0 || c->state != CLIENT_HTTP ? -1 : 0;
     }
     if (plen == 1 && h->target[0] == '/') {
@@ -404,7 +602,7 @@ static int route(struct client *c, const struct http_head *h)
     }
     if (plen == 8 && !memcmp(h->target, "/metrics", 8))
         return serve_metrics(c, head_only, h->conn_close);
-    return respond_error(c, 404, "Not Found", "try /ws, / or /metrics", NULL);
+    return respond_error(c, 404, "Not Found", "try /ws, /socket.io/, / or /metrics", NULL);
 }
 
 /* Precondition: CLIENT_HTTP. Returns bytes consumed, 0 when the head is incomplete, -1 when the connection left
@@ -475,7 +673,8 @@ void session_on_readable(struct client *c)
     }
     s->stats.bytes_in += buf_len(b) - before;
     c->last_rx = ev_now(s->loop);
-    c->flags &= (uint8_t)~CLIENT_FL_PINGED;
+    if (!(c->flags & CLIENT_FL_SIO)) /* Socket.IO: only an Engine.IO pong answers a ping */
+        c->flags &= (uint16_t)~CLIENT_FL_PINGED;
     buf_consume(b, process(c, buf_head(b), buf_len(b)));
     if (!own && buf_len(b)) {
         if (c->state != CLIENT_CLOSED && buf_append(&c->in, buf_head(b), buf_len(b)) < 0)
@@ -544,6 +743,10 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             respond_error(c, 408, "Request Timeout", "request head not received in time", NULL);
         else
             kill_client(c);
+        return;
+    }
+    if (c->flags & CLIENT_FL_SIO) {
+        sio_on_timer(c);
         return;
     }
     double quiet = ev_now(loop) - c->last_rx;

@@ -5,6 +5,7 @@ Every process is started on a free loopback port and stopped by PID in a cleanup
 Tests assert behaviour, never speed: time bounds are generous ceilings (scaled for sanitizer builds).
 """
 
+import json
 import os
 import signal
 import socket
@@ -735,6 +736,106 @@ class RedissTest(Base):
     def test_insecure_flag_skips_verification(self):
         node = h.start_refserver(self, "tls-insecure", self.redis.url, ["--redis-insecure"])
         self.wait_metric(node, "refserver_redis_up", lambda v: v == 1)
+
+
+class SocketIOTest(Base):
+    """Socket.IO v4 over the websocket transport: Engine.IO handshake errors, strict packets, the heartbeat's
+    direction. (Interop with socket.io-client is in tests/interop/refserver_socketio.test.mjs.)"""
+
+    SIO = "/socket.io/?EIO=4&transport=websocket"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = h.start_refserver(cls, "sio1", "none", ["--sio-ping-interval", "60000"])
+
+    def tearDown(self):
+        self.assertTrue(self.node.proc.alive(), f"refserver died:\n{self.node.log_text()[-2000:]}")
+
+    def assertEngineError(self, path, code, message, upgrade=True):
+        headers = {"Host": "x"}
+        if upgrade:
+            headers.update({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        r = h.http_request(self.node.port, "GET", path, headers)
+        self.assertEqual(r.status, 400, path)
+        self.assertEqual(r.header("Content-Type"), "application/json")
+        self.assertEqual(json.loads(r.body), {"code": code, "message": message}, path)
+
+    def test_handshake_errors(self):
+        self.assertEngineError("/socket.io/?transport=websocket", 5, "Unsupported protocol version")
+        self.assertEngineError("/socket.io/?EIO=3&transport=websocket", 5, "Unsupported protocol version")
+        self.assertEngineError("/socket.io/?EIO=4&transport=polling", 0, "Transport unknown")
+        self.assertEngineError("/socket.io/?EIO=4&transport=carrier-pigeon", 0, "Transport unknown")
+        self.assertEngineError("/socket.io/?EIO=4", 0, "Transport unknown")
+        self.assertEngineError(self.SIO, 3, "Bad request", upgrade=False)
+        self.assertEngineError(self.SIO + "&sid=abcdefghijklmnopqrst", 1, "Session ID unknown")
+
+    def sio_client(self, room=None):
+        c = h.ws_connect(self, self.node.port, self.SIO + (f"&room={room}" if room else ""))
+        op, data = c.recv_message(5.0)
+        self.assertEqual(op, OP_TEXT)
+        self.assertEqual(data[:1], b"0")
+        opened = json.loads(data[1:])
+        self.assertRegex(opened["sid"], r"^[A-Za-z0-9_-]{20}$")
+        self.assertEqual(opened["upgrades"], [])
+        self.assertEqual((opened["pingInterval"], opened["pingTimeout"]), (60000, 20000))
+        return c
+
+    def joined(self, room):
+        c = self.sio_client(room)
+        c.send_text("40")
+        op, data = c.recv_message(5.0)
+        self.assertEqual(data[:2], b"40")
+        self.assertRegex(json.loads(data[2:])["sid"], r"^[A-Za-z0-9_-]{20}$")
+        return c
+
+    def assertClosed(self, c, code):
+        try:
+            got = c.recv_close(5.0)
+        except (TimeoutError, h.ConnectionClosed) as e:
+            self.fail(f"expected a close frame with {code}, got {e!r}")
+        self.assertEqual(got, code)
+        self.assertTrue(c.wait_eof(5.0), "the server should close the TCP connection")
+
+    def test_broadcast_ack_and_namespace(self):
+        room = room_name("sio")
+        a, b = self.joined(room), self.joined(room)
+        raw = h.ws_connect(self, self.node.port, f"/ws?room={room}")  # /ws and Socket.IO rooms are apart
+        a.send_text('42/,7["chat",{"x":[1,"two"]}]')
+        self.assertMessage(a, OP_TEXT, b"437[]", who="sender (ack)")
+        self.assertMessage(b, OP_TEXT, b'42["chat",{"x":[1,"two"]}]', who="receiver")
+        self.assertSilent(a, who="sender")
+        self.assertSilent(raw, who="/ws client of the same room")
+        a.send_text("40/nope,")
+        self.assertMessage(a, OP_TEXT, b'44/nope,{"message":"Invalid namespace"}')
+
+    def test_event_before_connect_closes(self):
+        c = self.sio_client()
+        c.send_text('42["chat"]')
+        self.assertClosed(c, 1002)
+
+    def test_malformed_packets_close(self):
+        for bad in ['42["chat"', "42[]", '42["connect"]', "4x", "9", "", '40[1]', '42/a"b,["e"]', "41{}"]:
+            with self.subTest(packet=bad):
+                c = self.joined(room_name("bad"))
+                c.send_text(bad)
+                self.assertClosed(c, 1002)
+
+    def test_client_ping_closes(self):
+        c = self.joined(room_name("ping"))
+        c.send_text("2")
+        self.assertClosed(c, 1002)
+
+    def test_binary_is_not_supported_yet(self):
+        c = self.joined(room_name("bin"))
+        c.send_text('451-["e",{"_placeholder":true,"num":0}]')
+        self.assertClosed(c, 1003)
+        self.assertIn("not supported yet", self.node.log_text())
+
+    def test_disconnect_closes_normally(self):
+        c = self.joined(room_name("bye"))
+        c.send_text("41")
+        self.assertClosed(c, 1000)
 
 
 if __name__ == "__main__":
