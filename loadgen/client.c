@@ -7,6 +7,7 @@
 #include "common/net.h"
 #include "common/tls.h"
 #include "loadgen/payload.h"
+#include "loadgen/sio.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -23,6 +24,11 @@
 #define MAX_MESSAGE    (64ull << 20) /* a server message over this is a protocol error (1009) */
 #define READS_PER_WAKE 8             /* fairness: other clients get their turn */
 #define USER_AGENT     "wsh-loadgen/0.1"
+/* The head kept of a message split over chunks: the payload parser's prefix, plus room for a Socket.IO envelope
+ * (42/nsp,["event",") and the escaping of the fields. */
+#define PRE_MAX       ((size_t)2 * LG_PAYLOAD_PREFIX)
+#define SIO_NSP_ROOM  128                   /* "41/nsp," with the longest --namespace */
+#define SIO_AUTH_ROOM (SIO_NSP_ROOM + 4096) /* "40/nsp,{auth}" with the longest --auth */
 
 /* A handshake in progress: what only a connecting client needs. */
 struct hs_slot {
@@ -30,6 +36,7 @@ struct hs_slot {
     int64_t start_ns, tcp_ns;
     size_t last_len; /* http_parse_response's resume point */
     char accept[WS_ACCEPT_LEN + 1];
+    bool eio_open; /* socketio: the Engine.IO open packet came, our CONNECT is sent */
 };
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents);
@@ -141,7 +148,7 @@ static void slot_put(struct lg_engine *e, struct lg_client *c)
 
 static bool in_handshake(const struct lg_client *c)
 {
-    return c->state == LC_CONNECTING || c->state == LC_TLS || c->state == LC_UPGRADE;
+    return c->state == LC_CONNECTING || c->state == LC_TLS || c->state == LC_UPGRADE || c->state == LC_SIO;
 }
 
 /* Close the socket and free every per-client block; the client ends in LC_DONE. No callback. */
@@ -291,9 +298,14 @@ void lg_client_close(struct lg_engine *e, struct lg_client *c)
     if (c->state != LC_OPEN)
         return;
     uint8_t payload[WS_MAX_CONTROL];
+    char bye[SIO_NSP_ROOM];
     size_t n = ws_close_payload(payload, WS_CLOSE_NORMAL, "");
     c->state = LC_CLOSING;
-    if (queue_frame(e, c, WS_OP_CLOSE, payload, n) < 0)
+    /* Socket.IO: leave the namespace first, as socket.disconnect() does, so the server logs a client disconnect */
+    size_t bl = e->opts->protocol == LG_PROTO_SOCKETIO
+                    ? sio_encode_control(bye, sizeof bye, SIO_DISCONNECT, e->opts->sio_nsp, NULL)
+                    : 0;
+    if ((bl && queue_frame(e, c, WS_OP_TEXT, bye, bl) < 0) || queue_frame(e, c, WS_OP_CLOSE, payload, n) < 0)
         finish_close(e, c, false);
 }
 
@@ -494,6 +506,16 @@ static int check_upgrade(struct lg_engine *e, struct lg_client *c, const struct 
     return 0;
 }
 
+/* The handshake is over: the client is open. */
+static void open_client(struct lg_engine *e, struct lg_client *c)
+{
+    if (!(c->flags & LC_FL_REJOIN))
+        hist_record(e->handshake_hist, now_ns() - slot_of(e, c)->tcp_ns);
+    slot_put(e, c);
+    c->state = LC_OPEN;
+    e->ops.opened(c);
+}
+
 /* Parse the response gathered in buf[0..len). Returns the bytes of the head once the client is open, 0 when more
  * is needed (or it failed: then c->state is LC_DONE). */
 static size_t on_response(struct lg_engine *e, struct lg_client *c, const char *buf, size_t len)
@@ -514,18 +536,176 @@ static size_t on_response(struct lg_engine *e, struct lg_client *c, const char *
     }
     if (check_upgrade(e, c, &h, buf, len, (size_t)n) < 0)
         return 0;
-    if (!(c->flags & LC_FL_REJOIN)) { /* the connect phase's figures: a return would count one client twice */
-        hist_record(e->handshake_hist, now_ns() - s->tcp_ns);
+    if (!(c->flags & LC_FL_REJOIN)) /* the connect phase's figures: a return would count one client twice */
         note_node(e, &h);
-    }
-    slot_put(e, c);
-    c->state = LC_OPEN;
     c->reader = (struct ws_reader){.role = WS_ROLE_CLIENT, .max_message = MAX_MESSAGE};
-    e->ops.opened(c);
+    if (e->opts->protocol == LG_PROTO_SOCKETIO)
+        c->state = LC_SIO; /* the Engine.IO and namespace handshakes follow, in frames */
+    else
+        open_client(e, c);
     return (size_t)n;
 }
 
 /* ---- frames ---- */
+
+/* ---- Socket.IO (--protocol socketio) ---- */
+
+/* The Socket.IO layer gave up on c: in the handshake a failure of kind hs, once open a loss of kind open. */
+static void sio_end(struct lg_engine *e, struct lg_client *c, enum lg_err hs, enum lg_err open, const char *why)
+{
+    if (c->state == LC_SIO)
+        fail(e, c, hs, "%s: %s", e->opts->targets[c->target].url, why);
+    else
+        lose(e, c, open, "%s", why);
+}
+
+static bool is_ours(const struct lg_engine *e, struct sio_span nsp)
+{
+    return strlen(e->opts->sio_nsp) == nsp.len && memcmp(e->opts->sio_nsp, nsp.p, nsp.len) == 0;
+}
+
+/* A whole non-negative integer member of the open packet, in milliseconds; -1 when missing or not one. */
+static int64_t open_param(const struct sio_packet *k, const char *key)
+{
+    struct sio_span v;
+    int64_t ms = 0;
+    if (sio_json_member(k->data.p, k->data.len, key, &v) != 1 || v.len == 0 || v.len > 10)
+        return -1;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.p[i] < '0' || v.p[i] > '9')
+            return -1;
+        ms = ms * 10 + (v.p[i] - '0');
+    }
+    return ms;
+}
+
+/* The Engine.IO open packet: note the heartbeat, then CONNECT to the namespace. */
+static void on_eio_open(struct lg_engine *e, struct lg_client *c, const struct sio_packet *k)
+{
+    const struct lg_opts *o = e->opts;
+    int64_t interval = open_param(k, "pingInterval"), timeout = open_param(k, "pingTimeout");
+    if (interval < 0 || timeout < 0 || interval > UINT32_MAX || timeout > UINT32_MAX) {
+        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, "Engine.IO open packet without pingInterval/pingTimeout");
+        return;
+    }
+    e->sio_ping_interval_ms = (uint32_t)interval;
+    e->sio_ping_timeout_ms = (uint32_t)timeout;
+    char pkt[SIO_AUTH_ROOM];
+    size_t n = sio_encode_control(pkt, sizeof pkt, SIO_CONNECT, o->sio_nsp, o->sio_auth);
+    slot_of(e, c)->eio_open = true;
+    if (queue_frame(e, c, WS_OP_TEXT, pkt, n) < 0)
+        fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending CONNECT: %s", o->targets[c->target].url, strerror(errno));
+}
+
+/* CONNECT_ERROR's message: {"message":"...",...} or, from older servers, a string. */
+static void refusal_message(const struct sio_packet *k, char *out, size_t cap)
+{
+    struct sio_span v = k->data;
+    size_t n = 0;
+    if (v.len && v.p[0] == '{' && sio_json_member(k->data.p, k->data.len, "message", &v) != 1)
+        v.len = 0;
+    if (!v.len || v.p[0] != '"' || sio_json_string(v.p, v.len, out, cap - 1, &n) < 0)
+        n = 0;
+    out[n] = '\0';
+}
+
+/* In LC_SIO after the open packet: the namespace's answer to our CONNECT. */
+static void on_sio_handshake(struct lg_engine *e, struct lg_client *c, const struct sio_packet *k)
+{
+    if (!slot_of(e, c)->eio_open) {
+        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, "a Socket.IO packet before the Engine.IO open packet");
+        return;
+    }
+    if (k->type == SIO_CONNECT_ERROR && is_ours(e, k->nsp)) {
+        char msg[100];
+        refusal_message(k, msg, sizeof msg);
+        fail(e, c, LG_ERR_SIO_REFUSED, "%s: socketio connect refused: %s", e->opts->targets[c->target].url,
+             msg[0] ? msg : "(no message)");
+        return;
+    }
+    if (k->type != SIO_CONNECT || !is_ours(e, k->nsp) || k->data.len == 0) {
+        char why[120];
+        snprintf(why, sizeof why, "expected the CONNECT reply for %s, got a packet of type %d for %.*s",
+                 e->opts->sio_nsp, k->type, (int)(k->nsp.len > 40 ? 40 : k->nsp.len), k->nsp.p);
+        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
+        return;
+    }
+    open_client(e, c);
+}
+
+/* An open client's Socket.IO packet: the expected event's first argument goes to the worker as the message (a
+ * JSON string decoded into head, or an object as it is); any other event or packet is an empty, foreign one. */
+static void on_sio_packet(struct lg_engine *e, struct lg_client *c, const struct sio_packet *k, uint64_t msg_len,
+                          int64_t now)
+{
+    const char *expect = e->opts->sio_expect;
+    if (k->type == SIO_DISCONNECT && is_ours(e, k->nsp)) {
+        lose(e, c, LG_ERR_DROPPED, "the server disconnected it from the namespace");
+        return;
+    }
+    char head[LG_PAYLOAD_PREFIX];
+    size_t n = 0;
+    const char *msg = "";
+    if (k->type == SIO_EVENT && k->event.p && is_ours(e, k->nsp) && k->event.len == strlen(expect) &&
+        memcmp(k->event.p, expect, k->event.len) == 0 && k->arg.len) {
+        if (k->arg.p[0] == '"' && sio_json_string(k->arg.p, k->arg.len, head, sizeof head, &n) >= 0)
+            msg = head;
+        else if (k->arg.p[0] == '{')
+            msg = k->arg.p, n = k->arg.len;
+        else
+            n = 0;
+    }
+    e->ops.message(c, msg, n, msg_len, now);
+}
+
+/* One Engine.IO packet (a whole text message, or the head of a longer one). */
+static void sio_input(struct lg_engine *e, struct lg_client *c, uint8_t opcode, const char *buf, size_t len,
+                      uint64_t msg_len, int64_t now)
+{
+    struct sio_packet k;
+    if (opcode != WS_OP_TEXT) { /* a binary attachment: never one of ours */
+        if (c->state == LC_OPEN)
+            e->ops.message(c, "", 0, msg_len, now);
+        return;
+    }
+    if (sio_decode(buf, len, len == msg_len, &k) < 0) {
+        char why[120];
+        snprintf(why, sizeof why, "bad Engine.IO/Socket.IO packet '%.*s'", (int)(len > 60 ? 60 : len), buf);
+        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
+        return;
+    }
+    switch (k.eio) {
+    case SIO_EIO_PING: /* v4: the server pings, we answer (a ping of ours would be an error) */
+        if (queue_frame(e, c, WS_OP_TEXT, "3", 1) < 0)
+            sio_end(e, c, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, "answering a ping");
+        return;
+    case SIO_EIO_CLOSE:
+        sio_end(e, c, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, "the server closed the Engine.IO session");
+        return;
+    case SIO_EIO_OPEN:
+        if (c->state == LC_SIO && !slot_of(e, c)->eio_open)
+            on_eio_open(e, c, &k);
+        else
+            sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, "a second Engine.IO open packet");
+        return;
+    case SIO_EIO_MESSAGE: break;
+    default: return; /* pong, upgrade, noop */
+    }
+    if (c->state == LC_SIO)
+        on_sio_handshake(e, c, &k);
+    else
+        on_sio_packet(e, c, &k, msg_len, now);
+}
+
+/* A whole message (whole) or the head of a longer one: to the worker, or through the Socket.IO layer. */
+static void deliver(struct lg_engine *e, struct lg_client *c, const struct ws_event *ev, const char *head,
+                    size_t head_len, uint64_t msg_len, int64_t now)
+{
+    if (e->opts->protocol == LG_PROTO_SOCKETIO)
+        sio_input(e, c, ev->opcode, head, head_len, msg_len, now);
+    else
+        e->ops.message(c, head, head_len, msg_len, now);
+}
 
 /* A chunk of a data message: hand whole small messages over as they are, gather the head of split ones. */
 static void on_data(struct lg_engine *e, struct lg_client *c, const struct ws_event *ev, int64_t now)
@@ -534,14 +714,14 @@ static void on_data(struct lg_engine *e, struct lg_client *c, const struct ws_ev
         c->pre_len = 0;
         c->msg_len = 0;
         if (ev->last) {
-            e->ops.message(c, (const char *)ev->data, ev->len, ev->len, now);
+            deliver(e, c, ev, (const char *)ev->data, ev->len, ev->len, now);
             return;
         }
     }
-    if (c->pre_len < LG_PAYLOAD_PREFIX) {
+    if (c->pre_len < PRE_MAX) {
         if (!c->pre)
-            c->pre = malloc(LG_PAYLOAD_PREFIX);
-        size_t room = (size_t)LG_PAYLOAD_PREFIX - c->pre_len, take = ev->len < room ? ev->len : room;
+            c->pre = malloc(PRE_MAX);
+        size_t room = PRE_MAX - c->pre_len, take = ev->len < room ? ev->len : room;
         if (c->pre && take) {
             memcpy(c->pre + c->pre_len, ev->data, take);
             c->pre_len = (uint16_t)(c->pre_len + take);
@@ -549,7 +729,7 @@ static void on_data(struct lg_engine *e, struct lg_client *c, const struct ws_ev
     }
     c->msg_len = c->msg_len + ev->len < c->msg_len ? UINT32_MAX : c->msg_len + (uint32_t)ev->len;
     if (ev->last) {
-        e->ops.message(c, c->pre ? c->pre : "", c->pre ? c->pre_len : 0, c->msg_len, now);
+        deliver(e, c, ev, c->pre ? c->pre : "", c->pre ? c->pre_len : 0, c->msg_len, now);
         free(c->pre);
         c->pre = NULL;
         c->pre_len = 0;
@@ -567,6 +747,11 @@ static int on_close_frame(struct lg_engine *e, struct lg_client *c, const struct
     uint8_t payload[WS_MAX_CONTROL];
     uint16_t code = ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code;
     queue_frame(e, c, WS_OP_CLOSE, payload, ws_close_payload(payload, code, ""));
+    if (c->state == LC_SIO) {
+        fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: the server closed it with %u %.*s during the Socket.IO handshake",
+             e->opts->targets[c->target].url, ev->close_code, (int)ev->reason_len, ev->reason);
+        return -1;
+    }
     lose(e, c, LG_ERR_DROPPED, "the server closed it with %u %.*s", ev->close_code, (int)ev->reason_len, ev->reason);
     return -1;
 }
@@ -575,7 +760,7 @@ static int on_close_frame(struct lg_engine *e, struct lg_client *c, const struct
 static size_t feed_frames(struct lg_engine *e, struct lg_client *c, uint8_t *b, size_t len, int64_t now)
 {
     size_t off = 0;
-    while (off < len && (c->state == LC_OPEN || c->state == LC_CLOSING)) {
+    while (off < len && (c->state == LC_OPEN || c->state == LC_CLOSING || c->state == LC_SIO)) {
         struct ws_event ev;
         int n = ws_reader_next(&c->reader, b + off, len - off, &ev);
         if (n == -2)
@@ -583,13 +768,18 @@ static size_t feed_frames(struct lg_engine *e, struct lg_client *c, uint8_t *b, 
         if (n == -1) {
             uint8_t payload[WS_MAX_CONTROL];
             queue_frame(e, c, WS_OP_CLOSE, payload, ws_close_payload(payload, c->reader.close_code, ""));
+            if (c->state == LC_SIO) {
+                fail(e, c, LG_ERR_BAD_UPGRADE, "%s: bad frame from the server: %s", e->opts->targets[c->target].url,
+                     c->reader.error);
+                return SIZE_MAX;
+            }
             lose(e, c, LG_ERR_PROTOCOL, "bad frame from the server: %s (closed with %u)", c->reader.error,
                  c->reader.close_code);
             return SIZE_MAX;
         }
         off += (size_t)n;
         if (ev.type == WS_EV_DATA) {
-            if (c->state == LC_OPEN)
+            if (c->state == LC_OPEN || c->state == LC_SIO)
                 on_data(e, c, &ev, now);
         } else if (ev.type == WS_EV_PING) {
             if (queue_frame(e, c, WS_OP_PONG, ev.data, ev.len) < 0) {
@@ -600,7 +790,7 @@ static size_t feed_frames(struct lg_engine *e, struct lg_client *c, uint8_t *b, 
             return SIZE_MAX;
         }
     }
-    return c->state == LC_OPEN || c->state == LC_CLOSING ? off : SIZE_MAX;
+    return c->state == LC_OPEN || c->state == LC_CLOSING || c->state == LC_SIO ? off : SIZE_MAX;
 }
 
 /* The peer ended the connection (EOF or error) in state st. */
@@ -694,8 +884,8 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     if ((revents & EV_WRITE) && buf_len(&c->out) && flush(e, c) < 0) {
-        if (c->state == LC_UPGRADE)
-            fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending the upgrade request: %s", e->opts->targets[c->target].url,
+        if (c->state == LC_UPGRADE || c->state == LC_SIO)
+            fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending the handshake: %s", e->opts->targets[c->target].url,
                  strerror(errno));
         else if (c->state == LC_CLOSING)
             finish_close(e, c, false);
@@ -719,6 +909,7 @@ void lg_engine_expire(struct lg_engine *e, int64_t now)
         if (s->c->state == LC_CONNECTING)
             fail(e, s->c, LG_ERR_CONNECT_TIMEOUT, "%s: no TCP connection within %.0f ms", url, ms);
         else
-            fail(e, s->c, LG_ERR_HANDSHAKE_TIMEOUT, "%s: no 101 within %.0f ms", url, ms);
+            fail(e, s->c, LG_ERR_HANDSHAKE_TIMEOUT, "%s: %s within %.0f ms", url,
+                 s->c->state == LC_SIO ? "no Socket.IO CONNECT reply" : "no 101", ms);
     }
 }

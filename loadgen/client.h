@@ -3,8 +3,15 @@
  * this module tells it through struct lg_engine_ops when a client opened, failed, got a message, was lost or
  * finished closing.
  *
- *   LC_IDLE -> LC_CONNECTING -> [LC_TLS] -> LC_UPGRADE -> LC_OPEN -> LC_CLOSING -> LC_DONE
- *                   \______________\_____________\____________\___________________^  (failure, loss, timeout)
+ *   LC_IDLE -> LC_CONNECTING -> [LC_TLS] -> LC_UPGRADE -> [LC_SIO] -> LC_OPEN -> LC_CLOSING -> LC_DONE
+ *                   \______________\_____________\____________\___________\___________________^  (failure, loss,
+ *                                                                                                timeout)
+ *
+ * LC_SIO (--protocol socketio only): after the 101, the Engine.IO open packet, our namespace CONNECT and the
+ * server's reply. It is still the connect phase (a handshake slot, the connect timeout, failures by kind); the
+ * client is open, and counted as connected, only once the namespace accepted it. Open Socket.IO clients answer the
+ * server's pings themselves, and the worker sees only the events: for the expected event, the first argument
+ * (decoded from its JSON string), for any other packet an empty message (foreign).
  *
  * Memory per idle open client is one struct lg_client and no heap block: reads go through one engine-wide buffer,
  * only the bytes of an incomplete frame are carried per client, and handshake-only state (the expected accept key,
@@ -21,7 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum lg_client_state { LC_IDLE = 0, LC_CONNECTING, LC_TLS, LC_UPGRADE, LC_OPEN, LC_CLOSING, LC_DONE };
+enum lg_client_state { LC_IDLE = 0, LC_CONNECTING, LC_TLS, LC_UPGRADE, LC_SIO, LC_OPEN, LC_CLOSING, LC_DONE };
 
 /* struct lg_client flags, set by the worker for --churn. */
 #define LC_FL_REJOIN  0x01 /* this connect is a return: where it lands and how long it takes are not counted again */
@@ -69,6 +76,7 @@ struct lg_engine {
     uint64_t rng;
     struct hs_slot *slots;
     uint32_t *free_slots, nfree, nslots, inflight;
+    uint32_t sio_ping_interval_ms, sio_ping_timeout_ms; /* from the last Engine.IO open packet (socketio) */
 
     /* results */
     struct hist *connect_hist, *handshake_hist;

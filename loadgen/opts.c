@@ -5,6 +5,7 @@
 
 #include "common/conf.h"
 #include "loadgen/payload.h"
+#include "loadgen/sio.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -303,6 +304,21 @@ int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, 
     return 0;
 }
 
+int lg_socketio_path(struct lg_target *t, char *err, size_t errlen)
+{
+    static const char *const eio = "EIO=4&transport=websocket";
+    char path[sizeof t->path];
+    size_t plen = strcspn(t->path, "?");
+    const char *query = t->path + plen;
+    bool bare = plen == 1; /* "/": the URL named no path */
+    int n = snprintf(path, sizeof path, "%.*s%s%s%s%s", (int)plen, t->path, bare ? "socket.io/" : "",
+                     *query ? query : "?", *query && query[1] ? "&" : "", eio);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return conf_fail(err, errlen, "URL '%s': path too long", t->url);
+    memcpy(t->path, path, (size_t)n + 1);
+    return 0;
+}
+
 uint32_t lg_room_count(const struct lg_opts *o)
 {
     return o->spectators ? o->rooms + 1 : o->rooms;
@@ -375,6 +391,12 @@ enum {
     OPT_SOURCE,
     OPT_INSECURE,
     OPT_CACERT,
+    OPT_PROTOCOL,
+    OPT_TRANSPORT,
+    OPT_NAMESPACE,
+    OPT_AUTH,
+    OPT_EVENT,
+    OPT_EXPECT,
     OPT_HOLD,
     OPT_CHURN,
     OPT_CHURN_GAP,
@@ -411,6 +433,12 @@ static const struct option long_opts[] = {
     {"header", required_argument, NULL, 'H'},
     {"insecure", no_argument, NULL, OPT_INSECURE},
     {"cacert", required_argument, NULL, OPT_CACERT},
+    {"protocol", required_argument, NULL, OPT_PROTOCOL},
+    {"transport", required_argument, NULL, OPT_TRANSPORT},
+    {"namespace", required_argument, NULL, OPT_NAMESPACE},
+    {"auth", required_argument, NULL, OPT_AUTH},
+    {"event", required_argument, NULL, OPT_EVENT},
+    {"expect", required_argument, NULL, OPT_EXPECT},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -477,6 +505,71 @@ static int take_duration(const char *opt, const char *s, int64_t min_ns, int64_t
     return 0;
 }
 
+/* ---- Socket.IO ---- */
+
+#define SIO_NAME_MAX 100
+
+/* An event name loadgen writes into packets as it is, so it must need no JSON escaping; socket.io refuses the
+ * reserved names (the parser drops the connection). */
+static int check_event_name(const char *opt, const char *s, char *err, size_t errlen)
+{
+    static const char *const reserved[] = {"connect",       "connect_error", "disconnect",
+                                           "disconnecting", "newListener",   "removeListener"};
+    size_t n = strlen(s);
+    if (n == 0 || n > SIO_NAME_MAX)
+        return conf_fail(err, errlen, "--%s: expected an event name of 1 to %d characters", opt, SIO_NAME_MAX);
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < ' ' || *p == 127 || *p == '"' || *p == '\\')
+            return conf_fail(err, errlen, "--%s '%s': control characters, '\"' and '\\' are not allowed", opt, s);
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (!strcmp(s, reserved[i]))
+            return conf_fail(err, errlen, "--%s '%s': a name Socket.IO reserves", opt, s);
+    return 0;
+}
+
+/* A namespace goes into packets as "/nsp,": it must start with '/' and hold no ',' (the parser's end of it). */
+static int check_namespace(const char *s, char *err, size_t errlen)
+{
+    if (s[0] != '/' || strlen(s) > SIO_NAME_MAX)
+        return conf_fail(err, errlen, "--namespace '%s': expected /NAME (at most %d characters)", s, SIO_NAME_MAX);
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 127 || *p == ',' || *p == '"' || *p == '\\')
+            return conf_fail(err, errlen,
+                             "--namespace '%s': spaces, control characters, ',', '\"' and '\\' are not allowed", s);
+    return 0;
+}
+
+/* --protocol and the Socket.IO options (the rest of take_option). */
+static int take_sio_option(struct lg_opts *o, int c, const char *arg, char *err, size_t errlen)
+{
+    if (c == OPT_PROTOCOL) {
+        if (strcmp(arg, "websocket") != 0 && strcmp(arg, "socketio") != 0)
+            return conf_fail(err, errlen, "--protocol: expected websocket or socketio, got '%s'", arg);
+        o->protocol = arg[0] == 's' ? LG_PROTO_SOCKETIO : LG_PROTO_WEBSOCKET;
+        return 0;
+    }
+    if (!o->sio_only)
+        o->sio_only = opt_name(c);
+    switch (c) {
+    case OPT_TRANSPORT:
+        if (!strcmp(arg, "polling"))
+            return conf_fail(err, errlen, "--transport polling: not implemented yet (only websocket)");
+        if (strcmp(arg, "websocket") != 0)
+            return conf_fail(err, errlen, "--transport: expected websocket or polling, got '%s'", arg);
+        return 0;
+    case OPT_NAMESPACE: o->sio_nsp = arg; return check_namespace(arg, err, errlen);
+    case OPT_AUTH:
+        if (strlen(arg) > 4096 || !sio_json_is_object(arg, strlen(arg)))
+            return conf_fail(err, errlen,
+                             "--auth: expected a JSON object of at most 4096 bytes, e.g. '{\"token\":\"x\"}'");
+        o->sio_auth = arg;
+        return 0;
+    case OPT_EVENT: o->sio_event = arg; return check_event_name(opt_name(c), arg, err, errlen);
+    case OPT_EXPECT: o->sio_expect = arg; return check_event_name(opt_name(c), arg, err, errlen);
+    default: return conf_fail(err, errlen, "unknown option");
+    }
+}
+
 /* One option; -1 with err. */
 static int take_option(struct lg_opts *o, int c, const char *arg, char *err, size_t errlen)
 {
@@ -533,7 +626,7 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
             return conf_fail(err, errlen, "--cacert %s: %s", arg, strerror(errno));
         o->cacert = arg;
         return 0;
-    default: return conf_fail(err, errlen, "unknown option");
+    default: return take_sio_option(o, c, arg, err, errlen);
     }
 }
 
@@ -554,10 +647,28 @@ static void set_defaults(struct lg_opts *o)
     o->workers = 1;
     o->close_timeout_ns = 2 * INT64_C(1000000000);
     o->churn_gap_ns = 100 * INT64_C(1000000);
+    o->sio_nsp = "/";
+    o->sio_event = "chat";
+}
+
+static int check_socketio(struct lg_opts *o, char *err, size_t errlen)
+{
+    if (o->protocol != LG_PROTO_SOCKETIO) {
+        if (o->sio_only)
+            return conf_fail(err, errlen, "--%s needs --protocol socketio", o->sio_only);
+        return 0;
+    }
+    if (o->binary)
+        return conf_fail(err, errlen, "--binary: not with --protocol socketio (binary events are not supported yet)");
+    if (!o->sio_expect)
+        o->sio_expect = o->sio_event;
+    return 0;
 }
 
 static int check_combination(struct lg_opts *o, char *err, size_t errlen)
 {
+    if (check_socketio(o, err, errlen) < 0)
+        return -1;
     if (o->emitters > o->clients)
         return conf_fail(err, errlen, "--emitters %u: more than the %u clients", o->emitters, o->clients);
     if (o->rooms > o->clients)
@@ -588,9 +699,13 @@ static enum lg_parse_result parse_urls(struct lg_opts *o, int argc, char **argv,
         conf_fail(err, errlen, "at most %d URLs", LG_MAX_URLS);
         return LG_PARSE_ERROR;
     }
-    for (int i = optind; i < argc; i++)
-        if (lg_parse_url(argv[i], &o->targets[o->ntargets++], true, err, errlen) < 0)
+    for (int i = optind; i < argc; i++) {
+        struct lg_target *t = &o->targets[o->ntargets++];
+        if (lg_parse_url(argv[i], t, true, err, errlen) < 0)
             return LG_PARSE_ERROR;
+        if (o->protocol == LG_PROTO_SOCKETIO && lg_socketio_path(t, err, errlen) < 0)
+            return LG_PARSE_ERROR;
+    }
     return check_combination(o, err, errlen) < 0 ? LG_PARSE_ERROR : LG_PARSE_OK;
 }
 
@@ -631,6 +746,22 @@ void lg_opts_free(struct lg_opts *o)
     o->nsources = 0;
 }
 
+static void usage_socketio(FILE *fp)
+{
+    fputs("socket.io (Socket.IO v4 / Engine.IO 4 servers):\n"
+          "      --protocol P          websocket (default: the message is the frame) or socketio: the URL path (a\n"
+          "                            bare / becomes /socket.io/) gets EIO=4&transport=websocket, each client\n"
+          "                            connects to the namespace, answers pings, and emits/expects events whose\n"
+          "                            first argument is the message as a JSON string\n"
+          "      --transport T         websocket (default); polling is not implemented yet\n"
+          "      --namespace NSP       the namespace to connect to (default /)\n"
+          "      --auth JSON           the CONNECT packet's auth object, e.g. '{\"token\":\"x\"}' (default none)\n"
+          "      --event NAME          the event emitted (default chat)\n"
+          "      --expect NAME         the event carrying the messages received (default: the same); other events\n"
+          "                            are counted as foreign\n",
+          fp);
+}
+
 void lg_opts_usage(FILE *fp)
 {
     fputs("usage: loadgen [options] URL [URL...]\n"
@@ -669,8 +800,10 @@ void lg_opts_usage(FILE *fp)
           "                            NAME-1..NAME-K: client 0 publishes there, clients 1..K join the small rooms\n"
           "                            (-e K+1: one emitter per room), K+1..K+S-1 watch, the rest go round robin\n"
           "                            over the small rooms (default 1 small room; K + S <= clients)\n"
-          "      --room-param NAME     the query parameter naming the room (default room)\n"
-          "where clients land:\n"
+          "      --room-param NAME     the query parameter naming the room (default room)\n",
+          fp);
+    usage_socketio(fp);
+    fputs("where clients land:\n"
           "      --node-header NAME    response header naming the node (default X-Node-Id)\n"
           "      --cookie NAME         else the sticky cookie whose value names it\n"
           "process and output:\n"

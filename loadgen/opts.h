@@ -30,6 +30,8 @@ struct lg_target {
     struct net_addr addr;  /* resolved once, at parse time (first address getaddrinfo returns) */
 };
 
+enum lg_protocol { LG_PROTO_WEBSOCKET = 0, LG_PROTO_SOCKETIO };
+
 enum lg_th_metric { TH_LATENCY = 0, TH_CONNECT, TH_HANDSHAKE, TH_ERRORS, TH_DELIVERY };
 enum lg_th_stat { TH_STAT_MIN = 0, TH_STAT_MEAN, TH_STAT_MAX, TH_STAT_PCT, TH_STAT_RATIO };
 enum lg_th_op { TH_LT = 0, TH_LE, TH_GT, TH_GE };
@@ -57,6 +59,15 @@ struct lg_opts {
     int nheaders;
     bool insecure;      /* --insecure: do not verify the server's certificate */
     const char *cacert; /* --cacert FILE (NULL: the system store) */
+
+    /* --protocol socketio (loadgen/sio.h): Socket.IO v4 over the websocket transport. The URLs' paths then carry
+     * EIO=4&transport=websocket (a bare "/" becomes /socket.io/), set at parse time */
+    enum lg_protocol protocol; /* --protocol, default websocket */
+    const char *sio_nsp;       /* --namespace, default "/" */
+    const char *sio_auth;      /* --auth: the CONNECT packet's JSON object (NULL: none) */
+    const char *sio_event;     /* --event: what loadgen emits, default "chat" */
+    const char *sio_expect;    /* --expect: the event carrying the messages it receives, default sio_event */
+    const char *sio_only;      /* the first Socket.IO option given (an error without --protocol socketio) */
 
     /* connect */
     uint32_t clients;           /* -c --clients, default 100 */
@@ -120,6 +131,9 @@ int lg_parse_threshold(const char *s, struct lg_threshold *t, char *err, size_t 
 int lg_parse_sources(const char *s, struct net_addr **list, uint32_t *n, char *err, size_t errlen);
 /* Split a URL into t (no resolution when resolve is false: t->addr stays zero). */
 int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, size_t errlen);
+
+/* --protocol socketio: add EIO=4&transport=websocket to t->path's query, after making a bare "/" /socket.io/. */
+int lg_socketio_path(struct lg_target *t, char *err, size_t errlen);
 
 /* How many rooms the clients are spread over: K, or K + 1 with --spectators. */
 uint32_t lg_room_count(const struct lg_opts *o);

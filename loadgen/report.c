@@ -20,8 +20,9 @@
 #define LAG_WARN_NS   INT64_C(10000000)
 
 static const char *const err_names[LG_ERR_COUNT] = {
-    "refused",     "connect_timeout", "emfile",           "eaddrnotavail", "connect",  "tls",   "handshake_timeout",
-    "http_status", "bad_upgrade",     "handshake_closed", "dropped",       "protocol", "close",
+    "refused",           "connect_timeout", "emfile",      "eaddrnotavail",    "connect",          "tls",
+    "handshake_timeout", "http_status",     "bad_upgrade", "handshake_closed", "socketio_refused", "dropped",
+    "protocol",          "close",
 };
 
 const char *lg_err_name(enum lg_err k)
@@ -379,6 +380,18 @@ static json_t *hist_json(const struct hist *h)
                      ms(hist_max(h)), "mean_ms", ms((int64_t)hist_mean(h)));
 }
 
+/* --protocol, and with socketio its settings; the auth object itself may hold a secret: only whether it was given. */
+static json_t *protocol_json(json_t *j, const struct lg_opts *o)
+{
+    bool sio = o->protocol == LG_PROTO_SOCKETIO;
+    json_object_set_new(j, "protocol", json_string(sio ? "socketio" : "websocket"));
+    if (sio)
+        json_object_set_new(j, "socketio",
+                            json_pack("{s:s, s:s, s:b, s:s, s:s}", "transport", "websocket", "namespace", o->sio_nsp,
+                                      "auth", o->sio_auth != NULL, "event", o->sio_event, "expect", o->sio_expect));
+    return j;
+}
+
 static json_t *options_json(const struct lg_opts *o)
 {
     json_t *urls = json_array(), *th = json_array();
@@ -386,16 +399,17 @@ static json_t *options_json(const struct lg_opts *o)
         json_array_append_new(urls, json_string(o->targets[i].url));
     for (int i = 0; i < o->nthresholds; i++)
         json_array_append_new(th, json_string(o->thresholds[i].text));
-    return json_pack("{s:I, s:o, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:s?, s:I, s:f, s:I, s:o, s:b, s:b, s:I, "
-                     "s:o, s:o, s:I, s:o}",
-                     "clients", (json_int_t)o->clients, "urls", urls, "rounds", (json_int_t)o->rounds, "interval_ms",
-                     ms(o->interval_ns), "deadline_ms", ms(o->deadline_ns), "emitters", (json_int_t)o->emitters,
-                     "payload", (json_int_t)o->payload, "rooms", (json_int_t)o->rooms, "spectators",
-                     (json_int_t)o->spectators, "room", o->room, "workers", (json_int_t)o->workers, "connect_rate",
-                     o->connect_rate, "max_inflight", (json_int_t)o->max_inflight, "connect_timeout_ms",
-                     ms(o->connect_timeout_ns), "echo", o->echo, "binary", o->binary, "sources",
-                     (json_int_t)o->nsources, "thresholds", th, "hold_ms", ms(o->hold_ns), "churn",
-                     (json_int_t)o->churn, "churn_gap_ms", ms(o->churn_gap_ns));
+    return protocol_json(
+        json_pack("{s:I, s:o, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:s?, s:I, s:f, s:I, s:o, s:b, s:b, s:I, "
+                  "s:o, s:o, s:I, s:o}",
+                  "clients", (json_int_t)o->clients, "urls", urls, "rounds", (json_int_t)o->rounds, "interval_ms",
+                  ms(o->interval_ns), "deadline_ms", ms(o->deadline_ns), "emitters", (json_int_t)o->emitters, "payload",
+                  (json_int_t)o->payload, "rooms", (json_int_t)o->rooms, "spectators", (json_int_t)o->spectators,
+                  "room", o->room, "workers", (json_int_t)o->workers, "connect_rate", o->connect_rate, "max_inflight",
+                  (json_int_t)o->max_inflight, "connect_timeout_ms", ms(o->connect_timeout_ns), "echo", o->echo,
+                  "binary", o->binary, "sources", (json_int_t)o->nsources, "thresholds", th, "hold_ms", ms(o->hold_ns),
+                  "churn", (json_int_t)o->churn, "churn_gap_ms", ms(o->churn_gap_ns)),
+        o);
 }
 
 /* --churn's counters of a round (or the totals): only with --churn, so a run without it keeps its old shape. */

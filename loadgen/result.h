@@ -24,14 +24,15 @@ enum lg_err {
     LG_ERR_HTTP_STATUS,       /* the upgrade was answered with another status (see status_counts) */
     LG_ERR_BAD_UPGRADE,       /* malformed response, or 101 with a wrong Sec-WebSocket-Accept/Upgrade */
     LG_ERR_HANDSHAKE_CLOSED,  /* the server closed or reset during the handshake */
+    LG_ERR_SIO_REFUSED,       /* --protocol socketio: the namespace CONNECT was answered with CONNECT_ERROR */
     LG_ERR_DROPPED,           /* open, then closed or reset by the server before the end */
     LG_ERR_PROTOCOL,          /* open, then a frame we could not accept (we closed with 1002/1007/1009) */
     LG_ERR_CLOSE,             /* the closing handshake did not complete within --close-timeout */
     LG_ERR_COUNT
 };
 
-/* Connect-phase kinds are the ones up to LG_ERR_HANDSHAKE_CLOSED. */
-#define LG_ERR_IS_CONNECT(k) ((k) <= LG_ERR_HANDSHAKE_CLOSED)
+/* Connect-phase kinds are the ones up to LG_ERR_SIO_REFUSED. */
+#define LG_ERR_IS_CONNECT(k) ((k) <= LG_ERR_SIO_REFUSED)
 
 /* Stable names used in the JSON ("refused", "connect_timeout", ...) and the summary. */
 const char *lg_err_name(enum lg_err k);

@@ -34,6 +34,7 @@
 #include "loadgen/client.h"
 #include "loadgen/ipc.h"
 #include "loadgen/payload.h"
+#include "loadgen/sio.h"
 #include "loadgen/track.h"
 
 #include <ev.h>
@@ -84,6 +85,8 @@ struct worker {
     uint32_t *slot_in_room, *room_active; /* room_active[k]: active emitters in room k */
     struct lg_track *tracks;
     char *payload;
+    char *frame; /* --protocol socketio: the EVENT packet carrying payload (one buffer, no allocation per send) */
+    size_t frame_cap;
 
     /* rounds */
     struct ipc_round_count *rc; /* indexed by round (1-based; [0] unused) */
@@ -249,7 +252,13 @@ static void emit(struct lg_client *c, uint32_t round)
     lg_payload_encode(&m, W.payload, W.o->payload);
     if (!W.first_send)
         W.first_send = m.send_ns;
-    if (lg_client_send(&W.eng, c, W.o->binary ? WS_OP_BINARY : WS_OP_TEXT, W.payload, W.o->payload) == 0)
+    const char *data = W.payload;
+    size_t len = W.o->payload;
+    if (W.frame) { /* Socket.IO: the payload as the event's argument, a JSON string (numbers stay exact) */
+        len = sio_encode_event(W.frame, W.frame_cap, W.o->sio_nsp, W.o->sio_event, W.payload, W.o->payload);
+        data = W.frame;
+    }
+    if (lg_client_send(&W.eng, c, W.o->binary ? WS_OP_BINARY : WS_OP_TEXT, data, len) == 0)
         W.rc[round].emitted++;
 }
 
@@ -791,6 +800,12 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
     W.payload = malloc(o->payload);
     W.lat = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     W.lag = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    if (o->protocol == LG_PROTO_SOCKETIO) {
+        W.frame_cap = sio_event_max(strlen(o->sio_nsp), strlen(o->sio_event), o->payload);
+        W.frame = malloc(W.frame_cap);
+        if (!W.frame)
+            die("worker %u: out of memory", w);
+    }
     if (!W.loop || !W.clients || !W.rc || !W.payload || !W.lat || !W.lag)
         die("worker %u: out of memory for %u clients", w, W.n);
     uint32_t inflight = o->max_inflight / nworkers + (w < o->max_inflight % nworkers);
@@ -833,6 +848,7 @@ int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int f
     free(W.clients);
     free(W.rc);
     free(W.payload);
+    free(W.frame);
     free(W.active);
     free(W.slot_in_room);
     free(W.room_active);

@@ -469,20 +469,105 @@ static void test_help_version_and_reparse(void **state)
     FILE *fp = fmemopen(usage, sizeof usage - 1, "w");
     lg_opts_usage(fp);
     fclose(fp);
-    for (const char *const *opt = (const char *const[]){"--clients",      "--connect-rate",
-                                                        "--max-inflight", "--rounds",
-                                                        "--interval",     "--deadline",
-                                                        "--emitters",     "--payload",
-                                                        "--rooms",        "--spectators",
-                                                        "--workers",      "--source",
-                                                        "--out",          "--hlog",
-                                                        "--threshold",    "--quiet",
-                                                        "--insecure",     "--cacert",
-                                                        "--churn",        "--churn-gap",
-                                                        "exit",           NULL};
+    for (const char *const *opt = (const char *const[]){"--clients",
+                                                        "--connect-rate",
+                                                        "--max-inflight",
+                                                        "--rounds",
+                                                        "--interval",
+                                                        "--deadline",
+                                                        "--emitters",
+                                                        "--payload",
+                                                        "--rooms",
+                                                        "--spectators",
+                                                        "--workers",
+                                                        "--source",
+                                                        "--out",
+                                                        "--hlog",
+                                                        "--threshold",
+                                                        "--quiet",
+                                                        "--insecure",
+                                                        "--cacert",
+                                                        "--churn",
+                                                        "--churn-gap",
+                                                        "--protocol",
+                                                        "--transport",
+                                                        "--namespace",
+                                                        "--auth",
+                                                        "--event",
+                                                        "--expect",
+                                                        "not implemented yet",
+                                                        "exit",
+                                                        NULL};
          *opt; opt++)
         if (!strstr(usage, *opt))
             fail_msg("--help does not mention %s", *opt);
+}
+
+static void test_socketio(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256], target[1100];
+    /* defaults: plain WebSocket, paths as given */
+    assert_int_equal(PARSE(&o, err, URL), LG_PARSE_OK);
+    assert_int_equal(o.protocol, LG_PROTO_WEBSOCKET);
+    assert_string_equal(o.targets[0].path, "/ws");
+    lg_opts_free(&o);
+    /* socketio: a bare path becomes /socket.io/, the Engine.IO query is added, then the room as before */
+    assert_int_equal(PARSE(&o, err, "--protocol", "socketio", "--room", "r1", "ws://127.0.0.1:9001",
+                           "ws://127.0.0.1:9002/", "ws://127.0.0.1:9003/io/?x=1"),
+                     LG_PARSE_OK);
+    assert_int_equal(o.protocol, LG_PROTO_SOCKETIO);
+    assert_string_equal(o.sio_nsp, "/");
+    assert_null(o.sio_auth);
+    assert_string_equal(o.sio_event, "chat");
+    assert_string_equal(o.sio_expect, "chat");
+    assert_string_equal(o.targets[0].path, "/socket.io/?EIO=4&transport=websocket");
+    assert_string_equal(o.targets[1].path, "/socket.io/?EIO=4&transport=websocket");
+    assert_string_equal(o.targets[2].path, "/io/?x=1&EIO=4&transport=websocket");
+    char room[64];
+    lg_client_room(&o, 0, room, sizeof room);
+    assert_int_equal(lg_request_target(&o.targets[0], o.room_param, room, target, sizeof target), 0);
+    assert_string_equal(target, "/socket.io/?EIO=4&transport=websocket&room=r1");
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--protocol", "socketio", "--transport", "websocket", "--namespace", "/admin",
+                           "--auth", "{\"token\":\"x\"}", "--event", "msg", "--expect", "relay", URL),
+                     LG_PARSE_OK);
+    assert_string_equal(o.sio_nsp, "/admin");
+    assert_string_equal(o.sio_auth, "{\"token\":\"x\"}");
+    assert_string_equal(o.sio_event, "msg");
+    assert_string_equal(o.sio_expect, "relay");
+    assert_string_equal(o.targets[0].path, "/ws?EIO=4&transport=websocket");
+    lg_opts_free(&o);
+    /* --event alone: --expect follows it */
+    assert_int_equal(PARSE(&o, err, "--event", "m", "--protocol", "socketio", URL), LG_PARSE_OK);
+    assert_string_equal(o.sio_expect, "m");
+    lg_opts_free(&o);
+
+    expect_error("--protocol: expected websocket or socketio, got 'sio'",
+                 (const char *const[]){"--protocol", "sio", URL, NULL});
+    expect_error("--transport polling: not implemented yet",
+                 (const char *const[]){"--protocol", "socketio", "--transport", "polling", URL, NULL});
+    expect_error("--transport: expected websocket or polling",
+                 (const char *const[]){"--protocol", "socketio", "--transport", "ws", URL, NULL});
+    expect_error("--namespace needs --protocol socketio", (const char *const[]){"--namespace", "/a", URL, NULL});
+    expect_error("--event needs --protocol socketio", (const char *const[]){"--event", "a", URL, NULL});
+    expect_error("--transport needs --protocol socketio", (const char *const[]){"--transport", "websocket", URL, NULL});
+    expect_error("--namespace 'admin': expected /NAME",
+                 (const char *const[]){"--protocol", "socketio", "--namespace", "admin", URL, NULL});
+    expect_error("--namespace '/a,b'",
+                 (const char *const[]){"--protocol", "socketio", "--namespace", "/a,b", URL, NULL});
+    expect_error("--auth: expected a JSON object",
+                 (const char *const[]){"--protocol", "socketio", "--auth", "[1]", URL, NULL});
+    expect_error("--auth: expected a JSON object",
+                 (const char *const[]){"--protocol", "socketio", "--auth", "{\"a\":", URL, NULL});
+    expect_error("--event 'connect': a name Socket.IO reserves",
+                 (const char *const[]){"--protocol", "socketio", "--event", "connect", URL, NULL});
+    expect_error("--expect 'a\"b'", (const char *const[]){"--protocol", "socketio", "--expect", "a\"b", URL, NULL});
+    expect_error("--event: expected an event name",
+                 (const char *const[]){"--protocol", "socketio", "--event", "", URL, NULL});
+    expect_error("--binary: not with --protocol socketio",
+                 (const char *const[]){"--protocol", "socketio", "--binary", URL, NULL});
 }
 
 int main(void)
@@ -500,6 +585,7 @@ int main(void)
         cmocka_unit_test(test_churn),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_help_version_and_reparse),
+        cmocka_unit_test(test_socketio),
     };
     return cmocka_run_group_tests_name("opts", tests, NULL, NULL);
 }

@@ -1,0 +1,85 @@
+/* libFuzzer target for loadgen/sio.c: sio_decode reads every text message a Socket.IO server sends to loadgen's
+ * clients (servers we did not write included), and sio_encode_event writes what they relay.
+ *
+ * Input: any bytes, taken as a received text message. Each decode sees its bytes at the very end of an exact-size
+ * allocation, so ASan flags a read past len. Invariants abort():
+ *  - the answer is 0 or -1; on 0 every span lies inside the input, cut is set only for a head;
+ *  - a message that decodes whole decodes as a head (whole = false) at every cut of it: a valid message's head is
+ *    never malformed;
+ *  - a decoded event's string argument unescapes to the end without error;
+ *  - the input, sent as an event argument, comes back byte for byte (encode, decode, unescape). */
+#include "loadgen/sio.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ECHO 4096
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check(bool ok)
+{
+    if (!ok)
+        abort();
+}
+
+static bool inside(struct sio_span sp, const char *buf, size_t len)
+{
+    return !sp.p || (sp.p >= buf && sp.p + sp.len <= buf + len) || (sp.len == 1 && sp.p[0] == '/');
+}
+
+/* Decode s[0..n) placed at the end of an exact-size allocation; check the answer's shape. */
+static int decode_at_end(const uint8_t *s, size_t n, bool whole, struct sio_packet *k)
+{
+    char *buf = malloc(n ? n : 1);
+    if (!buf)
+        return -2;
+    if (n)
+        memcpy(buf, s, n);
+    int rc = sio_decode(buf, n, whole, k);
+    check(rc == 0 || rc == -1);
+    if (rc == 0) {
+        check(inside(k->nsp, buf, n) && inside(k->data, buf, n) && inside(k->event, buf, n) && inside(k->arg, buf, n));
+        check(whole ? !k->cut : k->cut);
+        if (whole && k->arg.len && k->arg.p[0] == '"') {
+            char out[256];
+            size_t got;
+            int r = sio_json_string(k->arg.p, k->arg.len, out, sizeof out, &got);
+            check(r == 1 || (r == 0 && got + 3 > sizeof out));
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+/* The input as an event's argument: it must come back unchanged. */
+static void check_echo(const uint8_t *s, size_t n)
+{
+    if (n > MAX_ECHO)
+        n = MAX_ECHO;
+    size_t cap = sio_event_max(6, 4, n);
+    char *frame = malloc(cap), *back = malloc(n ? n : 1);
+    if (frame && back) {
+        size_t len = sio_encode_event(frame, cap, "/admin", "chat", (const char *)s, n), got;
+        struct sio_packet k;
+        check(len > 0 && sio_decode(frame, len, true, &k) == 0);
+        check(k.type == SIO_EVENT && k.event.len == 4 && k.nsp.len == 6 && k.arg.len);
+        check(sio_json_string(k.arg.p, k.arg.len, back, n, &got) >= 0 && got == n);
+        check(n == 0 || memcmp(back, s, n) == 0);
+    }
+    free(frame);
+    free(back);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct sio_packet k;
+    int rc = decode_at_end(data, size, true, &k);
+    if (rc == 0)
+        for (size_t cut = 1; cut < size && cut < 512; cut++)
+            check(decode_at_end(data, cut, false, &k) == 0);
+    check_echo(data, size);
+    return 0;
+}

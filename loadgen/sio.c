@@ -1,0 +1,528 @@
+/* Socket.IO / Engine.IO packets for loadgen; see sio.h. Every scanner below takes [p, end) and answers 1 (done,
+ * *pp advanced past what it read), 0 (the buffer ended first: more bytes could make it valid) or -1 (no more bytes
+ * can: malformed). The cut/malformed split is what lets the same code check a whole message and a head. */
+#include "loadgen/sio.h"
+
+#include <string.h>
+
+#define MAX_DEPTH  32 /* nesting of JSON arrays and objects; deeper is refused (no unbounded recursion) */
+#define MAX_ACK    15 /* digits of an ack id: below 2^53, an exact JavaScript number */
+#define MAX_ATTACH 9  /* digits of an attachment count */
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_hex(char c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+static struct sio_span span(const char *p, const char *end)
+{
+    return (struct sio_span){p, (size_t)(end - p)};
+}
+
+/* ---- JSON scanners ---- */
+
+/* A string; *pp is on its opening quote. */
+static int skip_string(const char **pp, const char *end)
+{
+    for (const char *p = *pp + 1; p < end; p++) {
+        if (*p == '"') {
+            *pp = p + 1;
+            return 1;
+        }
+        if ((unsigned char)*p < 0x20)
+            return -1;
+        if (*p != '\\')
+            continue;
+        if (++p == end)
+            return 0;
+        if (*p == 'u') {
+            for (int i = 0; i < 4; i++)
+                if (++p == end)
+                    return 0;
+                else if (!is_hex(*p))
+                    return -1;
+        } else if (!*p || !strchr("\"\\/bfnrt", *p)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int skip_digits(const char **pp, const char *end)
+{
+    const char *p = *pp;
+    if (p == end)
+        return 0;
+    if (!is_digit(*p))
+        return -1;
+    while (p < end && is_digit(*p))
+        p++;
+    *pp = p;
+    return 1;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? followed by a byte that must be there (else more digits may come). */
+static int skip_number(const char **pp, const char *end)
+{
+    const char *p = *pp;
+    int rc;
+    if (p < end && *p == '-')
+        p++;
+    if (p < end && *p == '0')
+        p++;
+    else if ((rc = skip_digits(&p, end)) < 1)
+        return rc;
+    if (p < end && *p == '.' && (p++, (rc = skip_digits(&p, end)) < 1))
+        return rc;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if ((rc = skip_digits(&p, end)) < 1)
+            return rc;
+    }
+    if (p == end)
+        return 0;
+    *pp = p;
+    return 1;
+}
+
+static int skip_literal(const char **pp, const char *end, const char *lit)
+{
+    size_t n = strlen(lit), have = (size_t)(end - *pp);
+    if (have < n)
+        return memcmp(*pp, lit, have) == 0 ? 0 : -1;
+    if (memcmp(*pp, lit, n) != 0)
+        return -1;
+    *pp += n;
+    return 1;
+}
+
+static int skip_value(const char **pp, const char *end, int depth);
+
+/* An array or object; *pp is on its '[' or '{'. */
+static int skip_container(const char **pp, const char *end, int depth)
+{
+    if (depth >= MAX_DEPTH)
+        return -1;
+    char close = **pp == '[' ? ']' : '}';
+    const char *p = skip_ws(*pp + 1, end);
+    int rc;
+    if (p < end && *p == close) {
+        *pp = p + 1;
+        return 1;
+    }
+    for (;;) {
+        if (close == '}') {
+            if (p == end)
+                return 0;
+            if (*p != '"')
+                return -1;
+            if ((rc = skip_string(&p, end)) < 1)
+                return rc;
+            p = skip_ws(p, end);
+            if (p == end)
+                return 0;
+            if (*p++ != ':')
+                return -1;
+        }
+        if ((rc = skip_value(&p, end, depth + 1)) < 1)
+            return rc;
+        p = skip_ws(p, end);
+        if (p == end)
+            return 0;
+        if (*p == close) {
+            *pp = p + 1;
+            return 1;
+        }
+        if (*p != ',')
+            return -1;
+        p = skip_ws(p + 1, end);
+    }
+}
+
+/* Any value, after optional whitespace. */
+static int skip_value(const char **pp, const char *end, int depth)
+{
+    const char *p = skip_ws(*pp, end);
+    int rc;
+    if (p == end)
+        return 0;
+    switch (*p) {
+    case '"': rc = skip_string(&p, end); break;
+    case '[':
+    case '{': rc = skip_container(&p, end, depth); break;
+    case 't': rc = skip_literal(&p, end, "true"); break;
+    case 'f': rc = skip_literal(&p, end, "false"); break;
+    case 'n': rc = skip_literal(&p, end, "null"); break;
+    default: rc = skip_number(&p, end); break;
+    }
+    if (rc == 1)
+        *pp = p;
+    return rc;
+}
+
+/* ---- packets ---- */
+
+static int cut(struct sio_packet *k)
+{
+    k->cut = true;
+    return 0;
+}
+
+/* What a payload may be: socket.io-parser's isPayloadValid, and Engine.IO's open packet. */
+#define ALLOW_EMPTY  0x01
+#define ALLOW_OBJECT 0x02
+#define ALLOW_ARRAY  0x04
+#define ALLOW_STRING 0x08
+
+/* The rest of the packet, [p, end), is one JSON value of an allowed kind (or nothing, if allowed). */
+static int payload(const char *p, const char *end, bool whole, int allow, struct sio_packet *k)
+{
+    p = skip_ws(p, end);
+    if (p == end)
+        return !whole ? cut(k) : (allow & ALLOW_EMPTY) ? 0 : -1;
+    if (!((*p == '{' && (allow & ALLOW_OBJECT)) || (*p == '[' && (allow & ALLOW_ARRAY)) ||
+          (*p == '"' && (allow & ALLOW_STRING))))
+        return -1;
+    int rc = skip_value(&p, end, 0);
+    if (rc < 0 || (rc == 0 && whole))
+        return -1;
+    if (rc == 1 && skip_ws(p, end) != end) /* something after the value */
+        return -1;
+    return whole ? 0 : cut(k);
+}
+
+static bool is_reserved(struct sio_span name)
+{
+    static const char *const reserved[] = {"connect",       "connect_error", "disconnect",
+                                           "disconnecting", "newListener",   "removeListener"};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (strlen(reserved[i]) == name.len && memcmp(reserved[i], name.p, name.len) == 0)
+            return true;
+    return false;
+}
+
+/* ["NAME", arg, ...] from p: the name and the first argument's spans. Returns as the scanners. */
+static int event_array(const char *p, const char *end, struct sio_packet *k)
+{
+    int rc;
+    p = skip_ws(p, end);
+    if (p == end)
+        return 0;
+    if (*p != '[')
+        return -1;
+    const char *name = p = skip_ws(p + 1, end);
+    if (p == end)
+        return 0;
+    if (*p == '"')
+        rc = skip_string(&p, end);
+    else if (*p == '-' || is_digit(*p))
+        rc = skip_number(&p, end);
+    else
+        return -1;
+    if (rc < 1)
+        return rc;
+    k->event = *name == '"' ? span(name + 1, p - 1) : span(name, p);
+    if (*name == '"' && is_reserved(k->event))
+        return -1;
+    for (bool first = true;; first = false) {
+        p = skip_ws(p, end);
+        if (p == end)
+            return 0;
+        if (*p == ']')
+            return skip_ws(p + 1, end) == end ? 1 : -1;
+        if (*p != ',')
+            return -1;
+        const char *arg = p = skip_ws(p + 1, end);
+        rc = skip_value(&p, end, 1);
+        if (first)
+            k->arg = span(arg, rc == 1 ? p : end);
+        if (rc < 1)
+            return rc;
+    }
+}
+
+/* Digits at *pp (at most max of them) into *v, *pp past them; 0 when the buffer ends in them (they are then set
+ * too: a whole message may end with an ack id). */
+static int number_field(const char **pp, const char *end, int max, int64_t *v)
+{
+    const char *p = *pp;
+    int64_t x = 0;
+    for (; p < end && is_digit(*p); p++) {
+        if (p - *pp == max)
+            return -1;
+        x = x * 10 + (*p - '0');
+    }
+    *v = x;
+    *pp = p;
+    return p == end ? 0 : 1;
+}
+
+/* The Socket.IO packet inside an Engine.IO message, at p. */
+static int sio_message(const char *p, const char *end, bool whole, struct sio_packet *k)
+{
+    int64_t v;
+    int rc;
+    if (p == end)
+        return whole ? -1 : cut(k);
+    if (*p < '0' || *p > '6')
+        return -1;
+    k->type = *p++ - '0';
+    bool binary = k->type == SIO_BINARY_EVENT || k->type == SIO_BINARY_ACK;
+    bool acked = binary || k->type == SIO_EVENT || k->type == SIO_ACK;
+    if (binary) {
+        if (p == end || !is_digit(*p))
+            return p == end && !whole ? cut(k) : -1;
+        if ((rc = number_field(&p, end, MAX_ATTACH, &v)) < 1)
+            return rc == 0 && !whole ? cut(k) : -1; /* the '-' must follow */
+        if (*p++ != '-')
+            return -1;
+        k->attachments = (uint32_t)v;
+    }
+    if (p < end && *p == '/') {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        if (!comma && !whole)
+            return cut(k);
+        k->nsp = span(p, comma ? comma : end);
+        p = comma ? comma + 1 : end;
+    }
+    if (p < end && is_digit(*p)) {
+        if (!acked)
+            return -1;
+        if ((rc = number_field(&p, end, MAX_ACK, &k->ack)) < 0)
+            return -1;
+        if (rc == 0 && !whole)
+            return cut(k);
+    }
+    k->data = span(p, end);
+    switch (k->type) {
+    case SIO_CONNECT: return payload(p, end, whole, ALLOW_EMPTY | ALLOW_OBJECT, k);
+    case SIO_DISCONNECT: return payload(p, end, whole, ALLOW_EMPTY, k);
+    case SIO_CONNECT_ERROR: return payload(p, end, whole, ALLOW_OBJECT | ALLOW_STRING, k);
+    case SIO_ACK:
+    case SIO_BINARY_ACK: return payload(p, end, whole, ALLOW_EMPTY | ALLOW_ARRAY, k);
+    default: break;
+    }
+    /* (BINARY_)EVENT. A head that holds the whole array is cut too: what follows can only be whitespace. */
+    rc = event_array(p, end, k);
+    if (rc < 0 || (rc == 0 && whole))
+        return -1;
+    return whole ? 0 : cut(k);
+}
+
+int sio_decode(const char *buf, size_t len, bool whole, struct sio_packet *k)
+{
+    *k = (struct sio_packet){.type = -1, .ack = -1, .nsp = {"/", 1}};
+    const char *p = buf, *end = buf + len;
+    if (p == end || *p < '0' || *p > '6')
+        return -1;
+    k->eio = *p++ - '0';
+    k->data = span(p, end);
+    if (k->eio == SIO_EIO_OPEN)
+        return payload(p, end, whole, ALLOW_OBJECT, k);
+    if (k->eio == SIO_EIO_MESSAGE)
+        return sio_message(p, end, whole, k);
+    return whole ? 0 : cut(k); /* close, ping, pong, upgrade, noop: any text ("2probe") */
+}
+
+/* ---- JSON helpers for the handshake and the options ---- */
+
+bool sio_json_is_object(const char *s, size_t len)
+{
+    const char *p = skip_ws(s, s + len), *end = s + len;
+    return p < end && *p == '{' && skip_value(&p, end, 0) == 1 && skip_ws(p, end) == end;
+}
+
+int sio_json_member(const char *obj, size_t len, const char *key, struct sio_span *val)
+{
+    if (!sio_json_is_object(obj, len))
+        return -1;
+    const char *end = obj + len, *p = skip_ws(skip_ws(obj, end) + 1, end);
+    size_t klen = strlen(key);
+    while (*p == '"') { /* valid: every skip below succeeds */
+        const char *name = p + 1;
+        skip_string(&p, end);
+        bool match = (size_t)(p - 1 - name) == klen && memcmp(name, key, klen) == 0;
+        p = skip_ws(skip_ws(p, end) + 1, end); /* past ':' */
+        const char *v = p;
+        skip_value(&p, end, 1);
+        if (match) {
+            *val = span(v, p);
+            return 1;
+        }
+        p = skip_ws(p, end);
+        p = skip_ws(p + (*p == ','), end);
+    }
+    return 0;
+}
+
+static size_t put_utf8(char *out, unsigned cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xc0 | cp >> 6);
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    out[0] = (char)(0xe0 | cp >> 12);
+    out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    out[2] = (char)(0x80 | (cp & 0x3f));
+    return 3;
+}
+
+static unsigned hex4(const char *p)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++)
+        v = v * 16 + (unsigned)(is_digit(p[i]) ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
+    return v;
+}
+
+/* One escape at p (after the backslash) into tmp; its length, or 0 when cut, -1 when malformed. */
+static int unescape(const char *p, const char *end, char tmp[3], size_t *used)
+{
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    if (p == end)
+        return 0;
+    if (*p == 'u') {
+        if (end - p < 5)
+            return 0;
+        for (int i = 1; i < 5; i++)
+            if (!is_hex(p[i]))
+                return -1;
+        *used = 5;
+        return (int)put_utf8(tmp, hex4(p + 1));
+    }
+    const char *at = *p ? strchr(from, *p) : NULL;
+    if (!at)
+        return -1;
+    tmp[0] = to[at - from];
+    *used = 1;
+    return 1;
+}
+
+int sio_json_string(const char *s, size_t len, char *out, size_t cap, size_t *n)
+{
+    const char *p = s + 1, *end = s + len;
+    *n = 0;
+    if (len == 0 || *s != '"')
+        return -1;
+    while (p < end) {
+        char tmp[3];
+        size_t used = 0;
+        int w = 1;
+        if (*p == '"')
+            return 1;
+        if ((unsigned char)*p < 0x20)
+            return -1;
+        if (*p == '\\') {
+            if ((w = unescape(p + 1, end, tmp, &used)) <= 0)
+                return w;
+            used++;
+        } else {
+            tmp[0] = *p;
+            used = 1;
+        }
+        if (*n + (size_t)w > cap)
+            return 0;
+        memcpy(out + *n, tmp, (size_t)w);
+        *n += (size_t)w;
+        p += used;
+    }
+    return 0;
+}
+
+/* ---- encoders ---- */
+
+size_t sio_event_max(size_t nsp_len, size_t event_len, size_t arg_len)
+{
+    return 2 + nsp_len + 1 + 2 + event_len + 3 + arg_len * 6 + 2;
+}
+
+/* Copy the characters of s (no NUL: a packet is not a C string); returns how many. */
+static size_t put_str(char *out, const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        out[n] = s[n];
+    return n;
+}
+
+/* The "/nsp," part: nothing for "/". */
+static size_t put_nsp(char *out, const char *nsp)
+{
+    if (!nsp || strcmp(nsp, "/") == 0)
+        return 0;
+    size_t n = put_str(out, nsp);
+    out[n] = ',';
+    return n + 1;
+}
+
+/* arg as a JSON string body (no quotes): '"' and '\' escaped, control bytes as \u00XX. */
+static size_t put_escaped(char *out, const char *arg, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)arg[i];
+        if (ch == '"' || ch == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)ch;
+        } else if (ch < 0x20) {
+            n += put_str(out + n, "\\u00");
+            out[n++] = hex[ch >> 4];
+            out[n++] = hex[ch & 15];
+        } else {
+            out[n++] = (char)ch;
+        }
+    }
+    return n;
+}
+
+size_t sio_encode_event(char *out, size_t cap, const char *nsp, const char *event, const char *arg, size_t arg_len)
+{
+    size_t elen = strlen(event);
+    if (cap < sio_event_max(nsp ? strlen(nsp) : 0, elen, arg_len))
+        return 0;
+    size_t n = 0;
+    out[n++] = '4';
+    out[n++] = '2';
+    n += put_nsp(out + n, nsp);
+    out[n++] = '[';
+    out[n++] = '"';
+    n += put_str(out + n, event);
+    n += put_str(out + n, "\",\"");
+    n += put_escaped(out + n, arg, arg_len);
+    out[n++] = '"';
+    out[n++] = ']';
+    return n;
+}
+
+size_t sio_encode_control(char *out, size_t cap, int type, const char *nsp, const char *json)
+{
+    size_t need = 2 + (nsp ? strlen(nsp) + 1 : 0) + (json ? strlen(json) : 0);
+    if (cap < need + 1)
+        return 0;
+    out[0] = '4';
+    out[1] = (char)('0' + type);
+    size_t n = 2 + put_nsp(out + 2, nsp);
+    if (json)
+        n += put_str(out + n, json);
+    return n;
+}

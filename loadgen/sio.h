@@ -1,0 +1,83 @@
+/* Socket.IO v5 over Engine.IO v4 (../shared/SOCKETIO.md sections 1 and 2), the part loadgen speaks over the
+ * websocket transport: one Engine.IO packet per text frame, a type digit and its payload; a message packet ('4')
+ * carries a Socket.IO packet: type digit, "<n>-" attachments (binary types only), "/nsp," (left out for "/"), ack
+ * id digits, then JSON.
+ *
+ * The decoder is on the receive hot path: it allocates nothing and only splits the packet into spans of the
+ * caller's buffer. It is strict, as socket.io-parser is: the payload must be valid JSON of the shape the type
+ * requires (an array whose first element is a string or number for an EVENT, an object for CONNECT, ...), else -1.
+ * A head of a longer message (whole = false) may end anywhere: what is there is checked and the packet is marked
+ * cut. */
+#ifndef LOADGEN_SIO_H
+#define LOADGEN_SIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sio_eio {
+    SIO_EIO_OPEN = 0,
+    SIO_EIO_CLOSE,
+    SIO_EIO_PING,
+    SIO_EIO_PONG,
+    SIO_EIO_MESSAGE,
+    SIO_EIO_UPGRADE,
+    SIO_EIO_NOOP
+};
+enum sio_type {
+    SIO_CONNECT = 0,
+    SIO_DISCONNECT,
+    SIO_EVENT,
+    SIO_ACK,
+    SIO_CONNECT_ERROR,
+    SIO_BINARY_EVENT,
+    SIO_BINARY_ACK
+};
+
+struct sio_span {
+    const char *p;
+    size_t len;
+};
+
+struct sio_packet {
+    int eio;               /* enum sio_eio */
+    int type;              /* enum sio_type when eio is SIO_EIO_MESSAGE, else -1 */
+    uint32_t attachments;  /* binary types */
+    int64_t ack;           /* the ack id, -1 when none */
+    struct sio_span nsp;   /* the namespace, "/" when left out */
+    struct sio_span data;  /* what follows the type digit (Engine.IO) or the namespace and ack id (Socket.IO) */
+    struct sio_span event; /* (BINARY_)EVENT: the name as written: a string's bytes between the quotes (escapes
+                              not resolved) or a number's digits; p NULL when the head ends before it does */
+    struct sio_span arg;   /* (BINARY_)EVENT: the first argument's JSON text, len 0 when none; with cut it may run to
+                              the end of the buffer */
+    bool cut;              /* whole was false and the buffer ended inside the packet */
+};
+
+/* Decode buf[0..len), a whole text message (whole) or the head of a longer one. 0, or -1 when malformed. */
+int sio_decode(const char *buf, size_t len, bool whole, struct sio_packet *p);
+
+/* Is s[0..len) exactly one JSON object (whitespace around allowed)? */
+bool sio_json_is_object(const char *s, size_t len);
+
+/* The value of the member named key (compared as written) at the top level of the JSON object obj[0..len).
+ * 1 found (*val set), 0 not there, -1 not a valid object. */
+int sio_json_member(const char *obj, size_t len, const char *key, struct sio_span *val);
+
+/* Decode the JSON string at s[0..len) (s[0] is its opening quote) into out, at most cap bytes (no NUL added):
+ * 1 when the closing quote was reached, 0 when len or cap ran out first, -1 on a malformed string. *n gets the
+ * bytes written either way. \uXXXX becomes UTF-8 (a surrogate as its own 3 bytes). */
+int sio_json_string(const char *s, size_t len, char *out, size_t cap, size_t *n);
+
+/* The longest EVENT sio_encode_event can write for these lengths. */
+size_t sio_event_max(size_t nsp_len, size_t event_len, size_t arg_len);
+
+/* Write the Engine.IO message 42["EVENT","ARG"] (42/nsp,[...] for a namespace other than "/") into out: the
+ * event name as it is (the caller checked it needs no escaping), arg escaped as a JSON string. Returns the
+ * length, or 0 when cap is too small. */
+size_t sio_encode_event(char *out, size_t cap, const char *nsp, const char *event, const char *arg, size_t arg_len);
+
+/* Write 40 / 40/nsp, / 41 / 41/nsp, followed by json (may be NULL) into out: CONNECT (type SIO_CONNECT) or
+ * DISCONNECT. Returns the length, or 0 when cap is too small. */
+size_t sio_encode_control(char *out, size_t cap, int type, const char *nsp, const char *json);
+
+#endif

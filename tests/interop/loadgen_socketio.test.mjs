@@ -1,0 +1,134 @@
+// Interop: build/loadgen --protocol socketio against real Socket.IO v4 nodes (npm socket.io 4.8 with
+// @socket.io/redis-adapter, socketio_node_server.mjs as it is: on 'chat' it broadcasts to every other socket on
+// every node, and on connection it emits 'hello', which loadgen must count as foreign). Two nodes on one
+// redis-server, straight and through build/lb; a split brain (one node on another redis-server) is the negative
+// control that shows the check can fail; an unknown namespace shows the CONNECT refusal.
+// Run with: node --test --test-reporter=tap tests/interop/   (tests/interop/run.sh does that; WSH_BUILD picks the build)
+// Every process is started on a free loopback port and stopped by its PID in after(); every wait has a deadline.
+// Assertions are about counts and verdicts, never about speed.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  HOST, SANITIZER_RE, SLOW, build, canConnect, freePort, here, httpGet, logOf, removeTmp, runCommand, startProcess,
+  startRedis, stopAll, tmp, waitFor,
+} from './lib.mjs';
+
+const LOADGEN = path.join(build, 'loadgen');
+const LB = path.join(build, 'lb');
+const SERVER = path.join(here, 'socketio_node_server.mjs');
+const RUN_MS = 40000 * SLOW; // one loadgen run's hard limit (a normal one takes a few seconds)
+const CLIENTS = 50;
+const ROUNDS = 5;
+
+after(async () => {
+  await stopAll();
+  removeTmp();
+});
+
+async function startSio(name, redis) {
+  const port = await freePort();
+  const proc = startProcess([process.execPath, SERVER, '--port', String(port), '--redis', redis.url, '--name', name], `sio-${name}`);
+  await waitFor(() => {
+    if (proc.exited) throw new Error(`socketio_node_server ${name} exited ${JSON.stringify(proc.exited)}: ${logOf(proc)}`);
+    return logOf(proc).includes('listening');
+  }, 15000 * SLOW, `socketio_node_server ${name} "listening"`);
+  const stats = async () => JSON.parse((await httpGet(port, '/stats')).body);
+  return { port, proc, name, stats, url: `ws://${HOST}:${port}/` };
+}
+
+async function startLb(n1, n2) {
+  const port = await freePort();
+  const admin = await freePort();
+  const proc = startProcess([LB, '--listen', `${HOST}:${port}`, '--admin', `${HOST}:${admin}`,
+    '--backend', `n1=${HOST}:${n1.port}`, '--backend', `n2=${HOST}:${n2.port}`,
+    '--sticky', 'cookie', '--health', 'path=/,interval=500ms,timeout=300ms'], 'lb');
+  await waitFor(async () => {
+    if (proc.exited) throw new Error(`lb exited ${JSON.stringify(proc.exited)}: ${logOf(proc)}`);
+    if (!(await canConnect(port))) return false;
+    const r = await httpGet(admin, '/nodes');
+    return r.status === 200 && (r.body.match(/ up /g) || []).length === 2;
+  }, 10000 * SLOW, 'lb accepting, both nodes up on /nodes');
+  return { port, proc, url: `ws://${HOST}:${port}/` };
+}
+
+let runs = 0;
+// Run loadgen --protocol socketio to its end with --out. { code, stdout, stderr, doc, what }.
+async function loadgen(args) {
+  runs += 1;
+  const json = path.join(tmp, `sio-run-${runs}.json`);
+  const argv = [LOADGEN, '--protocol', 'socketio', '--out', json, '-i', '100ms', ...args];
+  const r = await runCommand(argv, RUN_MS, 'loadgen');
+  const what = `loadgen ${argv.slice(1).join(' ')}\nexit ${r.code}${r.sig ? ` (${r.sig})` : ''}${r.timedOut ? ' (killed at the deadline)' : ''}` +
+    `\n--- stdout\n${r.stdout.slice(-3000)}\n--- stderr\n${r.stderr.slice(-3000)}`;
+  assert.equal(r.timedOut, false, what);
+  assert.doesNotMatch(r.stderr, SANITIZER_RE, what);
+  assert.ok(fs.existsSync(json), `no JSON written\n${what}`);
+  const doc = JSON.parse(fs.readFileSync(json, 'utf8'));
+  assert.equal(doc.schema, 'wsh-loadgen/1', what);
+  return { ...r, doc, what: `${what}\n--- json totals ${JSON.stringify(doc.totals)} errors ${JSON.stringify(doc.errors)}` };
+}
+
+// Every client connected, and every broadcast reached every other client exactly once, in order, in time.
+function assertAllDelivered(r) {
+  const { doc } = r;
+  assert.equal(r.code, 0, `expected exit 0\n${r.what}`);
+  assert.equal(doc.clients.connected, CLIENTS, r.what);
+  assert.equal(doc.clients.failed, 0, r.what);
+  assert.equal(doc.clients.dropped, 0, r.what);
+  const t = doc.totals;
+  assert.equal(t.expected, ROUNDS * (CLIENTS - 1), r.what);
+  assert.equal(t.received, t.expected, r.what);
+  for (const k of ['missing', 'late', 'duplicate', 'reordered']) assert.equal(t[k], 0, `${k}\n${r.what}`);
+  for (const k of ['echoed', 'corrupt']) assert.equal(doc[k], 0, `${k}\n${r.what}`);
+  assert.ok(doc.foreign >= CLIENTS, `every client's 'hello' is foreign\n${r.what}`);
+  assert.equal(doc.verdict.pass, true, r.what);
+}
+
+describe('loadgen --protocol socketio against npm socket.io nodes', () => {
+  let redis;
+  let n1;
+  let n2;
+  before(async () => {
+    assert.ok(fs.existsSync(LOADGEN), `${LOADGEN} is not built (make build/loadgen)`);
+    redis = await startRedis();
+    [n1, n2] = await Promise.all([startSio('n1', redis), startSio('n2', redis)]);
+  });
+
+  test('two nodes on one redis: clients spread over both, every broadcast crosses the adapter', async () => {
+    const before1 = await n1.stats();
+    const r = await loadgen(['-c', String(CLIENTS), '--rounds', String(ROUNDS), n1.url, n2.url]);
+    assertAllDelivered(r);
+    const [s1, s2] = [await n1.stats(), await n2.stats()];
+    assert.equal(s1.connections - before1.connections, CLIENTS / 2, 'half the clients on n1');
+    assert.equal(s1.chats + s2.chats, ROUNDS, 'one chat event per round reached a node');
+    await waitFor(async () => (await n1.stats()).open === 0 && (await n2.stats()).open === 0, 5000 * SLOW,
+      'every socket gone from both nodes');
+  });
+
+  test('through build/lb with --sticky cookie', async () => {
+    const lb = await startLb(n1, n2);
+    const r = await loadgen(['-c', String(CLIENTS), '--rounds', String(ROUNDS), lb.url]);
+    assertAllDelivered(r);
+  });
+
+  test('an unknown namespace is refused: socketio_refused, exit 3', async () => {
+    const r = await loadgen(['-c', '4', '--rounds', '1', '--namespace', '/nope', n1.url]);
+    assert.equal(r.code, 3, r.what);
+    assert.equal(r.doc.clients.failed, 4, r.what);
+    assert.equal(r.doc.errors.socketio_refused?.count, 4, r.what);
+    assert.match(r.doc.errors.socketio_refused.example, /socketio connect refused: Invalid namespace/, r.what);
+  });
+
+  test('negative control: a node on another redis (split brain) misses broadcasts, exit 1', async () => {
+    const redis2 = await startRedis();
+    const n3 = await startSio('n3', redis2);
+    const r = await loadgen(['-c', String(CLIENTS), '--rounds', String(ROUNDS), '--deadline', `${1000 * SLOW}ms`,
+      n1.url, n3.url]);
+    assert.equal(r.code, 1, `expected exit 1\n${r.what}`);
+    assert.ok(r.doc.totals.missing > 0, `missing > 0\n${r.what}`);
+    assert.equal(r.doc.totals.duplicate, 0, r.what);
+    assert.equal(r.doc.verdict.pass, false, r.what);
+  });
+});

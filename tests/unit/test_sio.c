@@ -1,0 +1,251 @@
+/* loadgen/sio.c: every Engine.IO and Socket.IO packet type, namespaces, ack ids, attachments, heads of longer
+ * messages (cut), malformed input (-1), the JSON helpers, and the event encoder's round trip. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "loadgen/payload.h"
+#include "loadgen/sio.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int dec(const char *s, struct sio_packet *k)
+{
+    return sio_decode(s, strlen(s), true, k);
+}
+
+static void assert_span(struct sio_span sp, const char *want)
+{
+    if (!sp.p || sp.len != strlen(want) || memcmp(sp.p, want, sp.len) != 0)
+        fail_msg("span '%.*s', expected '%s'", sp.p ? (int)sp.len : 6, sp.p ? sp.p : "(null)", want);
+}
+
+static void test_engine_io(void **state)
+{
+    (void)state;
+    struct sio_packet k;
+    assert_int_equal(dec("0{\"sid\":\"abc\",\"upgrades\":[],\"pingInterval\":25000,\"pingTimeout\":20000}", &k), 0);
+    assert_int_equal(k.eio, SIO_EIO_OPEN);
+    assert_int_equal(k.type, -1);
+    struct sio_span v;
+    assert_int_equal(sio_json_member(k.data.p, k.data.len, "pingInterval", &v), 1);
+    assert_span(v, "25000");
+    assert_int_equal(sio_json_member(k.data.p, k.data.len, "pingTimeout", &v), 1);
+    assert_span(v, "20000");
+    assert_int_equal(sio_json_member(k.data.p, k.data.len, "maxPayload", &v), 0);
+    static const struct {
+        const char *s;
+        int eio;
+    } simple[] = {{"1", SIO_EIO_CLOSE}, {"2", SIO_EIO_PING},    {"2probe", SIO_EIO_PING},
+                  {"3", SIO_EIO_PONG},  {"5", SIO_EIO_UPGRADE}, {"6", SIO_EIO_NOOP}};
+    for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++) {
+        assert_int_equal(dec(simple[i].s, &k), 0);
+        assert_int_equal(k.eio, simple[i].eio);
+    }
+    assert_span(k.data, "");
+    const char *bad[] = {"", "7", "x", "0", "0[]", "0{", "0{\"a\":}", "0{} x", "4", "47", "4x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (dec(bad[i], &k) != -1)
+            fail_msg("'%s' decoded", bad[i]);
+}
+
+static void test_connect_disconnect(void **state)
+{
+    (void)state;
+    struct sio_packet k;
+    assert_int_equal(dec("40", &k), 0);
+    assert_int_equal(k.type, SIO_CONNECT);
+    assert_span(k.nsp, "/");
+    assert_int_equal(dec("40{\"sid\":\"x1\"}", &k), 0);
+    assert_span(k.data, "{\"sid\":\"x1\"}");
+    assert_int_equal(dec("40/admin,{\"sid\":\"x1\",\"pid\":\"p\"}", &k), 0);
+    assert_span(k.nsp, "/admin");
+    assert_int_equal(k.ack, -1);
+    assert_int_equal(dec("41", &k), 0);
+    assert_int_equal(k.type, SIO_DISCONNECT);
+    assert_int_equal(dec("41/admin,", &k), 0);
+    assert_span(k.nsp, "/admin");
+    assert_int_equal(dec("41/admin", &k), 0); /* socket.io-parser: the namespace runs to the end without a ',' */
+    assert_span(k.nsp, "/admin");
+    assert_int_equal(dec("44{\"message\":\"no\",\"data\":{\"a\":1}}", &k), 0);
+    assert_int_equal(k.type, SIO_CONNECT_ERROR);
+    assert_int_equal(dec("44/nope,{\"message\":\"Invalid namespace\"}", &k), 0);
+    assert_span(k.nsp, "/nope");
+    assert_int_equal(dec("44\"old style\"", &k), 0);
+    const char *bad[] = {"40[1]", "40\"s\"", "41{}", "40123{}", "44", "44[]", "40{\"a\":1}{}", "48"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (dec(bad[i], &k) != -1)
+            fail_msg("'%s' decoded", bad[i]);
+}
+
+static void test_events_and_acks(void **state)
+{
+    (void)state;
+    struct sio_packet k;
+    assert_int_equal(dec("42[\"chat\",\"hi\"]", &k), 0);
+    assert_int_equal(k.type, SIO_EVENT);
+    assert_span(k.event, "chat");
+    assert_span(k.arg, "\"hi\"");
+    assert_int_equal(dec("42[\"chat\"]", &k), 0);
+    assert_int_equal(k.arg.len, 0);
+    assert_int_equal(dec("421[\"chat\",\"x\"]", &k), 0);
+    assert_int_equal(k.ack, 1);
+    assert_int_equal(dec("42/admin,7[\"e\",{\"a\":[1,2.5e3,-0,true,false,null]}]", &k), 0);
+    assert_span(k.nsp, "/admin");
+    assert_int_equal(k.ack, 7);
+    assert_span(k.event, "e");
+    assert_span(k.arg, "{\"a\":[1,2.5e3,-0,true,false,null]}");
+    /* connection state recovery: the offset is a last argument after ours */
+    assert_int_equal(dec("42[\"chat\",\"x\",\"Q81OPqI\"]", &k), 0);
+    assert_span(k.arg, "\"x\"");
+    assert_int_equal(dec("42[ \"chat\" , \"x\" ]", &k), 0);
+    assert_span(k.arg, "\"x\"");
+    assert_int_equal(dec("42[12,\"x\"]", &k), 0); /* a number is a valid event name */
+    assert_span(k.event, "12");
+    assert_int_equal(dec("42[\"a\\\"b\",1]", &k), 0);
+    assert_span(k.event, "a\\\"b");
+    assert_int_equal(dec("431[\"got:x\"]", &k), 0);
+    assert_int_equal(k.type, SIO_ACK);
+    assert_int_equal(k.ack, 1);
+    assert_int_equal(dec("43/admin,12", &k), 0);
+    assert_int_equal(k.ack, 12);
+    assert_int_equal(dec("451-[\"e\",{\"_placeholder\":true,\"num\":0}]", &k), 0);
+    assert_int_equal(k.type, SIO_BINARY_EVENT);
+    assert_int_equal(k.attachments, 1);
+    assert_int_equal(dec("462-/admin,3[{\"_placeholder\":true,\"num\":1}]", &k), 0);
+    assert_int_equal(k.type, SIO_BINARY_ACK);
+    assert_int_equal(k.ack, 3);
+    assert_span(k.nsp, "/admin");
+    const char *bad[] = {"42",
+                         "42[]",
+                         "42{}",
+                         "42[\"chat\",]",
+                         "42[\"chat\"]x",
+                         "42[\"connect\"]",
+                         "42[\"disconnect\",1]",
+                         "45[\"e\"]",
+                         "45-[\"e\"]",
+                         "45x-[\"e\"]",
+                         "42[\"a\\q\"]",
+                         "42[\"a\",01]",
+                         "42[\"a\",1.]",
+                         "42[\"a\",tru]",
+                         "42[\"chat\",\"hi\"",
+                         "42[true]",
+                         "42[\"a\" \"b\"]",
+                         "43[1",
+                         "421234567890123456[\"a\"]",
+                         "42[\"a\x01\"]",
+                         "42[\"a\",{1:2}]",
+                         "42[\"a\",{\"k\"}]",
+                         "42/admin,x[\"a\"]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (dec(bad[i], &k) != -1)
+            fail_msg("'%s' decoded", bad[i]);
+    char deep[128] = "42[\"a\",";
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "]");
+    strcat(deep, "]");
+    assert_int_equal(dec(deep, &k), -1); /* nesting is bounded */
+}
+
+static void test_heads(void **state)
+{
+    (void)state;
+    struct sio_packet k;
+    const char *head = "42[\"chat\",\"{\\\"wsh\\\":1,\\\"e\\\":0";
+    assert_int_equal(sio_decode(head, strlen(head), false, &k), 0);
+    assert_true(k.cut);
+    assert_span(k.event, "chat");
+    assert_span(k.arg, "\"{\\\"wsh\\\":1,\\\"e\\\":0");
+    assert_int_equal(sio_decode(head, strlen(head), true, &k), -1); /* as a whole message it is cut short */
+    assert_int_equal(sio_decode("42[\"ch", 6, false, &k), 0);
+    assert_true(k.cut);
+    assert_null(k.event.p);
+    assert_int_equal(sio_decode("42/adm", 6, false, &k), 0);
+    assert_true(k.cut);
+    assert_int_equal(sio_decode("431[", 4, false, &k), 0);
+    assert_true(k.cut);
+    assert_int_equal(sio_decode("40{\"sid\"", 8, false, &k), 0);
+    assert_int_equal(sio_decode("42[\"chat\",x", 11, false, &k), -1); /* wrong bytes stay wrong */
+    assert_int_equal(sio_decode("42[\"chat\",\"a\"]x", 15, false, &k), -1);
+}
+
+static void test_json_string(void **state)
+{
+    (void)state;
+    char out[64];
+    size_t n;
+    const char *s = "\"a\\\"b\\\\c\\/\\n\\u0041\\u00e9\\u20ac\" tail";
+    assert_int_equal(sio_json_string(s, strlen(s), out, sizeof out, &n), 1);
+    assert_int_equal(n, strlen("a\"b\\c/\nA\xc3\xa9\xe2\x82\xac"));
+    assert_memory_equal(out, "a\"b\\c/\nA\xc3\xa9\xe2\x82\xac", n);
+    assert_int_equal(sio_json_string(s, 3, out, sizeof out, &n), 0); /* cut inside an escape */
+    assert_int_equal(n, 1);
+    assert_int_equal(sio_json_string(s, strlen(s), out, 3, &n), 0); /* out of room */
+    assert_int_equal(n, 3);
+    assert_int_equal(sio_json_string("\"\\x\"", 4, out, sizeof out, &n), -1);
+    assert_int_equal(sio_json_string("\"\\u00g1\"", 8, out, sizeof out, &n), -1);
+    assert_int_equal(sio_json_string("x", 1, out, sizeof out, &n), -1);
+    assert_true(sio_json_is_object("{\"token\":\"x\"}", 13));
+    assert_true(sio_json_is_object(" {} ", 4));
+    assert_false(sio_json_is_object("[]", 2));
+    assert_false(sio_json_is_object("{\"a\":1", 6));
+    struct sio_span v;
+    assert_int_equal(sio_json_member("{\"a\":{\"b\":1},\"b\":2}", 19, "b", &v), 1);
+    assert_span(v, "2");
+    assert_int_equal(sio_json_member("{\"a\":1", 6, "a", &v), -1);
+}
+
+static void test_encode_round_trip(void **state)
+{
+    (void)state;
+    struct lg_msg m = {.emitter = 7, .round = 3, .seq = 3, .send_ns = INT64_C(9223372036854775807)}, back;
+    char payload[120], frame[1024], head[LG_PAYLOAD_PREFIX];
+    assert_int_equal(lg_payload_encode(&m, payload, sizeof payload), (int)sizeof payload);
+    const char *nsps[] = {"/", "/admin"};
+    for (int i = 0; i < 2; i++) {
+        size_t n = sio_encode_event(frame, sizeof frame, nsps[i], "chat", payload, sizeof payload);
+        assert_true(n > sizeof payload);
+        assert_true(n <= sio_event_max(strlen(nsps[i]), 4, sizeof payload));
+        struct sio_packet k;
+        assert_int_equal(sio_decode(frame, n, true, &k), 0);
+        assert_int_equal(k.type, SIO_EVENT);
+        assert_span(k.nsp, nsps[i]);
+        assert_span(k.event, "chat");
+        size_t hn;
+        assert_int_equal(sio_json_string(k.arg.p, k.arg.len, head, sizeof head, &hn), 1);
+        assert_int_equal(hn, sizeof payload);
+        assert_memory_equal(head, payload, hn);
+        assert_int_equal(lg_payload_parse(head, hn, &back), 1);
+        assert_int_equal(back.send_ns, m.send_ns);
+    }
+    assert_int_equal(sio_encode_event(frame, 10, "/", "chat", payload, sizeof payload), 0);
+    size_t n = sio_encode_event(frame, sizeof frame, "/", "e", "a\"\\\x01", 4);
+    assert_int_equal(n, strlen("42[\"e\",\"a\\\"\\\\\\u0001\"]"));
+    assert_memory_equal(frame, "42[\"e\",\"a\\\"\\\\\\u0001\"]", n);
+    n = sio_encode_control(frame, sizeof frame, SIO_CONNECT, "/", NULL);
+    assert_memory_equal(frame, "40", n);
+    assert_int_equal(n, 2);
+    n = sio_encode_control(frame, sizeof frame, SIO_CONNECT, "/admin", "{\"token\":\"x\"}");
+    assert_int_equal(n, strlen("40/admin,{\"token\":\"x\"}"));
+    assert_memory_equal(frame, "40/admin,{\"token\":\"x\"}", n);
+    n = sio_encode_control(frame, sizeof frame, SIO_DISCONNECT, "/admin", NULL);
+    assert_int_equal(n, strlen("41/admin,"));
+    assert_int_equal(sio_encode_control(frame, 3, SIO_CONNECT, "/admin", NULL), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_engine_io),       cmocka_unit_test(test_connect_disconnect),
+        cmocka_unit_test(test_events_and_acks), cmocka_unit_test(test_heads),
+        cmocka_unit_test(test_json_string),     cmocka_unit_test(test_encode_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
