@@ -590,6 +590,7 @@ static void on_eio_open(struct lg_engine *e, struct lg_client *c, const struct s
     }
     e->sio_ping_interval_ms = (uint32_t)interval;
     e->sio_ping_timeout_ms = (uint32_t)timeout;
+    c->ping_due = sio_ping_deadline(lg_engine_ms(now_ns()), e->sio_ping_interval_ms, e->sio_ping_timeout_ms);
     char pkt[SIO_AUTH_ROOM];
     size_t n = sio_encode_control(pkt, sizeof pkt, SIO_CONNECT, o->sio_nsp, o->sio_auth);
     slot_of(e, c)->eio_open = true;
@@ -676,6 +677,7 @@ static void sio_input(struct lg_engine *e, struct lg_client *c, uint8_t opcode, 
     }
     switch (k.eio) {
     case SIO_EIO_PING: /* v4: the server pings, we answer (a ping of ours would be an error) */
+        c->ping_due = sio_ping_deadline(lg_engine_ms(now), e->sio_ping_interval_ms, e->sio_ping_timeout_ms);
         if (queue_frame(e, c, WS_OP_TEXT, "3", 1) < 0)
             sio_end(e, c, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, "answering a ping");
         return;
@@ -695,6 +697,22 @@ static void sio_input(struct lg_engine *e, struct lg_client *c, uint8_t opcode, 
         on_sio_handshake(e, c, &k);
     else
         on_sio_packet(e, c, &k, msg_len, now);
+}
+
+uint32_t lg_engine_ms(int64_t now_time)
+{
+    return (uint32_t)(uint64_t)(now_time / 1000000);
+}
+
+void lg_engine_watch(struct lg_engine *e, struct lg_client *clients, uint32_t n, int64_t now_time)
+{
+    uint32_t now = lg_engine_ms(now_time);
+    for (uint32_t i = 0; i < n; i++) {
+        struct lg_client *c = &clients[i];
+        if (c->state == LC_OPEN && sio_ping_overdue(c->ping_due, now))
+            lose(e, c, LG_ERR_SIO_PING_TIMEOUT, "no Engine.IO ping for pingInterval %u + pingTimeout %u ms",
+                 e->sio_ping_interval_ms, e->sio_ping_timeout_ms);
+    }
 }
 
 /* A whole message (whole) or the head of a longer one: to the worker, or through the Socket.IO layer. */

@@ -56,6 +56,7 @@ struct lg_client {
     uint8_t flags;     /* LC_FL_* */
     uint8_t close_got; /* the server's close frame arrived */
     uint32_t owed;     /* the worker's: the first round this connection is owed (see worker.c) */
+    uint32_t ping_due; /* socketio: when the next Engine.IO ping is due (lg_engine_ms clock), 0 not armed */
 };
 
 struct lg_engine_ops {
@@ -99,6 +100,12 @@ void lg_engine_free(struct lg_engine *e);
 bool lg_engine_has_slot(const struct lg_engine *e);
 /* Fail every handshake older than the connect timeout. */
 void lg_engine_expire(struct lg_engine *e, int64_t now_ns);
+
+/* --protocol socketio: lose each open client of clients[0..n) whose Engine.IO ping is overdue (no ping for
+ * pingInterval + pingTimeout since the open packet or the last ping): LG_ERR_SIO_PING_TIMEOUT, ops.lost called. */
+void lg_engine_watch(struct lg_engine *e, struct lg_client *clients, uint32_t n, int64_t now_time);
+/* The millisecond clock of struct lg_client's ping_due: CLOCK_MONOTONIC in ms, wrapping at 2^32. */
+uint32_t lg_engine_ms(int64_t now_time);
 
 /* Start c's connect (c->id, c->room and c->target set, state LC_IDLE, or LC_DONE to connect again; a slot free).
  * On an immediate failure ops.failed has been called when this returns. */

@@ -20,9 +20,9 @@
 #define LAG_WARN_NS   INT64_C(10000000)
 
 static const char *const err_names[LG_ERR_COUNT] = {
-    "refused",           "connect_timeout", "emfile",      "eaddrnotavail",    "connect",          "tls",
-    "handshake_timeout", "http_status",     "bad_upgrade", "handshake_closed", "socketio_refused", "dropped",
-    "protocol",          "close",
+    "refused",           "connect_timeout",       "emfile",      "eaddrnotavail",    "connect",          "tls",
+    "handshake_timeout", "http_status",           "bad_upgrade", "handshake_closed", "socketio_refused", "dropped",
+    "protocol",          "socketio_ping_timeout", "close",
 };
 
 const char *lg_err_name(enum lg_err k)

@@ -27,6 +27,7 @@ enum lg_err {
     LG_ERR_SIO_REFUSED,       /* --protocol socketio: the namespace CONNECT was answered with CONNECT_ERROR */
     LG_ERR_DROPPED,           /* open, then closed or reset by the server before the end */
     LG_ERR_PROTOCOL,          /* open, then a frame we could not accept (we closed with 1002/1007/1009) */
+    LG_ERR_SIO_PING_TIMEOUT,  /* --protocol socketio: open, then no Engine.IO ping for pingInterval + pingTimeout */
     LG_ERR_CLOSE,             /* the closing handshake did not complete within --close-timeout */
     LG_ERR_COUNT
 };

@@ -526,3 +526,15 @@ size_t sio_encode_control(char *out, size_t cap, int type, const char *nsp, cons
         n += put_str(out + n, json);
     return n;
 }
+
+uint32_t sio_ping_deadline(uint32_t now_ms, uint32_t interval_ms, uint32_t timeout_ms)
+{
+    uint64_t wait = (uint64_t)interval_ms + timeout_ms;
+    uint32_t due = now_ms + (uint32_t)(wait < SIO_PING_WAIT_MAX ? wait : SIO_PING_WAIT_MAX);
+    return due ? due : 1;
+}
+
+bool sio_ping_overdue(uint32_t deadline, uint32_t now_ms)
+{
+    return deadline != 0 && (int32_t)(now_ms - deadline) > 0;
+}

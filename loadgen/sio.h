@@ -71,6 +71,15 @@ int sio_json_string(const char *s, size_t len, char *out, size_t cap, size_t *n)
 /* The longest EVENT sio_encode_event can write for these lengths. */
 size_t sio_event_max(size_t nsp_len, size_t event_len, size_t arg_len);
 
+/* The heartbeat watchdog (../shared/SOCKETIO.md section 1): a client that heard the open packet or a ping at
+ * now_ms must hear the next ping by the deadline returned, now_ms + interval_ms + timeout_ms on a millisecond
+ * clock that wraps (the sum capped at SIO_PING_WAIT_MAX). Never 0, which stands for "not armed". */
+#define SIO_PING_WAIT_MAX (UINT32_C(1) << 30)
+uint32_t sio_ping_deadline(uint32_t now_ms, uint32_t interval_ms, uint32_t timeout_ms);
+
+/* Is deadline (armed: not 0) past at now_ms? Wrap-safe for deadlines set less than 2^31 ms before now_ms. */
+bool sio_ping_overdue(uint32_t deadline, uint32_t now_ms);
+
 /* Write the Engine.IO message 42["EVENT","ARG"] (42/nsp,[...] for a namespace other than "/") into out: the
  * event name as it is (the caller checked it needs no escaping), arg escaped as a JSON string. Returns the
  * length, or 0 when cap is too small. */

@@ -50,6 +50,7 @@
 #define TICK_S           0.01  /* rate tokens, loop-lag probe */
 #define TICKS_PER_REPORT 10    /* progress to the coordinator, handshake timeouts */
 #define CHURN_MIN_S      0.001 /* the churn timer's shortest period: faster rates leave several per tick */
+#define WATCH_TICKS      25    /* --protocol socketio: ticks per sweep of every client's ping deadline (250 ms) */
 
 #define OWED_PENDING (UINT32_MAX - 1) /* c->owed of a return: settled when the next round starts here */
 #define OWED_NONE    UINT32_MAX       /* c->owed while away: no round */
@@ -78,6 +79,7 @@ struct worker {
     double tokens, rate;
     ev_timer tick;
     uint32_t ticks;
+    uint32_t watch_next; /* socketio: where the next slice of the ping watchdog's sweep starts */
     int64_t last_tick_ns;
 
     /* emitters: active[e] for e < E; slot_in_room[e] = its index among its room's active emitters */
@@ -487,6 +489,22 @@ static void connect_progress(void)
     }
 }
 
+/* --protocol socketio: one slice of the sweep that checks every client's ping deadline once per WATCH_TICKS ticks
+ * (a clock per client would cost a timer each; a deadline is 4 bytes and a compare). */
+static void watch_pings(int64_t now)
+{
+    if (W.o->protocol != LG_PROTO_SOCKETIO || !W.n || W.phase == WP_DONE)
+        return;
+    uint32_t slice = W.n / WATCH_TICKS + 1;
+    if (W.watch_next >= W.n)
+        W.watch_next = 0;
+    if (slice > W.n - W.watch_next)
+        slice = W.n - W.watch_next;
+    uint32_t from = W.watch_next;
+    W.watch_next += slice;
+    lg_engine_watch(&W.eng, W.clients + from, slice, now);
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop, (void)t, (void)revents;
@@ -494,6 +512,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     if (W.last_tick_ns && W.phase == WP_READY && W.cur)
         hist_record(W.lag, late > 0 ? late : 0);
     W.last_tick_ns = now;
+    watch_pings(now);
     if (W.phase == WP_READY && W.eng.inflight && ++W.ticks % TICKS_PER_REPORT == 0)
         lg_engine_expire(&W.eng, now); /* returns (--churn) that take too long fail as handshakes do */
     if (W.phase != WP_CONNECT)

@@ -98,6 +98,12 @@ def _text(v):
     return v
 
 
+def _event(v):
+    if not re.fullmatch(r"[A-Za-z0-9_.:\-]{1,64}", v):
+        raise ValueError(f"expected an event name such as chat (letters, digits, _ . : -), got '{v}'")
+    return v
+
+
 # section -> key -> (parser, default); None as default: required.
 SCHEMA = {
     "scenario": {
@@ -112,7 +118,8 @@ SCHEMA = {
     },
     "load": {
         "clients": (_int(1, 1000000), None),
-        "protocol": (_choice("websocket"), "websocket"),
+        "protocol": (_choice("websocket", "socketio"), "websocket"),
+        "event": (_event, "chat"),
         "rounds": (_int(0, 100000), 10),
         "interval": (_duration, "500ms"),
         "payload": (_int(87, 16 * 1024 * 1024), 100),
@@ -194,19 +201,21 @@ def parse_text(text, name="<scenario>"):
             else:
                 conf[section][key] = default
     if not errors:
-        errors = [f"{name}: {e}" for e in check(conf)]
+        errors = [f"{name}: {e}" for e in check(conf, seen)]
     if errors:
         raise ScenarioError("\n".join(errors))
     return conf
 
 
-def check(conf):
-    """Rules between keys; a list of messages."""
+def check(conf, given=()):
+    """Rules between keys; a list of messages. given: the (section, key) pairs written out (not defaults)."""
     out = []
     t, load = conf["topology"], conf["load"]
     if t["lb"] == "nginx" and t["sticky"] == "cookie":
         out.append("sticky = cookie needs lb = builtin or haproxy: open-source nginx cannot insert a sticky cookie "
                    "(use sticky = source)")
+    if (load["event"] != "chat" or ("load", "event") in given) and load["protocol"] != "socketio":
+        out.append(f"event = {load['event']} needs protocol = socketio")
     if load["emitters"] > load["clients"]:
         out.append(f"emitters ({load['emitters']}) cannot exceed clients ({load['clients']})")
     if load["rooms"] > load["clients"]:
@@ -219,7 +228,7 @@ def check(conf):
 
 def apply_sets(conf, sets, name="--set"):
     """Apply 'section.key=value' or 'key=value' (a key found in one section only) overrides; returns conf."""
-    errors = []
+    errors, given = [], set()
     for item in sets:
         if "=" not in item:
             errors.append(f"{name} '{item}': expected key=value")
@@ -243,9 +252,10 @@ def apply_sets(conf, sets, name="--set"):
             continue
         try:
             conf[section][key] = SCHEMA[section][key][0](value)
+            given.add((section, key))
         except ValueError as e:
             errors.append(f"{name} '{item}': {e}")
-    errors += [f"{name}: {e}" for e in check(conf)]
+    errors += [f"{name}: {e}" for e in check(conf, given)]
     if errors:
         raise ScenarioError("\n".join(errors))
     return conf
@@ -498,6 +508,8 @@ def loadgen_argv(conf, build, urls, out_json, out_hlog):
             "--interval", load["interval"], "--payload", str(load["payload"]), "--emitters", str(load["emitters"]),
             "--deadline", load["deadline"], "--workers", str(load["loadgen_workers"]),
             "--max-inflight", str(load["max_inflight"]), "--out", out_json, "--hlog", out_hlog]
+    if load["protocol"] == "socketio":
+        argv += ["--protocol", "socketio", "--event", load["event"]]
     if load["rooms"] > 1:
         argv += ["--rooms", str(load["rooms"]), "--room", "room"]
     if load["spectators"] > 0:
@@ -571,8 +583,9 @@ class Run:
 
     def start_balancer(self, build, nodes):
         """The URL(s) loadgen gets."""
+        path = "/" if self.conf["load"]["protocol"] == "socketio" else "/ws"  # loadgen makes / into /socket.io/
         if self.lb == "none":
-            return [f"ws://127.0.0.1:{p}/ws" for p in nodes]
+            return [f"ws://127.0.0.1:{p}{path}" for p in nodes]
         listen = self.ports.take()
         self.topology["lb_port"] = listen
         if self.lb == "builtin":
@@ -598,7 +611,7 @@ class Run:
                 raise SetupError(f"nginx -t rejects {cfg}:\n{check.stdout}{check.stderr}")
             p = self.spawn("nginx", [nginx] + args)
             wait_for("nginx", lambda: http_ok(listen, "/"), [p] + self.procs, 15)
-        return [f"ws://127.0.0.1:{listen}/ws"]
+        return [f"ws://127.0.0.1:{listen}{path}"]
 
     def start(self):
         build = ensure_built()

@@ -5,12 +5,17 @@ Redis, a closed port, a 404, too few descriptors, unmeetable thresholds), and ea
 Run: python3 -m unittest discover -s tests/integration -p 'test_*.py' -v   (WSH_BUILD selects the build directory)
 """
 
+import base64
+import hashlib
 import json
 import os
 import resource
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -523,3 +528,141 @@ class NodeLoss(LoadgenBase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TinySocketIO:
+    """A raw Socket.IO server for one purpose: the Engine.IO open packet (pingInterval 200, pingTimeout 200) and the
+    namespace CONNECT reply over the websocket transport, then pings every ping_every seconds, or never (None).
+    Whatever the clients send after the handshake (pongs, a close) is read and dropped."""
+
+    OPEN = '0{"sid":"tinysid0000000000000","upgrades":[],"pingInterval":200,"pingTimeout":200,"maxPayload":1000000}'
+    GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self, ping_every=None):
+        self.ping_every, self.conns, self.stopping = ping_every, [], threading.Event()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((h.HOST, 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def url(self):
+        return f"ws://{h.HOST}:{self.port}/"
+
+    def close(self):
+        self.stopping.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone would not)
+        except OSError:
+            pass
+        self.sock.close()
+        for c in list(self.conns):
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+        for t in self.threads:
+            t.join(5)
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    @staticmethod
+    def _frame(text):
+        data = text.encode()
+        head = bytes([0x81, len(data)]) if len(data) < 126 else bytes([0x81, 126]) + struct.pack("!H", len(data))
+        return head + data
+
+    @staticmethod
+    def _read_frame(f):
+        """(opcode, payload) of one masked client frame, or None at EOF."""
+        head = f.read(2)
+        if len(head) < 2:
+            return None
+        n = head[1] & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", f.read(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", f.read(8))[0]
+        mask, data = f.read(4), f.read(n)
+        return head[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+    def _serve(self, c):
+        try:
+            f = c.makefile("rb")
+            key = ""
+            while True:
+                line = f.readline().decode("latin-1")
+                if line in ("\r\n", ""):
+                    break
+                if line.lower().startswith("sec-websocket-key:"):
+                    key = line.split(":", 1)[1].strip()
+            accept = base64.b64encode(hashlib.sha1((key + self.GUID).encode()).digest()).decode()
+            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                       f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode() + self._frame(self.OPEN))
+            while True:
+                fr = self._read_frame(f)
+                if fr is None:
+                    return
+                op, data = fr
+                if op == 8:  # close: answer it, and close our end
+                    c.sendall(b"\x88\x02" + data[:2])
+                    c.shutdown(socket.SHUT_RDWR)
+                    return
+                if data.startswith(b"40"):
+                    c.sendall(self._frame('40{"sid":"tinysocket0000000000"}'))
+                    if self.ping_every:
+                        threading.Thread(target=self._ping, args=(c,), daemon=True).start()
+        except OSError:
+            pass
+
+    def _ping(self, c):
+        while not self.stopping.wait(self.ping_every):
+            try:
+                c.sendall(self._frame("2"))
+            except OSError:
+                return
+
+
+class SocketIOPingWatchdog(LoadgenBase):
+    """Engine.IO v4: a client treats the link as dead when no ping arrives for pingInterval + pingTimeout
+    (../shared/SOCKETIO.md section 1); loadgen counts it as socketio_ping_timeout and drops the client."""
+
+    def serve(self, ping_every):
+        srv = TinySocketIO(ping_every)
+        self.addCleanup(srv.close)
+        return srv
+
+    def argv(self, srv):
+        return ["--protocol", "socketio", "-c", "3", "--rounds", "0", "--hold", "2s", "--quiet", srv.url()]
+
+    def test_a_server_that_never_pings_drops_every_client(self):
+        srv = self.serve(None)
+        started = time.monotonic()
+        rc, out, err, doc = run_loadgen(self.argv(srv), timeout=30 * h.SLOW)
+        elapsed = time.monotonic() - started
+        self.assertRun(rc, 1, out, err)
+        self.assertLess(elapsed, 10 * h.SLOW)
+        self.assertEqual(doc["clients"]["connected"], 3, doc["clients"])
+        self.assertEqual(doc["clients"]["dropped"], 3, doc["clients"])
+        self.assertEqual(doc["errors"].get("socketio_ping_timeout", {}).get("count"), 3, doc["errors"])
+        self.assertIn("no Engine.IO ping", doc["errors"]["socketio_ping_timeout"]["example"])
+        self.assertIn("socketio_ping_timeout", err)
+
+    def test_a_server_that_pings_keeps_them(self):
+        srv = self.serve(0.1)
+        rc, out, err, doc = run_loadgen(self.argv(srv), timeout=30 * h.SLOW)
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual(doc["clients"]["dropped"], 0, doc["clients"])
+        self.assertNotIn("socketio_ping_timeout", json.dumps(doc["errors"]))

@@ -395,6 +395,34 @@ class ScenarioFile(unittest.TestCase):
                 self.assertIn(msg, str(cm.exception))
                 self.assertIn(f"--set", str(cm.exception))
 
+    def test_socketio_scenario(self):
+        path, conf = scenario.load("socketio-broadcast-1k")
+        self.assertEqual((conf["load"]["protocol"], conf["load"]["event"], conf["load"]["clients"]),
+                         ("socketio", "chat", 1000))
+        self.assertEqual(conf["thresholds"], ["delivery>=100%"])
+        argv = scenario.loadgen_argv(conf, "b", ["ws://127.0.0.1:9/"], "o.json", "o.hlog")
+        self.assertEqual(argv[argv.index("--protocol") + 1], "socketio")
+        self.assertEqual(argv[argv.index("--event") + 1], "chat")
+        conf = scenario.parse_text(GOOD, "good.ini")  # websocket: neither option
+        argv = scenario.loadgen_argv(conf, "b", ["ws://127.0.0.1:9/ws"], "o.json", "o.hlog")
+        self.assertNotIn("--protocol", argv)
+        self.assertNotIn("--event", argv)
+
+    def test_event_needs_socketio(self):
+        for text in (GOOD.replace("[load]", "[load]\nevent = news"), GOOD.replace("[load]", "[load]\nevent = chat")):
+            with self.assertRaises(scenario.ScenarioError) as cm:
+                scenario.parse_text(text, "bad.ini")
+            self.assertIn("needs protocol = socketio", str(cm.exception))
+        conf = scenario.parse_text(GOOD, "good.ini")
+        with self.assertRaises(scenario.ScenarioError) as cm:
+            scenario.apply_sets(conf, ["event=news"])
+        self.assertIn("needs protocol = socketio", str(cm.exception))
+        conf = scenario.apply_sets(scenario.parse_text(GOOD, "good.ini"), ["protocol=socketio", "event=news"])
+        self.assertEqual(conf["load"]["event"], "news")
+        with self.assertRaises(scenario.ScenarioError) as cm:
+            scenario.apply_sets(scenario.parse_text(GOOD, "good.ini"), ["protocol=socketio", "event=a b"])
+        self.assertIn("expected an event name", str(cm.exception))
+
 
 class BadScenarioRuns(RunnerBase):
     """scenarios/run on bad files and bad --set: exit 2, the mistake named, nothing started."""
@@ -436,7 +464,9 @@ class BadScenarioRuns(RunnerBase):
                           (["--set", "clients=many"], "--set 'clients=many': expected a whole number"),
                           (["--set", "interval=5"], "expected a duration"),
                           (["--set", "topology.nodes"], "expected key=value"),
-                          (["--lb", "nginx"], "sticky = cookie needs lb = builtin or haproxy")):
+                          (["--lb", "nginx"], "sticky = cookie needs lb = builtin or haproxy"),
+                          (["--set", "event=news"], "event = news needs protocol = socketio"),
+                          (["--set", "protocol=carrier-pigeon"], "expected one of websocket, socketio")):
             with self.subTest(args=args):
                 p = self.runner("broadcast-100", *SMALL, *args)
                 self.assertExit(p, 2)
@@ -567,6 +597,22 @@ class RunnerLifecycle(RunnerBase):
         self.assertIn("PASS (exit 0)", p.stderr)
         self.assertIn("verdict   PASS", p.stdout)
         self.assertNothingLeft(ports)
+
+    def test_socketio_builtin(self):
+        p = self.runner("socketio-broadcast-1k", "--set", "clients=20", "--set", "rounds=3")
+        self.assertExit(p, 0)
+        path, doc = self.only_result("socketio-broadcast-1k", "builtin", p)
+        self.assertEqual((doc["settings"]["load"]["protocol"], doc["settings"]["load"]["clients"]), ("socketio", 20))
+        lg = doc["loadgen"]
+        self.assertTrue(lg["verdict"]["pass"], lg["verdict"])
+        self.assertEqual(lg["options"]["protocol"], "socketio")
+        self.assertEqual((lg["totals"]["expected"], lg["totals"]["received"]), (19 * 3, 19 * 3))
+        self.assertEqual(lg["clients"]["connected"], 20)
+        with open(os.path.join(path[:-5], "loadgen.log"), errors="replace") as f:
+            cmd = f.readline()
+        self.assertIn("--protocol socketio --event chat", cmd)
+        self.assertRegex(cmd.rstrip(), r"ws://127\.0\.0\.1:\d+/$")  # loadgen makes it /socket.io/?EIO=4...
+        self.assertNothingLeft(topology_ports(doc))
 
     def test_unmeetable_threshold_fails(self):
         d = h.make_tempdir(self, "wsh-scn-ini-")

@@ -240,12 +240,37 @@ static void test_encode_round_trip(void **state)
     assert_int_equal(sio_encode_control(frame, 3, SIO_CONNECT, "/admin", NULL), 0);
 }
 
+/* The ping watchdog's clock: the deadline is the wait after now, never 0, capped, and compared across the wrap. */
+static void test_ping_deadline(void **state)
+{
+    (void)state;
+    assert_int_equal(sio_ping_deadline(1000, 200, 200), 1400);
+    assert_false(sio_ping_overdue(1400, 1399));
+    assert_false(sio_ping_overdue(1400, 1400));
+    assert_true(sio_ping_overdue(1400, 1401));
+    assert_false(sio_ping_overdue(0, 123456)); /* not armed */
+    /* 25 s + 20 s (the defaults) across the 2^32 ms wrap */
+    uint32_t due = sio_ping_deadline(UINT32_MAX - 1000, 25000, 20000);
+    assert_int_equal(due, 43999);
+    assert_false(sio_ping_overdue(due, UINT32_MAX));
+    assert_false(sio_ping_overdue(due, 43999));
+    assert_true(sio_ping_overdue(due, 44000));
+    assert_int_equal(sio_ping_deadline(UINT32_MAX - 399, 200, 200), 1); /* 0 would read as not armed */
+    assert_true(sio_ping_overdue(1, 2));
+    /* huge values are capped, so the comparison stays within half the clock */
+    due = sio_ping_deadline(5, UINT32_MAX, UINT32_MAX);
+    assert_int_equal(due, 5 + SIO_PING_WAIT_MAX);
+    assert_false(sio_ping_overdue(due, 6));
+    assert_true(sio_ping_overdue(due, due + 1));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_io),       cmocka_unit_test(test_connect_disconnect),
         cmocka_unit_test(test_events_and_acks), cmocka_unit_test(test_heads),
         cmocka_unit_test(test_json_string),     cmocka_unit_test(test_encode_round_trip),
+        cmocka_unit_test(test_ping_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
