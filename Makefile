@@ -124,10 +124,15 @@ fuzz: need-deps $(FUZZ_BIN)
 bench: all
 	@bench/run.sh
 	@bench/lb.sh
+	@bench/socketio.sh
 
 .PHONY: bench-lb
 bench-lb: all
 	@bench/lb.sh
+
+.PHONY: bench-socketio
+bench-socketio: all
+	@bench/socketio.sh
 
 demo: all
 	@scripts/demo.sh
