@@ -7,6 +7,8 @@
  *  - on 0: spans lie inside the input, data runs to its end, the namespace starts with '/' and is JSON-safe;
  *    a MESSAGE's payload is empty or valid JSON; an EVENT has at least two bytes before its JSON (session.c
  *    writes "42" there to relay it without the namespace and ack id);
+ *  - refsio_payload_next (a POST body of the polling transport) splits the input into spans that lie inside it, in
+ *    order, one more than the separators it holds, never containing a separator, and each parses as a frame does;
  *  - refsio_json_valid agrees with jansson: whatever jansson accepts with at most REFSIO_JSON_DEPTH brackets and
  *    no NUL byte (jansson stops reading at one) is valid. */
 #include "refserver/refsio.c"
@@ -58,6 +60,25 @@ static void check_json(const char *in, size_t size)
     json_decref(j);
 }
 
+static void check_payload(const char *in, size_t size)
+{
+    const char *pos = in, *pkt, *prev_end = in;
+    size_t plen, count = 0, seps = 0;
+    bool started = false;
+    for (size_t i = 0; i < size; i++)
+        seps += in[i] == REFSIO_SEPARATOR;
+    while (refsio_payload_next(&pos, in + size, &started, &pkt, &plen)) {
+        check(inside(pkt, plen, in, size) && pkt >= prev_end && !memchr(pkt, REFSIO_SEPARATOR, plen));
+        check(count == 0 ? pkt == in : pkt == prev_end + 1 && prev_end[0] == REFSIO_SEPARATOR);
+        prev_end = pkt + plen;
+        check(++count <= seps + 1);
+        struct refsio_packet pk;
+        if (refsio_parse(pkt, plen, &pk) == 0)
+            check_packet(pkt, plen, &pk);
+    }
+    check(count == seps + 1 && prev_end == in + size);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *in = malloc(size ? size : 1);
@@ -72,6 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc == 0)
         check_packet(in, size, &pk);
     check_json(in, size);
+    check_payload(in, size);
     free(in);
     return 0;
 }

@@ -30,10 +30,12 @@ static const char usage[] =
     "  --handshake-timeout SECONDS  time to send a complete request head (default 10)\n"
     "  --sio-ping-interval MS   Socket.IO: Engine.IO ping every MS milliseconds (default 25000)\n"
     "  --sio-ping-timeout MS    Socket.IO: close when a ping is not answered in MS milliseconds (default 20000)\n"
+    "  --sio-cookie NAME        Socket.IO: the polling handshake sets cookie NAME to the sid, for sticky proxies\n"
+    "                           (HAProxy 'cookie io prefix', lb --sticky prefix:io; default: no cookie)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
     "  --help                   this text\n"
     "Routes: GET / (200), GET /metrics (Prometheus), GET /ws?room=NAME (WebSocket, default room 'all'),\n"
-    "        GET /socket.io/?EIO=4&transport=websocket[&room=NAME] (Socket.IO v4, websocket transport only).\n";
+    "        /socket.io/?EIO=4&transport=polling|websocket[&room=NAME] (Socket.IO v4: polling, websocket, upgrade).\n";
 
 /* "1024", "64k", "1m" (common/conf.h): a byte count, or -1. */
 static long long parse_bytes(const char *s)
@@ -88,10 +90,21 @@ static const struct option long_opts[] = {
     {"handshake-timeout", required_argument, 0, 'H'},
     {"sio-ping-interval", required_argument, 0, 'S'},
     {"sio-ping-timeout", required_argument, 0, 'T'},
+    {"sio-cookie", required_argument, 0, 'K'},
     {"log-level", required_argument, 0, 'L'},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
+
+/* --sio-cookie NAME: a cookie name (an RFC 6265 token, kept to the usual characters). 0, or -1 after saying why. */
+static int set_cookie(const char *arg, struct server_config *cfg)
+{
+    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.";
+    if (!*arg || strlen(arg) > 64 || strspn(arg, ok) != strlen(arg))
+        return bad_value("sio-cookie", arg, "a cookie name: 1-64 of [A-Za-z0-9_.-]");
+    cfg->sio_cookie = arg;
+    return 0;
+}
 
 /* One option into cfg. 0, 1 for --help, -1 after printing what is wrong. */
 static int apply_option(int opt, const char *arg, struct server_config *cfg, int *level)
@@ -145,6 +158,7 @@ static int apply_option(int opt, const char *arg, struct server_config *cfg, int
             return bad_value(opt == 'S' ? "sio-ping-interval" : "sio-ping-timeout", arg, "milliseconds, 1 to 86400000");
         *(opt == 'S' ? &cfg->sio_ping_interval : &cfg->sio_ping_timeout) = (double)v / 1000;
         return 0;
+    case 'K': return set_cookie(arg, cfg);
     case 'L':
         if ((*level = log_level_parse(arg)) < 0)
             return bad_value("log-level", arg, "error, warn, info or debug");

@@ -251,11 +251,27 @@ void refsio_make_id(const uint8_t rnd[REFSIO_ID_RANDOM], char out[REFSIO_ID_LEN 
 }
 
 size_t refsio_open_packet(char *out, const char *sid, uint32_t ping_interval_ms, uint32_t ping_timeout_ms,
-                          uint64_t max_payload)
+                          uint64_t max_payload, bool polling)
 {
     int n = snprintf(out, REFSIO_OPEN_MAX,
-                     "0{\"sid\":\"%s\",\"upgrades\":[],\"pingInterval\":%" PRIu32 ",\"pingTimeout\":%" PRIu32
+                     "0{\"sid\":\"%s\",\"upgrades\":[%s],\"pingInterval\":%" PRIu32 ",\"pingTimeout\":%" PRIu32
                      ",\"maxPayload\":%" PRIu64 "}",
-                     sid, ping_interval_ms, ping_timeout_ms, max_payload);
+                     sid, polling ? "\"websocket\"" : "", ping_interval_ms, ping_timeout_ms, max_payload);
     return n < 0 || n >= REFSIO_OPEN_MAX ? 0 : (size_t)n;
+}
+
+bool refsio_payload_next(const char **pos, const char *end, bool *started, const char **pkt, size_t *pkt_len)
+{
+    const char *p = *pos;
+    if (p == end && *started)
+        return false;
+    *started = true;
+    const char *sep = p < end ? memchr(p, REFSIO_SEPARATOR, (size_t)(end - p)) : NULL;
+    *pkt = p;
+    *pkt_len = (size_t)((sep ? sep : end) - p);
+    /* After a trailing separator one more (empty) packet follows: keep *pos short of end until it is handed out. */
+    *pos = sep ? sep + 1 : end;
+    if (sep && sep + 1 == end)
+        *started = false;
+    return true;
 }

@@ -57,8 +57,16 @@ int refsio_parse(const char *p, size_t len, struct refsio_packet *pk);
 bool refsio_json_valid(const char *p, size_t len);
 /* base64url of rnd (REFSIO_ID_RANDOM bytes) into out: REFSIO_ID_LEN characters of [A-Za-z0-9_-] and a NUL. */
 void refsio_make_id(const uint8_t rnd[REFSIO_ID_RANDOM], char out[REFSIO_ID_LEN + 1]);
-/* The open packet 0{"sid":...,"upgrades":[],...} into out (REFSIO_OPEN_MAX bytes); returns its length. */
+/* The open packet 0{"sid":...,"upgrades":[],...} into out (REFSIO_OPEN_MAX bytes); returns its length. A session
+ * opened over polling offers the websocket upgrade ("upgrades":["websocket"]). */
 size_t refsio_open_packet(char *out, const char *sid, uint32_t ping_interval_ms, uint32_t ping_timeout_ms,
-                          uint64_t max_payload);
+                          uint64_t max_payload, bool polling);
+
+#define REFSIO_SEPARATOR '\x1e' /* between the packets of a polling payload */
+
+/* The next packet of a polling payload (packets joined by REFSIO_SEPARATOR, as engine.io-parser's decodePayload):
+ * *pos walks [*pos, end). Returns false once the payload is used up; otherwise the packet's span (possibly empty, which
+ * refsio_parse refuses) and *pos moved past it and its separator. An empty payload is one empty packet. */
+bool refsio_payload_next(const char **pos, const char *end, bool *started, const char **pkt, size_t *pkt_len);
 
 #endif

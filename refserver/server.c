@@ -219,6 +219,7 @@ int server_init(struct server *s, struct ev_loop *loop, const struct server_conf
 
 void server_free(struct server *s)
 {
+    session_free_polling(s); /* first: it walks the dead list, whose other entries the loop below frees */
     while (s->clients) {
         struct client *c = s->clients;
         if (c->state != CLIENT_CLOSED) {
@@ -261,6 +262,8 @@ int server_metrics(const struct server *s, struct buf *b)
     int rc = 0;
     rc |= METRIC(b, "gauge", "connections", "Open TCP connections.", "%" PRIu32, st->connections);
     rc |= METRIC(b, "gauge", "websocket_clients", "Connected WebSocket clients.", "%" PRIu32, st->ws_clients);
+    rc |= METRIC(b, "gauge", "socketio_polling_sessions", "Engine.IO sessions on the polling transport.", "%" PRIu32,
+                 st->polling_sessions);
     rc |= METRIC(b, "gauge", "rooms", "Rooms with local members.", "%" PRIu32, s->rooms.nrooms);
     rc |= METRIC(b, "counter", "connections_accepted_total", "TCP connections accepted.", "%" PRIu64, st->accepted);
     rc |= METRIC(b, "counter", "accept_errors_total", "Failed accept() calls.", "%" PRIu64, st->accept_errors);

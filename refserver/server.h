@@ -7,6 +7,7 @@
 #include "common/buf.h"
 #include "common/net.h"
 #include "common/ws.h"
+#include "refserver/refsio.h"
 #include "refserver/room.h"
 
 #include <ev.h>
@@ -34,13 +35,14 @@ struct server_config {
     double stats_interval;    /* seconds between "N connected client(s)" lines */
     double sio_ping_interval; /* Socket.IO: seconds between Engine.IO pings (pingInterval) */
     double sio_ping_timeout;  /* Socket.IO: seconds to answer a ping (pingTimeout) */
+    const char *sio_cookie;   /* Socket.IO: the polling handshake sets this cookie to the sid (NULL: none) */
 };
 
 struct server_stats {
     uint64_t accepted, http_requests, http_errors, handshakes;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, bus_msgs_in;
     uint64_t protocol_errors, slow_consumers, idle_closed, accept_errors;
-    uint32_t connections, ws_clients;
+    uint32_t connections, ws_clients, polling_sessions;
 };
 
 enum client_state { CLIENT_HTTP = 0, CLIENT_WS, CLIENT_CLOSING, CLIENT_CLOSED };
@@ -61,17 +63,27 @@ struct client {
     ev_io rio, wio;
     ev_timer timer;           /* handshake, ping/idle or close timeout, by state */
     struct client *next_work; /* on the server's flush or dead list */
+    /* Engine.IO polling. A session (CLIENT_FL_POLL) is a struct client without a socket, in the server's sid table
+     * and in its room; its out queue holds the frames owed to the client, sent without their WebSocket header as
+     * the answer to a GET. held: the GET waiting for them; ws: the websocket upgrading (or upgraded) from it. On an
+     * HTTP connection holding a GET (CLIENT_FL_HELD) or a websocket bound to a sid, sess is the session. */
+    struct client *held, *ws, *sess, *sid_next;
+    char sid[REFSIO_ID_LEN + 1];
     struct client *prev, *next;
 };
 
-#define CLIENT_FL_FLUSH      0x01u /* on the flush list */
-#define CLIENT_FL_CLOSE_SENT 0x02u /* our close frame is queued */
-#define CLIENT_FL_CLOSE_RCVD 0x04u /* the peer's close frame arrived */
-#define CLIENT_FL_NO_REPLY   0x08u /* nothing more is expected from the peer: drain, then shut down */
-#define CLIENT_FL_SHUT       0x10u /* write side shut down; waiting for EOF */
-#define CLIENT_FL_PINGED     0x20u /* /ws: a ping is out; Socket.IO: an Engine.IO ping awaits its pong */
-#define CLIENT_FL_SIO        0x40u /* speaks Socket.IO (GET /socket.io/), in a "sio " room */
-#define CLIENT_FL_SIO_NSP    0x80u /* Socket.IO: connected to the namespace "/" */
+#define CLIENT_FL_FLUSH      0x01u  /* on the flush list */
+#define CLIENT_FL_CLOSE_SENT 0x02u  /* our close frame is queued */
+#define CLIENT_FL_CLOSE_RCVD 0x04u  /* the peer's close frame arrived */
+#define CLIENT_FL_NO_REPLY   0x08u  /* nothing more is expected from the peer: drain, then shut down */
+#define CLIENT_FL_SHUT       0x10u  /* write side shut down; waiting for EOF */
+#define CLIENT_FL_PINGED     0x20u  /* /ws: a ping is out; Socket.IO: an Engine.IO ping awaits its pong */
+#define CLIENT_FL_SIO        0x40u  /* speaks Socket.IO (GET /socket.io/), in a "sio " room */
+#define CLIENT_FL_SIO_NSP    0x80u  /* Socket.IO: connected to the namespace "/" */
+#define CLIENT_FL_POLL       0x100u /* an Engine.IO polling session (no socket of its own) */
+#define CLIENT_FL_HELD       0x200u /* an HTTP connection whose polling GET is held until packets are owed */
+#define CLIENT_FL_PROBED     0x400u /* session: its websocket answered 2probe; GETs get a noop until the upgrade */
+#define CLIENT_FL_UPGRADED   0x800u /* session: upgraded; kept only so polling requests for its sid get code 3 */
 
 struct server {
     struct ev_loop *loop;
@@ -85,6 +97,8 @@ struct server {
     struct buf scratch;     /* one read buffer for every client: idle clients own none */
     struct client *clients; /* all clients */
     struct client *flush_list, *dead_list;
+    struct client **sids; /* polling sessions by sid: sid_buckets chains (a power of 2), allocated on first use */
+    uint32_t sid_buckets;
     ev_io accept_w;
     ev_timer accept_pause, stats_timer, grace_timer;
     double accept_warned; /* ev_now of the last accept-error warning: at most one per ACCEPT_WARN_S */
@@ -119,5 +133,7 @@ void session_deliver(struct server *s, struct room *room, struct slice *f, const
 void session_close(struct client *c, uint16_t code, const char *reason);
 /* Release a buried client's memory. */
 void session_free(struct client *c);
+/* Free every polling session (server_free). */
+void session_free_polling(struct server *s);
 
 #endif

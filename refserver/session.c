@@ -36,9 +36,17 @@
 #define SIO_ROOM     "sio " /* prefix of a Socket.IO room: a space never appears in a /ws room */
 #define SIO_ROOM_LEN 4
 
+/* Engine.IO polling: seconds from a websocket's 101 (with a sid) to its "5" (engine.io's upgradeTimeout); sessions
+ * allowed when --max-clients is 0; the most sid table buckets. */
+#define SIO_UPGRADE_TIMEOUT 10.0
+#define SIO_MAX_SESSIONS    100000
+#define SIO_MAX_SID_BUCKETS (1u << 20)
+
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+static void poll_close(struct client *sess);
+static void poll_flush(struct client *sess);
 
 static void arm_timer(struct client *c, double seconds)
 {
@@ -76,8 +84,24 @@ struct client *session_new(struct server *s, int fd)
 static void kill_client(struct client *c)
 {
     struct server *s = c->srv;
+    if (c->flags & CLIENT_FL_POLL) {
+        poll_close(c);
+        return;
+    }
     if (c->state == CLIENT_CLOSED)
         return;
+    if (c->sess) { /* a held GET leaves its session; a websocket bound to one lets go of it */
+        struct client *sess = c->sess;
+        c->sess = NULL;
+        if (c->flags & CLIENT_FL_HELD) {
+            sess->held = NULL;
+        } else {
+            sess->ws = NULL;
+            sess->flags &= (uint16_t)~CLIENT_FL_PROBED; /* a failed probe: the session goes on polling */
+            if (sess->flags & CLIENT_FL_UPGRADED)
+                poll_close(sess);
+        }
+    }
     if (c->member.room) /* only upgraded clients are in a room */
         s->stats.ws_clients--;
     ev_io_stop(s->loop, &c->rio);
@@ -95,7 +119,9 @@ static void kill_client(struct client *c)
 void session_free(struct client *c)
 {
     struct server *s = c->srv;
-    if (c->prev)
+    if (c->flags & CLIENT_FL_POLL) /* never on the client list */
+        ;
+    else if (c->prev)
         c->prev->next = c->next;
     else
         s->clients = c->next;
@@ -147,6 +173,10 @@ static int send_control(struct client *c, uint8_t opcode, const void *payload, s
 static void start_closing(struct client *c, uint16_t code, const char *reason, bool no_reply)
 {
     uint8_t payload[WS_MAX_CONTROL];
+    if (c->flags & CLIENT_FL_POLL) {
+        poll_close(c);
+        return;
+    }
     if (c->flags & CLIENT_FL_CLOSE_SENT) { /* one close frame per connection, whatever else goes wrong */
         c->flags |= no_reply ? CLIENT_FL_NO_REPLY : 0;
         return;
@@ -320,11 +350,17 @@ static void sio_on_packet(struct client *c, const struct refsio_packet *pk)
     }
 }
 
+static void sio_probe(struct client *c, const uint8_t *data, size_t len);
+
 static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size_t len)
 {
     struct refsio_packet pk;
     if (opcode != WS_OP_TEXT) {
         sio_unsupported(c, "binary attachments");
+        return;
+    }
+    if (c->sess && !(c->sess->flags & CLIENT_FL_UPGRADED)) {
+        sio_probe(c, data, len);
         return;
     }
     if (refsio_parse((const char *)data, len, &pk) < 0) {
@@ -491,15 +527,16 @@ static int sio_open(struct client *c)
     const struct server_config *cfg = &c->srv->cfg;
     sio_new_id(sid);
     size_t n = refsio_open_packet(pkt, sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
-                                  (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message);
+                                  (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, false);
     c->flags |= CLIENT_FL_SIO;
     arm_timer(c, cfg->sio_ping_interval);
     return sio_send(c, pkt, n);
 }
 
 /* Precondition: CLIENT_HTTP, a GET /ws head (or /socket.io/ when sio). Next: CLIENT_WS (101 queued, joined the room,
- * Socket.IO: the open packet queued), or closing after 4xx. */
-static int upgrade(struct client *c, const struct http_head *h, bool sio)
+ * Socket.IO: the open packet queued), or closing after 4xx. With sess (a polling session's sid), the websocket joins
+ * no room yet: it waits for 2probe and 5 (sio_probe), within SIO_UPGRADE_TIMEOUT. */
+static int upgrade(struct client *c, const struct http_head *h, bool sio, struct client *sess)
 {
     struct server *s = c->srv;
     char accept[WS_ACCEPT_LEN + 1], room_buf[SIO_ROOM_LEN + ROOM_NAME_MAX + 1], resp[512];
@@ -519,7 +556,7 @@ static int upgrade(struct client *c, const struct http_head *h, bool sio)
         return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
     if (sio)
         room = room_buf;
-    if (room_join(&s->rooms, &c->member, room, strlen(room)) < 0)
+    if (!sess && room_join(&s->rooms, &c->member, room, strlen(room)) < 0)
         return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -528,6 +565,13 @@ static int upgrade(struct client *c, const struct http_head *h, bool sio)
     c->state = CLIENT_WS;
     c->reader = (struct ws_reader){.role = WS_ROLE_SERVER, .max_message = s->cfg.max_message};
     s->stats.handshakes++;
+    if (sess) {
+        c->flags |= CLIENT_FL_SIO;
+        c->sess = sess;
+        sess->ws = c;
+        arm_timer(c, SIO_UPGRADE_TIMEOUT);
+        return enqueue_bytes(c, resp, (size_t)n);
+    }
     s->stats.ws_clients++;
     arm_timer(c, s->cfg.ping_interval);
     if (enqueue_bytes(c, resp, (size_t)n) < 0)
@@ -543,21 +587,334 @@ static int sio_error(struct client *c, int code, const char *message)
     return respond(c, 400, "Bad Request", NULL, "application/json", body, (size_t)n, false, true);
 }
 
-/* Precondition: CLIENT_HTTP, a GET /socket.io/ head. The checks run in engine.io's order (transport, session,
- * upgrade, protocol version); only a fresh websocket session exists here (no polling yet). */
-static int route_sio(struct client *c, const struct http_head *h)
+/* Engine.IO polling (SOCKETIO.md 1): a session lives in the server's sid table and its room; POSTs carry packets in,
+ * a held GET carries the queued frames out (without their WebSocket headers, joined by \x1e), until the client
+ * upgrades to a websocket bound to the sid. */
+
+static bool is_sio_path(const struct http_head *h)
+{
+    size_t plen = http_path_len(h->target, h->target_len);
+    return (plen == 11 && !memcmp(h->target, "/socket.io/", 11)) ||
+           (plen == 10 && !memcmp(h->target, "/socket.io", 10));
+}
+
+static bool is_method(const struct http_head *h, const char *m)
+{
+    return h->method_len == strlen(m) && !memcmp(h->method, m, h->method_len);
+}
+
+static uint32_t sid_hash(const char *sid)
+{
+    uint32_t h = 2166136261u; /* FNV-1a: the sids are random already */
+    for (size_t i = 0; i < REFSIO_ID_LEN; i++)
+        h = (h ^ (uint8_t)sid[i]) * 16777619u;
+    return h;
+}
+
+static uint32_t sio_max_sessions(const struct server *s)
+{
+    return s->cfg.max_clients ? s->cfg.max_clients : SIO_MAX_SESSIONS;
+}
+
+static int sid_table_init(struct server *s)
+{
+    if (s->sids)
+        return 0;
+    uint32_t n = 1024;
+    while (n < sio_max_sessions(s) && n < SIO_MAX_SID_BUCKETS)
+        n <<= 1;
+    s->sids = calloc(n, sizeof *s->sids);
+    if (!s->sids)
+        return -1;
+    s->sid_buckets = n;
+    return 0;
+}
+
+static struct client *sid_find(const struct server *s, const char *sid)
+{
+    if (!s->sids || strlen(sid) != REFSIO_ID_LEN)
+        return NULL;
+    for (struct client *p = s->sids[sid_hash(sid) & (s->sid_buckets - 1)]; p; p = p->sid_next)
+        if (!memcmp(p->sid, sid, REFSIO_ID_LEN))
+            return p;
+    return NULL;
+}
+
+static void sid_remove(struct server *s, struct client *sess)
+{
+    if (!s->sids)
+        return;
+    struct client **pp = &s->sids[sid_hash(sess->sid) & (s->sid_buckets - 1)];
+    while (*pp && *pp != sess)
+        pp = &(*pp)->sid_next;
+    if (*pp)
+        *pp = sess->sid_next;
+    sess->sid_next = NULL;
+}
+
+/* The WebSocket header of a frame this server encoded (unmasked): 2, 4 or 10 bytes. */
+static size_t frame_header_len(const char *frame)
+{
+    uint8_t l = (uint8_t)frame[1] & 0x7f;
+    return l < 126 ? 2 : l == 126 ? 4 : 10;
+}
+
+/* The queued frames without their WebSocket headers, joined by \x1e, into body (consumed from the queue). */
+static void poll_payload(struct client *sess, struct buf *body)
+{
+    struct iovec iov[WRITE_IOV];
+    while (sess->out.count) {
+        int n = sq_iov(&sess->out, iov, WRITE_IOV);
+        size_t done = 0;
+        for (int i = 0; i < n; i++) {
+            size_t hl = frame_header_len(iov[i].iov_base);
+            if ((buf_len(body) && buf_append(body, "\x1e", 1) < 0) ||
+                buf_append(body, (char *)iov[i].iov_base + hl, iov[i].iov_len - hl) < 0) {
+                LOG_ERR("session %s: out of memory answering a poll", sess->sid);
+                sq_free(&sess->out);
+                return;
+            }
+            done += iov[i].iov_len;
+        }
+        sq_consume(&sess->out, done);
+    }
+}
+
+/* Answer the held GET: with only (a noop or close packet) when given, else with every queued packet. */
+static void poll_answer(struct client *sess, const char *only)
+{
+    struct client *conn = sess->held;
+    struct buf body = {0};
+    sess->held = NULL;
+    conn->sess = NULL;
+    conn->flags &= (uint16_t)~CLIENT_FL_HELD;
+    if (only)
+        buf_append(&body, only, strlen(only));
+    else
+        poll_payload(sess, &body);
+    if (respond(conn, 200, "OK", NULL, "text/plain; charset=UTF-8", buf_head(&body), buf_len(&body), false, false) == 0)
+        arm_timer(conn, conn->srv->cfg.handshake_timeout);
+    buf_free(&body);
+}
+
+/* Before the loop waits (server.c's flush list): a held GET gets what is owed, or a noop once probed. */
+static void poll_flush(struct client *sess)
+{
+    if (!sess->held || sess->state != CLIENT_WS)
+        return;
+    if (sess->flags & CLIENT_FL_PROBED)
+        poll_answer(sess, "6");
+    else if (sess->out.count)
+        poll_answer(sess, NULL);
+}
+
+/* The session ends (close packet, protocol error, ping timeout, slow poller, its websocket gone): a held GET gets
+ * the close packet, a websocket still probing is closed, and the session is freed before the loop next waits. */
+static void poll_close(struct client *sess)
+{
+    struct server *s = sess->srv;
+    if (sess->state == CLIENT_CLOSED)
+        return;
+    sess->state = CLIENT_CLOSED;
+    sq_drop_unstarted(&sess->out);
+    if (sess->held)
+        poll_answer(sess, "1");
+    if (sess->ws) {
+        struct client *ws = sess->ws;
+        sess->ws = NULL;
+        ws->sess = NULL;
+        if (!(sess->flags & CLIENT_FL_UPGRADED))
+            start_closing(ws, WS_CLOSE_GOING_AWAY, "session closed", true);
+    }
+    if (!(sess->flags & CLIENT_FL_UPGRADED))
+        s->stats.polling_sessions--;
+    ev_timer_stop(s->loop, &sess->timer);
+    sid_remove(s, sess);
+    room_leave(&s->rooms, &sess->member);
+    server_bury(s, sess);
+}
+
+void session_free_polling(struct server *s)
+{
+    for (struct client **pp = &s->dead_list; *pp;) { /* buried sessions are on no other list */
+        struct client *c = *pp;
+        if (c->flags & CLIENT_FL_POLL) {
+            *pp = c->next_work;
+            session_free(c);
+        } else {
+            pp = &c->next_work;
+        }
+    }
+    for (uint32_t i = 0; s->sids && i < s->sid_buckets; i++)
+        while (s->sids[i]) {
+            struct client *sess = s->sids[i];
+            s->sids[i] = sess->sid_next;
+            ev_timer_stop(s->loop, &sess->timer);
+            room_leave(&s->rooms, &sess->member);
+            session_free(sess);
+        }
+    free(s->sids);
+    s->sids = NULL;
+}
+
+/* GET without sid: a new session in the room, answered with the open packet (and the sticky cookie if asked). */
+static int poll_open(struct client *c, const struct http_head *h)
+{
+    struct server *s = c->srv;
+    const struct server_config *cfg = &s->cfg;
+    char room_buf[SIO_ROOM_LEN + ROOM_NAME_MAX + 1], pkt[REFSIO_OPEN_MAX], extra[160] = "";
+    char *room = room_buf + SIO_ROOM_LEN;
+    memcpy(room_buf, SIO_ROOM, SIO_ROOM_LEN + 1);
+    int found = http_query_param(h->target, h->target_len, "room", room, ROOM_NAME_MAX + 1 - SIO_ROOM_LEN);
+    if (found == 0)
+        strcpy(room, DEFAULT_ROOM);
+    if (found < 0 || !valid_room(room))
+        return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
+    if (s->stats.polling_sessions >= sio_max_sessions(s))
+        return respond_error(c, 503, "Service Unavailable", "too many polling sessions", NULL);
+    struct client *sess = sid_table_init(s) == 0 ? calloc(1, sizeof *sess) : NULL;
+    if (!sess)
+        return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
+    sess->srv = s;
+    sess->fd = -1;
+    sess->id = s->next_client_id++;
+    sess->state = CLIENT_WS;
+    sess->flags = CLIENT_FL_POLL | CLIENT_FL_SIO;
+    ev_init(&sess->timer, on_timer);
+    do
+        sio_new_id(sess->sid);
+    while (sid_find(s, sess->sid));
+    if (room_join(&s->rooms, &sess->member, room_buf, strlen(room_buf)) < 0) {
+        free(sess);
+        return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
+    }
+    uint32_t b = sid_hash(sess->sid) & (s->sid_buckets - 1);
+    sess->sid_next = s->sids[b];
+    s->sids[b] = sess;
+    s->stats.polling_sessions++;
+    arm_timer(sess, cfg->sio_ping_interval);
+    size_t n = refsio_open_packet(pkt, sess->sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
+                                  (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, true);
+    if (cfg->sio_cookie)
+        snprintf(extra, sizeof extra, "Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax\r\n", cfg->sio_cookie,
+                 sess->sid);
+    return respond(c, 200, "OK", extra, "text/plain; charset=UTF-8", pkt, n, false, h->conn_close);
+}
+
+/* GET with a sid: answered when packets are owed (at once if some already are). A second GET meanwhile is a
+ * protocol error that ends the session. */
+static int poll_get(struct client *c, struct client *sess)
+{
+    if (sess->held) {
+        c->srv->stats.protocol_errors++;
+        LOG_DEBUG("session %s: overlapping GET; closing", sess->sid);
+        int rc = sio_error(c, 3, "Bad request");
+        poll_close(sess);
+        return rc;
+    }
+    c->flags |= CLIENT_FL_HELD;
+    c->sess = sess;
+    sess->held = c;
+    if (sess->out.count || (sess->flags & CLIENT_FL_PROBED))
+        server_schedule_flush(c->srv, sess);
+    return 0;
+}
+
+/* POST with a sid: each packet of the payload as if it came in a text frame; then "ok". */
+static int poll_post(struct client *c, struct client *sess, const struct http_head *h, char *body, size_t len)
+{
+    const char *pos = body, *end = body + len, *pkt;
+    size_t plen;
+    bool started = false;
+    while (sess->state == CLIENT_WS && refsio_payload_next(&pos, end, &started, &pkt, &plen)) {
+        if (plen && pkt[0] == 'b') {
+            sio_unsupported(sess, "binary attachments");
+            break;
+        }
+        sio_on_message(sess, WS_OP_TEXT, (uint8_t *)(uintptr_t)pkt, plen);
+    }
+    return respond(c, 200, "OK", NULL, "text/html", "ok", 2, false, h->conn_close);
+}
+
+/* The websocket of an upgrade: 2probe is answered 3probe (and the held GET a noop so the client can pause
+ * polling); 5 moves the session onto it. Anything else fails the websocket, and the session goes on polling. */
+static void sio_probe(struct client *c, const uint8_t *data, size_t len)
+{
+    struct client *sess = c->sess;
+    struct server *s = c->srv;
+    if (len == 6 && !memcmp(data, "2probe", 6)) {
+        sio_send(c, "3probe", 6);
+        sess->flags |= CLIENT_FL_PROBED;
+        if (sess->held)
+            server_schedule_flush(s, sess);
+        return;
+    }
+    if (len != 1 || data[0] != '5' || !(sess->flags & CLIENT_FL_PROBED)) {
+        sio_fail(c, "unexpected packet during the upgrade");
+        return;
+    }
+    /* Join the room before the session leaves it, so a last member never closes (and unsubscribes) it. */
+    struct room *room = sess->member.room;
+    if (!room || room_join(&s->rooms, &c->member, room->name, room->name_len) < 0) {
+        start_closing(c, WS_CLOSE_INTERNAL, "out of memory", true);
+        return;
+    }
+    room_leave(&s->rooms, &sess->member);
+    s->stats.ws_clients++;
+    s->stats.polling_sessions--;
+    c->flags |= sess->flags & CLIENT_FL_SIO_NSP;
+    if (sess->held)
+        poll_answer(sess, "6");
+    sess->flags = (uint16_t)((sess->flags | CLIENT_FL_UPGRADED) & ~CLIENT_FL_PROBED);
+    ev_timer_stop(s->loop, &sess->timer);
+    /* What the poller was owed goes over the websocket, in order: the same frames, shared. */
+    struct iovec iov[WRITE_IOV];
+    while (sess->out.count) {
+        int n = sq_iov(&sess->out, iov, WRITE_IOV);
+        size_t done = 0;
+        for (int i = 0; i < n; i++) {
+            struct slice *f = (struct slice *)(void *)((char *)iov[i].iov_base - offsetof(struct slice, data));
+            if (enqueue(c, f) < 0)
+                return;
+            done += iov[i].iov_len;
+        }
+        sq_consume(&sess->out, done);
+    }
+    sq_free(&sess->out);
+    arm_timer(c, s->cfg.sio_ping_interval);
+}
+
+/* Precondition: CLIENT_HTTP, a /socket.io/ request. The checks run in engine.io's order (transport, session,
+ * upgrade, handshake method, protocol version). */
+static int route_sio(struct client *c, const struct http_head *h, char *body, size_t body_len)
 {
     char eio[8], transport[16], sid[REFSIO_ID_LEN + 8];
+    bool is_get = is_method(h, "GET"), is_post = is_method(h, "POST");
     int t = http_query_param(h->target, h->target_len, "transport", transport, sizeof transport);
-    if (t <= 0 || strcmp(transport, "websocket") != 0)
+    bool ws = t > 0 && strcmp(transport, "websocket") == 0;
+    if (!ws && (t <= 0 || strcmp(transport, "polling") != 0))
         return sio_error(c, 0, "Transport unknown");
-    if (http_query_param(h->target, h->target_len, "sid", sid, sizeof sid) != 0)
+    int has_sid = http_query_param(h->target, h->target_len, "sid", sid, sizeof sid);
+    struct client *sess = has_sid > 0 ? sid_find(c->srv, sid) : NULL;
+    if (has_sid != 0 && (!sess || sess->state != CLIENT_WS))
         return sio_error(c, 1, "Session ID unknown");
-    if (!http_find_header(h, "Upgrade"))
+    if (ws && (!is_get || !http_find_header(h, "Upgrade")))
         return sio_error(c, 3, "Bad request");
+    if (sess && (sess->flags & CLIENT_FL_UPGRADED || (ws && sess->ws)))
+        return sio_error(c, 3, "Bad request"); /* upgraded already, or a second upgrade at once */
+    if (!sess && !ws && !is_get)
+        return sio_error(c, 2, "Bad handshake method");
     if (http_query_param(h->target, h->target_len, "EIO", eio, sizeof eio) <= 0 || strcmp(eio, "4") != 0)
         return sio_error(c, 5, "Unsupported protocol version");
-    return upgrade(c, h, true);
+    if (ws)
+        return upgrade(c, h, true, sess);
+    if (!sess)
+        return poll_open(c, h);
+    if (is_get)
+        return poll_get(c, sess);
+    if (is_post)
+        return poll_post(c, sess, h, body ? body : (char *)"", body_len);
+    return respond(c, 500, "Internal Server Error", NULL, "text/plain", "", 0, false, true);
 }
 
 static int serve_metrics(struct client *c, bool head_only, bool close_after)
@@ -570,15 +927,21 @@ static int serve_metrics(struct client *c, bool head_only, bool close_after)
     return rc;
 }
 
-/* Precondition: CLIENT_HTTP with a complete, valid head. Returns 0 to go on reading heads (keep-alive), -1 when
- * the connection changed state or is closing. */
-static int route(struct client *c, const struct http_head *h)
+/* Precondition: CLIENT_HTTP with a complete, valid head (and body: only a Socket.IO POST has one). Returns 0 to go
+ * on reading heads (keep-alive, or a held polling GET), -1 when the connection changed state or is closing. */
+static int route(struct client *c, const struct http_head *h, char *body, size_t body_len)
 {
     struct server *s = c->srv;
     size_t plen = http_path_len(h->target, h->target_len);
-    bool head_only = h->method_len == 4 && !memcmp(h->method, "HEAD", 4);
-    bool is_get = h->method_len == 3 && !memcmp(h->method, "GET", 3);
+    bool head_only = is_method(h, "HEAD");
+    bool is_get = is_method(h, "GET");
     s->stats.http_requests++;
+    if (is_sio_path(h) && (body || (h->content_length <= 0 && !h->chunked))) {
+        if (h->minor_version == 1 && !http_find_header(h, "Host"))
+            return respond_error(c, 400, "Bad Request", "missing Host header", NULL);
+        int rc = route_sio(c, h, body, body_len);
+        return rc < 0 || c->state != CLIENT_HTTP ? -1 : 0;
+    }
     if (!is_get && !head_only)
         return respond_error(c, 405, "Method Not Allowed", "only GET and HEAD", "Allow: GET, HEAD\r\n");
     if (h->content_length > 0 || h->chunked)
@@ -586,19 +949,13 @@ static int route(struct client *c, const struct http_head *h)
     if (h->minor_version == 1 && !http_find_header(h, "Host"))
         return respond_error(c, 400, "Bad Request", "missing Host header", NULL);
     if (plen == 3 && !memcmp(h->target, "/ws", 3) && is_get) {
-        int rc = upgrade(c, h, false);
-        return rc < 0 || c->state != CLIENT_HTTP ? -1 : 0;
-    }
-    if (((plen == 11 && !memcmp(h->target, "/socket.io/", 11)) ||
-         (plen == 10 && !memcmp(h->target, "/socket.io", 10))) &&
-        is_get) {
-        int rc = route_sio(c, h);
+        int rc = upgrade(c, h, false, NULL);
         return rc < 0 || c->state != CLIENT_HTTP ? -1 : 0;
     }
     if (plen == 1 && h->target[0] == '/') {
-        char body[NODE_ID_MAX + 16];
-        int n = snprintf(body, sizeof body, "ok %s\n", s->cfg.node_id);
-        return respond(c, 200, "OK", NULL, "text/plain", body, (size_t)n, head_only, h->conn_close);
+        char text[NODE_ID_MAX + 16];
+        int n = snprintf(text, sizeof text, "ok %s\n", s->cfg.node_id);
+        return respond(c, 200, "OK", NULL, "text/plain", text, (size_t)n, head_only, h->conn_close);
     }
     if (plen == 8 && !memcmp(h->target, "/metrics", 8))
         return serve_metrics(c, head_only, h->conn_close);
@@ -623,9 +980,30 @@ static long process_http(struct client *c, char *data, size_t len)
         respond_error(c, status, status_reason(status), http_error_str(h.error), NULL);
         return -1;
     }
-    if (route(c, &h) < 0)
+    /* A Socket.IO POST carries packets: wait for the whole body (up to maxPayload) before routing. */
+    char *body = NULL;
+    size_t body_len = 0;
+    if (h.content_length > 0 && !h.chunked && is_method(&h, "POST") && is_sio_path(&h)) {
+        if ((uint64_t)h.content_length > c->srv->cfg.max_message) {
+            c->srv->stats.http_requests++;
+            respond_error(c, 413, "Payload Too Large", "body over maxPayload", NULL);
+            return -1;
+        }
+        body_len = (size_t)h.content_length;
+        if (len - (size_t)n < body_len) {
+            c->in.max = (size_t)n + body_len + MAX_HEAD;
+            return 0;
+        }
+        body = data + n;
+        n += (int)body_len;
+    }
+    if (route(c, &h, body, body_len) < 0)
         return c->state == CLIENT_WS ? n : -1;
-    arm_timer(c, c->srv->cfg.handshake_timeout);
+    c->in.max = MAX_HEAD + 8192;
+    if (c->flags & CLIENT_FL_HELD)
+        ev_timer_stop(c->srv->loop, &c->timer); /* the session's ping answers it within pingInterval */
+    else
+        arm_timer(c, c->srv->cfg.handshake_timeout);
     return n;
 }
 
@@ -636,6 +1014,8 @@ static size_t process(struct client *c, char *data, size_t len)
     size_t off = 0;
     while (off < len) {
         long n;
+        if (c->state == CLIENT_HTTP && (c->flags & CLIENT_FL_HELD))
+            break; /* no pipelining behind a held GET */
         if (c->state == CLIENT_HTTP)
             n = process_http(c, data + off, len - off);
         else if (c->state == CLIENT_CLOSED || (c->flags & (CLIENT_FL_NO_REPLY | CLIENT_FL_CLOSE_RCVD)))
@@ -706,6 +1086,10 @@ void session_flush(struct client *c)
 {
     struct server *s = c->srv;
     struct iovec iov[WRITE_IOV];
+    if (c->flags & CLIENT_FL_POLL) {
+        poll_flush(c);
+        return;
+    }
     while (c->out.count) {
         int n = sq_iov(&c->out, iov, WRITE_IOV), err = 0;
         size_t written;
@@ -743,6 +1127,10 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             respond_error(c, 408, "Request Timeout", "request head not received in time", NULL);
         else
             kill_client(c);
+        return;
+    }
+    if (c->sess && !(c->sess->flags & CLIENT_FL_UPGRADED)) {
+        sio_fail(c, "upgrade not completed in time");
         return;
     }
     if (c->flags & CLIENT_FL_SIO) {

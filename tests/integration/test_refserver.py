@@ -764,7 +764,6 @@ class SocketIOTest(Base):
     def test_handshake_errors(self):
         self.assertEngineError("/socket.io/?transport=websocket", 5, "Unsupported protocol version")
         self.assertEngineError("/socket.io/?EIO=3&transport=websocket", 5, "Unsupported protocol version")
-        self.assertEngineError("/socket.io/?EIO=4&transport=polling", 0, "Transport unknown")
         self.assertEngineError("/socket.io/?EIO=4&transport=carrier-pigeon", 0, "Transport unknown")
         self.assertEngineError("/socket.io/?EIO=4", 0, "Transport unknown")
         self.assertEngineError(self.SIO, 3, "Bad request", upgrade=False)
@@ -836,6 +835,175 @@ class SocketIOTest(Base):
         c = self.joined(room_name("bye"))
         c.send_text("41")
         self.assertClosed(c, 1000)
+
+
+class SocketIOPollingTest(Base):
+    """Engine.IO v4 long-polling on raw HTTP: handshake, POST, held GET, errors, the upgrade to websocket, the cookie."""
+
+    POLL = "/socket.io/?EIO=4&transport=polling"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = h.start_refserver(cls, "poll1", "none",
+                                     ["--sio-ping-interval", "60000", "--max-message", "4096", "--sio-cookie", "io"])
+
+    def tearDown(self):
+        self.assertTrue(self.node.proc.alive(), f"refserver died:\n{self.node.log_text()[-2000:]}")
+
+    def conn(self):
+        c = h.HttpConn(self.node.port)
+        self.addCleanup(c.close)
+        return c
+
+    def handshake(self, room):
+        r = h.http_request(self.node.port, "GET", f"{self.POLL}&room={room}")
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.header("Content-Type"), "text/plain; charset=UTF-8")
+        self.assertEqual(r.body[:1], b"0")
+        opened = json.loads(r.body[1:])
+        self.assertRegex(opened["sid"], r"^[A-Za-z0-9_-]{20}$")
+        self.assertEqual(opened["upgrades"], ["websocket"])
+        self.assertEqual((opened["pingInterval"], opened["pingTimeout"], opened["maxPayload"]), (60000, 20000, 4096))
+        self.assertEqual(r.header("Set-Cookie"), f"io={opened['sid']}; Path=/; HttpOnly; SameSite=Lax")
+        return opened["sid"]
+
+    def post(self, sid, body, conn=None):
+        c = conn or self.conn()
+        r = c.request("POST", f"{self.POLL}&sid={sid}", {"Content-Type": "text/plain;charset=UTF-8"}, body)
+        return r
+
+    def poll(self, sid, timeout=5.0):
+        c = self.conn()
+        return c.request("GET", f"{self.POLL}&sid={sid}") if timeout else c
+
+    def joined(self, room):
+        sid = self.handshake(room)
+        r = self.post(sid, b"40")
+        self.assertEqual((r.status, r.body, r.header("Content-Type")), (200, b"ok", "text/html"))
+        r = self.poll(sid)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body[:2], b"40")
+        self.assertRegex(json.loads(r.body[2:])["sid"], r"^[A-Za-z0-9_-]{20}$")
+        return sid
+
+    def assertEngineError(self, r, code, message):
+        self.assertEqual(r.status, 400, r.body)
+        self.assertEqual(json.loads(r.body), {"code": code, "message": message})
+
+    def test_post_event_and_long_poll(self):
+        room = room_name("poll")
+        a, b = self.joined(room), self.joined(room)
+        held = self.conn()  # b's GET is held until a's broadcast arrives
+        held.send(f"GET {self.POLL}&sid={b} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        with self.assertRaises(TimeoutError):
+            held.read_response(timeout=QUIET)
+        r = self.post(a, b'42["chat","hi"]\x1e' b'421["chat",{"n":2}]')
+        self.assertEqual(r.body, b"ok")
+        got = held.read_response()
+        self.assertEqual(got.status, 200)
+        self.assertEqual(got.body, b'42["chat","hi"]\x1e42["chat",{"n":2}]')
+        self.assertEqual(self.poll(a).body, b"431[]")  # the ack, queued for the sender
+
+    def test_polling_and_websocket_share_the_room(self):
+        room = room_name("mix")
+        sid = self.joined(room)
+        ws = h.ws_connect(self, self.node.port, f"/socket.io/?EIO=4&transport=websocket&room={room}")
+        ws.recv_message(5.0)
+        ws.send_text("40")
+        ws.recv_message(5.0)
+        self.post(sid, b'42["from-poll"]')
+        self.assertMessage(ws, OP_TEXT, b'42["from-poll"]')
+        ws.send_text('42["from-ws"]')
+        self.assertEqual(self.poll(sid).body, b'42["from-ws"]')
+
+    def test_errors(self):
+        c = self.conn()
+        self.assertEngineError(c.request("GET", f"{self.POLL}&sid=abcdefghijklmnopqrst"), 1, "Session ID unknown")
+        self.assertEngineError(self.conn().request("POST", self.POLL, None, b"40"), 2, "Bad handshake method")
+        self.assertEngineError(self.conn().request("GET", "/socket.io/?EIO=3&transport=polling"), 5,
+                               "Unsupported protocol version")
+        sid = self.handshake(room_name("big"))
+        r = self.post(sid, b"4" + b"x" * 5000)
+        self.assertEqual(r.status, 413)
+
+    def test_second_get_closes_the_session(self):
+        sid = self.joined(room_name("twice"))
+        first = self.conn()
+        first.send(f"GET {self.POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        with self.assertRaises(TimeoutError):
+            first.read_response(timeout=QUIET)
+        self.assertEngineError(self.poll(sid), 3, "Bad request")
+        self.assertEqual(first.read_response().body, b"1")  # the held GET gets the close packet
+        self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
+
+    def test_malformed_post_closes_the_session(self):
+        sid = self.joined(room_name("bad"))
+        self.assertEqual(self.post(sid, b'42["chat"').body, b"ok")
+        self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
+
+    def test_upgrade(self):
+        room = room_name("up")
+        sid, other = self.joined(room), self.joined(room)
+        held = self.conn()
+        held.send(f"GET {self.POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        with self.assertRaises(TimeoutError):
+            held.read_response(timeout=QUIET)
+        ws = h.ws_connect(self, self.node.port, f"/socket.io/?EIO=4&transport=websocket&sid={sid}")
+        self.assertSilent(ws)  # no open packet on an upgrade
+        ws.send_text("2probe")
+        self.assertMessage(ws, OP_TEXT, b"3probe")
+        self.assertEqual(held.read_response().body, b"6")  # the held GET is released with a noop
+        self.post(other, b'42["while-upgrading"]')
+        ws.send_text("5")
+        self.assertMessage(ws, OP_TEXT, b'42["while-upgrading"]', who="queued packet flushed over the websocket")
+        self.post(other, b'42["after"]')
+        self.assertMessage(ws, OP_TEXT, b'42["after"]')
+        ws.send_text('42["from-upgraded"]')
+        self.assertEqual(self.poll(other).body, b'42["from-upgraded"]')
+        self.assertEngineError(self.poll(sid), 3, "Bad request")
+        self.assertEngineError(self.post(sid, b"3"), 3, "Bad request")
+        metrics = self.node.metrics()
+        self.assertGreaterEqual(metrics["refserver_socketio_polling_sessions"], 1)
+        ws.close()
+        h.wait_until(lambda: self.poll(sid).body.find(b'"code":1') >= 0, 5 * h.SLOW, what="sid forgotten")
+
+    def test_upgrade_needs_probe(self):
+        sid = self.joined(room_name("noprobe"))
+        ws = h.ws_connect(self, self.node.port, f"/socket.io/?EIO=4&transport=websocket&sid={sid}")
+        ws.send_text("5")
+        try:
+            code = ws.recv_close(5.0)
+        except (TimeoutError, h.ConnectionClosed) as e:
+            self.fail(f"expected a close, got {e!r}")
+        self.assertEqual(code, 1002)
+        self.assertEqual(self.post(sid, b"3").body, b"ok")  # the session goes on polling
+
+
+class SocketIOPollingHeartbeatTest(Base):
+    """The server pings a polling session through its held GET and drops it when the pong does not come."""
+
+    POLL = "/socket.io/?EIO=4&transport=polling"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = h.start_refserver(cls, "pollhb", "none", ["--sio-ping-interval", "300", "--sio-ping-timeout", "300"])
+
+    def test_ping_pong_and_timeout(self):
+        r = h.http_request(self.node.port, "GET", self.POLL)
+        self.assertIsNone(r.header("Set-Cookie"))  # no cookie unless --sio-cookie
+        sid = json.loads(r.body[1:])["sid"]
+        for _ in range(3):  # each held GET is answered by the next ping, each pong keeps the session
+            got = h.http_request(self.node.port, "GET", f"{self.POLL}&sid={sid}", timeout=5 * h.SLOW)
+            self.assertEqual(got.body, b"2")
+            self.assertEqual(h.http_request(self.node.port, "POST", f"{self.POLL}&sid={sid}", None, b"3").body, b"ok")
+        self.assertEqual(h.http_request(self.node.port, "GET", f"{self.POLL}&sid={sid}", timeout=5 * h.SLOW).body, b"2")
+
+        def gone():
+            r = h.http_request(self.node.port, "GET", f"{self.POLL}&sid={sid}", timeout=5 * h.SLOW)
+            return r.status == 400 and json.loads(r.body)["code"] == 1
+
+        h.wait_until(gone, 5 * h.SLOW, what="session dropped after the ping timeout")
+        self.assertEqual(self.node.metrics()["refserver_socketio_polling_sessions"], 0)
 
 
 if __name__ == "__main__":

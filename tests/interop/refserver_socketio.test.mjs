@@ -43,7 +43,18 @@ async function connected(sock) {
   return r;
 }
 
-describe('refserver Socket.IO v4 (websocket transport) with socket.io-client', () => {
+// Long-polling and the upgrade: socket.io-client's default transports (polling, then websocket), and polling alone.
+function connectWith(port, room, transports) {
+  const opts = { reconnection: false, query: { room }, forceNew: true };
+  if (transports) opts.transports = transports;
+  const sock = io(`http://${HOST}:${port}`, opts);
+  clients.add(sock);
+  sock.got = [];
+  sock.on('chat', (...args) => sock.got.push(args));
+  return sock;
+}
+
+describe('refserver Socket.IO v4 (websocket and polling transports) with socket.io-client', () => {
   let redis;
   let n1;
   let n2;
@@ -145,5 +156,65 @@ describe('refserver Socket.IO v4 (websocket transport) with socket.io-client', (
     assert.equal(open.pingInterval, PING_MS);
     assert.equal(open.pingTimeout, PING_TIMEOUT_MS);
     assert.equal(typeof open.maxPayload, 'number');
+  });
+
+  describe('refserver Socket.IO v4 (polling transport and upgrade) with socket.io-client', () => {
+    test('default transports: clients on both nodes upgrade to websocket, and a chat reaches every other exactly once', async () => {
+      const room = `up-${randomUUID().slice(0, 8)}`;
+      const socks = [connectWith(n1.port, room), connectWith(n1.port, room), connectWith(n2.port, room),
+        connectWith(n2.port, room)];
+      await Promise.all(socks.map(connected));
+      for (const s of socks) assert.match(s.id, SID_RE);
+      await waitFor(() => socks.every((s) => s.io.engine.transport.name === 'websocket'), 5000 * SLOW,
+        'every client upgraded');
+      await waitSubscribers(redis.port, `wsh#sio ${room}`, 2);
+      socks[0].emit('chat', 'hello', { n: 1 });
+      socks[3].emit('chat', 'from n2');
+      await waitFor(() => socks[1].got.length === 2 && socks[2].got.length === 2 && socks[0].got.length === 1
+        && socks[3].got.length === 1, 5000 * SLOW, 'both chats everywhere');
+      await sleep(QUIET_MS);
+      for (const s of [socks[1], socks[2]]) {
+        assert.equal(s.got.length, 2, 'exactly once each');
+        assert.deepEqual(new Set(s.got.map((a) => JSON.stringify(a))),
+          new Set([JSON.stringify(['hello', { n: 1 }]), JSON.stringify(['from n2'])]));
+      }
+      assert.deepEqual(socks[0].got, [['from n2']]);
+      assert.deepEqual(socks[3].got, [['hello', { n: 1 }]]);
+      for (const s of socks) assert.equal(s.io.engine.transport.name, 'websocket');
+    });
+
+    test("transports: ['polling'] only: connect, emit with an ack, receive broadcasts across nodes, stay up across pings", async () => {
+      const room = `poll-${randomUUID().slice(0, 8)}`;
+      const a = await connected(connectWith(n1.port, room, ['polling']));
+      const b = await connected(connectWith(n2.port, room, ['polling']));
+      const c = await connected(connectWith(n1.port, room, ['polling']));
+      await waitSubscribers(redis.port, `wsh#sio ${room}`, 2);
+      const acked = await Promise.race([a.timeout(3000 * SLOW).emitWithAck('chat', 'x'), deadline(4000 * SLOW)]);
+      assert.equal(acked, undefined, 'an empty ack');
+      b.emit('chat', 'y', [1, 2]);
+      await waitFor(() => b.got.length === 1 && c.got.length === 2 && a.got.length === 1, 5000 * SLOW, 'chats');
+      assert.deepEqual(b.got, [['x']]);
+      assert.deepEqual(a.got, [['y', [1, 2]]]);
+      assert.deepEqual(new Set(c.got.map((m) => JSON.stringify(m))), new Set([JSON.stringify(['x']),
+        JSON.stringify(['y', [1, 2]])]));
+      let dropped = null;
+      a.on('disconnect', (why) => { dropped = why; });
+      await sleep(5 * PING_MS);
+      assert.equal(dropped, null, 'still connected after pings over polling');
+      for (const s of [a, b, c]) assert.equal(s.io.engine.transport.name, 'polling');
+    });
+
+    test('a polling client and a websocket client in the same room hear each other', async () => {
+      const room = `mix-${randomUUID().slice(0, 8)}`;
+      const p = await connected(connectWith(n1.port, room, ['polling']));
+      const w = await connected(connectWith(n2.port, room, ['websocket']));
+      const w1 = await connected(connectWith(n1.port, room, ['websocket']));
+      await waitSubscribers(redis.port, `wsh#sio ${room}`, 2);
+      p.emit('chat', 'from polling');
+      w.emit('chat', 'from websocket');
+      await waitFor(() => p.got.length === 1 && w.got.length === 1 && w1.got.length === 2, 5000 * SLOW, 'both ways');
+      assert.deepEqual(p.got, [['from websocket']]);
+      assert.deepEqual(w.got, [['from polling']]);
+    });
   });
 });

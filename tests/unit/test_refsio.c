@@ -149,11 +149,56 @@ static void test_ids_and_open_packet(void **state)
     memset(rnd, 0xff, sizeof rnd);
     refsio_make_id(rnd, id);
     assert_string_equal(id, "____________________");
-    size_t n = refsio_open_packet(pkt, id, 25000, 20000, 1000000);
+    size_t n = refsio_open_packet(pkt, id, 25000, 20000, 1000000, false);
     assert_span(pkt, n,
                 "0{\"sid\":\"____________________\",\"upgrades\":[],\"pingInterval\":25000,\"pingTimeout\":20000,"
                 "\"maxPayload\":1000000}");
     assert_true(refsio_json_valid(pkt + 1, n - 1));
+    n = refsio_open_packet(pkt, id, 25000, 20000, 1000000, true);
+    assert_span(pkt, n,
+                "0{\"sid\":\"____________________\",\"upgrades\":[\"websocket\"],\"pingInterval\":25000,"
+                "\"pingTimeout\":20000,\"maxPayload\":1000000}");
+    assert_true(refsio_json_valid(pkt + 1, n - 1));
+}
+
+/* Split a polling payload into "|"-joined packets (the spans, with "<>" for an empty one). */
+static void split(const char *payload, const char *want)
+{
+    size_t len = strlen(payload);
+    const char *p = guarded(payload, len), *pos = p, *pkt;
+    size_t plen;
+    bool started = false;
+    char got[256] = "";
+    int count = 0;
+    while (refsio_payload_next(&pos, p + len, &started, &pkt, &plen)) {
+        assert_true(pkt >= p && pkt + plen <= p + len);
+        assert_true(++count < 20);
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%.*s", count > 1 ? "|" : "", plen ? (int)plen : 2,
+                 plen ? pkt : "<>");
+    }
+    assert_string_equal(got, want);
+}
+
+static void test_payload_split(void **state)
+{
+    (void)state;
+    split("", "<>"); /* engine.io-parser: an empty payload is one (invalid) empty packet */
+    split("2", "2");
+    split("3\x1e"
+          "42[\"a\"]",
+          "3|42[\"a\"]");
+    split("40\x1e"
+          "42[\"x\"]\x1e"
+          "3",
+          "40|42[\"x\"]|3");
+    split("3\x1e", "3|<>");
+    split("\x1e", "<>|<>");
+    split("\x1e\x1e"
+          "2",
+          "<>|<>|2");
+    split("bAQI=\x1e"
+          "3",
+          "bAQI=|3");
 }
 
 int main(void)
@@ -165,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_binary),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_ids_and_open_packet),
+        cmocka_unit_test(test_payload_split),
     };
     return cmocka_run_group_tests_name("refsio", tests, NULL, unmap_guard);
 }
