@@ -55,39 +55,14 @@ FAILURES=()
 T0=$SECONDS
 
 log() { printf 'bench-lb: %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
-# Stop every process we started, newest first: SIGTERM, up to 5 s, then SIGKILL.
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && { log "pid $pid ignored SIGTERM; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
-    wait "$pid" 2>/dev/null || true
-    untrack "$pid"
-}
 # A process that has been waited for leaves the list, so its id, if reused, is never signalled.
-untrack() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-cleanup() {
-    local rc=$? i
-    trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    if [ "$rc" -eq 0 ] && [ "$FAILED" -eq 0 ]; then rm -rf "$WORK"; else log "logs kept in $WORK"; fi
-    exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-die() { log "$*"; FAILED=1; exit 1; }
-fail() { log "FAILED: $*"; FAILURES+=("$*"); FAILED=1; }
 
 for f in "$REFSERVER" "$LOADGEN" "$LB"; do [ -x "$f" ] || die "$f is missing: run make first"; done
 [ -x "$HAPROXY" ] || die "$HAPROXY is missing (apt-get install haproxy)"
@@ -95,55 +70,10 @@ command -v redis-server >/dev/null || die "redis-server is not installed (make d
 command -v python3 >/dev/null || die "python3 is needed to read loadgen's JSON"
 mkdir -p "$RUN_DIR"
 
-# A loopback TCP port nobody listens on, below the ephemeral range. Each server is up before the next pick.
-free_port() {
-    local p i
-    for i in $(seq 200); do
-        p=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    log "no free port found"
-    return 1
-}
 
-# First line of the answer to GET PATH (empty when nothing answers); with all=1 the whole answer.
-http_get() {
-    local port=$1 path=$2 all=${3:-0}
-    ( exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
-      printf 'GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' "$path" >&3
-      if [ "$all" = 1 ]; then timeout 5 cat <&3; else IFS= read -r -t 2 line <&3 && printf '%s\n' "$line"; fi
-    ) 2>/dev/null || true
-}
 
-redis_ok() {
-    local line
-    line=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-             printf 'PING\r\n' >&3; IFS= read -r -t 2 l <&3 && printf '%s' "$l") 2>/dev/null) || return 1
-    [[ $line == "+PONG"* ]]
-}
 
-wait_for() { # PID WHAT CMD...: until CMD succeeds (10 s), as long as PID lives
-    local pid=$1 what=$2 i
-    shift 2
-    for i in $(seq 100); do
-        "$@" && return 0
-        kill -0 "$pid" 2>/dev/null || die "$what exited during startup (log: $WORK)"
-        sleep 0.1
-    done
-    die "$what did not come up within 10 s"
-}
 
-http_up() { [[ $(http_get "$1" /) == "HTTP/1.1 200"* ]]; }
-metric() { http_get "$1" /metrics 1 | awk -v m="$2" '$1 == m { print $2 }' | tr -d '\r'; }
-# jget FILE EXPR: a value from a loadgen JSON report (EXPR is Python over d, the parsed document)
-jget() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
-field() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' <<<"$2"; }
-# A process and its children (lb: the master and its workers; haproxy: itself).
-tree() { local p=$1; echo "$p"; cat /proc/"$p"/task/*/children 2>/dev/null | tr ' ' '\n' | sed '/^$/d' || true; }
 rss_sum() { local t=0 p; for p in $(tree "$1"); do t=$((t + $(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status"))); done; echo "$t"; }
 cpu_sum() { local p; for p in $(tree "$1"); do cpu_s "$p"; done | awk '{ s += $1 } END { printf "%.3f", s }'; }
 
@@ -312,12 +242,6 @@ after_run() { # TARGET: the balancer still there?
 
 declare -A VAL # VAL[measure.target] = space-separated values of the runs
 
-add() { VAL[$1.$2]="${VAL[$1.$2]:-}${VAL[$1.$2]:+ }$3"; }
-median() { # "v1 v2 v3" -> the median (empty when none)
-    [ -n "${1:-}" ] || { echo ""; return; }
-    tr ' ' '\n' <<<"$1" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-med() { median "${VAL[$1.$2]:-}"; }
 
 # ---------------------------------------------------------------- a. latency through a tunnel
 FLOOR_NOTE="" FLOOR_LINE="" FLOOR_MEDIAN="" FLOOR_MAX=""
@@ -443,7 +367,6 @@ done
 for t in lb haproxy; do after_run "$t"; done
 
 # ---------------------------------------------------------------- summary
-ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }' || echo "-"; }
 diffv() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", a - b }' || echo "-"; }
 verdict_max() { [ "$1" = "-" ] && { echo "-"; return; }; awk -v v="${1%x}" -v l="$2" 'BEGIN { print (v <= l) ? "ok" : "MISSED" }'; }
 verdict_min() { [ "$1" = "-" ] && { echo "-"; return; }; awk -v v="${1%x}" -v l="$2" 'BEGIN { print (v >= l) ? "ok" : "MISSED" }'; }

@@ -36,76 +36,20 @@ PIDS=()
 FAILED=0
 
 log() { printf 'bench: %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
-# Stop every process we started, newest first: SIGTERM, up to 5 s, then SIGKILL.
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && { log "pid $pid ignored SIGTERM; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local rc=$? i
-    trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    if [ "$rc" -eq 0 ] && [ "$FAILED" -eq 0 ]; then rm -rf "$WORK"; else log "logs kept in $WORK"; fi
-    exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-die() { log "$*"; FAILED=1; exit 1; }
 
 for f in "$REFSERVER" "$LOADGEN"; do [ -x "$f" ] || die "$f is missing: run make first"; done
 command -v redis-server >/dev/null || die "redis-server is not installed (make deps installs it)"
 
-# A loopback TCP port nobody listens on, below the ephemeral range (clients use that one by the thousand).
-# Each server is up before the next port is picked, so two picks cannot collide.
-free_port() {
-    local p i
-    for i in $(seq 200); do
-        p=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    log "no free port found"
-    return 1
-}
 
-# First line of the answer to GET PATH (empty when nothing answers); with all=1 the whole answer.
-http_get() {
-    local port=$1 path=$2 all=${3:-0}
-    ( exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
-      printf 'GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' "$path" >&3
-      if [ "$all" = 1 ]; then timeout 5 cat <&3; else IFS= read -r -t 2 line <&3 && printf '%s\n' "$line"; fi
-    ) 2>/dev/null || true
-}
 
-redis_ok() {
-    local line
-    line=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-             printf 'PING\r\n' >&3; IFS= read -r -t 2 l <&3 && printf '%s' "$l") 2>/dev/null) || return 1
-    [[ $line == "+PONG"* ]]
-}
 
-wait_for() { # PID WHAT CMD...: until CMD succeeds (10 s), as long as PID lives
-    local pid=$1 what=$2 i
-    shift 2
-    for i in $(seq 100); do
-        "$@" && return 0
-        kill -0 "$pid" 2>/dev/null || die "$what exited during startup (log: $WORK)"
-        sleep 0.1
-    done
-    die "$what did not come up within 10 s"
-}
 
 start_redis() {
     RPORT=$(free_port)
@@ -128,15 +72,8 @@ start_node() {
     wait_for "$NODE_PID" "refserver $1" node_up "$NODE_PORT"
 }
 
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 slab_kb() { awk '/^Slab:/ { print $2 }' /proc/meminfo; }
-metric() { http_get "$1" /metrics 1 | awk -v m="$2" '$1 == m { print $2 }' | tr -d '\r'; }
-# jget FILE EXPR: a value from a loadgen JSON report (EXPR is Python over d, the parsed document)
-jget() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
 # CPU seconds a process has used so far (utime + stime from /proc/PID/stat)
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
-# field VALUE-AFTER LINE: the number after a word in a line (fanout-floor's summary)
-field() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' <<<"$2"; }
 
 # ---------------------------------------------------------------- a. memory per idle connection
 start_redis
@@ -180,7 +117,6 @@ else
 fi
 # fanout-floor keeps both ends of its N connections in one process: 2N + 8 descriptors must fit under ulimit -n.
 NOFILE=$(ulimit -n)
-floor_n() { local n=$1 max; [ "$NOFILE" = unlimited ] && { echo "$n"; return; }; max=$(((NOFILE - 10) / 2)); echo $((n < max ? n : max)); }
 
 run_floor() { # N -> FLOOR_LINE, FLOOR_MEDIAN, FLOOR_MAX, FLOOR_N
     FLOOR_N=$(floor_n "$1")
@@ -259,7 +195,7 @@ FAN_BIG_JSON=$FAN_JSON BIG_P50=$FAN_P50 BIG_P99=$FAN_P99 BIG_LG_CPU=$FAN_CPU BIG
 run_floor "$SMALL"
 FLOOR_SMALL_LINE=$FLOOR_LINE FLOOR_SMALL=$FLOOR_MEDIAN FLOOR_SMALL_MAX=$FLOOR_MAX
 run_fanout "$SMALL" small
-FAN_SMALL_JSON=$FAN_JSON SMALL_P50=$FAN_P50 SMALL_P99=$FAN_P99
+SMALL_P50=$FAN_P50 SMALL_P99=$FAN_P99
 
 # ---------------------------------------------------------------- c. loadgen's own cost
 run_connect_only 1
@@ -278,7 +214,6 @@ fi
 log "loadgen: $LG_RATE connects/s, $LG_CONN_US us CPU per connect, $LG_KB KB per client, $LG_MSG_US us per message"
 
 # ---------------------------------------------------------------- c. summary
-ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }' || echo "-"; }
 verdict_min() { # VALUE FLOOR -> ok / UNDER / -
     if [ -z "$1" ] || [ "$1" = "-" ]; then echo "-"; return; fi
     awk -v v="$1" -v l="$2" 'BEGIN { print (v >= l) ? "ok" : "UNDER" }'

@@ -57,39 +57,15 @@ FAILURES=()
 T0=$SECONDS
 
 log() { printf 'bench-socketio: %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+WAIT_S=15 # Node servers take longer to come up
 
-# Stop every process we started, newest first: SIGTERM, up to 5 s, then SIGKILL.
-stop_pid() {
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; untrack "$pid"; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && { log "pid $pid ignored SIGTERM; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
-    wait "$pid" 2>/dev/null || true
-    untrack "$pid"
-}
 # A process that has been waited for leaves the list, so its id, if reused, is never signalled.
-untrack() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-cleanup() {
-    local rc=$? i
-    trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    if [ "$rc" -eq 0 ] && [ "$FAILED" -eq 0 ]; then rm -rf "$WORK"; else log "logs kept in $WORK"; fi
-    exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-die() { log "$*"; FAILED=1; exit 1; }
-fail() { log "FAILED: $*"; FAILURES+=("$*"); FAILED=1; }
 
 for f in "$REFSERVER" "$LOADGEN" "$LB"; do [ -x "$f" ] || die "$f is missing: run make first"; done
 command -v redis-server >/dev/null || die "redis-server is not installed (make deps installs it)"
@@ -100,57 +76,12 @@ for m in socket.io @socket.io/redis-adapter redis; do
 done
 mkdir -p "$RUN_DIR"
 
-# A loopback TCP port nobody listens on, below the ephemeral range. Each server is up before the next pick.
-free_port() {
-    local p i
-    for i in $(seq 200); do
-        p=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    log "no free port found"
-    return 1
-}
 
-# First line of the answer to GET PATH (empty when nothing answers); with all=1 the whole answer.
-http_get() {
-    local port=$1 path=$2 all=${3:-0}
-    ( exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
-      printf 'GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' "$path" >&3
-      if [ "$all" = 1 ]; then timeout 5 cat <&3; else IFS= read -r -t 2 line <&3 && printf '%s\n' "$line"; fi
-    ) 2>/dev/null || true
-}
 
-redis_ok() {
-    local line
-    line=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-             printf 'PING\r\n' >&3; IFS= read -r -t 2 l <&3 && printf '%s' "$l") 2>/dev/null) || return 1
-    [[ $line == "+PONG"* ]]
-}
 
-wait_for() { # PID WHAT CMD...: until CMD succeeds (15 s), as long as PID lives
-    local pid=$1 what=$2 i
-    shift 2
-    for i in $(seq 150); do
-        "$@" && return 0
-        kill -0 "$pid" 2>/dev/null || die "$what exited during startup (log: $WORK)"
-        sleep 0.1
-    done
-    die "$what did not come up within 15 s"
-}
 
-http_up() { [[ $(http_get "$1" /) == "HTTP/1.1 200"* ]]; }
-metric() { http_get "$1" /metrics 1 | awk -v m="$2" '$1 == m { print $2 }' | tr -d '\r'; }
 # open Socket.IO sockets of a Node server: "open" in GET /stats (JSON, in a chunked body)
 sio_open() { http_get "$1" /stats 1 | grep -o '"open":[0-9]*' | cut -d: -f2 || true; }
-# jget FILE EXPR: a value from a loadgen JSON report (EXPR is Python over d, the parsed document)
-jget() { python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
-field() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' <<<"$2"; }
-# A process and its children (lb: the master and its workers).
-tree() { local p=$1; echo "$p"; cat /proc/"$p"/task/*/children 2>/dev/null | tr ' ' '\n' | sed '/^$/d' || true; }
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # ---------------------------------------------------------------- the two stacks
 declare -A RPORT REDIS_PID N1_PID N2_PID P1 P2 LB_PORT LB_PID LB_WORKERS URL DEAD
@@ -253,12 +184,6 @@ wait_idle() { # TARGET: until the nodes hold no client (10 s)
 }
 
 declare -A VAL NFAIL # VAL[measure.target] = space-separated values of the runs; NFAIL[measure.target] failed runs
-add() { VAL[$1.$2]="${VAL[$1.$2]:-}${VAL[$1.$2]:+ }$3"; }
-median() { # "v1 v2 v3" -> the median (empty when none)
-    [ -n "${1:-}" ] || { echo ""; return; }
-    tr ' ' '\n' <<<"$1" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-med() { median "${VAL[$1.$2]:-}"; }
 
 # ---------------------------------------------------------------- a. memory per connection, fresh stacks
 for t in "${TARGETS[@]}"; do
@@ -311,7 +236,6 @@ else
 fi
 # fanout-floor keeps both ends of its N connections in one process: 2N + 8 descriptors must fit under ulimit -n.
 NOFILE=$(ulimit -n)
-floor_n() { local n=$1 max; [ "$NOFILE" = unlimited ] && { echo "$n"; return; }; max=$(((NOFILE - 10) / 2)); echo $((n < max ? n : max)); }
 declare -A FLOOR_MED FLOOR_MAX FLOOR_N FLOOR_LINE
 run_floor() { # N ROUNDS
     local n=$1 pgid i line
@@ -372,7 +296,6 @@ done
 for t in "${TARGETS[@]}"; do stack_ok "$t" || true; done
 
 # ---------------------------------------------------------------- summary
-ratio() { [ -n "$1" ] && [ -n "$2" ] && awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }' || echo "-"; }
 verdict_max() { [ -z "$1" ] || [ "$1" = "-" ] && { echo "-"; return; }; awk -v v="${1%x}" -v l="$2" 'BEGIN { print (v <= l) ? "ok" : "MISSED" }'; }
 # shellcheck disable=SC2059 # the format is the second argument on purpose
 num() { if [ -n "$1" ]; then printf "$2" "$1"; else printf -- '-'; fi; }

@@ -61,7 +61,6 @@ struct session {
     uint64_t id;
     enum sess_state state;
     enum res_state res;
-    int listener;
     struct net_addr peer;
     int cfd, sfd;
     struct tls_conn *tls;
@@ -114,11 +113,6 @@ static void set_timeout(struct session *s, int64_t ns)
 static void touch(struct session *s)
 {
     s->last_active = ev_now(s->px->loop);
-}
-
-static int append(struct buf *b, const char *p, size_t n)
-{
-    return buf_append(b, p, n);
 }
 
 static int append_str(struct buf *b, const char *p)
@@ -257,7 +251,7 @@ static void fail_request(struct session *s, int status, enum pool_error kind, co
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
                      status, status_reason(status), body);
     buf_consume(&s->cout, buf_len(&s->cout));
-    if (append(&s->cout, head, (size_t)n) < 0 || append(&s->cout, msg, (size_t)body) < 0) {
+    if (buf_append(&s->cout, head, (size_t)n) < 0 || buf_append(&s->cout, msg, (size_t)body) < 0) {
         s->state = S_CLOSED;
         return;
     }
@@ -335,7 +329,8 @@ static bool name_is(const struct http_header *f, const char *name)
 
 static int put_header(struct buf *b, const char *name, size_t name_len, const char *value, size_t value_len)
 {
-    return append(b, name, name_len) | append(b, ": ", 2) | append(b, value, value_len) | append(b, "\r\n", 2);
+    return buf_append(b, name, name_len) | buf_append(b, ": ", 2) | buf_append(b, value, value_len) |
+           buf_append(b, "\r\n", 2);
 }
 
 /* A Cookie header as the node must see it: without our cookie (insert mode) or without the node prefix. */
@@ -369,9 +364,9 @@ static int put_forwarded_for(struct buf *o, const struct http_head *h, size_t fr
     for (size_t i = from; i < h->num_headers; i++) {
         const struct http_header *f = &h->headers[i];
         if (name_is(f, "x-forwarded-for") && f->value_len)
-            rc |= append(o, f->value, f->value_len) | append(o, ", ", 2);
+            rc |= buf_append(o, f->value, f->value_len) | buf_append(o, ", ", 2);
     }
-    return rc | append_str(o, ip) | append(o, "\r\n", 2);
+    return rc | append_str(o, ip) | buf_append(o, "\r\n", 2);
 }
 
 /* The request head for the node into sout: the client's, with our cookie taken out and X-Forwarded-* added. */
@@ -381,7 +376,7 @@ static int write_request_head(struct session *s, const struct http_head *h)
     struct buf *o = &s->sout;
     char ip[INET6_ADDRSTRLEN];
     peer_ip(&s->peer, ip, sizeof ip);
-    int rc = append(o, h->method, h->method_len) | append(o, " ", 1) | append(o, h->target, h->target_len) |
+    int rc = buf_append(o, h->method, h->method_len) | buf_append(o, " ", 1) | buf_append(o, h->target, h->target_len) |
              append_str(o, h->minor_version ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
     bool xff_seen = false;
     for (size_t i = 0; i < h->num_headers && rc == 0; i++) {
@@ -398,10 +393,10 @@ static int write_request_head(struct session *s, const struct http_head *h)
     }
     if (c->forwarded_for) {
         if (!xff_seen)
-            rc |= append_str(o, "X-Forwarded-For: ") | append_str(o, ip) | append(o, "\r\n", 2);
+            rc |= append_str(o, "X-Forwarded-For: ") | append_str(o, ip) | buf_append(o, "\r\n", 2);
         rc |= append_str(o, s->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
     }
-    return rc | append(o, "\r\n", 2);
+    return rc | buf_append(o, "\r\n", 2);
 }
 
 /* The response head for the client into cout: the node's, with the sticky cookie set or prefixed. */
@@ -412,7 +407,7 @@ static int write_response_head(struct session *s, const struct http_head *h)
     struct buf *o = &s->cout;
     char line[64];
     int n = snprintf(line, sizeof line, "HTTP/1.%d %03d ", h->minor_version, h->status);
-    int rc = append(o, line, (size_t)n) | append(o, h->reason, h->reason_len) | append(o, "\r\n", 2);
+    int rc = buf_append(o, line, (size_t)n) | buf_append(o, h->reason, h->reason_len) | buf_append(o, "\r\n", 2);
     for (size_t i = 0; i < h->num_headers && rc == 0; i++) {
         const struct http_header *f = &h->headers[i];
         int m = 0;
@@ -429,7 +424,7 @@ static int write_response_head(struct session *s, const struct http_head *h)
     }
     if (s->close_after && !h->conn_close && h->status != 101)
         rc |= append_str(o, "Connection: close\r\n");
-    return rc | append(o, "\r\n", 2);
+    return rc | buf_append(o, "\r\n", 2);
 }
 
 /* ---- S_HEAD ---- */
@@ -1121,7 +1116,6 @@ static struct session *session_new(struct proxy *px, int fd, int listener, const
     s->cfd = fd;
     s->sfd = -1;
     s->node = -1;
-    s->listener = listener;
     s->peer = *peer;
     s->state = s->tls ? S_TLS : S_HEAD;
     ev_io_init(&s->cw, on_client_io, fd, EV_READ);
