@@ -6,6 +6,7 @@
 #include "common/http.h"
 #include "common/net.h"
 #include "common/tls.h"
+#include "loadgen/eiopoll.h"
 #include "loadgen/payload.h"
 #include "loadgen/sio.h"
 
@@ -36,7 +37,10 @@ struct hs_slot {
     int64_t start_ns, tcp_ns;
     size_t last_len; /* http_parse_response's resume point */
     char accept[WS_ACCEPT_LEN + 1];
-    bool eio_open; /* socketio: the Engine.IO open packet came, our CONNECT is sent */
+    bool eio_open;    /* socketio: the Engine.IO open packet came, our CONNECT is sent */
+    bool nsp_ok;      /* polling: the namespace accepted the client (the upgrade may follow) */
+    bool can_upgrade; /* polling: the open packet lists "websocket" among its upgrades */
+    bool probed;      /* polling: "3probe" came; waiting for the polling requests to end */
 };
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents);
@@ -148,7 +152,8 @@ static void slot_put(struct lg_engine *e, struct lg_client *c)
 
 static bool in_handshake(const struct lg_client *c)
 {
-    return c->state == LC_CONNECTING || c->state == LC_TLS || c->state == LC_UPGRADE || c->state == LC_SIO;
+    return c->state == LC_CONNECTING || c->state == LC_TLS || c->state == LC_UPGRADE || c->state == LC_SIO ||
+           c->state == LC_POLL || c->state == LC_PROBE;
 }
 
 /* Close the socket and free every per-client block; the client ends in LC_DONE. No callback. */
@@ -160,13 +165,18 @@ static void teardown(struct lg_engine *e, struct lg_client *c)
     }
     if (in_handshake(c))
         slot_put(e, c);
-    ev_io_stop(e->loop, &c->io);
-    if (c->tls) {
-        tls_shutdown(c->tls);
-        tls_conn_free(c->tls);
-        c->tls = NULL;
+    eiop_free(c->poll);
+    c->poll = NULL;
+    if (c->io.fd >= 0) { /* a polling client has no websocket before its upgrade */
+        ev_io_stop(e->loop, &c->io);
+        if (c->tls) {
+            tls_shutdown(c->tls);
+            tls_conn_free(c->tls);
+            c->tls = NULL;
+        }
+        close(c->io.fd);
+        c->io.fd = -1;
     }
-    close(c->io.fd);
     buf_free(&c->carry);
     buf_free(&c->out);
     free(c->pre);
@@ -179,7 +189,7 @@ void lg_client_free(struct lg_engine *e, struct lg_client *c)
     teardown(e, c);
 }
 
-static enum lg_err connect_kind(int err)
+enum lg_err lg_engine_connect_kind(int err)
 {
     switch (err) {
     case ECONNREFUSED: return LG_ERR_REFUSED;
@@ -192,9 +202,19 @@ static enum lg_err connect_kind(int err)
     }
 }
 
+/* The connect phase did not succeed, of kind k as given. Precondition: a handshake state (or LC_IDLE). Next:
+ * LC_DONE. */
+static void fail_as(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *msg)
+{
+    lg_engine_note(e, k, "%s", msg);
+    teardown(e, c);
+    e->ops.failed(c);
+}
+
 static void fail(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* The connect phase did not succeed. Precondition: a handshake state (or LC_IDLE). Next: LC_DONE. */
+/* fail_as, where a polling client's websocket failing in its upgrade is socketio_upgrade_failed (the polling
+ * requests report through lg_client_poll_fail with their own kinds; out of descriptors stays what it is). */
 static void fail(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *fmt, ...)
 {
     char msg[160];
@@ -202,9 +222,9 @@ static void fail(struct lg_engine *e, struct lg_client *c, enum lg_err k, const 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    lg_engine_note(e, k, "%s", msg);
-    teardown(e, c);
-    e->ops.failed(c);
+    if (c->poll && c->state != LC_POLL && k != LG_ERR_EMFILE && k != LG_ERR_EADDRNOTAVAIL)
+        k = LG_ERR_SIO_UPGRADE;
+    fail_as(e, c, k, msg);
 }
 
 /* An open client was closed, reset or broke the protocol. Next: LC_DONE. */
@@ -287,6 +307,8 @@ int lg_client_send(struct lg_engine *e, struct lg_client *c, uint8_t opcode, con
 {
     if (c->state != LC_OPEN)
         return -1;
+    if (c->poll) /* lost already when it fails */
+        return eiop_send(c->poll, data, len);
     if (queue_frame(e, c, opcode, data, len) == 0)
         return 0;
     lose(e, c, LG_ERR_DROPPED, "sending: %s", strerror(errno));
@@ -298,9 +320,19 @@ void lg_client_close(struct lg_engine *e, struct lg_client *c)
     if (c->state != LC_OPEN)
         return;
     uint8_t payload[WS_MAX_CONTROL];
-    char bye[SIO_NSP_ROOM];
+    char bye[SIO_NSP_ROOM + 2];
     size_t n = ws_close_payload(payload, WS_CLOSE_NORMAL, "");
     c->state = LC_CLOSING;
+    if (c->poll) { /* polling: DISCONNECT and the Engine.IO close in one POST; its "ok" ends the close */
+        size_t bl = sio_encode_control(bye, sizeof bye - 2, SIO_DISCONNECT, e->opts->sio_nsp, NULL);
+        memcpy(bye + bl,
+               "\x1e"
+               "1",
+               2);
+        if (eiop_pause(c->poll) == 0)
+            eiop_send(c->poll, bye, bl + 2);
+        return;
+    }
     /* Socket.IO: leave the namespace first, as socket.disconnect() does, so the server logs a client disconnect */
     size_t bl = e->opts->protocol == LG_PROTO_SOCKETIO
                     ? sio_encode_control(bye, sizeof bye, SIO_DISCONNECT, e->opts->sio_nsp, NULL)
@@ -317,6 +349,41 @@ void lg_client_abort(struct lg_engine *e, struct lg_client *c)
 
 /* ---- connect phase ---- */
 
+/* A polling client's upgrade goes to the same target with transport=websocket and the session's sid. */
+static int upgrade_target(char *target, size_t cap, const char *sid)
+{
+    static const char from[] = "transport=polling", to[] = "transport=websocket";
+    char *at = strstr(target, from), *next;
+    while (at && (next = strstr(at + 1, from))) /* the last one: lg_socketio_path appended it */
+        at = next;
+    size_t len = strlen(target), tail = at ? strlen(at + sizeof from - 1) : 0;
+    if (!at || len + (sizeof to - sizeof from) + 5 + strlen(sid) + 1 > cap)
+        return -1;
+    memmove(at + sizeof to - 1, at + sizeof from - 1, tail + 1);
+    memcpy(at, to, sizeof to - 1);
+    strcat(target, "&sid=");
+    strcat(target, sid);
+    return 0;
+}
+
+/* The -H headers and, with a polling session's cookies, one Cookie header (a -H Cookie value first) after the
+ * n bytes of req. The new length, or -1 when it does not fit. */
+static int put_headers(const struct lg_opts *o, const char *jar, char *req, size_t cap, int n)
+{
+    const char *user_cookie = NULL;
+    for (int i = 0; i < o->nheaders && n > 0 && (size_t)n < cap; i++) {
+        if (jar[0] && !strncasecmp(o->headers[i], "cookie:", 7)) {
+            user_cookie = o->headers[i] + 7 + strspn(o->headers[i] + 7, " \t");
+            continue;
+        }
+        n += snprintf(req + n, cap - (size_t)n, "%s\r\n", o->headers[i]);
+    }
+    if (n > 0 && (size_t)n < cap && jar[0])
+        n += snprintf(req + n, cap - (size_t)n, "Cookie: %s%s%s\r\n", user_cookie ? user_cookie : "",
+                      user_cookie ? "; " : "", jar);
+    return n;
+}
+
 /* Queue the upgrade request. Precondition: TCP (and TLS) up. Next: LC_UPGRADE. */
 static void send_upgrade(struct lg_engine *e, struct lg_client *c)
 {
@@ -329,12 +396,15 @@ static void send_upgrade(struct lg_engine *e, struct lg_client *c)
     lg_client_room(o, c->id, room, sizeof room);
     if (lg_request_target(t, o->room_param, room, target, sizeof target) < 0)
         snprintf(target, sizeof target, "%s", t->path);
+    if (c->poll && upgrade_target(target, sizeof target, eiop_sid(c->poll)) < 0) {
+        fail(e, c, LG_ERR_CONNECT, "%s: the upgrade's URL is too long", t->url);
+        return;
+    }
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: " USER_AGENT "\r\n",
                      target, t->host_header, key);
-    for (int i = 0; i < o->nheaders && n > 0 && (size_t)n < sizeof req; i++)
-        n += snprintf(req + n, sizeof req - (size_t)n, "%s\r\n", o->headers[i]);
+    n = put_headers(o, c->poll ? eiop_cookies(c->poll) : "", req, sizeof req, n);
     if (n < 0 || (size_t)n + 3 > sizeof req) {
         fail(e, c, LG_ERR_CONNECT, "%s: the upgrade request is over %zu bytes", t->url, sizeof req);
         return;
@@ -345,34 +415,50 @@ static void send_upgrade(struct lg_engine *e, struct lg_client *c)
         fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending the upgrade request: %s", t->url, strerror(errno));
 }
 
-void lg_client_start(struct lg_engine *e, struct lg_client *c)
+/* Open the websocket: the client's own, or a polling client's upgrade. Next: LC_CONNECTING, or LC_DONE. */
+static void connect_ws(struct lg_engine *e, struct lg_client *c)
 {
     const struct lg_opts *o = e->opts;
     const struct lg_target *t = &o->targets[c->target];
-    slot_take(e, c);
-    c->close_got = 0; /* a client connecting again (--churn) must not inherit its last close */
-    c->pre_len = 0;
-    c->msg_len = 0;
-    c->carry = (struct buf){.max = CARRY_MAX};
-    c->out = (struct buf){.max = (size_t)o->payload * 2 + (1u << 20)};
     const struct net_addr *src = o->nsources ? &o->sources[c->id % o->nsources] : NULL;
+    c->state = LC_CONNECTING; /* so that a failure gives the slot back */
+    c->io.fd = -1;
     int fd = net_connect(&t->addr, src);
     if (fd < 0) {
         int err = errno;
-        slot_put(e, c);
-        c->state = LC_DONE;
         char where[80] = "";
         if (src)
             net_addr_str(src, where, sizeof where);
-        lg_engine_note(e, connect_kind(err), "connect to %s%s%s: %s", t->url, src ? " from " : "", where,
-                       strerror(err));
-        e->ops.failed(c);
+        fail(e, c, lg_engine_connect_kind(err), "connect to %s%s%s: %s", t->url, src ? " from " : "", where,
+             strerror(err));
         return;
     }
     ev_io_init(&c->io, on_io, fd, EV_WRITE);
     c->io.data = e;
     ev_io_start(e->loop, &c->io);
-    c->state = LC_CONNECTING;
+}
+
+void lg_client_start(struct lg_engine *e, struct lg_client *c)
+{
+    const struct lg_opts *o = e->opts;
+    slot_take(e, c);
+    c->close_got = 0; /* a client connecting again (--churn) must not inherit its last close */
+    c->pre_len = 0;
+    c->msg_len = 0;
+    c->io.fd = -1;
+    c->carry = (struct buf){.max = CARRY_MAX};
+    c->out = (struct buf){.max = (size_t)o->payload * 2 + (1u << 20)};
+    if (o->protocol != LG_PROTO_SOCKETIO || !o->sio_polling) {
+        connect_ws(e, c);
+        return;
+    }
+    c->state = LC_POLL;
+    c->poll = eiop_new(e, c);
+    if (!c->poll) {
+        fail(e, c, LG_ERR_CONNECT, "%s: out of memory for a polling client", o->targets[c->target].url);
+        return;
+    }
+    eiop_open(c->poll); /* the failure, if any, is reported */
 }
 
 /* Precondition: LC_CONNECTING and writable. Next: LC_TLS, LC_UPGRADE or LC_DONE. */
@@ -381,13 +467,15 @@ static void on_connecting(struct lg_engine *e, struct lg_client *c)
     const struct lg_target *t = &e->opts->targets[c->target];
     int err = net_connect_result(c->io.fd);
     if (err) {
-        fail(e, c, connect_kind(err), "connect to %s: %s", t->url, strerror(err));
+        fail(e, c, lg_engine_connect_kind(err), "connect to %s: %s", t->url, strerror(err));
         return;
     }
     struct hs_slot *s = slot_of(e, c);
-    s->tcp_ns = now_ns();
-    if (!(c->flags & LC_FL_REJOIN))
-        hist_record(e->connect_hist, s->tcp_ns - s->start_ns);
+    if (!c->poll) { /* a polling client's connect time is its first request's */
+        s->tcp_ns = now_ns();
+        if (!(c->flags & LC_FL_REJOIN))
+            hist_record(e->connect_hist, s->tcp_ns - s->start_ns);
+    }
     if (!t->tls) {
         send_upgrade(e, c);
         return;
@@ -488,7 +576,8 @@ static int check_upgrade(struct lg_engine *e, struct lg_client *c, const struct 
             body[i] = ch >= ' ' && ch < 127 ? ch : ' ';
         }
         body[i] = '\0';
-        count_status(e, h->status);
+        if (!c->poll) /* an upgrade's refusal is socketio_upgrade_failed, not a connect's http_status */
+            count_status(e, h->status);
         fail(e, c, LG_ERR_HTTP_STATUS, "%s answered %d %.*s%s%s", url, h->status, (int)h->reason_len, h->reason,
              i ? ": " : "", body);
         return -1;
@@ -536,10 +625,16 @@ static size_t on_response(struct lg_engine *e, struct lg_client *c, const char *
     }
     if (check_upgrade(e, c, &h, buf, len, (size_t)n) < 0)
         return 0;
-    if (!(c->flags & LC_FL_REJOIN)) /* the connect phase's figures: a return would count one client twice */
+    if (!(c->flags & LC_FL_REJOIN) && !c->poll) /* the connect phase's figures: once per client */
         note_node(e, &h);
     c->reader = (struct ws_reader){.role = WS_ROLE_CLIENT, .max_message = MAX_MESSAGE};
-    if (e->opts->protocol == LG_PROTO_SOCKETIO)
+    if (c->poll) { /* the upgrade's probe; polling goes on meanwhile */
+        c->state = LC_PROBE;
+        if (queue_frame(e, c, WS_OP_TEXT, "2probe", 6) < 0) {
+            fail(e, c, LG_ERR_SIO_UPGRADE, "%s: sending 2probe: %s", e->opts->targets[c->target].url, strerror(errno));
+            return 0;
+        }
+    } else if (e->opts->protocol == LG_PROTO_SOCKETIO)
         c->state = LC_SIO; /* the Engine.IO and namespace handshakes follow, in frames */
     else
         open_client(e, c);
@@ -553,10 +648,29 @@ static size_t on_response(struct lg_engine *e, struct lg_client *c, const char *
 /* The Socket.IO layer gave up on c: in the handshake a failure of kind hs, once open a loss of kind open. */
 static void sio_end(struct lg_engine *e, struct lg_client *c, enum lg_err hs, enum lg_err open, const char *why)
 {
-    if (c->state == LC_SIO)
-        fail(e, c, hs, "%s: %s", e->opts->targets[c->target].url, why);
-    else
+    char msg[160];
+    if (in_handshake(c)) { /* fail_as: a polling client's packets are not its upgrade's failure */
+        snprintf(msg, sizeof msg, "%s: %s", e->opts->targets[c->target].url, why);
+        fail_as(e, c, hs, msg);
+    } else if (c->state == LC_CLOSING) {
+        finish_close(e, c, false);
+    } else {
         lose(e, c, open, "%s", why);
+    }
+}
+
+/* One Engine.IO packet of ours: over polling until the upgrade is done, else in a text frame. 0, or -1 when the
+ * client is gone (the failure reported). */
+static int sio_send(struct lg_engine *e, struct lg_client *c, const char *pkt, size_t len)
+{
+    if (c->poll)
+        return eiop_send(c->poll, pkt, len);
+    if (queue_frame(e, c, WS_OP_TEXT, pkt, len) == 0)
+        return 0;
+    char why[100];
+    snprintf(why, sizeof why, "sending a packet: %s", strerror(errno));
+    sio_end(e, c, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, why);
+    return -1;
 }
 
 static bool is_ours(const struct lg_engine *e, struct sio_span nsp)
@@ -564,38 +678,28 @@ static bool is_ours(const struct lg_engine *e, struct sio_span nsp)
     return strlen(e->opts->sio_nsp) == nsp.len && memcmp(e->opts->sio_nsp, nsp.p, nsp.len) == 0;
 }
 
-/* A whole non-negative integer member of the open packet, in milliseconds; -1 when missing or not one. */
-static int64_t open_param(const struct sio_packet *k, const char *key)
-{
-    struct sio_span v;
-    int64_t ms = 0;
-    if (sio_json_member(k->data.p, k->data.len, key, &v) != 1 || v.len == 0 || v.len > 10)
-        return -1;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.p[i] < '0' || v.p[i] > '9')
-            return -1;
-        ms = ms * 10 + (v.p[i] - '0');
-    }
-    return ms;
-}
-
-/* The Engine.IO open packet: note the heartbeat, then CONNECT to the namespace. */
+/* The Engine.IO open packet: note the heartbeat (and over polling the sid), then CONNECT to the namespace; a
+ * polling client then keeps a GET outstanding for the reply and what follows. */
 static void on_eio_open(struct lg_engine *e, struct lg_client *c, const struct sio_packet *k)
 {
     const struct lg_opts *o = e->opts;
-    int64_t interval = open_param(k, "pingInterval"), timeout = open_param(k, "pingTimeout");
-    if (interval < 0 || timeout < 0 || interval > UINT32_MAX || timeout > UINT32_MAX) {
-        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, "Engine.IO open packet without pingInterval/pingTimeout");
+    struct sio_open op;
+    const char *why = "the sid is too long";
+    if (sio_open_parse(k->data.p, k->data.len, c->poll != NULL, &op, &why) < 0 ||
+        (c->poll && eiop_set_sid(c->poll, op.sid.p, op.sid.len) < 0)) {
+        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
         return;
     }
-    e->sio_ping_interval_ms = (uint32_t)interval;
-    e->sio_ping_timeout_ms = (uint32_t)timeout;
+    e->sio_ping_interval_ms = op.ping_interval;
+    e->sio_ping_timeout_ms = op.ping_timeout;
     c->ping_due = sio_ping_deadline(lg_engine_ms(now_ns()), e->sio_ping_interval_ms, e->sio_ping_timeout_ms);
     char pkt[SIO_AUTH_ROOM];
     size_t n = sio_encode_control(pkt, sizeof pkt, SIO_CONNECT, o->sio_nsp, o->sio_auth);
-    slot_of(e, c)->eio_open = true;
-    if (queue_frame(e, c, WS_OP_TEXT, pkt, n) < 0)
-        fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending CONNECT: %s", o->targets[c->target].url, strerror(errno));
+    struct hs_slot *s = slot_of(e, c);
+    s->eio_open = true;
+    s->can_upgrade = op.upgrade_ws;
+    if (sio_send(e, c, pkt, n) == 0 && c->poll)
+        eiop_poll(c->poll);
 }
 
 /* CONNECT_ERROR's message: {"message":"...",...} or, from older servers, a string. */
@@ -631,7 +735,50 @@ static void on_sio_handshake(struct lg_engine *e, struct lg_client *c, const str
         sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
         return;
     }
+    if (!c->poll) {
+        open_client(e, c);
+        return;
+    }
+    struct hs_slot *s = slot_of(e, c);
+    s->nsp_ok = true;
+    if (e->opts->sio_upgrade && s->can_upgrade) {
+        connect_ws(e, c); /* LC_CONNECTING; the GET keeps polling meanwhile */
+        return;
+    }
+    if (!(c->flags & LC_FL_REJOIN))
+        e->sio_polling++;
     open_client(e, c);
+}
+
+/* LC_PROBE: the upgrade's websocket answers the probe. Then polling pauses; once its requests are over,
+ * finish_upgrade follows (at once if none is in flight). */
+static void on_probe(struct lg_engine *e, struct lg_client *c, uint8_t opcode, const char *buf, size_t len)
+{
+    struct hs_slot *s = slot_of(e, c);
+    if (opcode != WS_OP_TEXT || s->probed || len != 6 || memcmp(buf, "3probe", 6) != 0) {
+        fail(e, c, LG_ERR_SIO_UPGRADE, "%s: expected 3probe on the upgrade's websocket, got '%.*s'",
+             e->opts->targets[c->target].url, (int)(len > 40 ? 40 : len), opcode == WS_OP_TEXT ? buf : "(binary)");
+        return;
+    }
+    s->probed = true;
+    eiop_pause(c->poll); /* LG_POLL_IDLE follows, maybe before this returns */
+}
+
+/* LC_PROBE, probed, polling idle: "5" moves the session onto the websocket, and the client is open. Returns -1
+ * (the polling side is gone either way). */
+static int finish_upgrade(struct lg_engine *e, struct lg_client *c)
+{
+    eiop_free(c->poll);
+    c->poll = NULL;
+    if (queue_frame(e, c, WS_OP_TEXT, "5", 1) < 0) {
+        fail(e, c, LG_ERR_SIO_UPGRADE, "%s: sending the upgrade packet: %s", e->opts->targets[c->target].url,
+             strerror(errno));
+        return -1;
+    }
+    if (!(c->flags & LC_FL_REJOIN))
+        e->sio_upgraded++;
+    open_client(e, c);
+    return -1;
 }
 
 /* An open client's Socket.IO packet: the expected event's first argument goes to the worker as the message (a
@@ -641,7 +788,7 @@ static void on_sio_packet(struct lg_engine *e, struct lg_client *c, const struct
 {
     const char *expect = e->opts->sio_expect;
     if (k->type == SIO_DISCONNECT && is_ours(e, k->nsp)) {
-        lose(e, c, LG_ERR_DROPPED, "the server disconnected it from the namespace");
+        sio_end(e, c, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, "the server disconnected it from the namespace");
         return;
     }
     char head[LG_PAYLOAD_PREFIX];
@@ -678,14 +825,14 @@ static void sio_input(struct lg_engine *e, struct lg_client *c, uint8_t opcode, 
     switch (k.eio) {
     case SIO_EIO_PING: /* v4: the server pings, we answer (a ping of ours would be an error) */
         c->ping_due = sio_ping_deadline(lg_engine_ms(now), e->sio_ping_interval_ms, e->sio_ping_timeout_ms);
-        if (queue_frame(e, c, WS_OP_TEXT, "3", 1) < 0)
-            sio_end(e, c, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, "answering a ping");
+        if (c->state != LC_CLOSING)
+            sio_send(e, c, "3", 1);
         return;
     case SIO_EIO_CLOSE:
         sio_end(e, c, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, "the server closed the Engine.IO session");
         return;
     case SIO_EIO_OPEN:
-        if (c->state == LC_SIO && !slot_of(e, c)->eio_open)
+        if ((c->state == LC_SIO || c->state == LC_POLL) && !slot_of(e, c)->eio_open)
             on_eio_open(e, c, &k);
         else
             sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, "a second Engine.IO open packet");
@@ -693,9 +840,9 @@ static void sio_input(struct lg_engine *e, struct lg_client *c, uint8_t opcode, 
     case SIO_EIO_MESSAGE: break;
     default: return; /* pong, upgrade, noop */
     }
-    if (c->state == LC_SIO)
+    if (c->state == LC_SIO || (c->state == LC_POLL && !slot_of(e, c)->nsp_ok))
         on_sio_handshake(e, c, &k);
-    else
+    else if (c->state != LC_CLOSING)
         on_sio_packet(e, c, &k, msg_len, now);
 }
 
@@ -719,7 +866,9 @@ void lg_engine_watch(struct lg_engine *e, struct lg_client *clients, uint32_t n,
 static void deliver(struct lg_engine *e, struct lg_client *c, const struct ws_event *ev, const char *head,
                     size_t head_len, uint64_t msg_len, int64_t now)
 {
-    if (e->opts->protocol == LG_PROTO_SOCKETIO)
+    if (c->state == LC_PROBE)
+        on_probe(e, c, ev->opcode, head, head_len);
+    else if (e->opts->protocol == LG_PROTO_SOCKETIO)
         sio_input(e, c, ev->opcode, head, head_len, msg_len, now);
     else
         e->ops.message(c, head, head_len, msg_len, now);
@@ -765,7 +914,7 @@ static int on_close_frame(struct lg_engine *e, struct lg_client *c, const struct
     uint8_t payload[WS_MAX_CONTROL];
     uint16_t code = ev->close_code == WS_CLOSE_NO_STATUS ? WS_CLOSE_NORMAL : ev->close_code;
     queue_frame(e, c, WS_OP_CLOSE, payload, ws_close_payload(payload, code, ""));
-    if (c->state == LC_SIO) {
+    if (in_handshake(c)) {
         fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: the server closed it with %u %.*s during the Socket.IO handshake",
              e->opts->targets[c->target].url, ev->close_code, (int)ev->reason_len, ev->reason);
         return -1;
@@ -778,7 +927,7 @@ static int on_close_frame(struct lg_engine *e, struct lg_client *c, const struct
 static size_t feed_frames(struct lg_engine *e, struct lg_client *c, uint8_t *b, size_t len, int64_t now)
 {
     size_t off = 0;
-    while (off < len && (c->state == LC_OPEN || c->state == LC_CLOSING || c->state == LC_SIO)) {
+    while (off < len && (c->state == LC_OPEN || c->state == LC_CLOSING || c->state == LC_SIO || c->state == LC_PROBE)) {
         struct ws_event ev;
         int n = ws_reader_next(&c->reader, b + off, len - off, &ev);
         if (n == -2)
@@ -786,7 +935,7 @@ static size_t feed_frames(struct lg_engine *e, struct lg_client *c, uint8_t *b, 
         if (n == -1) {
             uint8_t payload[WS_MAX_CONTROL];
             queue_frame(e, c, WS_OP_CLOSE, payload, ws_close_payload(payload, c->reader.close_code, ""));
-            if (c->state == LC_SIO) {
+            if (in_handshake(c)) {
                 fail(e, c, LG_ERR_BAD_UPGRADE, "%s: bad frame from the server: %s", e->opts->targets[c->target].url,
                      c->reader.error);
                 return SIZE_MAX;
@@ -797,7 +946,7 @@ static size_t feed_frames(struct lg_engine *e, struct lg_client *c, uint8_t *b, 
         }
         off += (size_t)n;
         if (ev.type == WS_EV_DATA) {
-            if (c->state == LC_OPEN || c->state == LC_SIO)
+            if (c->state == LC_OPEN || c->state == LC_SIO || c->state == LC_PROBE)
                 on_data(e, c, &ev, now);
         } else if (ev.type == WS_EV_PING) {
             if (queue_frame(e, c, WS_OP_PONG, ev.data, ev.len) < 0) {
@@ -808,7 +957,7 @@ static size_t feed_frames(struct lg_engine *e, struct lg_client *c, uint8_t *b, 
             return SIZE_MAX;
         }
     }
-    return c->state == LC_OPEN || c->state == LC_CLOSING || c->state == LC_SIO ? off : SIZE_MAX;
+    return c->state == LC_OPEN || c->state == LC_CLOSING || c->state == LC_SIO || c->state == LC_PROBE ? off : SIZE_MAX;
 }
 
 /* The peer ended the connection (EOF or error) in state st. */
@@ -902,7 +1051,7 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     if ((revents & EV_WRITE) && buf_len(&c->out) && flush(e, c) < 0) {
-        if (c->state == LC_UPGRADE || c->state == LC_SIO)
+        if (in_handshake(c))
             fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending the handshake: %s", e->opts->targets[c->target].url,
                  strerror(errno));
         else if (c->state == LC_CLOSING)
@@ -913,6 +1062,17 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (revents & EV_READ || (c->tls && (revents & EV_WRITE)))
         on_readable(e, c);
+}
+
+/* What a connect that took too long was waiting for. */
+static const char *expired_what(const struct lg_client *c)
+{
+    switch (c->state) {
+    case LC_SIO: return "no Socket.IO CONNECT reply";
+    case LC_POLL: return "no Engine.IO open packet and CONNECT reply over polling";
+    case LC_PROBE: return "no 3probe, or polling requests still in flight, in the upgrade";
+    default: return c->poll ? "no 101 for the upgrade" : "no 101";
+    }
 }
 
 void lg_engine_expire(struct lg_engine *e, int64_t now)
@@ -927,7 +1087,84 @@ void lg_engine_expire(struct lg_engine *e, int64_t now)
         if (s->c->state == LC_CONNECTING)
             fail(e, s->c, LG_ERR_CONNECT_TIMEOUT, "%s: no TCP connection within %.0f ms", url, ms);
         else
-            fail(e, s->c, LG_ERR_HANDSHAKE_TIMEOUT, "%s: %s within %.0f ms", url,
-                 s->c->state == LC_SIO ? "no Socket.IO CONNECT reply" : "no 101", ms);
+            fail(e, s->c, LG_ERR_HANDSHAKE_TIMEOUT, "%s: %s within %.0f ms", url, expired_what(s->c), ms);
+    }
+}
+
+/* ---- polling (--transport polling): what eiopoll.c reports ---- */
+
+/* A GET's payload: each packet as if it came in a frame. 0, or -1 when the polling side is gone. */
+static int poll_payload(struct lg_engine *e, struct lg_client *c, const char *body, size_t len)
+{
+    struct sio_item it;
+    size_t off = 0;
+    int rc;
+    int64_t now = now_ns();
+    struct eiop *p = c->poll;
+    if (c->state == LC_CLOSING) /* the close is under way: whatever the held GET brings is not counted */
+        return 0;
+    if (len == 0) {
+        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, "an empty polling payload");
+        return -1;
+    }
+    while ((rc = sio_payload_next(body, len, &off, &it)) == 1) {
+        if (it.binary) /* an attachment: never one of ours */
+            sio_input(e, c, WS_OP_BINARY, "", 0, (uint64_t)sio_base64_len(it.text.p + 1, it.text.len - 1), now);
+        else
+            sio_input(e, c, WS_OP_TEXT, it.text.p, it.text.len, it.text.len, now);
+        if (c->poll != p) /* failed, lost or closed meanwhile */
+            return -1;
+    }
+    if (rc < 0) {
+        char why[120];
+        snprintf(why, sizeof why, "bad polling payload at byte %zu: '%.*s'", off,
+                 (int)(len - off > 40 ? 40 : len - off), body + off);
+        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
+        return -1;
+    }
+    return 0;
+}
+
+int lg_client_poll_event(struct lg_engine *e, struct lg_client *c, enum lg_poll_ev ev, const struct http_head *h,
+                         const char *data, size_t len)
+{
+    struct hs_slot *s = in_handshake(c) ? slot_of(e, c) : NULL;
+    switch (ev) {
+    case LG_POLL_TCP:
+        if (s) {
+            s->tcp_ns = now_ns();
+            if (!(c->flags & LC_FL_REJOIN))
+                hist_record(e->connect_hist, s->tcp_ns - s->start_ns);
+        }
+        return 0;
+    case LG_POLL_PAYLOAD:
+        if (h && !(c->flags & LC_FL_REJOIN))
+            note_node(e, h);
+        return poll_payload(e, c, data, len);
+    case LG_POLL_POSTED:
+        if (c->state == LC_CLOSING && eiop_queued(c->poll) == 0) { /* our DISCONNECT and close went through */
+            finish_close(e, c, true);
+            return -1;
+        }
+        return 0;
+    case LG_POLL_IDLE:
+        if (c->state == LC_PROBE && s && s->probed)
+            return finish_upgrade(e, c);
+        return 0;
+    }
+    return 0;
+}
+
+void lg_client_poll_fail(struct lg_engine *e, struct lg_client *c, enum lg_err hs, enum lg_err open, int status,
+                         const char *msg)
+{
+    if (in_handshake(c)) {
+        if (hs == LG_ERR_HTTP_STATUS)
+            count_status(e, status);
+        fail_as(e, c, hs, msg);
+    } else if (c->state == LC_CLOSING) {
+        finish_close(e, c, false);
+    } else {
+        lose(e, c, open, "%s", msg);
     }
 }

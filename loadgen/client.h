@@ -13,6 +13,14 @@
  * server's pings themselves, and the worker sees only the events: for the expected event, the first argument
  * (decoded from its JSON string), for any other packet an empty message (foreign).
  *
+ * --transport polling (loadgen/eiopoll.h does the HTTP side): LC_POLL instead of the TCP/TLS/upgrade states and
+ * LC_SIO: the handshake GET's open packet, our CONNECT POSTed, its reply in a held GET. Then, unless --no-upgrade
+ * (or the server offers no websocket), the upgrade, still in the connect phase, while the GET keeps polling: a
+ * websocket with the sid (LC_CONNECTING, [LC_TLS], LC_UPGRADE), "2probe" (LC_PROBE), "3probe", polling paused
+ * until no GET or POST is in flight, "5", and the polling connections closed. Events that arrive between the
+ * CONNECT reply and the end of the upgrade go to the worker as an open client's would. A polling client that stays
+ * on polling keeps a struct eiop (its two connections, its cookies) for the whole run.
+ *
  * Memory per idle open client is one struct lg_client and no heap block: reads go through one engine-wide buffer,
  * only the bytes of an incomplete frame are carried per client, and handshake-only state (the expected accept key,
  * timings) lives in a slot that is given back when the handshake ends. */
@@ -28,12 +36,25 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum lg_client_state { LC_IDLE = 0, LC_CONNECTING, LC_TLS, LC_UPGRADE, LC_SIO, LC_OPEN, LC_CLOSING, LC_DONE };
+enum lg_client_state {
+    LC_IDLE = 0,
+    LC_CONNECTING,
+    LC_TLS,
+    LC_UPGRADE,
+    LC_SIO,
+    LC_POLL,
+    LC_PROBE,
+    LC_OPEN,
+    LC_CLOSING,
+    LC_DONE
+};
 
 /* struct lg_client flags, set by the worker for --churn. */
 #define LC_FL_REJOIN  0x01 /* this connect is a return: where it lands and how long it takes are not counted again */
 #define LC_FL_LEAVING 0x02 /* this close is a leave in the middle of the run, not the end of it */
 
+struct eiop;
+struct http_head;
 struct lg_track;
 struct tls_conn;
 struct tls_ctx;
@@ -44,6 +65,7 @@ struct lg_client {
     struct buf carry; /* handshake: the response so far; open: the bytes of an incomplete frame */
     struct buf out;   /* bytes not yet written (almost always empty and without a heap block) */
     struct tls_conn *tls;
+    struct eiop *poll;       /* --transport polling: the polling side, until the upgrade is done (NULL after) */
     char *pre;               /* the head of a message split over chunks (LG_PAYLOAD_PREFIX bytes), on demand */
     struct lg_track *tracks; /* the worker's: one tracker per emitter in this client's room */
     uint32_t id;             /* global client number */
@@ -90,6 +112,7 @@ struct lg_engine {
     uint32_t node_counts[LG_MAX_NODES];
     int nnodes;
     uint32_t nodes_other, nodes_unknown;
+    uint32_t sio_upgraded, sio_polling; /* --transport polling: first connects that opened upgraded / polling */
 };
 
 /* Set up e for at most max_inflight handshakes at once. 0, or -1 with err (TLS context, memory). */
@@ -118,6 +141,23 @@ void lg_client_close(struct lg_engine *e, struct lg_client *c);
 void lg_client_abort(struct lg_engine *e, struct lg_client *c);
 /* Release whatever c holds, without callbacks (process exit). */
 void lg_client_free(struct lg_engine *e, struct lg_client *c);
+
+/* For eiopoll.c: what the polling connections report about c. Each returns -1 when c's struct eiop is gone (c
+ * failed, was lost, closed or finished its upgrade), else 0. */
+enum lg_poll_ev {
+    LG_POLL_TCP = 0, /* the first TCP connection is up (the connect time) */
+    LG_POLL_PAYLOAD, /* a GET's 200 body (h: the handshake's response head, else NULL) */
+    LG_POLL_POSTED,  /* a POST was answered 200 */
+    LG_POLL_IDLE     /* paused, and no GET or POST is in flight */
+};
+int lg_client_poll_event(struct lg_engine *e, struct lg_client *c, enum lg_poll_ev ev, const struct http_head *h,
+                         const char *data, size_t len);
+/* A polling request failed: kind hs in the connect phase (status counted when hs is LG_ERR_HTTP_STATUS), open
+ * once open; a closing client just ends its close uncleanly. c's struct eiop is gone when this returns. */
+void lg_client_poll_fail(struct lg_engine *e, struct lg_client *c, enum lg_err hs, enum lg_err open, int status,
+                         const char *msg);
+/* The error kind of a failed connect's errno. */
+enum lg_err lg_engine_connect_kind(int err);
 
 /* Count a failure of kind k with an example message (the first of each kind is kept). */
 void lg_engine_note(struct lg_engine *e, enum lg_err k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

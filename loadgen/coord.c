@@ -375,6 +375,8 @@ static int on_final(struct wk *w, const char *body, size_t len)
     C.r->churn_left += f.churn_left;
     C.r->churn_rejoined += f.churn_rejoined;
     C.r->churn_failed += f.churn_failed;
+    C.r->sio_upgraded += f.sio_upgraded;
+    C.r->sio_polling += f.sio_polling;
     merge_nodes(&f);
     merge_errors(&f);
     C.r->workers[w - C.w] = f.self;

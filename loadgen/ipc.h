@@ -79,6 +79,7 @@ struct ipc_final {
     uint64_t echoed, foreign, corrupt;
     uint32_t churn_left, churn_rejoined, churn_failed; /* over the whole run (the rounds' counts may miss a round
                                                           the coordinator did not finish) */
+    uint32_t sio_upgraded, sio_polling;                /* --transport polling, connect phase */
     uint32_t pad2_;
     struct lg_worker_self self;
     uint32_t rounds; /* struct ipc_round_count entries that follow */

@@ -24,15 +24,17 @@ static void check_fd_limit(const struct lg_opts *o)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
-    rlim_t need = (rlim_t)(o->clients / o->workers + 1) + FD_RESERVE;
+    /* A polling client holds two: its held GET and its POST connection (a third, briefly, while it upgrades). */
+    rlim_t per = o->protocol == LG_PROTO_SOCKETIO && o->sio_polling ? 2 : 1;
+    rlim_t need = (rlim_t)(o->clients / o->workers + 1) * per + FD_RESERVE;
     if (rl.rlim_cur >= need)
         return;
     rlim_t want = need < rl.rlim_max ? need : rl.rlim_max;
     struct rlimit raised = {.rlim_cur = want, .rlim_max = rl.rlim_max};
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0 && want >= need)
         return;
-    uint64_t per = rl.rlim_max > (rlim_t)FD_RESERVE * 2 ? (uint64_t)(rl.rlim_max - FD_RESERVE) : 0;
-    uint64_t workers = per ? (o->clients + per - 1) / per : 0;
+    uint64_t fit = rl.rlim_max > (rlim_t)FD_RESERVE * 2 ? (uint64_t)(rl.rlim_max - FD_RESERVE) / per : 0;
+    uint64_t workers = fit ? (o->clients + fit - 1) / fit : 0;
     fprintf(stderr, "loadgen: warning: %u clients over %u worker(s) need %llu descriptors each, the limit is %llu: ",
             o->clients, o->workers, (unsigned long long)need, (unsigned long long)rl.rlim_max);
     if (workers && workers <= LG_MAX_WORKERS)

@@ -304,9 +304,9 @@ int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, 
     return 0;
 }
 
-int lg_socketio_path(struct lg_target *t, char *err, size_t errlen)
+int lg_socketio_path(struct lg_target *t, bool polling, char *err, size_t errlen)
 {
-    static const char *const eio = "EIO=4&transport=websocket";
+    const char *eio = polling ? "EIO=4&transport=polling" : "EIO=4&transport=websocket";
     char path[sizeof t->path];
     size_t plen = strcspn(t->path, "?");
     const char *query = t->path + plen;
@@ -397,6 +397,7 @@ enum {
     OPT_AUTH,
     OPT_EVENT,
     OPT_EXPECT,
+    OPT_NO_UPGRADE,
     OPT_HOLD,
     OPT_CHURN,
     OPT_CHURN_GAP,
@@ -439,6 +440,7 @@ static const struct option long_opts[] = {
     {"auth", required_argument, NULL, OPT_AUTH},
     {"event", required_argument, NULL, OPT_EVENT},
     {"expect", required_argument, NULL, OPT_EXPECT},
+    {"no-upgrade", no_argument, NULL, OPT_NO_UPGRADE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -552,11 +554,11 @@ static int take_sio_option(struct lg_opts *o, int c, const char *arg, char *err,
         o->sio_only = opt_name(c);
     switch (c) {
     case OPT_TRANSPORT:
-        if (!strcmp(arg, "polling"))
-            return conf_fail(err, errlen, "--transport polling: not implemented yet (only websocket)");
-        if (strcmp(arg, "websocket") != 0)
+        if (strcmp(arg, "websocket") != 0 && strcmp(arg, "polling") != 0)
             return conf_fail(err, errlen, "--transport: expected websocket or polling, got '%s'", arg);
+        o->sio_polling = arg[0] == 'p';
         return 0;
+    case OPT_NO_UPGRADE: o->sio_no_upgrade = true; return 0;
     case OPT_NAMESPACE: o->sio_nsp = arg; return check_namespace(arg, err, errlen);
     case OPT_AUTH:
         if (strlen(arg) > 4096 || !sio_json_is_object(arg, strlen(arg)))
@@ -662,6 +664,9 @@ static int check_socketio(struct lg_opts *o, char *err, size_t errlen)
         return conf_fail(err, errlen, "--binary: not with --protocol socketio (binary events are not supported yet)");
     if (!o->sio_expect)
         o->sio_expect = o->sio_event;
+    if (o->sio_no_upgrade && !o->sio_polling)
+        return conf_fail(err, errlen, "--no-upgrade needs --transport polling (a websocket has nothing to upgrade to)");
+    o->sio_upgrade = o->sio_polling && !o->sio_no_upgrade;
     return 0;
 }
 
@@ -703,7 +708,7 @@ static enum lg_parse_result parse_urls(struct lg_opts *o, int argc, char **argv,
         struct lg_target *t = &o->targets[o->ntargets++];
         if (lg_parse_url(argv[i], t, true, err, errlen) < 0)
             return LG_PARSE_ERROR;
-        if (o->protocol == LG_PROTO_SOCKETIO && lg_socketio_path(t, err, errlen) < 0)
+        if (o->protocol == LG_PROTO_SOCKETIO && lg_socketio_path(t, o->sio_polling, err, errlen) < 0)
             return LG_PARSE_ERROR;
     }
     return check_combination(o, err, errlen) < 0 ? LG_PARSE_ERROR : LG_PARSE_OK;
@@ -753,7 +758,11 @@ static void usage_socketio(FILE *fp)
           "                            bare / becomes /socket.io/) gets EIO=4&transport=websocket, each client\n"
           "                            connects to the namespace, answers pings, and emits/expects events whose\n"
           "                            first argument is the message as a JSON string\n"
-          "      --transport T         websocket (default); polling is not implemented yet\n"
+          "      --transport T         websocket (default), or polling: Engine.IO long-polling first (a held GET\n"
+          "                            to receive, POSTs to send, the session's cookies kept and sent back), then\n"
+          "                            the upgrade to a websocket, as socket.io-client does; 2 descriptors a client\n"
+          "      --no-upgrade          with polling: stay on long-polling for the whole run (upgrade: false), which\n"
+          "                            is what tests a balancer's stickiness\n"
           "      --namespace NSP       the namespace to connect to (default /)\n"
           "      --auth JSON           the CONNECT packet's auth object, e.g. '{\"token\":\"x\"}' (default none)\n"
           "      --event NAME          the event emitted (default chat)\n"

@@ -68,6 +68,9 @@ struct lg_opts {
     const char *sio_event;     /* --event: what loadgen emits, default "chat" */
     const char *sio_expect;    /* --expect: the event carrying the messages it receives, default sio_event */
     const char *sio_only;      /* the first Socket.IO option given (an error without --protocol socketio) */
+    bool sio_polling;    /* --transport polling: Engine.IO long-polling first (the paths carry transport=polling) */
+    bool sio_upgrade;    /* with polling: upgrade to a websocket once connected (default; --no-upgrade clears) */
+    bool sio_no_upgrade; /* --no-upgrade was given (an error without --transport polling) */
 
     /* connect */
     uint32_t clients;           /* -c --clients, default 100 */
@@ -132,8 +135,9 @@ int lg_parse_sources(const char *s, struct net_addr **list, uint32_t *n, char *e
 /* Split a URL into t (no resolution when resolve is false: t->addr stays zero). */
 int lg_parse_url(const char *url, struct lg_target *t, bool resolve, char *err, size_t errlen);
 
-/* --protocol socketio: add EIO=4&transport=websocket to t->path's query, after making a bare "/" /socket.io/. */
-int lg_socketio_path(struct lg_target *t, char *err, size_t errlen);
+/* --protocol socketio: add EIO=4&transport=websocket (or polling) to t->path's query, after making a bare "/"
+ * /socket.io/. */
+int lg_socketio_path(struct lg_target *t, bool polling, char *err, size_t errlen);
 
 /* How many rooms the clients are spread over: K, or K + 1 with --spectators. */
 uint32_t lg_room_count(const struct lg_opts *o);

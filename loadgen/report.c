@@ -20,9 +20,24 @@
 #define LAG_WARN_NS   INT64_C(10000000)
 
 static const char *const err_names[LG_ERR_COUNT] = {
-    "refused",           "connect_timeout",       "emfile",      "eaddrnotavail",    "connect",          "tls",
-    "handshake_timeout", "http_status",           "bad_upgrade", "handshake_closed", "socketio_refused", "dropped",
-    "protocol",          "socketio_ping_timeout", "close",
+    "refused",
+    "connect_timeout",
+    "emfile",
+    "eaddrnotavail",
+    "connect",
+    "tls",
+    "handshake_timeout",
+    "http_status",
+    "bad_upgrade",
+    "handshake_closed",
+    "socketio_refused",
+    "socketio_upgrade_failed",
+    "socketio_session_unknown",
+    "dropped",
+    "protocol",
+    "socketio_ping_timeout",
+    "socketio_http_error",
+    "close",
 };
 
 const char *lg_err_name(enum lg_err k)
@@ -144,6 +159,9 @@ static void connect_verdict(struct lg_result *r)
                   "net.ipv4.ip_local_port_range");
     if (r->err_counts[LG_ERR_TLS])
         reason(r, "hint: TLS failed: see --cacert FILE, or --insecure to skip verification");
+    if (r->err_counts[LG_ERR_SIO_SESSION_UNKNOWN])
+        reason(r, "hint: Session ID unknown: a polling request reached a node without its session; the balancer "
+                  "needs sticky sessions (a cookie, or the client address)");
     r->exit_code = 3;
 }
 
@@ -196,9 +214,11 @@ static void delivery_verdict(struct lg_result *r)
     if (r->connected && !errors_ok(r, error_share(r)) && lost > 0) {
         reason(r, "%u client(s) lost after connecting, %u closing handshake(s) failed", r->dropped,
                r->err_counts[LG_ERR_CLOSE]);
-        for (int k = LG_ERR_DROPPED; k < LG_ERR_COUNT; k++)
-            if (r->err_counts[k] && r->err_example[k][0])
+        for (int k = 0; k < LG_ERR_COUNT; k++)
+            if (LG_ERR_IS_OPEN(k) && r->err_counts[k] && r->err_example[k][0])
                 reason(r, "  e.g. %s: %s", lg_err_name(k), r->err_example[k]);
+        if (r->err_counts[LG_ERR_SIO_SESSION_UNKNOWN] && r->exit_code != 3)
+            reason(r, "hint: Session ID unknown: the balancer needs sticky sessions for long-polling");
     }
     if (fail0 && r->nreasons)
         r->exit_code = 1;
@@ -311,6 +331,8 @@ static void human_head(FILE *fp, const struct lg_result *r)
         if (r->nodes_unknown)
             fprintf(fp, " unknown %u", r->nodes_unknown);
     }
+    if (o->sio_polling)
+        fprintf(fp, "   transport: %u upgraded, %u polling", r->sio_upgraded, r->sio_polling);
     fputc('\n', fp);
     const struct lg_round *t = &r->total;
     fprintf(fp,
@@ -387,8 +409,10 @@ static json_t *protocol_json(json_t *j, const struct lg_opts *o)
     json_object_set_new(j, "protocol", json_string(sio ? "socketio" : "websocket"));
     if (sio)
         json_object_set_new(j, "socketio",
-                            json_pack("{s:s, s:s, s:b, s:s, s:s}", "transport", "websocket", "namespace", o->sio_nsp,
-                                      "auth", o->sio_auth != NULL, "event", o->sio_event, "expect", o->sio_expect));
+                            json_pack("{s:s, s:b, s:s, s:b, s:s, s:s}", "transport",
+                                      o->sio_polling ? "polling" : "websocket", "upgrade", o->sio_upgrade, "namespace",
+                                      o->sio_nsp, "auth", o->sio_auth != NULL, "event", o->sio_event, "expect",
+                                      o->sio_expect));
     return j;
 }
 
@@ -528,6 +552,10 @@ static json_t *document(const struct lg_result *r)
                         json_pack("{s:I, s:I, s:I, s:I, s:I}", "attempted", (json_int_t)r->attempted, "connected",
                                   (json_int_t)r->connected, "failed", (json_int_t)r->failed, "dropped",
                                   (json_int_t)r->dropped, "closed_clean", (json_int_t)r->closed_clean));
+    if (r->opts->sio_polling) /* where the connect phase left each client: upgraded, or on polling */
+        json_object_set_new(
+            json_object_get(doc, "clients"), "transport",
+            json_pack("{s:I, s:I}", "upgraded", (json_int_t)r->sio_upgraded, "polling", (json_int_t)r->sio_polling));
     json_object_set_new(doc, "latency", hist_json(r->latency));
     json_object_set_new(doc, "connect", hist_json(r->connect));
     json_object_set_new(doc, "handshake", hist_json(r->handshake));

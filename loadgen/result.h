@@ -14,26 +14,32 @@ struct hist;
 
 /* Why a client failed. One kind per client: the first failure it met. */
 enum lg_err {
-    LG_ERR_REFUSED = 0,       /* connect: ECONNREFUSED */
-    LG_ERR_CONNECT_TIMEOUT,   /* connect: no TCP connection within --connect-timeout */
-    LG_ERR_EMFILE,            /* connect: out of descriptors (EMFILE/ENFILE) */
-    LG_ERR_EADDRNOTAVAIL,     /* connect: out of source ports/addresses */
-    LG_ERR_CONNECT,           /* connect: any other errno (unreachable, reset, ...) */
-    LG_ERR_TLS,               /* TLS handshake failed (certificate, protocol) */
-    LG_ERR_HANDSHAKE_TIMEOUT, /* TCP up, but no 101 within --connect-timeout */
-    LG_ERR_HTTP_STATUS,       /* the upgrade was answered with another status (see status_counts) */
-    LG_ERR_BAD_UPGRADE,       /* malformed response, or 101 with a wrong Sec-WebSocket-Accept/Upgrade */
-    LG_ERR_HANDSHAKE_CLOSED,  /* the server closed or reset during the handshake */
-    LG_ERR_SIO_REFUSED,       /* --protocol socketio: the namespace CONNECT was answered with CONNECT_ERROR */
-    LG_ERR_DROPPED,           /* open, then closed or reset by the server before the end */
-    LG_ERR_PROTOCOL,          /* open, then a frame we could not accept (we closed with 1002/1007/1009) */
-    LG_ERR_SIO_PING_TIMEOUT,  /* --protocol socketio: open, then no Engine.IO ping for pingInterval + pingTimeout */
-    LG_ERR_CLOSE,             /* the closing handshake did not complete within --close-timeout */
+    LG_ERR_REFUSED = 0,         /* connect: ECONNREFUSED */
+    LG_ERR_CONNECT_TIMEOUT,     /* connect: no TCP connection within --connect-timeout */
+    LG_ERR_EMFILE,              /* connect: out of descriptors (EMFILE/ENFILE) */
+    LG_ERR_EADDRNOTAVAIL,       /* connect: out of source ports/addresses */
+    LG_ERR_CONNECT,             /* connect: any other errno (unreachable, reset, ...) */
+    LG_ERR_TLS,                 /* TLS handshake failed (certificate, protocol) */
+    LG_ERR_HANDSHAKE_TIMEOUT,   /* TCP up, but no 101 within --connect-timeout */
+    LG_ERR_HTTP_STATUS,         /* the upgrade was answered with another status (see status_counts) */
+    LG_ERR_BAD_UPGRADE,         /* malformed response, or 101 with a wrong Sec-WebSocket-Accept/Upgrade */
+    LG_ERR_HANDSHAKE_CLOSED,    /* the server closed or reset during the handshake */
+    LG_ERR_SIO_REFUSED,         /* --protocol socketio: the namespace CONNECT was answered with CONNECT_ERROR */
+    LG_ERR_SIO_UPGRADE,         /* --transport polling: the upgrade to a websocket failed (refused, no 3probe, ...) */
+    LG_ERR_SIO_SESSION_UNKNOWN, /* --transport polling, either phase: a request answered 400 {"code":1,"message":
+                                   "Session ID unknown"}: it reached a node without the session (no stickiness) */
+    LG_ERR_DROPPED,             /* open, then closed or reset by the server before the end */
+    LG_ERR_PROTOCOL,            /* open, then a frame (or polling response) we could not accept (1002/1007/1009) */
+    LG_ERR_SIO_PING_TIMEOUT,    /* --protocol socketio: open, then no Engine.IO ping for pingInterval + pingTimeout */
+    LG_ERR_SIO_HTTP,            /* --transport polling: open, then a request answered with another HTTP error */
+    LG_ERR_CLOSE,               /* the closing handshake did not complete within --close-timeout */
     LG_ERR_COUNT
 };
 
-/* Connect-phase kinds are the ones up to LG_ERR_SIO_REFUSED. */
-#define LG_ERR_IS_CONNECT(k) ((k) <= LG_ERR_SIO_REFUSED)
+/* Connect-phase kinds are the ones up to LG_ERR_SIO_SESSION_UNKNOWN, the kinds of open clients the ones from it on:
+ * a session unknown to the node it reached is the same failure in either phase. */
+#define LG_ERR_IS_CONNECT(k) ((k) <= LG_ERR_SIO_SESSION_UNKNOWN)
+#define LG_ERR_IS_OPEN(k)    ((k) >= LG_ERR_SIO_SESSION_UNKNOWN)
 
 /* Stable names used in the JSON ("refused", "connect_timeout", ...) and the summary. */
 const char *lg_err_name(enum lg_err k);
@@ -87,6 +93,7 @@ struct lg_result {
     uint32_t attempted, connected, failed; /* failed: in the connect phase */
     uint32_t dropped;                      /* open, then lost before the end */
     uint32_t closed_clean;                 /* close handshake completed (their close frame, then EOF) */
+    uint32_t sio_upgraded, sio_polling;    /* --transport polling: clients that opened upgraded / still polling */
 
     /* --churn, over the whole run: every leave ends as rejoined, rejoin failed (could not connect again) or pending
      * (away, or coming back, when the close began): left = rejoined + failed + pending */

@@ -3,6 +3,8 @@
  * can: malformed). The cut/malformed split is what lets the same code check a whole message and a head. */
 #include "loadgen/sio.h"
 
+#include <limits.h>
+#include <openssl/evp.h>
 #include <string.h>
 
 #define MAX_DEPTH  32 /* nesting of JSON arrays and objects; deeper is refused (no unbounded recursion) */
@@ -537,4 +539,162 @@ uint32_t sio_ping_deadline(uint32_t now_ms, uint32_t interval_ms, uint32_t timeo
 bool sio_ping_overdue(uint32_t deadline, uint32_t now_ms)
 {
     return deadline != 0 && (int32_t)(now_ms - deadline) > 0;
+}
+
+/* ---- the polling transport ---- */
+
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (is_digit(c))
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+long sio_base64_len(const char *s, size_t len)
+{
+    if (len % 4 || len > (size_t)LONG_MAX / 2)
+        return -1;
+    size_t pad = 0;
+    if (len && s[len - 1] == '=')
+        pad = len >= 2 && s[len - 2] == '=' ? 2 : 1;
+    for (size_t i = 0; i < len - pad; i++)
+        if (b64_value(s[i]) < 0)
+            return -1;
+    /* The bits a padded quantum drops must be zero, as a canonical encoder writes them (Node's is canonical). */
+    if (pad && (b64_value(s[len - pad - 1]) & (pad == 2 ? 0x0f : 0x03)))
+        return -1;
+    return (long)(len / 4 * 3 - pad);
+}
+
+long sio_base64_decode(const char *s, size_t len, unsigned char *out, size_t cap)
+{
+    long n = sio_base64_len(s, len);
+    if (n < 0 || (size_t)n > cap || len > INT_MAX)
+        return -1;
+    if (len == 0)
+        return 0;
+    /* EVP_DecodeBlock writes whole quanta (padding as zero bytes): decode the last quantum apart, so out needs
+     * only the real length. */
+    size_t head = len - 4;
+    unsigned char last[3];
+    if (head && EVP_DecodeBlock(out, (const unsigned char *)s, (int)head) < 0)
+        return -1;
+    if (EVP_DecodeBlock(last, (const unsigned char *)s + head, 4) < 0)
+        return -1;
+    memcpy(out + head / 4 * 3, last, (size_t)n - head / 4 * 3);
+    return n;
+}
+
+size_t sio_encode_binary(char *out, size_t cap, const void *data, size_t len)
+{
+    size_t need = 1 + (len + 2) / 3 * 4 + 1;
+    if (cap < need || len > INT_MAX / 2)
+        return 0;
+    out[0] = 'b';
+    return 1 + (size_t)EVP_EncodeBlock((unsigned char *)out + 1, data, (int)len);
+}
+
+int sio_payload_next(const char *buf, size_t len, size_t *off, struct sio_item *it)
+{
+    if (*off >= len)
+        return 0;
+    const char *p = buf + *off, *end = buf + len, *rs = memchr(p, SIO_RS, (size_t)(end - p));
+    const char *stop = rs ? rs : end;
+    if (stop == p)
+        return -1;
+    it->text = span(p, stop);
+    it->binary = *p == 'b';
+    if (it->binary && sio_base64_len(p + 1, (size_t)(stop - p - 1)) < 0)
+        return -1;
+    if (rs && rs + 1 == end) /* a trailing separator: an empty last item */
+        return -1;
+    *off = (size_t)((rs ? rs + 1 : end) - buf);
+    return 1;
+}
+
+/* A whole non-negative JSON integer (at most 10 digits) into *v. */
+static bool json_uint32(struct sio_span v, uint32_t *out)
+{
+    uint64_t x = 0;
+    if (v.len == 0 || v.len > 10)
+        return false;
+    for (size_t i = 0; i < v.len; i++) {
+        if (!is_digit(v.p[i]))
+            return false;
+        x = x * 10 + (uint64_t)(v.p[i] - '0');
+    }
+    if (x > UINT32_MAX)
+        return false;
+    *out = (uint32_t)x;
+    return true;
+}
+
+static bool sid_ok(struct sio_span v)
+{
+    if (v.len < 3 || v.len > 66 || v.p[0] != '"' || v.p[v.len - 1] != '"')
+        return false;
+    for (size_t i = 1; i + 1 < v.len; i++) {
+        char ch = v.p[i];
+        if (!(is_digit(ch) || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* Does the JSON array arr list the string "websocket"? (arr is valid JSON: sio_json_member checked it.) */
+static bool lists_websocket(struct sio_span arr)
+{
+    const char *p = arr.p, *end = arr.p + arr.len;
+    if (arr.len == 0 || *p != '[')
+        return false;
+    p = skip_ws(p + 1, end);
+    while (p < end && *p != ']') {
+        const char *v = p;
+        if (skip_value(&p, end, 1) != 1)
+            return false;
+        if (p - v == 11 && memcmp(v, "\"websocket\"", 11) == 0)
+            return true;
+        p = skip_ws(p, end);
+        p = skip_ws(p + (p < end && *p == ','), end);
+    }
+    return false;
+}
+
+int sio_open_parse(const char *obj, size_t len, bool need_sid, struct sio_open *o, const char **why)
+{
+    struct sio_span v;
+    *o = (struct sio_open){0};
+    int rc = sio_json_member(obj, len, "pingInterval", &v);
+    if (rc < 0) {
+        *why = "the open packet is not a JSON object";
+        return -1;
+    }
+    if (rc == 0 || !json_uint32(v, &o->ping_interval) || sio_json_member(obj, len, "pingTimeout", &v) != 1 ||
+        !json_uint32(v, &o->ping_timeout)) {
+        *why = "Engine.IO open packet without pingInterval/pingTimeout";
+        return -1;
+    }
+    rc = sio_json_member(obj, len, "sid", &v);
+    if (rc == 1 && sid_ok(v))
+        o->sid = span(v.p + 1, v.p + v.len - 1);
+    else if (need_sid) {
+        *why = "Engine.IO open packet without a valid sid";
+        return -1;
+    }
+    if (sio_json_member(obj, len, "upgrades", &v) == 1)
+        o->upgrade_ws = lists_websocket(v);
+    return 0;
+}
+
+int sio_error_code(const char *body, size_t len)
+{
+    struct sio_span v;
+    uint32_t code;
+    if (sio_json_member(body, len, "code", &v) != 1 || v.len > 2 || !json_uint32(v, &code))
+        return -1;
+    return (int)code;
 }

@@ -85,6 +85,49 @@ bool sio_ping_overdue(uint32_t deadline, uint32_t now_ms);
  * length, or 0 when cap is too small. */
 size_t sio_encode_event(char *out, size_t cap, const char *nsp, const char *event, const char *arg, size_t arg_len);
 
+/* ---- the polling transport (../shared/SOCKETIO.md section 1) ----
+ * A polling body is a payload: Engine.IO packets joined by \x1e (the record separator, which JSON text never holds
+ * raw); a binary packet is 'b' then standard base64 (always base64 in v4). Empty items are malformed, as
+ * engine.io-parser decodes them as its error packet. */
+
+#define SIO_RS '\x1e'
+
+/* One item of a polling payload. */
+struct sio_item {
+    struct sio_span text; /* the packet as written (for a binary one: "b" + base64) */
+    bool binary;          /* a 'b' item: the base64 was checked; sio_base64_len gives the decoded size */
+};
+
+/* The next item of the payload buf[0..len) at *off (0 to start): 1 with *it set and *off past it (and past its
+ * separator), 0 at the end, -1 when the item is empty or a 'b' item is not valid base64. An empty body holds no
+ * item: callers that must see at least one check len. */
+int sio_payload_next(const char *buf, size_t len, size_t *off, struct sio_item *it);
+
+/* Is s[0..len) valid standard base64 (A-Z a-z 0-9 + /, length a multiple of 4, '=' padding at the end only)?
+ * Its decoded length, or -1. */
+long sio_base64_len(const char *s, size_t len);
+
+/* Decode valid base64 (sio_base64_len >= 0) into out (at least sio_base64_len bytes). The decoded length, or -1. */
+long sio_base64_decode(const char *s, size_t len, unsigned char *out, size_t cap);
+
+/* Write the payload item "b" + base64(data) into out. Its length, or 0 when cap is too small (1 + 4 * ceil(len/3)
+ * bytes are needed, plus one for the NUL EVP_EncodeBlock adds). */
+size_t sio_encode_binary(char *out, size_t cap, const void *data, size_t len);
+
+/* What the open packet's JSON (the text after '0') tells a client. */
+struct sio_open {
+    struct sio_span sid;                  /* its bytes between the quotes: 1..64 of [A-Za-z0-9_-] */
+    uint32_t ping_interval, ping_timeout; /* ms */
+    bool upgrade_ws;                      /* "upgrades" lists "websocket" */
+};
+
+/* Parse the open packet's JSON obj[0..len). 0, or -1 with *why set (a static string) when a member is missing or
+ * not what Engine.IO v4 sends. The sid is required only when need_sid. */
+int sio_open_parse(const char *obj, size_t len, bool need_sid, struct sio_open *o, const char **why);
+
+/* engine.io's HTTP error body {"code":N,"message":"..."}: N (0..99), or -1 when body[0..len) is not one. */
+int sio_error_code(const char *body, size_t len);
+
 /* Write 40 / 40/nsp, / 41 / 41/nsp, followed by json (may be NULL) into out: CONNECT (type SIO_CONNECT) or
  * DISCONNECT. Returns the length, or 0 when cap is too small. */
 size_t sio_encode_control(char *out, size_t cap, int type, const char *nsp, const char *json);

@@ -691,6 +691,8 @@ static void send_final(void)
                             .churn_left = W.churn_left,
                             .churn_rejoined = W.churn_rejoined,
                             .churn_failed = W.churn_failed,
+                            .sio_upgraded = e->sio_upgraded,
+                            .sio_polling = e->sio_polling,
                             .rounds = W.o->rounds};
     memcpy(f->err_counts, e->err_counts, sizeof f->err_counts);
     memcpy(f->err_example, e->err_example, sizeof f->err_example);

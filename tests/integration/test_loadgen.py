@@ -526,6 +526,108 @@ class NodeLoss(LoadgenBase):
                         doc["verdict"])
 
 
+class SimpleLb:
+    """build/lb in front of the given nodes, on free ports, stopped by its PID (SIGTERM) at cleanup."""
+
+    def __init__(self, owner, nodes, *flags):
+        self.port = h.free_port()
+        argv = [os.path.join(h.BUILD, "lb"), "--listen", f"{h.HOST}:{self.port}", "--health", "off", *flags]
+        for n in nodes:
+            argv += ["--backend", f"{n.node_id}={h.HOST}:{n.port}"]
+        self.logdir = h.make_tempdir(owner, "wsh-lg-lb-")
+        self.proc = h.Proc(argv, os.path.join(self.logdir, "lb.log"), "lb")
+        owner.addCleanup(self.proc.stop)
+        h.wait_until(self._up, 10 * h.SLOW, what="lb accepting")
+
+    def _up(self):
+        if not self.proc.alive():
+            raise RuntimeError(f"lb exited at start:\n{self.proc.log_text()[-2000:]}")
+        socket.create_connection((h.HOST, self.port), timeout=1.0).close()
+        return True
+
+    def url(self):
+        return f"ws://{h.HOST}:{self.port}/"
+
+
+class SocketIOPolling(LoadgenBase):
+    """--protocol socketio --transport polling against two refserver nodes on one Redis: Engine.IO long-polling with
+    and without the upgrade, straight to the nodes and through lb with cookie stickiness; and through lb without
+    stickiness, which must fail with socketio_session_unknown (the check can fail)."""
+
+    CLIENTS, ROUNDS = 40, 4
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = h.start_redis(cls)
+        # a short ping interval, so the runs see the server's pings and our pongs over polling
+        extra = ["--sio-ping-interval", "300", "--sio-ping-timeout", "2000"]
+        cls.n1 = h.start_refserver(cls, "n1", cls.redis.url, extra)
+        cls.n2 = h.start_refserver(cls, "n2", cls.redis.url, extra)
+
+    def argv(self, *extra):
+        return ["--protocol", "socketio", "--transport", "polling", "-c", str(self.CLIENTS), "-r", str(self.ROUNDS),
+                "-e", "2", "-i", "250ms", *extra]
+
+    def assertAllPolling(self, rc, out, err, doc, upgraded):
+        self.assertRun(rc, 0, out, err)
+        c = doc["clients"]
+        self.assertEqual((c["connected"], c["failed"], c["dropped"]), (self.CLIENTS, 0, 0), c)
+        self.assertEqual(c["closed_clean"], self.CLIENTS, c)
+        want = {"upgraded": self.CLIENTS, "polling": 0} if upgraded else {"upgraded": 0, "polling": self.CLIENTS}
+        self.assertEqual(c["transport"], want)
+        self.assertDelivered(doc, self.ROUNDS * 2 * (self.CLIENTS - 1))
+        self.assertEqual(doc["errors"], {})
+        self.assertEqual((doc["echoed"], doc["corrupt"]), (0, 0))
+        self.assertEqual(doc["options"]["socketio"]["transport"], "polling")
+        self.assertEqual(doc["options"]["socketio"]["upgrade"], upgraded)
+        self.assertEqual(doc["latency"]["count"], self.ROUNDS * 2 * (self.CLIENTS - 1))
+
+    def test_no_upgrade_straight_to_both_nodes(self):
+        rc, out, err, doc = run_loadgen(self.argv("--no-upgrade", "--hold", "1s", ws_url(self.n1, "/"),
+                                                  ws_url(self.n2, "/")))
+        self.assertAllPolling(rc, out, err, doc, upgraded=False)
+        self.assertEqual(doc["nodes"], {"n1": self.CLIENTS // 2, "n2": self.CLIENTS // 2})
+        self.assertIn("transport: 0 upgraded, 40 polling", out)
+
+    def test_upgrade_straight_to_both_nodes(self):
+        rc, out, err, doc = run_loadgen(self.argv(ws_url(self.n1, "/"), ws_url(self.n2, "/")))
+        self.assertAllPolling(rc, out, err, doc, upgraded=True)
+
+    def test_no_upgrade_through_lb_with_the_sticky_cookie(self):
+        lb = SimpleLb(self, [self.n1, self.n2], "--sticky", "cookie")
+        rc, out, err, doc = run_loadgen(self.argv("--no-upgrade", "--cookie", "SRVID", "--hold", "1s", lb.url()))
+        self.assertAllPolling(rc, out, err, doc, upgraded=False)
+        self.assertEqual(sorted(doc["nodes"]), ["n1", "n2"], doc["nodes"])  # the cookie named the node
+        self.assertEqual(sum(doc["nodes"].values()), self.CLIENTS)
+
+    def test_upgrade_through_lb_with_the_sticky_cookie(self):
+        lb = SimpleLb(self, [self.n1, self.n2], "--sticky", "cookie")
+        rc, out, err, doc = run_loadgen(self.argv("--cookie", "SRVID", "-w", "2", lb.url()))
+        self.assertAllPolling(rc, out, err, doc, upgraded=True)
+
+    def test_through_lb_without_stickiness_fails_with_session_unknown(self):
+        lb = SimpleLb(self, [self.n1, self.n2], "--balance", "roundrobin", "--sticky", "none")
+        rc, out, err, doc = run_loadgen(self.argv("--no-upgrade", lb.url()))
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn(rc, (1, 3), out)
+        unknown = doc["errors"].get("socketio_session_unknown", {})
+        self.assertGreater(unknown.get("count", 0), 0, doc["errors"])
+        self.assertIn("Session ID unknown", unknown["example"])
+        self.assertIn("sticky", out)
+        self.assertFalse(doc["verdict"]["pass"])
+
+    def test_a_port_with_nothing_is_refused(self):
+        rc, out, err, doc = run_loadgen(self.argv(f"ws://{h.HOST}:{h.free_port()}/"))
+        self.assertRun(rc, 3, out, err)
+        self.assertEqual(doc["errors"]["refused"]["count"], self.CLIENTS)
+
+    def test_a_404_is_http_status(self):
+        """The polling handshake answered 404 (a path that is not /socket.io/): http_status, exit 3."""
+        rc, out, err, doc = run_loadgen(self.argv(ws_url(self.n1, "/nope/")))
+        self.assertRun(rc, 3, out, err)
+        self.assertEqual(doc["errors"].get("http_status", {}).get("count"), self.CLIENTS, doc["errors"])
+
+
 if __name__ == "__main__":
     unittest.main()
 

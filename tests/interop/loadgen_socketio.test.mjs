@@ -3,6 +3,10 @@
 // every node, and on connection it emits 'hello', which loadgen must count as foreign). Two nodes on one
 // redis-server, straight and through build/lb; a split brain (one node on another redis-server) is the negative
 // control that shows the check can fail; an unknown namespace shows the CONNECT refusal.
+// The polling transport (--transport polling, with and without the upgrade) runs against two nodes behind build/lb
+// with its SRVID cookie and behind HAProxy with `cookie io prefix indirect nocache` (socket.io's own `io` cookie,
+// prefixed with the server's id), each with zero loss; lb round robin without stickiness must fail with
+// socketio_session_unknown.
 // Run with: node --test --test-reporter=tap tests/interop/   (tests/interop/run.sh does that; WSH_BUILD picks the build)
 // Every process is started on a free loopback port and stopped by its PID in after(); every wait has a deadline.
 // Assertions are about counts and verdicts, never about speed.
@@ -12,7 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   HOST, SANITIZER_RE, SLOW, build, canConnect, freePort, here, httpGet, logOf, removeTmp, runCommand, startProcess,
-  startRedis, stopAll, tmp, waitFor,
+  startRedis, stopAll, stopProcess, tmp, waitFor,
 } from './lib.mjs';
 
 const LOADGEN = path.join(build, 'loadgen');
@@ -38,18 +42,55 @@ async function startSio(name, redis) {
   return { port, proc, name, stats, url: `ws://${HOST}:${port}/` };
 }
 
-async function startLb(n1, n2) {
+async function startLb(n1, n2, flags = ['--sticky', 'cookie']) {
   const port = await freePort();
   const admin = await freePort();
   const proc = startProcess([LB, '--listen', `${HOST}:${port}`, '--admin', `${HOST}:${admin}`,
     '--backend', `n1=${HOST}:${n1.port}`, '--backend', `n2=${HOST}:${n2.port}`,
-    '--sticky', 'cookie', '--health', 'path=/,interval=500ms,timeout=300ms'], 'lb');
+    ...flags, '--health', 'path=/,interval=500ms,timeout=300ms'], `lb-${port}`);
   await waitFor(async () => {
     if (proc.exited) throw new Error(`lb exited ${JSON.stringify(proc.exited)}: ${logOf(proc)}`);
     if (!(await canConnect(port))) return false;
     const r = await httpGet(admin, '/nodes');
     return r.status === 200 && (r.body.match(/ up /g) || []).length === 2;
   }, 10000 * SLOW, 'lb accepting, both nodes up on /nodes');
+  return { port, proc, url: `ws://${HOST}:${port}/` };
+}
+
+const HAPROXY = process.env.HAPROXY || '/usr/sbin/haproxy';
+
+// HAProxy in front of the two nodes with socket.io's documented stickiness: the `io` cookie the node sets, prefixed
+// with the server's cookie id (`io=n1~<sid>`), stripped again on the way in.
+async function startHaproxy(n1, n2) {
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(tmp, 'haproxy-'));
+  const cfg = path.join(dir, 'haproxy.cfg');
+  fs.writeFileSync(cfg, [
+    'global',
+    '    maxconn 4000',
+    'defaults',
+    '    mode http',
+    '    timeout connect 5s',
+    '    timeout client 60s',
+    '    timeout server 60s',
+    '    timeout tunnel 1h',
+    'frontend fe',
+    `    bind ${HOST}:${port}`,
+    '    default_backend nodes',
+    'backend nodes',
+    '    balance roundrobin',
+    '    cookie io prefix indirect nocache',
+    `    server n1 ${HOST}:${n1.port} cookie n1`,
+    `    server n2 ${HOST}:${n2.port} cookie n2`,
+    '',
+  ].join('\n'));
+  const check = await runCommand([HAPROXY, '-c', '-f', cfg], 20000);
+  assert.equal(check.code, 0, `haproxy -c -f ${cfg}:\n${check.stdout}${check.stderr}`);
+  const proc = startProcess([HAPROXY, '-f', cfg, '-db'], `haproxy-${port}`);
+  await waitFor(async () => {
+    if (proc.exited) throw new Error(`haproxy exited ${JSON.stringify(proc.exited)}: ${logOf(proc)}`);
+    return canConnect(port);
+  }, 10000 * SLOW, 'haproxy accepting');
   return { port, proc, url: `ws://${HOST}:${port}/` };
 }
 
@@ -130,5 +171,66 @@ describe('loadgen --protocol socketio against npm socket.io nodes', () => {
     assert.ok(r.doc.totals.missing > 0, `missing > 0\n${r.what}`);
     assert.equal(r.doc.totals.duplicate, 0, r.what);
     assert.equal(r.doc.verdict.pass, false, r.what);
+  });
+});
+
+describe('loadgen --transport polling against npm socket.io nodes behind a balancer', () => {
+  let redis;
+  let n1;
+  let n2;
+  let lb;
+  let haproxy;
+  const stopped = [];
+  before(async () => {
+    assert.ok(fs.existsSync(LOADGEN), `${LOADGEN} is not built (make build/loadgen)`);
+    redis = await startRedis();
+    [n1, n2] = await Promise.all([startSio('p1', redis), startSio('p2', redis)]);
+    lb = await startLb(n1, n2);
+    haproxy = await startHaproxy(n1, n2);
+    stopped.push(lb.proc, haproxy.proc);
+  });
+  after(async () => { for (const p of stopped) await stopProcess(p); });
+
+  // Every client on polling (or upgraded), both nodes used, every broadcast delivered once, in order.
+  async function pollingRun(url, extra, upgraded) {
+    const r = await loadgen(['--transport', 'polling', ...extra, '-c', String(CLIENTS), '--rounds', String(ROUNDS), url]);
+    assertAllDelivered(r);
+    assert.deepEqual(r.doc.errors, {}, r.what);
+    assert.equal(r.doc.options.socketio.transport, 'polling', r.what);
+    assert.deepEqual(r.doc.clients.transport, upgraded ? { upgraded: CLIENTS, polling: 0 } : { upgraded: 0, polling: CLIENTS }, r.what);
+    return r;
+  }
+
+  test('lb --sticky cookie, --no-upgrade: every request of a session on its node (SRVID)', async () => {
+    const before1 = await n1.stats();
+    const r = await pollingRun(lb.url, ['--no-upgrade', '--cookie', 'SRVID', '--hold', '1s'], false);
+    assert.deepEqual(Object.keys(r.doc.nodes).sort(), ['n1', 'n2'], r.what);
+    const s1 = await n1.stats();
+    assert.ok(s1.connections > before1.connections, 'some clients on p1');
+    assert.equal(s1.sessionUnknown + (await n2.stats()).sessionUnknown, 0, 'no "Session ID unknown" on either node');
+  });
+
+  test('lb --sticky cookie, polling then the upgrade', async () => {
+    await pollingRun(lb.url, ['--cookie', 'SRVID'], true);
+  });
+
+  test('HAProxy cookie io prefix, --no-upgrade', async () => {
+    const r = await pollingRun(haproxy.url, ['--no-upgrade', '--hold', '1s'], false);
+    assert.equal(r.doc.totals.duplicate, 0, r.what);
+  });
+
+  test('HAProxy cookie io prefix, polling then the upgrade', async () => {
+    await pollingRun(haproxy.url, [], true);
+  });
+
+  test('negative control: lb round robin without stickiness fails with socketio_session_unknown', async () => {
+    const rr = await startLb(n1, n2, ['--balance', 'roundrobin', '--sticky', 'none']);
+    stopped.push(rr.proc);
+    const r = await loadgen(['--transport', 'polling', '--no-upgrade', '-c', String(CLIENTS), '--rounds', '2', rr.url]);
+    assert.notEqual(r.code, 0, r.what);
+    assert.ok(r.doc.errors.socketio_session_unknown?.count > 0, r.what);
+    assert.match(r.doc.errors.socketio_session_unknown.example, /Session ID unknown/, r.what);
+    assert.equal(r.doc.verdict.pass, false, r.what);
+    assert.ok((await n1.stats()).sessionUnknown + (await n2.stats()).sessionUnknown > 0, 'the nodes saw it too');
   });
 });

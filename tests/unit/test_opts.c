@@ -469,35 +469,13 @@ static void test_help_version_and_reparse(void **state)
     FILE *fp = fmemopen(usage, sizeof usage - 1, "w");
     lg_opts_usage(fp);
     fclose(fp);
-    for (const char *const *opt = (const char *const[]){"--clients",
-                                                        "--connect-rate",
-                                                        "--max-inflight",
-                                                        "--rounds",
-                                                        "--interval",
-                                                        "--deadline",
-                                                        "--emitters",
-                                                        "--payload",
-                                                        "--rooms",
-                                                        "--spectators",
-                                                        "--workers",
-                                                        "--source",
-                                                        "--out",
-                                                        "--hlog",
-                                                        "--threshold",
-                                                        "--quiet",
-                                                        "--insecure",
-                                                        "--cacert",
-                                                        "--churn",
-                                                        "--churn-gap",
-                                                        "--protocol",
-                                                        "--transport",
-                                                        "--namespace",
-                                                        "--auth",
-                                                        "--event",
-                                                        "--expect",
-                                                        "not implemented yet",
-                                                        "exit",
-                                                        NULL};
+    for (const char *const *opt =
+             (const char *const[]){"--clients",  "--connect-rate", "--max-inflight", "--rounds", "--interval",
+                                   "--deadline", "--emitters",     "--payload",      "--rooms",  "--spectators",
+                                   "--workers",  "--source",       "--out",          "--hlog",   "--threshold",
+                                   "--quiet",    "--insecure",     "--cacert",       "--churn",  "--churn-gap",
+                                   "--protocol", "--transport",    "--namespace",    "--auth",   "--event",
+                                   "--expect",   "--no-upgrade",   "exit",           NULL};
          *opt; opt++)
         if (!strstr(usage, *opt))
             fail_msg("--help does not mention %s", *opt);
@@ -546,8 +524,20 @@ static void test_socketio(void **state)
 
     expect_error("--protocol: expected websocket or socketio, got 'sio'",
                  (const char *const[]){"--protocol", "sio", URL, NULL});
-    expect_error("--transport polling: not implemented yet",
-                 (const char *const[]){"--protocol", "socketio", "--transport", "polling", URL, NULL});
+    expect_error("--no-upgrade needs --transport polling",
+                 (const char *const[]){"--protocol", "socketio", "--no-upgrade", URL, NULL});
+    expect_error("--no-upgrade needs --protocol socketio", (const char *const[]){"--no-upgrade", URL, NULL});
+    assert_int_equal(PARSE(&o, err, "--protocol", "socketio", "--transport", "polling", "--room", "r1", URL),
+                     LG_PARSE_OK);
+    assert_true(o.sio_polling);
+    assert_true(o.sio_upgrade);
+    assert_string_equal(o.targets[0].path, "/ws?EIO=4&transport=polling");
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--protocol", "socketio", "--transport", "polling", "--no-upgrade", URL),
+                     LG_PARSE_OK);
+    assert_true(o.sio_polling);
+    assert_false(o.sio_upgrade);
+    lg_opts_free(&o);
     expect_error("--transport: expected websocket or polling",
                  (const char *const[]){"--protocol", "socketio", "--transport", "ws", URL, NULL});
     expect_error("--namespace needs --protocol socketio", (const char *const[]){"--namespace", "/a", URL, NULL});

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "guard.h"
 #include "loadgen/payload.h"
 #include "loadgen/sio.h"
 
@@ -264,13 +265,148 @@ static void test_ping_deadline(void **state)
     assert_true(sio_ping_overdue(due, due + 1));
 }
 
+/* Split a polling payload into "|"-joined items ("b:" before a binary one); -1 appended on a malformed one. */
+static void split(const char *s, char *out, size_t cap)
+{
+    size_t len = strlen(s), off = 0, n = 0;
+    const char *g = guarded(s, len);
+    struct sio_item it;
+    int rc;
+    out[0] = '\0';
+    while ((rc = sio_payload_next(g, len, &off, &it)) == 1)
+        n += (size_t)snprintf(out + n, cap - n, "%s%s%.*s", n ? "|" : "", it.binary ? "b:" : "", (int)it.text.len,
+                              it.text.p);
+    if (rc < 0)
+        snprintf(out + n, cap - n, "%s-1", n ? "|" : "");
+}
+
+static void test_payload_split(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"", ""},
+        {"6", "6"},
+        {"2\x1e"
+         "40{\"sid\":\"x\"}",
+         "2|40{\"sid\":\"x\"}"},
+        {"42[\"chat\",\"a\x1f\"]\x1e"
+         "3",
+         "42[\"chat\",\"a\x1f\"]|3"},
+        {"bAQID\x1e"
+         "4hi",
+         "b:bAQID|4hi"},
+        {"b", "b:b"}, /* an empty attachment */
+        {"\x1e"
+         "4",
+         "-1"},
+        {"4\x1e", "-1"},
+        {"4\x1e\x1e"
+         "4",
+         "4|-1"},
+        {"bAQI\x1e"
+         "4",
+         "-1"}, /* not base64: a length that is not a multiple of 4 */
+        {"4a\x1e"
+         "b!!!!",
+         "4a|-1"},
+    };
+    char got[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        split(cases[i].in, got, sizeof got);
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("payload %zu: got '%s', want '%s'", i, got, cases[i].want);
+    }
+}
+
+static void test_base64(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *b64;
+        long len;
+    } ok[] = {{"", 0}, {"AQ==", 1}, {"AQI=", 2}, {"AQID", 3}, {"AQIDBA==", 4}, {"+/+/", 3}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        assert_int_equal(sio_base64_len(ok[i].b64, strlen(ok[i].b64)), ok[i].len);
+    const char *bad[] = {"A",    "AQ=",   "AQ=A", "A===", "====", "AQ-=", "AR==" /* non-zero dropped bits */,
+                         "AQJ=", "AQ== ", " AQ=", "AQ\n="};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (sio_base64_len(bad[i], strlen(bad[i])) != -1)
+            fail_msg("'%s' taken as base64", bad[i]);
+    unsigned char out[8];
+    const char *in = guarded("AQIDBA==", 8);
+    assert_int_equal(sio_base64_decode(in, 8, out, 4), 4); /* exactly the real length fits */
+    assert_memory_equal(out, "\x01\x02\x03\x04", 4);
+    assert_int_equal(sio_base64_decode(in, 8, out, 3), -1);
+    assert_int_equal(sio_base64_decode("AQ=", 3, out, sizeof out), -1);
+    /* round trip through the encoder, every length up to a few quanta */
+    unsigned char data[10], back[10];
+    char item[32];
+    for (size_t n = 0; n <= sizeof data; n++) {
+        for (size_t i = 0; i < n; i++)
+            data[i] = (unsigned char)(0xf0 + i * 7);
+        size_t il = sio_encode_binary(item, sizeof item, data, n);
+        assert_int_equal(il, 1 + (n + 2) / 3 * 4);
+        assert_int_equal(item[0], 'b');
+        assert_int_equal(sio_base64_decode(item + 1, il - 1, back, n), (long)n);
+        assert_memory_equal(back, data, n);
+    }
+    assert_int_equal(sio_encode_binary(item, 5, data, 3), 0); /* 1 + 4 + the NUL does not fit in 5 */
+}
+
+static void test_open_packet(void **state)
+{
+    (void)state;
+    struct sio_open o;
+    const char *why = NULL;
+    const char *open = "{\"sid\":\"lv_VI97HAXpY6yYWAAAC\",\"upgrades\":[\"websocket\"],\"pingInterval\":25000,"
+                       "\"pingTimeout\":20000,\"maxPayload\":1000000}";
+    assert_int_equal(sio_open_parse(open, strlen(open), true, &o, &why), 0);
+    assert_span(o.sid, "lv_VI97HAXpY6yYWAAAC");
+    assert_int_equal(o.ping_interval, 25000);
+    assert_int_equal(o.ping_timeout, 20000);
+    assert_true(o.upgrade_ws);
+    const char *ws = "{\"sid\":\"abc\",\"upgrades\":[],\"pingInterval\":300,\"pingTimeout\":200}";
+    assert_int_equal(sio_open_parse(ws, strlen(ws), true, &o, &why), 0);
+    assert_false(o.upgrade_ws);
+    const char *bad[] = {"{\"sid\":\"abc\",\"pingInterval\":300}",
+                         "{\"sid\":\"a b\",\"pingInterval\":3,\"pingTimeout\":2}",
+                         "{\"sid\":5,\"pingInterval\":3,\"pingTimeout\":2}",
+                         "{\"pingInterval\":3,\"pingTimeout\":2}",
+                         "{\"sid\":\"a\",\"pingInterval\":-3,\"pingTimeout\":2}",
+                         "{\"sid\":\"a\",\"pingInterval\":99999999999,\"pingTimeout\":2}",
+                         "[1]",
+                         "{"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        if (sio_open_parse(bad[i], strlen(bad[i]), true, &o, &why) != -1 || !why)
+            fail_msg("open packet '%s' accepted", bad[i]);
+    }
+    /* over websocket the sid is not needed */
+    assert_int_equal(sio_open_parse(bad[3], strlen(bad[3]), false, &o, &why), 0);
+}
+
+static void test_error_code(void **state)
+{
+    (void)state;
+    const char *unknown = "{\"code\":1,\"message\":\"Session ID unknown\"}";
+    assert_int_equal(sio_error_code(unknown, strlen(unknown)), 1);
+    assert_int_equal(sio_error_code("{\"code\":3}", 10), 3);
+    const char *bad[] = {"", "ok", "{\"code\":\"1\"}", "{\"code\":100}", "{\"message\":\"x\"}", "{\"code\":1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(sio_error_code(bad[i], strlen(bad[i])), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_io),       cmocka_unit_test(test_connect_disconnect),
         cmocka_unit_test(test_events_and_acks), cmocka_unit_test(test_heads),
         cmocka_unit_test(test_json_string),     cmocka_unit_test(test_encode_round_trip),
-        cmocka_unit_test(test_ping_deadline),
+        cmocka_unit_test(test_ping_deadline),   cmocka_unit_test(test_payload_split),
+        cmocka_unit_test(test_base64),          cmocka_unit_test(test_open_packet),
+        cmocka_unit_test(test_error_code),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, unmap_guard);
 }
