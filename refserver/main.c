@@ -22,7 +22,8 @@ static const char usage[] =
     "  --redis-insecure         rediss:// without verifying the server certificate\n"
     "  --node-id ID             this node's name in X-Node-Id and on the bus (default: n-<random>)\n"
     "  --channel-prefix P       Redis channel prefix, channels are P#ROOM (default wsh)\n"
-    "  --max-message BYTES      largest message accepted, larger is closed with 1009 (default 1m)\n"
+    "  --max-message BYTES      largest message accepted, larger is closed with 1009 (default 1m); for Socket.IO\n"
+    "                           also maxPayload (a larger POST gets 413)\n"
     "  --max-queue BYTES        unsent bytes per client before it is closed with 1013 (default 1m)\n"
     "  --max-clients N          open connections; more wait in the backlog (default 0: no limit)\n"
     "  --ping-interval SECONDS  ping a client quiet this long (default 25)\n"
@@ -32,10 +33,18 @@ static const char usage[] =
     "  --sio-ping-timeout MS    Socket.IO: close when a ping is not answered in MS milliseconds (default 20000)\n"
     "  --sio-cookie NAME        Socket.IO: the polling handshake sets cookie NAME to the sid, for sticky proxies\n"
     "                           (HAProxy 'cookie io prefix', lb --sticky prefix:io; default: no cookie)\n"
+    "  --sio-connect-timeout MS Socket.IO: close a connection with no namespace CONNECT after MS (default 45000)\n"
+    "  --sio-namespace NSP      Socket.IO: serve namespace NSP (e.g. /chat) besides /; repeatable, up to 15\n"
+    "  --sio-key KEY            Socket.IO: the Redis adapter's key, channels KEY#NSP#[ROOM#] (default socket.io)\n"
+    "  --profile NAME           Socket.IO behaviour: broadcast (default: an event goes to every other socket of\n"
+    "                           its namespace or room, on every node) or conformance (socket.io-protocol's\n"
+    "                           test-suite server: ping 300/200 ms, maxPayload 1000000, connect timeout 1 s,\n"
+    "                           auth echoed, message -> message-back, message-with-ack acknowledged, /custom)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
     "  --help                   this text\n"
     "Routes: GET / (200), GET /metrics (Prometheus), GET /ws?room=NAME (WebSocket, default room 'all'),\n"
-    "        /socket.io/?EIO=4&transport=polling|websocket[&room=NAME] (Socket.IO v4: polling, websocket, upgrade).\n";
+    "        /socket.io/?EIO=4&transport=polling|websocket[&room=NAME] (Socket.IO v4: polling, websocket, upgrade;\n"
+    "        with Redis, broadcasts use @socket.io/redis-adapter's format, shared with Node.js Socket.IO nodes).\n";
 
 /* "1024", "64k", "1m" (common/conf.h): a byte count, or -1. */
 static long long parse_bytes(const char *s)
@@ -91,6 +100,10 @@ static const struct option long_opts[] = {
     {"sio-ping-interval", required_argument, 0, 'S'},
     {"sio-ping-timeout", required_argument, 0, 'T'},
     {"sio-cookie", required_argument, 0, 'K'},
+    {"sio-connect-timeout", required_argument, 0, 'O'},
+    {"sio-namespace", required_argument, 0, 'N'},
+    {"sio-key", required_argument, 0, 'k'},
+    {"profile", required_argument, 0, 'F'},
     {"log-level", required_argument, 0, 'L'},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
@@ -104,6 +117,59 @@ static int set_cookie(const char *arg, struct server_config *cfg)
         return bad_value("sio-cookie", arg, "a cookie name: 1-64 of [A-Za-z0-9_.-]");
     cfg->sio_cookie = arg;
     return 0;
+}
+
+/* --sio-namespace NSP: "/" and a name that can sit in a packet and a Redis channel unquoted. */
+static int add_namespace(const char *arg, struct server_config *cfg)
+{
+    size_t n = strlen(arg);
+    if (n < 2 || n > REFSIO_NSP_MAX || arg[0] != '/' || strpbrk(arg, "\"\\,#*?[]"))
+        return bad_value("sio-namespace", arg, "/ and 1-127 visible ASCII characters, none of \"\\,#*?[]");
+    for (const char *p = arg; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return bad_value("sio-namespace", arg, "visible ASCII characters only");
+    for (uint32_t i = 0; i < cfg->sio_nsp_count; i++)
+        if (!strcmp(cfg->sio_nsps[i], arg))
+            return 0;
+    if (cfg->sio_nsp_count == SIO_NSP_MAX)
+        return bad_value("sio-namespace", arg, "at most 15 namespaces besides /");
+    cfg->sio_nsps[cfg->sio_nsp_count++] = arg;
+    return 0;
+}
+
+/* A Socket.IO option into cfg. 0, or -1 after printing what is wrong. */
+static int apply_sio_option(int opt, const char *arg, struct server_config *cfg)
+{
+    long long v;
+    switch (opt) {
+    case 'S':
+    case 'T':
+        if ((v = parse_bytes(arg)) < 1 || v > 86400000)
+            return bad_value(opt == 'S' ? "sio-ping-interval" : "sio-ping-timeout", arg, "milliseconds, 1 to 86400000");
+        *(opt == 'S' ? &cfg->sio_ping_interval : &cfg->sio_ping_timeout) = (double)v / 1000;
+        return 0;
+    case 'K': return set_cookie(arg, cfg);
+    case 'O':
+        if ((v = parse_bytes(arg)) < 1 || v > 86400000)
+            return bad_value("sio-connect-timeout", arg, "milliseconds, 1 to 86400000");
+        cfg->sio_connect_timeout = (double)v / 1000;
+        return 0;
+    case 'N': return add_namespace(arg, cfg);
+    case 'k':
+        if (!*arg || strlen(arg) > 64 || strpbrk(arg, "#*?[]"))
+            return bad_value("sio-key", arg, "1-64 characters, none of #*?[]");
+        cfg->sio_key = arg;
+        return 0;
+    case 'F':
+        if (!strcmp(arg, "broadcast"))
+            cfg->sio_profile = SIO_PROFILE_BROADCAST;
+        else if (!strcmp(arg, "conformance"))
+            cfg->sio_profile = SIO_PROFILE_CONFORMANCE;
+        else
+            return bad_value("profile", arg, "broadcast or conformance");
+        return 0;
+    default: return -1;
+    }
 }
 
 /* One option into cfg. 0, 1 for --help, -1 after printing what is wrong. */
@@ -152,17 +218,17 @@ static int apply_option(int opt, const char *arg, struct server_config *cfg, int
                              arg, "seconds, > 0");
         *(opt == 'P' ? &cfg->ping_interval : opt == 'i' ? &cfg->idle_timeout : &cfg->handshake_timeout) = d;
         return 0;
-    case 'S':
-    case 'T':
-        if ((v = parse_bytes(arg)) < 1 || v > 86400000)
-            return bad_value(opt == 'S' ? "sio-ping-interval" : "sio-ping-timeout", arg, "milliseconds, 1 to 86400000");
-        *(opt == 'S' ? &cfg->sio_ping_interval : &cfg->sio_ping_timeout) = (double)v / 1000;
-        return 0;
-    case 'K': return set_cookie(arg, cfg);
     case 'L':
         if ((*level = log_level_parse(arg)) < 0)
             return bad_value("log-level", arg, "error, warn, info or debug");
         return 0;
+    case 'S':
+    case 'T':
+    case 'K':
+    case 'O':
+    case 'N':
+    case 'k':
+    case 'F': return apply_sio_option(opt, arg, cfg);
     case 'h': fputs(usage, stdout); return 1;
     default: fputs("refserver: unknown option (see --help)\n", stderr); return -1;
     }
@@ -188,6 +254,22 @@ static int parse_args(int argc, char **argv, struct server_config *cfg, int *lev
         fprintf(stderr, "refserver: unexpected argument '%s' (see --help)\n", argv[optind]);
         return -1;
     }
+    /* A profile supplies the values no flag gave (so flag order does not matter). */
+    bool conformance = cfg->sio_profile == SIO_PROFILE_CONFORMANCE;
+    if (!cfg->sio_ping_interval)
+        cfg->sio_ping_interval = conformance ? 0.3 : 25;
+    if (!cfg->sio_ping_timeout)
+        cfg->sio_ping_timeout = conformance ? 0.2 : 20;
+    if (!cfg->sio_connect_timeout)
+        cfg->sio_connect_timeout = conformance ? 1 : 45;
+    if (!cfg->max_message)
+        cfg->max_message = conformance ? 1000000 : 1 << 20;
+    if (conformance && add_namespace("/custom", cfg) < 0)
+        return -1;
+    if (!strcmp(cfg->sio_key, cfg->channel_prefix)) {
+        fprintf(stderr, "refserver: --sio-key and --channel-prefix must differ\n");
+        return -1;
+    }
     if (cfg->idle_timeout <= cfg->ping_interval) {
         fprintf(stderr, "refserver: --idle-timeout must be longer than --ping-interval\n");
         return -1;
@@ -200,15 +282,15 @@ int main(int argc, char **argv)
     struct server_config cfg = {
         .redis_url = "redis://127.0.0.1:6379",
         .channel_prefix = "wsh",
-        .max_message = 1 << 20,
         .max_queue = 1 << 20,
         .ping_interval = 25,
         .idle_timeout = 60,
         .handshake_timeout = 10,
         .close_timeout = 3,
         .stats_interval = 5,
-        .sio_ping_interval = 25,
-        .sio_ping_timeout = 20,
+        .sio_nsps = {"/"},
+        .sio_nsp_count = 1,
+        .sio_key = "socket.io",
     };
     int level = LOG_LEVEL_INFO;
     int rc = parse_args(argc, argv, &cfg, &level);

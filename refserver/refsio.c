@@ -160,6 +160,27 @@ static bool event_args(const char *p, size_t len)
     return q < end && (*q == '-' || (*q >= '0' && *q <= '9'));
 }
 
+bool refsio_event_split(const char *data, size_t len, const char **name, size_t *name_len, const char **rest,
+                        size_t *rest_len)
+{
+    const char *end = data + len, *p = skip_ws(data, end), *q;
+    if (p >= end || *p != '[')
+        return false;
+    p = skip_ws(p + 1, end);
+    if (!(q = skip_value(p, end, 2)))
+        return false;
+    *name = p;
+    *name_len = (size_t)(q - p);
+    const char *close = end;
+    while (close > q && close[-1] != ']') /* the array's own bracket: only spaces may follow it */
+        close--;
+    if (close == q)
+        return false;
+    *rest = q;
+    *rest_len = (size_t)(close - 1 - q);
+    return true;
+}
+
 static bool payload_valid(uint8_t type, const char *p, size_t len)
 {
     if (len && !refsio_json_valid(p, len))

@@ -55,6 +55,11 @@ struct refsio_packet {
 int refsio_parse(const char *p, size_t len, struct refsio_packet *pk);
 /* Is p[0..len) exactly one JSON value (surrounded by optional whitespace), nested at most REFSIO_JSON_DEPTH deep? */
 bool refsio_json_valid(const char *p, size_t len);
+/* An event's arguments (valid JSON, as refsio_parse checked): name is the first element's JSON text (a string with
+ * its quotes, or a number), rest the bytes between it and the array's closing bracket (spaces, or a comma after
+ * optional spaces). ["message",1,{}] gives "message" and ,1,{}: the same arguments can go on under another name. */
+bool refsio_event_split(const char *data, size_t len, const char **name, size_t *name_len, const char **rest,
+                        size_t *rest_len);
 /* base64url of rnd (REFSIO_ID_RANDOM bytes) into out: REFSIO_ID_LEN characters of [A-Za-z0-9_-] and a NUL. */
 void refsio_make_id(const uint8_t rnd[REFSIO_ID_RANDOM], char out[REFSIO_ID_LEN + 1]);
 /* The open packet 0{"sid":...,"upgrades":[],...} into out (REFSIO_OPEN_MAX bytes); returns its length. A session

@@ -139,3 +139,13 @@ void room_leave(struct room_registry *reg, struct room_member *m)
     if (r->count == 0)
         room_destroy(reg, r);
 }
+
+struct room *room_next(const struct room_registry *reg, const struct room *r)
+{
+    if (r && r->next_in_bucket)
+        return r->next_in_bucket;
+    for (uint32_t b = r ? (r->hash & (reg->nbuckets - 1)) + 1 : 0; b < reg->nbuckets; b++)
+        if (reg->buckets[b])
+            return reg->buckets[b];
+    return NULL;
+}

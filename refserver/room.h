@@ -42,5 +42,8 @@ struct room *room_find(const struct room_registry *reg, const char *name, size_t
 int room_join(struct room_registry *reg, struct room_member *m, const char *name, size_t len);
 /* Take m out of its room, if any; closes the room when it empties. */
 void room_leave(struct room_registry *reg, struct room_member *m);
+/* Every room, in no particular order: room_next(reg, NULL) is the first, NULL follows the last. The registry must
+ * not change between two calls (take the next room before delivering to the current one). */
+struct room *room_next(const struct room_registry *reg, const struct room *r);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include "common/bus.h"
 #include "common/log.h"
+#include "refserver/socketio.h"
 #include "refserver/sync.h"
 
 #include <errno.h>
@@ -44,6 +45,12 @@ static void on_remote_message(void *ctx, struct room *room, uint8_t opcode, cons
         return;
     session_deliver(s, room, f, NULL);
     slice_unref(f);
+}
+
+/* A broadcast on a Socket.IO adapter channel (from a refserver or a Node.js Socket.IO node). */
+static void on_socketio_message(void *ctx, const char *channel, size_t channel_len, const char *data, size_t len)
+{
+    socketio_on_bus(ctx, channel, channel_len, data, len);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
@@ -183,9 +190,11 @@ static int start_sync(struct server *s, char *err, size_t errlen)
                              .node_id = s->cfg.node_id,
                              .rooms = &s->rooms,
                              .deliver = on_remote_message,
+                             .sio_key = s->cfg.sio_key,
+                             .sio_deliver = on_socketio_message,
                              .ctx = s};
     s->sync = sync_new(s->loop, &sc, err, errlen);
-    return s->sync ? 0 : -1;
+    return s->sync ? socketio_init(s, err, errlen) : -1;
 }
 
 int server_init(struct server *s, struct ev_loop *loop, const struct server_config *cfg, char *err, size_t errlen)
@@ -193,7 +202,7 @@ int server_init(struct server *s, struct ev_loop *loop, const struct server_conf
     *s = (struct server){.loop = loop, .cfg = *cfg, .lfd = -1, .next_client_id = 1};
     s->scratch.max = SCRATCH_SIZE;
     if (room_registry_init(&s->rooms, on_room_open, on_room_close, s) < 0 ||
-        buf_reserve(&s->scratch, SCRATCH_SIZE) < 0) {
+        room_registry_init(&s->sio_rooms, NULL, NULL, NULL) < 0 || buf_reserve(&s->scratch, SCRATCH_SIZE) < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -229,11 +238,13 @@ void server_free(struct server *s)
             close(c->fd);
             c->state = CLIENT_CLOSED;
         }
-        room_leave(&s->rooms, &c->member);
+        room_leave(c->flags & CLIENT_FL_SIO ? &s->sio_rooms : &s->rooms, &c->member);
         session_free(c);
     }
     /* Rooms go before the bus so their close hooks find it alive. */
     room_registry_free(&s->rooms);
+    room_registry_free(&s->sio_rooms);
+    socketio_free(s);
     sync_free(s->sync);
     if (s->lfd >= 0)
         close(s->lfd);
@@ -265,6 +276,8 @@ int server_metrics(const struct server *s, struct buf *b)
     rc |= METRIC(b, "gauge", "socketio_polling_sessions", "Engine.IO sessions on the polling transport.", "%" PRIu32,
                  st->polling_sessions);
     rc |= METRIC(b, "gauge", "rooms", "Rooms with local members.", "%" PRIu32, s->rooms.nrooms);
+    rc |= METRIC(b, "gauge", "socketio_rooms", "Socket.IO rooms with local members (\"\" counts).", "%" PRIu32,
+                 s->sio_rooms.nrooms);
     rc |= METRIC(b, "counter", "connections_accepted_total", "TCP connections accepted.", "%" PRIu64, st->accepted);
     rc |= METRIC(b, "counter", "accept_errors_total", "Failed accept() calls.", "%" PRIu64, st->accept_errors);
     rc |= METRIC(b, "counter", "http_requests_total", "HTTP request heads served.", "%" PRIu64, st->http_requests);
@@ -276,6 +289,11 @@ int server_metrics(const struct server *s, struct buf *b)
     rc |= METRIC(b, "counter", "bytes_out_total", "Bytes written to clients.", "%" PRIu64, st->bytes_out);
     rc |= METRIC(b, "counter", "bus_messages_in_total", "Messages from other nodes delivered to local rooms.",
                  "%" PRIu64, st->bus_msgs_in);
+    rc |= METRIC(b, "counter", "socketio_bus_messages_in_total",
+                 "Socket.IO broadcasts from other nodes (refserver or Node.js) delivered to local sockets.", "%" PRIu64,
+                 st->sio_bus_in);
+    rc |= METRIC(b, "counter", "socketio_bus_messages_dropped_total",
+                 "Socket.IO adapter messages that could not be decoded (logged).", "%" PRIu64, st->sio_bus_dropped);
     rc |= METRIC(b, "counter", "published_total", "Publishes acknowledged by Redis.", "%" PRIu64, bs->published);
     rc |= METRIC(b, "counter", "publish_failures_total", "Messages that could not be published to Redis.", "%" PRIu64,
                  bs->publish_failed);

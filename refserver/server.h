@@ -15,8 +15,15 @@
 #include <stdint.h>
 
 #define NODE_ID_MAX 64
+#define SIO_NSP_MAX 16 /* Socket.IO namespaces a node serves, "/" included: one bit each in client.sio_nsps */
 
 struct sync;
+struct socketio;
+
+enum sio_profile {
+    SIO_PROFILE_BROADCAST = 0, /* an event goes to every other socket of its namespace (and room), on every node */
+    SIO_PROFILE_CONFORMANCE,   /* the reference server of socket.io-protocol's test suite (socketio.h) */
+};
 
 struct server_config {
     struct net_addr listen;
@@ -25,23 +32,29 @@ struct server_config {
     const char *redis_ca;
     bool redis_insecure;
     const char *channel_prefix;
-    size_t max_message;       /* bytes per message (1009 beyond) */
-    size_t max_queue;         /* unsent bytes per client before it is closed as a slow consumer */
-    uint32_t max_clients;     /* TCP connections; 0: no limit but the open-files limit */
-    double ping_interval;     /* seconds of silence before we ping */
-    double idle_timeout;      /* seconds of silence before we close */
-    double handshake_timeout; /* seconds to receive a complete request head */
-    double close_timeout;     /* seconds to wait for the peer's part of a close */
-    double stats_interval;    /* seconds between "N connected client(s)" lines */
-    double sio_ping_interval; /* Socket.IO: seconds between Engine.IO pings (pingInterval) */
-    double sio_ping_timeout;  /* Socket.IO: seconds to answer a ping (pingTimeout) */
-    const char *sio_cookie;   /* Socket.IO: the polling handshake sets this cookie to the sid (NULL: none) */
+    size_t max_message;         /* bytes per message (1009 beyond) */
+    size_t max_queue;           /* unsent bytes per client before it is closed as a slow consumer */
+    uint32_t max_clients;       /* TCP connections; 0: no limit but the open-files limit */
+    double ping_interval;       /* seconds of silence before we ping */
+    double idle_timeout;        /* seconds of silence before we close */
+    double handshake_timeout;   /* seconds to receive a complete request head */
+    double close_timeout;       /* seconds to wait for the peer's part of a close */
+    double stats_interval;      /* seconds between "N connected client(s)" lines */
+    double sio_ping_interval;   /* Socket.IO: seconds between Engine.IO pings (pingInterval) */
+    double sio_ping_timeout;    /* Socket.IO: seconds to answer a ping (pingTimeout) */
+    const char *sio_cookie;     /* Socket.IO: the polling handshake sets this cookie to the sid (NULL: none) */
+    double sio_connect_timeout; /* Socket.IO: seconds from the open packet to the first namespace CONNECT */
+    enum sio_profile sio_profile;
+    const char *sio_nsps[SIO_NSP_MAX]; /* the namespaces served; [0] is "/" */
+    uint32_t sio_nsp_count;
+    const char *sio_key; /* the Redis adapter's key prefix ("socket.io") */
 };
 
 struct server_stats {
     uint64_t accepted, http_requests, http_errors, handshakes;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, bus_msgs_in;
     uint64_t protocol_errors, slow_consumers, idle_closed, accept_errors;
+    uint64_t sio_bus_in, sio_bus_dropped; /* Socket.IO broadcasts from Redis delivered / refused as malformed */
     uint32_t connections, ws_clients, polling_sessions;
 };
 
@@ -61,8 +74,13 @@ struct client {
     size_t head_scanned;    /* http parser's last_len over in */
     ev_tstamp last_rx;
     ev_io rio, wio;
-    ev_timer timer;           /* handshake, ping/idle or close timeout, by state */
-    struct client *next_work; /* on the server's flush or dead list */
+    ev_timer timer; /* handshake, ping/idle or close timeout, by state */
+    /* Socket.IO: when the ping schedule wants the timer (a ping to send, or a pong overdue), and the deadline for
+     * the first namespace CONNECT (0 once one came); the timer fires at the earlier of the two. */
+    ev_tstamp sio_due, sio_connect_by;
+    uint16_t sio_nsps;           /* Socket.IO: bit i set when connected to cfg.sio_nsps[i] */
+    struct sio_pending *pending; /* Socket.IO: a binary packet waiting for its attachments (socketio.c) */
+    struct client *next_work;    /* on the server's flush or dead list */
     /* Engine.IO polling. A session (CLIENT_FL_POLL) is a struct client without a socket, in the server's sid table
      * and in its room; its out queue holds the frames owed to the client, sent without their WebSocket header as
      * the answer to a GET. held: the GET waiting for them; ws: the websocket upgrading (or upgraded) from it. On an
@@ -78,8 +96,7 @@ struct client {
 #define CLIENT_FL_NO_REPLY   0x08u  /* nothing more is expected from the peer: drain, then shut down */
 #define CLIENT_FL_SHUT       0x10u  /* write side shut down; waiting for EOF */
 #define CLIENT_FL_PINGED     0x20u  /* /ws: a ping is out; Socket.IO: an Engine.IO ping awaits its pong */
-#define CLIENT_FL_SIO        0x40u  /* speaks Socket.IO (GET /socket.io/), in a "sio " room */
-#define CLIENT_FL_SIO_NSP    0x80u  /* Socket.IO: connected to the namespace "/" */
+#define CLIENT_FL_SIO        0x40u  /* speaks Socket.IO (GET /socket.io/), in a room of server.sio_rooms */
 #define CLIENT_FL_POLL       0x100u /* an Engine.IO polling session (no socket of its own) */
 #define CLIENT_FL_HELD       0x200u /* an HTTP connection whose polling GET is held until packets are owed */
 #define CLIENT_FL_PROBED     0x400u /* session: its websocket answered 2probe; GETs get a noop until the upgrade */
@@ -89,8 +106,10 @@ struct server {
     struct ev_loop *loop;
     struct server_config cfg;
     struct server_stats stats;
-    struct room_registry rooms;
+    struct room_registry rooms;     /* /ws rooms, each with its Redis channel */
+    struct room_registry sio_rooms; /* Socket.IO rooms ("" holds the sockets that asked for none) */
     struct sync *sync;
+    struct socketio *sio; /* Socket.IO's Redis adapter state (socketio.c); NULL without Redis */
     int lfd;
     uint64_t next_client_id;
     bool shutting_down;
@@ -126,9 +145,16 @@ struct client *session_new(struct server *s, int fd);
 void session_on_readable(struct client *c);
 /* Write what is queued; called from the flush list and when the socket turns writable. */
 void session_flush(struct client *c);
-/* Send frame to every WebSocket client of room except skip (NULL for none); encodes nothing, shares f. In a Socket.IO
- * room only sockets connected to the namespace get it. */
+/* Send frame to every WebSocket client of room except skip (NULL for none); encodes nothing, shares f. */
 void session_deliver(struct server *s, struct room *room, struct slice *f, const struct client *skip);
+/* Queue frames[0..n) for c, all or none: a client whose queue would pass max_queue is closed as a slow consumer.
+ * Returns true when queued. */
+bool session_offer(struct server *s, struct client *c, struct slice *const *frames, size_t n);
+/* Queue one frame built from p[0..len) for c (a polling session sends it without the header). 0, or -1 when c
+ * was closed for lack of memory. */
+int session_send(struct client *c, uint8_t opcode, const void *p, size_t len);
+/* A Socket.IO protocol error: the whole connection goes (a polling session ends). */
+void session_sio_fail(struct client *c, const char *why);
 /* Start a close handshake with code (SIGTERM: 1001). */
 void session_close(struct client *c, uint16_t code, const char *reason);
 /* Release a buried client's memory. */

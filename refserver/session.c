@@ -4,9 +4,10 @@
  *        |  (GET / and /metrics answered; keep-alive)                                   ^
  *        +-----------(bad request, Connection: close, timeout)--------------------------+
  *
- * GET /socket.io/?EIO=4&transport=websocket takes the same path to CLIENT_WS, with CLIENT_FL_SIO set: its text frames
- * are then Engine.IO/Socket.IO packets (refsio.h), its room is "sio " + the room parameter (a name no /ws client can
- * ask for, so the two protocols never see each other's messages) and the server pings it with Engine.IO packets.
+ * GET /socket.io/?EIO=4&transport=websocket takes the same path to CLIENT_WS, with CLIENT_FL_SIO set: its frames are
+ * then Engine.IO packets (refsio.h) whose Socket.IO packets socketio.c acts on, its room is in server.sio_rooms (so
+ * the two protocols never see each other's messages) and the server pings it with Engine.IO packets. A polling
+ * session is a client without a socket that takes the same packets from POSTs and answers held GETs.
  *
  * All output (HTTP responses, frames) goes through one queue of shared slices and is written before the loop next
  * waits (server.c's flush list), so a broadcast costs one frame encoding per node and one writev per receiver. */
@@ -15,10 +16,12 @@
 #include "common/log.h"
 #include "refserver/server.h"
 #include "refserver/refsio.h"
+#include "refserver/socketio.h"
 #include "refserver/sync.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,9 +35,7 @@
 #define MAX_HEAD     8192
 #define MAX_HEADERS  64
 #define WRITE_IOV    64
-#define DEFAULT_ROOM "all"
-#define SIO_ROOM     "sio " /* prefix of a Socket.IO room: a space never appears in a /ws room */
-#define SIO_ROOM_LEN 4
+#define DEFAULT_ROOM "all" /* /ws; a Socket.IO socket that names no room is in the namespace-wide room "" */
 
 /* Engine.IO polling: seconds from a websocket's 101 (with a sid) to its "5" (engine.io's upgradeTimeout); sessions
  * allowed when --max-clients is 0; the most sid table buckets. */
@@ -47,6 +48,11 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents);
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void poll_close(struct client *sess);
 static void poll_flush(struct client *sess);
+
+static struct room_registry *registry(struct client *c)
+{
+    return c->flags & CLIENT_FL_SIO ? &c->srv->sio_rooms : &c->srv->rooms;
+}
 
 static void arm_timer(struct client *c, double seconds)
 {
@@ -110,7 +116,7 @@ static void kill_client(struct client *c)
     close(c->fd);
     c->fd = -1;
     c->state = CLIENT_CLOSED;
-    room_leave(&s->rooms, &c->member);
+    room_leave(registry(c), &c->member);
     s->stats.connections--;
     server_bury(s, c);
     server_client_left(s);
@@ -127,6 +133,7 @@ void session_free(struct client *c)
         s->clients = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    socketio_client_gone(c);
     sq_free(&c->out);
     buf_free(&c->in);
     buf_free(&c->msg);
@@ -197,23 +204,44 @@ void session_close(struct client *c, uint16_t code, const char *reason)
         kill_client(c);
 }
 
+bool session_offer(struct server *s, struct client *c, struct slice *const *frames, size_t n)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += frames[i]->len;
+    /* A consumer that cannot keep up is closed rather than allowed to hold memory without bound. A lone
+     * message bigger than the cap still goes to an idle client: max_message bounds that. */
+    if (c->out.bytes && c->out.bytes + len > s->cfg.max_queue) {
+        s->stats.slow_consumers++;
+        sq_drop_unstarted(&c->out);
+        start_closing(c, WS_CLOSE_TRY_LATER, "slow consumer", true);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (enqueue(c, frames[i]) < 0)
+            return false;
+    return true;
+}
+
 void session_deliver(struct server *s, struct room *room, struct slice *f, const struct client *skip)
 {
     for (uint32_t i = 0; i < room->count; i++) {
         struct client *c = container_of(room->members[i], struct client, member);
-        if (c == skip || c->state != CLIENT_WS || (c->flags & (CLIENT_FL_SIO | CLIENT_FL_SIO_NSP)) == CLIENT_FL_SIO)
-            continue;
-        /* A consumer that cannot keep up is closed rather than allowed to hold memory without bound. A lone
-         * message bigger than the cap still goes to an idle client: max_message bounds that. */
-        if (c->out.bytes && c->out.bytes + f->len > s->cfg.max_queue) {
-            s->stats.slow_consumers++;
-            sq_drop_unstarted(&c->out);
-            start_closing(c, WS_CLOSE_TRY_LATER, "slow consumer", true);
-            continue;
-        }
-        if (enqueue(c, f) == 0)
+        if (c != skip && c->state == CLIENT_WS && session_offer(s, c, &f, 1))
             s->stats.msgs_out++;
     }
+}
+
+int session_send(struct client *c, uint8_t opcode, const void *p, size_t len)
+{
+    struct slice *f = ws_frame_slice(opcode, p, len);
+    if (!f) {
+        kill_client(c);
+        return -1;
+    }
+    int rc = enqueue(c, f);
+    slice_unref(f);
+    return rc;
 }
 
 /* A whole message from c: publish it to the other nodes, then deliver it to the local room. */
@@ -263,10 +291,7 @@ static void on_data(struct client *c, const struct ws_event *ev)
     }
 }
 
-/* Socket.IO over WebSocket: one Engine.IO packet per text frame. Only the namespace "/" exists; an EVENT is
- * socket.broadcast.emit (every other socket of the room, on every node), acknowledged empty when it asks. */
-
-#define SIO_CLOSE_UNSUPPORTED 1003
+/* Socket.IO: Engine.IO packets in text frames (or POSTed); the Socket.IO packets inside go to socketio.c. */
 
 static void sio_new_id(char out[REFSIO_ID_LEN + 1])
 {
@@ -287,67 +312,22 @@ static int sio_send(struct client *c, const char *pkt, size_t len)
 }
 
 /* A packet Socket.IO forbids: the whole connection goes (SOCKETIO.md 2). */
-static void sio_fail(struct client *c, const char *why)
+void session_sio_fail(struct client *c, const char *why)
 {
     c->srv->stats.protocol_errors++;
     LOG_DEBUG("client %" PRIu64 ": Socket.IO: %s; closing", c->id, why);
     start_closing(c, WS_CLOSE_PROTOCOL, why, true);
 }
 
-static void sio_unsupported(struct client *c, const char *what)
+/* The ping schedule wants the timer in seconds; until a namespace CONNECT came, the connect deadline may come
+ * first (socket.io's connectTimeout). */
+static void sio_arm(struct client *c, double seconds)
 {
-    LOG_INFO("client %" PRIu64 ": Socket.IO %s are not supported yet; closing the connection", c->id, what);
-    start_closing(c, SIO_CLOSE_UNSUPPORTED, "binary not supported", true);
-}
-
-static void sio_connect(struct client *c, const struct refsio_packet *pk)
-{
-    char out[REFSIO_NSP_MAX + 64], id[REFSIO_ID_LEN + 1];
-    int n;
-    if (pk->nsp_len != 1) {
-        n = snprintf(out, sizeof out, "44%.*s,{\"message\":\"Invalid namespace\"}", (int)pk->nsp_len, pk->nsp);
-        sio_send(c, out, (size_t)n);
-        return;
-    }
-    sio_new_id(id);
-    n = snprintf(out, sizeof out, "40{\"sid\":\"%s\"}", id);
-    c->flags |= CLIENT_FL_SIO_NSP;
-    sio_send(c, out, (size_t)n);
-}
-
-/* Broadcast the event without its namespace and ack id: "42" is written over the two bytes before the JSON (the
- * packet had at least "42" there), so the frame is relayed from the read buffer like a /ws message. */
-static void sio_event(struct client *c, const struct refsio_packet *pk)
-{
-    char ack[REFSIO_ACK_DIGITS + 8];
-    if (!(c->flags & CLIENT_FL_SIO_NSP) || pk->nsp_len != 1) {
-        sio_fail(c, "event for a namespace not joined");
-        return;
-    }
-    char *fwd = (char *)(uintptr_t)pk->data - 2;
-    fwd[0] = '4', fwd[1] = '2';
-    relay(c, WS_OP_TEXT, fwd, pk->data_len + 2);
-    if (pk->has_ack && c->state == CLIENT_WS) {
-        int n = snprintf(ack, sizeof ack, "43%" PRIu64 "[]", pk->ack);
-        sio_send(c, ack, (size_t)n);
-    }
-}
-
-/* A Socket.IO packet (inside an Engine.IO MESSAGE). */
-static void sio_on_packet(struct client *c, const struct refsio_packet *pk)
-{
-    switch (pk->type) {
-    case REFSIO_CONNECT: sio_connect(c, pk); return;
-    case REFSIO_EVENT: sio_event(c, pk); return;
-    case REFSIO_DISCONNECT: start_closing(c, WS_CLOSE_NORMAL, "", false); return;
-    case REFSIO_ACK:
-        if (!(c->flags & CLIENT_FL_SIO_NSP) || pk->nsp_len != 1)
-            sio_fail(c, "ack for a namespace not joined");
-        return; /* we never ask for acks: nothing waits for it */
-    case REFSIO_BINARY_EVENT:
-    case REFSIO_BINARY_ACK: sio_unsupported(c, "binary packets (types 5 and 6)"); return;
-    default: sio_fail(c, "CONNECT_ERROR from a client"); return;
-    }
+    ev_tstamp now = ev_now(c->srv->loop);
+    c->sio_due = now + seconds;
+    if (c->sio_connect_by && c->sio_connect_by - now < seconds)
+        seconds = c->sio_connect_by > now ? c->sio_connect_by - now : 0;
+    arm_timer(c, seconds);
 }
 
 static void sio_probe(struct client *c, const uint8_t *data, size_t len);
@@ -355,36 +335,47 @@ static void sio_probe(struct client *c, const uint8_t *data, size_t len);
 static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size_t len)
 {
     struct refsio_packet pk;
-    if (opcode != WS_OP_TEXT) {
-        sio_unsupported(c, "binary attachments");
-        return;
-    }
     if (c->sess && !(c->sess->flags & CLIENT_FL_UPGRADED)) {
         sio_probe(c, data, len);
         return;
     }
+    if (opcode != WS_OP_TEXT) { /* a binary Engine.IO message: the raw bytes of an attachment */
+        socketio_on_attachment(c, data, len);
+        return;
+    }
     if (refsio_parse((const char *)data, len, &pk) < 0) {
-        sio_fail(c, "malformed packet");
+        session_sio_fail(c, "malformed packet");
         return;
     }
     switch (pk.eio) {
-    case REFSIO_EIO_MESSAGE: sio_on_packet(c, &pk); return;
+    case REFSIO_EIO_MESSAGE: socketio_on_packet(c, &pk); return;
     case REFSIO_EIO_PONG:
         if (c->flags & CLIENT_FL_PINGED) {
             c->flags &= (uint16_t)~CLIENT_FL_PINGED;
-            arm_timer(c, c->srv->cfg.sio_ping_interval);
+            sio_arm(c, c->srv->cfg.sio_ping_interval);
         }
         return;
     case REFSIO_EIO_NOOP: return;
     case REFSIO_EIO_CLOSE: start_closing(c, WS_CLOSE_NORMAL, "", false); return;
-    case REFSIO_EIO_PING: sio_fail(c, "ping from the client (in Engine.IO v4 the server pings)"); return;
-    default: sio_fail(c, "unexpected Engine.IO packet type"); return;
+    case REFSIO_EIO_PING: session_sio_fail(c, "ping from the client (in Engine.IO v4 the server pings)"); return;
+    default: session_sio_fail(c, "unexpected Engine.IO packet type"); return;
     }
 }
 
-/* The ping is due: send it, or, when the last one went unanswered, close ("ping timeout"). */
+/* No namespace CONNECT in time: closed. Otherwise, when the ping schedule is due: a ping, or, when the last one went
+ * unanswered, the close ("ping timeout"). */
 static void sio_on_timer(struct client *c)
 {
+    ev_tstamp now = ev_now(c->srv->loop);
+    if (c->sio_connect_by && now >= c->sio_connect_by - 1e-3 && !c->sio_nsps) {
+        c->srv->stats.idle_closed++;
+        start_closing(c, WS_CLOSE_GOING_AWAY, "no namespace CONNECT in time", true);
+        return;
+    }
+    if (now < c->sio_due - 1e-3) { /* woken for the connect deadline, which a CONNECT has since met */
+        arm_timer(c, c->sio_due - now);
+        return;
+    }
     if (c->flags & CLIENT_FL_PINGED) {
         c->srv->stats.idle_closed++;
         start_closing(c, WS_CLOSE_GOING_AWAY, "ping timeout", true);
@@ -392,7 +383,7 @@ static void sio_on_timer(struct client *c)
     }
     c->flags |= CLIENT_FL_PINGED;
     sio_send(c, "2", 1);
-    arm_timer(c, c->srv->cfg.sio_ping_timeout);
+    sio_arm(c, c->srv->cfg.sio_ping_timeout);
 }
 
 static void on_peer_close(struct client *c, const struct ws_event *ev)
@@ -528,9 +519,19 @@ static int sio_open(struct client *c)
     sio_new_id(sid);
     size_t n = refsio_open_packet(pkt, sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
                                   (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, false);
-    c->flags |= CLIENT_FL_SIO;
-    arm_timer(c, cfg->sio_ping_interval);
+    c->sio_connect_by = ev_now(c->srv->loop) + cfg->sio_connect_timeout;
+    sio_arm(c, cfg->sio_ping_interval);
     return sio_send(c, pkt, n);
+}
+
+/* The handshake's room parameter into room (ROOM_NAME_MAX + 1 bytes): /ws clients without one are in DEFAULT_ROOM,
+ * Socket.IO sockets in the namespace-wide room "". Its length, or -1 when it is not a valid room name. */
+static int room_param(const struct http_head *h, bool sio, char *room)
+{
+    int found = http_query_param(h->target, h->target_len, "room", room, ROOM_NAME_MAX + 1);
+    if (found == 0)
+        strcpy(room, sio ? "" : DEFAULT_ROOM);
+    return found < 0 || (found > 0 && !valid_room(room)) ? -1 : (int)strlen(room);
 }
 
 /* Precondition: CLIENT_HTTP, a GET /ws head (or /socket.io/ when sio). Next: CLIENT_WS (101 queued, joined the room,
@@ -539,24 +540,18 @@ static int sio_open(struct client *c)
 static int upgrade(struct client *c, const struct http_head *h, bool sio, struct client *sess)
 {
     struct server *s = c->srv;
-    char accept[WS_ACCEPT_LEN + 1], room_buf[SIO_ROOM_LEN + ROOM_NAME_MAX + 1], resp[512];
-    /* A Socket.IO room is "sio " + the name, within ROOM_NAME_MAX like any room (the Redis channel's size). */
-    char *room = room_buf + (sio ? SIO_ROOM_LEN : 0);
-    size_t room_max = ROOM_NAME_MAX + 1 - (sio ? SIO_ROOM_LEN : 0);
-    memcpy(room_buf, SIO_ROOM, SIO_ROOM_LEN + 1);
+    char accept[WS_ACCEPT_LEN + 1], room[ROOM_NAME_MAX + 1], resp[512];
     int status;
     const char *why;
     if (!check_handshake(h, accept, &status, &why))
         return respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", why,
                              status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
-    int found = http_query_param(h->target, h->target_len, "room", room, room_max);
-    if (found == 0)
-        strcpy(room, DEFAULT_ROOM);
-    if (found < 0 || !valid_room(room))
+    int room_len = room_param(h, sio, room);
+    if (room_len < 0)
         return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
     if (sio)
-        room = room_buf;
-    if (!sess && room_join(&s->rooms, &c->member, room, strlen(room)) < 0)
+        c->flags |= CLIENT_FL_SIO;
+    if (!sess && room_join(registry(c), &c->member, room, (size_t)room_len) < 0)
         return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -566,7 +561,6 @@ static int upgrade(struct client *c, const struct http_head *h, bool sio, struct
     c->reader = (struct ws_reader){.role = WS_ROLE_SERVER, .max_message = s->cfg.max_message};
     s->stats.handshakes++;
     if (sess) {
-        c->flags |= CLIENT_FL_SIO;
         c->sess = sess;
         sess->ws = c;
         arm_timer(c, SIO_UPGRADE_TIMEOUT);
@@ -659,6 +653,20 @@ static size_t frame_header_len(const char *frame)
     return l < 126 ? 2 : l == 126 ? 4 : 10;
 }
 
+/* One queued frame as a polling payload item: a text frame's payload as it is, a binary one as "b" + base64. */
+static int poll_item(struct buf *body, const char *frame, size_t len)
+{
+    size_t hl = frame_header_len(frame);
+    if (((uint8_t)frame[0] & 0x0f) != WS_OP_BINARY)
+        return buf_append(body, frame + hl, len - hl);
+    size_t raw = len - hl, b64 = 4 * ((raw + 2) / 3);
+    if (buf_append(body, "b", 1) < 0 || buf_reserve(body, b64 + 1) < 0)
+        return -1;
+    EVP_EncodeBlock((unsigned char *)buf_tail(body), (const unsigned char *)frame + hl, (int)raw);
+    buf_commit(body, b64);
+    return 0;
+}
+
 /* The queued frames without their WebSocket headers, joined by \x1e, into body (consumed from the queue). */
 static void poll_payload(struct client *sess, struct buf *body)
 {
@@ -667,9 +675,8 @@ static void poll_payload(struct client *sess, struct buf *body)
         int n = sq_iov(&sess->out, iov, WRITE_IOV);
         size_t done = 0;
         for (int i = 0; i < n; i++) {
-            size_t hl = frame_header_len(iov[i].iov_base);
             if ((buf_len(body) && buf_append(body, "\x1e", 1) < 0) ||
-                buf_append(body, (char *)iov[i].iov_base + hl, iov[i].iov_len - hl) < 0) {
+                poll_item(body, iov[i].iov_base, iov[i].iov_len) < 0) {
                 LOG_ERR("session %s: out of memory answering a poll", sess->sid);
                 sq_free(&sess->out);
                 return;
@@ -730,7 +737,7 @@ static void poll_close(struct client *sess)
         s->stats.polling_sessions--;
     ev_timer_stop(s->loop, &sess->timer);
     sid_remove(s, sess);
-    room_leave(&s->rooms, &sess->member);
+    room_leave(&s->sio_rooms, &sess->member);
     server_bury(s, sess);
 }
 
@@ -750,7 +757,7 @@ void session_free_polling(struct server *s)
             struct client *sess = s->sids[i];
             s->sids[i] = sess->sid_next;
             ev_timer_stop(s->loop, &sess->timer);
-            room_leave(&s->rooms, &sess->member);
+            room_leave(&s->sio_rooms, &sess->member);
             session_free(sess);
         }
     free(s->sids);
@@ -762,13 +769,9 @@ static int poll_open(struct client *c, const struct http_head *h)
 {
     struct server *s = c->srv;
     const struct server_config *cfg = &s->cfg;
-    char room_buf[SIO_ROOM_LEN + ROOM_NAME_MAX + 1], pkt[REFSIO_OPEN_MAX], extra[160] = "";
-    char *room = room_buf + SIO_ROOM_LEN;
-    memcpy(room_buf, SIO_ROOM, SIO_ROOM_LEN + 1);
-    int found = http_query_param(h->target, h->target_len, "room", room, ROOM_NAME_MAX + 1 - SIO_ROOM_LEN);
-    if (found == 0)
-        strcpy(room, DEFAULT_ROOM);
-    if (found < 0 || !valid_room(room))
+    char room[ROOM_NAME_MAX + 1], pkt[REFSIO_OPEN_MAX], extra[160] = "";
+    int room_len = room_param(h, true, room);
+    if (room_len < 0)
         return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
     if (s->stats.polling_sessions >= sio_max_sessions(s))
         return respond_error(c, 503, "Service Unavailable", "too many polling sessions", NULL);
@@ -784,7 +787,7 @@ static int poll_open(struct client *c, const struct http_head *h)
     do
         sio_new_id(sess->sid);
     while (sid_find(s, sess->sid));
-    if (room_join(&s->rooms, &sess->member, room_buf, strlen(room_buf)) < 0) {
+    if (room_join(&s->sio_rooms, &sess->member, room, (size_t)room_len) < 0) {
         free(sess);
         return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
     }
@@ -792,7 +795,8 @@ static int poll_open(struct client *c, const struct http_head *h)
     sess->sid_next = s->sids[b];
     s->sids[b] = sess;
     s->stats.polling_sessions++;
-    arm_timer(sess, cfg->sio_ping_interval);
+    sess->sio_connect_by = ev_now(s->loop) + cfg->sio_connect_timeout;
+    sio_arm(sess, cfg->sio_ping_interval);
     size_t n = refsio_open_packet(pkt, sess->sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
                                   (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, true);
     if (cfg->sio_cookie)
@@ -820,18 +824,36 @@ static int poll_get(struct client *c, struct client *sess)
     return 0;
 }
 
-/* POST with a sid: each packet of the payload as if it came in a text frame; then "ok". */
+/* A "b<base64>" item of a POST decoded in place (the bytes only shrink). Its length, or -1 when it is not base64. */
+static long poll_binary(char *item, size_t len)
+{
+    size_t b64 = len - 1, pad = 0;
+    if (b64 % 4)
+        return -1;
+    while (pad < 2 && pad < b64 && item[len - 1 - pad] == '=')
+        pad++;
+    int n = EVP_DecodeBlock((unsigned char *)item, (const unsigned char *)item + 1, (int)b64);
+    return n < 0 ? -1 : n - (long)pad;
+}
+
+/* POST with a sid: each packet of the payload as if it came in a frame of its own; then "ok". */
 static int poll_post(struct client *c, struct client *sess, const struct http_head *h, char *body, size_t len)
 {
     const char *pos = body, *end = body + len, *pkt;
     size_t plen;
     bool started = false;
     while (sess->state == CLIENT_WS && refsio_payload_next(&pos, end, &started, &pkt, &plen)) {
-        if (plen && pkt[0] == 'b') {
-            sio_unsupported(sess, "binary attachments");
-            break;
+        char *item = (char *)(uintptr_t)pkt;
+        if (plen && item[0] == 'b') {
+            long n = poll_binary(item, plen);
+            if (n < 0) {
+                session_sio_fail(sess, "bad base64 in a polling payload");
+                break;
+            }
+            sio_on_message(sess, WS_OP_BINARY, (uint8_t *)item, (size_t)n);
+        } else {
+            sio_on_message(sess, WS_OP_TEXT, (uint8_t *)item, plen);
         }
-        sio_on_message(sess, WS_OP_TEXT, (uint8_t *)(uintptr_t)pkt, plen);
     }
     return respond(c, 200, "OK", NULL, "text/html", "ok", 2, false, h->conn_close);
 }
@@ -850,19 +872,22 @@ static void sio_probe(struct client *c, const uint8_t *data, size_t len)
         return;
     }
     if (len != 1 || data[0] != '5' || !(sess->flags & CLIENT_FL_PROBED)) {
-        sio_fail(c, "unexpected packet during the upgrade");
+        session_sio_fail(c, "unexpected packet during the upgrade");
         return;
     }
     /* Join the room before the session leaves it, so a last member never closes (and unsubscribes) it. */
     struct room *room = sess->member.room;
-    if (!room || room_join(&s->rooms, &c->member, room->name, room->name_len) < 0) {
+    if (!room || room_join(&s->sio_rooms, &c->member, room->name, room->name_len) < 0) {
         start_closing(c, WS_CLOSE_INTERNAL, "out of memory", true);
         return;
     }
-    room_leave(&s->rooms, &sess->member);
+    room_leave(&s->sio_rooms, &sess->member);
     s->stats.ws_clients++;
     s->stats.polling_sessions--;
-    c->flags |= sess->flags & CLIENT_FL_SIO_NSP;
+    c->sio_nsps = sess->sio_nsps;
+    c->sio_connect_by = sess->sio_connect_by;
+    c->pending = sess->pending; /* attachments may go on arriving over the websocket */
+    sess->pending = NULL;
     if (sess->held)
         poll_answer(sess, "6");
     sess->flags = (uint16_t)((sess->flags | CLIENT_FL_UPGRADED) & ~CLIENT_FL_PROBED);
@@ -881,7 +906,7 @@ static void sio_probe(struct client *c, const uint8_t *data, size_t len)
         sq_consume(&sess->out, done);
     }
     sq_free(&sess->out);
-    arm_timer(c, s->cfg.sio_ping_interval);
+    sio_arm(c, s->cfg.sio_ping_interval);
 }
 
 /* Precondition: CLIENT_HTTP, a /socket.io/ request. The checks run in engine.io's order (transport, session,
@@ -1130,7 +1155,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     if (c->sess && !(c->sess->flags & CLIENT_FL_UPGRADED)) {
-        sio_fail(c, "upgrade not completed in time");
+        session_sio_fail(c, "upgrade not completed in time");
         return;
     }
     if (c->flags & CLIENT_FL_SIO) {

@@ -16,7 +16,7 @@
 struct sync {
     struct bus *bus;
     struct sync_config cfg;
-    size_t prefix_len, node_len;
+    size_t prefix_len, node_len, sio_key_len;
     struct buf out; /* header + payload of the message being published, reused */
 };
 
@@ -64,6 +64,11 @@ static void on_bus_message(void *ctx, const char *channel, size_t channel_len, c
     const char *node, *payload;
     size_t node_len, payload_len;
     uint8_t opcode;
+    if (s->sio_key_len && channel_len > s->sio_key_len && !memcmp(channel, s->cfg.sio_key, s->sio_key_len) &&
+        channel[s->sio_key_len] == '#') {
+        s->cfg.sio_deliver(s->cfg.ctx, channel, channel_len, data, len);
+        return;
+    }
     if (channel_len <= s->prefix_len + 1 || sync_parse(data, len, &node, &node_len, &opcode, &payload, &payload_len))
         return;
     /* Our own publication: its local delivery happened when the client sent it. */
@@ -84,6 +89,7 @@ struct sync *sync_new(struct ev_loop *loop, const struct sync_config *cfg, char 
     s->cfg = *cfg;
     s->prefix_len = strlen(cfg->prefix);
     s->node_len = strlen(cfg->node_id);
+    s->sio_key_len = cfg->sio_key ? strlen(cfg->sio_key) : 0;
     struct bus_options o = {.url = cfg->url,
                             .ca_file = cfg->ca_file,
                             .tls_insecure = cfg->insecure,
@@ -131,6 +137,16 @@ void sync_publish(struct sync *s, const struct room *room, uint64_t client_id, u
     /* Large payloads should not pin a large block for the life of the node. */
     if (s->out.cap > 65536)
         buf_free(&s->out);
+}
+
+int sync_psubscribe(struct sync *s, const char *pattern, size_t len)
+{
+    return bus_psubscribe(s->bus, pattern, len);
+}
+
+void sync_publish_raw(struct sync *s, const char *channel, size_t channel_len, const void *data, size_t len)
+{
+    bus_publish(s->bus, channel, channel_len, data, len);
 }
 
 bool sync_is_up(const struct sync *s)

@@ -120,6 +120,8 @@ SCHEMA = {
         "clients": (_int(1, 1000000), None),
         "protocol": (_choice("websocket", "socketio"), "websocket"),
         "event": (_event, "chat"),
+        "transport": (_choice("websocket", "polling"), "websocket"),
+        "upgrade": (_bool, "yes"),
         "rounds": (_int(0, 100000), 10),
         "interval": (_duration, "500ms"),
         "payload": (_int(87, 16 * 1024 * 1024), 100),
@@ -216,6 +218,8 @@ def check(conf, given=()):
                    "(use sticky = source)")
     if (load["event"] != "chat" or ("load", "event") in given) and load["protocol"] != "socketio":
         out.append(f"event = {load['event']} needs protocol = socketio")
+    if (load["transport"] != "websocket" or ("load", "upgrade") in given) and load["protocol"] != "socketio":
+        out.append("transport and upgrade need protocol = socketio")
     if load["emitters"] > load["clients"]:
         out.append(f"emitters ({load['emitters']}) cannot exceed clients ({load['clients']})")
     if load["rooms"] > load["clients"]:
@@ -509,7 +513,9 @@ def loadgen_argv(conf, build, urls, out_json, out_hlog):
             "--deadline", load["deadline"], "--workers", str(load["loadgen_workers"]),
             "--max-inflight", str(load["max_inflight"]), "--out", out_json, "--hlog", out_hlog]
     if load["protocol"] == "socketio":
-        argv += ["--protocol", "socketio", "--event", load["event"]]
+        argv += ["--protocol", "socketio", "--event", load["event"], "--transport", load["transport"]]
+        if not load["upgrade"]:
+            argv += ["--no-upgrade"]
     if load["rooms"] > 1:
         argv += ["--rooms", str(load["rooms"]), "--room", "room"]
     if load["spectators"] > 0:

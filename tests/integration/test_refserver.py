@@ -5,6 +5,7 @@ Every process is started on a free loopback port and stopped by PID in a cleanup
 Tests assert behaviour, never speed: time bounds are generous ceilings (scaled for sanitizer builds).
 """
 
+import base64
 import json
 import os
 import signal
@@ -746,7 +747,8 @@ class SocketIOTest(Base):
 
     @classmethod
     def setUpClass(cls):
-        cls.node = h.start_refserver(cls, "sio1", "none", ["--sio-ping-interval", "60000"])
+        cls.node = h.start_refserver(cls, "sio1", "none", ["--sio-ping-interval", "60000",
+                                                           "--sio-namespace", "/chat"])
 
     def tearDown(self):
         self.assertTrue(self.node.proc.alive(), f"refserver died:\n{self.node.log_text()[-2000:]}")
@@ -780,12 +782,14 @@ class SocketIOTest(Base):
         self.assertEqual((opened["pingInterval"], opened["pingTimeout"]), (60000, 20000))
         return c
 
-    def joined(self, room):
+    def joined(self, room, nsps=("",)):
         c = self.sio_client(room)
-        c.send_text("40")
-        op, data = c.recv_message(5.0)
-        self.assertEqual(data[:2], b"40")
-        self.assertRegex(json.loads(data[2:])["sid"], r"^[A-Za-z0-9_-]{20}$")
+        for nsp in nsps:
+            c.send_text(f"40{nsp}")
+            op, data = c.recv_message(5.0)
+            prefix = f"40{nsp}".encode()
+            self.assertEqual(data[:len(prefix)], prefix, data)
+            self.assertRegex(json.loads(data[len(prefix):])["sid"], r"^[A-Za-z0-9_-]{20}$", data)
         return c
 
     def assertClosed(self, c, code):
@@ -825,16 +829,77 @@ class SocketIOTest(Base):
         c.send_text("2")
         self.assertClosed(c, 1002)
 
-    def test_binary_is_not_supported_yet(self):
-        c = self.joined(room_name("bin"))
-        c.send_text('451-["e",{"_placeholder":true,"num":0}]')
-        self.assertClosed(c, 1003)
-        self.assertIn("not supported yet", self.node.log_text())
+    def test_binary_event_with_attachments(self):
+        room = room_name("bin")
+        a, b = self.joined(room), self.joined(room)
+        a.send_text('452-["e",{"_placeholder":true,"num":0},[{"_placeholder":true,"num":1}]]')
+        a.send_binary(b"\x00\xff" * 100)
+        self.assertSilent(b, who="receiver before the last attachment")
+        a.send_binary(b"")
+        self.assertMessage(b, OP_TEXT, b'452-["e",{"_placeholder":true,"num":0},[{"_placeholder":true,"num":1}]]')
+        self.assertMessage(b, OP_BINARY, b"\x00\xff" * 100)
+        self.assertMessage(b, OP_BINARY, b"")
+        a.send_text('450-3["e"]')  # no attachments at all: sent on at once as a plain EVENT, and acknowledged
+        self.assertMessage(a, OP_TEXT, b"433[]", who="sender (ack)")
+        self.assertMessage(b, OP_TEXT, b'42["e"]')
 
-    def test_disconnect_closes_normally(self):
-        c = self.joined(room_name("bye"))
+    def test_binary_protocol_errors_close(self):
+        for why, steps in [("binary data no packet announced", [b"\x01"]),
+                           ("text while attachments are due", ['451-["e",{"_placeholder":true,"num":0}]', '42["e"]']),
+                           ("more than 10 attachments", ['4511-["e"]'])]:
+            with self.subTest(why):
+                c = self.joined(room_name("binerr"))
+                for step in steps:
+                    c.send_binary(step) if isinstance(step, bytes) else c.send_text(step)
+                self.assertClosed(c, 1002)
+
+    def test_namespaces_are_apart(self):
+        room = room_name("nsp")
+        both, root, chat = self.joined(room, ("", "/chat,")), self.joined(room), self.joined(room, ("/chat,",))
+        both.send_text('42/chat,["e","in chat"]')
+        self.assertMessage(chat, OP_TEXT, b'42/chat,["e","in chat"]')
+        self.assertSilent(root, who="a socket of / only")
+        root.send_text('42["e","in /"]')
+        self.assertMessage(both, OP_TEXT, b'42["e","in /"]')
+        self.assertSilent(chat, who="a socket of /chat only")
+        chat.send_text('42["e"]')  # chat never joined "/"
+        self.assertClosed(chat, 1002)
+
+    def test_room_and_namespace_wide_broadcasts(self):
+        r1, r2 = room_name("r1"), room_name("r2")
+        a, b, c, free = self.joined(r1), self.joined(r1), self.joined(r2), self.joined(None)
+        a.send_text('42["e","to r1"]')
+        self.assertMessage(b, OP_TEXT, b'42["e","to r1"]')
+        self.assertSilent(c, who="a socket of another room")
+        self.assertSilent(free, who="a socket in no room")
+        free.send_text('42["e","to all"]')
+        for who in (a, b, c):
+            self.assertMessage(who, OP_TEXT, b'42["e","to all"]')
+
+    def test_second_connect_to_a_namespace_closes(self):
+        c = self.joined(room_name("twice"))
+        c.send_text("40")
+        self.assertClosed(c, 1002)
+
+    def test_disconnect_leaves_the_namespace(self):
+        room = room_name("bye")
+        c, other = self.joined(room), self.joined(room)
         c.send_text("41")
-        self.assertClosed(c, 1000)
+        other.send_text('42["e"]')
+        self.assertSilent(c, who="a socket that left /")
+        c.send_text('42["e"]')  # a packet for a namespace not joined
+        self.assertClosed(c, 1002)
+
+    def test_no_connect_in_time_closes(self):
+        node = h.start_refserver(self, "sio-ct", "none", ["--sio-connect-timeout", "300"])
+        c = h.ws_connect(self, node.port, self.SIO)
+        self.assertEqual(c.recv_message(5.0)[1][:1], b"0")
+        self.assertClosed(c, 1001)
+        joined = h.ws_connect(self, node.port, self.SIO)
+        joined.recv_message(5.0)
+        joined.send_text("40")
+        joined.recv_message(5.0)
+        self.assertSilent(joined, duration=0.6, who="a socket that connected to /")
 
 
 class SocketIOPollingTest(Base):
@@ -915,6 +980,25 @@ class SocketIOPollingTest(Base):
         self.assertMessage(ws, OP_TEXT, b'42["from-poll"]')
         ws.send_text('42["from-ws"]')
         self.assertEqual(self.poll(sid).body, b'42["from-ws"]')
+
+    def test_binary_over_polling_is_base64(self):
+        room = room_name("b64")
+        sid = self.joined(room)
+        ws = h.ws_connect(self, self.node.port, f"/socket.io/?EIO=4&transport=websocket&room={room}")
+        ws.recv_message(5.0)
+        ws.send_text("40")
+        ws.recv_message(5.0)
+        blob = bytes(range(256))
+        self.post(sid, b'451-["bin",{"_placeholder":true,"num":0}]\x1eb' + base64.b64encode(blob))
+        self.assertMessage(ws, OP_TEXT, b'451-["bin",{"_placeholder":true,"num":0}]')
+        self.assertMessage(ws, OP_BINARY, blob)
+        ws.send_text('452-["bin",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
+        ws.send_binary(b"\x00")
+        ws.send_binary(b"ab")
+        self.assertEqual(self.poll(sid).body,
+                         b'452-["bin",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]\x1ebAA==\x1ebYWI=')
+        self.assertEqual(self.post(sid, b"451-[\"e\",{}]\x1eb!!!").body, b"ok")  # not base64: the session ends
+        self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
 
     def test_errors(self):
         c = self.conn()

@@ -408,6 +408,21 @@ class ScenarioFile(unittest.TestCase):
         self.assertNotIn("--protocol", argv)
         self.assertNotIn("--event", argv)
 
+    def test_polling_transport(self):
+        path, conf = scenario.load("socketio-polling-1k")
+        self.assertEqual((conf["load"]["transport"], conf["load"]["upgrade"], conf["topology"]["sticky"]),
+                         ("polling", False, "cookie"))
+        argv = scenario.loadgen_argv(conf, "b", ["ws://127.0.0.1:9/"], "o.json", "o.hlog")
+        self.assertEqual(argv[argv.index("--transport") + 1], "polling")
+        self.assertIn("--no-upgrade", argv)
+        conf = scenario.apply_sets(conf, ["upgrade=yes"])
+        self.assertNotIn("--no-upgrade", scenario.loadgen_argv(conf, "b", ["ws://x/"], "o.json", "o.hlog"))
+        with self.assertRaises(scenario.ScenarioError) as cm:
+            scenario.apply_sets(scenario.load("socketio-polling-1k")[1], ["protocol=websocket"])
+        self.assertIn("need protocol = socketio", str(cm.exception))
+        # Without stickiness the scenario is allowed, and fails: showing that is what it is for.
+        scenario.apply_sets(scenario.load("socketio-polling-1k")[1], ["sticky=none"])
+
     def test_event_needs_socketio(self):
         for text in (GOOD.replace("[load]", "[load]\nevent = news"), GOOD.replace("[load]", "[load]\nevent = chat")):
             with self.assertRaises(scenario.ScenarioError) as cm:

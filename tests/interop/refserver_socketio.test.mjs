@@ -8,8 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 import {
-  HOST, SANITIZER_RE, SLOW, deadline, logOf, removeTmp, sleep, startNode, startRedis, stopAll, waitFor,
-  waitSubscribers,
+  HOST, SANITIZER_RE, SLOW, deadline, httpGet, logOf, removeTmp, sleep, startNode, startRedis, stopAll, waitFor,
 } from './lib.mjs';
 
 const QUIET_MS = 300;
@@ -54,6 +53,12 @@ function connectWith(port, room, transports) {
   return sock;
 }
 
+// Each node PSUBSCRIBEs socket.io#/#* (the Redis adapter's channels) before it reports its Redis link up.
+async function adapterReady(nodes) {
+  await waitFor(async () => (await Promise.all(nodes.map((n) => httpGet(n.port, '/metrics'))))
+    .every((r) => /^refserver_redis_up 1$/m.test(r.body)), 5000 * SLOW, 'both nodes on Redis');
+}
+
 describe('refserver Socket.IO v4 (websocket and polling transports) with socket.io-client', () => {
   let redis;
   let n1;
@@ -80,7 +85,7 @@ describe('refserver Socket.IO v4 (websocket and polling transports) with socket.
     await Promise.all(socks.map(connected));
     for (const s of socks) assert.match(s.id, SID_RE);
     assert.equal(new Set(socks.map((s) => s.id)).size, socks.length, 'socket ids are distinct');
-    await waitSubscribers(redis.port, `wsh#sio ${room}`, 2);
+    await adapterReady([n1, n2]);
     const other = connect(n2.port, { room: `${room}-other` }); // another room hears nothing
     await connected(other);
 
@@ -103,7 +108,7 @@ describe('refserver Socket.IO v4 (websocket and polling transports) with socket.
     const room = `ack-${randomUUID().slice(0, 8)}`;
     const a = await connected(connect(n1.port, { room }));
     const b = await connected(connect(n2.port, { room }));
-    await waitSubscribers(redis.port, `wsh#sio ${room}`, 2);
+    await adapterReady([n1, n2]);
     const acked = await Promise.race([a.timeout(3000 * SLOW).emitWithAck('chat', 'x'), deadline(4000 * SLOW)]);
     assert.equal(acked, undefined, 'an empty ack: no arguments');
     await waitFor(() => b.got.length === 1, 5000 * SLOW, 'the chat on the other node');
@@ -167,7 +172,7 @@ describe('refserver Socket.IO v4 (websocket and polling transports) with socket.
       for (const s of socks) assert.match(s.id, SID_RE);
       await waitFor(() => socks.every((s) => s.io.engine.transport.name === 'websocket'), 5000 * SLOW,
         'every client upgraded');
-      await waitSubscribers(redis.port, `wsh#sio ${room}`, 2);
+      await adapterReady([n1, n2]);
       socks[0].emit('chat', 'hello', { n: 1 });
       socks[3].emit('chat', 'from n2');
       await waitFor(() => socks[1].got.length === 2 && socks[2].got.length === 2 && socks[0].got.length === 1
@@ -188,7 +193,7 @@ describe('refserver Socket.IO v4 (websocket and polling transports) with socket.
       const a = await connected(connectWith(n1.port, room, ['polling']));
       const b = await connected(connectWith(n2.port, room, ['polling']));
       const c = await connected(connectWith(n1.port, room, ['polling']));
-      await waitSubscribers(redis.port, `wsh#sio ${room}`, 2);
+      await adapterReady([n1, n2]);
       const acked = await Promise.race([a.timeout(3000 * SLOW).emitWithAck('chat', 'x'), deadline(4000 * SLOW)]);
       assert.equal(acked, undefined, 'an empty ack');
       b.emit('chat', 'y', [1, 2]);
@@ -209,7 +214,7 @@ describe('refserver Socket.IO v4 (websocket and polling transports) with socket.
       const p = await connected(connectWith(n1.port, room, ['polling']));
       const w = await connected(connectWith(n2.port, room, ['websocket']));
       const w1 = await connected(connectWith(n1.port, room, ['websocket']));
-      await waitSubscribers(redis.port, `wsh#sio ${room}`, 2);
+      await adapterReady([n1, n2]);
       p.emit('chat', 'from polling');
       w.emit('chat', 'from websocket');
       await waitFor(() => p.got.length === 1 && w.got.length === 1 && w1.got.length === 2, 5000 * SLOW, 'both ways');

@@ -201,6 +201,30 @@ static void test_payload_split(void **state)
           "bAQI=|3");
 }
 
+static void split_event(const char *json, const char *name, const char *rest)
+{
+    const char *n, *r;
+    size_t nl, rl;
+    size_t len = strlen(json);
+    assert_true(refsio_event_split(guarded(json, len), len, &n, &nl, &r, &rl));
+    assert_span(n, nl, name);
+    assert_span(r, rl, rest);
+}
+
+static void test_event_split(void **state)
+{
+    (void)state;
+    split_event("[\"message\",1,{\"a\":[2]}]", "\"message\"", ",1,{\"a\":[2]}");
+    split_event("[\"e\"]", "\"e\"", "");
+    split_event("[42,\"x\"]", "42", ",\"x\"");
+    split_event(" [ \"e\\\"]\" , null ] ", "\"e\\\"]\"", " , null ");
+    const char *n, *r;
+    size_t nl, rl;
+    assert_false(refsio_event_split("{}", 2, &n, &nl, &r, &rl));
+    assert_false(refsio_event_split("[", 1, &n, &nl, &r, &rl));
+    assert_false(refsio_event_split("[\"e\"", 4, &n, &nl, &r, &rl));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -211,6 +235,7 @@ int main(void)
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_ids_and_open_packet),
         cmocka_unit_test(test_payload_split),
+        cmocka_unit_test(test_event_split),
     };
     return cmocka_run_group_tests_name("refsio", tests, NULL, unmap_guard);
 }

@@ -139,12 +139,38 @@ static void test_wire_rejects_foreign_messages(void **state)
         assert_int_equal(sync_parse(bad[i], strlen(bad[i]), &node, &node_len, &op, &payload, &payload_len), -1);
 }
 
+static void test_every_room_is_visited_once(void **state)
+{
+    (void)state;
+    struct room_registry reg;
+    struct room_member m[300] = {{0}};
+    char name[16];
+    room_registry_init(&reg, NULL, NULL, NULL);
+    assert_null(room_next(&reg, NULL));
+    for (int i = 0; i < 300; i++) { /* 150 rooms of two: the table grows, chains form */
+        int n = snprintf(name, sizeof name, "r%d", i / 2);
+        assert_int_equal(room_join(&reg, &m[i], name, (size_t)n), 0);
+    }
+    assert_int_equal(reg.nrooms, 150);
+    int seen = 0;
+    uint32_t members = 0;
+    for (struct room *r = room_next(&reg, NULL); r; r = room_next(&reg, r)) {
+        seen++;
+        members += r->count;
+        assert_ptr_equal(room_find(&reg, r->name, r->name_len), r);
+    }
+    assert_int_equal(seen, 150);
+    assert_int_equal(members, 300);
+    room_registry_free(&reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_and_close_with_first_and_last_member),
         cmocka_unit_test(test_swap_remove_keeps_slots_consistent),
         cmocka_unit_test(test_many_rooms_are_found_after_growth),
+        cmocka_unit_test(test_every_room_is_visited_once),
         cmocka_unit_test(test_wire_header_round_trip),
         cmocka_unit_test(test_wire_rejects_foreign_messages),
     };

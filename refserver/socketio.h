@@ -1,0 +1,41 @@
+/* The Socket.IO application of a node (../shared/SOCKETIO.md sections 2 and 3): namespaces, events, acks, binary
+ * attachments, the two profiles, and broadcasts across nodes in the wire format of @socket.io/redis-adapter, so
+ * refserver nodes and Node.js Socket.IO servers on one Redis reach each other's clients.
+ *
+ * session.c owns the transports (websocket frames, Engine.IO polling, pings) and hands over whole Socket.IO
+ * packets and attachments; this file decides what they mean.
+ *
+ * Profiles (server_config.sio_profile):
+ *  - broadcast (the default): an EVENT goes to every other socket of its namespace (socket.broadcast.emit) on every
+ *    node; a socket that asked for room R (the handshake's room= parameter) sends to room R only (socket.to(R)) and
+ *    hears both its room and namespace-wide broadcasts. An event that asks for an ack gets an empty one.
+ *  - conformance: the reference server of socket.io-protocol's test suite: on CONNECT (to "/" or "/custom") it
+ *    emits "auth" with the handshake's auth; "message" is answered with "message-back" and the same arguments,
+ *    "message-with-ack" is acknowledged with them; other namespaces are refused. Nothing is broadcast. */
+#ifndef REFSERVER_SOCKETIO_H
+#define REFSERVER_SOCKETIO_H
+
+#include "refserver/refsio.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct client;
+struct server;
+
+#define SIO_MAX_ATTACHMENTS 10 /* socket.io-parser's default maxAttachments */
+
+/* With Redis: one PSUBSCRIBE <key>#<nsp>#* per namespace and a random 6-character adapter uid. 0, or -1 with err. */
+int socketio_init(struct server *s, char *err, size_t errlen);
+void socketio_free(struct server *s);
+
+/* A Socket.IO packet (an Engine.IO MESSAGE, already parsed) and a binary Engine.IO message (an attachment). */
+void socketio_on_packet(struct client *c, const struct refsio_packet *pk);
+void socketio_on_attachment(struct client *c, const uint8_t *data, size_t len);
+/* c leaves (or moves its session onto a websocket): drop what it was assembling. */
+void socketio_client_gone(struct client *c);
+
+/* A message on a Socket.IO adapter channel (<key>#<nsp>#[<room>#]). */
+void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, const char *data, size_t len);
+
+#endif
