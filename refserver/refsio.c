@@ -271,6 +271,29 @@ void refsio_make_id(const uint8_t rnd[REFSIO_ID_RANDOM], char out[REFSIO_ID_LEN 
     out[REFSIO_ID_LEN] = '\0';
 }
 
+bool refsio_parse_id(const char *s, size_t len, uint8_t out[REFSIO_ID_RANDOM])
+{
+    if (len != REFSIO_ID_LEN)
+        return false;
+    for (size_t i = 0, o = 0; i < REFSIO_ID_LEN; i += 4, o += 3) {
+        uint32_t v = 0;
+        for (size_t k = 0; k < 4; k++) {
+            char ch = s[i + k];
+            int d = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+                    : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+                    : ch >= '0' && ch <= '9' ? ch - '0' + 52
+                    : ch == '-'              ? 62
+                    : ch == '_'              ? 63
+                                             : -1;
+            if (d < 0)
+                return false;
+            v = v << 6 | (uint32_t)d;
+        }
+        out[o] = (uint8_t)(v >> 16), out[o + 1] = (uint8_t)(v >> 8), out[o + 2] = (uint8_t)v;
+    }
+    return true;
+}
+
 size_t refsio_open_packet(char *out, const char *sid, uint32_t ping_interval_ms, uint32_t ping_timeout_ms,
                           uint64_t max_payload, bool polling)
 {

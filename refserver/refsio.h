@@ -62,6 +62,8 @@ bool refsio_event_split(const char *data, size_t len, const char **name, size_t 
                         size_t *rest_len);
 /* base64url of rnd (REFSIO_ID_RANDOM bytes) into out: REFSIO_ID_LEN characters of [A-Za-z0-9_-] and a NUL. */
 void refsio_make_id(const uint8_t rnd[REFSIO_ID_RANDOM], char out[REFSIO_ID_LEN + 1]);
+/* The inverse of refsio_make_id: true with out filled when s[0..len) is such an id. */
+bool refsio_parse_id(const char *s, size_t len, uint8_t out[REFSIO_ID_RANDOM]);
 /* The open packet 0{"sid":...,"upgrades":[],...} into out (REFSIO_OPEN_MAX bytes); returns its length. A session
  * opened over polling offers the websocket upgrade ("upgrades":["websocket"]). */
 size_t refsio_open_packet(char *out, const char *sid, uint32_t ping_interval_ms, uint32_t ping_timeout_ms,

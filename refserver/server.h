@@ -78,7 +78,10 @@ struct client {
     /* Socket.IO: when the ping schedule wants the timer (a ping to send, or a pong overdue), and the deadline for
      * the first namespace CONNECT (0 once one came); the timer fires at the earlier of the two. */
     ev_tstamp sio_due, sio_connect_by;
-    uint16_t sio_nsps;           /* Socket.IO: bit i set when connected to cfg.sio_nsps[i] */
+    uint16_t sio_nsps; /* Socket.IO: bit i set when connected to cfg.sio_nsps[i] */
+    /* Socket.IO: the socket ids' random bytes; the socket of namespace i has these with i XORed into the first byte,
+     * so one connection's sockets have distinct ids (socketio.c) and a broadcast's except list can be matched. */
+    uint8_t sio_id[REFSIO_ID_RANDOM];
     struct sio_pending *pending; /* Socket.IO: a binary packet waiting for its attachments (socketio.c) */
     struct client *next_work;    /* on the server's flush or dead list */
     /* Engine.IO polling. A session (CLIENT_FL_POLL) is a struct client without a socket, in the server's sid table

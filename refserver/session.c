@@ -520,6 +520,7 @@ static int sio_open(struct client *c)
     size_t n = refsio_open_packet(pkt, sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
                                   (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, false);
     c->sio_connect_by = ev_now(c->srv->loop) + cfg->sio_connect_timeout;
+    RAND_bytes(c->sio_id, sizeof c->sio_id);
     sio_arm(c, cfg->sio_ping_interval);
     return sio_send(c, pkt, n);
 }
@@ -796,6 +797,7 @@ static int poll_open(struct client *c, const struct http_head *h)
     s->sids[b] = sess;
     s->stats.polling_sessions++;
     sess->sio_connect_by = ev_now(s->loop) + cfg->sio_connect_timeout;
+    RAND_bytes(sess->sio_id, sizeof sess->sio_id);
     sio_arm(sess, cfg->sio_ping_interval);
     size_t n = refsio_open_packet(pkt, sess->sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
                                   (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, true);
@@ -885,6 +887,7 @@ static void sio_probe(struct client *c, const uint8_t *data, size_t len)
     s->stats.ws_clients++;
     s->stats.polling_sessions--;
     c->sio_nsps = sess->sio_nsps;
+    memcpy(c->sio_id, sess->sio_id, sizeof c->sio_id);
     c->sio_connect_by = sess->sio_connect_by;
     c->pending = sess->pending; /* attachments may go on arriving over the websocket */
     sess->pending = NULL;

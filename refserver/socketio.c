@@ -127,11 +127,19 @@ static const char *nsp_prefix(const struct server *s, uint8_t i, char *out)
     return out;
 }
 
+/* The id of c's socket in namespace nsp (server.h: client.sio_id). */
+static void socket_id(const struct client *c, uint8_t nsp, char out[REFSIO_ID_LEN + 1])
+{
+    uint8_t rnd[REFSIO_ID_RANDOM];
+    memcpy(rnd, c->sio_id, sizeof rnd);
+    rnd[0] ^= nsp;
+    refsio_make_id(rnd, out);
+}
+
 static void on_connect(struct client *c, const struct refsio_packet *pk)
 {
     struct server *s = c->srv;
     char pre[REFSIO_NSP_MAX + 2], id[REFSIO_ID_LEN + 1];
-    uint8_t rnd[REFSIO_ID_RANDOM] = {0};
     int i = nsp_index(s, pk->nsp, pk->nsp_len);
     if (i < 0) {
         send_text(c, "44%.*s,{\"message\":\"Invalid namespace\"}", (int)pk->nsp_len, pk->nsp);
@@ -143,8 +151,7 @@ static void on_connect(struct client *c, const struct refsio_packet *pk)
     }
     c->sio_nsps |= (uint16_t)(1u << i);
     c->sio_connect_by = 0;
-    RAND_bytes(rnd, sizeof rnd);
-    refsio_make_id(rnd, id);
+    socket_id(c, (uint8_t)i, id);
     send_text(c, "40%s{\"sid\":\"%s\"}", nsp_prefix(s, (uint8_t)i, pre), id);
     if (s->cfg.sio_profile == SIO_PROFILE_CONFORMANCE) {
         /* socket.emit("auth", socket.handshake.auth): the auth object as the client sent it ({} when it sent none). */
@@ -393,13 +400,16 @@ static void publish(struct server *s, const struct client *c, const struct sio_m
     struct socketio *io = s->sio;
     struct sioa_bytes att[SIO_MAX_ATTACHMENTS], room = {0};
     const char *key = s->cfg.sio_key, *nsp = nsp_name(s, m->nsp);
+    char id[REFSIO_ID_LEN + 1];
+    socket_id(c, m->nsp, id); /* as socket.broadcast.emit: the sender is excepted (it may share a room elsewhere) */
+    struct sioa_bytes except = {.data = id, .len = REFSIO_ID_LEN};
     for (uint32_t i = 0; i < m->n_att; i++)
         att[i] = frame_payload(m->att[i]);
     if (c->member.room->name_len)
         room = (struct sioa_bytes){.data = c->member.room->name, .len = c->member.room->name_len};
     io->out.rpos = io->out.wpos = io->channel.rpos = io->channel.wpos = 0;
     if (sioa_encode(&io->out, io->uid, UID_LEN, nsp, strlen(nsp), m->json, m->json_len, att, m->n_att, &room,
-                    room.len ? 1 : 0, NULL, 0) < 0 ||
+                    room.len ? 1 : 0, &except, 1) < 0 ||
         sioa_channel(&io->channel, key, strlen(key), nsp, strlen(nsp), room.data, room.len) < 0) {
         /* The packet passed refsio_parse, so only memory can fail here (or a placeholder naming no attachment). */
         LOG_WARN("client %" PRIu64 ": a broadcast could not be encoded for Redis; other nodes miss it", c->id);
@@ -420,17 +430,58 @@ static bool excepted(const struct sioa_iter *except, const struct room *r)
     return false;
 }
 
-static void deliver_room(struct server *s, struct room *r, struct slice *const *frames, size_t n, uint16_t bit)
+/* The sockets a broadcast excepts, as the sio_id a local receiver would have for them (server.h). */
+struct except_ids {
+    size_t n;
+    uint8_t (*ids)[REFSIO_ID_RANDOM];
+    uint8_t local[8][REFSIO_ID_RANDOM]; /* enough for socket.broadcast.emit's one; more are allocated */
+};
+
+/* 0, or -1 on out of memory. */
+static int except_ids_init(struct except_ids *x, const struct sioa_iter *except, uint8_t nsp)
+{
+    struct sioa_iter it = *except;
+    struct sioa_bytes name;
+    size_t cap = except->left;
+    x->n = 0;
+    x->ids = cap <= 8 ? x->local : malloc(cap * sizeof *x->ids);
+    if (!x->ids)
+        return -1;
+    while (sioa_next_str(&it, &name))
+        if (refsio_parse_id(name.data, name.len, x->ids[x->n])) {
+            x->ids[x->n][0] ^= nsp;
+            x->n++;
+        }
+    return 0;
+}
+
+static void except_ids_free(struct except_ids *x)
+{
+    if (x->ids != x->local)
+        free(x->ids);
+}
+
+static bool excepted_socket(const struct except_ids *x, const struct client *c)
+{
+    for (size_t i = 0; i < x->n; i++)
+        if (!memcmp(x->ids[i], c->sio_id, REFSIO_ID_RANDOM))
+            return true;
+    return false;
+}
+
+static void deliver_room(struct server *s, struct room *r, struct slice *const *frames, size_t n, uint16_t bit,
+                         const struct except_ids *x)
 {
     for (uint32_t i = 0; i < r->count; i++) {
         struct client *to = container_of(r->members[i], struct client, member);
-        if (to->state == CLIENT_WS && (to->sio_nsps & bit) && session_offer(s, to, frames, n))
+        if (to->state == CLIENT_WS && (to->sio_nsps & bit) && !excepted_socket(x, to) &&
+            session_offer(s, to, frames, n))
             s->stats.msgs_out++;
     }
 }
 
 /* A broadcast from another node: decoded once, encoded once as a packet (and its attachments as frames), shared by
- * every local receiver in its rooms (every room when it names none), minus the rooms it excepts. */
+ * every local receiver in its rooms (every room when it names none), minus the rooms and sockets it excepts. */
 static void deliver_remote(struct server *s, const struct sioa_broadcast *b, int nsp)
 {
     struct socketio *io = s->sio;
@@ -451,7 +502,8 @@ static void deliver_remote(struct server *s, const struct sioa_broadcast *b, int
                             .json_len = buf_len(&io->json),
                             .att = frames + 1,
                             .n_att = (uint32_t)b->n_attachments};
-    if (!(frames[0] = packet_frame(s, &m)))
+    struct except_ids x;
+    if (!(frames[0] = packet_frame(s, &m)) || except_ids_init(&x, &b->except, (uint8_t)nsp) < 0)
         goto out;
     s->stats.sio_bus_in++;
     uint16_t bit = (uint16_t)(1u << nsp);
@@ -461,14 +513,15 @@ static void deliver_remote(struct server *s, const struct sioa_broadcast *b, int
         for (struct room *r = room_next(&s->sio_rooms, NULL), *next; r; r = next) {
             next = room_next(&s->sio_rooms, r);
             if (!excepted(&b->except, r))
-                deliver_room(s, r, frames, n, bit);
+                deliver_room(s, r, frames, n, bit, &x);
         }
     }
     while (sioa_next_str(&rooms, &name)) {
         struct room *r = room_find(&s->sio_rooms, name.data, name.len);
         if (r && !excepted(&b->except, r))
-            deliver_room(s, r, frames, n, bit);
+            deliver_room(s, r, frames, n, bit, &x);
     }
+    except_ids_free(&x);
 out:
     for (size_t i = 0; i < n; i++)
         if (frames[i])
@@ -496,6 +549,8 @@ void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, 
     }
     if (b.uid.len == UID_LEN && !memcmp(b.uid.data, io->uid, UID_LEN))
         return; /* ours: delivered locally when the client sent it */
+    if (b.nsp.len != ch_nsp.len || memcmp(b.nsp.data, ch_nsp.data, b.nsp.len))
+        return; /* the adapter of the channel's namespace takes only its own namespace's packets */
     int nsp = nsp_index(s, b.nsp.data, b.nsp.len);
     if (nsp >= 0 && b.type == REFSIO_EVENT)
         deliver_remote(s, &b, nsp);

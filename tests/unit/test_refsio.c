@@ -211,6 +211,23 @@ static void split_event(const char *json, const char *name, const char *rest)
     assert_span(r, rl, rest);
 }
 
+static void test_id_round_trip(void **state)
+{
+    (void)state;
+    uint8_t rnd[REFSIO_ID_RANDOM], back[REFSIO_ID_RANDOM];
+    char id[REFSIO_ID_LEN + 1];
+    for (int seed = 0; seed < 64; seed++) {
+        for (size_t i = 0; i < sizeof rnd; i++)
+            rnd[i] = (uint8_t)(seed * 37 + i * 101);
+        refsio_make_id(rnd, id);
+        assert_true(refsio_parse_id(id, REFSIO_ID_LEN, back));
+        assert_memory_equal(back, rnd, sizeof rnd);
+    }
+    assert_false(refsio_parse_id("abcdefghijklmnopqrs", 19, back));
+    assert_false(refsio_parse_id("abcdefghijklmnopqrs=", 20, back));
+    assert_false(refsio_parse_id("abcdefghijklmnopqr+/", 20, back));
+}
+
 static void test_event_split(void **state)
 {
     (void)state;
@@ -236,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_ids_and_open_packet),
         cmocka_unit_test(test_payload_split),
         cmocka_unit_test(test_event_split),
+        cmocka_unit_test(test_id_round_trip),
     };
     return cmocka_run_group_tests_name("refsio", tests, NULL, unmap_guard);
 }
