@@ -549,7 +549,7 @@ void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, 
     }
     if (b.uid.len == UID_LEN && !memcmp(b.uid.data, io->uid, UID_LEN))
         return; /* ours: delivered locally when the client sent it */
-    if (b.nsp.len != ch_nsp.len || memcmp(b.nsp.data, ch_nsp.data, b.nsp.len))
+    if (b.nsp.len != ch_nsp.len || memcmp(b.nsp.data, ch_nsp.data, b.nsp.len) != 0)
         return; /* the adapter of the channel's namespace takes only its own namespace's packets */
     int nsp = nsp_index(s, b.nsp.data, b.nsp.len);
     if (nsp >= 0 && b.type == REFSIO_EVENT)
