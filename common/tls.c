@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct tls_ctx {
     SSL_CTX *ssl;
@@ -243,6 +244,27 @@ enum io_status tls_write(struct tls_conn *c, const void *data, size_t len, size_
     enum io_status st = failure(c, rc, errno, &why, err);
     *want_read = st == IO_AGAIN && why == SSL_ERROR_WANT_READ;
     return st;
+}
+
+enum io_status tls_drain(struct tls_conn *c, int fd, struct buf *out, bool *want_read, int *err)
+{
+    *want_read = false;
+    while (buf_len(out)) {
+        size_t n = 0;
+        enum io_status st;
+        if (c) {
+            st = tls_write(c, buf_head(out), buf_len(out), &n, want_read, err);
+        } else {
+            ssize_t w = send(fd, buf_head(out), buf_len(out), MSG_NOSIGNAL);
+            *err = errno;
+            st = w > 0 ? IO_OK : w < 0 && (*err == EAGAIN || *err == EINTR) ? IO_AGAIN : IO_ERR;
+            n = w > 0 ? (size_t)w : 0;
+        }
+        if (st != IO_OK)
+            return st;
+        buf_consume(out, n);
+    }
+    return IO_OK;
 }
 
 /* The text lives in a static buffer, valid until the next call (one loop per process, no threads). */

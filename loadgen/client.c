@@ -253,27 +253,14 @@ static void finish_close(struct lg_engine *e, struct lg_client *c, bool clean)
  * down: the caller decides what the failure means). */
 static int flush(struct lg_engine *e, struct lg_client *c)
 {
-    while (buf_len(&c->out)) {
-        size_t n = 0;
-        int err = 0;
-        bool want_read = false;
-        enum io_status st;
-        if (c->tls) {
-            st = tls_write(c->tls, buf_head(&c->out), buf_len(&c->out), &n, &want_read, &err);
-        } else {
-            ssize_t w = send(c->io.fd, buf_head(&c->out), buf_len(&c->out), MSG_NOSIGNAL);
-            err = errno;
-            st = w > 0 ? IO_OK : w < 0 && (err == EAGAIN || err == EINTR) ? IO_AGAIN : IO_ERR;
-            n = w > 0 ? (size_t)w : 0;
-        }
-        if (st == IO_OK) {
-            buf_consume(&c->out, n);
-            continue;
-        }
-        if (st == IO_AGAIN) {
-            watch(e, c, want_read ? EV_READ : EV_READ | EV_WRITE);
-            return 0;
-        }
+    bool want_read;
+    int err = 0;
+    enum io_status st = tls_drain(c->tls, c->io.fd, &c->out, &want_read, &err);
+    if (st == IO_AGAIN) {
+        watch(e, c, want_read ? EV_READ : EV_READ | EV_WRITE);
+        return 0;
+    }
+    if (st != IO_OK) {
         errno = st == IO_EOF ? EPIPE : err;
         return -1;
     }

@@ -172,27 +172,14 @@ static void watch(struct eiop *p, struct pconn *k, int events)
 /* Write what is queued. 0, or -1 with errno. */
 static int flush(struct eiop *p, struct pconn *k)
 {
-    while (buf_len(&k->out)) {
-        size_t n = 0;
-        int err = 0;
-        bool want_read = false;
-        enum io_status st;
-        if (k->tls) {
-            st = tls_write(k->tls, buf_head(&k->out), buf_len(&k->out), &n, &want_read, &err);
-        } else {
-            ssize_t w = send(k->io.fd, buf_head(&k->out), buf_len(&k->out), MSG_NOSIGNAL);
-            err = errno;
-            st = w > 0 ? IO_OK : w < 0 && (err == EAGAIN || err == EINTR) ? IO_AGAIN : IO_ERR;
-            n = w > 0 ? (size_t)w : 0;
-        }
-        if (st == IO_OK) {
-            buf_consume(&k->out, n);
-            continue;
-        }
-        if (st == IO_AGAIN) {
-            watch(p, k, want_read ? EV_READ : EV_READ | EV_WRITE);
-            return 0;
-        }
+    bool want_read;
+    int err = 0;
+    enum io_status st = tls_drain(k->tls, k->io.fd, &k->out, &want_read, &err);
+    if (st == IO_AGAIN) {
+        watch(p, k, want_read ? EV_READ : EV_READ | EV_WRITE);
+        return 0;
+    }
+    if (st != IO_OK) {
         errno = st == IO_EOF ? EPIPE : err;
         return -1;
     }
