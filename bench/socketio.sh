@@ -162,7 +162,9 @@ run_loadgen() {
     shift 2
     JSON=$RUN_DIR/$name.json
     LG_OK=0
-    "$LOADGEN" --quiet --protocol socketio --event chat --out "$JSON" "$@" "${URL[$t]}" >"$WORK/$name.out" 2>&1 &
+    local urls
+    read -ra urls <<<"${URL[$t]}"
+    "$LOADGEN" --quiet --protocol socketio --event chat --out "$JSON" "$@" "${urls[@]}" >"$WORK/$name.out" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait "$pid" || rc=$?
@@ -257,16 +259,20 @@ run_floor() { # N ROUNDS
 }
 
 for t in "${TARGETS[@]}"; do start_stack "$t" main; done
+# "direct": the refserver stack without the lb (loadgen spreads its clients over both nodes), so the node's own cost
+# and the balancer's can be told apart; no Node counterpart (socket.io needs no different treatment, and time).
+URL[direct]="ws://127.0.0.1:${P1[refserver]}/socket.io/ ws://127.0.0.1:${P2[refserver]}/socket.io/"
 sleep 0.5
 
 # fanout TAG N RUN TARGET ARGS...: one loadgen run, its p50/p99 (delivery) and round p99 into VAL
 fanout() {
-    local tag=$1 n=$2 r=$3 t=$4 p50 p99 rp99 name
+    local tag=$1 n=$2 r=$3 t=$4 p50 p99 rp99 name stack=$4
     shift 4
-    [ "${DEAD[$t]}" = 1 ] && return 0
+    [ "$t" = direct ] && stack=refserver
+    [ "${DEAD[$stack]}" = 1 ] && return 0
     name=$tag-$t-$r
     run_loadgen "$name" "$t" --clients "$n" --payload "$PAYLOAD" --room "bench-$tag" --source "$SOURCES" "$@"
-    stack_ok "$t" || true
+    stack_ok "$stack" || true
     if [ -s "$JSON" ] && [ "$(jget "$JSON" 'd["latency"]["count"]')" != 0 ]; then
         read -r p50 p99 rp99 < <(jget "$JSON" '"%s %s %s" % (d["latency"]["p50_ms"], d["latency"]["p99_ms"],
             sorted(x["duration_ms"] for x in d["rounds"])[max(0, -(-99 * len(d["rounds"]) // 100) - 1)])')
@@ -277,18 +283,18 @@ fanout() {
     fi
     [ "$LG_OK" = 1 ] || NFAIL[$tag.$t]=$((${NFAIL[$tag.$t]:-0} + 1))
     add "$tag.runs" "$t" "$([ "$LG_OK" = 1 ] && echo pass || echo FAIL)"
-    wait_idle "$t"
+    wait_idle "$stack"
 }
 
 run_floor "$SMALL" "$FLOOR_ROUNDS"
 for r in $(seq "$RUNS_SMALL"); do
-    for t in "${TARGETS[@]}"; do
+    for t in "${TARGETS[@]}" direct; do
         fanout small "$SMALL" "$r" "$t" --rounds "$SMALL_ROUNDS" --interval "$SMALL_INTERVAL"
     done
 done
 run_floor "$BIG" "$FLOOR_ROUNDS"
 for r in $(seq "$RUNS_BIG"); do
-    for t in "${TARGETS[@]}"; do
+    for t in "${TARGETS[@]}" direct; do
         fanout big "$BIG" "$r" "$t" --rounds "$BIG_ROUNDS" --interval "$BIG_INTERVAL" --deadline "$BIG_DEADLINE" \
             --workers 2 --max-inflight "$BIG_INFLIGHT" --close-timeout "$BIG_CLOSE"
     done
@@ -315,6 +321,7 @@ mkdir -p "$OUT_DIR"
         "$("$NODE" --version)"
     printf 'each stack: 2 nodes on their own Redis behind build/lb --workers 2; loadgen --protocol socketio; %s s in all\n' \
         "$ELAPSED"
+    printf 'direct: loadgen straight to the refserver stack'"'"'s 2 nodes (no lb), to tell the node'"'"'s cost from the lb'"'"'s\n'
     printf 'medians: N=%d of %d runs, N=%d of %d runs per stack, alternating; ! = a run behind the value failed\n\n' \
         "$SMALL" "$RUNS_SMALL" "$BIG" "$RUNS_BIG"
     row metric refserver socket.io ref/sio target verdict
@@ -333,6 +340,8 @@ mkdir -p "$OUT_DIR"
         row "  round p99 (ms, send to last copy)" "$(mv "$tag.r99" refserver %.2f)" "$(mv "$tag.r99" socketio %.2f)" "" "" ""
         row "  round p99 / floor median" "$(ratio "$(med "$tag.r99" refserver)" "$fm")" \
             "$(ratio "$(med "$tag.r99" socketio)" "$fm")" "" "" ""
+        row "  refserver direct, no lb: p50 / p99" "$(mv "$tag.50" direct %.2f) / $(mv "$tag.99" direct %.2f)" "" "" "" ""
+        row "  direct p99 / floor median" "$(ratio "$(med "$tag.99" direct)" "$fm")" "" "" "" ""
         if [ "$tag" = small ]; then
             row "floor N=$SMALL median / max (ms)" "$(num "$fm" %s) / $(num "${FLOOR_MAX[$n]:-}" %s)" "" "" "" ""
         else
@@ -347,7 +356,7 @@ mkdir -p "$OUT_DIR"
         "$(num "${VAL[membefore.socketio]:-}" %s)/$(num "${VAL[memafter.socketio]:-}" %s)" "" "" ""
     printf '\nruns (in order; p50, p99 in ms):\n'
     for tag in small big; do
-        for t in "${TARGETS[@]}"; do
+        for t in "${TARGETS[@]}" direct; do
             printf '  %-5s %-9s p50 %-30s p99 %-30s %s\n' "$tag" "$t" "${VAL[$tag.50.$t]:--}" "${VAL[$tag.99.$t]:--}" \
                 "${VAL[$tag.runs.$t]:--}"
         done
