@@ -429,7 +429,9 @@ def haproxy_maxconn(conf):
     import resource
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    return max(100, min(conf["load"]["clients"] + 100, (limit - 100) // 2))
+    load = conf["load"]
+    per_client = 2 if load["protocol"] == "socketio" and load["transport"] == "polling" else 1  # a GET and a POST
+    return max(100, min(load["clients"] * per_client + 100, (limit - 100) // 2))
 
 
 def haproxy_cfg(conf, listen, nodes):

@@ -420,6 +420,9 @@ class ScenarioFile(unittest.TestCase):
         with self.assertRaises(scenario.ScenarioError) as cm:
             scenario.apply_sets(scenario.load("socketio-polling-1k")[1], ["protocol=websocket"])
         self.assertIn("need protocol = socketio", str(cm.exception))
+        # A polling client holds two connections (GET and POST): HAProxy's maxconn must count both, or clients queue.
+        ws = scenario.apply_sets(scenario.load("socketio-polling-1k")[1], ["transport=websocket"])
+        self.assertEqual(scenario.haproxy_maxconn(conf) - 100, 2 * (scenario.haproxy_maxconn(ws) - 100))
         # Without stickiness the scenario is allowed, and fails: showing that is what it is for.
         scenario.apply_sets(scenario.load("socketio-polling-1k")[1], ["sticky=none"])
 
