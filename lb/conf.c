@@ -303,6 +303,8 @@ int lb_conf_directive(struct lb_conf *c, char **w, int n, char *err, size_t errl
         return on_switch(&c->forwarded_for, w, n, err, errlen);
     if (strcmp(d, "proxy-protocol") == 0)
         return on_switch(&c->proxy_protocol, w, n, err, errlen);
+    if (strcmp(d, "abort-on-close") == 0)
+        return on_switch(&c->abort_on_close, w, n, err, errlen);
     if (strcmp(d, "max-head") == 0) {
         if (n != 2 || conf_parse_bytes(w[1], &c->max_head) < 0 || c->max_head < 1024 || c->max_head > (1u << 20))
             return conf_fail(err, errlen, "max-head: expected a size from 1k to 1m, e.g. 16k");

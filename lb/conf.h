@@ -12,7 +12,7 @@
  *   health path=/ interval=2s timeout=1s rise=2 fall=3 | health off
  *   timeout connect|server|client|tunnel|head|grace DURATION
  *   max-connections N        max-head BYTES        max-headers N       workers N       retries N
- *   forwarded-for on|off     proxy-protocol on|off */
+ *   forwarded-for on|off     proxy-protocol on|off    abort-on-close on|off */
 #ifndef LB_CONF_H
 #define LB_CONF_H
 
@@ -66,6 +66,7 @@ struct lb_conf {
     uint32_t max_connections, max_headers, workers, retries;
     uint64_t max_head;
     bool forwarded_for, proxy_protocol;
+    bool abort_on_close; /* a client gone while its request waits for the answer: drop the node connection too */
 };
 
 struct lb_conf_error {

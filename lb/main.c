@@ -46,6 +46,8 @@ static const char usage[] =
     "      --timeout KIND=DURATION   connect, server, client, tunnel, head or grace (repeatable)\n"
     "      --workers N            processes sharing the listeners (default 1)\n"
     "      --max-connections N    client connections in all; more wait in the kernel's backlog\n"
+    "      --abort-on-close       a client gone before its answer began also closes the node's connection\n"
+    "                             (HAProxy's option abortonclose: long-polls of closed tabs stop pinning nodes)\n"
     "      --log-level LEVEL      error, warn, info or debug (default info)\n"
     "      --help                 this text\n";
 
@@ -120,6 +122,7 @@ static int parse_args(int argc, char **argv, struct args *a)
                                          {"workers", required_argument, 0, 'w'},
                                          {"max-connections", required_argument, 0, 'm'},
                                          {"log-level", required_argument, 0, 'L'},
+                                         {"abort-on-close", no_argument, 0, 'A'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     static const char *const directive[128] = {['l'] = "listen", ['B'] = "balance", ['s'] = "sticky",
@@ -131,6 +134,8 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->config = optarg;
         else if (o == 'k')
             a->check = true;
+        else if (o == 'A')
+            rc = add_flag(a, "abort-on-close", "on");
         else if (o == 'h') {
             fputs(usage, stdout);
             exit(0);

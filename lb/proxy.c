@@ -714,7 +714,11 @@ static bool step_exchange(struct session *s)
         s->req_fwd += (size_t)n;
         progress = n > 0;
     }
-    if (!body_done(&s->req_body) && s->cli_eof) {
+    /* A client gone before the answer began: with abort-on-close (HAProxy's abortonclose) the node's connection
+     * goes too, so a held long-poll does not pin it until the node answers nobody. Off by default: a client may
+     * half-close after its request and still read the answer. */
+    if (s->cli_eof && (!body_done(&s->req_body) ||
+                       (s->px->conf->abort_on_close && s->res == RES_HEAD && !s->res_fwd && !buf_len(&s->cout)))) {
         count_error(s, POOL_ERR_CLIENT_ABORT);
         s->state = S_CLOSED;
         return true;

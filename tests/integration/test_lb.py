@@ -1273,6 +1273,40 @@ class TimeoutTest(LbBase):
         self.assertEqual(lb.series()['lb_errors_total{kind="server_timeout"}'], 1.0)
 
 
+    def test_abort_on_close(self):
+        """A client that closes while its request waits (a held long-poll): with --abort-on-close the node's
+        connection goes at once and counts as client_abort; without it, the node's connection stays open."""
+        for abort in (True, False):
+            with self.subTest(abort_on_close=abort):
+                mute = socket.socket()
+                self.addCleanup(mute.close)
+                mute.bind((h.HOST, 0))
+                mute.listen(16)
+                flags = ["--backend", f"mute={h.HOST}:{mute.getsockname()[1]}", "--timeout", "server=30s",
+                         "--health", "off", "--log-level", "warn"] + (["--abort-on-close"] if abort else [])
+                lb = start_lb(self, flags)
+                self.lbs = (self.lb, lb)
+                client = socket.create_connection((h.HOST, lb.port), timeout=5.0)
+                client.sendall(b"GET /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\nHost: x\r\n\r\n")
+                mute.settimeout(5.0 * h.SLOW)
+                node_side, _ = mute.accept()
+                self.addCleanup(node_side.close)
+                got = b""
+                while b"\r\n\r\n" not in got:  # the request reached the node, which never answers
+                    chunk = node_side.recv(4096)
+                    self.assertTrue(chunk, "the lb closed before the client did")
+                    got += chunk
+                client.close()
+                node_side.settimeout(1.0 * h.SLOW)
+                if abort:
+                    self.assertEqual(node_side.recv(4096), b"", "the node's connection is closed with the client's")
+                    h.wait_until(lambda: lb.series().get('lb_errors_total{kind="client_abort"}') == 1.0,
+                                 5.0 * h.SLOW, what="client_abort counted")
+                else:
+                    with self.assertRaises(socket.timeout):
+                        node_side.recv(4096)  # still open: the answer would be waited for
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 13: WebSocket through the lb, refserver nodes on one Redis
 

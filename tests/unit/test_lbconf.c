@@ -38,7 +38,7 @@ static void test_full_config(void **state)
                        "timeout connect 2s\ntimeout tunnel 2h\ntimeout head 3s\ntimeout grace 5s\n"
                        "timeout server 1m\ntimeout client 45s\n"
                        "max-connections 50000\nmax-head 32k\nmax-headers 64\nworkers 2\nretries 0\n"
-                       "forwarded-for off\nproxy-protocol on\n";
+                       "forwarded-for off\nproxy-protocol on\nabort-on-close on\n";
     assert_int_equal(parse(text), 0);
     assert_int_equal(conf.nlistens, 2);
     assert_false(conf.listens[0].tls);
@@ -69,6 +69,7 @@ static void test_full_config(void **state)
     assert_int_equal(conf.retries, 0);
     assert_false(conf.forwarded_for);
     assert_true(conf.proxy_protocol);
+    assert_true(conf.abort_on_close);
 }
 
 static void test_defaults(void **state)
@@ -81,7 +82,7 @@ static void test_defaults(void **state)
     assert_true(conf.health.enabled);
     assert_string_equal(conf.health.path, "/");
     assert_true(conf.timeout_connect_ns == 5 * SEC && conf.timeout_tunnel_ns == 3600 * SEC);
-    assert_true(conf.forwarded_for && !conf.proxy_protocol);
+    assert_true(conf.forwarded_for && !conf.proxy_protocol && !conf.abort_on_close);
     assert_int_equal(conf.max_head, 16384);
     assert_int_equal(parse("listen :8080\nbackend n1 127.0.0.1:9001\nsticky cookie\nhealth off\n"), 0);
     assert_int_equal(conf.sticky, LB_STICKY_COOKIE);
