@@ -7,7 +7,10 @@
  *  - a message that decodes whole decodes as a head (whole = false) at every cut of it: a valid message's head is
  *    never malformed;
  *  - a decoded event's string argument unescapes to the end without error;
- *  - the input, sent as an event argument, comes back byte for byte (encode, decode, unescape). */
+ *  - the input, sent as an event argument, comes back byte for byte (encode, decode, unescape), with an ack id too;
+ *  - reassembly: the input split at \x1e into messages ('b...' a binary one, else a text packet), driven as
+ *    client.c drives sio_asm: an assembly never takes more attachments than announced (more is a stray), never
+ *    names a carrier past its count, and reports its carrier at most once. */
 #include "loadgen/sio.h"
 
 #include <stdbool.h>
@@ -43,6 +46,8 @@ static int decode_at_end(const uint8_t *s, size_t n, bool whole, struct sio_pack
     if (rc == 0) {
         check(inside(k->nsp, buf, n) && inside(k->data, buf, n) && inside(k->event, buf, n) && inside(k->arg, buf, n));
         check(whole ? !k->cut : k->cut);
+        if (whole && k->arg.len)
+            check(sio_placeholder_num(k->arg) < SIO_MAX_ATTACHMENTS);
         if (whole && k->arg.len && k->arg.p[0] == '"') {
             char out[256];
             size_t got;
@@ -73,13 +78,79 @@ static void check_echo(const uint8_t *s, size_t n)
     free(back);
 }
 
+/* One text message of the reassembly run: a packet while attachments are due ends the run (an error). */
+static bool asm_text(const char *p, size_t n, struct sio_asm *a, bool *active, int *carriers)
+{
+    struct sio_packet k;
+    const char *why = NULL;
+    if (*active || sio_decode(p, n, true, &k) < 0 || k.eio != SIO_EIO_MESSAGE)
+        return !*active;
+    bool ours = k.event.p && k.event.len == 4 && memcmp(k.event.p, "chat", 4) == 0;
+    int rc = sio_asm_begin(a, &k, ours, 0, &why);
+    check(rc >= -1 && rc <= 1);
+    if (rc < 0) {
+        check(why && k.attachments > SIO_MAX_ATTACHMENTS);
+        return false;
+    }
+    if (rc == 1) {
+        check(a->want == k.attachments && a->want >= 1 && a->want <= SIO_MAX_ATTACHMENTS && a->got == 0);
+        check(a->carrier < (int32_t)a->want && (a->carrier < 0 || ours));
+        *active = true;
+        *carriers = 0;
+    }
+    return true;
+}
+
+static void check_reassembly(const uint8_t *s, size_t n)
+{
+    struct sio_asm a = {0};
+    bool active = false, done;
+    int carriers = 0;
+    const char *p = (const char *)s, *end = p + n;
+    while (p < end) {
+        const char *rs = memchr(p, SIO_RS, (size_t)(end - p)), *stop = rs ? rs : end;
+        if (stop > p && *p == 'b') {
+            if (!active) /* a stray attachment: the client's protocol error */
+                return;
+            carriers += sio_asm_attachment(&a, &done);
+            check(a.got <= a.want && carriers <= 1);
+            if (done) {
+                check(a.got == a.want && carriers == (a.carrier >= 0));
+                active = false;
+            }
+        } else if (!asm_text(p, (size_t)(stop - p), &a, &active, &carriers)) {
+            return;
+        }
+        p = rs ? rs + 1 : end;
+    }
+}
+
+/* The input's first bytes as an ack id: the emit and the binary head carry it, and decode back to it. */
+static void check_ack_encoders(const uint8_t *s, size_t n)
+{
+    int64_t ack = 0;
+    for (size_t i = 0; i < n && i < 6; i++)
+        ack = ack * 256 + s[i];
+    ack %= INT64_C(1000000000000000);
+    char out[SIO_BINARY_HEAD_MAX(6, 4) + 200];
+    struct sio_packet k;
+    size_t len = sio_encode_binary_event(out, sizeof out, "/admin", "chat", ack);
+    check(len > 0 && sio_decode(out, len, true, &k) == 0 && k.type == SIO_BINARY_EVENT && k.ack == ack);
+    check(k.attachments == 1 && sio_placeholder_num(k.arg) == 0);
+    len = sio_encode_emit(out, sizeof out, "/", "chat", ack, "x", 1);
+    check(len > 0 && sio_decode(out, len, true, &k) == 0 && k.type == SIO_EVENT && k.ack == ack);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct sio_packet k;
     int rc = decode_at_end(data, size, true, &k);
-    if (rc == 0)
+    if (rc == 0) {
         for (size_t cut = 1; cut < size && cut < 512; cut++)
             check(decode_at_end(data, cut, false, &k) == 0);
+    }
     check_echo(data, size);
+    check_reassembly(data, size);
+    check_ack_encoders(data, size);
     return 0;
 }

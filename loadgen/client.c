@@ -181,6 +181,8 @@ static void teardown(struct lg_engine *e, struct lg_client *c)
     buf_free(&c->out);
     free(c->pre);
     c->pre = NULL;
+    free(c->sio_asm);
+    c->sio_asm = NULL;
     c->state = LC_DONE;
 }
 
@@ -297,6 +299,36 @@ int lg_client_send(struct lg_engine *e, struct lg_client *c, uint8_t opcode, con
     if (c->poll) /* lost already when it fails */
         return eiop_send(c->poll, data, len);
     if (queue_frame(e, c, opcode, data, len) == 0)
+        return 0;
+    lose(e, c, LG_ERR_DROPPED, "sending: %s", strerror(errno));
+    return -1;
+}
+
+/* Over polling: pkt and "b" + base64(att) as one queued item pair, so they go in the same POST. */
+static int poll_emit(struct lg_engine *e, struct lg_client *c, const char *pkt, size_t len, const void *att,
+                     size_t alen)
+{
+    size_t cap = len + 1 + 1 + (alen + 2) / 3 * 4 + 1;
+    char *both = malloc(cap);
+    if (!both) {
+        lose(e, c, LG_ERR_DROPPED, "sending: out of memory");
+        return -1;
+    }
+    memcpy(both, pkt, len);
+    both[len] = SIO_RS;
+    size_t n = sio_encode_binary(both + len + 1, cap - len - 1, att, alen);
+    int rc = eiop_send(c->poll, both, len + 1 + n);
+    free(both);
+    return rc;
+}
+
+int lg_client_emit(struct lg_engine *e, struct lg_client *c, const char *pkt, size_t len, const void *att, size_t alen)
+{
+    if (c->state != LC_OPEN)
+        return -1;
+    if (c->poll) /* lost already when it fails */
+        return att ? poll_emit(e, c, pkt, len, att, alen) : eiop_send(c->poll, pkt, len);
+    if (queue_frame(e, c, WS_OP_TEXT, pkt, len) == 0 && (!att || queue_frame(e, c, WS_OP_BINARY, att, alen) == 0))
         return 0;
     lose(e, c, LG_ERR_DROPPED, "sending: %s", strerror(errno));
     return -1;
@@ -768,21 +800,73 @@ static int finish_upgrade(struct lg_engine *e, struct lg_client *c)
     return -1;
 }
 
+/* Is k the event whose messages we verify (--expect, our namespace), text or binary? */
+static bool is_expected(const struct lg_engine *e, const struct sio_packet *k)
+{
+    const char *expect = e->opts->sio_expect;
+    return (k->type == SIO_EVENT || k->type == SIO_BINARY_EVENT) && k->event.p && is_ours(e, k->nsp) &&
+           k->event.len == strlen(expect) && memcmp(k->event.p, expect, k->event.len) == 0;
+}
+
+/* A binary packet: its attachments are due from now on (c->sio_asm), unless it announced none. 0, or -1 when c is
+ * gone (a protocol error). */
+static int begin_binary(struct lg_engine *e, struct lg_client *c, const struct sio_packet *k, int64_t now)
+{
+    struct sio_asm a;
+    const char *why = "out of memory";
+    int rc = sio_asm_begin(&a, k, is_expected(e, k), lg_engine_ms(now), &why);
+    if (rc == 1 && (c->sio_asm = malloc(sizeof a)) != NULL)
+        *c->sio_asm = a;
+    if (rc < 0 || (rc == 1 && !c->sio_asm)) {
+        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* One binary message (an attachment; its first len bytes, msg_len in all): the message when it is the carrier the
+ * placeholder named. A binary message no packet announced is a protocol error. */
+static void on_attachment(struct lg_engine *e, struct lg_client *c, const char *buf, size_t len, uint64_t msg_len,
+                          int64_t now)
+{
+    if (c->state == LC_CLOSING)
+        return;
+    if (!c->sio_asm) {
+        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, "a binary message that no binary packet announced");
+        return;
+    }
+    bool done;
+    int carrier = sio_asm_attachment(c->sio_asm, &done);
+    if (done) {
+        free(c->sio_asm);
+        c->sio_asm = NULL;
+    }
+    if (carrier)
+        e->ops.message(c, buf, len, msg_len, now);
+}
+
 /* An open client's Socket.IO packet: the expected event's first argument goes to the worker as the message (a
- * JSON string decoded into head, or an object as it is); any other event or packet is an empty, foreign one. */
+ * JSON string decoded into head, an object as it is, or the attachment a placeholder names once it comes); an ack
+ * goes to ops.ack with --ack; any other event or packet is an empty, foreign one. */
 static void on_sio_packet(struct lg_engine *e, struct lg_client *c, const struct sio_packet *k, uint64_t msg_len,
                           int64_t now)
 {
-    const char *expect = e->opts->sio_expect;
     if (k->type == SIO_DISCONNECT && is_ours(e, k->nsp)) {
         sio_end(e, c, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, "the server disconnected it from the namespace");
         return;
     }
+    if (begin_binary(e, c, k, now) < 0)
+        return;
+    if ((k->type == SIO_ACK || k->type == SIO_BINARY_ACK) && is_ours(e, k->nsp) && e->opts->sio_ack) {
+        e->ops.ack(c, k->ack, now);
+        return;
+    }
+    if (c->sio_asm && c->sio_asm->carrier >= 0) /* the message comes with its attachment */
+        return;
     char head[LG_PAYLOAD_PREFIX];
     size_t n = 0;
     const char *msg = "";
-    if (k->type == SIO_EVENT && k->event.p && is_ours(e, k->nsp) && k->event.len == strlen(expect) &&
-        memcmp(k->event.p, expect, k->event.len) == 0 && k->arg.len) {
+    if (is_expected(e, k) && k->arg.len) {
         if (k->arg.p[0] == '"' && sio_json_string(k->arg.p, k->arg.len, head, sizeof head, &n) >= 0)
             msg = head;
         else if (k->arg.p[0] == '{')
@@ -798,9 +882,8 @@ static void sio_input(struct lg_engine *e, struct lg_client *c, uint8_t opcode, 
                       uint64_t msg_len, int64_t now)
 {
     struct sio_packet k;
-    if (opcode != WS_OP_TEXT) { /* a binary attachment: never one of ours */
-        if (c->state == LC_OPEN)
-            e->ops.message(c, "", 0, msg_len, now);
+    if (opcode != WS_OP_TEXT) {
+        on_attachment(e, c, buf, len, msg_len, now);
         return;
     }
     if (sio_decode(buf, len, len == msg_len, &k) < 0) {
@@ -827,6 +910,13 @@ static void sio_input(struct lg_engine *e, struct lg_client *c, uint8_t opcode, 
     case SIO_EIO_MESSAGE: break;
     default: return; /* pong, upgrade, noop */
     }
+    if (c->sio_asm && c->state != LC_CLOSING) { /* socket.io-parser: "got plaintext data when reconstructing" */
+        char why[120];
+        snprintf(why, sizeof why, "a text packet while %u of %u attachment(s) of a binary packet were still due",
+                 c->sio_asm->want - c->sio_asm->got, c->sio_asm->want);
+        sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
+        return;
+    }
     if (c->state == LC_SIO || (c->state == LC_POLL && !slot_of(e, c)->nsp_ok))
         on_sio_handshake(e, c, &k);
     else if (c->state != LC_CLOSING)
@@ -838,14 +928,37 @@ uint32_t lg_engine_ms(int64_t now_time)
     return (uint32_t)(uint64_t)(now_time / 1000000);
 }
 
+/* An open client's binary packet whose attachments did not come within --deadline, or a polling request with no
+ * answer in time: lost. */
+static void watch_one(struct lg_engine *e, struct lg_client *c, uint32_t now)
+{
+    const struct lg_opts *o = e->opts;
+    uint32_t deadline_ms = (uint32_t)(o->deadline_ns / 1000000), post_ms = (uint32_t)(o->connect_timeout_ns / 1000000);
+    uint32_t get_ms = e->sio_ping_interval_ms + e->sio_ping_timeout_ms + LG_POLL_GET_MARGIN_MS, waited = 0;
+    const struct sio_asm *a = c->sio_asm;
+    if (a && (int32_t)(now - a->since_ms - deadline_ms) > 0) {
+        lose(e, c, LG_ERR_PROTOCOL, "a binary packet's attachments did not come within %u ms (%u of %u came)",
+             deadline_ms, a->got, a->want);
+        return;
+    }
+    const char *what = c->poll ? eiop_overdue(c->poll, now, post_ms, get_ms, &waited) : NULL;
+    if (what)
+        lose(e, c, LG_ERR_SIO_POLL_TIMEOUT, "%s unanswered after %u ms (limit %u ms)", what, waited,
+             strcmp(what, "polling POST") == 0 ? post_ms : get_ms);
+}
+
 void lg_engine_watch(struct lg_engine *e, struct lg_client *clients, uint32_t n, int64_t now_time)
 {
     uint32_t now = lg_engine_ms(now_time);
     for (uint32_t i = 0; i < n; i++) {
         struct lg_client *c = &clients[i];
-        if (c->state == LC_OPEN && sio_ping_overdue(c->ping_due, now))
+        if (c->state != LC_OPEN)
+            continue;
+        if (sio_ping_overdue(c->ping_due, now))
             lose(e, c, LG_ERR_SIO_PING_TIMEOUT, "no Engine.IO ping for pingInterval %u + pingTimeout %u ms",
                  e->sio_ping_interval_ms, e->sio_ping_timeout_ms);
+        else if (c->sio_asm || c->poll)
+            watch_one(e, c, now);
     }
 }
 
@@ -1080,6 +1193,15 @@ void lg_engine_expire(struct lg_engine *e, int64_t now)
 
 /* ---- polling (--transport polling): what eiopoll.c reports ---- */
 
+/* A b<base64> item (b64[0..len), valid): its first bytes decoded, as a binary frame's head would be. */
+static void poll_attachment(struct lg_engine *e, struct lg_client *c, const char *b64, size_t len, int64_t now)
+{
+    unsigned char head[PRE_MAX / 3 * 3];
+    size_t take = len < PRE_MAX / 3 * 4 ? len : PRE_MAX / 3 * 4; /* whole quanta: padding only at the very end */
+    long n = sio_base64_decode(b64, take, head, sizeof head);
+    sio_input(e, c, WS_OP_BINARY, (const char *)head, n > 0 ? (size_t)n : 0, (uint64_t)sio_base64_len(b64, len), now);
+}
+
 /* A GET's payload: each packet as if it came in a frame. 0, or -1 when the polling side is gone. */
 static int poll_payload(struct lg_engine *e, struct lg_client *c, const char *body, size_t len)
 {
@@ -1095,8 +1217,8 @@ static int poll_payload(struct lg_engine *e, struct lg_client *c, const char *bo
         return -1;
     }
     while ((rc = sio_payload_next(body, len, &off, &it)) == 1) {
-        if (it.binary) /* an attachment: never one of ours */
-            sio_input(e, c, WS_OP_BINARY, "", 0, (uint64_t)sio_base64_len(it.text.p + 1, it.text.len - 1), now);
+        if (it.binary)
+            poll_attachment(e, c, it.text.p + 1, it.text.len - 1, now);
         else
             sio_input(e, c, WS_OP_TEXT, it.text.p, it.text.len, it.text.len, now);
         if (c->poll != p) /* failed, lost or closed meanwhile */

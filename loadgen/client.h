@@ -21,6 +21,12 @@
  * CONNECT reply and the end of the upgrade go to the worker as an open client's would. A polling client that stays
  * on polling keeps a struct eiop (its two connections, its cookies) for the whole run.
  *
+ * Binary packets (45<n>-, 46<n>-): their n attachments follow as binary messages; a struct sio_asm is allocated
+ * only while they are due. The expected event's attachment named by its placeholder goes to the worker as the
+ * message (its first bytes; over polling decoded from base64); an ack (43ID / 46<n>-ID) of our namespace goes to
+ * ops.ack with --ack. A text packet while attachments are due, a binary message nobody announced, more than 10
+ * attachments, or attachments that do not come within --deadline are protocol errors.
+ *
  * Memory per idle open client is one struct lg_client and no heap block: reads go through one engine-wide buffer,
  * only the bytes of an incomplete frame are carried per client, and handshake-only state (the expected accept key,
  * timings) lives in a slot that is given back when the handshake ends. */
@@ -55,6 +61,7 @@ enum lg_client_state {
 
 struct eiop;
 struct http_head;
+struct sio_asm;
 struct lg_track;
 struct tls_conn;
 struct tls_ctx;
@@ -67,6 +74,7 @@ struct lg_client {
     struct tls_conn *tls;
     struct eiop *poll;       /* --transport polling: the polling side, until the upgrade is done (NULL after) */
     char *pre;               /* the head of a message split over chunks (LG_PAYLOAD_PREFIX bytes), on demand */
+    struct sio_asm *sio_asm; /* socketio: a binary packet whose attachments are due (NULL the rest of the time) */
     struct lg_track *tracks; /* the worker's: one tracker per emitter in this client's room */
     uint32_t id;             /* global client number */
     uint32_t room;           /* room index (lg_room_index) */
@@ -85,8 +93,9 @@ struct lg_engine_ops {
     void (*opened)(struct lg_client *c); /* LC_OPEN reached */
     void (*failed)(struct lg_client *c); /* the connect phase failed (counted by kind already) */
     void (*message)(struct lg_client *c, const char *head, size_t head_len, uint64_t msg_len, int64_t now_ns);
-    void (*lost)(struct lg_client *c);               /* an open client was closed or reset by the server */
-    void (*closed)(struct lg_client *c, bool clean); /* our close handshake ended (LC_DONE) */
+    void (*lost)(struct lg_client *c);                            /* an open client was closed or reset by the server */
+    void (*closed)(struct lg_client *c, bool clean);              /* our close handshake ended (LC_DONE) */
+    void (*ack)(struct lg_client *c, int64_t id, int64_t now_ns); /* --ack: an ack of our namespace came */
 };
 
 /* Per worker. Fields after "results" are what the worker reports. */
@@ -125,7 +134,11 @@ bool lg_engine_has_slot(const struct lg_engine *e);
 void lg_engine_expire(struct lg_engine *e, int64_t now_ns);
 
 /* --protocol socketio: lose each open client of clients[0..n) whose Engine.IO ping is overdue (no ping for
- * pingInterval + pingTimeout since the open packet or the last ping): LG_ERR_SIO_PING_TIMEOUT, ops.lost called. */
+ * pingInterval + pingTimeout since the open packet or the last ping): LG_ERR_SIO_PING_TIMEOUT; whose binary packet's
+ * attachments are overdue (--deadline): LG_ERR_PROTOCOL; whose polling request is overdue (a POST past
+ * --connect-timeout, a GET past pingInterval + pingTimeout + LG_POLL_GET_MARGIN_MS): LG_ERR_SIO_POLL_TIMEOUT. ops.lost
+ * is called for each. */
+#define LG_POLL_GET_MARGIN_MS 5000
 void lg_engine_watch(struct lg_engine *e, struct lg_client *clients, uint32_t n, int64_t now_time);
 /* The millisecond clock of struct lg_client's ping_due: CLOCK_MONOTONIC in ms, wrapping at 2^32. */
 uint32_t lg_engine_ms(int64_t now_time);
@@ -135,6 +148,9 @@ uint32_t lg_engine_ms(int64_t now_time);
 void lg_client_start(struct lg_engine *e, struct lg_client *c);
 /* Send one data message (masked) of len bytes. 0, or -1 when the client was lost doing so (ops.lost called). */
 int lg_client_send(struct lg_engine *e, struct lg_client *c, uint8_t opcode, const void *data, size_t len);
+/* --protocol socketio: send one Engine.IO message pkt[0..len) and, when att is not NULL, its attachment att[0..alen)
+ * (a binary frame; over polling a b<base64> item in the same POST). 0, or -1 when the client was lost doing so. */
+int lg_client_emit(struct lg_engine *e, struct lg_client *c, const char *pkt, size_t len, const void *att, size_t alen);
 /* Begin the close handshake (1000) from LC_OPEN; ops.closed follows. */
 void lg_client_close(struct lg_engine *e, struct lg_client *c);
 /* Give up on a closing client (close timeout): ops.closed(c, false). */

@@ -361,8 +361,13 @@ static int on_final(struct wk *w, const char *body, size_t len)
         rd->rejoined += rc.rejoined;
         rd->rejoin_failed += rc.rejoin_failed;
     }
-    if (ipc_get_hist(body, len, &pos, C.round_hist) < 0)
+    if (ipc_get_hist(body, len, &pos, C.round_hist) < 0 || ipc_get_hist(body, len, &pos, C.r->ack) < 0)
         return -1;
+    C.r->acks.expected += f.acks.expected;
+    C.r->acks.received += f.acks.received;
+    C.r->acks.late += f.acks.late;
+    C.r->acks.duplicate += f.acks.duplicate;
+    C.r->acks.unknown += f.acks.unknown;
     if (!w->ready) { /* interrupted while it was connecting */
         C.r->connected += f.connected;
         C.r->failed += f.failed;
@@ -503,8 +508,9 @@ static int result_init(struct lg_result *r, const struct lg_opts *o)
     r->connect = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     r->handshake = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     r->latency = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    r->ack = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     r->rounds = calloc((size_t)o->rounds + 1, sizeof *r->rounds);
-    return r->connect && r->handshake && r->latency && r->rounds ? 0 : -1;
+    return r->connect && r->handshake && r->latency && r->ack && r->rounds ? 0 : -1;
 }
 
 void lg_result_free(struct lg_result *r)
@@ -512,8 +518,9 @@ void lg_result_free(struct lg_result *r)
     hist_free(r->connect);
     hist_free(r->handshake);
     hist_free(r->latency);
+    hist_free(r->ack);
     free(r->rounds);
-    r->connect = r->handshake = r->latency = NULL;
+    r->connect = r->handshake = r->latency = r->ack = NULL;
     r->rounds = NULL;
 }
 
@@ -540,6 +547,8 @@ static void finish_result(void)
         t->timed_out |= rd->timed_out;
     }
     r->churn_pending = r->churn_left - r->churn_rejoined - r->churn_failed; /* never negative: see the worker */
+    uint64_t acked = r->acks.received + r->acks.late;
+    r->acks.missing = r->acks.expected > acked ? r->acks.expected - acked : 0;
     t->start_ns = r->rounds_run ? r->rounds[0].start_ns : 0;
     t->duration_ns = r->rounds_ns;
     t->p50_ns = hist_percentile(r->latency, 50);

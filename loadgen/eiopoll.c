@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define JAR_MAX        384
@@ -43,10 +44,11 @@ struct pconn {
     struct buf in, out; /* in: a response read so far (carried only while incomplete) */
     struct eiop *p;
     size_t last_len;
-    uint8_t state;   /* enum pc_state */
-    uint8_t is_post; /* which of the two */
-    uint8_t reused;  /* a response came on it before: a close before the next one may be retried */
-    uint8_t retried; /* this request was retried once already */
+    uint8_t state;    /* enum pc_state */
+    uint8_t is_post;  /* which of the two */
+    uint8_t reused;   /* a response came on it before: a close before the next one may be retried */
+    uint8_t retried;  /* this request was retried once already */
+    uint32_t sent_ms; /* when its request (or the connect it waits for) began, lg_engine_ms clock */
 };
 
 struct eiop {
@@ -63,6 +65,13 @@ struct eiop {
 
 static void on_pc_io(struct ev_loop *loop, ev_io *w, int revents);
 static int on_end(struct eiop *p, struct pconn *k, enum io_status st, int err);
+
+static uint32_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return lg_engine_ms((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+}
 
 static const char *what(const struct pconn *k)
 {
@@ -126,6 +135,20 @@ const char *eiop_cookies(const struct eiop *p)
 size_t eiop_queued(const struct eiop *p)
 {
     return buf_len(&p->pending);
+}
+
+const char *eiop_overdue(const struct eiop *p, uint32_t now, uint32_t post_ms, uint32_t get_ms, uint32_t *waited_ms)
+{
+    const struct pconn *ks[2] = {&p->post, &p->get};
+    for (int i = 0; i < 2; i++) {
+        const struct pconn *k = ks[i];
+        uint32_t limit = k->is_post ? post_ms : get_ms, waited = now - k->sent_ms;
+        if (k->state == PC_CLOSED || k->state == PC_IDLE || (int32_t)waited < 0 || waited <= limit)
+            continue;
+        *waited_ms = waited;
+        return k->is_post ? "polling POST" : "polling GET";
+    }
+    return NULL;
 }
 
 const char *eiop_sid(const struct eiop *p)
@@ -231,6 +254,7 @@ static int send_request(struct eiop *p, struct pconn *k)
                     REQ_HEAD_MAX);
     k->state = PC_SENT;
     k->last_len = 0;
+    k->sent_ms = now_ms();
     if (buf_append(&k->out, req, (size_t)n) < 0 || (blen && buf_append(&k->out, buf_head(&p->body), blen) < 0))
         return fail(p, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, 0, "%s: sending a %s: out of memory", url_of(p),
                     what(k));
@@ -256,6 +280,7 @@ static int pc_connect(struct eiop *p, struct pconn *k)
     ev_io_init(&k->io, on_pc_io, fd, EV_WRITE);
     ev_io_start(p->e->loop, &k->io);
     k->state = PC_CONNECTING;
+    k->sent_ms = now_ms();
     return 0;
 }
 

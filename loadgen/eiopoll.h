@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct eiop;
 struct lg_client;
@@ -43,6 +44,10 @@ int eiop_pause(struct eiop *p);
 size_t eiop_queued(const struct eiop *p);
 /* The cookies the session's responses set, as a Cookie header value ("" when none). */
 const char *eiop_cookies(const struct eiop *p);
+/* Is a request overdue at now_ms (a millisecond clock that wraps: lg_engine_ms)? A POST sent more than post_ms
+ * ago, or a GET more than get_ms ago, still without its whole response: "polling POST" or "polling GET" with
+ * *waited_ms set; else NULL. */
+const char *eiop_overdue(const struct eiop *p, uint32_t now_ms, uint32_t post_ms, uint32_t get_ms, uint32_t *waited_ms);
 /* The sid ("" before eiop_set_sid). */
 const char *eiop_sid(const struct eiop *p);
 

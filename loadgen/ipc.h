@@ -18,7 +18,7 @@ enum ipc_type {
     IPC_PROGRESS = 1, /* struct ipc_progress: connect-phase counts */
     IPC_READY,        /* struct ipc_ready + n_emitters uint32 ids + connect blob + handshake blob */
     IPC_ROUND_DONE,   /* struct ipc_round_done + latency blob (deliveries since the last one) */
-    IPC_FINAL,        /* struct ipc_final + rounds * struct ipc_round_count + latency blob (the tail) */
+    IPC_FINAL,        /* struct ipc_final + rounds * struct ipc_round_count + latency blob (the tail) + ack blob */
     IPC_FATAL,        /* a NUL-terminated message: the worker cannot go on */
     /* coordinator -> worker */
     IPC_EMITTERS, /* uint32 ids of the emitters that are open, sorted */
@@ -81,6 +81,7 @@ struct ipc_final {
                                                           the coordinator did not finish) */
     uint32_t sio_upgraded, sio_polling;                /* --transport polling, connect phase */
     uint32_t pad2_;
+    struct lg_acks acks; /* --ack (missing is the coordinator's to work out) */
     struct lg_worker_self self;
     uint32_t rounds; /* struct ipc_round_count entries that follow */
     uint32_t pad_;

@@ -90,7 +90,7 @@ static int parse_metric(const char *s, size_t n, struct lg_threshold *t)
     static const struct {
         const char *prefix;
         enum lg_th_metric metric;
-    } prefixes[] = {{"latency.", TH_LATENCY}, {"connect.", TH_CONNECT}, {"handshake.", TH_HANDSHAKE}};
+    } prefixes[] = {{"latency.", TH_LATENCY}, {"connect.", TH_CONNECT}, {"handshake.", TH_HANDSHAKE}, {"ack.", TH_ACK}};
     if ((n == 6 && !strncmp(s, "errors", 6)) || (n == 8 && !strncmp(s, "delivery", 8))) {
         t->metric = s[0] == 'e' ? TH_ERRORS : TH_DELIVERY;
         t->stat = TH_STAT_RATIO;
@@ -130,8 +130,8 @@ int lg_parse_threshold(const char *s, struct lg_threshold *t, char *err, size_t 
     if (op == 0 || parse_metric(buf, op, t) < 0)
         return conf_fail(
             err, errlen,
-            "threshold '%s': unknown metric '%.*s' (pN, min, mean, max with an optional latency., connect. "
-            "or handshake. prefix; errors; delivery)",
+            "threshold '%s': unknown metric '%.*s' (pN, min, mean, max with an optional latency., connect., "
+            "handshake. or ack. prefix; errors; delivery)",
             s, (int)op, buf);
     char sub[160];
     if (t->stat == TH_STAT_RATIO) {
@@ -398,6 +398,7 @@ enum {
     OPT_EVENT,
     OPT_EXPECT,
     OPT_NO_UPGRADE,
+    OPT_ACK,
     OPT_HOLD,
     OPT_CHURN,
     OPT_CHURN_GAP,
@@ -441,6 +442,7 @@ static const struct option long_opts[] = {
     {"event", required_argument, NULL, OPT_EVENT},
     {"expect", required_argument, NULL, OPT_EXPECT},
     {"no-upgrade", no_argument, NULL, OPT_NO_UPGRADE},
+    {"ack", no_argument, NULL, OPT_ACK},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -559,6 +561,7 @@ static int take_sio_option(struct lg_opts *o, int c, const char *arg, char *err,
         o->sio_polling = arg[0] == 'p';
         return 0;
     case OPT_NO_UPGRADE: o->sio_no_upgrade = true; return 0;
+    case OPT_ACK: o->sio_ack = true; return 0;
     case OPT_NAMESPACE: o->sio_nsp = arg; return check_namespace(arg, err, errlen);
     case OPT_AUTH:
         if (strlen(arg) > 4096 || !sio_json_is_object(arg, strlen(arg)))
@@ -660,8 +663,6 @@ static int check_socketio(struct lg_opts *o, char *err, size_t errlen)
             return conf_fail(err, errlen, "--%s needs --protocol socketio", o->sio_only);
         return 0;
     }
-    if (o->binary)
-        return conf_fail(err, errlen, "--binary: not with --protocol socketio (binary events are not supported yet)");
     if (!o->sio_expect)
         o->sio_expect = o->sio_event;
     if (o->sio_no_upgrade && !o->sio_polling)
@@ -670,9 +671,18 @@ static int check_socketio(struct lg_opts *o, char *err, size_t errlen)
     return 0;
 }
 
+/* An ack threshold measures --ack's histogram: without --ack it could only fail for want of samples. */
+static int check_thresholds(const struct lg_opts *o, char *err, size_t errlen)
+{
+    for (int i = 0; i < o->nthresholds; i++)
+        if (o->thresholds[i].metric == TH_ACK && !o->sio_ack)
+            return conf_fail(err, errlen, "threshold '%s': needs --ack (--protocol socketio)", o->thresholds[i].text);
+    return 0;
+}
+
 static int check_combination(struct lg_opts *o, char *err, size_t errlen)
 {
-    if (check_socketio(o, err, errlen) < 0)
+    if (check_socketio(o, err, errlen) < 0 || check_thresholds(o, err, errlen) < 0)
         return -1;
     if (o->emitters > o->clients)
         return conf_fail(err, errlen, "--emitters %u: more than the %u clients", o->emitters, o->clients);
@@ -767,7 +777,11 @@ static void usage_socketio(FILE *fp)
           "      --auth JSON           the CONNECT packet's auth object, e.g. '{\"token\":\"x\"}' (default none)\n"
           "      --event NAME          the event emitted (default chat)\n"
           "      --expect NAME         the event carrying the messages received (default: the same); other events\n"
-          "                            are counted as foreign\n",
+          "                            are counted as foreign\n"
+          "      --ack                 ask for an ack on every emit (42ID[...]) and expect 43ID[...] exactly once\n"
+          "                            within --deadline: the ack histogram, missing acks fail the run\n"
+          "      --binary              emit a binary event 451-[\"EVENT\",{placeholder}] with the message as its\n"
+          "                            attachment (a binary frame, or b<base64> over polling)\n",
           fp);
 }
 
@@ -797,7 +811,7 @@ void lg_opts_usage(FILE *fp)
           "      --deadline D          a delivery later than this after its send is late (default 5s)\n"
           "  -e, --emitters N          clients that emit each round: clients 0..N-1 (default 1)\n"
           "  -s, --payload BYTES       message size (default 100, at least 87)\n"
-          "      --binary              binary frames instead of text\n"
+          "      --binary              binary frames instead of text (socketio: see below)\n"
           "      --echo                the server also sends a message back to its sender: expect it there\n"
           "      --churn RATE          during the rounds, RATE receivers a second (never an emitter, round robin)\n"
           "                            close and come back as a new connection; a round only expects what the\n"
@@ -821,7 +835,8 @@ void lg_opts_usage(FILE *fp)
           "  -o, --out FILE.json       the report as JSON (schema wsh-loadgen/1, docs/loadgen-json.md)\n"
           "      --hlog FILE.hlog      HdrHistogram interval log (format 1.3): one interval per round\n"
           "  -t, --threshold EXPR      pass/fail rule, repeatable: p99<50ms, latency.p99.9<=200ms,\n"
-          "                            connect.p95<1s, handshake.max<2s, mean<10ms, errors<1%, delivery>=99.9%\n"
+          "                            connect.p95<1s, handshake.max<2s, mean<10ms, errors<1%, delivery>=99.9%,\n"
+          "                            ack.p99<50ms (--ack)\n"
           "                            (errors and delivery replace the defaults: no failed client, all delivered)\n"
           "  -q, --quiet               no progress line and no summary; failures still go to stderr\n"
           "  -h, --help, -V, --version\n"

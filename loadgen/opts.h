@@ -32,14 +32,14 @@ struct lg_target {
 
 enum lg_protocol { LG_PROTO_WEBSOCKET = 0, LG_PROTO_SOCKETIO };
 
-enum lg_th_metric { TH_LATENCY = 0, TH_CONNECT, TH_HANDSHAKE, TH_ERRORS, TH_DELIVERY };
+enum lg_th_metric { TH_LATENCY = 0, TH_CONNECT, TH_HANDSHAKE, TH_ERRORS, TH_DELIVERY, TH_ACK };
 enum lg_th_stat { TH_STAT_MIN = 0, TH_STAT_MEAN, TH_STAT_MAX, TH_STAT_PCT, TH_STAT_RATIO };
 enum lg_th_op { TH_LT = 0, TH_LE, TH_GT, TH_GE };
 
 /* A threshold, as k6 writes them: "p99<50ms", "latency.p99.9<=200ms", "connect.p95<1s", "handshake.max<2s",
- * "mean<10ms", "errors<1%", "delivery>=99.9%". A latency metric without a prefix is the delivery latency;
- * the stats are min, mean, max and pN (0 < N < 100, e.g. p50, p99.99). errors is the share of clients that
- * failed (to connect, or later); delivery the share of expected messages received in time. */
+ * "ack.p99<50ms" (--ack), "mean<10ms", "errors<1%", "delivery>=99.9%". A latency metric without a prefix is the
+ * delivery latency; the stats are min, mean, max and pN (0 < N < 100, e.g. p50, p99.99). errors is the share of clients
+ * that failed (to connect, or later); delivery the share of expected messages received in time. */
 struct lg_threshold {
     char text[64]; /* as given, for the report */
     enum lg_th_metric metric;
@@ -71,6 +71,7 @@ struct lg_opts {
     bool sio_polling;    /* --transport polling: Engine.IO long-polling first (the paths carry transport=polling) */
     bool sio_upgrade;    /* with polling: upgrade to a websocket once connected (default; --no-upgrade clears) */
     bool sio_no_upgrade; /* --no-upgrade was given (an error without --transport polling) */
+    bool sio_ack;        /* --ack: every emit asks for an ack (42ID[...]) and expects 43ID[...] exactly once */
 
     /* connect */
     uint32_t clients;           /* -c --clients, default 100 */
@@ -84,7 +85,8 @@ struct lg_opts {
     int64_t deadline_ns; /* --deadline per round, default 5s */
     uint32_t emitters;   /* -e --emitters per round, default 1, <= clients */
     uint32_t payload;    /* -s --payload message size in bytes, default 100, >= LG_PAYLOAD_MIN (payload.h) */
-    bool binary;         /* --binary: binary frames instead of text */
+    bool binary;         /* --binary: binary frames instead of text (socketio: a BINARY_EVENT, the message its
+                            attachment) */
     bool echo;           /* --echo: the server sends a message back to its sender too, so expect it there */
 
     /* rooms: with --rooms K > 1 client i joins ROOM-(i % K), else every client joins ROOM; without --room and

@@ -37,6 +37,7 @@ static const char *const err_names[LG_ERR_COUNT] = {
     "protocol",
     "socketio_ping_timeout",
     "socketio_http_error",
+    "socketio_poll_timeout",
     "close",
 };
 
@@ -187,6 +188,22 @@ static void per_round_reason(struct lg_result *r, const char *what, size_t off, 
     reason(r, "%s", text);
 }
 
+/* --ack: every emit acked once, in time, and no ack for something never asked. */
+static void ack_verdict(struct lg_result *r)
+{
+    const struct lg_acks *a = &r->acks;
+    if (!r->opts->sio_ack)
+        return;
+    if (a->missing)
+        reason(r, "%" PRIu64 " of %" PRIu64 " ack(s) missing (never came)", a->missing, a->expected);
+    if (a->late)
+        reason(r, "%" PRIu64 " of %" PRIu64 " ack(s) late (after --deadline)", a->late, a->expected);
+    if (a->duplicate)
+        reason(r, "%" PRIu64 " duplicate ack(s)", a->duplicate);
+    if (a->unknown)
+        reason(r, "%" PRIu64 " ack(s) for an id no emit was waiting for", a->unknown);
+}
+
 static void delivery_verdict(struct lg_result *r)
 {
     const struct lg_round *t = &r->total;
@@ -204,6 +221,7 @@ static void delivery_verdict(struct lg_result *r)
         reason(r, "%" PRIu64 " message(s) came back to their emitter (use --echo if the server echoes)", r->echoed);
     if (r->corrupt)
         reason(r, "%" PRIu64 " corrupt message(s): garbled, or from an emitter of another room", r->corrupt);
+    ack_verdict(r);
     if (r->churn_failed && !errors_ok(r, error_share(r))) {
         char kinds[160];
         connect_kinds(r, kinds, sizeof kinds);
@@ -226,7 +244,10 @@ static void delivery_verdict(struct lg_result *r)
 
 static double threshold_actual(const struct lg_result *r, const struct lg_threshold *t, bool *empty)
 {
-    const struct hist *h = t->metric == TH_CONNECT ? r->connect : t->metric == TH_HANDSHAKE ? r->handshake : r->latency;
+    const struct hist *h = t->metric == TH_CONNECT     ? r->connect
+                           : t->metric == TH_HANDSHAKE ? r->handshake
+                           : t->metric == TH_ACK       ? r->ack
+                                                       : r->latency;
     *empty = false;
     switch (t->stat) {
     case TH_STAT_RATIO: return t->metric == TH_ERRORS ? error_share(r) : delivery_ratio(r);
@@ -343,6 +364,11 @@ static void human_head(FILE *fp, const struct lg_result *r)
         fprintf(fp, "; %" PRIu64 " echoed, %" PRIu64 " corrupt, %" PRIu64 " foreign", r->echoed, r->corrupt,
                 r->foreign);
     fputc('\n', fp);
+    if (o->sio_ack)
+        fprintf(fp,
+                "acks      %" PRIu64 "/%" PRIu64 " acked, %" PRIu64 " missing, %" PRIu64 " late, %" PRIu64
+                " duplicate, %" PRIu64 " unknown\n",
+                r->acks.received, r->acks.expected, r->acks.missing, r->acks.late, r->acks.duplicate, r->acks.unknown);
     if (o->churn) {
         lg_format_duration(o->churn_gap_ns, d, sizeof d);
         fprintf(fp,
@@ -360,6 +386,8 @@ void lg_report_human(FILE *fp, const struct lg_result *r)
     hist_row(fp, "latency", r->latency);
     hist_row(fp, "connect", r->connect);
     hist_row(fp, "handshake", r->handshake);
+    if (r->opts->sio_ack && r->ack)
+        hist_row(fp, "ack", r->ack);
     bool any = false;
     for (int k = 0; k < LG_ERR_COUNT; k++) {
         if (!r->err_counts[k])
@@ -409,10 +437,10 @@ static json_t *protocol_json(json_t *j, const struct lg_opts *o)
     json_object_set_new(j, "protocol", json_string(sio ? "socketio" : "websocket"));
     if (sio)
         json_object_set_new(j, "socketio",
-                            json_pack("{s:s, s:b, s:s, s:b, s:s, s:s}", "transport",
+                            json_pack("{s:s, s:b, s:s, s:b, s:s, s:s, s:b}", "transport",
                                       o->sio_polling ? "polling" : "websocket", "upgrade", o->sio_upgrade, "namespace",
                                       o->sio_nsp, "auth", o->sio_auth != NULL, "event", o->sio_event, "expect",
-                                      o->sio_expect));
+                                      o->sio_expect, "ack", o->sio_ack));
     return j;
 }
 
@@ -559,6 +587,15 @@ static json_t *document(const struct lg_result *r)
     json_object_set_new(doc, "latency", hist_json(r->latency));
     json_object_set_new(doc, "connect", hist_json(r->connect));
     json_object_set_new(doc, "handshake", hist_json(r->handshake));
+    if (r->opts->sio_ack && r->ack) { /* only with --ack, so other runs keep their shape */
+        const struct lg_acks *a = &r->acks;
+        json_object_set_new(doc, "ack", hist_json(r->ack));
+        json_object_set_new(doc, "acks",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "expected", (json_int_t)a->expected, "received",
+                                      (json_int_t)a->received, "late", (json_int_t)a->late, "missing",
+                                      (json_int_t)a->missing, "duplicate", (json_int_t)a->duplicate, "unknown",
+                                      (json_int_t)a->unknown));
+    }
     json_object_set_new(doc, "rounds", rounds);
     json_object_set_new(doc, "totals", totals_json(r));
     json_object_set_new(doc, "echoed", json_integer((json_int_t)r->echoed));

@@ -32,6 +32,8 @@ enum lg_err {
     LG_ERR_PROTOCOL,            /* open, then a frame (or polling response) we could not accept (1002/1007/1009) */
     LG_ERR_SIO_PING_TIMEOUT,    /* --protocol socketio: open, then no Engine.IO ping for pingInterval + pingTimeout */
     LG_ERR_SIO_HTTP,            /* --transport polling: open, then a request answered with another HTTP error */
+    LG_ERR_SIO_POLL_TIMEOUT,    /* --transport polling: open, then a POST unanswered within --connect-timeout, or a
+                                   GET held past pingInterval + pingTimeout + a margin */
     LG_ERR_CLOSE,               /* the closing handshake did not complete within --close-timeout */
     LG_ERR_COUNT
 };
@@ -66,6 +68,16 @@ struct lg_round {
      * returns and failed returns while this was the latest round */
     uint64_t churned;
     uint32_t left, rejoined, rejoin_failed;
+};
+
+/* --ack (--protocol socketio): the acks the emitters asked for, over the whole run. */
+struct lg_acks {
+    uint64_t expected; /* emits that asked for an ack (an emitter lost meanwhile takes back what it still waited for) */
+    uint64_t received; /* matching acks within --deadline of their emit */
+    uint64_t late;     /* after it */
+    uint64_t missing;  /* expected - received - late: never came */
+    uint64_t duplicate; /* a second ack for one emit */
+    uint64_t unknown;   /* an ack whose id no emit of that client is waiting for */
 };
 
 struct lg_worker_self {
@@ -103,6 +115,8 @@ struct lg_result {
     struct hist *connect;   /* TCP connect time */
     struct hist *handshake; /* TLS (if any) + HTTP upgrade, from TCP up to the 101 */
     struct hist *latency;   /* delivery latency: receive time - send time */
+    struct hist *ack;       /* --ack: from an emit to its ack */
+    struct lg_acks acks;    /* --ack */
 
     /* rounds (opts->rounds entries, only the first rounds_run are meaningful) */
     struct lg_round *rounds;

@@ -454,7 +454,7 @@ int sio_json_string(const char *s, size_t len, char *out, size_t cap, size_t *n)
 
 size_t sio_event_max(size_t nsp_len, size_t event_len, size_t arg_len)
 {
-    return 2 + nsp_len + 1 + 2 + event_len + 3 + arg_len * 6 + 2;
+    return 2 + nsp_len + 1 + MAX_ACK + 2 + event_len + 3 + arg_len * 6 + 2;
 }
 
 /* Copy the characters of s (no NUL: a packet is not a C string); returns how many. */
@@ -497,15 +497,41 @@ static size_t put_escaped(char *out, const char *arg, size_t len)
     return n;
 }
 
+/* An ack id's digits (ack >= 0, below 10^MAX_ACK). */
+static size_t put_ack(char *out, int64_t ack)
+{
+    char tmp[24];
+    size_t n = 0, len = 0;
+    do
+        tmp[len++] = (char)('0' + ack % 10);
+    while ((ack /= 10) > 0);
+    while (len)
+        out[n++] = tmp[--len];
+    return n;
+}
+
+static bool ack_ok(int64_t ack)
+{
+    return ack < 0 || ack <= INT64_C(999999999999999); /* MAX_ACK digits */
+}
+
 size_t sio_encode_event(char *out, size_t cap, const char *nsp, const char *event, const char *arg, size_t arg_len)
 {
+    return sio_encode_emit(out, cap, nsp, event, -1, arg, arg_len);
+}
+
+size_t sio_encode_emit(char *out, size_t cap, const char *nsp, const char *event, int64_t ack, const char *arg,
+                       size_t arg_len)
+{
     size_t elen = strlen(event);
-    if (cap < sio_event_max(nsp ? strlen(nsp) : 0, elen, arg_len))
+    if (cap < sio_event_max(nsp ? strlen(nsp) : 0, elen, arg_len) || !ack_ok(ack))
         return 0;
     size_t n = 0;
     out[n++] = '4';
     out[n++] = '2';
     n += put_nsp(out + n, nsp);
+    if (ack >= 0)
+        n += put_ack(out + n, ack);
     out[n++] = '[';
     out[n++] = '"';
     n += put_str(out + n, event);
@@ -513,6 +539,22 @@ size_t sio_encode_event(char *out, size_t cap, const char *nsp, const char *even
     n += put_escaped(out + n, arg, arg_len);
     out[n++] = '"';
     out[n++] = ']';
+    return n;
+}
+
+size_t sio_encode_binary_event(char *out, size_t cap, const char *nsp, const char *event, int64_t ack)
+{
+    static const char tail[] = "\",{\"_placeholder\":true,\"num\":0}]";
+    size_t nlen = nsp ? strlen(nsp) : 0, elen = strlen(event);
+    if (cap < SIO_BINARY_HEAD_MAX(nlen, elen) || !ack_ok(ack))
+        return 0;
+    size_t n = put_str(out, "451-");
+    n += put_nsp(out + n, nsp);
+    if (ack >= 0)
+        n += put_ack(out + n, ack);
+    n += put_str(out + n, "[\"");
+    n += put_str(out + n, event);
+    n += put_str(out + n, tail);
     return n;
 }
 
@@ -539,6 +581,49 @@ uint32_t sio_ping_deadline(uint32_t now_ms, uint32_t interval_ms, uint32_t timeo
 bool sio_ping_overdue(uint32_t deadline, uint32_t now_ms)
 {
     return deadline != 0 && (int32_t)(now_ms - deadline) > 0;
+}
+
+/* ---- binary packets ---- */
+
+int sio_placeholder_num(struct sio_span v)
+{
+    struct sio_span ph, num;
+    if (!v.len || v.p[0] != '{' || sio_json_member(v.p, v.len, "_placeholder", &ph) != 1 || ph.len != 4 ||
+        memcmp(ph.p, "true", 4) != 0 || sio_json_member(v.p, v.len, "num", &num) != 1 || num.len != 1 ||
+        !is_digit(num.p[0]))
+        return -1;
+    /* exactly those two members: count the top-level commas (a valid object: strings hold the only others) */
+    const char *p = v.p + 1, *end = v.p + v.len - 1;
+    int commas = 0;
+    while ((p = skip_ws(p, end)) < end) {
+        if (*p == '"')
+            skip_string(&p, end);
+        else
+            commas += *p++ == ',';
+    }
+    return commas == 1 ? num.p[0] - '0' : -1;
+}
+
+int sio_asm_begin(struct sio_asm *a, const struct sio_packet *k, bool ours, uint32_t now_ms, const char **why)
+{
+    if (k->type != SIO_BINARY_EVENT && k->type != SIO_BINARY_ACK)
+        return 0;
+    if (k->attachments > SIO_MAX_ATTACHMENTS) {
+        *why = "a binary packet announcing more than 10 attachments";
+        return -1;
+    }
+    if (k->attachments == 0)
+        return 0;
+    int num = ours && k->type == SIO_BINARY_EVENT ? sio_placeholder_num(k->arg) : -1;
+    *a = (struct sio_asm){.want = k->attachments, .carrier = num < (int)k->attachments ? num : -1, .since_ms = now_ms};
+    return 1;
+}
+
+int sio_asm_attachment(struct sio_asm *a, bool *done)
+{
+    uint32_t i = a->got++;
+    *done = a->got >= a->want;
+    return a->carrier >= 0 && (uint32_t)a->carrier == i;
 }
 
 /* ---- the polling transport ---- */

@@ -68,7 +68,7 @@ int sio_json_member(const char *obj, size_t len, const char *key, struct sio_spa
  * bytes written either way. \uXXXX becomes UTF-8 (a surrogate as its own 3 bytes). */
 int sio_json_string(const char *s, size_t len, char *out, size_t cap, size_t *n);
 
-/* The longest EVENT sio_encode_event can write for these lengths. */
+/* The longest EVENT sio_encode_event or sio_encode_emit can write for these lengths (an ack id included). */
 size_t sio_event_max(size_t nsp_len, size_t event_len, size_t arg_len);
 
 /* The heartbeat watchdog (../shared/SOCKETIO.md section 1): a client that heard the open packet or a ping at
@@ -84,6 +84,42 @@ bool sio_ping_overdue(uint32_t deadline, uint32_t now_ms);
  * event name as it is (the caller checked it needs no escaping), arg escaped as a JSON string. Returns the
  * length, or 0 when cap is too small. */
 size_t sio_encode_event(char *out, size_t cap, const char *nsp, const char *event, const char *arg, size_t arg_len);
+/* The same with an ack id after the namespace (42/nsp,ID["EVENT","ARG"]); ack < 0: none, as sio_encode_event. */
+size_t sio_encode_emit(char *out, size_t cap, const char *nsp, const char *event, int64_t ack, const char *arg,
+                       size_t arg_len);
+
+/* ---- binary packets (BINARY_EVENT 5, BINARY_ACK 6) ----
+ * 45<n>-[/nsp,][id][...] is followed by n attachments, each its own binary message (a binary frame, or a b<base64>
+ * polling item); an argument {"_placeholder":true,"num":i} stands for attachment i. socket.io-parser refuses more
+ * than 10 attachments, and a text packet, or a binary message, that comes when it does not expect one. */
+
+#define SIO_MAX_ATTACHMENTS                     10
+#define SIO_BINARY_HEAD_MAX(nsp_len, event_len) ((nsp_len) + (event_len) + 64)
+
+/* Write 451-[/nsp,][ID]["EVENT",{"_placeholder":true,"num":0}] (ack < 0: no id) into out: the head of a binary
+ * event whose one attachment is its argument. Returns the length, or 0 when cap is too small. */
+size_t sio_encode_binary_event(char *out, size_t cap, const char *nsp, const char *event, int64_t ack);
+
+/* The placeholder's num when the JSON value v is exactly {"_placeholder":true,"num":N} (members in any order,
+ * N a whole number below SIO_MAX_ATTACHMENTS), else -1. */
+int sio_placeholder_num(struct sio_span v);
+
+/* A binary packet being put together: only while its attachments are due. */
+struct sio_asm {
+    uint32_t want;     /* attachments announced */
+    uint32_t got;      /* attachments received so far */
+    int32_t carrier;   /* the attachment that carries the message (the placeholder num of our event), or -1 */
+    uint32_t since_ms; /* when the packet came (the caller's millisecond clock) */
+};
+
+/* A packet k (decoded, eio SIO_EIO_MESSAGE) came while no binary packet was being assembled. ours: k is the event
+ * the caller verifies (its first argument may then name the carrier). Returns 1 when k is a binary packet whose
+ * attachments follow (*a set), 0 when nothing follows (any other packet, or a binary one with no attachment), -1
+ * (*why a static string) for more than SIO_MAX_ATTACHMENTS. */
+int sio_asm_begin(struct sio_asm *a, const struct sio_packet *k, bool ours, uint32_t now_ms, const char **why);
+
+/* One attachment of a (begun) assembly: 1 when it is the carrier, else 0; *done when it was the last one. */
+int sio_asm_attachment(struct sio_asm *a, bool *done);
 
 /* ---- the polling transport (../shared/SOCKETIO.md section 1) ----
  * A polling body is a payload: Engine.IO packets joined by \x1e (the record separator, which JSON text never holds

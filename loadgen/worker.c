@@ -7,6 +7,9 @@
  *  - A first arrival is "received" when its latency (arrival - send time) is within the deadline, else "late";
  *    "reordered" when a higher seq of the same emitter came first; a repeat is a "duplicate".
  *  - Deliveries are timed at the message's last byte.
+ *  - --ack: an emit's ack id is its round; each emitter here keeps the send times of its last ACK_WINDOW emits, so
+ *    an ack is matched to its emit exactly once (a second one is a duplicate; an id no kept emit has, unknown).
+ *    An emitter lost takes back the acks it still waited for, as a lost receiver takes back its messages.
  *
  * Churn (--churn RATE): from the first round until the last one is judged here, this worker's share of RATE (in
  * proportion to its receivers) leave, a close handshake, and come back as a new connection --churn-gap after they
@@ -52,6 +55,8 @@
 #define CHURN_MIN_S      0.001 /* the churn timer's shortest period: faster rates leave several per tick */
 #define WATCH_TICKS      25    /* --protocol socketio: ticks per sweep of every client's ping deadline (250 ms) */
 
+#define ACK_WINDOW 64 /* --ack: emits per emitter whose ack is still matched (older acks are unknown) */
+
 #define OWED_PENDING (UINT32_MAX - 1) /* c->owed of a return: settled when the next round starts here */
 #define OWED_NONE    UINT32_MAX       /* c->owed while away: no round */
 
@@ -62,6 +67,13 @@ struct away {
     uint32_t idx; /* into W.clients */
     uint32_t pad_;
     int64_t left_ns;
+};
+
+/* --ack: one emit waiting for its ack (sent_ns 0 once acked). */
+struct ack_slot {
+    uint32_t round; /* the ack id; 0 = empty */
+    uint32_t pad_;
+    int64_t sent_ns;
 };
 
 struct worker {
@@ -89,6 +101,12 @@ struct worker {
     char *payload;
     char *frame; /* --protocol socketio: the EVENT packet carrying payload (one buffer, no allocation per send) */
     size_t frame_cap;
+
+    /* --ack: ACK_WINDOW slots per emitter of this worker (client index i < n_emit_here), the ack latency */
+    struct ack_slot *acks_out;
+    uint32_t n_emit_here;
+    struct hist *ack_hist;
+    struct lg_acks acks;
 
     /* rounds */
     struct ipc_round_count *rc; /* indexed by round (1-based; [0] unused) */
@@ -248,6 +266,25 @@ static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
     round_done(true);
 }
 
+/* Socket.IO: the payload as the event's argument, a JSON string (numbers stay exact), or with --binary as the one
+ * attachment of a binary event; with --ack the round is the ack id. */
+static void emit_sio(struct lg_client *c, const struct lg_msg *m)
+{
+    const struct lg_opts *o = W.o;
+    int64_t ack = o->sio_ack ? (int64_t)m->round : -1;
+    size_t len = o->binary
+                     ? sio_encode_binary_event(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack)
+                     : sio_encode_emit(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack, W.payload, o->payload);
+    if (lg_client_emit(&W.eng, c, W.frame, len, o->binary ? W.payload : NULL, o->payload) < 0)
+        return;
+    W.rc[m->round].emitted++;
+    if (!o->sio_ack)
+        return;
+    W.acks_out[(size_t)index_of(c) * ACK_WINDOW + m->round % ACK_WINDOW] =
+        (struct ack_slot){.round = m->round, .sent_ns = m->send_ns};
+    W.acks.expected++;
+}
+
 static void emit(struct lg_client *c, uint32_t round)
 {
     struct lg_msg m = {.emitter = c->id, .round = round, .seq = round, .send_ns = now_ns()};
@@ -256,9 +293,9 @@ static void emit(struct lg_client *c, uint32_t round)
         W.first_send = m.send_ns;
     const char *data = W.payload;
     size_t len = W.o->payload;
-    if (W.frame) { /* Socket.IO: the payload as the event's argument, a JSON string (numbers stay exact) */
-        len = sio_encode_event(W.frame, W.frame_cap, W.o->sio_nsp, W.o->sio_event, W.payload, W.o->payload);
-        data = W.frame;
+    if (W.frame) {
+        emit_sio(c, &m);
+        return;
     }
     if (lg_client_send(&W.eng, c, W.o->binary ? WS_OP_BINARY : WS_OP_TEXT, data, len) == 0)
         W.rc[round].emitted++;
@@ -365,6 +402,42 @@ static void on_message(struct lg_client *c, const char *head, size_t head_len, u
         round_check();
 }
 
+/* --ack: the ack id of one of c's emits came back (see the top of the file). */
+static void on_ack(struct lg_client *c, int64_t id, int64_t now)
+{
+    uint32_t i = index_of(c);
+    struct ack_slot *s = i < W.n_emit_here && id > 0 && id <= W.o->rounds
+                             ? &W.acks_out[(size_t)i * ACK_WINDOW + (uint64_t)id % ACK_WINDOW]
+                             : NULL;
+    if (!s || s->round != (uint64_t)id) {
+        W.acks.unknown++;
+        return;
+    }
+    if (!s->sent_ns) {
+        W.acks.duplicate++;
+        return;
+    }
+    int64_t latency = now - s->sent_ns;
+    s->sent_ns = 0;
+    hist_record(W.ack_hist, latency);
+    if (latency > W.o->deadline_ns)
+        W.acks.late++;
+    else
+        W.acks.received++;
+}
+
+/* --ack: a lost emitter's acks still due are not expected any more. */
+static void excuse_acks(const struct lg_client *c)
+{
+    uint32_t i = index_of(c);
+    if (i >= W.n_emit_here)
+        return;
+    for (struct ack_slot *s = &W.acks_out[(size_t)i * ACK_WINDOW], *end = s + ACK_WINDOW; s < end; s++) {
+        W.acks.expected -= s->round && s->sent_ns;
+        *s = (struct ack_slot){0};
+    }
+}
+
 static void connect_progress(void);
 static void back_soon(void);
 
@@ -408,6 +481,8 @@ static void on_failed(struct lg_client *c)
 static void on_lost(struct lg_client *c)
 {
     W.dropped++; /* also in the connect phase: it did connect, so connected + failed still adds up */
+    if (W.acks_out)
+        excuse_acks(c);
     if (c->flags & LC_FL_LEAVING) {
         /* broken while leaving (--churn): the leave is over, and its round was taken back when it began */
         c->flags &= (uint8_t)~LC_FL_LEAVING;
@@ -711,8 +786,9 @@ static void send_final(void)
         .rss_kb = (uint64_t)ru.ru_maxrss,
         .clients = W.n,
     };
+    f->acks = W.acks;
     struct buf tail = {0};
-    if (ipc_put_hist(&tail, W.lat) < 0)
+    if (ipc_put_hist(&tail, W.lat) < 0 || ipc_put_hist(&tail, W.ack_hist) < 0)
         die("out of memory");
     struct iovec parts[3] = {{.iov_base = f, .iov_len = sizeof *f},
                              {.iov_base = W.rc + 1, .iov_len = W.o->rounds * sizeof *W.rc},
@@ -821,19 +897,27 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
     W.payload = malloc(o->payload);
     W.lat = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     W.lag = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    W.ack_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     if (o->protocol == LG_PROTO_SOCKETIO) {
         W.frame_cap = sio_event_max(strlen(o->sio_nsp), strlen(o->sio_event), o->payload);
         W.frame = malloc(W.frame_cap);
-        if (!W.frame)
+        W.n_emit_here = w < o->emitters ? (o->emitters - w + nworkers - 1) / nworkers : 0;
+        if (o->sio_ack)
+            W.acks_out = calloc(W.n_emit_here ? (size_t)W.n_emit_here * ACK_WINDOW : 1, sizeof *W.acks_out);
+        if (!W.frame || (o->sio_ack && !W.acks_out))
             die("worker %u: out of memory", w);
     }
-    if (!W.loop || !W.clients || !W.rc || !W.payload || !W.lat || !W.lag)
+    if (!W.loop || !W.clients || !W.rc || !W.payload || !W.lat || !W.lag || !W.ack_hist)
         die("worker %u: out of memory for %u clients", w, W.n);
     uint32_t inflight = o->max_inflight / nworkers + (w < o->max_inflight % nworkers);
     if (lg_engine_init(&W.eng, W.loop, o, inflight ? inflight : 1, err, sizeof err) < 0)
         die("%s", err);
-    W.eng.ops = (struct lg_engine_ops){
-        .opened = on_opened, .failed = on_failed, .message = on_message, .lost = on_lost, .closed = on_closed};
+    W.eng.ops = (struct lg_engine_ops){.opened = on_opened,
+                                       .failed = on_failed,
+                                       .message = on_message,
+                                       .lost = on_lost,
+                                       .closed = on_closed,
+                                       .ack = on_ack};
     for (uint32_t i = 0; i < W.n; i++) {
         struct lg_client *c = &W.clients[i];
         c->id = i * nworkers + w;
@@ -870,6 +954,8 @@ int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int f
     free(W.rc);
     free(W.payload);
     free(W.frame);
+    free(W.acks_out);
+    hist_free(W.ack_hist);
     free(W.active);
     free(W.slot_in_room);
     free(W.room_active);

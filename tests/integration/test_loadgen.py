@@ -628,9 +628,6 @@ class SocketIOPolling(LoadgenBase):
         self.assertEqual(doc["errors"].get("http_status", {}).get("count"), self.CLIENTS, doc["errors"])
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class TinySocketIO:
     """A raw Socket.IO server for one purpose: the Engine.IO open packet (pingInterval 200, pingTimeout 200) and the
@@ -768,3 +765,181 @@ class SocketIOPingWatchdog(LoadgenBase):
         self.assertRun(rc, 0, out, err)
         self.assertEqual(doc["clients"]["dropped"], 0, doc["clients"])
         self.assertNotIn("socketio_ping_timeout", json.dumps(doc["errors"]))
+
+
+class SocketIOBinaryAck(LoadgenBase):
+    """--binary (each message a BINARY_EVENT whose one attachment is the message) and --ack (every emit asks for an
+    ack, 43<id>[] from refserver's broadcast profile) against two refserver nodes on one Redis, over the websocket
+    transport and long-polling with and without the upgrade, straight and through lb; refserver forwards the packet
+    and its attachment, so the receivers reassemble it. The negative controls: the conformance profile acks only
+    message-with-ack, so --event chat --ack must report every ack missing."""
+
+    CLIENTS, ROUNDS, EMITTERS = 30, 4, 2
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = h.start_redis(cls)
+        extra = ["--sio-ping-interval", "300", "--sio-ping-timeout", "2000"]
+        cls.n1 = h.start_refserver(cls, "n1", cls.redis.url, extra)
+        cls.n2 = h.start_refserver(cls, "n2", cls.redis.url, extra)
+
+    def run_sio(self, *extra, urls=None):
+        urls = urls or [ws_url(self.n1, "/"), ws_url(self.n2, "/")]
+        return run_loadgen(["--protocol", "socketio", "-c", str(self.CLIENTS), "-r", str(self.ROUNDS), "-e",
+                            str(self.EMITTERS), "-i", "150ms", *extra, *urls])
+
+    def assertZeroLoss(self, rc, out, err, doc, ack):
+        self.assertRun(rc, 0, out, err)
+        c = doc["clients"]
+        self.assertEqual((c["connected"], c["failed"], c["dropped"]), (self.CLIENTS, 0, 0), c)
+        self.assertDelivered(doc, self.ROUNDS * self.EMITTERS * (self.CLIENTS - 1))
+        self.assertEqual(doc["errors"], {})
+        self.assertEqual((doc["echoed"], doc["corrupt"], doc["foreign"]), (0, 0, 0))
+        self.assertTrue(doc["options"]["binary"])
+        emits = self.ROUNDS * self.EMITTERS
+        self.assertEqual(doc["totals"]["emitted"], emits)
+        if not ack:
+            self.assertNotIn("ack", doc)
+            self.assertNotIn("acks", doc)
+            return
+        self.assertTrue(doc["options"]["socketio"]["ack"])
+        self.assertEqual(doc["ack"]["count"], emits, doc["ack"])
+        self.assertEqual(doc["acks"], {"expected": emits, "received": emits, "late": 0, "missing": 0,
+                                       "duplicate": 0, "unknown": 0})
+        self.assertGreater(doc["ack"]["max_ms"], 0)
+        self.assertIn(f"acks      {emits}/{emits} acked, 0 missing", out)
+        self.assertRegex(out, r"\nack +%d " % emits)
+
+    def test_websocket_binary_and_ack(self):
+        rc, out, err, doc = self.run_sio("--binary", "--ack", "-t", "ack.p99<5s")
+        self.assertZeroLoss(rc, out, err, doc, ack=True)
+        self.assertEqual(doc["thresholds"][0]["expr"], "ack.p99<5s")
+        self.assertTrue(doc["thresholds"][0]["ok"])
+
+    def test_websocket_binary_only(self):
+        rc, out, err, doc = self.run_sio("--binary")
+        self.assertZeroLoss(rc, out, err, doc, ack=False)
+
+    def test_websocket_text_with_ack(self):
+        rc, out, err, doc = self.run_sio("--ack")
+        self.assertRun(rc, 0, out, err)
+        self.assertDelivered(doc, self.ROUNDS * self.EMITTERS * (self.CLIENTS - 1))
+        self.assertEqual(doc["ack"]["count"], self.ROUNDS * self.EMITTERS)
+        self.assertEqual(doc["acks"]["missing"], 0)
+
+    def test_polling_upgrade_binary_and_ack(self):
+        rc, out, err, doc = self.run_sio("--transport", "polling", "--binary", "--ack")
+        self.assertZeroLoss(rc, out, err, doc, ack=True)
+        self.assertEqual(doc["clients"]["transport"], {"upgraded": self.CLIENTS, "polling": 0})
+
+    def test_polling_no_upgrade_binary_and_ack(self):
+        rc, out, err, doc = self.run_sio("--transport", "polling", "--no-upgrade", "--binary", "--ack", "--hold", "1s")
+        self.assertZeroLoss(rc, out, err, doc, ack=True)
+        self.assertEqual(doc["clients"]["transport"], {"upgraded": 0, "polling": self.CLIENTS})
+
+    def test_polling_no_upgrade_through_lb_two_workers(self):
+        lb = SimpleLb(self, [self.n1, self.n2], "--sticky", "cookie")
+        rc, out, err, doc = self.run_sio("--transport", "polling", "--no-upgrade", "--binary", "--ack", "--cookie",
+                                         "SRVID", "-w", "2", urls=[lb.url()])
+        self.assertZeroLoss(rc, out, err, doc, ack=True)
+        self.assertEqual(sorted(doc["nodes"]), ["n1", "n2"], doc["nodes"])
+
+    def test_ack_threshold_needs_ack(self):
+        rc, out, err, _ = run_loadgen(["--protocol", "socketio", "-t", "ack.p99<50ms", ws_url(self.n1, "/")])
+        self.assertRun(rc, 2, out, err)
+        self.assertIn("needs --ack", err)
+
+    def test_conformance_profile_never_acks_chat(self):
+        """refserver --profile conformance acknowledges message-with-ack only: every ack of 'chat' is missing."""
+        node = h.start_refserver(self, "c1", "none", ["--profile", "conformance"])
+        for transport in (["--transport", "websocket"], ["--transport", "polling", "--no-upgrade"]):
+            rc, out, err, doc = run_loadgen(["--protocol", "socketio", *transport, "--event", "chat", "--ack",
+                                             "--binary", "-c", "3", "-r", "3", "-i", "100ms", "--deadline", "500ms",
+                                             ws_url(node, "/")])
+            self.assertRun(rc, 1, out, err)
+            self.assertEqual(doc["acks"]["expected"], 3, doc["acks"])
+            self.assertEqual(doc["acks"]["missing"], 3, doc["acks"])
+            self.assertEqual(doc["ack"]["count"], 0)
+            self.assertIn("3 of 3 ack(s) missing", " ".join(doc["verdict"]["reasons"]))
+
+    def test_conformance_profile_acks_message_with_ack(self):
+        """The positive side of the control: the event it does acknowledge is acked once per emit."""
+        node = h.start_refserver(self, "c2", "none", ["--profile", "conformance"])
+        rc, out, err, doc = run_loadgen(["--protocol", "socketio", "--event", "message-with-ack", "--expect", "x",
+                                         "--ack", "-c", "2", "-r", "3", "-i", "100ms", "-t", "delivery>=0%",
+                                         ws_url(node, "/")])
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual(doc["acks"]["received"], 3, doc["acks"])
+        self.assertEqual(doc["ack"]["count"], 3)
+
+
+class ScriptedSocketIO(TinySocketIO):
+    """TinySocketIO that, after the CONNECT reply, sends a script of frames: (opcode, bytes) pairs (1 text, 2
+    binary). It pings every 100 ms so the ping watchdog stays quiet."""
+
+    def __init__(self, script):
+        self.script = script
+        super().__init__(ping_every=0.1)
+
+    @staticmethod
+    def _raw_frame(op, data):
+        head = bytes([0x80 | op, len(data)]) if len(data) < 126 else bytes([0x80 | op, 126]) + struct.pack(
+            "!H", len(data))
+        return head + data
+
+    def _ping(self, c):
+        # the script right after the CONNECT reply, then pings: the first well within pingInterval + pingTimeout
+        try:
+            for op, data in self.script:
+                c.sendall(self._raw_frame(op, data))
+        except OSError:
+            return
+        super()._ping(c)
+
+
+class SocketIOBinaryErrors(LoadgenBase):
+    """A binary packet whose attachments never come, a binary frame nobody announced, a text packet in the middle
+    of an assembly and more than 10 attachments: each a protocol error with its own message, never a crash."""
+
+    HEAD = b'451-["chat",{"_placeholder":true,"num":0}]'
+
+    def run_script(self, script):
+        srv = ScriptedSocketIO(script)
+        self.addCleanup(srv.close)
+        return run_loadgen(["--protocol", "socketio", "-c", "2", "--rounds", "0", "--hold", "1500ms",
+                            "--deadline", "400ms", "--quiet", srv.url()], timeout=30 * h.SLOW)
+
+    def assertProtocolError(self, script, words):
+        rc, out, err, doc = self.run_script(script)
+        self.assertRun(rc, 1, out, err)
+        self.assertEqual(doc["clients"]["dropped"], 2, doc["clients"])
+        self.assertEqual(doc["errors"].get("protocol", {}).get("count"), 2, doc["errors"])
+        self.assertIn(words, doc["errors"]["protocol"]["example"])
+
+    def test_attachments_that_never_come(self):
+        self.assertProtocolError([(1, self.HEAD)], "attachments did not come within 400 ms (0 of 1 came)")
+
+    def test_a_stray_binary_frame(self):
+        self.assertProtocolError([(2, b"\x00\x01")], "a binary message that no binary packet announced")
+
+    def test_more_attachments_than_announced(self):
+        self.assertProtocolError([(1, self.HEAD), (2, b"abc"), (2, b"def")],
+                                 "a binary message that no binary packet announced")
+
+    def test_a_text_packet_during_the_assembly(self):
+        self.assertProtocolError([(1, b'452-["chat",{"_placeholder":true,"num":0}]'), (2, b"x"), (1, b'42["chat","x"]')],
+                                 "a text packet while 1 of 2 attachment(s)")
+
+    def test_over_ten_attachments(self):
+        self.assertProtocolError([(1, b'4511-["chat",1]')], "more than 10 attachments")
+
+    def test_a_foreign_binary_event_is_reassembled_and_foreign(self):
+        rc, out, err, doc = self.run_script([(1, b'452-["other",{"_placeholder":true,"num":1}]'), (2, b"a"),
+                                             (2, b"b")])
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual(doc["foreign"], 2, doc)
+        self.assertEqual(doc["errors"], {})
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -234,3 +234,64 @@ describe('loadgen --transport polling against npm socket.io nodes behind a balan
     assert.ok((await n1.stats()).sessionUnknown + (await n2.stats()).sessionUnknown > 0, 'the nodes saw it too');
   });
 });
+
+// --binary and --ack against socketio_mixed_node.mjs (npm socket.io + @socket.io/redis-adapter): it re-broadcasts
+// every event with its arguments, so a Buffer argument goes out re-encoded by socket.io-parser (451-[...] and the
+// attachment, through the adapter as msgpack bin), and answers every ack request with an empty ack.
+describe('loadgen --binary --ack against npm socket.io nodes that re-broadcast and ack', () => {
+  const MIXED = path.join(here, 'socketio_mixed_node.mjs');
+  let m1;
+  let m2;
+  let lb;
+  before(async () => {
+    assert.ok(fs.existsSync(LOADGEN), `${LOADGEN} is not built (make build/loadgen)`);
+    const redis = await startRedis();
+    const start = async (name) => {
+      const port = await freePort();
+      const proc = startProcess([process.execPath, MIXED, '--port', String(port), '--redis', redis.url, '--name', name], `mixed-${name}`);
+      await waitFor(() => {
+        if (proc.exited) throw new Error(`socketio_mixed_node ${name} exited ${JSON.stringify(proc.exited)}: ${logOf(proc)}`);
+        return logOf(proc).includes('listening');
+      }, 15000 * SLOW, `socketio_mixed_node ${name} "listening"`);
+      return { port, proc, name, url: `ws://${HOST}:${port}/` };
+    };
+    [m1, m2] = await Promise.all([start('b1'), start('b2')]);
+    lb = await startLb(m1, m2);
+  });
+
+  // Zero loss, every emit acked exactly once, nothing foreign (this server greets nobody).
+  function assertBinaryAcked(r) {
+    const { doc } = r;
+    assert.equal(r.code, 0, `expected exit 0\n${r.what}`);
+    assert.equal(doc.clients.connected, CLIENTS, r.what);
+    assert.equal(doc.clients.dropped, 0, r.what);
+    const t = doc.totals;
+    assert.equal(t.expected, ROUNDS * (CLIENTS - 1), r.what);
+    assert.equal(t.received, t.expected, r.what);
+    for (const k of ['missing', 'late', 'duplicate', 'reordered']) assert.equal(t[k], 0, `${k}\n${r.what}`);
+    for (const k of ['echoed', 'corrupt', 'foreign']) assert.equal(doc[k], 0, `${k}\n${r.what}`);
+    assert.deepEqual(doc.errors, {}, r.what);
+    assert.equal(doc.ack.count, ROUNDS, r.what);
+    assert.deepEqual(doc.acks, { expected: ROUNDS, received: ROUNDS, late: 0, missing: 0, duplicate: 0, unknown: 0 }, r.what);
+  }
+
+  for (const [name, extra] of [
+    ['websocket, straight to both nodes', []],
+    ['polling then the upgrade, straight to both nodes', ['--transport', 'polling']],
+  ]) {
+    test(name, async () => {
+      assertBinaryAcked(await loadgen([...extra, '--binary', '--ack', '-c', String(CLIENTS), '--rounds', String(ROUNDS), m1.url, m2.url]));
+    });
+  }
+
+  test('polling --no-upgrade through build/lb --sticky cookie', async () => {
+    const r = await loadgen(['--transport', 'polling', '--no-upgrade', '--cookie', 'SRVID', '--binary', '--ack',
+      '-c', String(CLIENTS), '--rounds', String(ROUNDS), lb.url]);
+    assertBinaryAcked(r);
+    assert.deepEqual(Object.keys(r.doc.nodes).sort(), ['n1', 'n2'], r.what);
+  });
+
+  test('websocket through build/lb, text events with acks', async () => {
+    assertBinaryAcked(await loadgen(['--ack', '-c', String(CLIENTS), '--rounds', String(ROUNDS), lb.url]));
+  });
+});

@@ -556,8 +556,6 @@ static void test_socketio(void **state)
     expect_error("--expect 'a\"b'", (const char *const[]){"--protocol", "socketio", "--expect", "a\"b", URL, NULL});
     expect_error("--event: expected an event name",
                  (const char *const[]){"--protocol", "socketio", "--event", "", URL, NULL});
-    expect_error("--binary: not with --protocol socketio",
-                 (const char *const[]){"--protocol", "socketio", "--binary", URL, NULL});
 }
 
 int main(void)

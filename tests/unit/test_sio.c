@@ -398,6 +398,106 @@ static void test_error_code(void **state)
         assert_int_equal(sio_error_code(bad[i], strlen(bad[i])), -1);
 }
 
+/* 42ID[...] and 451-ID[...] with and without a namespace: what refserver and socket.io-parser read back. */
+static void test_encode_ack_and_binary(void **state)
+{
+    (void)state;
+    char out[256];
+    struct sio_packet k;
+    size_t n = sio_encode_emit(out, sizeof out, "/", "chat", 7, "m", 1);
+    assert_int_equal(n, strlen("427[\"chat\",\"m\"]"));
+    assert_memory_equal(out, "427[\"chat\",\"m\"]", n);
+    n = sio_encode_emit(out, sizeof out, "/admin", "chat", 123, "m", 1);
+    assert_memory_equal(out, "42/admin,123[\"chat\",\"m\"]", n);
+    assert_int_equal(sio_decode(out, n, true, &k), 0);
+    assert_int_equal(k.ack, 123);
+    assert_span(k.nsp, "/admin");
+    n = sio_encode_emit(out, sizeof out, "/", "chat", -1, "m", 1); /* no id: as sio_encode_event */
+    assert_memory_equal(out, "42[\"chat\",\"m\"]", n);
+    assert_int_equal(sio_encode_emit(out, sizeof out, "/", "chat", INT64_C(1000000000000000), "m", 1), 0);
+    n = sio_encode_emit(out, sio_event_max(1, 4, 1), "/", "chat", INT64_C(999999999999999), "m", 1);
+    assert_int_not_equal(n, 0);
+
+    n = sio_encode_binary_event(out, sizeof out, "/", "chat", -1);
+    assert_memory_equal(out, "451-[\"chat\",{\"_placeholder\":true,\"num\":0}]", n);
+    assert_int_equal(sio_decode(out, n, true, &k), 0);
+    assert_int_equal(k.type, SIO_BINARY_EVENT);
+    assert_int_equal(k.attachments, 1);
+    assert_int_equal(sio_placeholder_num(k.arg), 0);
+    n = sio_encode_binary_event(out, sizeof out, "/admin", "chat", 42);
+    assert_memory_equal(out, "451-/admin,42[\"chat\",{\"_placeholder\":true,\"num\":0}]", n);
+    assert_int_equal(sio_decode(out, n, true, &k), 0);
+    assert_int_equal(k.ack, 42);
+    assert_int_equal(sio_encode_binary_event(out, 20, "/", "chat", 1), 0);
+    assert_true(sio_encode_binary_event(out, SIO_BINARY_HEAD_MAX(6, 4), "/admin", "chat", 999999999999999) > 0);
+}
+
+static void test_placeholder(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json;
+        int num;
+    } cases[] = {
+        {"{\"_placeholder\":true,\"num\":0}", 0},
+        {"{ \"num\" : 3 , \"_placeholder\" : true }", 3},
+        {"{\"_placeholder\":true,\"num\":9}", 9},
+        {"{\"_placeholder\":true,\"num\":10}", -1},
+        {"{\"_placeholder\":false,\"num\":0}", -1},
+        {"{\"_placeholder\":true}", -1},
+        {"{\"_placeholder\":true,\"num\":\"0\"}", -1},
+        {"{\"_placeholder\":true,\"num\":0,\"x\":1}", -1},
+        {"{\"_placeholder\":true,\"num\":0,\"x\":\",\"}", -1},
+        {"{\"a\":\"_placeholder,num\",\"_placeholder\":true,\"num\":1}", -1},
+        {"\"x\"", -1},
+        {"{\"_placeholder\":true,\"num\":0", -1},
+        {"", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sio_span v = {cases[i].json, strlen(cases[i].json)};
+        if (sio_placeholder_num(v) != cases[i].num)
+            fail_msg("%s: got %d, expected %d", cases[i].json, sio_placeholder_num(v), cases[i].num);
+    }
+}
+
+/* Begin, attachments, the carrier, the end; a foreign event and a binary ack have no carrier; over 10 is refused. */
+static void test_reassembly(void **state)
+{
+    (void)state;
+    struct sio_packet k;
+    struct sio_asm a;
+    const char *why = NULL;
+    bool done;
+    assert_int_equal(dec("42[\"chat\",\"x\"]", &k), 0);
+    assert_int_equal(sio_asm_begin(&a, &k, true, 5, &why), 0);
+    assert_int_equal(dec("452-[\"chat\",{\"_placeholder\":true,\"num\":1},{\"_placeholder\":true,\"num\":0}]", &k), 0);
+    assert_int_equal(sio_asm_begin(&a, &k, true, 5, &why), 1);
+    assert_int_equal(a.want, 2);
+    assert_int_equal(a.carrier, 1);
+    assert_int_equal(a.since_ms, 5);
+    assert_int_equal(sio_asm_attachment(&a, &done), 0);
+    assert_false(done);
+    assert_int_equal(sio_asm_attachment(&a, &done), 1);
+    assert_true(done);
+    assert_int_equal(sio_asm_begin(&a, &k, false, 5, &why), 1); /* not ours: no carrier */
+    assert_int_equal(a.carrier, -1);
+    assert_int_equal(dec("451-[\"chat\",{\"_placeholder\":true,\"num\":1}]", &k), 0); /* num past the count */
+    assert_int_equal(sio_asm_begin(&a, &k, true, 5, &why), 1);
+    assert_int_equal(a.carrier, -1);
+    assert_int_equal(dec("461-3[{\"_placeholder\":true,\"num\":0}]", &k), 0);
+    assert_int_equal(sio_asm_begin(&a, &k, true, 5, &why), 1);
+    assert_int_equal(a.carrier, -1);
+    assert_int_equal(k.ack, 3);
+    assert_int_equal(dec("450-[\"chat\",1]", &k), 0); /* no attachment: complete at once */
+    assert_int_equal(sio_asm_begin(&a, &k, true, 5, &why), 0);
+    assert_int_equal(dec("4510-[\"chat\",1]", &k), 0);
+    assert_int_equal(sio_asm_begin(&a, &k, true, 5, &why), 1);
+    assert_int_equal(dec("4511-[\"chat\",1]", &k), 0);
+    assert_int_equal(sio_asm_begin(&a, &k, true, 5, &why), -1);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "more than 10"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,7 +506,8 @@ int main(void)
         cmocka_unit_test(test_json_string),     cmocka_unit_test(test_encode_round_trip),
         cmocka_unit_test(test_ping_deadline),   cmocka_unit_test(test_payload_split),
         cmocka_unit_test(test_base64),          cmocka_unit_test(test_open_packet),
-        cmocka_unit_test(test_error_code),
+        cmocka_unit_test(test_error_code),      cmocka_unit_test(test_encode_ack_and_binary),
+        cmocka_unit_test(test_placeholder),     cmocka_unit_test(test_reassembly),
     };
     return cmocka_run_group_tests(tests, NULL, unmap_guard);
 }
