@@ -105,6 +105,8 @@ static void node_metrics(struct buf *b, const struct pool *p)
     NODE_COUNTER(b, sh, p, "checks_passed_total", "health checks passed", checks_ok);
     NODE_COUNTER(b, sh, p, "checks_failed_total", "health checks failed", checks_failed);
     NODE_COUNTER(b, sh, p, "transitions_total", "up/down changes", transitions);
+    NODE_COUNTER(b, sh, p, "address_changes_total", "times the node's host name resolved to a new address",
+                 address_changes);
     printf_buf(b, "# HELP lb_node_responses_total responses by status class\n# TYPE lb_node_responses_total counter\n");
     for (int i = 0; i < p->n; i++)
         for (int c = 1; c <= 5; c++)
@@ -134,6 +136,19 @@ static void metrics(struct buf *b, const struct pool *p)
     for (int e = 0; e < POOL_ERR_COUNT; e++)
         printf_buf(b, "lb_errors_total{kind=\"%s\"} %" PRIu64 "\n", error_names[e], POOL_GET(sh->errors[e]));
     node_metrics(b, p);
+}
+
+/* GET /nodes: a line per node, "name host:port-as-written up|down ready|drain|maint address-connected-to-now". */
+static void list_nodes(struct buf *b, const struct pool *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        struct net_addr addr;
+        char now[80];
+        pool_node_addr(p, i, &addr);
+        net_addr_str(&addr, now, sizeof now);
+        printf_buf(b, "%s %s %s %s %s\n", p->conf->backends[i].name, p->conf->backends[i].text,
+                   POOL_GET(p->sh->nodes[i].up) ? "up" : "down", admin_names[POOL_GET(p->sh->nodes[i].admin)], now);
+    }
 }
 
 static void respond(struct admin_conn *c, int status, const char *reason, const struct buf *body)
@@ -188,9 +203,7 @@ static void route(struct admin_conn *c, const struct http_head *h)
         printf_buf(&body, "%d of %d nodes usable\n", up, p->n);
         status = up ? 200 : 503;
     } else if (get && plen == 6 && memcmp(h->target, "/nodes", 6) == 0) {
-        for (int i = 0; i < p->n; i++)
-            printf_buf(&body, "%s %s %s %s\n", p->conf->backends[i].name, p->conf->backends[i].text,
-                       POOL_GET(p->sh->nodes[i].up) ? "up" : "down", admin_names[POOL_GET(p->sh->nodes[i].admin)]);
+        list_nodes(&body, p);
         status = 200;
     } else if (post) {
         status = set_node_state(c, h->target, plen, &body);

@@ -1,7 +1,8 @@
 /* The admin listener: GET /metrics (Prometheus text: per node up/down, admin state, sessions, requests,
- * responses by class, bytes, tunnels, checks, errors by kind), GET /health (200 while a node is up, else 503),
- * GET /nodes (one line per node), and POST /nodes/NAME/drain|maint|ready to take a node out of rotation at run
- * time (drain: no new clients, sticky ones stay; maint: nothing, sticky clients are re-balanced) and back.
+ * responses by class, bytes, tunnels, checks, address changes, errors by kind), GET /health (200 while a node is up,
+ * else 503), GET /nodes (a line per node: name, address as written, up/down, admin state, the address connected to
+ * now), and POST /nodes/NAME/drain|maint|ready to take a node out of rotation at run time (drain: no new clients,
+ * sticky ones stay; maint: nothing, sticky clients are re-balanced) and back.
  * One request per connection, answered and closed: it is for operators and scrapers, not for load. */
 #ifndef LB_ADMIN_H
 #define LB_ADMIN_H

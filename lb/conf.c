@@ -6,6 +6,7 @@
 #include "lb/cookie.h"
 #include "lb/ring.h"
 
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,10 +34,13 @@ void lb_conf_defaults(struct lb_conf *c)
     c->workers = 1;
     c->retries = 1;
     c->forwarded_for = true;
+    c->resolve_interval_ns = 10 * SEC;
 }
 
-/* "host:port" or "[v6]:port", names resolved (blocking: start-up only). */
-static int parse_endpoint(const char *text, struct net_addr *addr, char *err, size_t errlen)
+/* "host:port" or "[v6]:port", names resolved (blocking: load time only; the master re-resolves backend names). The
+ * host and the port go to hostout (hostlen bytes) and portout (6 bytes) when hostout is given. */
+static int parse_endpoint(const char *text, struct net_addr *addr, char *hostout, size_t hostlen, char *portout,
+                          char *err, size_t errlen)
 {
     char host[300], sub[200];
     const char *colon = strrchr(text, ':');
@@ -59,7 +63,24 @@ static int parse_endpoint(const char *text, struct net_addr *addr, char *err, si
         return conf_fail(err, errlen, "'%s': the port must be 1..65535", text);
     if (net_resolve(host, colon + 1, addr, sub, sizeof sub) < 0)
         return conf_fail(err, errlen, "%s", sub);
+    if (hostout && strlen(host) >= hostlen)
+        return conf_fail(err, errlen, "'%s': host name too long", text);
+    if (hostout) {
+        snprintf(hostout, hostlen, "%s", host);
+        snprintf(portout, 6, "%u", (unsigned)port);
+    }
     return 0;
+}
+
+/* Whether getaddrinfo reads host as an address by itself (so it can never resolve elsewhere), with the same
+ * leniency as the lookup at load time ("127.1" included). */
+static bool is_ip_literal(const char *host)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST}, *res;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    freeaddrinfo(res);
+    return true;
 }
 
 /* "key=value" options after a directive's positional words. The value, or NULL when word is not key=... */
@@ -75,7 +96,7 @@ static int on_listen(struct lb_listen *l, char **w, int n, char *err, size_t err
         return conf_fail(err, errlen, "%s: expected an address, e.g. %s 127.0.0.1:8080", w[0], w[0]);
     memset(l, 0, sizeof *l);
     snprintf(l->text, sizeof l->text, "%s", w[1]);
-    if (parse_endpoint(w[1], &l->addr, err, errlen) < 0)
+    if (parse_endpoint(w[1], &l->addr, NULL, 0, NULL, err, errlen) < 0)
         return -1;
     for (int i = 2; i < n; i++) {
         const char *v;
@@ -109,8 +130,9 @@ static int on_backend(struct lb_conf *c, char **w, int n, char *err, size_t errl
     snprintf(b.name, sizeof b.name, "%s", w[1]);
     snprintf(b.cookie, sizeof b.cookie, "%s", w[1]);
     snprintf(b.text, sizeof b.text, "%s", w[2]);
-    if (parse_endpoint(w[2], &b.addr, err, errlen) < 0)
+    if (parse_endpoint(w[2], &b.addr, b.host, sizeof b.host, b.port, err, errlen) < 0)
         return -1;
+    b.by_name = !is_ip_literal(b.host);
     for (int i = 3; i < n; i++) {
         const char *v;
         uint64_t weight;
@@ -240,6 +262,24 @@ static int on_timeout(struct lb_conf *c, char **w, int n, char *err, size_t errl
     return conf_fail(err, errlen, "timeout: unknown kind '%s' (connect, server, client, tunnel, head, grace)", w[1]);
 }
 
+static int on_resolve_interval(struct lb_conf *c, char **w, int n, char *err, size_t errlen)
+{
+    char sub[160];
+    int64_t ns;
+    if (n != 2)
+        return conf_fail(err, errlen, "resolve-interval: expected a duration or off, e.g. resolve-interval 10s");
+    if (strcmp(w[1], "off") == 0) {
+        c->resolve_interval_ns = 0;
+        return 0;
+    }
+    if (conf_parse_duration(w[1], &ns, sub, sizeof sub) < 0)
+        return conf_fail(err, errlen, "resolve-interval: %s, or off", sub);
+    if (ns <= 0)
+        return conf_fail(err, errlen, "resolve-interval: must be more than 0 (or off)");
+    c->resolve_interval_ns = ns;
+    return 0;
+}
+
 static int on_number(struct lb_conf *c, char **w, int n, char *err, size_t errlen)
 {
     static const struct {
@@ -305,6 +345,8 @@ int lb_conf_directive(struct lb_conf *c, char **w, int n, char *err, size_t errl
         return on_switch(&c->proxy_protocol, w, n, err, errlen);
     if (strcmp(d, "abort-on-close") == 0)
         return on_switch(&c->abort_on_close, w, n, err, errlen);
+    if (strcmp(d, "resolve-interval") == 0)
+        return on_resolve_interval(c, w, n, err, errlen);
     if (strcmp(d, "max-head") == 0) {
         if (n != 2 || conf_parse_bytes(w[1], &c->max_head) < 0 || c->max_head < 1024 || c->max_head > (1u << 20))
             return conf_fail(err, errlen, "max-head: expected a size from 1k to 1m, e.g. 16k");

@@ -12,7 +12,8 @@
  *   health path=/ interval=2s timeout=1s rise=2 fall=3 | health off
  *   timeout connect|server|client|tunnel|head|grace DURATION
  *   max-connections N        max-head BYTES        max-headers N       workers N       retries N
- *   forwarded-for on|off     proxy-protocol on|off    abort-on-close on|off */
+ *   forwarded-for on|off     proxy-protocol on|off    abort-on-close on|off
+ *   resolve-interval DURATION | off                    # re-resolve backend host names (default 10s) */
 #ifndef LB_CONF_H
 #define LB_CONF_H
 
@@ -37,8 +38,10 @@ struct lb_listen {
 
 struct lb_backend {
     char name[LB_NAME_MAX + 1];
-    char text[300]; /* host:port as written */
-    struct net_addr addr;
+    char text[300];               /* host:port as written */
+    struct net_addr addr;         /* as resolved when the config was loaded */
+    char host[256], port[6];      /* text's parts, for looking the name up again */
+    bool by_name;                 /* host is a name, not an IP literal: the master re-resolves it */
     uint32_t weight;              /* 0..256, default 1 */
     char cookie[LB_NAME_MAX + 1]; /* the opaque id clients carry; default: the name */
 };
@@ -67,6 +70,7 @@ struct lb_conf {
     uint64_t max_head;
     bool forwarded_for, proxy_protocol;
     bool abort_on_close; /* a client gone while its request waits for the answer: drop the node connection too */
+    int64_t resolve_interval_ns; /* how often the master looks backend host names up again; 0: at load only */
 };
 
 struct lb_conf_error {
@@ -76,7 +80,7 @@ struct lb_conf_error {
 
 /* HAProxy-like defaults: roundrobin, no stickiness, health checks on GET / every 2 s (rise 2, fall 3, timeout 1 s),
  * timeouts connect 5s, server 30s, client 30s, tunnel 1h, head 10s, grace 30s, 10000 connections, 16 KiB heads,
- * 100 headers, 1 worker, 1 retry, X-Forwarded-For on, PROXY protocol off. */
+ * 100 headers, 1 worker, 1 retry, X-Forwarded-For on, PROXY protocol off, backend names re-resolved every 10 s. */
 void lb_conf_defaults(struct lb_conf *c);
 
 /* Apply one directive (words[0] is its name). 0, or -1 with err. */

@@ -119,7 +119,9 @@ static void start_check(struct check *k)
     k->connected = false;
     k->verdict = -1;
     k->sent = k->got = 0;
-    k->fd = net_connect(&h->pool->conf->backends[k->node].addr, NULL);
+    struct net_addr addr;
+    pool_node_addr(h->pool, k->node, &addr);
+    k->fd = net_connect(&addr, NULL);
     ev_timer_stop(h->loop, &k->timer);
     ev_timer_set(&k->timer, h->pool->conf->health.timeout_ns / 1e9, 0);
     ev_timer_start(h->loop, &k->timer);

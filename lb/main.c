@@ -5,7 +5,8 @@
  *   SIGHUP          re-read the config; if it is valid, a new generation of workers starts on new sockets and the
  *                   old one stops as on SIGTERM (its tunnels stay open until they end or the grace time passes);
  *   a worker that dies is started again.
- * The master does no I/O of its own and holds no loop: it waits for signals with sigwaitinfo. */
+ * The master serves no traffic and holds no loop: it waits for signals with sigtimedwait, waking every
+ * resolve-interval to look the running generation's backend host names up again (resolve.h). */
 #define _GNU_SOURCE
 #include "common/log.h"
 #include "common/net.h"
@@ -15,6 +16,7 @@
 #include "lb/health.h"
 #include "lb/pool.h"
 #include "lb/proxy.h"
+#include "lb/resolve.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -25,6 +27,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define EXIT_USAGE   2
@@ -32,6 +35,7 @@
 #define MAX_WORKERS  64
 #define BACKLOG      4096
 #define MAX_CONF_LEN (1 << 20)
+#define SEC          INT64_C(1000000000)
 
 static const char usage[] =
     "usage: lb -c lb.conf [flags]   or   lb --listen ADDR --backend ADDR... [flags]\n"
@@ -48,6 +52,7 @@ static const char usage[] =
     "      --max-connections N    client connections in all; more wait in the kernel's backlog\n"
     "      --abort-on-close       a client gone before its answer began also closes the node's connection\n"
     "                             (HAProxy's option abortonclose: long-polls of closed tabs stop pinning nodes)\n"
+    "      --resolve-interval DURATION|off   how often backend host names are looked up again (default 10s)\n"
     "      --log-level LEVEL      error, warn, info or debug (default info)\n"
     "      --help                 this text\n";
 
@@ -66,6 +71,7 @@ struct generation {
     int admin_fd;
     struct tls_ctx *tls[LB_MAX_LISTENS];
     struct pool_shared *sh;
+    struct resolver res; /* this generation's backend names, looked up again while it is the current one */
     pid_t pids[MAX_WORKERS];
 };
 
@@ -123,10 +129,12 @@ static int parse_args(int argc, char **argv, struct args *a)
                                          {"max-connections", required_argument, 0, 'm'},
                                          {"log-level", required_argument, 0, 'L'},
                                          {"abort-on-close", no_argument, 0, 'A'},
+                                         {"resolve-interval", required_argument, 0, 'R'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    static const char *const directive[128] = {['l'] = "listen", ['B'] = "balance", ['s'] = "sticky",
-                                               ['a'] = "admin",  ['w'] = "workers", ['m'] = "max-connections"};
+    static const char *const directive[128] = {
+        ['l'] = "listen",  ['B'] = "balance",         ['s'] = "sticky",          ['a'] = "admin",
+        ['w'] = "workers", ['m'] = "max-connections", ['R'] = "resolve-interval"};
     int o, rc = 0;
     a->log_level = LOG_LEVEL_INFO;
     while (rc == 0 && (o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -264,6 +272,7 @@ static struct generation *prepare(const struct lb_conf *c)
         goto fail;
     if (!(g->sh = pool_shared_new(err, sizeof err)))
         goto fail;
+    resolve_init(&g->res, &g->conf, g->sh);
     return g;
 fail:
     LOG_ERR("%s", err);
@@ -419,7 +428,15 @@ struct master {
     const struct args *args;
     struct generation *cur, *old[8];
     bool stopping;
+    int64_t next_resolve_ns; /* CLOCK_MONOTONIC; for the current generation */
 };
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
+}
 
 static void reap(struct master *m)
 {
@@ -473,10 +490,11 @@ static void reload(struct master *m)
     }
     signal_generation(m->cur, SIGTERM);
     m->old[slot] = m->cur;
-    m->cur = g;
+    m->cur = g; /* from now on only g's names are looked up: the old workers finish with what they have */
+    m->next_resolve_ns = now_ns() + g->conf.resolve_interval_ns;
 }
 
-/* The signals the master waits for with sigwaitinfo (blocked from the start, so none is lost). */
+/* The signals the master waits for with sigtimedwait (blocked from the start, so none is lost). */
 static void master_signals(sigset_t *set)
 {
     sigemptyset(set);
@@ -484,6 +502,26 @@ static void master_signals(sigset_t *set)
     sigaddset(set, SIGINT);
     sigaddset(set, SIGHUP);
     sigaddset(set, SIGCHLD);
+}
+
+/* The next signal; or -1 (EAGAIN) once it is time to look the current generation's backend names up again, done
+ * here, then the next lookup is an interval after this one ended (a slow DNS server never makes them back to back).
+ * -1 with EINTR too. */
+static int next_signal(struct master *m, const sigset_t *set)
+{
+    const struct lb_conf *c = &m->cur->conf;
+    if (m->stopping || !resolve_wanted(c))
+        return sigwaitinfo(set, NULL);
+    int64_t left = m->next_resolve_ns - now_ns();
+    if (left > 0) {
+        struct timespec ts = {.tv_sec = (time_t)(left / SEC), .tv_nsec = (long)(left % SEC)};
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig >= 0 || errno != EAGAIN)
+            return sig;
+    }
+    resolve_all(&m->cur->res);
+    m->next_resolve_ns = now_ns() + c->resolve_interval_ns;
+    return -1;
 }
 
 static int master_run(struct master *m)
@@ -495,13 +533,14 @@ static int master_run(struct master *m)
         return 1;
     LOG_INFO("serving on %s with %u worker(s), %d node(s)", m->cur->conf.listens[0].text, m->cur->conf.workers,
              m->cur->conf.nbackends);
+    m->next_resolve_ns = now_ns() + m->cur->conf.resolve_interval_ns;
     for (;;) {
         bool any = alive(m->cur);
         for (int i = 0; i < 8; i++)
             any = any || alive(m->old[i]);
         if (m->stopping && !any)
             return 0;
-        int sig = sigwaitinfo(&set, NULL);
+        int sig = next_signal(m, &set);
         if (sig == SIGCHLD)
             reap(m);
         else if (sig == SIGHUP && !m->stopping)
@@ -515,6 +554,20 @@ static int master_run(struct master *m)
                     signal_generation(m->old[i], kill_sig);
         }
     }
+}
+
+/* lb --check's verdict on a good config, with what it will look up again while running. */
+static void print_check(const struct args *a, const struct lb_conf *c)
+{
+    int by_name = 0;
+    for (int i = 0; i < c->nbackends; i++)
+        by_name += c->backends[i].by_name;
+    printf("%s: ok (%d listener(s), %d node(s)", a->config ? a->config : "flags", c->nlistens, c->nbackends);
+    if (by_name && c->resolve_interval_ns > 0)
+        printf("; %d by host name, resolved again every %gs", by_name, (double)c->resolve_interval_ns / 1e9);
+    else if (by_name)
+        printf("; %d by host name, resolved at start-up and SIGHUP only", by_name);
+    printf(")\n");
 }
 
 int main(int argc, char **argv)
@@ -531,7 +584,7 @@ int main(int argc, char **argv)
     if (load_conf(&a, &c) < 0)
         return EXIT_USAGE;
     if (a.check) {
-        printf("%s: ok (%d listener(s), %d node(s))\n", a.config ? a.config : "flags", c.nlistens, c.nbackends);
+        print_check(&a, &c);
         return 0;
     }
     signal(SIGPIPE, SIG_IGN);

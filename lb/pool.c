@@ -75,6 +75,46 @@ int pool_by_name(const struct pool *p, const char *name)
     return -1;
 }
 
+/* A reader gives up after this many tries and uses the config's address: a master killed (or stopped) between its
+ * two seq bumps must not hang every worker; a write itself takes nanoseconds. */
+#define ADDR_READ_TRIES 10000
+
+void pool_node_addr(const struct pool *p, int node, struct net_addr *out)
+{
+    const struct pool_node_addr *slot = &p->sh->addrs[node];
+    uint64_t words[sizeof slot->words / sizeof slot->words[0]];
+    for (int tries = 0; tries < ADDR_READ_TRIES; tries++) {
+        uint32_t seq = __atomic_load_n(&slot->seq, __ATOMIC_ACQUIRE); /* the words read below are at least this new */
+        if (seq == 0)
+            break;
+        if (seq & 1)
+            continue;
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+            words[i] = __atomic_load_n(&slot->words[i], __ATOMIC_RELAXED);
+        /* the words' loads before the second seq load: if any came from a newer write, seq has moved */
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&slot->seq, __ATOMIC_RELAXED) == seq) {
+            memcpy(out, words, sizeof *out);
+            return;
+        }
+    }
+    *out = p->conf->backends[node].addr;
+}
+
+void pool_set_node_addr(struct pool_shared *sh, int node, const struct net_addr *addr)
+{
+    struct pool_node_addr *slot = &sh->addrs[node];
+    uint64_t words[sizeof slot->words / sizeof slot->words[0]] = {0};
+    memcpy(words, addr, sizeof *addr);
+    uint32_t seq = __atomic_load_n(&slot->seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->seq, seq + 1, __ATOMIC_RELAXED);
+    /* the odd seq before any word: a reader that sees a new word also sees seq moved */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        __atomic_store_n(&slot->words[i], words[i], __ATOMIC_RELAXED);
+    __atomic_store_n(&slot->seq, seq + 2, __ATOMIC_RELEASE); /* the words before the even seq */
+}
+
 struct ring_filter {
     const struct pool *p;
     uint64_t tried;

@@ -46,13 +46,26 @@ struct pool_node_state {
     uint64_t tunnels, tunnels_active;
     uint64_t connect_errors;
     uint64_t checks_ok, checks_failed;
-    uint64_t transitions; /* up <-> down changes */
+    uint64_t transitions;     /* up <-> down changes */
+    uint64_t address_changes; /* times the master found the node's host name resolving to a new address */
+};
+
+/* A node's address as the master last resolved it, guarded by a seqlock: the master (the only writer) makes seq odd,
+ * writes, then makes it even again; a reader copies the words and retries while seq is odd or has moved. seq 0:
+ * never rewritten, the generation's config address holds. The words are accessed as relaxed atomics so a torn
+ * copy is merely retried, never undefined. */
+struct pool_node_addr {
+    uint32_t seq;
+    uint64_t words[(sizeof(struct net_addr) + sizeof(uint64_t) - 1) / sizeof(uint64_t)];
 };
 
 struct pool_shared {
     uint64_t conns_active, conns_total, requests, rebalanced;
     uint64_t errors[POOL_ERR_COUNT];
     struct pool_node_state nodes[LB_MAX_BACKENDS];
+    /* apart from nodes[], whose counters every request bumps: a connect's read of its node's address should not
+     * share a cache line with them */
+    struct pool_node_addr addrs[LB_MAX_BACKENDS];
 };
 
 struct pool {
@@ -94,6 +107,13 @@ int pool_by_cookie(const struct pool *p, const char *id, size_t len);
 /* The node for a new (non-sticky) request, avoiding the nodes in tried (bit i: node i failed this request).
  * -1 when no node is usable. */
 int pool_pick(struct pool *p, const struct pool_key *key, uint64_t tried);
+
+/* The address to connect to node now (a seqlock read, no lock, no syscall): its host name's latest resolution by
+ * the master, else the config's. */
+void pool_node_addr(const struct pool *p, int node, struct net_addr *out);
+
+/* The master's side: publish addr as node's address in sh. Single writer. */
+void pool_set_node_addr(struct pool_shared *sh, int node, const struct net_addr *addr);
 
 /* The node named name, or -1. */
 int pool_by_name(const struct pool *p, const char *name);

@@ -201,10 +201,11 @@ static int prepend_proxy_header(struct session *s)
 
 static int srv_connect(struct session *s)
 {
-    const struct lb_backend *b = &s->px->conf->backends[s->node];
+    struct net_addr addr;
     if (s->px->conf->proxy_protocol && prepend_proxy_header(s) < 0)
         return -1;
-    s->sfd = net_connect(&b->addr, NULL);
+    pool_node_addr(s->px->pool, s->node, &addr);
+    s->sfd = net_connect(&addr, NULL);
     if (s->sfd < 0)
         return -1;
     ev_io_set(&s->sw, s->sfd, EV_WRITE);

@@ -50,18 +50,19 @@ COOKIE_RE = re.compile(r"^SRVID=([^;]+); Path=/; HttpOnly$")
 
 
 class Backend:
-    """lb_backend.py on a loopback port; restartable on the same port."""
+    """lb_backend.py on a loopback port (127.0.0.1 unless host says another); restartable on the same port."""
 
-    def __init__(self, name, port=None):
+    def __init__(self, name, port=None, host=h.HOST):
         self.name = name
         self.port = port
+        self.host = host
         self.logdir = tempfile.mkdtemp(prefix="wsh-lbb-")
         self.proc = None
         self.starts = 0
 
     @property
     def addr(self):
-        return f"{h.HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self, timeout=10.0):
         fixed = self.port is not None
@@ -70,8 +71,8 @@ class Backend:
                 self.port = h.free_port()
             self.starts += 1
             log = os.path.join(self.logdir, f"backend-{self.name}-{self.starts}.log")
-            self.proc = h.Proc([sys.executable, BACKEND, "--port", str(self.port), "--name", self.name], log,
-                               f"lb_backend {self.name}")
+            self.proc = h.Proc([sys.executable, BACKEND, "--port", str(self.port), "--name", self.name,
+                                "--host", self.host], log, f"lb_backend {self.name}")
             try:
                 h.wait_until(self._ready, timeout * h.SLOW, what=f"backend {self.name} to answer GET /")
                 return self
@@ -87,7 +88,8 @@ class Backend:
     def _ready(self):
         if not self.proc.alive():
             raise RuntimeError(f"backend {self.name} exited {self.proc.returncode()}:\n{self.proc.log_text()}")
-        r = h.http_request(self.port, "GET", "/", timeout=1.0)
+        with h.HttpConn(self.port, host=self.host, timeout=1.0) as c:
+            r = c.request("GET", "/")
         return r.status == 200 and r.header("X-Backend") == self.name
 
     def stop(self):
@@ -98,8 +100,8 @@ class Backend:
         shutil.rmtree(self.logdir, ignore_errors=True)
 
 
-def start_backend(owner, name, port=None):
-    b = Backend(name, port)
+def start_backend(owner, name, port=None, host=h.HOST):
+    b = Backend(name, port, host)
     h._add_cleanup(owner, b.cleanup)
     b.start()
     return b
@@ -110,10 +112,12 @@ def start_backends(owner, names):
 
 
 class Lb:
-    """build/lb as a process. With flags (listen/admin ports chosen here) or with a config file (ports given)."""
+    """build/lb as a process. With flags (listen/admin ports chosen here) or with a config file (ports given). wrap
+    prefixes the command line (a launcher that must exec the lb, so the PID held stays the lb's own)."""
 
-    def __init__(self, args=(), config=None, port=None, admin_port=None, admin=True, tls_ca=None):
+    def __init__(self, args=(), config=None, port=None, admin_port=None, admin=True, tls_ca=None, wrap=()):
         self.args = list(args)
+        self.wrap = list(wrap)
         self.config = config
         self.port = port
         self.admin_port = admin_port
@@ -128,7 +132,7 @@ class Lb:
         return self.proc.pid
 
     def argv(self):
-        a = [LB]
+        a = [*self.wrap, LB]
         if self.config:
             a += ["-c", self.config]
         else:
@@ -196,15 +200,16 @@ class Lb:
             raise h.ProtocolError(f"/metrics answered {r.status}")
         return parse_series(r.body.decode())
 
-    def nodes(self):
-        """/nodes as {name: (address, up/down, admin state)}."""
+    def nodes(self, connected_to=False):
+        """/nodes as {name: (address as written, up/down, admin state)}, or with connected_to as {name: the
+        address the lb connects to now}."""
         r = self.admin_get("/nodes")
         if r.status != 200:
             raise h.ProtocolError(f"/nodes answered {r.status}")
         out = {}
         for line in r.body.decode().splitlines():
-            name, addr, health, state = line.split()
-            out[name] = (addr, health, state)
+            name, addr, health, state, now = line.split()
+            out[name] = now if connected_to else (addr, health, state)
         return out
 
     def stop(self, timeout=15.0):
@@ -827,6 +832,7 @@ class HealthTest(LbBase):
     def test_down_rebalanced_then_up_again(self):
         lb, b1 = self.lb, self.b1
         self.assertEqual(lb.nodes()["b1"], (b1.addr, "up", "ready"))
+        self.assertEqual(lb.nodes(connected_to=True), {"b1": b1.addr, "b2": self.b2.addr}, "IP literals as given")
         b1.stop()
         self.wait_node(lb, "b1", "up", 0.0)
         self.assertEqual(lb.nodes()["b1"], (b1.addr, "down", "ready"))
@@ -1570,6 +1576,25 @@ class ConfigCheckTest(unittest.TestCase):
         self.assertIn("ok", p.stdout)
         self.assertEqual(p.stderr.strip(), "")
 
+    def test_check_resolve_interval(self):
+        path = self.write("ri.conf", "listen 127.0.0.1:18080\nbackend b1 localhost:9001\nresolve-interval 0\n"
+                                     "resolve-interval abc\n")
+        p = run_lb(["--check", "-c", path])
+        self.assertNoCrash(p)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        self.assertEqual(len(lines), 2, p.stderr)
+        self.assertIn(f"{path}:3: resolve-interval: must be more than 0 (or off)", lines[0])
+        self.assertIn(f"{path}:4: resolve-interval: 'abc' is not a duration", lines[1])
+        p = run_lb(["--check", "--listen", "127.0.0.1:18080", "--backend", "b1=localhost:9001", "--backend",
+                    "b2=127.0.0.1:9002", "--resolve-interval", "2s"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("2 node(s); 1 by host name, resolved again every 2s", p.stdout)
+        p = run_lb(["--check", "--listen", "127.0.0.1:18080", "--backend", "b1=localhost:9001", "--resolve-interval",
+                    "off"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("resolved at start-up and SIGHUP only", p.stdout)
+
     def test_whole_config_errors(self):
         path = self.write("dup.conf", "listen 127.0.0.1:18080\nbackend b1 127.0.0.1:9001\nbackend b1 127.0.0.1:9002\n")
         p = run_lb(["--check", "-c", path])
@@ -1750,6 +1775,142 @@ class ReloadTest(LbBase):
         self.assertIn("balance", self.lb.log_text())
         self.assertEqual({self.node_of_get() for _ in range(4)}, {"n1"})
         self.assertEqual(list(self.lb.nodes()), ["n1"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 16b: backend host names resolved again while running
+
+# In a private mount namespace, /etc/hosts and /etc/nsswitch.conf are the files given as $0 and $1 (bind mounts
+# of this test's files, so the name answers only what the test writes, never a real DNS server); then the command
+# after them is exec'd, so unshare's PID becomes the lb's own.
+NAMESPACE_SCRIPT = 'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/nsswitch.conf && shift && exec "$@"'
+RESOLVE_INTERVAL = 0.3
+
+
+def free_port_on(*hosts):
+    """A TCP port that was free on every one of hosts a moment ago."""
+    for _ in range(50):
+        port = h.free_port()
+        socks = []
+        try:
+            for host in hosts:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no port free on all of {hosts}")
+
+
+def namespace_hosts_unavailable(tmpdir):
+    """Why the lb cannot run with its own /etc/hosts here (unshare or mount refused, not root...), or None."""
+    hosts, nss = os.path.join(tmpdir, "hosts"), os.path.join(tmpdir, "nsswitch.conf")
+    with open(hosts, "w") as f:
+        f.write("127.0.0.5 wsh-probe-node\n")
+    with open(nss, "w") as f:
+        f.write("hosts: files\n")
+    argv = ["unshare", "-m", "sh", "-c", NAMESPACE_SCRIPT, hosts, nss, "getent", "hosts", "wsh-probe-node"]
+    try:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"`{' '.join(argv[:3])} ...` could not run: {e}"
+    if p.returncode != 0 or "127.0.0.5" not in p.stdout:
+        return (f"a private /etc/hosts needs `unshare -m` and `mount --bind` (root or CAP_SYS_ADMIN); the probe "
+                f"exited {p.returncode}: {(p.stderr or p.stdout).strip()[:300]}")
+    return None
+
+
+class ResolveTest(LbBase):
+    """A backend given by name (node-a) follows its name to a new address while the lb runs. The lb runs in a mount
+    namespace whose /etc/hosts is a file the test rewrites in place (same inode: the bind mount keeps pointing at
+    it); b1 and b2 listen on one port of two loopback addresses, so only the address tells them apart."""
+
+    @classmethod
+    def setUpClass(cls):
+        why = namespace_hosts_unavailable(h.make_tempdir(cls))
+        if why:
+            raise unittest.SkipTest(why)
+
+    def setUp(self):
+        self.dir = h.make_tempdir(self)
+        port = free_port_on("127.0.0.2", "127.0.0.3")
+        self.b1 = start_backend(self, "b1", port, host="127.0.0.2")
+        self.b2 = start_backend(self, "b2", port, host="127.0.0.3")
+        self.hosts = os.path.join(self.dir, "hosts")
+        nss = os.path.join(self.dir, "nsswitch.conf")
+        with open(self.hosts, "w") as f:
+            f.write("127.0.0.2 node-a\n")
+        with open(nss, "w") as f:
+            f.write("hosts: files\n")
+        wrap = ["unshare", "-m", "sh", "-c", NAMESPACE_SCRIPT, self.hosts, nss]
+        self.lb = start_lb(self, ["--backend", f"a=node-a:{port}", "--resolve-interval", f"{RESOLVE_INTERVAL}s",
+                                  "--health", CALM_HEALTH, "--log-level", "info"], wrap=wrap)
+        self.lbs = (self.lb,)
+        # the PID held is the lb master's (everything exec'd), so the cleanup's SIGTERM reaches the lb itself
+        self.assertEqual(os.path.realpath(f"/proc/{self.lb.pid}/exe"), os.path.realpath(LB))
+        self.changes = 'lb_node_address_changes_total{node="a"}'
+
+    def point_at(self, text):
+        """Rewrite the hosts file in place: a new file renamed over it would leave the bind mount on the old one."""
+        with open(self.hosts, "r+") as f:
+            f.truncate(0)
+            f.write(text)
+
+    def intervals(self, n):
+        time.sleep(n * RESOLVE_INTERVAL * h.SLOW)
+
+    def test_name_follows_new_address(self):
+        lb = self.lb
+        self.assertEqual({self.backend_of(lb.port, who=f"request {i}") for i in range(4)}, {"b1"})
+        self.assertEqual(lb.series()[self.changes], 0)
+        self.assertEqual(lb.nodes(connected_to=True), {"a": self.b1.addr})
+        held = h.HttpConn(lb.port)  # a keep-alive connection with its node connection open, to b1
+        self.addCleanup(held.close)
+        self.assertEqual(self.backend_of(lb.port, conn=held), "b1")
+        self.point_at("127.0.0.3 node-a\n")
+        h.wait_until(lambda: self.backend_of(lb.port, who="a request after the change") == "b2",
+                     10 * RESOLVE_INTERVAL * h.SLOW, what="new connections to reach b2")
+        self.assertEqual({self.backend_of(lb.port, who=f"request {i}") for i in range(6)}, {"b2"})
+        self.assertEqual(self.backend_of(lb.port, conn=held, who="the connection opened before"), "b1",
+                         "an existing node connection is not moved")
+        self.assertEqual(lb.series()[self.changes], 1)
+        self.assertEqual(lb.nodes(connected_to=True), {"a": self.b2.addr})
+        self.assertEqual(lb.nodes()["a"][0], f"node-a:{self.b1.port}", "the address as written stays")
+        lines = [ln for ln in lb.log_text().splitlines() if "now resolves to" in ln]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("node a: node-a now resolves to 127.0.0.3 (was 127.0.0.2)", lines[0])
+        # the name now has both addresses: the current one is kept, whichever getaddrinfo lists first (no flapping)
+        self.point_at("127.0.0.2 node-a\n127.0.0.3 node-a\n")
+        self.intervals(4)
+        self.point_at("127.0.0.3 node-a\n127.0.0.2 node-a\n")
+        self.intervals(4)
+        self.assertEqual({self.backend_of(lb.port, who=f"request {i}") for i in range(4)}, {"b2"})
+        self.assertEqual(lb.series()[self.changes], 1)
+
+    def test_name_that_stops_resolving_keeps_last_address(self):
+        lb = self.lb
+        self.assertEqual(self.backend_of(lb.port), "b1")
+        self.point_at("127.0.0.9 someone-else\n")
+        h.wait_until(lambda: "cannot resolve node-a" in lb.log_text(), 10 * RESOLVE_INTERVAL * h.SLOW,
+                     what="the failed lookup in the log")
+        self.intervals(5)  # several more failed lookups: still one line
+        self.assertEqual({self.backend_of(lb.port, who=f"request {i}") for i in range(4)}, {"b1"},
+                         "the last good address serves on")
+        lines = [ln for ln in lb.log_text().splitlines() if "cannot resolve" in ln]
+        self.assertEqual(len(lines), 1, f"one line per failure streak:\n{lb.log_text()[-2000:]}")
+        self.assertIn("node a: cannot resolve node-a", lines[0])
+        self.assertIn("keeping 127.0.0.2", lines[0])
+        self.assertEqual(lb.series()[self.changes], 0)
+        self.assertEqual(lb.nodes(connected_to=True), {"a": self.b1.addr})
+        self.point_at("127.0.0.2 node-a\n")
+        h.wait_until(lambda: "node-a resolves again" in lb.log_text(), 10 * RESOLVE_INTERVAL * h.SLOW,
+                     what="the name's return in the log")
+        self.assertEqual(lb.series()[self.changes], 0)
+        self.assertEqual(self.backend_of(lb.port), "b1")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-/* lb.conf: every directive, the defaults, and errors reported with their line numbers, all in one pass. */
+/* lb.conf: every directive, the defaults, and errors reported with their line numbers, all in one pass; and the
+ * address a re-resolved backend name settles on. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +7,9 @@
 #include <cmocka.h>
 
 #include "lb/conf.h"
+#include "lb/resolve.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,7 +41,7 @@ static void test_full_config(void **state)
                        "timeout connect 2s\ntimeout tunnel 2h\ntimeout head 3s\ntimeout grace 5s\n"
                        "timeout server 1m\ntimeout client 45s\n"
                        "max-connections 50000\nmax-head 32k\nmax-headers 64\nworkers 2\nretries 0\n"
-                       "forwarded-for off\nproxy-protocol on\nabort-on-close on\n";
+                       "forwarded-for off\nproxy-protocol on\nabort-on-close on\nresolve-interval 30s\n";
     assert_int_equal(parse(text), 0);
     assert_int_equal(conf.nlistens, 2);
     assert_false(conf.listens[0].tls);
@@ -70,6 +73,12 @@ static void test_full_config(void **state)
     assert_false(conf.forwarded_for);
     assert_true(conf.proxy_protocol);
     assert_true(conf.abort_on_close);
+    assert_true(conf.resolve_interval_ns == 30 * SEC);
+    /* only a name is looked up again; its parts are kept for that */
+    assert_false(conf.backends[0].by_name);
+    assert_true(conf.backends[1].by_name);
+    assert_string_equal(conf.backends[1].host, "localhost");
+    assert_string_equal(conf.backends[1].port, "9002");
 }
 
 static void test_defaults(void **state)
@@ -84,10 +93,15 @@ static void test_defaults(void **state)
     assert_true(conf.timeout_connect_ns == 5 * SEC && conf.timeout_tunnel_ns == 3600 * SEC);
     assert_true(conf.forwarded_for && !conf.proxy_protocol && !conf.abort_on_close);
     assert_int_equal(conf.max_head, 16384);
+    assert_true(conf.resolve_interval_ns == 10 * SEC);
     assert_int_equal(parse("listen :8080\nbackend n1 127.0.0.1:9001\nsticky cookie\nhealth off\n"), 0);
     assert_int_equal(conf.sticky, LB_STICKY_COOKIE);
     assert_string_equal(conf.cookie_name, "SRVID");
     assert_false(conf.health.enabled);
+    assert_int_equal(parse("listen :8080\nbackend n1 [::1]:9001\nbackend n2 :9002\nresolve-interval off\n"), 0);
+    assert_int_equal(conf.resolve_interval_ns, 0);
+    assert_false(conf.backends[0].by_name); /* IP literals, v6 and the empty host too, never change */
+    assert_false(conf.backends[1].by_name);
 }
 
 /* Each bad line must be reported with its own line number, and the good lines around it still apply. */
@@ -123,6 +137,8 @@ static void test_errors_carry_line_numbers(void **state)
         "max-head 100",                         /* too small */
         "workers 65",                           /* too many */
         "forwarded-for yes",                    /* not on/off */
+        "resolve-interval 0",                   /* zero: off says that */
+        "resolve-interval abc",                 /* not a duration */
         "frobnicate 1",                         /* unknown directive */
     };
     char text[4096] = "listen 127.0.0.1:8080\nbackend n1 127.0.0.1:9001\n";
@@ -140,7 +156,9 @@ static void test_errors_carry_line_numbers(void **state)
     }
     assert_non_null(strstr(many[0].msg, "listen"));
     assert_non_null(strstr(many[12].msg, "random"));
-    assert_non_null(strstr(many[28].msg, "frobnicate"));
+    assert_non_null(strstr(many[28].msg, "resolve-interval: must be more than 0"));
+    assert_non_null(strstr(many[29].msg, "resolve-interval: 'abc' is not a duration"));
+    assert_non_null(strstr(many[30].msg, "frobnicate"));
     assert_int_equal(conf.nbackends, 1); /* the bad backends were not added */
 }
 
@@ -174,6 +192,30 @@ static void test_error_cap_counts_all(void **state)
     assert_int_equal(few[2].line, 3);
 }
 
+static struct net_addr v4(const char *ip, int port)
+{
+    struct net_addr a = {.len = sizeof(struct sockaddr_in)};
+    struct sockaddr_in *in = (struct sockaddr_in *)&a.ss;
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, ip, &in->sin_addr);
+    return a;
+}
+
+/* A name with several addresses keeps the node where it is while that address is still among them (no flapping
+ * on DNS round robin); otherwise the first. */
+static void test_resolve_choose_is_stable(void **state)
+{
+    (void)state;
+    struct net_addr cands[3] = {v4("10.0.0.1", 9001), v4("10.0.0.2", 9001), v4("10.0.0.3", 9001)};
+    struct net_addr cur = v4("10.0.0.3", 9001);
+    assert_int_equal(resolve_choose(&cur, cands, 3), 2);
+    cur = v4("10.0.0.9", 9001);
+    assert_int_equal(resolve_choose(&cur, cands, 3), 0);
+    cur = v4("10.0.0.2", 9002); /* another port is another address */
+    assert_int_equal(resolve_choose(&cur, cands, 3), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -182,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_errors_carry_line_numbers),
         cmocka_unit_test(test_whole_config_checks),
         cmocka_unit_test(test_error_cap_counts_all),
+        cmocka_unit_test(test_resolve_choose_is_stable),
     };
     return cmocka_run_group_tests_name("lbconf", tests, NULL, NULL);
 }
