@@ -107,6 +107,8 @@ static void node_metrics(struct buf *b, const struct pool *p)
     NODE_COUNTER(b, sh, p, "transitions_total", "up/down changes", transitions);
     NODE_COUNTER(b, sh, p, "address_changes_total", "times the node's host name resolved to a new address",
                  address_changes);
+    NODE_COUNTER(b, sh, p, "lookup_failures_total", "failed lookups of the node's host name (last address kept)",
+                 lookup_failures);
     printf_buf(b, "# HELP lb_node_responses_total responses by status class\n# TYPE lb_node_responses_total counter\n");
     for (int i = 0; i < p->n; i++)
         for (int c = 1; c <= 5; c++)

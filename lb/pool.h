@@ -48,6 +48,7 @@ struct pool_node_state {
     uint64_t checks_ok, checks_failed;
     uint64_t transitions;     /* up <-> down changes */
     uint64_t address_changes; /* times the master found the node's host name resolving to a new address */
+    uint64_t lookup_failures; /* lookups of the node's host name that failed (the last good address was kept) */
 };
 
 /* A node's address as the master last resolved it, guarded by a seqlock: the master (the only writer) makes seq odd,

@@ -76,6 +76,7 @@ static void resolve_node(struct resolver *r, int node)
     int n = lookup_all(b->host, b->port, cands, MAX_CANDIDATES, &gai);
     ip_str(&r->cur[node], was, sizeof was);
     if (n <= 0) {
+        POOL_ADD(r->sh->nodes[node].lookup_failures, 1); /* every one: the log says only when a streak starts */
         if (!r->failing[node]) /* once per streak: a name gone for an hour is one line, not one per interval */
             LOG_WARN("node %s: cannot resolve %s (%s); keeping %s", b->name, b->host,
                      n < 0 ? gai_strerror(gai) : "no address", was);

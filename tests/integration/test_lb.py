@@ -1904,6 +1904,9 @@ class ResolveTest(LbBase):
         self.assertEqual(len(lines), 1, f"one line per failure streak:\n{lb.log_text()[-2000:]}")
         self.assertIn("node a: cannot resolve node-a", lines[0])
         self.assertIn("keeping 127.0.0.2", lines[0])
+        failures = 'lb_node_lookup_failures_total{node="a"}'
+        h.wait_until(lambda: lb.series().get(failures, 0) >= 2, 10.0 * h.SLOW,
+                     what="every failed lookup counted, though logged once")
         self.assertEqual(lb.series()[self.changes], 0)
         self.assertEqual(lb.nodes(connected_to=True), {"a": self.b1.addr})
         self.point_at("127.0.0.2 node-a\n")
