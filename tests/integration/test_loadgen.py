@@ -941,5 +941,168 @@ class SocketIOBinaryErrors(LoadgenBase):
         self.assertEqual(doc["errors"], {})
 
 
+class PollingSocketIO(TinySocketIO):
+    """TinySocketIO's listener with an Engine.IO long-polling server behind it (no websocket, upgrades: []), for
+    scripted failures of a polling client once it is open. The open packet gives pingInterval 300, pingTimeout 200;
+    the namespace CONNECT is answered through the held GET; an emit (42...) is relayed as is to every other
+    connected session; a held GET is answered with what is queued for its session, or with a ping after ping_every
+    seconds (never when ping_every is None); a POST is answered "ok". hang chooses the one thing it never answers:
+    "post", each session's first POST after its CONNECT (a pong or an emit); "get", each GET after the one that
+    carried the CONNECT reply. A request left unanswered stays held (the connection open) until close()."""
+
+    PING_INTERVAL, PING_TIMEOUT = 300, 200
+
+    def __init__(self, hang=None, ping_every=0.1):
+        self.hang, self.sessions, self.cond = hang, {}, threading.Condition()
+        self.hung = []  # (sid, "GET"/"POST") of each request left unanswered
+        super().__init__(ping_every=ping_every)
+
+    def _respond(self, c, body, status="200 OK"):
+        data = body.encode()
+        c.sendall((f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=UTF-8\r\nContent-Length: {len(data)}\r\n"
+                   "Connection: keep-alive\r\n\r\n").encode() + data)
+
+    def _hold(self, sid, method):
+        with self.cond:
+            self.hung.append((sid, method))
+        self.stopping.wait()  # until close(): never answered
+
+    def _serve(self, c):
+        try:
+            f = c.makefile("rb")
+            while not self.stopping.is_set():
+                line = f.readline().decode("latin-1")
+                if not line:
+                    return
+                method, target = line.split()[:2]
+                length = 0
+                while True:
+                    hl = f.readline().decode("latin-1")
+                    if hl in ("\r\n", ""):
+                        break
+                    if hl.lower().startswith("content-length:"):
+                        length = int(hl.split(":", 1)[1])
+                body = f.read(length).decode() if length else ""
+                query = dict(p.split("=", 1) for p in target.split("?", 1)[-1].split("&") if "=" in p)
+                sid = query.get("sid")
+                if method == "GET" and sid is None:
+                    self._open(c)
+                elif sid not in self.sessions:
+                    self._respond(c, '{"code":1,"message":"Session ID unknown"}', "400 Bad Request")
+                elif method == "GET":
+                    if not self._get(c, sid):
+                        return self._hold(sid, "GET")
+                elif not self._post(c, sid, body):
+                    return self._hold(sid, "POST")
+        except (OSError, ValueError):
+            pass
+
+    def _open(self, c):
+        with self.cond:
+            sid = f"pollsid{len(self.sessions):013d}"
+            self.sessions[sid] = {"queue": [], "connected": False, "replied": False}
+        self._respond(c, '0{"sid":"%s","upgrades":[],"pingInterval":%d,"pingTimeout":%d,"maxPayload":1000000}' % (
+            sid, self.PING_INTERVAL, self.PING_TIMEOUT))
+
+    def _get(self, c, sid):
+        """Answer a GET with the session's queue, or a ping when due; False to leave it unanswered."""
+        s = self.sessions[sid]
+        if self.hang == "get" and s["replied"]:
+            return False
+        waited = 0.0
+        with self.cond:
+            while not s["queue"] and not self.stopping.is_set():
+                if self.ping_every is not None and waited >= self.ping_every:
+                    s["queue"].append("2")
+                    break
+                self.cond.wait(0.02)
+                waited += 0.02
+            packets, s["queue"] = s["queue"], []
+            s["replied"] = s["replied"] or s["connected"]
+        if packets:
+            self._respond(c, "\x1e".join(packets))
+        return True
+
+    def _post(self, c, sid, body):
+        """Take a POST's packets and answer "ok"; False to leave it unanswered."""
+        s = self.sessions[sid]
+        if self.hang == "post" and s["connected"]:
+            return False
+        with self.cond:
+            for pkt in body.split("\x1e"):
+                if pkt.startswith("40"):
+                    s["connected"] = True
+                    s["queue"].append('40{"sid":"sock%s"}' % sid)
+                elif pkt.startswith("42"):
+                    for other, o in self.sessions.items():
+                        if other != sid and o["connected"]:
+                            o["queue"].append(pkt)
+                elif pkt == "1":
+                    s["queue"].append("6")  # the close: a noop ends the held GET
+            self.cond.notify_all()
+        self._respond(c, "ok")
+        return True
+
+
+class SocketIOPollTimeout(LoadgenBase):
+    """--transport polling --no-upgrade against PollingSocketIO: an open client whose POST gets no answer within
+    --connect-timeout is dropped as socketio_poll_timeout, naming the POST; a GET held forever with no ping is caught
+    first by the Engine.IO ping rule (pingInterval + pingTimeout, 500 ms here, always before the GET's own limit of
+    pingInterval + pingTimeout + 5 s, which counts from a GET sent after the last ping): socketio_ping_timeout. The
+    control, the same server answering everything, passes with zero errors."""
+
+    CLIENTS, ROUNDS = 3, 3
+
+    def run_polling(self, hang, ping_every=0.1):
+        srv = PollingSocketIO(hang, ping_every)
+        self.addCleanup(srv.close)
+        rc, out, err, doc = run_loadgen(["--protocol", "socketio", "--transport", "polling", "--no-upgrade",
+                                         "-c", str(self.CLIENTS), "-r", str(self.ROUNDS), "-i", "200ms",
+                                         "--hold", "1500ms", "--deadline", "500ms", "--connect-timeout", "1s",
+                                         "--close-timeout", "1s", srv.url()], timeout=30 * h.SLOW)
+        return srv, rc, out, err, doc
+
+    def assertAllOpenThenDropped(self, rc, out, err, doc):
+        self.assertNotEqual(rc, 0, f"--- stdout\n{out[-3000:]}\n--- stderr\n{err[-3000:]}")
+        self.assertRun(rc, 1, out, err)
+        c = doc["clients"]
+        self.assertEqual((c["connected"], c["failed"], c["dropped"]), (self.CLIENTS, 0, self.CLIENTS), c)
+        self.assertFalse(doc["verdict"]["pass"])
+
+    def test_an_unanswered_post_is_a_poll_timeout(self):
+        srv, rc, out, err, doc = self.run_polling("post")
+        self.assertAllOpenThenDropped(rc, out, err, doc)
+        self.assertEqual(set(doc["errors"]), {"socketio_poll_timeout"}, doc["errors"])
+        e = doc["errors"]["socketio_poll_timeout"]
+        self.assertEqual(e["count"], self.CLIENTS, e)
+        self.assertRegex(e["example"], r"polling POST unanswered after \d+ ms \(limit 1000 ms\)")
+        waited = int(e["example"].split("after ")[1].split(" ms")[0])
+        self.assertGreater(waited, 1000, e)  # never before its limit
+        self.assertRegex(out, r"socketio_poll_timeout 3 \(.*polling POST unanswered after \d+ ms \(limit 1000 ms\)")
+        self.assertEqual(sorted(m for _, m in srv.hung), ["POST"] * self.CLIENTS, srv.hung)
+
+    def test_a_get_held_forever_without_pings_is_a_ping_timeout(self):
+        srv, rc, out, err, doc = self.run_polling("get", ping_every=None)
+        self.assertAllOpenThenDropped(rc, out, err, doc)
+        self.assertEqual(set(doc["errors"]), {"socketio_ping_timeout"}, doc["errors"])
+        e = doc["errors"]["socketio_ping_timeout"]
+        self.assertEqual(e["count"], self.CLIENTS, e)
+        self.assertIn("no Engine.IO ping for pingInterval 300 + pingTimeout 200 ms", e["example"])
+        self.assertIn("socketio_ping_timeout 3", out)
+        self.assertEqual(sorted(m for _, m in srv.hung), ["GET"] * self.CLIENTS, srv.hung)
+
+    def test_the_same_server_answering_everything_passes(self):
+        srv, rc, out, err, doc = self.run_polling(None)
+        self.assertRun(rc, 0, out, err)
+        c = doc["clients"]
+        self.assertEqual((c["connected"], c["failed"], c["dropped"], c["closed_clean"]),
+                         (self.CLIENTS, 0, 0, self.CLIENTS), c)
+        self.assertEqual(c["transport"], {"upgraded": 0, "polling": self.CLIENTS})
+        self.assertEqual(doc["errors"], {})
+        self.assertDelivered(doc, self.ROUNDS * (self.CLIENTS - 1))
+        self.assertEqual(srv.hung, [])
+        self.assertIn("errors    none", out)
+
+
 if __name__ == "__main__":
     unittest.main()
