@@ -709,9 +709,9 @@ static void on_eio_open(struct lg_engine *e, struct lg_client *c, const struct s
         sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
         return;
     }
-    e->sio_ping_interval_ms = op.ping_interval;
-    e->sio_ping_timeout_ms = op.ping_timeout;
-    c->ping_due = sio_ping_deadline(lg_engine_ms(now_ns()), e->sio_ping_interval_ms, e->sio_ping_timeout_ms);
+    uint64_t wait = (uint64_t)op.ping_interval + op.ping_timeout;
+    c->ping_wait_ms = wait < UINT32_MAX ? (uint32_t)wait : UINT32_MAX;
+    c->ping_due = sio_ping_deadline(lg_engine_ms(now_ns()), c->ping_wait_ms, 0);
     char pkt[SIO_AUTH_ROOM];
     size_t n = sio_encode_control(pkt, sizeof pkt, SIO_CONNECT, o->sio_nsp, o->sio_auth);
     struct hs_slot *s = slot_of(e, c);
@@ -894,7 +894,7 @@ static void sio_input(struct lg_engine *e, struct lg_client *c, uint8_t opcode, 
     }
     switch (k.eio) {
     case SIO_EIO_PING: /* v4: the server pings, we answer (a ping of ours would be an error) */
-        c->ping_due = sio_ping_deadline(lg_engine_ms(now), e->sio_ping_interval_ms, e->sio_ping_timeout_ms);
+        c->ping_due = sio_ping_deadline(lg_engine_ms(now), c->ping_wait_ms, 0);
         if (c->state != LC_CLOSING)
             sio_send(e, c, "3", 1);
         return;
@@ -934,7 +934,8 @@ static void watch_one(struct lg_engine *e, struct lg_client *c, uint32_t now)
 {
     const struct lg_opts *o = e->opts;
     uint32_t deadline_ms = (uint32_t)(o->deadline_ns / 1000000), post_ms = (uint32_t)(o->connect_timeout_ns / 1000000);
-    uint32_t get_ms = e->sio_ping_interval_ms + e->sio_ping_timeout_ms + LG_POLL_GET_MARGIN_MS, waited = 0;
+    uint64_t get_wait = (uint64_t)c->ping_wait_ms + LG_POLL_GET_MARGIN_MS;
+    uint32_t get_ms = get_wait < UINT32_MAX ? (uint32_t)get_wait : UINT32_MAX, waited = 0;
     const struct sio_asm *a = c->sio_asm;
     if (a && (int32_t)(now - a->since_ms - deadline_ms) > 0) {
         lose(e, c, LG_ERR_PROTOCOL, "a binary packet's attachments did not come within %u ms (%u of %u came)",
@@ -955,8 +956,8 @@ void lg_engine_watch(struct lg_engine *e, struct lg_client *clients, uint32_t n,
         if (c->state != LC_OPEN)
             continue;
         if (sio_ping_overdue(c->ping_due, now))
-            lose(e, c, LG_ERR_SIO_PING_TIMEOUT, "no Engine.IO ping for pingInterval %u + pingTimeout %u ms",
-                 e->sio_ping_interval_ms, e->sio_ping_timeout_ms);
+            lose(e, c, LG_ERR_SIO_PING_TIMEOUT, "no Engine.IO ping for pingInterval + pingTimeout = %u ms",
+                 c->ping_wait_ms);
         else if (c->sio_asm || c->poll)
             watch_one(e, c, now);
     }

@@ -87,6 +87,8 @@ struct lg_client {
     uint8_t close_got; /* the server's close frame arrived */
     uint32_t owed;     /* the worker's: the first round this connection is owed (see worker.c) */
     uint32_t ping_due; /* socketio: when the next Engine.IO ping is due (lg_engine_ms clock), 0 not armed */
+    /* socketio: pingInterval + pingTimeout from this client's own open packet (nodes behind one URL may differ) */
+    uint32_t ping_wait_ms;
 };
 
 struct lg_engine_ops {
@@ -108,7 +110,6 @@ struct lg_engine {
     uint64_t rng;
     struct hs_slot *slots;
     uint32_t *free_slots, nfree, nslots, inflight;
-    uint32_t sio_ping_interval_ms, sio_ping_timeout_ms; /* from the last Engine.IO open packet (socketio) */
 
     /* results */
     struct hist *connect_hist, *handshake_hist;

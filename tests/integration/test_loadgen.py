@@ -767,6 +767,20 @@ class SocketIOPingWatchdog(LoadgenBase):
         self.assertNotIn("socketio_ping_timeout", json.dumps(doc["errors"]))
 
 
+    def test_each_client_keeps_its_own_servers_heartbeat(self):
+        """Two nodes with different heartbeats behind one run: a client of the slow one must be judged by the slow
+        one's pingInterval + pingTimeout, not by whichever open packet the worker saw last (the fast node's,
+        opened second here), or it is dropped between two of its own pings."""
+        slow = h.start_refserver(self, "hb-slow", "none", ["--sio-ping-interval", "1500", "--sio-ping-timeout", "1000"])
+        fast = h.start_refserver(self, "hb-fast", "none", ["--sio-ping-interval", "100", "--sio-ping-timeout", "100"])
+        rc, out, err, doc = run_loadgen(["--protocol", "socketio", "-c", "2", "--connect-rate", "5", "--rounds", "0",
+                                         "--hold", "3500ms", "--quiet", ws_url(slow, "/"), ws_url(fast, "/")],
+                                        timeout=30 * h.SLOW)
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual((doc["clients"]["connected"], doc["clients"]["dropped"]), (2, 0), doc["clients"])
+        self.assertEqual(doc["errors"], {}, doc["errors"])
+
+
 class SocketIOBinaryAck(LoadgenBase):
     """--binary (each message a BINARY_EVENT whose one attachment is the message) and --ack (every emit asks for an
     ack, 43<id>[] from refserver's broadcast profile) against two refserver nodes on one Redis, over the websocket
@@ -1087,7 +1101,7 @@ class SocketIOPollTimeout(LoadgenBase):
         self.assertEqual(set(doc["errors"]), {"socketio_ping_timeout"}, doc["errors"])
         e = doc["errors"]["socketio_ping_timeout"]
         self.assertEqual(e["count"], self.CLIENTS, e)
-        self.assertIn("no Engine.IO ping for pingInterval 300 + pingTimeout 200 ms", e["example"])
+        self.assertIn("no Engine.IO ping for pingInterval + pingTimeout = 500 ms", e["example"])
         self.assertIn("socketio_ping_timeout 3", out)
         self.assertEqual(sorted(m for _, m in srv.hung), ["GET"] * self.CLIENTS, srv.hung)
 
