@@ -612,6 +612,13 @@ int lg_run(const struct lg_opts *o, struct lg_result *r, FILE *hlog, char *err, 
             hlog_write(C.hlog, NULL, rel_s(C.t_phase), (double)(now_ns() - C.t_phase) / 1e9, C.round_hist);
         hist_merge(r->latency, C.round_hist);
     }
+    /* --ack: the acks of the whole run as one tagged interval, from the first round on. */
+    double rounds_s = (double)r->connect_ns / 1e9;
+    if (C.hlog && hist_count(r->ack) && hlog_write(C.hlog, "ack", rounds_s, rel_s(now_ns()) - rounds_s, r->ack) < 0 &&
+        rc == 0) {
+        snprintf(err, errlen, "writing the .hlog failed");
+        rc = -1;
+    }
     finish_result();
     if (C.hlog && hlog_close(C.hlog) < 0 && rc == 0) {
         snprintf(err, errlen, "writing the .hlog failed");

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import struct
@@ -825,10 +826,18 @@ class SocketIOBinaryAck(LoadgenBase):
         self.assertRegex(out, r"\nack +%d " % emits)
 
     def test_websocket_binary_and_ack(self):
-        rc, out, err, doc = self.run_sio("--binary", "--ack", "-t", "ack.p99<5s")
+        hlog = os.path.join(tempfile.mkdtemp(prefix="wsh-ack-"), "run.hlog")
+        self.addCleanup(shutil.rmtree, os.path.dirname(hlog), True)
+        rc, out, err, doc = self.run_sio("--binary", "--ack", "-t", "ack.p99<5s", "--hlog", hlog)
         self.assertZeroLoss(rc, out, err, doc, ack=True)
         self.assertEqual(doc["thresholds"][0]["expr"], "ack.p99<5s")
         self.assertTrue(doc["thresholds"][0]["ok"])
+        # the acks are in the .hlog too, as one interval tagged "ack" holding every ack
+        dump = subprocess.run([os.path.join(h.BUILD, "hlogdump"), hlog], capture_output=True, text=True, timeout=30)
+        self.assertEqual(dump.returncode, 0, dump.stderr)
+        acks = [ln for ln in dump.stdout.splitlines() if ln.endswith(" tag=ack")]
+        self.assertEqual(len(acks), 1, dump.stdout)
+        self.assertTrue(acks[0].startswith(f"count={self.ROUNDS * self.EMITTERS} "), acks[0])
 
     def test_websocket_binary_only(self):
         rc, out, err, doc = self.run_sio("--binary")
