@@ -379,6 +379,12 @@ size_t ws_frame_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len, con
     return n;
 }
 
+size_t ws_frame_header_len(const uint8_t *frame)
+{
+    uint8_t l = frame[1] & 0x7f;
+    return l < 126 ? 2 : l == 126 ? 4 : 10;
+}
+
 struct slice *ws_frame_slice(uint8_t opcode, const void *payload, size_t len)
 {
     uint8_t head[WS_MAX_HEADER];

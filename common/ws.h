@@ -78,6 +78,9 @@ size_t ws_frame_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len, con
 void ws_mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset);
 /* A whole unmasked frame (header + payload) in a new slice with one reference; NULL on out of memory. */
 struct slice *ws_frame_slice(uint8_t opcode, const void *payload, size_t len);
+/* The header length (2, 4 or 10) of an unmasked frame that ws_frame_header wrote: where its payload starts, for a
+ * queued frame that must go out without its header (Engine.IO polling, a Redis publish). */
+size_t ws_frame_header_len(const uint8_t *frame);
 /* A close payload (code + reason truncated to fit 125 bytes) into out; returns its length. */
 size_t ws_close_payload(uint8_t out[WS_MAX_CONTROL], uint16_t code, const char *reason);
 /* May this code appear in a close frame on the wire (RFC 6455 7.4, IANA registry)? */

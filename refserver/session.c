@@ -300,17 +300,6 @@ static void sio_new_id(char out[REFSIO_ID_LEN + 1])
     refsio_make_id(rnd, out);
 }
 
-/* Queue one short Engine.IO packet (at most 256 bytes) as a text frame. */
-static int sio_send(struct client *c, const char *pkt, size_t len)
-{
-    uint8_t frame[WS_MAX_HEADER + 256];
-    if (len > 256)
-        return -1;
-    size_t h = ws_frame_header(frame, WS_OP_TEXT, true, len, NULL);
-    memcpy(frame + h, pkt, len);
-    return enqueue_bytes(c, frame, h + len);
-}
-
 /* A packet Socket.IO forbids: the whole connection goes (SOCKETIO.md 2). */
 void session_sio_fail(struct client *c, const char *why)
 {
@@ -382,7 +371,7 @@ static void sio_on_timer(struct client *c)
         return;
     }
     c->flags |= CLIENT_FL_PINGED;
-    sio_send(c, "2", 1);
+    session_send(c, WS_OP_TEXT, "2", 1);
     sio_arm(c, c->srv->cfg.sio_ping_timeout);
 }
 
@@ -522,7 +511,7 @@ static int sio_open(struct client *c)
     c->sio_connect_by = ev_now(c->srv->loop) + cfg->sio_connect_timeout;
     RAND_bytes(c->sio_id, sizeof c->sio_id);
     sio_arm(c, cfg->sio_ping_interval);
-    return sio_send(c, pkt, n);
+    return session_send(c, WS_OP_TEXT, pkt, n);
 }
 
 /* The handshake's room parameter into room (ROOM_NAME_MAX + 1 bytes): /ws clients without one are in DEFAULT_ROOM,
@@ -647,17 +636,10 @@ static void sid_remove(struct server *s, struct client *sess)
     sess->sid_next = NULL;
 }
 
-/* The WebSocket header of a frame this server encoded (unmasked): 2, 4 or 10 bytes. */
-static size_t frame_header_len(const char *frame)
-{
-    uint8_t l = (uint8_t)frame[1] & 0x7f;
-    return l < 126 ? 2 : l == 126 ? 4 : 10;
-}
-
 /* One queued frame as a polling payload item: a text frame's payload as it is, a binary one as "b" + base64. */
 static int poll_item(struct buf *body, const char *frame, size_t len)
 {
-    size_t hl = frame_header_len(frame);
+    size_t hl = ws_frame_header_len((const uint8_t *)frame);
     if (((uint8_t)frame[0] & 0x0f) != WS_OP_BINARY)
         return buf_append(body, frame + hl, len - hl);
     size_t raw = len - hl, b64 = 4 * ((raw + 2) / 3);
@@ -867,7 +849,7 @@ static void sio_probe(struct client *c, const uint8_t *data, size_t len)
     struct client *sess = c->sess;
     struct server *s = c->srv;
     if (len == 6 && !memcmp(data, "2probe", 6)) {
-        sio_send(c, "3probe", 6);
+        session_send(c, WS_OP_TEXT, "3probe", 6);
         sess->flags |= CLIENT_FL_PROBED;
         if (sess->held)
             server_schedule_flush(s, sess);

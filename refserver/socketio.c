@@ -387,11 +387,10 @@ void socketio_free(struct server *s)
     s->sio = NULL;
 }
 
-/* The payload of a frame this node encoded (unmasked): its header is 2, 4 or 10 bytes. */
+/* The payload of a frame this node encoded. */
 static struct sioa_bytes frame_payload(const struct slice *f)
 {
-    uint8_t l = (uint8_t)f->data[1] & 0x7f;
-    size_t h = l < 126 ? 2 : l == 126 ? 4 : 10;
+    size_t h = ws_frame_header_len((const uint8_t *)f->data);
     return (struct sioa_bytes){.data = (const char *)f->data + h, .len = f->len - h};
 }
 

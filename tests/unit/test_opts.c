@@ -558,6 +558,54 @@ static void test_socketio(void **state)
                  (const char *const[]){"--protocol", "socketio", "--event", "", URL, NULL});
 }
 
+/* --ack and --binary with --protocol socketio: the options, the ack. threshold, and the combinations refused (the
+ * encoders and the reassembly are in test_sio.c). */
+#define SIO_URL "ws://127.0.0.1:9001/"
+
+static void test_ack_and_binary(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "--protocol", "socketio", "--binary", "--ack", "-t", "ack.p99<50ms", SIO_URL),
+                     LG_PARSE_OK);
+    assert_true(o.binary && o.sio_ack);
+    assert_int_equal(o.nthresholds, 1);
+    assert_int_equal(o.thresholds[0].metric, TH_ACK);
+    assert_int_equal(o.thresholds[0].stat, TH_STAT_PCT);
+    assert_true(o.thresholds[0].pct == 99 && o.thresholds[0].value == 50e6);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--protocol", "socketio", "--transport", "polling", "--binary", SIO_URL),
+                     LG_PARSE_OK);
+    assert_true(o.binary && !o.sio_ack);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--protocol", "socketio", SIO_URL), LG_PARSE_OK);
+    assert_false(o.sio_ack);
+    lg_opts_free(&o);
+}
+
+static void test_ack_threshold(void **state)
+{
+    (void)state;
+    struct lg_threshold t;
+    char err[256];
+    assert_int_equal(lg_parse_threshold("ack.max<=2s", &t, err, sizeof err), 0);
+    assert_true(t.metric == TH_ACK && t.stat == TH_STAT_MAX && t.op == TH_LE && t.value == 2e9);
+    assert_int_equal(lg_parse_threshold("ack.mean<1ms", &t, err, sizeof err), 0);
+    assert_true(t.metric == TH_ACK && t.stat == TH_STAT_MEAN);
+    assert_int_equal(lg_parse_threshold("ack.<1ms", &t, err, sizeof err), -1);
+    assert_non_null(strstr(err, "ack."));
+    assert_int_equal(lg_parse_threshold("ack.p99<1%", &t, err, sizeof err), -1);
+}
+
+static void test_ack_refused(void **state)
+{
+    (void)state;
+    EXPECT_ERROR("--ack needs --protocol socketio", "--ack", SIO_URL);
+    EXPECT_ERROR("needs --ack", "--protocol", "socketio", "-t", "ack.p99<50ms", SIO_URL);
+    EXPECT_ERROR("needs --ack", "-t", "ack.p50<1s", SIO_URL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -574,6 +622,9 @@ int main(void)
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_help_version_and_reparse),
         cmocka_unit_test(test_socketio),
+        cmocka_unit_test(test_ack_and_binary),
+        cmocka_unit_test(test_ack_threshold),
+        cmocka_unit_test(test_ack_refused),
     };
     return cmocka_run_group_tests_name("opts", tests, NULL, NULL);
 }

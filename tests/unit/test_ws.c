@@ -786,6 +786,19 @@ static void test_client_key(void **state)
     assert_int_equal(strlen(out), WS_ACCEPT_LEN);
 }
 
+static void test_frame_header_len(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {0, 125, 126, 65535, 65536};
+    static const size_t want[] = {2, 2, 4, 4, 10};
+    for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+        uint8_t head[WS_MAX_HEADER];
+        size_t h = ws_frame_header(head, WS_OP_TEXT, true, lens[i], NULL);
+        assert_int_equal(h, want[i]);
+        assert_int_equal(ws_frame_header_len(head), want[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -823,6 +836,7 @@ int main(void)
         cmocka_unit_test(test_accept_key_rfc),
         cmocka_unit_test(test_accept_key_invalid),
         cmocka_unit_test(test_client_key),
+        cmocka_unit_test(test_frame_header_len),
     };
     return cmocka_run_group_tests(tests, NULL, unmap_guard);
 }
