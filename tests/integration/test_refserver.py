@@ -885,6 +885,10 @@ class SocketIOTest(Base):
         room = room_name("bye")
         c, other = self.joined(room), self.joined(room)
         c.send_text("41")
+        # The two sockets are two connections, so nothing orders c's 41 before other's event; a refused namespace
+        # on c answers only after the server has read the 41 before it.
+        c.send_text("40/nope,")
+        self.assertMessage(c, OP_TEXT, b'44/nope,{"message":"Invalid namespace"}')
         other.send_text('42["e"]')
         self.assertSilent(c, who="a socket that left /")
         c.send_text('42["e"]')  # a packet for a namespace not joined
