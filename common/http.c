@@ -437,7 +437,7 @@ static bool key_matches(const char *s, size_t n, const char *name)
     return name[j] == '\0';
 }
 
-static int decode_value(const char *s, size_t n, char *out, size_t outlen)
+int http_decode(const char *s, size_t n, char *out, size_t outlen)
 {
     size_t i = 0, j = 0;
     if (outlen == 0)
@@ -449,28 +449,33 @@ static int decode_value(const char *s, size_t n, char *out, size_t outlen)
         out[j++] = (char)c;
     }
     out[j] = '\0';
-    return 1;
+    return (int)j;
+}
+
+bool http_query_next(const char *target, size_t target_len, size_t *pos, struct http_header *param)
+{
+    size_t path = http_path_len(target, target_len), end = path + 1, i = *pos ? *pos : path + 1, amp, eq;
+    if (path == target_len || target[path] != '?')
+        return false;
+    while (end < target_len && target[end] != '#')
+        end++;
+    if (i >= end)
+        return false;
+    for (amp = i; amp < end && target[amp] != '&'; amp++)
+        ;
+    for (eq = i; eq < amp && target[eq] != '='; eq++)
+        ;
+    size_t v = eq < amp ? eq + 1 : amp; /* no '=': present with an empty value */
+    *param = (struct http_header){target + i, target + v, eq - i, amp - v};
+    *pos = amp + 1;
+    return true;
 }
 
 int http_query_param(const char *target, size_t target_len, const char *name, char *out, size_t outlen)
 {
-    size_t path = http_path_len(target, target_len);
-    if (path == target_len || target[path] != '?')
-        return 0;
-    size_t end = path + 1;
-    while (end < target_len && target[end] != '#')
-        end++;
-    for (size_t i = path + 1; i < end;) {
-        size_t amp = i, eq;
-        while (amp < end && target[amp] != '&')
-            amp++;
-        for (eq = i; eq < amp && target[eq] != '='; eq++)
-            ;
-        if (key_matches(target + i, eq - i, name)) {
-            size_t v = eq < amp ? eq + 1 : amp; /* no '=': present with an empty value */
-            return decode_value(target + v, amp - v, out, outlen);
-        }
-        i = amp + 1;
-    }
+    struct http_header p;
+    for (size_t pos = 0; http_query_next(target, target_len, &pos, &p);)
+        if (key_matches(p.name, p.name_len, name))
+            return http_decode(p.value, p.value_len, out, outlen) < 0 ? -1 : 1;
     return 0;
 }

@@ -76,6 +76,12 @@ bool http_has_token(const char *value, size_t len, const char *token);
 /* Look up query parameter name in a request target ("/ws?room=a%20b&x"), percent-decoding ('+' is a space)
  * into out (NUL-terminated). 1 found, 0 absent, -1 malformed escape or longer than outlen - 1. */
 int http_query_param(const char *target, size_t target_len, const char *name, char *out, size_t outlen);
+/* The query parameters of a target in order: start with *pos = 0; each call sets param's name and value as they are
+ * in the target (still encoded; a parameter without '=' has an empty value). false after the last. */
+bool http_query_next(const char *target, size_t target_len, size_t *pos, struct http_header *param);
+/* Percent-decode s[0..n) ('+' is a space) into out, NUL-terminated. The decoded length, or -1 for a malformed
+ * escape or %00, or when it needs more than outlen - 1 bytes. */
+int http_decode(const char *s, size_t n, char *out, size_t outlen);
 /* Length of the path part of a target (up to '?' or the end). */
 size_t http_path_len(const char *target, size_t target_len);
 

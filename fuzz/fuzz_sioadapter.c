@@ -11,7 +11,10 @@
  *    gives the same JSON and fields, and encoding once more gives the same bytes;
  *  - the input read as JSON by sioa_encode (with two attachments): when it encodes, the result decodes, and from
  *    there on decoding is a fixpoint as above;
- *  - sioa_channel_room's spans lie inside the channel, and sioa_channel rebuilds the channel from them. */
+ *  - sioa_channel_room's spans lie inside the channel, and sioa_channel rebuilds the channel from them;
+ *  - sioa_decode_request (the input as a request, JSON or msgpack) answers 0 or -1, -1 leaves its JSON buffer as it
+ *    was, and on 0 every span lies inside the message or the scratch buffer (JSON requests), the packet's JSON is
+ *    valid, and an ack answer built from it with sioa_put_json_first does not fail. */
 #include "refserver/sioadapter.c"
 
 #include <jansson.h>
@@ -177,6 +180,42 @@ static void check_channel(const char *in, size_t size)
     buf_free(&name);
 }
 
+static void check_request(const uint8_t *msg, size_t len)
+{
+    struct buf scratch = {0}, json = {0}, out = {0};
+    struct sioa_request r;
+    check(buf_append(&json, "kept", 4) == 0);
+    int rc = sioa_decode_request(msg, len, &r, &scratch, &json);
+    check(rc == 0 || rc == -1);
+    check(buf_len(&json) >= 4 && !memcmp(buf_head(&json), "kept", 4));
+    buf_consume(&json, 4);
+    if (rc < 0) {
+        check(buf_len(&json) == 0);
+    } else {
+        const void *base = len && msg[0] == '{' ? (const void *)buf_head(&scratch) : msg;
+        size_t size = len && msg[0] == '{' ? buf_len(&scratch) : len;
+        struct sioa_bytes *spans[] = {&r.uid, &r.request_id, &r.sid};
+        for (size_t i = 0; i < 3; i++)
+            check(inside(spans[i]->data, spans[i]->len, base, size));
+        size_t n;
+        free(strings(r.rooms, base, size, &n));
+        free(strings(r.packet.rooms, base, size, &n));
+        free(strings(r.packet.except, base, size, &n));
+        for (size_t i = 0; i < r.packet.n_attachments; i++)
+            check(inside(r.packet.attachments[i].data, r.packet.attachments[i].len, base, size));
+        if (buf_len(&json)) {
+            check_json(&json, r.packet.n_attachments);
+            struct sioa_writer w = {&out, false};
+            if (buf_head(&json)[0] == '[')
+                sioa_put_json_first(&w, buf_head(&json), buf_len(&json), r.packet.attachments, r.packet.n_attachments);
+            check(!w.failed);
+        }
+    }
+    buf_free(&scratch);
+    buf_free(&json);
+    buf_free(&out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t *in = malloc(size ? size : 1);
@@ -191,6 +230,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     check_encode((const char *)in, size);
     check_channel((const char *)in, size);
+    check_request(in, size);
     free(in);
     return 0;
 }

@@ -294,6 +294,9 @@ int server_metrics(const struct server *s, struct buf *b)
                  st->sio_bus_in);
     rc |= METRIC(b, "counter", "socketio_bus_messages_dropped_total",
                  "Socket.IO adapter messages that could not be decoded (logged).", "%" PRIu64, st->sio_bus_dropped);
+    rc |= METRIC(b, "counter", "socketio_adapter_requests_total",
+                 "Requests of other Socket.IO nodes (fetchSockets, emits with acks...) answered or acted on.",
+                 "%" PRIu64, st->sio_requests);
     rc |= METRIC(b, "counter", "published_total", "Publishes acknowledged by Redis.", "%" PRIu64, bs->published);
     rc |= METRIC(b, "counter", "publish_failures_total", "Messages that could not be published to Redis.", "%" PRIu64,
                  bs->publish_failed);

@@ -55,6 +55,7 @@ struct server_stats {
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, bus_msgs_in;
     uint64_t protocol_errors, slow_consumers, idle_closed, accept_errors;
     uint64_t sio_bus_in, sio_bus_dropped; /* Socket.IO broadcasts from Redis delivered / refused as malformed */
+    uint64_t sio_requests;                /* other nodes' adapter requests acted on (socketio.c) */
     uint32_t connections, ws_clients, polling_sessions;
 };
 
@@ -82,8 +83,10 @@ struct client {
     /* Socket.IO: the socket ids' random bytes; the socket of namespace i has these with i XORed into the first byte,
      * so one connection's sockets have distinct ids (socketio.c) and a broadcast's except list can be matched. */
     uint8_t sio_id[REFSIO_ID_RANDOM];
-    struct sio_pending *pending; /* Socket.IO: a binary packet waiting for its attachments (socketio.c) */
-    struct client *next_work;    /* on the server's flush or dead list */
+    struct sio_pending *pending;  /* Socket.IO: a binary packet waiting for its attachments (socketio.c) */
+    struct sio_wait *sio_waits;   /* Socket.IO: other nodes' broadcasts waiting for this client's ack (socketio.c) */
+    struct sio_handshake *sio_hs; /* Socket.IO: what fetchSockets reports of the handshake (socketio.c) */
+    struct client *next_work;     /* on the server's flush or dead list */
     /* Engine.IO polling. A session (CLIENT_FL_POLL) is a struct client without a socket, in the server's sid table
      * and in its room; its out queue holds the frames owed to the client, sent without their WebSocket header as
      * the answer to a GET. held: the GET waiting for them; ws: the websocket upgrading (or upgraded) from it. On an
@@ -93,17 +96,18 @@ struct client {
     struct client *prev, *next;
 };
 
-#define CLIENT_FL_FLUSH      0x01u  /* on the flush list */
-#define CLIENT_FL_CLOSE_SENT 0x02u  /* our close frame is queued */
-#define CLIENT_FL_CLOSE_RCVD 0x04u  /* the peer's close frame arrived */
-#define CLIENT_FL_NO_REPLY   0x08u  /* nothing more is expected from the peer: drain, then shut down */
-#define CLIENT_FL_SHUT       0x10u  /* write side shut down; waiting for EOF */
-#define CLIENT_FL_PINGED     0x20u  /* /ws: a ping is out; Socket.IO: an Engine.IO ping awaits its pong */
-#define CLIENT_FL_SIO        0x40u  /* speaks Socket.IO (GET /socket.io/), in a room of server.sio_rooms */
-#define CLIENT_FL_POLL       0x100u /* an Engine.IO polling session (no socket of its own) */
-#define CLIENT_FL_HELD       0x200u /* an HTTP connection whose polling GET is held until packets are owed */
-#define CLIENT_FL_PROBED     0x400u /* session: its websocket answered 2probe; GETs get a noop until the upgrade */
-#define CLIENT_FL_UPGRADED   0x800u /* session: upgraded; kept only so polling requests for its sid get code 3 */
+#define CLIENT_FL_FLUSH        0x01u   /* on the flush list */
+#define CLIENT_FL_CLOSE_SENT   0x02u   /* our close frame is queued */
+#define CLIENT_FL_CLOSE_RCVD   0x04u   /* the peer's close frame arrived */
+#define CLIENT_FL_NO_REPLY     0x08u   /* nothing more is expected from the peer: drain, then shut down */
+#define CLIENT_FL_SHUT         0x10u   /* write side shut down; waiting for EOF */
+#define CLIENT_FL_PINGED       0x20u   /* /ws: a ping is out; Socket.IO: an Engine.IO ping awaits its pong */
+#define CLIENT_FL_SIO          0x40u   /* speaks Socket.IO (GET /socket.io/), in a room of server.sio_rooms */
+#define CLIENT_FL_POLL         0x100u  /* an Engine.IO polling session (no socket of its own) */
+#define CLIENT_FL_HELD         0x200u  /* an HTTP connection whose polling GET is held until packets are owed */
+#define CLIENT_FL_PROBED       0x400u  /* session: its websocket answered 2probe; GETs get a noop until the upgrade */
+#define CLIENT_FL_UPGRADED     0x800u  /* session: upgraded; kept only so polling requests for its sid get code 3 */
+#define CLIENT_FL_POLL_CLOSING 0x1000u /* session: ends once its owed packets (the close packet last) are answered */
 
 struct server {
     struct ev_loop *loop;
@@ -160,6 +164,9 @@ int session_send(struct client *c, uint8_t opcode, const void *p, size_t len);
 void session_sio_fail(struct client *c, const char *why);
 /* Start a close handshake with code (SIGTERM: 1001). */
 void session_close(struct client *c, uint16_t code, const char *reason);
+/* End a Socket.IO connection once what is queued for it has gone, as engine.io's socket.close(): a websocket gets an
+ * empty close frame after its frames, a polling session's owed packets are answered with the close packet last. */
+void session_sio_close(struct client *c);
 /* Release a buried client's memory. */
 void session_free(struct client *c);
 /* Free every polling session (server_free). */

@@ -204,6 +204,17 @@ void session_close(struct client *c, uint16_t code, const char *reason)
         kill_client(c);
 }
 
+void session_sio_close(struct client *c)
+{
+    if (!(c->flags & CLIENT_FL_POLL)) {
+        session_close(c, WS_CLOSE_NO_STATUS, NULL);
+        return;
+    }
+    if (c->state != CLIENT_WS || c->flags & CLIENT_FL_POLL_CLOSING || session_send(c, WS_OP_TEXT, "1", 1) < 0)
+        return;
+    c->flags |= CLIENT_FL_POLL_CLOSING;
+}
+
 bool session_offer(struct server *s, struct client *c, struct slice *const *frames, size_t n)
 {
     size_t len = 0;
@@ -560,6 +571,8 @@ static int upgrade(struct client *c, const struct http_head *h, bool sio, struct
     arm_timer(c, s->cfg.ping_interval);
     if (enqueue_bytes(c, resp, (size_t)n) < 0)
         return -1;
+    if (sio)
+        socketio_on_handshake(c, c, h);
     return sio ? sio_open(c) : 0;
 }
 
@@ -685,6 +698,8 @@ static void poll_answer(struct client *sess, const char *only)
     if (respond(conn, 200, "OK", NULL, "text/plain; charset=UTF-8", buf_head(&body), buf_len(&body), false, false) == 0)
         arm_timer(conn, conn->srv->cfg.handshake_timeout);
     buf_free(&body);
+    if (sess->flags & CLIENT_FL_POLL_CLOSING && !sess->out.count)
+        poll_close(sess); /* the close packet went last */
 }
 
 /* Before the loop waits (server.c's flush list): a held GET gets what is owed, or a noop once probed. */
@@ -780,6 +795,7 @@ static int poll_open(struct client *c, const struct http_head *h)
     s->stats.polling_sessions++;
     sess->sio_connect_by = ev_now(s->loop) + cfg->sio_connect_timeout;
     RAND_bytes(sess->sio_id, sizeof sess->sio_id);
+    socketio_on_handshake(sess, c, h);
     sio_arm(sess, cfg->sio_ping_interval);
     size_t n = refsio_open_packet(pkt, sess->sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
                                   (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, true);
@@ -873,6 +889,10 @@ static void sio_probe(struct client *c, const uint8_t *data, size_t len)
     c->sio_connect_by = sess->sio_connect_by;
     c->pending = sess->pending; /* attachments may go on arriving over the websocket */
     sess->pending = NULL;
+    c->sio_waits = sess->sio_waits; /* and acks other nodes wait for, and the handshake */
+    sess->sio_waits = NULL;
+    c->sio_hs = sess->sio_hs;
+    sess->sio_hs = NULL;
     if (sess->held)
         poll_answer(sess, "6");
     sess->flags = (uint16_t)((sess->flags | CLIENT_FL_UPGRADED) & ~CLIENT_FL_PROBED);

@@ -8,31 +8,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Output with a sticky error, as hiredis' reader keeps its error: writers append without checking each call, and the
- * entry points look once at the end. Positions are offsets from the buffer's head, which buf_reserve's compaction
- * keeps valid. */
-struct out {
-    struct buf *b;
-    bool failed;
-};
+/* Output (struct sioa_writer) has a sticky error, as hiredis' reader keeps its error: writers append without checking
+ * each call, and the entry points look once at the end. Positions are offsets from the buffer's head, which
+ * buf_reserve's compaction keeps valid. */
 
-static void put(struct out *o, const void *p, size_t n)
+static void put(struct sioa_writer *o, const void *p, size_t n)
 {
     if (!o->failed && buf_append(o->b, p, n) < 0)
         o->failed = true;
 }
 
-static void put_byte(struct out *o, uint8_t c)
+static void put_byte(struct sioa_writer *o, uint8_t c)
 {
     put(o, &c, 1);
 }
 
-static size_t out_len(const struct out *o)
+static size_t out_len(const struct sioa_writer *o)
 {
     return buf_len(o->b);
 }
 
-static void out_truncate(struct out *o, size_t len)
+static void out_truncate(struct sioa_writer *o, size_t len)
 {
     o->b->wpos = o->b->rpos + len;
 }
@@ -103,7 +99,7 @@ static size_t utf8_put(uint8_t u[4], uint32_t cp)
 
 enum mp_type { MP_BAD = 0, MP_NIL, MP_BOOL, MP_UINT, MP_INT, MP_FLOAT, MP_STR, MP_BIN, MP_ARRAY, MP_MAP, MP_EXT };
 
-static void put_be(struct out *o, uint8_t tag, uint64_t v, unsigned bytes)
+static void put_be(struct sioa_writer *o, uint8_t tag, uint64_t v, unsigned bytes)
 {
     uint8_t h[9];
     h[0] = tag;
@@ -133,7 +129,7 @@ static size_t mp_head(uint8_t h[5], enum mp_type type, size_t n)
     return 1 + bytes;
 }
 
-static void put_head(struct out *o, enum mp_type type, size_t n)
+static void put_head(struct sioa_writer *o, enum mp_type type, size_t n)
 {
     uint8_t h[5];
     size_t len = mp_head(h, type, n);
@@ -142,20 +138,20 @@ static void put_head(struct out *o, enum mp_type type, size_t n)
     put(o, h, len);
 }
 
-static void put_str(struct out *o, const char *s, size_t len)
+static void put_str(struct sioa_writer *o, const char *s, size_t len)
 {
     put_head(o, MP_STR, len);
     put(o, s, len);
 }
 
-static void put_str_array(struct out *o, const struct sioa_bytes *s, size_t n)
+static void put_str_array(struct sioa_writer *o, const struct sioa_bytes *s, size_t n)
 {
     put_head(o, MP_ARRAY, n);
     for (size_t i = 0; i < n; i++)
         put_str(o, s[i].data, s[i].len);
 }
 
-static void put_uint(struct out *o, uint64_t v)
+static void put_uint(struct sioa_writer *o, uint64_t v)
 {
     if (v < 0x80)
         put_byte(o, (uint8_t)v);
@@ -170,7 +166,7 @@ static void put_uint(struct out *o, uint64_t v)
 }
 
 /* Precondition: v < 0. Two's complement bytes, through uint64_t (a defined conversion). */
-static void put_negative(struct out *o, int64_t v)
+static void put_negative(struct sioa_writer *o, int64_t v)
 {
     if (v >= -32)
         put_byte(o, (uint8_t)v);
@@ -184,7 +180,7 @@ static void put_negative(struct out *o, int64_t v)
         put_be(o, 0xd3, (uint64_t)v, 8);
 }
 
-static void put_float64(struct out *o, double d)
+static void put_float64(struct sioa_writer *o, double d)
 {
     uint64_t bits;
     memcpy(&bits, &d, sizeof bits);
@@ -193,14 +189,14 @@ static void put_float64(struct out *o, double d)
 
 /* Containers are written with room for the widest header, then moved down once their count is known: one pass
  * over the JSON, at the cost of a memmove of each container's body. */
-static size_t begin_container(struct out *o)
+static size_t begin_container(struct sioa_writer *o)
 {
     size_t at = out_len(o);
     put(o, "\0\0\0\0\0", 5);
     return at;
 }
 
-static void end_container(struct out *o, size_t at, enum mp_type type, size_t count)
+static void end_container(struct sioa_writer *o, size_t at, enum mp_type type, size_t count)
 {
     uint8_t h[5];
     size_t head = mp_head(h, type, count);
@@ -218,7 +214,7 @@ static void end_container(struct out *o, size_t at, enum mp_type type, size_t co
 /* ---- Encoding: JSON text to msgpack ---- */
 
 struct enc {
-    struct out o;
+    struct sioa_writer o;
     const char *end;
     const struct sioa_bytes *attachments;
     size_t n_attachments;
@@ -297,7 +293,7 @@ static const char *json_escape(const char *p, const char *end, uint8_t u[4], siz
 
 /* The JSON string at p (p[0] == '"') unescaped into o, or only measured when o is NULL: its end, with *len the
  * bytes it makes, or NULL when it is malformed. Invalid UTF-8 in it becomes U+FFFD. */
-static const char *unescape_string(const char *p, const char *end, struct out *o, size_t *len)
+static const char *unescape_string(const char *p, const char *end, struct sioa_writer *o, size_t *len)
 {
     size_t n = 0;
     for (p++; p < end;) {
@@ -376,7 +372,7 @@ static const char *json_number(const char *p, const char *end, struct number *nu
     return p;
 }
 
-static void put_number(struct out *o, const struct number *num)
+static void put_number(struct sioa_writer *o, const struct number *num)
 {
     if (!num->integer)
         put_float64(o, num->value);
@@ -410,7 +406,7 @@ static const char *enc_value(struct enc *e, const char *p, int depth);
 
 enum key_kind { KEY_OTHER = 0, KEY_PLACEHOLDER, KEY_NUM };
 
-static enum key_kind key_kind(const struct out *o, size_t at, size_t len)
+static enum key_kind key_kind(const struct sioa_writer *o, size_t at, size_t len)
 {
     if (o->failed)
         return KEY_OTHER;
@@ -537,7 +533,7 @@ int sioa_encode(struct buf *out, const char *uid, size_t uid_len, const char *ns
 
 struct dec {
     const uint8_t *p, *end;
-    struct out o;
+    struct sioa_writer o;
     struct sioa_broadcast *b;
     bool placeholder_map; /* data holds a map whose "_placeholder" is true */
 };
@@ -685,7 +681,7 @@ static const char *short_escape(uint32_t cp)
 
 /* JSON.stringify's escapes: the quote, the backslash and control characters; everything else as UTF-8, with
  * U+FFFD for each invalid sequence. */
-static void put_json_string(struct out *o, const uint8_t *s, size_t len)
+static void put_json_string(struct sioa_writer *o, const uint8_t *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const uint8_t *end = s + len, *run = s;
@@ -718,7 +714,7 @@ static void put_json_string(struct out *o, const uint8_t *s, size_t len)
 /* Digits d1 d2 ... dk of a value 0.d1d2...dk x 10^n laid out as JavaScript's Number::toString does (ECMA-262
  * 6.1.6.1.20), which is what JSON.stringify writes: plain up to 21 integer digits, 0.000001 and up without an
  * exponent, otherwise d.ddde+N. */
-static void put_js_number(struct out *o, bool negative, const char *digits, int k, int n)
+static void put_js_number(struct sioa_writer *o, bool negative, const char *digits, int k, int n)
 {
     char text[48];
     size_t len = 0;
@@ -749,7 +745,7 @@ static void put_js_number(struct out *o, bool negative, const char *digits, int 
 /* The fewest significant digits that read back as v (a binary search over %.*e precisions: once p digits round
  * trip, so do p + 1; 17 always do), so JSON.parse gives v again. NaN and infinities become null and -0 becomes 0,
  * as JSON.stringify writes them. */
-static void put_json_double(struct out *o, double v)
+static void put_json_double(struct sioa_writer *o, double v)
 {
     char sci[40], digits[20];
     int lo = 1, hi = 17, k = 0;
@@ -775,7 +771,7 @@ static void put_json_double(struct out *o, double v)
     put_js_number(o, v < 0, digits, k, atoi(s + 1) + 1);
 }
 
-static void put_json_int(struct out *o, const struct mp_item *it)
+static void put_json_int(struct sioa_writer *o, const struct mp_item *it)
 {
     char text[24];
     int n = it->type == MP_UINT ? snprintf(text, sizeof text, "%" PRIu64, it->u)
@@ -910,19 +906,37 @@ static bool read_key(struct dec *d, const char *const *names, int n_names, int *
     return true;
 }
 
+/* A map's header: its count into *n. */
+static bool read_map(struct dec *d, uint64_t *n)
+{
+    struct mp_item map;
+    if (!read_item(d, &map) || map.type != MP_MAP)
+        return false;
+    *n = map.u;
+    return true;
+}
+
+/* The next key of a map whose known keys are names, each allowed once (seen holds their bits): *k as read_key. */
+static bool next_key(struct dec *d, const char *const *names, int n_names, unsigned *seen, int *k)
+{
+    if (!read_key(d, names, n_names, k) || (*k >= 0 && *seen & 1u << *k))
+        return false;
+    *seen |= *k >= 0 ? 1u << *k : 0;
+    return true;
+}
+
 /* The packet {type, data, nsp}: any key order, unknown keys skipped, type and data required, none twice. */
 static bool decode_packet(struct dec *d)
 {
     static const char *const names[] = {"type", "data", "nsp"};
-    struct mp_item map;
     unsigned seen = 0;
-    if (!read_item(d, &map) || map.type != MP_MAP)
+    uint64_t n;
+    if (!read_map(d, &n))
         return false;
-    for (uint64_t i = 0; i < map.u; i++) {
+    for (uint64_t i = 0; i < n; i++) {
         int k;
-        if (!read_key(d, names, 3, &k) || (k >= 0 && seen & 1u << k))
+        if (!next_key(d, names, 3, &seen, &k))
             return false;
-        seen |= k >= 0 ? 1u << k : 0;
         bool ok = k == 0 ? read_type(d) : k == 1 ? data_json(d, 1) : k == 2 ? read_str(d, &d->b->nsp) : skip_value(d);
         if (!ok)
             return false;
@@ -934,15 +948,15 @@ static bool decode_packet(struct dec *d)
 static bool decode_opts(struct dec *d)
 {
     static const char *const names[] = {"rooms", "except", "flags"};
-    struct mp_item map, flags;
+    struct mp_item flags;
     unsigned seen = 0;
-    if (!read_item(d, &map) || map.type != MP_MAP)
+    uint64_t n;
+    if (!read_map(d, &n))
         return false;
-    for (uint64_t i = 0; i < map.u; i++) {
+    for (uint64_t i = 0; i < n; i++) {
         int k;
-        if (!read_key(d, names, 3, &k) || (k >= 0 && seen & 1u << k))
+        if (!next_key(d, names, 3, &seen, &k))
             return false;
-        seen |= k >= 0 ? 1u << k : 0;
         bool ok = k == 0   ? read_str_array(d, &d->b->rooms)
                   : k == 1 ? read_str_array(d, &d->b->except)
                   : k == 2 ? read_item(d, &flags) && flags.type == MP_MAP && skip_body(d, &flags, 1)
@@ -997,6 +1011,139 @@ bool sioa_next_str(struct sioa_iter *it, struct sioa_bytes *s)
     return true;
 }
 
+/* ---- Requests ---- */
+
+/* {uid, requestId, type, rooms, opts, sid, close, packet, ...}: any order, unknown keys skipped (data: a
+ * SERVER_SIDE_EMIT's arguments, which nothing here reads), none twice; a requestId that is not a string is left out. */
+static bool decode_request(struct dec *d, struct sioa_request *r)
+{
+    static const char *const names[] = {"uid", "requestId", "type", "rooms", "opts", "sid", "close", "packet"};
+    struct mp_item it;
+    unsigned seen = 0;
+    uint64_t n;
+    if (!read_map(d, &n))
+        return false;
+    for (uint64_t i = 0; i < n; i++) {
+        int k;
+        if (!next_key(d, names, 8, &seen, &k))
+            return false;
+        bool ok;
+        switch (k) {
+        case 0: ok = read_str(d, &r->uid); break;
+        case 1:
+            ok = read_item(d, &it) &&
+                 (it.type == MP_STR ? (r->request_id = (struct sioa_bytes){(const char *)it.data, it.len}, true)
+                                    : skip_body(d, &it, 1));
+            break;
+        case 2: ok = read_item(d, &it) && it.type == MP_UINT && ((r->type = it.u), true); break;
+        case 3: ok = read_str_array(d, &r->rooms); break;
+        case 4: ok = decode_opts(d); break;
+        case 5: ok = read_str(d, &r->sid); break;
+        case 6: ok = read_item(d, &it) && it.type == MP_BOOL && ((r->close = it.u != 0), true); break;
+        case 7: ok = decode_packet(d); break;
+        default: ok = skip_value(d);
+        }
+        if (!ok)
+            return false;
+    }
+    return (seen & 1u << 2) && (r->type != SIOA_REQ_BROADCAST || seen & 1u << 7);
+}
+
+int sioa_decode_request(const uint8_t *msg, size_t len, struct sioa_request *r, struct buf *scratch,
+                        struct buf *json_out)
+{
+    static const uint8_t nothing[1];
+    if (!msg)
+        msg = nothing, len = 0;
+    if (len && msg[0] == '{') { /* Node's adapter tells JSON from msgpack the same way (0x7b is a fixmap of 11) */
+        scratch->rpos = scratch->wpos = 0;
+        struct enc e = {{scratch, false}, (const char *)msg + len, NULL, 0};
+        const char *p = enc_value(&e, (const char *)msg, 1);
+        if (!p || skip_ws(p, e.end) != e.end || e.o.failed)
+            return -1;
+        msg = (const uint8_t *)buf_head(scratch);
+        len = buf_len(scratch);
+    }
+    *r = (struct sioa_request){.type = UINT64_MAX};
+    struct sioa_broadcast *b = &r->packet;
+    struct dec d = {msg, msg + len, {json_out, false}, b, false};
+    size_t start = out_len(&d.o);
+    b->nsp = (struct sioa_bytes){"/", 1};
+    b->rooms = b->except = r->rooms = (struct sioa_iter){d.end, d.end, 0};
+    if (!decode_request(&d, r) || d.p != d.end || d.o.failed || (d.placeholder_map && b->n_attachments)) {
+        out_truncate(&d.o, start);
+        return -1;
+    }
+    return 0;
+}
+
+void sioa_put_map(struct sioa_writer *w, size_t n)
+{
+    put_head(w, MP_MAP, n);
+}
+
+void sioa_put_array(struct sioa_writer *w, size_t n)
+{
+    put_head(w, MP_ARRAY, n);
+}
+
+void sioa_put_str(struct sioa_writer *w, const char *s, size_t len)
+{
+    put_str(w, s, len);
+}
+
+void sioa_put_uint(struct sioa_writer *w, uint64_t v)
+{
+    put_uint(w, v);
+}
+
+void sioa_put_bool(struct sioa_writer *w, bool v)
+{
+    put_byte(w, v ? 0xc3 : 0xc2);
+}
+
+size_t sioa_begin_array(struct sioa_writer *w)
+{
+    return begin_container(w);
+}
+
+void sioa_end_array(struct sioa_writer *w, size_t at, size_t count)
+{
+    end_container(w, at, MP_ARRAY, count);
+}
+
+void sioa_put_json(struct sioa_writer *w, const char *json, size_t len, const struct sioa_bytes *attachments,
+                   size_t n_attachments)
+{
+    if (!json)
+        json = "", len = 0;
+    struct enc e = {*w, json + len, attachments, n_attachments};
+    const char *p = enc_value(&e, json, 1);
+    if (!p || skip_ws(p, e.end) != e.end)
+        e.o.failed = true;
+    *w = e.o;
+}
+
+bool sioa_put_json_first(struct sioa_writer *w, const char *json, size_t len, const struct sioa_bytes *attachments,
+                         size_t n_attachments)
+{
+    if (!json)
+        json = "", len = 0;
+    struct enc e = {*w, json + len, attachments, n_attachments};
+    const char *p = skip_ws(json, e.end);
+    if (p >= e.end || *p != '[') {
+        w->failed = true;
+        return false;
+    }
+    p = skip_ws(p + 1, e.end);
+    if (p < e.end && *p == ']')
+        return false;
+    if (!enc_value(&e, p, 2))
+        e.o.failed = true;
+    *w = e.o;
+    return true;
+}
+
 /* ---- Channels ---- */
 
 int sioa_channel_room(const char *channel, size_t len, const char *prefix, size_t prefix_len, struct sioa_bytes *nsp,
@@ -1018,7 +1165,7 @@ int sioa_channel_room(const char *channel, size_t len, const char *prefix, size_
 int sioa_channel(struct buf *out, const char *prefix, size_t prefix_len, const char *nsp, size_t nsp_len,
                  const char *room, size_t room_len)
 {
-    struct out o = {out, false};
+    struct sioa_writer o = {out, false};
     size_t start = out_len(&o);
     put(&o, prefix, prefix_len);
     put(&o, "#", 1);

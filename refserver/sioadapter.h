@@ -82,6 +82,61 @@ int sioa_decode(const uint8_t *msg, size_t len, struct sioa_broadcast *b, struct
 /* The next string of it into *s (a span into the message); false once they are used up. */
 bool sioa_next_str(struct sioa_iter *it, struct sioa_bytes *s);
 
+/* ---- Requests: what another node asks every node on PREFIX-request#NSP# (SOCKETIO.md 3), and the answers ----
+ *
+ * Node's adapter publishes requests as JSON (BROADCAST as msgpack, its packet may hold binaries) and reads answers in
+ * either form; ours are msgpack, written with the writer below, so no JSON escaping of room names is needed. */
+
+enum sioa_request_type {
+    SIOA_REQ_SOCKETS = 0,           /* {requestId, rooms}: -> {requestId, sockets: [id...]} */
+    SIOA_REQ_ALL_ROOMS = 1,         /* {requestId}: -> {requestId, rooms: [...]} */
+    SIOA_REQ_REMOTE_JOIN = 2,       /* socketsJoin: no answer */
+    SIOA_REQ_REMOTE_LEAVE = 3,      /* socketsLeave: no answer */
+    SIOA_REQ_REMOTE_DISCONNECT = 4, /* {opts, close}: no answer; {requestId, sid, close}: {requestId} from sid's node */
+    SIOA_REQ_REMOTE_FETCH = 5,      /* {requestId, opts}: -> {requestId, sockets: [{id, handshake, rooms, data}...]} */
+    SIOA_REQ_SERVER_SIDE_EMIT = 6,  /* answered only by a server-side listener */
+    SIOA_REQ_BROADCAST = 7, /* {requestId, packet, opts}: -> BROADCAST_CLIENT_COUNT, then a BROADCAST_ACK each */
+    SIOA_REQ_BROADCAST_CLIENT_COUNT = 8,
+    SIOA_REQ_BROADCAST_ACK = 9,
+};
+
+struct sioa_request {
+    uint64_t type;                          /* enum sioa_request_type, or anything else (ignored) */
+    struct sioa_bytes uid, request_id, sid; /* empty when left out */
+    bool close;                             /* REMOTE_DISCONNECT: the whole connection, not the namespace only */
+    struct sioa_iter rooms;                 /* the top-level "rooms": SOCKETS' selection */
+    struct sioa_broadcast packet;           /* opts.rooms / opts.except as packet.rooms / packet.except; BROADCAST:
+                                               the packet (its data as JSON text in json_out, binaries spans) */
+};
+
+/* Decode one request msg[0..len): JSON when it starts with '{' (transcoded into scratch, which is overwritten, then
+ * read as msgpack; *r's spans then point into scratch), else msgpack. 0, or -1 when malformed (a wrong type for a known
+ * key, a BROADCAST without its packet, over the limits of sioa_decode). Unknown keys are skipped. */
+int sioa_decode_request(const uint8_t *msg, size_t len, struct sioa_request *r, struct buf *scratch,
+                        struct buf *json_out);
+
+/* A msgpack writer with a sticky error: append without checking each call, look at failed once at the end. */
+struct sioa_writer {
+    struct buf *b;
+    bool failed;
+};
+
+void sioa_put_map(struct sioa_writer *w, size_t n);
+void sioa_put_array(struct sioa_writer *w, size_t n);
+void sioa_put_str(struct sioa_writer *w, const char *s, size_t len);
+void sioa_put_uint(struct sioa_writer *w, uint64_t v);
+void sioa_put_bool(struct sioa_writer *w, bool v);
+/* An array whose count is known only at its end: begin returns where it starts, end writes the count there. */
+size_t sioa_begin_array(struct sioa_writer *w);
+void sioa_end_array(struct sioa_writer *w, size_t at, size_t count);
+/* One JSON value as msgpack, each placeholder object of an attachment as its bin (as sioa_encode does). */
+void sioa_put_json(struct sioa_writer *w, const char *json, size_t len, const struct sioa_bytes *attachments,
+                   size_t n_attachments);
+/* The first element of the JSON array json (an ack's arguments, of which Node forwards the first); false, writing
+ * nothing, when the array is empty. */
+bool sioa_put_json_first(struct sioa_writer *w, const char *json, size_t len, const struct sioa_bytes *attachments,
+                         size_t n_attachments);
+
 /* Split a channel name PREFIX#NSP# or PREFIX#NSP#ROOM# (cheap: for dropping a room broadcast with no local member
  * before decoding it). 1 with *nsp and *room set, 0 for a namespace-wide channel (*room empty), -1 when the channel
  * is not a broadcast channel of prefix. */

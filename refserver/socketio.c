@@ -1,6 +1,7 @@
 #include "refserver/socketio.h"
 
 #include "common/buf.h"
+#include "common/http.h"
 #include "common/log.h"
 #include "common/ws.h"
 #include "refserver/room.h"
@@ -8,8 +9,12 @@
 #include "refserver/sioadapter.h"
 #include "refserver/sync.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <openssl/rand.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +48,25 @@ struct sio_message {
     size_t json_len;
     struct slice *const *att;
     uint32_t n_att;
+};
+
+/* What another node's fetchSockets is told of a connection's handshake (socket.handshake in Node), and the auth
+ * payload of each namespace CONNECT that carried one. The request headers are not kept: they would cost more than
+ * the rest of a connection. */
+struct sio_auth {
+    struct sio_auth *next;
+    uint8_t nsp;
+    size_t len;
+    char json[];
+};
+
+struct sio_handshake {
+    ev_tstamp issued; /* wall-clock seconds (libev's ev_now) */
+    bool xdomain;     /* the request had an Origin header */
+    char address[INET6_ADDRSTRLEN];
+    struct sio_auth *auths;
+    size_t url_len;
+    char url[];
 };
 
 static const char *nsp_name(const struct server *s, uint8_t i)
@@ -136,6 +160,54 @@ static void socket_id(const struct client *c, uint8_t nsp, char out[REFSIO_ID_LE
     refsio_make_id(rnd, out);
 }
 
+static void handshake_free(struct client *c)
+{
+    if (!c->sio_hs)
+        return;
+    for (struct sio_auth *a = c->sio_hs->auths, *next; a; a = next) {
+        next = a->next;
+        free(a);
+    }
+    free(c->sio_hs);
+    c->sio_hs = NULL;
+}
+
+void socketio_on_handshake(struct client *c, const struct client *conn, const struct http_head *h)
+{
+    struct sockaddr_storage peer;
+    socklen_t peer_len = sizeof peer;
+    struct sio_handshake *hs = malloc(sizeof *hs + h->target_len);
+    if (!hs)
+        return;
+    *hs = (struct sio_handshake){
+        .issued = ev_now(c->srv->loop), .xdomain = http_find_header(h, "origin") != NULL, .url_len = h->target_len};
+    memcpy(hs->url, h->target, h->target_len);
+    if (conn->fd >= 0 && getpeername(conn->fd, (struct sockaddr *)&peer, &peer_len) == 0) {
+        if (peer.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, hs->address, sizeof hs->address);
+        else if (peer.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, hs->address, sizeof hs->address);
+    }
+    handshake_free(c);
+    c->sio_hs = hs;
+}
+
+/* The auth payload of c's CONNECT to namespace nsp (a later CONNECT's replaces it). */
+static void auth_keep(struct client *c, uint8_t nsp, const char *json, size_t len)
+{
+    struct sio_auth **pp, *a;
+    if (!c->sio_hs)
+        return;
+    for (pp = &c->sio_hs->auths; *pp && (*pp)->nsp != nsp; pp = &(*pp)->next)
+        ;
+    if (!(a = malloc(sizeof *a + len)))
+        return;
+    *a = (struct sio_auth){.next = *pp ? (*pp)->next : NULL, .nsp = nsp, .len = len};
+    memcpy(a->json, json, len);
+    free(*pp);
+    *pp = a;
+}
+
 static void on_connect(struct client *c, const struct refsio_packet *pk)
 {
     struct server *s = c->srv;
@@ -151,6 +223,8 @@ static void on_connect(struct client *c, const struct refsio_packet *pk)
     }
     c->sio_nsps |= (uint16_t)(1u << i);
     c->sio_connect_by = 0;
+    if (pk->data_len)
+        auth_keep(c, (uint8_t)i, pk->data, pk->data_len);
     socket_id(c, (uint8_t)i, id);
     send_text(c, "40%s{\"sid\":\"%s\"}", nsp_prefix(s, (uint8_t)i, pre), id);
     if (s->cfg.sio_profile == SIO_PROFILE_CONFORMANCE) {
@@ -200,6 +274,22 @@ static void broadcast(struct client *c, const struct sio_message *m)
     slice_unref(frames[0]);
 }
 
+static const char *skip_space(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* Is p[0..len), an array as refsio_parse checked, empty? */
+static bool json_array_empty(const char *p, size_t len)
+{
+    const char *end = p + len;
+    p = skip_space(p, end);
+    p = p < end ? skip_space(p + 1, end) : p;
+    return p < end && *p == ']';
+}
+
 /* The conformance profile's handlers (socket.io-protocol's test-suite server). */
 static void conformance_event(struct client *c, const struct sio_message *m)
 {
@@ -214,10 +304,10 @@ static void conformance_event(struct client *c, const struct sio_message *m)
     if (name_len == 9 && !memcmp(name, "\"message\"", 9)) {
         rc = buf_append(&b, "[\"message-back\"", 15) | buf_append(&b, rest, rest_len) | buf_append(&b, "]", 1);
     } else if (name_len == 18 && !memcmp(name, "\"message-with-ack\"", 18) && m->has_ack) {
-        while (rest_len && (*rest == ' ' || *rest == '\t' || *rest == '\n' || *rest == '\r'))
-            rest++, rest_len--;
-        if (rest_len && *rest == ',')
-            rest++, rest_len--;
+        const char *end = rest + rest_len;
+        rest = skip_space(rest, end);
+        rest += rest < end && *rest == ',';
+        rest_len = (size_t)(end - rest);
         out.type = REFSIO_ACK;
         out.has_ack = true;
         rc = buf_append(&b, "[", 1) | buf_append(&b, rest, rest_len) | buf_append(&b, "]", 1);
@@ -231,11 +321,15 @@ static void conformance_event(struct client *c, const struct sio_message *m)
     buf_free(&b);
 }
 
+static void on_client_ack(struct client *c, const struct sio_message *m);
+
 static void on_message(struct client *c, const struct sio_message *m)
 {
     char pre[REFSIO_NSP_MAX + 2];
-    if (m->type == REFSIO_ACK)
-        return; /* we never ask for acks: nothing waits for one */
+    if (m->type == REFSIO_ACK) {
+        on_client_ack(c, m); /* only other nodes' broadcasts ask our clients for acks */
+        return;
+    }
     if (c->srv->cfg.sio_profile == SIO_PROFILE_CONFORMANCE) {
         conformance_event(c, m);
         return;
@@ -256,9 +350,13 @@ static void pending_free(struct client *c)
     c->pending = NULL;
 }
 
+static void waits_free(struct client *c);
+
 void socketio_client_gone(struct client *c)
 {
     pending_free(c);
+    waits_free(c);
+    handshake_free(c);
 }
 
 void socketio_on_packet(struct client *c, const struct refsio_packet *pk)
@@ -347,9 +445,19 @@ void socketio_on_attachment(struct client *c, const uint8_t *data, size_t len)
 
 struct socketio {
     char uid[REFSIO_ID_LEN + 1]; /* the first UID_LEN characters are the adapter uid */
-    struct buf out, json, channel;
-    bool warned; /* one warning for the first undecodable message; the metric counts the rest */
+    struct buf out, json, channel, scratch;
+    bool warned;       /* one warning for the first undecodable message; the metric counts the rest */
+    bool warned_join;  /* one warning for the first socketsJoin / socketsLeave, which we cannot honour */
+    uint64_t next_ack; /* ack ids of other nodes' broadcasts to our clients, shared by every receiver */
 };
+
+/* KEY-request#NSP# or KEY-response#NSP# into out (reset first). */
+static int request_channel(struct buf *out, const char *key, const char *kind, const char *nsp, size_t nsp_len)
+{
+    out->rpos = out->wpos = 0;
+    return buf_append(out, key, strlen(key)) | buf_append(out, kind, strlen(kind)) | buf_append(out, nsp, nsp_len) |
+           buf_append(out, "#", 1);
+}
 
 int socketio_init(struct server *s, char *err, size_t errlen)
 {
@@ -368,7 +476,9 @@ int socketio_init(struct server *s, char *err, size_t errlen)
         io->channel.rpos = io->channel.wpos = 0;
         if (sioa_channel(&io->channel, key, strlen(key), nsp, strlen(nsp), NULL, 0) < 0 ||
             buf_append(&io->channel, "*", 1) < 0 ||
-            sync_psubscribe(s->sync, buf_head(&io->channel), buf_len(&io->channel)) < 0) {
+            sync_psubscribe(s->sync, buf_head(&io->channel), buf_len(&io->channel)) < 0 ||
+            request_channel(&io->channel, key, "-request#", nsp, strlen(nsp)) < 0 ||
+            sync_subscribe(s->sync, buf_head(&io->channel), buf_len(&io->channel)) < 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -383,6 +493,7 @@ void socketio_free(struct server *s)
     buf_free(&s->sio->out);
     buf_free(&s->sio->json);
     buf_free(&s->sio->channel);
+    buf_free(&s->sio->scratch);
     free(s->sio);
     s->sio = NULL;
 }
@@ -481,28 +592,48 @@ static void deliver_room(struct server *s, struct room *r, struct slice *const *
 
 /* A broadcast from another node: decoded once, encoded once as a packet (and its attachments as frames), shared by
  * every local receiver in its rooms (every room when it names none), minus the rooms and sockets it excepts. */
-static void deliver_remote(struct server *s, const struct sioa_broadcast *b, int nsp)
+/* The frames of a packet from another node (its data decoded into io->json): the packet, then each attachment.
+ * The count, or 0 (nothing held) when out of memory or when it has more attachments than our clients accept. */
+static size_t remote_frames(struct server *s, const struct sioa_broadcast *b, int nsp, bool has_ack, uint64_t ack,
+                            struct slice *frames[1 + SIO_MAX_ATTACHMENTS])
 {
     struct socketio *io = s->sio;
-    struct slice *frames[1 + SIOA_ATTACH_MAX] = {0};
     size_t n = 1 + b->n_attachments;
     if (b->n_attachments > SIO_MAX_ATTACHMENTS) {
         s->stats.sio_bus_dropped++;
-        LOG_DEBUG("a Socket.IO broadcast with %zu attachments (clients accept %d) dropped", b->n_attachments,
+        LOG_DEBUG("a Socket.IO packet with %zu attachments (clients accept %d) dropped", b->n_attachments,
                   SIO_MAX_ATTACHMENTS);
-        return;
+        return 0;
     }
+    memset(frames, 0, n * sizeof *frames);
     for (size_t i = 0; i < b->n_attachments; i++)
         if (!(frames[1 + i] = ws_frame_slice(WS_OP_BINARY, b->attachments[i].data, b->attachments[i].len)))
-            goto out;
+            goto fail;
     struct sio_message m = {.type = REFSIO_EVENT,
                             .nsp = (uint8_t)nsp,
+                            .has_ack = has_ack,
+                            .ack = ack,
                             .json = buf_head(&io->json),
                             .json_len = buf_len(&io->json),
                             .att = frames + 1,
                             .n_att = (uint32_t)b->n_attachments};
+    if ((frames[0] = packet_frame(s, &m)))
+        return n;
+fail:
+    for (size_t i = 0; i < n; i++)
+        if (frames[i])
+            slice_unref(frames[i]);
+    return 0;
+}
+
+static void deliver_remote(struct server *s, const struct sioa_broadcast *b, int nsp)
+{
+    struct slice *frames[1 + SIO_MAX_ATTACHMENTS];
+    size_t n = remote_frames(s, b, nsp, false, 0, frames);
     struct except_ids x;
-    if (!(frames[0] = packet_frame(s, &m)) || except_ids_init(&x, &b->except, (uint8_t)nsp) < 0)
+    if (n == 0)
+        return;
+    if (except_ids_init(&x, &b->except, (uint8_t)nsp) < 0)
         goto out;
     s->stats.sio_bus_in++;
     uint16_t bit = (uint16_t)(1u << nsp);
@@ -523,8 +654,354 @@ static void deliver_remote(struct server *s, const struct sioa_broadcast *b, int
     except_ids_free(&x);
 out:
     for (size_t i = 0; i < n; i++)
-        if (frames[i])
-            slice_unref(frames[i]);
+        slice_unref(frames[i]);
+}
+
+/* ---- Other nodes' requests (SOCKETIO.md 3) ----
+ *
+ * Node's adapter counts the nodes subscribed to KEY-request#NSP# (PUBSUB NUMSUB) and waits for an answer from each,
+ * so a node that subscribes answers every request that expects one: fetchSockets and allSockets (its sockets),
+ * allRooms, and emits with acks (it delivers, says to how many clients, then forwards each client's ack).
+ * disconnectSockets is acted on. socketsJoin / socketsLeave are not: a socket here has exactly the room it asked
+ * for (warned once). serverSideEmit goes unanswered, as from a Node server with no listener for the event. A
+ * socket's rooms are its id and its room; its handshake is what struct sio_handshake keeps. */
+
+#define SIO_WAITS_MAX  32 /* acks one client owes other nodes at once: past that the oldest is forgotten */
+#define REQUEST_ID_MAX 64
+#define ACK_ID_LIMIT   1000000000000000ull /* ack ids stay under REFSIO_ACK_DIGITS digits */
+
+struct sio_wait {
+    struct sio_wait *next;
+    uint64_t ack;
+    uint8_t nsp, id_len;
+    char request_id[REQUEST_ID_MAX];
+};
+
+static void waits_free(struct client *c)
+{
+    for (struct sio_wait *w = c->sio_waits, *next; w; w = next) {
+        next = w->next;
+        free(w);
+    }
+    c->sio_waits = NULL;
+}
+
+/* 0, or -1 on out of memory. The newest goes first; a client over SIO_WAITS_MAX loses its oldest. */
+static int wait_add(struct client *c, uint8_t nsp, uint64_t ack, struct sioa_bytes request_id)
+{
+    struct sio_wait *w = malloc(sizeof *w), **pp = &c->sio_waits;
+    if (!w)
+        return -1;
+    *w = (struct sio_wait){.next = c->sio_waits, .ack = ack, .nsp = nsp, .id_len = (uint8_t)request_id.len};
+    memcpy(w->request_id, request_id.data, request_id.len);
+    c->sio_waits = w;
+    for (int n = 0; *pp; n++, pp = &(*pp)->next)
+        if (n == SIO_WAITS_MAX) {
+            free(*pp);
+            *pp = NULL;
+            break;
+        }
+    return 0;
+}
+
+/* The sockets of one namespace a request selects: in any of its rooms (all sockets when it names none) and in none
+ * of its except list; a socket is in the room of its id and in the room it asked for. */
+struct selection {
+    struct client **v;
+    size_t n, cap;
+};
+
+static bool named_in(const struct client *c, const char *id, const struct sioa_iter *names)
+{
+    struct sioa_iter it = *names;
+    struct sioa_bytes name;
+    const struct room *r = c->member.room;
+    while (sioa_next_str(&it, &name))
+        if ((name.len == REFSIO_ID_LEN && !memcmp(name.data, id, REFSIO_ID_LEN)) ||
+            (r->name_len && name.len == r->name_len && !memcmp(name.data, r->name, name.len)))
+            return true;
+    return false;
+}
+
+/* Collected before acting on any: disconnecting a socket may change the rooms being walked. 0, or -1 on out of
+ * memory (sel empty). */
+static int select_sockets(struct server *s, int nsp, const struct sioa_iter *rooms, const struct sioa_iter *except,
+                          struct selection *sel)
+{
+    uint16_t bit = (uint16_t)(1u << nsp);
+    char id[REFSIO_ID_LEN + 1];
+    *sel = (struct selection){0};
+    for (struct room *r = room_next(&s->sio_rooms, NULL); r; r = room_next(&s->sio_rooms, r))
+        for (uint32_t i = 0; i < r->count; i++) {
+            struct client *c = container_of(r->members[i], struct client, member);
+            if (c->state != CLIENT_WS || !(c->sio_nsps & bit))
+                continue;
+            socket_id(c, (uint8_t)nsp, id);
+            if ((rooms->left && !named_in(c, id, rooms)) || named_in(c, id, except))
+                continue;
+            if (sel->n == sel->cap) {
+                size_t cap = sel->cap ? 2 * sel->cap : 64;
+                struct client **v = realloc(sel->v, cap * sizeof *v);
+                if (!v) {
+                    free(sel->v);
+                    *sel = (struct selection){0};
+                    return -1;
+                }
+                sel->v = v, sel->cap = cap;
+            }
+            sel->v[sel->n++] = c;
+        }
+    return 0;
+}
+
+/* An answer starts as a map with requestId; respond publishes what the writer holds on KEY-response#NSP#. */
+static struct sioa_writer answer(struct server *s, size_t keys, struct sioa_bytes request_id)
+{
+    struct sioa_writer w = {&s->sio->out, false};
+    s->sio->out.rpos = s->sio->out.wpos = 0;
+    sioa_put_map(&w, keys);
+    sioa_put_str(&w, "requestId", 9);
+    sioa_put_str(&w, request_id.data, request_id.len);
+    return w;
+}
+
+static void respond(struct server *s, int nsp, const struct sioa_writer *w)
+{
+    struct socketio *io = s->sio;
+    const char *name = nsp_name(s, (uint8_t)nsp);
+    if (w->failed || request_channel(&io->channel, s->cfg.sio_key, "-response#", name, strlen(name)) < 0) {
+        LOG_WARN("an answer to another Socket.IO node could not be encoded (out of memory); it will time out");
+        return;
+    }
+    sync_publish_raw(s->sync, buf_head(&io->channel), buf_len(&io->channel), buf_head(&io->out), buf_len(&io->out));
+}
+
+#define QUERY_PART_MAX 1024 /* a query parameter's name or value, decoded; longer ones are left out of the answer */
+
+/* The query parameters of url as Node's handshake.query has them: decoded, each a string. */
+static void put_query(struct sioa_writer *w, const char *url, size_t url_len)
+{
+    char name[QUERY_PART_MAX], value[QUERY_PART_MAX];
+    struct http_header p;
+    size_t n = 0, pos = 0;
+    while (http_query_next(url, url_len, &pos, &p))
+        n += http_decode(p.name, p.name_len, name, sizeof name) >= 0 &&
+             http_decode(p.value, p.value_len, value, sizeof value) >= 0;
+    sioa_put_map(w, n);
+    for (pos = 0; http_query_next(url, url_len, &pos, &p);) {
+        int nl = http_decode(p.name, p.name_len, name, sizeof name);
+        int vl = http_decode(p.value, p.value_len, value, sizeof value);
+        if (nl >= 0 && vl >= 0) {
+            sioa_put_str(w, name, (size_t)nl);
+            sioa_put_str(w, value, (size_t)vl);
+        }
+    }
+}
+
+/* socket.handshake as Node builds it, in its key order; headers are not kept, so they come as {}. */
+static void put_handshake(struct sioa_writer *w, const struct sio_handshake *hs, uint8_t nsp)
+{
+    static const struct sio_handshake none = {0};
+    char when[96] = "";
+    const struct sio_auth *a = NULL;
+    if (!hs)
+        hs = &none;
+    time_t t = (time_t)hs->issued;
+    struct tm tm;
+    if (hs->issued > 0 && gmtime_r(&t, &tm)) /* new Date().toString() in UTC, as Node in a UTC zone prints it */
+        strftime(when, sizeof when, "%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", &tm);
+    for (a = hs->auths; a && a->nsp != nsp; a = a->next)
+        ;
+    sioa_put_map(w, 9);
+    sioa_put_str(w, "headers", 7);
+    sioa_put_map(w, 0);
+    sioa_put_str(w, "time", 4);
+    sioa_put_str(w, when, strlen(when));
+    sioa_put_str(w, "address", 7);
+    sioa_put_str(w, hs->address, strlen(hs->address));
+    sioa_put_str(w, "xdomain", 7);
+    sioa_put_bool(w, hs->xdomain);
+    sioa_put_str(w, "secure", 6);
+    sioa_put_bool(w, false); /* refserver listens without TLS */
+    sioa_put_str(w, "issued", 6);
+    sioa_put_uint(w, (uint64_t)(hs->issued * 1000));
+    sioa_put_str(w, "url", 3);
+    sioa_put_str(w, hs->url, hs->url_len);
+    sioa_put_str(w, "query", 5);
+    put_query(w, hs->url, hs->url_len);
+    sioa_put_str(w, "auth", 4);
+    if (a)
+        sioa_put_json(w, a->json, a->len, NULL, 0);
+    else
+        sioa_put_map(w, 0);
+}
+
+/* SOCKETS: {requestId, sockets: [id...]}; REMOTE_FETCH: {requestId, sockets: [{id, handshake, rooms, data}...]}. */
+static void answer_sockets(struct server *s, int nsp, const struct sioa_request *rq, const struct selection *sel)
+{
+    bool fetch = rq->type == SIOA_REQ_REMOTE_FETCH;
+    char id[REFSIO_ID_LEN + 1];
+    struct sioa_writer w = answer(s, 2, rq->request_id);
+    sioa_put_str(&w, "sockets", 7);
+    sioa_put_array(&w, sel->n);
+    for (size_t i = 0; i < sel->n; i++) {
+        const struct room *r = sel->v[i]->member.room;
+        socket_id(sel->v[i], (uint8_t)nsp, id);
+        if (fetch) {
+            sioa_put_map(&w, 4);
+            sioa_put_str(&w, "id", 2);
+        }
+        sioa_put_str(&w, id, REFSIO_ID_LEN);
+        if (!fetch)
+            continue;
+        sioa_put_str(&w, "handshake", 9);
+        put_handshake(&w, sel->v[i]->sio_hs, (uint8_t)nsp);
+        sioa_put_str(&w, "rooms", 5);
+        sioa_put_array(&w, r->name_len ? 2 : 1);
+        sioa_put_str(&w, id, REFSIO_ID_LEN);
+        if (r->name_len)
+            sioa_put_str(&w, r->name, r->name_len);
+        sioa_put_str(&w, "data", 4);
+        sioa_put_map(&w, 0);
+    }
+    respond(s, nsp, &w);
+}
+
+/* ALL_ROOMS: {requestId, rooms: [...]}: every room with a socket of the namespace, and every socket's id. */
+static void answer_rooms(struct server *s, int nsp, const struct sioa_request *rq, const struct selection *sel)
+{
+    char id[REFSIO_ID_LEN + 1];
+    uint16_t bit = (uint16_t)(1u << nsp);
+    struct sioa_writer w = answer(s, 2, rq->request_id);
+    sioa_put_str(&w, "rooms", 5);
+    size_t at = sioa_begin_array(&w), count = 0;
+    for (struct room *r = room_next(&s->sio_rooms, NULL); r; r = room_next(&s->sio_rooms, r)) {
+        for (uint32_t i = 0; r->name_len && i < r->count; i++) {
+            const struct client *c = container_of(r->members[i], struct client, member);
+            if (c->state == CLIENT_WS && (c->sio_nsps & bit)) {
+                sioa_put_str(&w, r->name, r->name_len);
+                count++;
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < sel->n; i++, count++) {
+        socket_id(sel->v[i], (uint8_t)nsp, id);
+        sioa_put_str(&w, id, REFSIO_ID_LEN);
+    }
+    sioa_end_array(&w, at, count);
+    respond(s, nsp, &w);
+}
+
+/* disconnectSockets(close): as socket.disconnect(close): a DISCONNECT for the namespace, or for every namespace of
+ * the connection and then the connection closed once they are out (session_sio_close). */
+static void disconnect_socket(struct client *c, int nsp, bool close)
+{
+    char pre[REFSIO_NSP_MAX + 2];
+    uint16_t nsps = close ? c->sio_nsps : (uint16_t)(1u << nsp);
+    for (uint8_t i = 0; i < SIO_NSP_MAX; i++)
+        if (nsps & (1u << i))
+            send_text(c, "41%s", nsp_prefix(c->srv, i, pre));
+    c->sio_nsps &= (uint16_t)~nsps;
+    if (close)
+        session_sio_close(c);
+}
+
+/* BROADCAST: the packet to each selected client under one ack id (ids count per socket, so one serves all, as in
+ * Node), then {type: 8, requestId, clientCount}; each client's ack later goes back in on_client_ack. */
+static void broadcast_with_ack(struct server *s, int nsp, const struct sioa_request *rq, const struct selection *sel)
+{
+    struct socketio *io = s->sio;
+    struct slice *frames[1 + SIO_MAX_ATTACHMENTS];
+    uint64_t ack = io->next_ack = (io->next_ack + 1) % ACK_ID_LIMIT, count = 0;
+    size_t n = rq->packet.type == REFSIO_EVENT ? remote_frames(s, &rq->packet, nsp, true, ack, frames) : 0;
+    for (size_t i = 0; n && i < sel->n; i++) {
+        struct client *c = sel->v[i];
+        if (wait_add(c, (uint8_t)nsp, ack, rq->request_id) == 0 && session_offer(s, c, frames, n)) {
+            s->stats.msgs_out++;
+            count++;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        slice_unref(frames[i]);
+    struct sioa_writer w = answer(s, 3, rq->request_id);
+    sioa_put_str(&w, "type", 4);
+    sioa_put_uint(&w, SIOA_REQ_BROADCAST_CLIENT_COUNT);
+    sioa_put_str(&w, "clientCount", 11);
+    sioa_put_uint(&w, count);
+    respond(s, nsp, &w);
+}
+
+/* A client's ACK: for an ack id of ours, {type: 9, requestId, packet: its first argument} to the node that asked. */
+static void on_client_ack(struct client *c, const struct sio_message *m)
+{
+    struct server *s = c->srv;
+    struct sioa_bytes att[SIO_MAX_ATTACHMENTS];
+    struct sio_wait **pp = &c->sio_waits, *w;
+    while ((w = *pp) && (w->ack != m->ack || w->nsp != m->nsp))
+        pp = &w->next;
+    if (!w || !m->has_ack || !s->sio)
+        return; /* an ack nothing waits for (any more): socket.io drops it too */
+    *pp = w->next;
+    for (uint32_t i = 0; i < m->n_att; i++)
+        att[i] = frame_payload(m->att[i]);
+    /* An ack without arguments: Node's msgpack leaves out the undefined packet, so the map has 2 keys. */
+    bool has_arg = !json_array_empty(m->json, m->json_len);
+    struct sioa_writer out = answer(s, has_arg ? 3 : 2, (struct sioa_bytes){w->request_id, w->id_len});
+    sioa_put_str(&out, "type", 4);
+    sioa_put_uint(&out, SIOA_REQ_BROADCAST_ACK);
+    if (has_arg) {
+        sioa_put_str(&out, "packet", 6);
+        sioa_put_json_first(&out, m->json, m->json_len, att, m->n_att);
+    }
+    s->stats.msgs_in++;
+    respond(s, m->nsp, &out);
+    free(w);
+}
+
+static void on_request(struct server *s, const char *nsp_name_, size_t nsp_len, const char *data, size_t len)
+{
+    struct socketio *io = s->sio;
+    struct sioa_request rq;
+    struct selection sel = {0};
+    int nsp = nsp_index(s, nsp_name_, nsp_len);
+    io->json.rpos = io->json.wpos = 0;
+    if (nsp < 0)
+        return;
+    if (sioa_decode_request((const uint8_t *)data, len, &rq, &io->scratch, &io->json) < 0 ||
+        rq.request_id.len > REQUEST_ID_MAX) {
+        s->stats.sio_bus_dropped++;
+        LOG_DEBUG("a request on the Socket.IO adapter's request channel could not be decoded; dropped");
+        return;
+    }
+    bool answers = rq.type == SIOA_REQ_SOCKETS || rq.type == SIOA_REQ_ALL_ROOMS || rq.type == SIOA_REQ_REMOTE_FETCH ||
+                   rq.type == SIOA_REQ_BROADCAST;
+    if ((answers && !rq.request_id.len) || (rq.uid.len == UID_LEN && !memcmp(rq.uid.data, io->uid, UID_LEN)))
+        return;
+    if (rq.type == SIOA_REQ_REMOTE_JOIN || rq.type == SIOA_REQ_REMOTE_LEAVE) {
+        if (!io->warned_join)
+            LOG_WARN("another Socket.IO node asked for socketsJoin/socketsLeave: refserver's sockets keep the room "
+                     "they asked for, so this and later ones are ignored");
+        io->warned_join = true;
+        return;
+    }
+    if (!answers && !(rq.type == SIOA_REQ_REMOTE_DISCONNECT && !rq.sid.len))
+        return; /* serverSideEmit (no listeners here), answers to others, a legacy by-sid request, unknown types */
+    const struct sioa_iter *rooms = rq.type == SIOA_REQ_SOCKETS ? &rq.rooms : &rq.packet.rooms;
+    struct sioa_iter none = {NULL, NULL, 0};
+    if (select_sockets(s, nsp, rooms, rq.type == SIOA_REQ_SOCKETS ? &none : &rq.packet.except, &sel) < 0)
+        LOG_WARN("out of memory selecting sockets for another node's request; answering with none");
+    s->stats.sio_requests++;
+    switch (rq.type) {
+    case SIOA_REQ_SOCKETS:
+    case SIOA_REQ_REMOTE_FETCH: answer_sockets(s, nsp, &rq, &sel); break;
+    case SIOA_REQ_ALL_ROOMS: answer_rooms(s, nsp, &rq, &sel); break;
+    case SIOA_REQ_BROADCAST: broadcast_with_ack(s, nsp, &rq, &sel); break;
+    default:
+        for (size_t i = 0; i < sel.n; i++)
+            disconnect_socket(sel.v[i], nsp, rq.close);
+    }
+    free(sel.v);
 }
 
 void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, const char *data, size_t len)
@@ -533,7 +1010,17 @@ void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, 
     struct sioa_bytes ch_nsp, ch_room;
     struct sioa_broadcast b;
     const char *key = s->cfg.sio_key;
-    int rc = sioa_channel_room(channel, channel_len, key, strlen(key), &ch_nsp, &ch_room);
+    size_t key_len = strlen(key);
+    if (channel_len > key_len + 10 && !memcmp(channel + key_len, "-request#", 9) && channel[channel_len - 1] == '#') {
+        on_request(s, channel + key_len + 9, channel_len - key_len - 10, data, len);
+        if (io->json.cap > 65536 || io->scratch.cap > 65536 || io->out.cap > 65536) {
+            buf_free(&io->json); /* a large request or answer should not pin a large block */
+            buf_free(&io->scratch);
+            buf_free(&io->out);
+        }
+        return;
+    }
+    int rc = sioa_channel_room(channel, channel_len, key, key_len, &ch_nsp, &ch_room);
     if (rc < 0 || (rc == 1 && !room_find(&s->sio_rooms, ch_room.data, ch_room.len)))
         return;
     io->json.rpos = io->json.wpos = 0;

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 struct client;
+struct http_head;
 struct server;
 
 #define SIO_MAX_ATTACHMENTS 10 /* socket.io-parser's default maxAttachments */
@@ -32,8 +33,12 @@ void socketio_free(struct server *s);
 /* A Socket.IO packet (an Engine.IO MESSAGE, already parsed) and a binary Engine.IO message (an attachment). */
 void socketio_on_packet(struct client *c, const struct refsio_packet *pk);
 void socketio_on_attachment(struct client *c, const uint8_t *data, size_t len);
-/* c leaves (or moves its session onto a websocket): drop what it was assembling. */
+/* c leaves: drop what it was assembling, the acks other nodes wait for, its handshake. */
 void socketio_client_gone(struct client *c);
+/* A Socket.IO connection c was opened by handshake h, which came on conn (c itself, or the HTTP connection of a
+ * polling session's first GET): keep what other nodes' fetchSockets are told of it (the time, the peer's address,
+ * the URL, whether it had an Origin). Out of memory: nothing is kept, and fetchSockets reports less. */
+void socketio_on_handshake(struct client *c, const struct client *conn, const struct http_head *h);
 
 /* A message on a Socket.IO adapter channel (<key>#<nsp>#[<room>#]). */
 void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, const char *data, size_t len);

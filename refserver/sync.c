@@ -65,7 +65,7 @@ static void on_bus_message(void *ctx, const char *channel, size_t channel_len, c
     size_t node_len, payload_len;
     uint8_t opcode;
     if (s->sio_key_len && channel_len > s->sio_key_len && !memcmp(channel, s->cfg.sio_key, s->sio_key_len) &&
-        channel[s->sio_key_len] == '#') {
+        (channel[s->sio_key_len] == '#' || channel[s->sio_key_len] == '-')) { /* KEY#NSP#..., KEY-request#NSP# */
         s->cfg.sio_deliver(s->cfg.ctx, channel, channel_len, data, len);
         return;
     }
@@ -142,6 +142,11 @@ void sync_publish(struct sync *s, const struct room *room, uint64_t client_id, u
 int sync_psubscribe(struct sync *s, const char *pattern, size_t len)
 {
     return bus_psubscribe(s->bus, pattern, len);
+}
+
+int sync_subscribe(struct sync *s, const char *channel, size_t len)
+{
+    return bus_subscribe(s->bus, channel, len);
 }
 
 void sync_publish_raw(struct sync *s, const char *channel, size_t channel_len, const void *data, size_t len)

@@ -19,7 +19,7 @@ struct bus_stats;
 
 /* A message from another node for a local room. */
 typedef void sync_deliver_fn(void *ctx, struct room *room, uint8_t opcode, const char *payload, size_t len);
-/* A message on a Socket.IO adapter channel (one that starts with sio_key and '#'), as it came. */
+/* A message on a Socket.IO adapter channel (one that starts with sio_key and '#' or '-'), as it came. */
 typedef void sync_raw_fn(void *ctx, const char *channel, size_t channel_len, const char *data, size_t len);
 
 struct sync_config {
@@ -44,8 +44,10 @@ void sync_room_close(struct sync *s, const struct room *room);
 /* Publish a client's message to the other nodes; failures are counted by the bus. */
 void sync_publish(struct sync *s, const struct room *room, uint64_t client_id, uint8_t opcode, const void *payload,
                   size_t len);
-/* The Socket.IO adapter's traffic: a pattern subscription, and a message published as it is. */
+/* The Socket.IO adapter's traffic: a pattern subscription, a channel subscription (kept across reconnects, as room
+ * channels are), and a message published as it is. */
 int sync_psubscribe(struct sync *s, const char *pattern, size_t len);
+int sync_subscribe(struct sync *s, const char *channel, size_t len);
 void sync_publish_raw(struct sync *s, const char *channel, size_t channel_len, const void *data, size_t len);
 bool sync_is_up(const struct sync *s);
 const struct bus_stats *sync_bus_stats(const struct sync *s);

@@ -550,6 +550,42 @@ static void test_query_param_absent_and_malformed(void **state)
     assert_string_equal(out, "ok");
 }
 
+/* Every parameter in order, as name=value (still encoded), separated by '|'. */
+static void all_params(const char *target, char *out, size_t outlen)
+{
+    size_t n = strlen(target), pos = 0, used = 0;
+    const char *t = guarded(target, n);
+    struct http_header p;
+    out[0] = '\0';
+    while (http_query_next(t, n, &pos, &p))
+        used += (size_t)snprintf(out + used, outlen - used, "%s%.*s=%.*s", used ? "|" : "", (int)p.name_len, p.name,
+                                 (int)p.value_len, p.value);
+}
+
+static void test_query_next_and_decode(void **state)
+{
+    (void)state;
+    char out[64];
+    all_params("/socket.io/?EIO=4&transport=websocket&room=a%20b", out, sizeof out);
+    assert_string_equal(out, "EIO=4|transport=websocket|room=a%20b");
+    all_params("/ws?x&=v&a=1=2&&b=#c=3", out, sizeof out); /* no '=', empty name, '=' in a value, an empty one */
+    assert_string_equal(out, "x=|=v|a=1=2|=|b=");
+    all_params("/ws", out, sizeof out);
+    assert_string_equal(out, "");
+    all_params("/ws?", out, sizeof out);
+    assert_string_equal(out, "");
+    all_params("/ws?#a=1", out, sizeof out);
+    assert_string_equal(out, "");
+    assert_int_equal(http_decode("a+b%2Bc%C3%a9", 13, out, sizeof out), 7);
+    assert_string_equal(out, "a b+c\xc3\xa9");
+    assert_int_equal(http_decode("", 0, out, sizeof out), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(http_decode("%00", 3, out, sizeof out), -1);
+    assert_int_equal(http_decode("%4", 2, out, sizeof out), -1);
+    assert_int_equal(http_decode("abc", 3, out, 3), -1);
+    assert_int_equal(http_decode("abc", 3, out, 4), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -578,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_path_len),
         cmocka_unit_test(test_query_param),
         cmocka_unit_test(test_query_param_absent_and_malformed),
+        cmocka_unit_test(test_query_next_and_decode),
     };
     return cmocka_run_group_tests(tests, NULL, unmap_guard);
 }

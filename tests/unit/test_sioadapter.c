@@ -942,6 +942,187 @@ static void test_round_trip(void **state)
     buf_free(&j2);
 }
 
+/* ---- Requests and the answer writer ---- */
+
+static int decode_request_text(const char *text, struct sioa_request *r, struct buf *scratch, struct buf *json)
+{
+    buf_free(json);
+    return sioa_decode_request(guarded((const uint8_t *)text, strlen(text)), strlen(text), r, scratch, json);
+}
+
+static size_t count_strs(struct sioa_iter it, const char *first)
+{
+    struct sioa_bytes s;
+    size_t n = 0;
+    while (sioa_next_str(&it, &s))
+        if (n++ == 0 && first)
+            assert_span(s, first);
+    return n;
+}
+
+/* The JSON requests of @socket.io/redis-adapter 8.3, as JSON.stringify writes them. */
+static void test_json_requests(void **state)
+{
+    (void)state;
+    struct buf scratch = {0}, json = {0};
+    struct sioa_request r;
+    assert_int_equal(decode_request_text("{\"uid\":\"Nf-eCJ\",\"requestId\":\"abc123\",\"type\":5,"
+                                         "\"opts\":{\"rooms\":[\"r1\",\"r2\"],\"except\":[\"x\"]}}",
+                                         &r, &scratch, &json),
+                     0);
+    assert_int_equal(r.type, SIOA_REQ_REMOTE_FETCH);
+    assert_span(r.uid, "Nf-eCJ");
+    assert_span(r.request_id, "abc123");
+    assert_int_equal(count_strs(r.packet.rooms, "r1"), 2);
+    assert_int_equal(count_strs(r.packet.except, "x"), 1);
+    assert_int_equal(count_strs(r.rooms, NULL), 0);
+    assert_int_equal(decode_request_text("{\"uid\":\"u\",\"requestId\":\"s\",\"type\":0,\"rooms\":[\"a\",\"b\"]}", &r,
+                                         &scratch, &json),
+                     0);
+    assert_int_equal(r.type, SIOA_REQ_SOCKETS);
+    assert_int_equal(count_strs(r.rooms, "a"), 2);
+    assert_int_equal(decode_request_text(" {\"uid\":\"u\",\"requestId\":\"q1\",\"type\":1}", &r, &scratch, &json), -1);
+    assert_int_equal(decode_request_text("{\"uid\":\"u\",\"requestId\":\"q1\",\"type\":1} ", &r, &scratch, &json), 0);
+    assert_int_equal(r.type, SIOA_REQ_ALL_ROOMS);
+    assert_int_equal(decode_request_text("{\"uid\":\"u\",\"type\":4,\"opts\":{\"rooms\":[\"sid\"],\"except\":[]},"
+                                         "\"close\":true}",
+                                         &r, &scratch, &json),
+                     0);
+    assert_int_equal(r.type, SIOA_REQ_REMOTE_DISCONNECT);
+    assert_true(r.close);
+    assert_int_equal(r.request_id.len, 0);
+    assert_int_equal(r.sid.len, 0);
+    /* serverSideEmit's data and other keys are skipped; a numeric requestId is left out */
+    assert_int_equal(decode_request_text("{\"uid\":\"u\",\"type\":6,\"data\":[\"e\",{\"a\":[1]}],\"requestId\":7,"
+                                         "\"extra\":null}",
+                                         &r, &scratch, &json),
+                     0);
+    assert_int_equal(r.type, SIOA_REQ_SERVER_SIDE_EMIT);
+    assert_int_equal(r.request_id.len, 0);
+    buf_free(&scratch);
+    buf_free(&json);
+}
+
+/* A BROADCAST (emit with acks) as notepack writes it: the packet's data comes out as JSON, binaries as spans. */
+static void test_broadcast_request(void **state)
+{
+    (void)state;
+    struct buf scratch = {0}, json = {0};
+    struct sioa_request r;
+    size_t len;
+    const uint8_t *msg =
+        unhex("85a3756964a64e662d65434aa9726571756573744964a27237a47479706507a67061636b657483a474797065"
+              "02a46461746193a171a26869c4020102a36e7370a52f63686174a46f70747383a5726f6f6d7391a27231a6"
+              "65786365707491a178a5666c61677381a774696d656f7574cd07d0",
+              &len);
+    assert_int_equal(sioa_decode_request(guarded(msg, len), len, &r, &scratch, &json), 0);
+    assert_int_equal(r.type, SIOA_REQ_BROADCAST);
+    assert_span(r.request_id, "r7");
+    assert_span(r.packet.nsp, "/chat");
+    assert_int_equal(r.packet.type, SIOA_EVENT);
+    assert_text(&json, "[\"q\",\"hi\",{\"_placeholder\":true,\"num\":0}]");
+    assert_int_equal(r.packet.n_attachments, 1);
+    assert_int_equal(r.packet.attachments[0].len, 2);
+    assert_int_equal(count_strs(r.packet.rooms, "r1"), 1);
+    assert_int_equal(count_strs(r.packet.except, "x"), 1);
+    buf_free(&scratch);
+    buf_free(&json);
+}
+
+static void test_malformed_requests(void **state)
+{
+    (void)state;
+    struct buf scratch = {0}, json = {0};
+    struct sioa_request r;
+    static const char *const bad[] = {
+        "{\"uid\":\"u\",\"requestId\":\"a\"}",            /* no type */
+        "{\"uid\":\"u\",\"type\":\"5\"}",                 /* type not a number */
+        "{\"uid\":\"u\",\"type\":-1}",                    /* nor negative */
+        "{\"uid\":\"u\",\"type\":7,\"requestId\":\"a\"}", /* BROADCAST without its packet */
+        "{\"uid\":\"u\",\"type\":1,\"type\":1}",          /* a key twice */
+        "{\"uid\":1,\"type\":1}",                         /* uid not a string */
+        "{\"type\":0,\"rooms\":[1]}",                     /* rooms not strings */
+        "{\"type\":4,\"close\":1}",                       /* close not a boolean */
+        "{\"type\":5,\"opts\":[]}",                       /* opts not a map */
+        "{\"type\":1}x",                                  /* trailing bytes */
+        "{\"type\":1",                                    /* truncated */
+        "",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        buf_append(&json, "kept", 4);
+        assert_int_equal(
+            sioa_decode_request(guarded((const uint8_t *)bad[i], strlen(bad[i])), strlen(bad[i]), &r, &scratch, &json),
+            -1);
+        assert_text(&json, "kept");
+        buf_free(&json);
+    }
+    size_t len;
+    const uint8_t *msg = unhex("82a474797065", &len); /* msgpack map of 2, cut after a key */
+    assert_int_equal(sioa_decode_request(guarded(msg, len), len, &r, &scratch, &json), -1);
+    buf_free(&scratch);
+    buf_free(&json);
+}
+
+/* The writer's bytes are notepack's for the same answers. */
+static void test_answer_writer(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    struct sioa_writer w = {&b, false};
+    const char *ack = "[{\"a\":[1,\"b\"]},2]";
+    sioa_put_map(&w, 3);
+    sioa_put_str(&w, "requestId", 9);
+    sioa_put_str(&w, "r7", 2);
+    sioa_put_str(&w, "type", 4);
+    sioa_put_uint(&w, SIOA_REQ_BROADCAST_ACK);
+    sioa_put_str(&w, "packet", 6);
+    assert_true(sioa_put_json_first(&w, ack, strlen(ack), NULL, 0));
+    assert_false(w.failed);
+    assert_hex(&b, "83a9726571756573744964a27237a47479706509a67061636b657481a1619201a162");
+
+    buf_free(&b);
+    const struct sioa_bytes att = {"\xff", 1};
+    const char *bin = "[{\"_placeholder\":true,\"num\":0}]";
+    sioa_put_map(&w, 3);
+    sioa_put_str(&w, "requestId", 9);
+    sioa_put_str(&w, "r7", 2);
+    sioa_put_str(&w, "type", 4);
+    sioa_put_uint(&w, 9);
+    sioa_put_str(&w, "packet", 6);
+    assert_true(sioa_put_json_first(&w, bin, strlen(bin), &att, 1));
+    assert_hex(&b, "83a9726571756573744964a27237a47479706509a67061636b6574c401ff");
+    assert_false(sioa_put_json_first(&w, " [ ] ", 5, NULL, 0));
+    assert_hex(&b, "83a9726571756573744964a27237a47479706509a67061636b6574c401ff");
+
+    buf_free(&b);
+    sioa_put_map(&w, 2);
+    sioa_put_str(&w, "requestId", 9);
+    sioa_put_str(&w, "abc", 3);
+    sioa_put_str(&w, "sockets", 7);
+    size_t at = sioa_begin_array(&w);
+    sioa_put_map(&w, 4);
+    sioa_put_str(&w, "id", 2);
+    sioa_put_str(&w, "i1", 2);
+    sioa_put_str(&w, "handshake", 9);
+    sioa_put_map(&w, 1);
+    sioa_put_str(&w, "query", 5);
+    sioa_put_json(&w, "{\"room\":\"r\"}", 12, NULL, 0);
+    sioa_put_str(&w, "rooms", 5);
+    sioa_put_array(&w, 2);
+    sioa_put_str(&w, "i1", 2);
+    sioa_put_str(&w, "r", 1);
+    sioa_put_str(&w, "data", 4);
+    sioa_put_map(&w, 0);
+    sioa_end_array(&w, at, 1);
+    assert_false(w.failed);
+    assert_hex(&b,
+               "82a9726571756573744964a3616263a7736f636b6574739184a26964a26931a968616e647368616b6581a5717565727981a4"
+               "726f6f6da172a5726f6f6d7392a26931a172a46461746180");
+    sioa_put_json(&w, "[1,", 3, NULL, 0); /* malformed JSON: the error sticks */
+    assert_true(w.failed);
+    buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -963,6 +1144,10 @@ int main(void)
         cmocka_unit_test(test_buffers),
         cmocka_unit_test(test_channels),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_json_requests),
+        cmocka_unit_test(test_broadcast_request),
+        cmocka_unit_test(test_malformed_requests),
+        cmocka_unit_test(test_answer_writer),
     };
     return cmocka_run_group_tests_name("sioadapter", tests, NULL, unmap_guard);
 }
