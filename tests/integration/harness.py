@@ -217,6 +217,10 @@ class Resp:
         self.sock.sendall(b"".join(out))
         return self._reply()
 
+    def read_reply(self):
+        """The next reply, or the next message pushed to a connection that SUBSCRIBEd."""
+        return self._reply()
+
     def _line(self):
         while b"\r\n" not in self.buf:
             chunk = self.sock.recv(65536)

@@ -906,6 +906,102 @@ class SocketIOTest(Base):
         self.assertSilent(joined, duration=0.6, who="a socket that connected to /")
 
 
+def msgpack(v):
+    """The few msgpack shapes the adapter's requests use (str, non-negative int, list, dict), as notepack writes them."""
+    if isinstance(v, str):
+        b = v.encode()
+        assert len(b) < 32
+        return bytes([0xA0 | len(b)]) + b
+    if isinstance(v, bool):
+        return b"\xc3" if v else b"\xc2"
+    if isinstance(v, int):
+        assert 0 <= v < 128
+        return bytes([v])
+    if isinstance(v, list):
+        assert len(v) < 16
+        return bytes([0x90 | len(v)]) + b"".join(msgpack(x) for x in v)
+    assert isinstance(v, dict) and len(v) < 16
+    return bytes([0x80 | len(v)]) + b"".join(msgpack(k) + msgpack(x) for k, x in v.items())
+
+
+class SocketIOAdapterRequestsTest(Base):
+    """The edges of the adapter's request channel (socket.io-request#NSP#) that a Node peer does not reach: the cap on
+    acks one client owes, malformed and unsupported requests. (What Node's fetchSockets, emitWithAck and
+    disconnectSockets see of refserver is in tests/interop/socketio_requests.test.mjs.)"""
+
+    SIO = "/socket.io/?EIO=4&transport=websocket"
+    REQUESTS, RESPONSES = "socket.io-request#/#", "socket.io-response#/#"
+
+    def setUp(self):
+        self.redis = h.start_redis(self)
+        self.node = h.start_refserver(self, "req1", self.redis.url, ["--sio-ping-interval", "60000"])
+        self.redis.wait_subscribers(self.REQUESTS, 1)
+        self.answers = self.redis.client(timeout=5.0 * h.SLOW)
+        self.addCleanup(self.answers.close)
+        self.answers.command("SUBSCRIBE", self.RESPONSES)
+
+    def tearDown(self):
+        self.assertTrue(self.node.proc.alive(), f"refserver died:\n{self.node.log_text()[-2000:]}")
+
+    def joined(self):
+        c = h.ws_connect(self, self.node.port, self.SIO)
+        c.recv_message(5.0)
+        c.send_text("40")
+        op, data = c.recv_message(5.0)
+        return c, json.loads(data[2:])["sid"]
+
+    def request(self, payload):
+        self.redis.command("PUBLISH", self.REQUESTS, payload)
+
+    def answer(self):
+        kind, channel, data = self.answers.read_reply()
+        self.assertEqual((kind, channel), (b"message", self.RESPONSES.encode()))
+        return data
+
+    def ack_request(self, request_id, k):
+        return msgpack({"uid": "py", "requestId": request_id, "type": 7,
+                        "packet": {"type": 2, "data": ["q", k], "nsp": "/"},
+                        "opts": {"rooms": [], "except": [], "flags": {}}})
+
+    def test_a_client_owes_at_most_32_acks(self):
+        c, _ = self.joined()
+        for k in range(33):
+            self.request(self.ack_request(f"w{k:02d}", k))
+            data = self.answer()  # BROADCAST_CLIENT_COUNT: {requestId, type: 8, clientCount: 1}
+            self.assertEqual(data, msgpack({"requestId": f"w{k:02d}", "type": 8, "clientCount": 1}))
+        ids = []
+        for k in range(33):
+            op, data = c.recv_message(5.0)
+            head, args = data.split(b"[", 1)
+            self.assertEqual(args, f'"q",{k}]'.encode())
+            ids.append(int(head[2:]))
+        for k, ack in enumerate(ids):  # the oldest first: it was forgotten when the 33rd came
+            c.send_text(f'43{ack}[{{"k":{k}}}]')
+        for k in range(1, 33):
+            self.assertEqual(self.answer(), msgpack({"requestId": f"w{k:02d}", "type": 9, "packet": {"k": k}}))
+        self.answers.sock.settimeout(QUIET)
+        with self.assertRaises(socket.timeout, msg="an answer for the forgotten ack"):
+            self.answer()
+
+    def test_malformed_and_unsupported_requests(self):
+        c, sid = self.joined()
+        self.request(b"\xc1 not msgpack")
+        self.request('{"uid":"py","requestId":"r","type":"1"}')  # type not a number
+        self.request('{"uid":"py","type":1}')  # ALL_ROOMS needs a requestId to answer to
+        self.request(f'{{"uid":"py","requestId":"r","type":4,"sid":"{sid}","close":false}}')  # by sid: legacy
+        for _ in range(2):
+            self.request('{"uid":"py","type":2,"opts":{"rooms":[],"except":[]},"rooms":["x"]}')  # socketsJoin
+        self.request('{"uid":"py","type":6,"data":["e"]}')  # serverSideEmit: no listeners here
+        self.request('{"uid":"py","requestId":"last","type":1}')
+        # Requests are handled in order: the answer to the last one means every one before it was read.
+        self.assertEqual(self.answer(), msgpack({"requestId": "last", "rooms": [sid]}))
+        self.assertSilent(c, who="a socket the legacy by-sid disconnect named")
+        m = self.node.metrics()
+        self.assertEqual(m["refserver_socketio_bus_messages_dropped_total"], 2)
+        self.assertEqual(m["refserver_socketio_adapter_requests_total"], 1)
+        self.assertEqual(self.node.log_text().count("socketsJoin/socketsLeave"), 1, "warned once")
+
+
 class SocketIOPollingTest(Base):
     """Engine.IO v4 long-polling on raw HTTP: handshake, POST, held GET, errors, the upgrade to websocket, the cookie."""
 
