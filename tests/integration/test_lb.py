@@ -1846,13 +1846,17 @@ class ResolveTest(LbBase):
             f.write("127.0.0.2 node-a\n")
         with open(nss, "w") as f:
             f.write("hosts: files\n")
-        wrap = ["unshare", "-m", "sh", "-c", NAMESPACE_SCRIPT, self.hosts, nss]
-        self.lb = start_lb(self, ["--backend", f"a=node-a:{port}", "--resolve-interval", f"{RESOLVE_INTERVAL}s",
-                                  "--health", CALM_HEALTH, "--log-level", "info"], wrap=wrap)
+        self.wrap = ["unshare", "-m", "sh", "-c", NAMESPACE_SCRIPT, self.hosts, nss]
+        self.port = port
+        self.changes = 'lb_node_address_changes_total{node="a"}'
+
+    def start(self, interval=f"{RESOLVE_INTERVAL}s"):
+        self.lb = start_lb(self, ["--backend", f"a=node-a:{self.port}", "--resolve-interval", interval,
+                                  "--health", CALM_HEALTH, "--log-level", "info"], wrap=self.wrap)
         self.lbs = (self.lb,)
         # the PID held is the lb master's (everything exec'd), so the cleanup's SIGTERM reaches the lb itself
         self.assertEqual(os.path.realpath(f"/proc/{self.lb.pid}/exe"), os.path.realpath(LB))
-        self.changes = 'lb_node_address_changes_total{node="a"}'
+        return self.lb
 
     def point_at(self, text):
         """Rewrite the hosts file in place: a new file renamed over it would leave the bind mount on the old one."""
@@ -1864,7 +1868,7 @@ class ResolveTest(LbBase):
         time.sleep(n * RESOLVE_INTERVAL * h.SLOW)
 
     def test_name_follows_new_address(self):
-        lb = self.lb
+        lb = self.start()
         self.assertEqual({self.backend_of(lb.port, who=f"request {i}") for i in range(4)}, {"b1"})
         self.assertEqual(lb.series()[self.changes], 0)
         self.assertEqual(lb.nodes(connected_to=True), {"a": self.b1.addr})
@@ -1892,7 +1896,7 @@ class ResolveTest(LbBase):
         self.assertEqual(lb.series()[self.changes], 1)
 
     def test_name_that_stops_resolving_keeps_last_address(self):
-        lb = self.lb
+        lb = self.start()
         self.assertEqual(self.backend_of(lb.port), "b1")
         self.point_at("127.0.0.9 someone-else\n")
         h.wait_until(lambda: "cannot resolve node-a" in lb.log_text(), 10 * RESOLVE_INTERVAL * h.SLOW,
@@ -1914,6 +1918,21 @@ class ResolveTest(LbBase):
                      what="the name's return in the log")
         self.assertEqual(lb.series()[self.changes], 0)
         self.assertEqual(self.backend_of(lb.port), "b1")
+
+    def test_interval_off_looks_names_up_at_sighup_only(self):
+        lb = self.start("off")
+        self.assertEqual(self.backend_of(lb.port), "b1")
+        self.point_at("127.0.0.3 node-a\n")
+        self.intervals(4)
+        self.assertEqual({self.backend_of(lb.port, who=f"request {i}") for i in range(4)}, {"b1"},
+                         "resolve-interval off: no lookups while running")
+        before = set(lb.children())
+        lb.proc.signal(signal.SIGHUP)  # the new generation loads the same flags, and looks node-a up again
+        h.wait_until(lambda: set(lb.children()) - before, 10.0 * h.SLOW, what="a new generation of workers")
+        h.wait_until(lambda: self.backend_of(lb.port, who="a request after SIGHUP") == "b2", 10.0 * h.SLOW,
+                     what="new connections to reach b2")
+        self.assertEqual({self.backend_of(lb.port, who=f"request {i}") for i in range(4)}, {"b2"})
+        self.assertEqual(lb.series()[self.changes], 0, "a generation's own start-up lookup is not a change")
 
 
 # ---------------------------------------------------------------------------------------------------------------
