@@ -454,20 +454,22 @@ int http_decode(const char *s, size_t n, char *out, size_t outlen)
 
 bool http_query_next(const char *target, size_t target_len, size_t *pos, struct http_header *param)
 {
-    size_t path = http_path_len(target, target_len), end = path + 1, i = *pos ? *pos : path + 1, amp, eq;
-    if (path == target_len || target[path] != '?')
+    size_t i = *pos, amp, eq;
+    if (i == 0) { /* the first call: the query starts after the path's '?' */
+        size_t path = http_path_len(target, target_len);
+        if (path == target_len || target[path] != '?')
+            return false;
+        i = path + 1;
+    }
+    if (i >= target_len || target[i] == '#')
         return false;
-    while (end < target_len && target[end] != '#')
-        end++;
-    if (i >= end)
-        return false;
-    for (amp = i; amp < end && target[amp] != '&'; amp++)
+    for (amp = i; amp < target_len && target[amp] != '&' && target[amp] != '#'; amp++)
         ;
     for (eq = i; eq < amp && target[eq] != '='; eq++)
         ;
     size_t v = eq < amp ? eq + 1 : amp; /* no '=': present with an empty value */
     *param = (struct http_header){target + i, target + v, eq - i, amp - v};
-    *pos = amp + 1;
+    *pos = amp < target_len && target[amp] == '&' ? amp + 1 : target_len; /* a '#' ends the query */
     return true;
 }
 

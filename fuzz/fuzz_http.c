@@ -1,4 +1,4 @@
-/* libFuzzer target for common/http.c: request and response heads, whole and incremental, plus the query helper.
+/* libFuzzer target for common/http.c: request and response heads, whole and incremental, plus the query helpers.
  * The input is copied into an exact-size allocation so ASan flags any read past len; invariants abort(). */
 #include "common/http.h"
 
@@ -98,6 +98,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char out[16];
     int q = http_query_param(buf, size, "room", out, sizeof out);
     check(q >= -1 && q <= 1);
+    /* Every parameter, in order: spans inside the input, one after the other, each decoded at most as long. */
+    struct http_header p;
+    const char *after = buf;
+    char dec[64];
+    for (size_t pos = 0, n = 0; http_query_next(buf, size, &pos, &p); n++) {
+        check(n < size && within(p.name, p.name_len, buf, size) && within(p.value, p.value_len, buf, size));
+        check(p.name >= after && p.value >= p.name + p.name_len);
+        after = p.value + p.value_len;
+        int d = http_decode(p.value, p.value_len, dec, sizeof dec);
+        check(d >= -1 && (d < 0 || ((size_t)d <= p.value_len && dec[d] == '\0')));
+    }
     http_has_token(buf, size, "close");
     free(buf);
     return 0;
