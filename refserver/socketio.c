@@ -959,12 +959,12 @@ static void on_client_ack(struct client *c, const struct sio_message *m)
     free(w);
 }
 
-static void on_request(struct server *s, const char *nsp_name_, size_t nsp_len, const char *data, size_t len)
+static void on_request(struct server *s, const char *channel_nsp, size_t nsp_len, const char *data, size_t len)
 {
     struct socketio *io = s->sio;
     struct sioa_request rq;
     struct selection sel = {0};
-    int nsp = nsp_index(s, nsp_name_, nsp_len);
+    int nsp = nsp_index(s, channel_nsp, nsp_len);
     io->json.rpos = io->json.wpos = 0;
     if (nsp < 0)
         return;
