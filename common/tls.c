@@ -246,25 +246,34 @@ enum io_status tls_write(struct tls_conn *c, const void *data, size_t len, size_
     return st;
 }
 
-enum io_status tls_drain(struct tls_conn *c, int fd, struct buf *out, bool *want_read, int *err)
+int tls_drain(struct tls_conn *c, int fd, struct buf *out, bool *want_write)
 {
-    *want_read = false;
+    bool want_read = false;
+    int err = 0;
+    *want_write = false;
     while (buf_len(out)) {
         size_t n = 0;
         enum io_status st;
         if (c) {
-            st = tls_write(c, buf_head(out), buf_len(out), &n, want_read, err);
+            st = tls_write(c, buf_head(out), buf_len(out), &n, &want_read, &err);
         } else {
             ssize_t w = send(fd, buf_head(out), buf_len(out), MSG_NOSIGNAL);
-            *err = errno;
-            st = w > 0 ? IO_OK : w < 0 && (*err == EAGAIN || *err == EINTR) ? IO_AGAIN : IO_ERR;
+            err = errno;
+            st = w > 0 ? IO_OK : w < 0 && (err == EAGAIN || err == EINTR) ? IO_AGAIN : IO_ERR;
             n = w > 0 ? (size_t)w : 0;
         }
-        if (st != IO_OK)
-            return st;
+        if (st == IO_AGAIN) {
+            *want_write = !want_read;
+            return 0;
+        }
+        if (st != IO_OK) {
+            errno = st == IO_EOF ? EPIPE : err;
+            return -1;
+        }
         buf_consume(out, n);
     }
-    return IO_OK;
+    buf_release_if_empty(out);
+    return 0;
 }
 
 /* The text lives in a static buffer, valid until the next call (one loop per process, no threads). */

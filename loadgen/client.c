@@ -255,19 +255,10 @@ static void finish_close(struct lg_engine *e, struct lg_client *c, bool clean)
  * down: the caller decides what the failure means). */
 static int flush(struct lg_engine *e, struct lg_client *c)
 {
-    bool want_read;
-    int err = 0;
-    enum io_status st = tls_drain(c->tls, c->io.fd, &c->out, &want_read, &err);
-    if (st == IO_AGAIN) {
-        watch(e, c, want_read ? EV_READ : EV_READ | EV_WRITE);
-        return 0;
-    }
-    if (st != IO_OK) {
-        errno = st == IO_EOF ? EPIPE : err;
+    bool want_write;
+    if (tls_drain(c->tls, c->io.fd, &c->out, &want_write) < 0)
         return -1;
-    }
-    buf_release_if_empty(&c->out);
-    watch(e, c, EV_READ);
+    watch(e, c, want_write ? EV_READ | EV_WRITE : EV_READ);
     return 0;
 }
 

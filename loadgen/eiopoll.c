@@ -195,19 +195,10 @@ static void watch(struct eiop *p, struct pconn *k, int events)
 /* Write what is queued. 0, or -1 with errno. */
 static int flush(struct eiop *p, struct pconn *k)
 {
-    bool want_read;
-    int err = 0;
-    enum io_status st = tls_drain(k->tls, k->io.fd, &k->out, &want_read, &err);
-    if (st == IO_AGAIN) {
-        watch(p, k, want_read ? EV_READ : EV_READ | EV_WRITE);
-        return 0;
-    }
-    if (st != IO_OK) {
-        errno = st == IO_EOF ? EPIPE : err;
+    bool want_write;
+    if (tls_drain(k->tls, k->io.fd, &k->out, &want_write) < 0)
         return -1;
-    }
-    buf_release_if_empty(&k->out);
-    watch(p, k, EV_READ);
+    watch(p, k, want_write ? EV_READ | EV_WRITE : EV_READ);
     return 0;
 }
 

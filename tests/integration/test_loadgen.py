@@ -562,8 +562,7 @@ class SocketIOPolling(LoadgenBase):
         cls.redis = h.start_redis(cls)
         # a short ping interval, so the runs see the server's pings and our pongs over polling
         extra = ["--sio-ping-interval", "300", "--sio-ping-timeout", "2000"]
-        cls.n1 = h.start_refserver(cls, "n1", cls.redis.url, extra)
-        cls.n2 = h.start_refserver(cls, "n2", cls.redis.url, extra)
+        cls.n1, cls.n2 = h.start_nodes(cls, 2, cls.redis.url, extra)
 
     def argv(self, *extra):
         return ["--protocol", "socketio", "--transport", "polling", "-c", str(self.CLIENTS), "-r", str(self.ROUNDS),
@@ -795,8 +794,7 @@ class SocketIOBinaryAck(LoadgenBase):
     def setUpClass(cls):
         cls.redis = h.start_redis(cls)
         extra = ["--sio-ping-interval", "300", "--sio-ping-timeout", "2000"]
-        cls.n1 = h.start_refserver(cls, "n1", cls.redis.url, extra)
-        cls.n2 = h.start_refserver(cls, "n2", cls.redis.url, extra)
+        cls.n1, cls.n2 = h.start_nodes(cls, 2, cls.redis.url, extra)
 
     def run_sio(self, *extra, urls=None):
         urls = urls or [ws_url(self.n1, "/"), ws_url(self.n2, "/")]

@@ -15,13 +15,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  HOST, SANITIZER_RE, SLOW, build, canConnect, freePort, here, httpGet, logOf, removeTmp, runCommand, startProcess,
-  startRedis, stopAll, stopProcess, tmp, waitFor,
+  HOST, SANITIZER_RE, SLOW, build, canConnect, freePort, httpGet, logOf, removeTmp, runCommand, startProcess,
+  startRedis, startScript, stopAll, stopProcess, tmp, waitFor,
 } from './lib.mjs';
 
 const LOADGEN = path.join(build, 'loadgen');
 const LB = path.join(build, 'lb');
-const SERVER = path.join(here, 'socketio_node_server.mjs');
 const RUN_MS = 40000 * SLOW; // one loadgen run's hard limit (a normal one takes a few seconds)
 const CLIENTS = 50;
 const ROUNDS = 5;
@@ -32,12 +31,7 @@ after(async () => {
 });
 
 async function startSio(name, redis) {
-  const port = await freePort();
-  const proc = startProcess([process.execPath, SERVER, '--port', String(port), '--redis', redis.url, '--name', name], `sio-${name}`);
-  await waitFor(() => {
-    if (proc.exited) throw new Error(`socketio_node_server ${name} exited ${JSON.stringify(proc.exited)}: ${logOf(proc)}`);
-    return logOf(proc).includes('listening');
-  }, 15000 * SLOW, `socketio_node_server ${name} "listening"`);
+  const { port, proc } = await startScript('socketio_node_server.mjs', ['--redis', redis.url, '--name', name], `sio-${name}`);
   const stats = async () => JSON.parse((await httpGet(port, '/stats')).body);
   return { port, proc, name, stats, url: `ws://${HOST}:${port}/` };
 }
@@ -239,7 +233,6 @@ describe('loadgen --transport polling against npm socket.io nodes behind a balan
 // every event with its arguments, so a Buffer argument goes out re-encoded by socket.io-parser (451-[...] and the
 // attachment, through the adapter as msgpack bin), and answers every ack request with an empty ack.
 describe('loadgen --binary --ack against npm socket.io nodes that re-broadcast and ack', () => {
-  const MIXED = path.join(here, 'socketio_mixed_node.mjs');
   let m1;
   let m2;
   let lb;
@@ -247,12 +240,7 @@ describe('loadgen --binary --ack against npm socket.io nodes that re-broadcast a
     assert.ok(fs.existsSync(LOADGEN), `${LOADGEN} is not built (make build/loadgen)`);
     const redis = await startRedis();
     const start = async (name) => {
-      const port = await freePort();
-      const proc = startProcess([process.execPath, MIXED, '--port', String(port), '--redis', redis.url, '--name', name], `mixed-${name}`);
-      await waitFor(() => {
-        if (proc.exited) throw new Error(`socketio_mixed_node ${name} exited ${JSON.stringify(proc.exited)}: ${logOf(proc)}`);
-        return logOf(proc).includes('listening');
-      }, 15000 * SLOW, `socketio_mixed_node ${name} "listening"`);
+      const { port, proc } = await startScript('socketio_mixed_node.mjs', ['--redis', redis.url, '--name', name], `mixed-${name}`);
       return { port, proc, name, url: `ws://${HOST}:${port}/` };
     };
     [m1, m2] = await Promise.all([start('b1'), start('b2')]);

@@ -11,6 +11,7 @@
 // Prints "listening" on stdout once it accepts. SIGTERM/SIGINT: exit 0.
 import http from 'node:http';
 import { Server } from 'socket.io';
+import { serve } from './node_serve.mjs';
 
 function usage(msg) {
   process.stderr.write(`socketio_conformance_node: ${msg}\nusage: node socketio_conformance_node.mjs --port P [--name NAME]\n`);
@@ -46,15 +47,4 @@ io.on('connection', (socket) => {
 });
 io.of('/custom').on('connection', (socket) => socket.emit('auth', socket.handshake.auth));
 
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(opts.port, '127.0.0.1', resolve);
-});
-process.stdout.write('listening\n');
-
-function stop() {
-  setTimeout(() => process.exit(0), 2000).unref();
-  io.close(() => process.exit(0));
-}
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+await serve({ server, io, port: opts.port });

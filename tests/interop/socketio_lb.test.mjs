@@ -19,13 +19,12 @@ import http from 'node:http';
 import path from 'node:path';
 import { io as ioClient } from 'socket.io-client';
 import {
-  HOST, SANITIZER_RE, SLOW, build, canConnect, deadline, freePort, here, httpGet, logOf, removeTmp, runCommand,
-  sleep, startProcess, startRedis, stopAll, stopProcess, tmp, waitFor, waitSubscribers,
+  HOST, SANITIZER_RE, SLOW, build, canConnect, deadline, freePort, httpGet, logOf, removeTmp, runCommand,
+  sleep, startProcess, startRedis, startScript, stopAll, stopProcess, tmp, waitFor, waitSubscribers,
 } from './lib.mjs';
 
 const LB = path.join(build, 'lb');
 const HAPROXY = process.env.HAPROXY || '/usr/sbin/haproxy';
-const SERVER = path.join(here, 'socketio_node_server.mjs');
 const CLIENTS = 10;
 const CASE_MS = 60000 * SLOW;
 
@@ -55,13 +54,8 @@ async function withLogs(fn, extra = []) {
 }
 
 async function startSio(name) {
-  const port = await freePort();
-  const proc = startProcess([process.execPath, SERVER, '--port', String(port), '--redis', redis.url, '--name', name], `sio-${name}`);
+  const { port, proc } = await startScript('socketio_node_server.mjs', ['--redis', redis.url, '--name', name], `sio-${name}`);
   procs.push(proc);
-  await waitFor(() => {
-    if (proc.exited) throw new Error(`socketio_node_server ${name} exited ${JSON.stringify(proc.exited)}: ${logOf(proc)}`);
-    return logOf(proc).includes('listening');
-  }, 15000 * SLOW, `socketio_node_server ${name} "listening"`);
   return { port, proc, name };
 }
 

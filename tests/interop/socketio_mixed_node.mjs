@@ -30,6 +30,7 @@ import http from 'node:http';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { createClient } from 'redis';
+import { serve } from './node_serve.mjs';
 
 function usage(msg) {
   process.stderr.write(`socketio_mixed_node: ${msg}\n` +
@@ -138,34 +139,4 @@ function onControl(req, res) {
   });
 }
 
-// Each namespace's adapter subscribes (its pattern first, its own specific response channel last) on one
-// connection, in order: once every namespace's last channel has a subscriber, broadcasts reach this node.
-if (pub) {
-  for (const name of opts.namespaces) {
-    const { specificResponseChannel } = io.of(name).adapter;
-    for (let i = 0; ; i++) {
-      const [, n] = await pub.sendCommand(['PUBSUB', 'NUMSUB', specificResponseChannel]);
-      if (Number(n) >= 1) break;
-      if (i > 200) { log(`the redis adapter of ${name} did not subscribe in 10 s`); process.exit(1); }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
-
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(opts.port, '127.0.0.1', resolve);
-});
-process.stdout.write('listening\n');
-
-let stopping = false;
-async function stop() {
-  if (stopping) return;
-  stopping = true;
-  setTimeout(() => process.exit(0), 3000).unref();
-  io.close();
-  if (pub) await Promise.allSettled([pub.quit(), sub.quit()]);
-  process.exit(0);
-}
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+await serve({ server, io, port: opts.port, pub, sub, namespaces: opts.namespaces, log });

@@ -13,6 +13,7 @@ import http from 'node:http';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
 import { createClient } from 'redis';
+import { serve } from './node_serve.mjs';
 
 function usage(msg) {
   process.stderr.write(`socketio_node_server: ${msg}\n` +
@@ -75,31 +76,4 @@ io.on('connection', (socket) => {
   });
 });
 
-// The adapter subscribes (pattern first, then the request/response channels, its own specific response channel
-// last) on one connection, in order: once that last channel has a subscriber, broadcasts reach this node.
-const { specificResponseChannel } = io.of('/').adapter;
-for (let i = 0; ; i++) {
-  const [, n] = await pub.sendCommand(['PUBSUB', 'NUMSUB', specificResponseChannel]);
-  if (Number(n) >= 1) break;
-  if (i > 200) { log('the redis adapter did not subscribe in 10 s'); process.exit(1); }
-  await new Promise((r) => setTimeout(r, 50));
-}
-
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(opts.port, '127.0.0.1', resolve);
-});
-process.stdout.write('listening\n');
-
-let stopping = false;
-async function stop(sig) {
-  if (stopping) return;
-  stopping = true;
-  log(`${sig}: closing`);
-  setTimeout(() => process.exit(0), 3000).unref(); // whatever is still open
-  io.close(); // disconnects every socket and closes the http server
-  await Promise.allSettled([pub.quit(), sub.quit()]);
-  process.exit(0);
-}
-process.on('SIGTERM', () => stop('SIGTERM'));
-process.on('SIGINT', () => stop('SIGINT'));
+await serve({ server, io, port: opts.port, pub, sub, log });
