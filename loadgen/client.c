@@ -430,7 +430,7 @@ static void connect_ws(struct lg_engine *e, struct lg_client *c)
 {
     const struct lg_opts *o = e->opts;
     const struct lg_target *t = &o->targets[c->target];
-    const struct net_addr *src = o->nsources ? &o->sources[c->id % o->nsources] : NULL;
+    const struct net_addr *src = lg_client_source(o, c->id);
     c->state = LC_CONNECTING; /* so that a failure gives the slot back */
     c->io.fd = -1;
     int fd = net_connect(&t->addr, src);

@@ -259,7 +259,7 @@ static int pc_connect(struct eiop *p, struct pconn *k)
 {
     const struct lg_opts *o = p->e->opts;
     const struct lg_target *t = &o->targets[p->c->target];
-    const struct net_addr *src = o->nsources ? &o->sources[p->c->id % o->nsources] : NULL;
+    const struct net_addr *src = lg_client_source(o, p->c->id);
     int fd = net_connect(&t->addr, src);
     if (fd < 0) {
         int err = errno;

@@ -346,6 +346,14 @@ void lg_client_room(const struct lg_opts *o, uint32_t client, char *out, size_t 
         snprintf(out, outlen, "%s", o->room ? o->room : "");
 }
 
+const struct net_addr *lg_client_source(const struct lg_opts *o, uint32_t client)
+{
+    if (!o->nsources)
+        return NULL;
+    uint32_t nth = o->ntargets > 1 ? client / (uint32_t)o->ntargets : client; /* its rank among its URL's clients */
+    return &o->sources[nth % o->nsources];
+}
+
 int lg_request_target(const struct lg_target *t, const char *param, const char *room, char *out, size_t outlen)
 {
     size_t n = strlen(t->path);

@@ -150,6 +150,10 @@ uint32_t lg_room_count(const struct lg_opts *o);
 uint32_t lg_room_index(const struct lg_opts *o, uint32_t client);
 /* The room client i joins ("" when none: no parameter is added), into out: ROOM-index when there are several. */
 void lg_client_room(const struct lg_opts *o, uint32_t client, char *out, size_t outlen);
+/* The source address client `client` binds to (NULL without --source: the kernel picks). Round robin over the
+ * sources among the clients of its own URL (client / ntargets), so every destination sees every source address:
+ * client % nsources would give each of 4 URLs only a quarter of 8 sources, and a quarter of the ports. */
+const struct net_addr *lg_client_source(const struct lg_opts *o, uint32_t client);
 /* The request target for a client of target t in room ("" = none): t->path with "&param=room" or "?param=room"
  * appended (room percent-encoded). -1 when it does not fit in outlen. */
 int lg_request_target(const struct lg_target *t, const char *param, const char *room, char *out, size_t outlen);

@@ -244,6 +244,37 @@ static void test_sources(void **state)
     free(list);
 }
 
+/* Every URL's clients go round robin over every source address: with 4 URLs and 8 sources, id % 8 would give each
+ * URL only 2 of them (ids of URL t are t mod 4), a quarter of the ports it could have. */
+static void test_client_source_spreads_each_url(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "--source", "127.0.0.2-127.0.0.9", "ws://127.0.0.1:9001/", "ws://127.0.0.1:9002/",
+                           "ws://127.0.0.1:9003/", "ws://127.0.0.1:9004/"),
+                     LG_PARSE_OK);
+    for (uint32_t t = 0; t < 4; t++) {
+        uint32_t used[8] = {0};
+        for (uint32_t id = t; id < 800; id += 4) { /* client id goes to URL id % 4 */
+            const struct net_addr *a = lg_client_source(&o, id);
+            assert_non_null(a);
+            used[a - o.sources]++;
+        }
+        for (int s = 0; s < 8; s++)
+            if (used[s] != 25)
+                fail_msg("URL %u: source %d holds %u of its 200 clients, expected 25", t, s, used[s]);
+    }
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--source", "127.0.0.2-127.0.0.5", URL), LG_PARSE_OK);
+    for (uint32_t id = 0; id < 8; id++) /* one URL: plain round robin, as before */
+        assert_ptr_equal(lg_client_source(&o, id), &o.sources[id % 4]);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, URL), LG_PARSE_OK);
+    assert_null(lg_client_source(&o, 7));
+    lg_opts_free(&o);
+}
+
 static void test_urls(void **state)
 {
     (void)state;
@@ -615,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_ratios),
         cmocka_unit_test(test_thresholds),
         cmocka_unit_test(test_sources),
+        cmocka_unit_test(test_client_source_spreads_each_url),
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_request_target_and_rooms),
         cmocka_unit_test(test_spectators),
