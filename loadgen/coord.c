@@ -144,7 +144,7 @@ static void start_close(void)
     ev_timer_stop(C.loop, &C.watchdog);
     broadcast(IPC_CLOSE, NULL, 0);
     /* The workers bound their own close by --close-timeout; this only catches one that hangs. */
-    ev_timer_set(&C.watchdog, (double)C.o->close_timeout_ns / 1e9 + WORKER_GRACE + 3.0, 0);
+    ev_timer_set(&C.watchdog, (double)C.o->close_phase_ns / 1e9 + WORKER_GRACE + 3.0, 0);
     ev_timer_start(C.loop, &C.watchdog);
 }
 

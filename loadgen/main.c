@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "loadgen/coord.h"
 #include "loadgen/opts.h"
+#include "loadgen/plan.h"
 #include "loadgen/report.h"
 
 #include <errno.h>
@@ -14,33 +15,28 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#define FD_RESERVE 64 /* descriptors besides the clients': stdio, epoll, pipes, TLS files */
-
-/* Each worker holds its share of the clients: raise the soft open-files limit to what that needs, up to the hard
- * limit, and say so up front when even that is short (the run goes on, and each refused socket is reported as
- * EMFILE with the remedy). */
-static void check_fd_limit(const struct lg_opts *o)
+/* Each worker holds its share of the clients: raise the soft open-files limit to what the plan says a worker needs,
+ * up to the hard limit (the plan already warned when that is short). Workers inherit it. */
+static void raise_fd_limit(const struct lg_plan *p)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= p->fds_per_worker)
         return;
-    /* A polling client holds two: its held GET and its POST connection (a third, briefly, while it upgrades). */
-    rlim_t per = o->protocol == LG_PROTO_SOCKETIO && o->sio_polling ? 2 : 1;
-    rlim_t need = (rlim_t)(o->clients / o->workers + 1) * per + FD_RESERVE;
-    if (rl.rlim_cur >= need)
-        return;
-    rlim_t want = need < rl.rlim_max ? need : rl.rlim_max;
-    struct rlimit raised = {.rlim_cur = want, .rlim_max = rl.rlim_max};
-    if (setrlimit(RLIMIT_NOFILE, &raised) == 0 && want >= need)
-        return;
-    uint64_t fit = rl.rlim_max > (rlim_t)FD_RESERVE * 2 ? (uint64_t)(rl.rlim_max - FD_RESERVE) / per : 0;
-    uint64_t workers = fit ? (o->clients + fit - 1) / fit : 0;
-    fprintf(stderr, "loadgen: warning: %u clients over %u worker(s) need %llu descriptors each, the limit is %llu: ",
-            o->clients, o->workers, (unsigned long long)need, (unsigned long long)rl.rlim_max);
-    if (workers && workers <= LG_MAX_WORKERS)
-        fprintf(stderr, "use --workers %llu or more\n", (unsigned long long)workers);
-    else
-        fprintf(stderr, "raise the limit (ulimit -n)\n");
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < p->fds_per_worker ? rl.rlim_max : p->fds_per_worker;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* Plan the run (plan.h) and put the plan into o; warnings to stderr. 0, or -1 with err (bad usage: exit 2). */
+static int plan_run(struct lg_opts *o, struct lg_plan *p, char *err, size_t errlen)
+{
+    struct lg_plan_env env;
+    lg_plan_env_read(&env);
+    if (lg_plan_make(o, &env, p, err, errlen) < 0 || lg_plan_apply(o, p, err, errlen) < 0)
+        return -1;
+    for (int i = 0; i < p->nwarnings; i++)
+        fprintf(stderr, "loadgen: warning: %s\n", p->warnings[i]);
+    raise_fd_limit(p);
+    return 0;
 }
 
 static int finish(struct lg_result *r, const struct lg_opts *o, const char *run_err)
@@ -80,6 +76,12 @@ int main(int argc, char **argv)
     case LG_PARSE_ERROR: fprintf(stderr, "loadgen: %s (see loadgen --help)\n", err); return 2;
     case LG_PARSE_OK: break;
     }
+    struct lg_plan plan;
+    if (plan_run(&o, &plan, err, sizeof err) < 0) {
+        fprintf(stderr, "loadgen: %s\n", err);
+        lg_opts_free(&o);
+        return 2;
+    }
     FILE *hlog = NULL;
     if (o.hlog && !(hlog = fopen(o.hlog, "w"))) {
         fprintf(stderr, "loadgen: --hlog %s: %s\n", o.hlog, strerror(errno));
@@ -87,9 +89,13 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    check_fd_limit(&o);
+    if (!o.quiet) { /* at once: a piped run shows what it is doing before its end */
+        lg_report_head(stdout, &o, &plan);
+        fflush(stdout);
+    }
     struct lg_result r;
     int rc = lg_run(&o, &r, hlog, err, sizeof err);
+    r.plan = &plan;
     if (hlog && fclose(hlog) != 0 && rc == 0) {
         snprintf(err, sizeof err, "--hlog %s: %s", o.hlog, strerror(errno));
         rc = -1;

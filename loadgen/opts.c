@@ -23,6 +23,8 @@
 #define MAX_PAYLOAD (16u << 20)
 #define MAX_CHURN   100000u
 
+#define CLOSE_TIMEOUT_NS (2 * INT64_C(1000000000))
+
 static int parse_uint(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out, char *err, size_t errlen)
 {
     char *end;
@@ -517,6 +519,38 @@ static int take_duration(const char *opt, const char *s, int64_t min_ns, int64_t
     return 0;
 }
 
+/* --close-timeout D, or auto: the phase's limit planned from the clients (plan.h), a leave's the default 2s. */
+static int take_close_timeout(struct lg_opts *o, const char *arg, char *err, size_t errlen)
+{
+    o->close_timeout_auto = !strcmp(arg, "auto");
+    if (o->close_timeout_auto) {
+        o->close_timeout_ns = CLOSE_TIMEOUT_NS;
+        return 0;
+    }
+    if (take_duration("close-timeout", arg, 1, &o->close_timeout_ns, err, errlen) < 0)
+        return -1;
+    o->close_phase_ns = o->close_timeout_ns;
+    return 0;
+}
+
+/* --source auto (the plan picks them), none (the kernel's address), or a list; the last one given wins. */
+static int take_source(struct lg_opts *o, const char *arg, char *err, size_t errlen)
+{
+    char sub[160];
+    bool word = !strcmp(arg, "auto") || !strcmp(arg, "none");
+    if (word || o->sources_auto) { /* a list given after a word (or the default) replaces it */
+        free(o->sources);
+        o->sources = NULL;
+        o->nsources = 0;
+    }
+    o->sources_auto = !strcmp(arg, "auto");
+    if (word)
+        return 0;
+    if (lg_parse_sources(arg, &o->sources, &o->nsources, sub, sizeof sub) < 0)
+        return conf_fail(err, errlen, "%s (or auto, none)", sub);
+    return 0;
+}
+
 /* ---- Socket.IO ---- */
 
 #define SIO_NAME_MAX 100
@@ -586,7 +620,6 @@ static int take_sio_option(struct lg_opts *o, int c, const char *arg, char *err,
 /* One option; -1 with err. */
 static int take_option(struct lg_opts *o, int c, const char *arg, char *err, size_t errlen)
 {
-    char sub[160];
     const char *name = opt_name(c);
     double rate;
     const char *end;
@@ -602,7 +635,7 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
     case 'r': return parse_u32("--rounds", arg, 0, MAX_CLIENTS, &o->rounds, err, errlen);
     case 'i': return take_duration(name, arg, 0, &o->interval_ns, err, errlen);
     case OPT_DEADLINE: return take_duration(name, arg, 1, &o->deadline_ns, err, errlen);
-    case OPT_CLOSE_TIMEOUT: return take_duration(name, arg, 1, &o->close_timeout_ns, err, errlen);
+    case OPT_CLOSE_TIMEOUT: return take_close_timeout(o, arg, err, errlen);
     case OPT_HOLD: return take_duration(name, arg, 0, &o->hold_ns, err, errlen);
     case 'e': return parse_u32("--emitters", arg, 1, MAX_CLIENTS, &o->emitters, err, errlen);
     case 's':
@@ -623,15 +656,20 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
     case OPT_ROOM_PARAM: o->room_param = arg; return 0;
     case OPT_NODE_HEADER: o->node_header = arg; return 0;
     case OPT_COOKIE: o->cookie = arg; return 0;
-    case 'w': return parse_u32("--workers", arg, 1, LG_MAX_WORKERS, &o->workers, err, errlen);
+    case 'w':
+        if (!strcmp(arg, "auto")) {
+            o->workers = 0;
+            return 0;
+        }
+        return parse_u32("--workers", arg, 1, LG_MAX_WORKERS, &o->workers, err, errlen) < 0
+                   ? conf_fail(err, errlen, "--workers: expected auto or a whole number from 1 to %d, got '%s'",
+                               LG_MAX_WORKERS, arg)
+                   : 0;
     case 'o': o->out_json = arg; return 0;
     case OPT_HLOG: o->hlog = arg; return 0;
     case 'q': o->quiet = true; return 0;
     case 't': return take_threshold(o, arg, err, errlen);
-    case OPT_SOURCE:
-        if (lg_parse_sources(arg, &o->sources, &o->nsources, sub, sizeof sub) < 0)
-            return conf_fail(err, errlen, "%s", sub);
-        return 0;
+    case OPT_SOURCE: return take_source(o, arg, err, errlen);
     case 'H': return add_header(o, arg, err, errlen);
     case OPT_INSECURE: o->insecure = true; return 0;
     case OPT_CACERT:
@@ -657,8 +695,9 @@ static void set_defaults(struct lg_opts *o)
     o->rooms = 1;
     o->room_param = "room";
     o->node_header = "X-Node-Id";
-    o->workers = 1;
-    o->close_timeout_ns = 2 * INT64_C(1000000000);
+    o->sources_auto = true;
+    o->close_timeout_ns = o->close_phase_ns = CLOSE_TIMEOUT_NS;
+    o->close_timeout_auto = true;
     o->churn_gap_ns = 100 * INT64_C(1000000);
     o->sio_nsp = "/";
     o->sio_event = "chat";
@@ -701,7 +740,7 @@ static int check_combination(struct lg_opts *o, char *err, size_t errlen)
                          "--spectators %u with --rooms %u: needs at least %u clients (the big room's %u and "
                          "one per small room), got %u",
                          o->spectators, o->rooms, o->rooms + o->spectators, o->spectators, o->clients);
-    if (o->workers > o->clients)
+    if (o->workers > o->clients) /* auto (0) never is */
         return conf_fail(err, errlen, "--workers %u: more than the %u clients", o->workers, o->clients);
     if (o->churn && o->clients - o->emitters < 2) /* emitters never leave: at least two others must */
         return conf_fail(
@@ -793,6 +832,30 @@ static void usage_socketio(FILE *fp)
           fp);
 }
 
+static void usage_output(FILE *fp)
+{
+    fputs("where clients land:\n"
+          "      --node-header NAME    response header naming the node (default X-Node-Id)\n"
+          "      --cookie NAME         else the sticky cookie whose value names it\n"
+          "process and output:\n"
+          "  -w, --workers N           worker processes (more cores, more descriptors); auto (default): as many\n"
+          "                            as the open-files limit needs for the clients\n"
+          "      --close-timeout D     the close phase (closes paced by --max-inflight) and each --churn leave's\n"
+          "                            close; auto (default): 2s + 1ms a client for the phase, 2s a leave\n"
+          "  -o, --out FILE.json       the report as JSON (schema wsh-loadgen/1, docs/loadgen-json.md)\n"
+          "      --hlog FILE.hlog      HdrHistogram interval log (format 1.3): one interval per round\n"
+          "  -t, --threshold EXPR      pass/fail rule, repeatable: p99<50ms, latency.p99.9<=200ms,\n"
+          "                            connect.p95<1s, handshake.max<2s, mean<10ms, errors<1%, delivery>=99.9%,\n"
+          "                            ack.p99<50ms (--ack)\n"
+          "                            (errors and delivery replace the defaults: no failed client, all delivered)\n"
+          "  -q, --quiet               no progress line and no summary; failures still go to stderr\n"
+          "  -h, --help, -V, --version\n"
+          "\n"
+          "durations take a unit: ns us ms s m (250ms, 1.5s)\n"
+          "exit: 0 pass, 1 verification or threshold failure, 2 bad usage, 3 could not connect\n",
+          fp);
+}
+
 void lg_opts_usage(FILE *fp)
 {
     fputs("usage: loadgen [options] URL [URL...]\n"
@@ -804,10 +867,12 @@ void lg_opts_usage(FILE *fp)
           "connect:\n"
           "  -c, --clients N           clients (default 100)\n"
           "      --connect-rate N      new connections per second, 0 = no limit (default 0)\n"
-          "      --max-inflight N      handshakes in progress at once, over all workers (default 256)\n"
+          "      --max-inflight N      handshakes in progress at once, over all workers, opening and closing\n"
+          "                            (default 256)\n"
           "      --connect-timeout D   TCP + TLS + upgrade, per client (default 10s)\n"
           "      --source LIST         source addresses, e.g. 127.0.0.2-127.0.0.60 or a,b,c (about 28k\n"
-          "                            connections per source address and destination)\n"
+          "                            connections per source address and destination); auto (default): as many\n"
+          "                            as ip_local_port_range needs, from 127.0.0.2 (loopback URLs only); none\n"
           "  -H, --header 'N: v'       extra request header (repeatable)\n"
           "      --insecure            do not verify the server's certificate (wss://)\n"
           "      --cacert FILE         CA certificate(s) to verify the server with (default: the system store)\n"
@@ -834,22 +899,5 @@ void lg_opts_usage(FILE *fp)
           "      --room-param NAME     the query parameter naming the room (default room)\n",
           fp);
     usage_socketio(fp);
-    fputs("where clients land:\n"
-          "      --node-header NAME    response header naming the node (default X-Node-Id)\n"
-          "      --cookie NAME         else the sticky cookie whose value names it\n"
-          "process and output:\n"
-          "  -w, --workers N           worker processes (default 1; more cores, more descriptors)\n"
-          "      --close-timeout D     for the closing handshakes (default 2s)\n"
-          "  -o, --out FILE.json       the report as JSON (schema wsh-loadgen/1, docs/loadgen-json.md)\n"
-          "      --hlog FILE.hlog      HdrHistogram interval log (format 1.3): one interval per round\n"
-          "  -t, --threshold EXPR      pass/fail rule, repeatable: p99<50ms, latency.p99.9<=200ms,\n"
-          "                            connect.p95<1s, handshake.max<2s, mean<10ms, errors<1%, delivery>=99.9%,\n"
-          "                            ack.p99<50ms (--ack)\n"
-          "                            (errors and delivery replace the defaults: no failed client, all delivered)\n"
-          "  -q, --quiet               no progress line and no summary; failures still go to stderr\n"
-          "  -h, --help, -V, --version\n"
-          "\n"
-          "durations take a unit: ns us ms s m (250ms, 1.5s)\n"
-          "exit: 0 pass, 1 verification or threshold failure, 2 bad usage, 3 could not connect\n",
-          fp);
+    usage_output(fp);
 }

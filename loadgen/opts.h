@@ -17,7 +17,7 @@
 #define LG_MAX_SOURCES    65536
 #define LG_MAX_THRESHOLDS 32
 #define LG_MAX_HEADERS    16
-#define LG_MAX_WORKERS    64
+#define LG_MAX_WORKERS    128
 
 /* One URL: ws://host[:port][/path][?query] or wss://... (http:// and https:// are taken as ws:// and wss://). */
 struct lg_target {
@@ -53,8 +53,9 @@ struct lg_opts {
     /* where */
     struct lg_target targets[LG_MAX_URLS];
     int ntargets;
-    struct net_addr *sources; /* malloc'd, nsources entries (port 0); NULL when no --source */
+    struct net_addr *sources; /* malloc'd, nsources entries (port 0); NULL when none */
     uint32_t nsources;
+    bool sources_auto; /* --source auto (the default): the plan (plan.h) picks them; "none" and a LIST clear it */
     char headers[LG_MAX_HEADERS][256]; /* extra request header lines "Name: value", checked for CR/LF */
     int nheaders;
     bool insecure;      /* --insecure: do not verify the server's certificate */
@@ -106,8 +107,11 @@ struct lg_opts {
     const char *cookie;      /* --cookie NAME: the sticky cookie naming the node (used when the header is absent) */
 
     /* process and output */
-    uint32_t workers;         /* -w --workers, default 1 */
-    int64_t close_timeout_ns; /* --close-timeout, default 2s */
+    uint32_t workers;         /* -w --workers N; 0 = auto (the default) until the plan (plan.h) sets it */
+    int64_t close_timeout_ns; /* --close-timeout: a --churn leave's close, and the close phase's when given
+                                 (default 2s) */
+    bool close_timeout_auto;  /* no --close-timeout (or "auto"): the close phase's limit grows with the clients */
+    int64_t close_phase_ns;   /* the close phase's limit: close_timeout_ns until the plan sets it */
     int64_t hold_ns;          /* --hold: keep every client connected this long before the rounds (default 0) */
     const char *out_json;     /* -o --out FILE.json */
     const char *hlog;         /* --hlog FILE.hlog */

@@ -3,6 +3,7 @@
 #include "loadgen/report.h"
 
 #include "common/hist.h"
+#include "loadgen/plan.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -331,15 +332,21 @@ static void hist_row(FILE *fp, const char *name, const struct hist *h)
             v[5], v[6]);
 }
 
-static void human_head(FILE *fp, const struct lg_result *r)
+void lg_report_head(FILE *fp, const struct lg_opts *o, const struct lg_plan *p)
 {
-    const struct lg_opts *o = r->opts;
-    char d[16];
-    fprintf(fp, "loadgen %s: %u clients -> %s", r->version, o->clients, o->targets[0].url);
+    fprintf(fp, "loadgen %s: %u clients -> %s", LG_VERSION, o->clients, o->targets[0].url);
     if (o->ntargets > 1)
         fprintf(fp, " (+%d more URL%s)", o->ntargets - 1, o->ntargets > 2 ? "s" : "");
     fprintf(fp, ", %u rounds, %u emitter%s, %u B, %u worker%s\n", o->rounds, o->emitters, o->emitters > 1 ? "s" : "",
             o->payload, o->workers, o->workers > 1 ? "s" : "");
+    if (p)
+        lg_plan_print(fp, p);
+}
+
+static void human_head(FILE *fp, const struct lg_result *r)
+{
+    const struct lg_opts *o = r->opts;
+    char d[16];
     lg_format_duration(r->connect_ns, d, sizeof d);
     double rate = r->connect_ns > 0 ? (double)r->connected / ((double)r->connect_ns / 1e9) : 0;
     fprintf(fp, "connect   %u/%u in %s (%.0f/s)", r->connected, r->attempted, d, rate);
@@ -539,6 +546,30 @@ static json_t *self_json(const struct lg_result *r)
     return json_pack("{s:f, s:o}", "coordinator_cpu_s", r->coord_cpu_s, "workers", workers);
 }
 
+/* How the run was spread (plan.h), and why. */
+static json_t *plan_json(const struct lg_plan *p)
+{
+    json_t *dests = json_array();
+    for (uint32_t i = 0; i < p->ndests; i++)
+        json_array_append_new(dests, json_pack("{s:s, s:I, s:I}", "address", p->dests[i].name, "connections",
+                                               (json_int_t)p->dests[i].conns, "per_source",
+                                               (json_int_t)p->dests[i].per_source));
+    json_t *j = json_pack("{s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "workers", (json_int_t)p->workers, "workers_auto",
+                          p->workers_auto, "workers_needed", (json_int_t)p->workers_needed, "descriptors_per_client",
+                          (json_int_t)p->per_client, "fd_limit", (json_int_t)p->env.fd_limit, "fd_reserve",
+                          (json_int_t)p->fd_reserve, "descriptors_per_worker", (json_int_t)p->fd_budget,
+                          "clients_per_worker", (json_int_t)p->clients_per_worker);
+    json_object_set_new(j, "sources", json_integer(p->sources));
+    json_object_set_new(j, "sources_auto", json_boolean(p->sources_auto));
+    json_object_set_new(j, "sources_needed", json_integer(p->sources_needed));
+    json_object_set_new(j, "port_range", json_pack("[I, I]", (json_int_t)p->env.port_lo, (json_int_t)p->env.port_hi));
+    json_object_set_new(j, "ports_per_source", json_integer(p->ports));
+    json_object_set_new(j, "destinations", dests);
+    json_object_set_new(j, "close_timeout_ms", ms(p->close_timeout_ns));
+    json_object_set_new(j, "close_timeout_auto", json_boolean(p->close_auto));
+    return j;
+}
+
 static json_t *verdict_json(const struct lg_result *r, json_t **thresholds)
 {
     *thresholds = json_array();
@@ -572,6 +603,8 @@ static json_t *document(const struct lg_result *r)
     json_t *verdict = verdict_json(r, &thresholds);
     json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:o}", "schema", LG_JSON_SCHEMA, "version", r->version, "time", when,
                             "host", r->host, "options", options_json(r->opts));
+    if (r->plan)
+        json_object_set_new(doc, "plan", plan_json(r->plan));
     json_object_set_new(doc, "phases",
                         json_pack("{s:o, s:o, s:o, s:o, s:o}", "connect_ms", ms(r->connect_ns), "rounds_ms",
                                   ms(r->rounds_ns), "verify_ms", ms(r->verify_ns), "close_ms", ms(r->close_ns),

@@ -23,8 +23,15 @@
  * lag p99 over 10 ms ("loadgen may be the bottleneck: ..."); unclean closes. */
 void lg_verdict(struct lg_result *r);
 
-/* The human summary (several lines: clients and where they landed, rounds, latency table with min p50 p90 p99
- * p99.9 max mean count for delivery, connect and handshake, errors by kind, self-monitoring, verdict). */
+struct lg_plan;
+
+/* What the run is about to do, before it starts: "loadgen VERSION: N clients -> URL, ..." and, with p, the plan's
+ * lines (plan.h). */
+void lg_report_head(FILE *fp, const struct lg_opts *o, const struct lg_plan *p);
+
+/* The human summary after the run, below lg_report_head's lines (several lines: clients and where they landed, rounds,
+ * latency table with min p50 p90 p99 p99.9 max mean count for delivery, connect and handshake, errors by kind,
+ * self-monitoring, verdict). */
 void lg_report_human(FILE *fp, const struct lg_result *r);
 
 /* Write the JSON document to path ("-" = stdout), atomically (a temporary file renamed). 0, or -1 with err. */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 struct hist;
+struct lg_plan;
 
 #define LG_VERSION "0.1.0"
 
@@ -90,8 +91,9 @@ struct lg_worker_self {
 
 struct lg_result {
     const struct lg_opts *opts;
-    double start_epoch; /* wall clock at the start, seconds */
-    char host[256];     /* gethostname */
+    const struct lg_plan *plan; /* how the run was spread (plan.h); NULL: not reported */
+    double start_epoch;         /* wall clock at the start, seconds */
+    char host[256];             /* gethostname */
     char version[32];
 
     /* phases, nanoseconds since the start */

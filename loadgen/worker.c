@@ -841,7 +841,7 @@ static void on_close(void)
             lg_client_free(&W.eng, c);
         }
     }
-    ev_timer_init(&W.close_timer, on_close_timeout, (double)W.o->close_timeout_ns / 1e9, 0);
+    ev_timer_init(&W.close_timer, on_close_timeout, (double)W.o->close_phase_ns / 1e9, 0);
     ev_timer_start(W.loop, &W.close_timer);
     if (--W.closing == 0)
         send_final();

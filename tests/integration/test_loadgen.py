@@ -437,7 +437,8 @@ class ConnectFailures(LoadgenBase):
         def few_fds():
             resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
 
-        rc, out, err, doc = run_loadgen(["-c", "100", "-r", "1", ws_url(node)], preexec_fn=few_fds)
+        # -w 1: --workers auto (the default) would spread the 100 clients over 5 processes and connect them all
+        rc, out, err, doc = run_loadgen(["-c", "100", "-r", "1", "-w", "1", ws_url(node)], preexec_fn=few_fds)
         self.assertRun(rc, 3, out, err)
         self.assertGreater(doc["errors"]["emfile"]["count"], 0)
         self.assertIn("--workers", out + err)

@@ -50,7 +50,9 @@ static void test_defaults(void **state)
     assert_int_equal(o.rounds, 10);
     assert_int_equal(o.emitters, 1);
     assert_int_equal(o.payload, 100);
-    assert_int_equal(o.workers, 1);
+    assert_int_equal(o.workers, 0); /* auto: the plan decides (1 for a run that fits in one process) */
+    assert_true(o.sources_auto && o.nsources == 0);
+    assert_true(o.close_timeout_auto && o.close_timeout_ns == 2000000000 && o.close_phase_ns == 2000000000);
     assert_int_equal(o.rooms, 1);
     assert_int_equal(o.max_inflight, 256);
     assert_true(o.interval_ns == 500000000 && o.deadline_ns == 5000000000 && o.connect_timeout_ns == 10000000000);
@@ -94,6 +96,7 @@ static void test_all_options(void **state)
     assert_string_equal(o.cookie, "SRV");
     assert_int_equal(o.workers, 4);
     assert_true(o.close_timeout_ns == 1500000000 && o.hold_ns == 120000000000);
+    assert_true(!o.close_timeout_auto && o.close_phase_ns == 1500000000 && !o.sources_auto);
     assert_true(o.churn == 40 && o.churn_gap_ns == 2500000000);
     assert_string_equal(o.out_json, "r.json");
     assert_string_equal(o.hlog, "r.hlog");
@@ -111,6 +114,29 @@ static void test_all_options(void **state)
     lg_opts_free(&o); /* twice is harmless */
 }
 
+/* --workers, --source and --close-timeout take auto (the default) or a value; the last one given wins. */
+static void test_auto_values(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "-w", "3", "--workers", "auto", "--close-timeout", "5s", "--close-timeout", "auto",
+                           "--source", "127.0.0.2-127.0.0.4", "--source", "auto", URL),
+                     LG_PARSE_OK);
+    assert_true(o.workers == 0 && o.close_timeout_auto && o.close_timeout_ns == 2000000000);
+    assert_true(o.sources_auto && o.nsources == 0 && !o.sources);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "-c", "200", "-w", "auto", "-w", "128", "--source", "auto", "--source",
+                           "127.0.0.2,127.0.0.3", "--source", "127.0.0.9", URL),
+                     LG_PARSE_OK);
+    assert_int_equal(o.workers, 128);
+    assert_true(!o.sources_auto && o.nsources == 3); /* lists add up, as before */
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--source", "127.0.0.2", "--source", "none", URL), LG_PARSE_OK);
+    assert_true(!o.sources_auto && o.nsources == 0);
+    lg_opts_free(&o);
+}
+
 static void test_numbers_are_strict(void **state)
 {
     (void)state;
@@ -124,7 +150,12 @@ static void test_numbers_are_strict(void **state)
     EXPECT_ERROR("--clients", "-c", "99999999999999999999999", URL);
     EXPECT_ERROR("--rounds", "-r", "1.5", URL);
     EXPECT_ERROR("--workers", "-w", "0", URL);
-    EXPECT_ERROR("--workers", "-w", "65", URL);
+    EXPECT_ERROR("--workers", "-w", "129", URL);
+    EXPECT_ERROR("expected auto or a whole number from 1 to 128, got 'many'", "-w", "many", URL);
+    EXPECT_ERROR("expected auto or a whole number", "--workers", "Auto", URL);
+    EXPECT_ERROR("--close-timeout", "--close-timeout", "0", URL);
+    EXPECT_ERROR("--close-timeout", "--close-timeout", "soon", URL);
+    EXPECT_ERROR("(or auto, none)", "--source", "automatic", URL);
     EXPECT_ERROR("--max-inflight", "--max-inflight", "0", URL);
     EXPECT_ERROR("--rooms", "--rooms", "0", URL);
     EXPECT_ERROR("--payload", "-s", "86", URL);
@@ -646,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_ratios),
         cmocka_unit_test(test_thresholds),
         cmocka_unit_test(test_sources),
+        cmocka_unit_test(test_auto_values),
         cmocka_unit_test(test_client_source_spreads_each_url),
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_request_target_and_rooms),
