@@ -229,7 +229,24 @@ static void fail(struct lg_engine *e, struct lg_client *c, enum lg_err k, const 
     fail_as(e, c, k, msg);
 }
 
-/* An open client was closed, reset or broke the protocol. Next: LC_DONE. */
+/* Our closing handshake is over, well or not (the failure already counted). Next: LC_DONE. */
+static void finish_close(struct lg_engine *e, struct lg_client *c, bool clean)
+{
+    teardown(e, c);
+    e->ops.closed(c, clean);
+}
+
+/* Our closing handshake failed, of kind k (LG_ERR_CLOSE: the server answered wrongly, reset or broke; or
+ * LG_ERR_CLOSE_TIMEOUT: no answer in time), counted once: close_got 2 means a wrong answer was counted already.
+ * Precondition: LC_CLOSING. Next: LC_DONE. */
+static void close_fail(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *msg)
+{
+    if (c->close_got != 2)
+        lg_engine_note(e, k, "client %u: %s", c->id, msg);
+    finish_close(e, c, false);
+}
+
+/* An open client was closed, reset or broke the protocol; a closing one failed its close. Next: LC_DONE. */
 static void lose(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void lose(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *fmt, ...)
@@ -239,16 +256,13 @@ static void lose(struct lg_engine *e, struct lg_client *c, enum lg_err k, const 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (c->state == LC_CLOSING) {
+        close_fail(e, c, LG_ERR_CLOSE, msg);
+        return;
+    }
     lg_engine_note(e, k, "client %u: %s", c->id, msg);
     teardown(e, c);
     e->ops.lost(c);
-}
-
-/* Our closing handshake is over, well or not. Next: LC_DONE. */
-static void finish_close(struct lg_engine *e, struct lg_client *c, bool clean)
-{
-    teardown(e, c);
-    e->ops.closed(c, clean);
 }
 
 /* Write what is queued, keeping EV_WRITE interest while the socket is full. 0, or -1 with errno (not yet torn
@@ -348,13 +362,13 @@ void lg_client_close(struct lg_engine *e, struct lg_client *c)
                     ? sio_encode_control(bye, sizeof bye, SIO_DISCONNECT, e->opts->sio_nsp, NULL)
                     : 0;
     if ((bl && queue_frame(e, c, WS_OP_TEXT, bye, bl) < 0) || queue_frame(e, c, WS_OP_CLOSE, payload, n) < 0)
-        finish_close(e, c, false);
+        lose(e, c, LG_ERR_CLOSE, "sending our close: %s", strerror(errno));
 }
 
-void lg_client_abort(struct lg_engine *e, struct lg_client *c)
+void lg_client_abort(struct lg_engine *e, struct lg_client *c, const char *why)
 {
     if (c->state == LC_CLOSING)
-        finish_close(e, c, false);
+        close_fail(e, c, LG_ERR_CLOSE_TIMEOUT, why);
 }
 
 /* ---- connect phase ---- */
@@ -662,10 +676,8 @@ static void sio_end(struct lg_engine *e, struct lg_client *c, enum lg_err hs, en
     if (in_handshake(c)) { /* fail_as: a polling client's packets are not its upgrade's failure */
         snprintf(msg, sizeof msg, "%s: %s", e->opts->targets[c->target].url, why);
         fail_as(e, c, hs, msg);
-    } else if (c->state == LC_CLOSING) {
-        finish_close(e, c, false);
     } else {
-        lose(e, c, open, "%s", why);
+        lose(e, c, open, "%s", why); /* closing: the close failed */
     }
 }
 
@@ -1001,6 +1013,9 @@ static int on_close_frame(struct lg_engine *e, struct lg_client *c, const struct
 {
     if (c->state == LC_CLOSING) {
         c->close_got = ev->close_code == WS_CLOSE_NORMAL || ev->close_code == WS_CLOSE_NO_STATUS ? 1 : 2;
+        if (c->close_got == 2) /* counted now, while the code is at hand; its end adds nothing */
+            lg_engine_note(e, LG_ERR_CLOSE, "client %u: our close answered with %u %.*s", c->id, ev->close_code,
+                           (int)ev->reason_len, ev->reason);
         return 0;
     }
     uint8_t payload[WS_MAX_CONTROL];
@@ -1057,8 +1072,10 @@ static void on_eof(struct lg_engine *e, struct lg_client *c, enum io_status st, 
 {
     const char *url = e->opts->targets[c->target].url;
     const char *why = st == IO_EOF ? "connection closed" : strerror(err);
-    if (c->state == LC_CLOSING)
-        finish_close(e, c, c->close_got == 1);
+    if (c->state == LC_CLOSING && c->close_got == 1)
+        finish_close(e, c, true);
+    else if (c->state == LC_CLOSING)
+        lose(e, c, LG_ERR_CLOSE, "%s without answering our close", why);
     else if (c->state == LC_OPEN)
         lose(e, c, LG_ERR_DROPPED, "%s without a close frame", why);
     else if (c->state == LC_TLS)
@@ -1146,10 +1163,8 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
         if (in_handshake(c))
             fail(e, c, LG_ERR_HANDSHAKE_CLOSED, "%s: sending the handshake: %s", e->opts->targets[c->target].url,
                  strerror(errno));
-        else if (c->state == LC_CLOSING)
-            finish_close(e, c, false);
         else
-            lose(e, c, LG_ERR_DROPPED, "writing: %s", strerror(errno));
+            lose(e, c, LG_ERR_DROPPED, "writing: %s", strerror(errno)); /* closing: the close failed */
         return;
     }
     if (revents & EV_READ || (c->tls && (revents & EV_WRITE)))
@@ -1263,9 +1278,7 @@ void lg_client_poll_fail(struct lg_engine *e, struct lg_client *c, enum lg_err h
         if (hs == LG_ERR_HTTP_STATUS)
             count_status(e, status);
         fail_as(e, c, hs, msg);
-    } else if (c->state == LC_CLOSING) {
-        finish_close(e, c, false);
     } else {
-        lose(e, c, open, "%s", msg);
+        lose(e, c, open, "%s", msg); /* closing: the close failed */
     }
 }

@@ -84,7 +84,7 @@ struct lg_client {
     uint8_t state;     /* enum lg_client_state */
     uint8_t target;    /* index into opts->targets */
     uint8_t flags;     /* LC_FL_* */
-    uint8_t close_got; /* the server's close frame arrived */
+    uint8_t close_got; /* the server's close frame arrived: 1 with 1000 (or none), 2 another code (counted) */
     uint32_t owed;     /* the worker's: the first round this connection is owed (see worker.c) */
     uint32_t ping_due; /* socketio: when the next Engine.IO ping is due (lg_engine_ms clock), 0 not armed */
     /* socketio: pingInterval + pingTimeout from this client's own open packet (nodes behind one URL may differ) */
@@ -95,8 +95,8 @@ struct lg_engine_ops {
     void (*opened)(struct lg_client *c); /* LC_OPEN reached */
     void (*failed)(struct lg_client *c); /* the connect phase failed (counted by kind already) */
     void (*message)(struct lg_client *c, const char *head, size_t head_len, uint64_t msg_len, int64_t now_ns);
-    void (*lost)(struct lg_client *c);                            /* an open client was closed or reset by the server */
-    void (*closed)(struct lg_client *c, bool clean);              /* our close handshake ended (LC_DONE) */
+    void (*lost)(struct lg_client *c);               /* an open client was closed or reset by the server */
+    void (*closed)(struct lg_client *c, bool clean); /* our close handshake ended (LC_DONE); unclean: counted */
     void (*ack)(struct lg_client *c, int64_t id, int64_t now_ns); /* --ack: an ack of our namespace came */
 };
 
@@ -154,8 +154,9 @@ int lg_client_send(struct lg_engine *e, struct lg_client *c, uint8_t opcode, con
 int lg_client_emit(struct lg_engine *e, struct lg_client *c, const char *pkt, size_t len, const void *att, size_t alen);
 /* Begin the close handshake (1000) from LC_OPEN; ops.closed follows. */
 void lg_client_close(struct lg_engine *e, struct lg_client *c);
-/* Give up on a closing client (close timeout): ops.closed(c, false). */
-void lg_client_abort(struct lg_engine *e, struct lg_client *c);
+/* Give up on a closing client whose time ran out (why: the example's text): LG_ERR_CLOSE_TIMEOUT, then
+ * ops.closed(c, false). Nothing for a client in another state. */
+void lg_client_abort(struct lg_engine *e, struct lg_client *c, const char *why);
 /* Release whatever c holds, without callbacks (process exit). */
 void lg_client_free(struct lg_engine *e, struct lg_client *c);
 

@@ -40,6 +40,7 @@ static const char *const err_names[LG_ERR_COUNT] = {
     "socketio_http_error",
     "socketio_poll_timeout",
     "close",
+    "close_timeout",
 };
 
 const char *lg_err_name(enum lg_err k)
@@ -96,11 +97,17 @@ static double share(uint64_t part, uint64_t whole)
     return whole ? (double)part / (double)whole : 0;
 }
 
+/* Closing handshakes that failed: answered wrongly or broken (close), or out of time (close_timeout). */
+static uint32_t close_errors(const struct lg_result *r)
+{
+    return r->err_counts[LG_ERR_CLOSE] + r->err_counts[LG_ERR_CLOSE_TIMEOUT];
+}
+
 /* The share of clients that failed at any point: in the connect phase, lost afterwards, not closing cleanly, or
  * not getting back in after a leave (--churn). */
 static double error_share(const struct lg_result *r)
 {
-    return share((uint64_t)r->failed + r->dropped + r->err_counts[LG_ERR_CLOSE] + r->churn_failed, r->attempted);
+    return share((uint64_t)r->failed + r->dropped + close_errors(r) + r->churn_failed, r->attempted);
 }
 
 static double delivery_ratio(const struct lg_result *r)
@@ -229,15 +236,18 @@ static void delivery_verdict(struct lg_result *r)
         reason(r, "%u of %u return(s) after a leave (--churn) could not connect%s", r->churn_failed, r->churn_left,
                kinds);
     }
-    double lost = share((uint64_t)r->dropped + r->err_counts[LG_ERR_CLOSE], r->attempted);
+    double lost = share((uint64_t)r->dropped + close_errors(r), r->attempted);
     if (r->connected && !errors_ok(r, error_share(r)) && lost > 0) {
-        reason(r, "%u client(s) lost after connecting, %u closing handshake(s) failed", r->dropped,
-               r->err_counts[LG_ERR_CLOSE]);
+        reason(r, "%u client(s) lost after connecting, %u closing handshake(s) failed (%u out of time)", r->dropped,
+               close_errors(r), r->err_counts[LG_ERR_CLOSE_TIMEOUT]);
         for (int k = 0; k < LG_ERR_COUNT; k++)
             if (LG_ERR_IS_OPEN(k) && r->err_counts[k] && r->err_example[k][0])
                 reason(r, "  e.g. %s: %s", lg_err_name(k), r->err_example[k]);
         if (r->err_counts[LG_ERR_SIO_SESSION_UNKNOWN] && r->exit_code != 3)
             reason(r, "hint: Session ID unknown: the balancer needs sticky sessions for long-polling");
+        if (r->err_counts[LG_ERR_CLOSE_TIMEOUT])
+            reason(r, "hint: close_timeout: the server answered closes too slowly or not at all; give it longer "
+                      "(--close-timeout) or fewer at once (--max-inflight)");
     }
     if (fail0 && r->nreasons)
         r->exit_code = 1;

@@ -35,7 +35,10 @@ enum lg_err {
     LG_ERR_SIO_HTTP,            /* --transport polling: open, then a request answered with another HTTP error */
     LG_ERR_SIO_POLL_TIMEOUT,    /* --transport polling: open, then a POST unanswered within --connect-timeout, or a
                                    GET held past pingInterval + pingTimeout + a margin */
-    LG_ERR_CLOSE,               /* the closing handshake did not complete within --close-timeout */
+    LG_ERR_CLOSE,               /* our closing handshake failed: answered with a code other than 1000, ended
+                                   without an answer, reset; with polling the close POST failed */
+    LG_ERR_CLOSE_TIMEOUT,       /* our closing handshake had no answer when its time ran out (the close phase's, or
+                                   a --churn leave's --close-timeout), or never started: the phase ran out first */
     LG_ERR_COUNT
 };
 

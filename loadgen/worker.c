@@ -116,7 +116,10 @@ struct worker {
     ev_timer deadline;
     struct hist *lat; /* deliveries since the last ROUND_DONE */
     uint64_t echoed, foreign, corrupt;
-    uint32_t dropped, closing, closed_clean;
+    uint32_t dropped, closed_clean;
+    /* the close phase: closes start in client order (close_next), at most close_cap in flight (closing) */
+    uint32_t close_next, closing, close_cap;
+    bool close_pumping;
     ev_timer close_timer;
 
     /* --churn (see the top of the file); the arrays have W.n entries, only with --churn */
@@ -507,12 +510,11 @@ static void on_lost(struct lg_client *c)
     round_check();
 }
 
-static void send_final(void);
+static void close_pump(void);
 
+/* An unclean close was counted by its kind already (client.c). */
 static void on_closed(struct lg_client *c, bool clean)
 {
-    if (!clean)
-        lg_engine_note(&W.eng, LG_ERR_CLOSE, "client %u: the close handshake did not complete cleanly", c->id);
     if (c->flags & LC_FL_LEAVING) { /* a leave (--churn): closed_clean counts the final closes only */
         c->flags &= (uint8_t)~LC_FL_LEAVING;
         if (W.phase == WP_READY) {
@@ -522,8 +524,10 @@ static void on_closed(struct lg_client *c, bool clean)
     } else if (clean) {
         W.closed_clean++;
     }
-    if (W.phase == WP_CLOSING && --W.closing == 0)
-        send_final();
+    if (W.phase == WP_CLOSING) {
+        W.closing--;
+        close_pump();
+    }
 }
 
 /* ---- connect phase ---- */
@@ -668,7 +672,12 @@ static void on_back(struct ev_loop *loop, ev_timer *t, int revents)
             back_at((double)(give_up - now) / 1e9); /* or sooner: its on_closed calls back_soon */
             return;
         }
-        lg_client_abort(&W.eng, c); /* when still closing: on_closed(c, false) */
+        if (c->state == LC_CLOSING) { /* on_closed(c, false) */
+            char why[120];
+            snprintf(why, sizeof why, "no answer to its leave's close within %.1fs (--close-timeout)",
+                     (double)W.o->close_timeout_ns / 1e9);
+            lg_client_abort(&W.eng, c, why);
+        }
         if (now < due || !lg_engine_has_slot(&W.eng)) {
             back_at(now < due ? (double)(due - now) / 1e9 : TICK_S);
             return;
@@ -806,12 +815,48 @@ static double cpu_s(const struct rusage *ru)
            (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec) / 1e6;
 }
 
+/* Start closes in client order while fewer than close_cap are in flight (--max-inflight, this worker's share, as
+ * for connects: a hundred thousand closes in one burst would be measuring the burst); each close that ends starts
+ * the next. A close that ends at once re-enters through on_closed: the outer call goes on. */
+static void close_pump(void)
+{
+    if (W.close_pumping || W.phase != WP_CLOSING)
+        return;
+    W.close_pumping = true;
+    while (W.close_next < W.n && W.closing < W.close_cap) {
+        struct lg_client *c = &W.clients[W.close_next++];
+        if (c->state != LC_OPEN)
+            continue; /* lost meanwhile, or never connected */
+        W.closing++;
+        lg_client_close(&W.eng, c); /* on_closed may already have run when this returns */
+    }
+    W.close_pumping = false;
+    if (W.close_next == W.n && W.closing == 0)
+        send_final();
+}
+
+/* The close phase's time is up: closes in flight had no answer, closes still queued never started. Both are
+ * close_timeout, apart from a close the server answered wrongly (close). */
 static void on_close_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop, (void)t, (void)revents;
-    for (uint32_t i = 0; i < W.n && W.phase == WP_CLOSING; i++)
-        lg_client_abort(&W.eng, &W.clients[i]);
-    send_final(); /* in case nothing was left to abort */
+    double limit = (double)W.o->close_phase_ns / 1e9;
+    W.close_pumping = true; /* the aborts below start no close, and do not finish the phase */
+    char why[160];
+    snprintf(why, sizeof why, "no answer to our close before the close phase's %.1fs ran out", limit);
+    for (uint32_t i = 0; i < W.n; i++)
+        lg_client_abort(&W.eng, &W.clients[i], why); /* those closing */
+    for (uint32_t i = W.close_next; i < W.n; i++) {
+        struct lg_client *c = &W.clients[i];
+        if (c->state != LC_OPEN)
+            continue;
+        lg_engine_note(&W.eng, LG_ERR_CLOSE_TIMEOUT,
+                       "client %u: its close never started: the close phase's %.1fs ran out first (closes are "
+                       "paced by --max-inflight)",
+                       c->id, limit);
+        lg_client_free(&W.eng, c);
+    }
+    send_final();
 }
 
 static void on_close(void)
@@ -829,22 +874,16 @@ static void on_close(void)
     for (uint32_t i = W.next_start; i < W.n; i++)
         W.clients[i].state = LC_DONE;
     W.phase = WP_CLOSING;
-    W.closing = 1; /* held until every close has started, so send_final cannot run early */
     for (uint32_t i = 0; i < W.n; i++) {
         struct lg_client *c = &W.clients[i];
-        if (c->state == LC_OPEN) {
-            W.closing++;
-            lg_client_close(&W.eng, c);
-        } else if (c->state == LC_CLOSING) {
+        if (c->state == LC_CLOSING)
             W.closing++; /* a leave (--churn) closing: awaited too, so its close is counted */
-        } else if (c->state != LC_DONE && c->state != LC_IDLE) {
+        else if (c->state != LC_OPEN && c->state != LC_DONE && c->state != LC_IDLE)
             lg_client_free(&W.eng, c);
-        }
     }
     ev_timer_init(&W.close_timer, on_close_timeout, (double)W.o->close_phase_ns / 1e9, 0);
     ev_timer_start(W.loop, &W.close_timer);
-    if (--W.closing == 0)
-        send_final();
+    close_pump(); /* the open ones, paced */
 }
 
 /* ---- coordinator messages ---- */
@@ -910,7 +949,8 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
     if (!W.loop || !W.clients || !W.rc || !W.payload || !W.lat || !W.lag || !W.ack_hist)
         die("worker %u: out of memory for %u clients", w, W.n);
     uint32_t inflight = o->max_inflight / nworkers + (w < o->max_inflight % nworkers);
-    if (lg_engine_init(&W.eng, W.loop, o, inflight ? inflight : 1, err, sizeof err) < 0)
+    W.close_cap = inflight ? inflight : 1;
+    if (lg_engine_init(&W.eng, W.loop, o, W.close_cap, err, sizeof err) < 0)
         die("%s", err);
     W.eng.ops = (struct lg_engine_ops){.opened = on_opened,
                                        .failed = on_failed,

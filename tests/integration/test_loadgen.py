@@ -735,6 +735,123 @@ class TinySocketIO:
                 return
 
 
+class ClosingServer(TinySocketIO):
+    """A plain WebSocket server that answers our closes as the client's room says (?room=room-K, --rooms):
+    "answer" (1000, after `delay` seconds), "never" (keeps the connection, silent), "wrong" (1011), "reset" (RST).
+    It counts the close frames it got and the most it held unanswered at once (answer: until answered; never:
+    forever)."""
+
+    def __init__(self, modes, delay=0.0):
+        self.modes, self.delay = modes, delay
+        self.lock = threading.Lock()
+        self.closes = self.pending = self.most_pending = 0
+        super().__init__()
+        self.sock.listen(512)
+
+    def _serve(self, c):
+        try:
+            f = c.makefile("rb")
+            key, room = "", ""
+            while True:
+                line = f.readline().decode("latin-1")
+                if line in ("\r\n", ""):
+                    break
+                if line.startswith("GET ") and "room=" in line:
+                    room = line.split("room=", 1)[1].split()[0].split("&")[0]
+                if line.lower().startswith("sec-websocket-key:"):
+                    key = line.split(":", 1)[1].strip()
+            accept = base64.b64encode(hashlib.sha1((key + self.GUID).encode()).digest()).decode()
+            c.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                       f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+            while True:
+                fr = self._read_frame(f)
+                if fr is None:
+                    return
+                if fr[0] == 8:
+                    self._on_close(c, self.modes.get(room, "answer"))
+                    return
+        except OSError:
+            pass
+
+    def _on_close(self, c, mode):
+        with self.lock:
+            self.closes += 1
+            self.pending += 1
+            self.most_pending = max(self.most_pending, self.pending)
+        if mode == "never":  # silent until loadgen gives up and closes its end
+            c.settimeout(0.1)
+            while not self.stopping.is_set():
+                try:
+                    if not c.recv(4096):
+                        return
+                except socket.timeout:
+                    pass
+            return
+        if mode == "reset":
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            c.close()
+        else:
+            time.sleep(self.delay)
+            c.sendall(b"\x88\x02" + struct.pack("!H", 1011 if mode == "wrong" else 1000))
+            c.shutdown(socket.SHUT_RDWR)
+        with self.lock:
+            self.pending -= 1
+
+
+class ClosePhase(LoadgenBase):
+    """The close phase: paced by --max-inflight as connects are, with a limit that grows with the clients unless
+    --close-timeout is given; a close that ran out of time (close_timeout) is told apart from one the server
+    answered wrongly or reset (close)."""
+
+    def serve(self, modes, delay=0.0):
+        srv = ClosingServer(modes, delay)
+        self.addCleanup(srv.close)
+        return srv
+
+    def test_out_of_time_is_close_timeout_apart_from_wrong_answers(self):
+        # 200 clients in 4 rooms, all closes at once (--max-inflight 256): 50 answered, 50 never, 50 with 1011, 50
+        # reset
+        srv = self.serve({"room-0": "answer", "room-1": "never", "room-2": "wrong", "room-3": "reset"})
+        rc, out, err, doc = run_loadgen(["-c", "200", "--rooms", "4", "-r", "0", "--close-timeout", "1s", srv.url()],
+                                        timeout=30 * h.SLOW)
+        self.assertRun(rc, 1, out, err)
+        c, errors = doc["clients"], doc["errors"]
+        self.assertEqual((c["connected"], c["failed"], c["dropped"], c["closed_clean"]), (200, 0, 0, 50), c)
+        self.assertEqual(set(errors), {"close", "close_timeout"}, errors)
+        self.assertEqual(errors["close_timeout"]["count"], 50, errors)
+        self.assertIn("no answer to our close before the close phase's 1.0s ran out", errors["close_timeout"]["example"])
+        self.assertEqual(errors["close"]["count"], 100, errors)
+        self.assertRegex(errors["close"]["example"], r"our close answered with 1011|reset by peer")
+        self.assertEqual((doc["plan"]["close_timeout_ms"], doc["plan"]["close_timeout_auto"]), (1000.0, False))
+        self.assertGreaterEqual(doc["phases"]["close_ms"], 1000.0)
+        self.assertTrue(any("150 closing handshake(s) failed (50 out of time)" in r for r in doc["verdict"]["reasons"]),
+                        doc["verdict"])
+        self.assertRegex(out, r"close_timeout 50 \(client \d+: no answer to our close")
+
+    def test_closes_are_paced_by_max_inflight(self):
+        # each close answered after 100 ms: at most 4 at once, all clean, within the automatic limit (2 s + 40 ms)
+        srv = self.serve({}, delay=0.1)
+        rc, out, err, doc = run_loadgen(["-c", "40", "-r", "0", "--max-inflight", "4", srv.url()], timeout=30 * h.SLOW)
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual(doc["clients"]["closed_clean"], 40)
+        self.assertEqual(srv.closes, 40)
+        self.assertLessEqual(srv.most_pending, 4)
+        self.assertGreaterEqual(srv.most_pending, 2)  # paced, not one by one
+        self.assertEqual((doc["plan"]["close_timeout_ms"], doc["plan"]["close_timeout_auto"]), (2040.0, True))
+        self.assertGreaterEqual(doc["phases"]["close_ms"], 900.0)  # 10 turns of 100 ms
+
+    def test_closes_never_answered_hold_their_slots_and_the_rest_never_start(self):
+        srv = self.serve({"room": "never"})
+        rc, out, err, doc = run_loadgen(["-c", "40", "--room", "room", "-r", "0", "--max-inflight", "4",
+                                         "--close-timeout", "1s", srv.url()], timeout=30 * h.SLOW)
+        self.assertRun(rc, 1, out, err)
+        errors = doc["errors"]
+        self.assertEqual(set(errors), {"close_timeout"}, errors)
+        self.assertEqual(errors["close_timeout"]["count"], 40, errors)
+        self.assertEqual(srv.closes, 4)  # the other 36 were still queued when the phase ran out
+        self.assertIn("no answer to our close", errors["close_timeout"]["example"])
+
+
 class SocketIOPingWatchdog(LoadgenBase):
     """Engine.IO v4: a client treats the link as dead when no ping arrives for pingInterval + pingTimeout
     (../shared/SOCKETIO.md section 1); loadgen counts it as socketio_ping_timeout and drops the client."""

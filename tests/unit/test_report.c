@@ -213,6 +213,30 @@ static void test_dropped_clients(void **state)
     assert_true(has_reason("connection reset"));
 }
 
+/* Both close kinds fail the run (and count in the errors share), told apart, with the remedy for the timeout. */
+static void test_close_errors(void **state)
+{
+    (void)state;
+    res.closed_clean = 90;
+    res.err_counts[LG_ERR_CLOSE] = 3;
+    res.err_counts[LG_ERR_CLOSE_TIMEOUT] = 7;
+    snprintf(res.err_example[LG_ERR_CLOSE_TIMEOUT], sizeof res.err_example[0],
+             "client 7: no answer to our close before the close phase's 2.1s ran out");
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 1);
+    assert_true(has_reason("10 closing handshake(s) failed (7 out of time)"));
+    assert_true(has_reason("e.g. close_timeout: client 7: no answer"));
+    assert_true(has_reason("hint: close_timeout"));
+    assert_true(has_reason("--close-timeout"));
+    add_threshold("errors<10%", TH_ERRORS, TH_STAT_RATIO, 0, TH_LT, 0.1);
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 1); /* 10 of 100 is not under 10% */
+    res.err_counts[LG_ERR_CLOSE] = 2;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 0);
+    assert_string_equal(lg_err_name(LG_ERR_CLOSE_TIMEOUT), "close_timeout");
+}
+
 static void test_latency_thresholds(void **state)
 {
     (void)state;
@@ -365,6 +389,7 @@ int main(void)
         T(test_connect_failures),
         T(test_nobody_connected),
         T(test_dropped_clients),
+        T(test_close_errors),
         T(test_latency_thresholds),
         T(test_empty_histogram_fails_a_latency_threshold),
         T(test_warnings),
