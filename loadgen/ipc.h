@@ -15,7 +15,7 @@
 
 enum ipc_type {
     /* worker -> coordinator */
-    IPC_PROGRESS = 1, /* struct ipc_progress: connect-phase counts */
+    IPC_PROGRESS = 1, /* struct ipc_progress: counts so far, every 100 ms (the progress line) */
     IPC_READY,        /* struct ipc_ready + n_emitters uint32 ids + connect blob + handshake blob */
     IPC_ROUND_DONE,   /* struct ipc_round_done + latency blob (deliveries since the last one) */
     IPC_FINAL,        /* struct ipc_final + rounds * struct ipc_round_count + latency blob (the tail) + ack blob */
@@ -31,7 +31,11 @@ struct ipc_hdr {
 };
 
 struct ipc_progress {
-    uint32_t connected, failed;
+    uint32_t connected, failed; /* the connect phase */
+    uint32_t dropped;           /* open clients lost */
+    uint32_t closed;            /* closes over in the close phase, clean or not */
+    uint32_t close_errors;      /* close + close_timeout */
+    uint32_t pad_;
 };
 
 /* A histogram travels as an HdrHistogram V2 blob plus its exact extremes (the blob only knows bucket bounds). */

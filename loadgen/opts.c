@@ -412,6 +412,7 @@ enum {
     OPT_HOLD,
     OPT_CHURN,
     OPT_CHURN_GAP,
+    OPT_PROGRESS,
 };
 
 static const struct option long_opts[] = {
@@ -440,6 +441,7 @@ static const struct option long_opts[] = {
     {"out", required_argument, NULL, 'o'},
     {"hlog", required_argument, NULL, OPT_HLOG},
     {"quiet", no_argument, NULL, 'q'},
+    {"progress", required_argument, NULL, OPT_PROGRESS},
     {"threshold", required_argument, NULL, 't'},
     {"source", required_argument, NULL, OPT_SOURCE},
     {"header", required_argument, NULL, 'H'},
@@ -516,6 +518,19 @@ static int take_duration(const char *opt, const char *s, int64_t min_ns, int64_t
         return conf_fail(err, errlen, "--%s: %s", opt, sub);
     if (*ns < min_ns)
         return conf_fail(err, errlen, "--%s: must be %s", opt, min_ns ? "more than 0" : "0 or more");
+    return 0;
+}
+
+/* --workers N, or auto (0): the plan's (plan.h). */
+static int take_workers(struct lg_opts *o, const char *arg, char *err, size_t errlen)
+{
+    if (!strcmp(arg, "auto")) {
+        o->workers = 0;
+        return 0;
+    }
+    if (parse_u32("--workers", arg, 1, LG_MAX_WORKERS, &o->workers, err, errlen) < 0)
+        return conf_fail(err, errlen, "--workers: expected auto or a whole number from 1 to %d, got '%s'",
+                         LG_MAX_WORKERS, arg);
     return 0;
 }
 
@@ -656,18 +671,11 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
     case OPT_ROOM_PARAM: o->room_param = arg; return 0;
     case OPT_NODE_HEADER: o->node_header = arg; return 0;
     case OPT_COOKIE: o->cookie = arg; return 0;
-    case 'w':
-        if (!strcmp(arg, "auto")) {
-            o->workers = 0;
-            return 0;
-        }
-        return parse_u32("--workers", arg, 1, LG_MAX_WORKERS, &o->workers, err, errlen) < 0
-                   ? conf_fail(err, errlen, "--workers: expected auto or a whole number from 1 to %d, got '%s'",
-                               LG_MAX_WORKERS, arg)
-                   : 0;
+    case 'w': return take_workers(o, arg, err, errlen);
     case 'o': o->out_json = arg; return 0;
     case OPT_HLOG: o->hlog = arg; return 0;
     case 'q': o->quiet = true; return 0;
+    case OPT_PROGRESS: return take_duration(name, arg, 0, &o->progress_ns, err, errlen);
     case 't': return take_threshold(o, arg, err, errlen);
     case OPT_SOURCE: return take_source(o, arg, err, errlen);
     case 'H': return add_header(o, arg, err, errlen);
@@ -699,6 +707,7 @@ static void set_defaults(struct lg_opts *o)
     o->close_timeout_ns = o->close_phase_ns = CLOSE_TIMEOUT_NS;
     o->close_timeout_auto = true;
     o->churn_gap_ns = 100 * INT64_C(1000000);
+    o->progress_ns = 5 * INT64_C(1000000000);
     o->sio_nsp = "/";
     o->sio_event = "chat";
 }
@@ -849,6 +858,8 @@ static void usage_output(FILE *fp)
           "                            ack.p99<50ms (--ack)\n"
           "                            (errors and delivery replace the defaults: no failed client, all delivered)\n"
           "  -q, --quiet               no progress line and no summary; failures still go to stderr\n"
+          "      --progress D          stdout not a terminal (a CI log): a progress line every D (default 5s;\n"
+          "                            0 = none); on a terminal one line is redrawn in place\n"
           "  -h, --help, -V, --version\n"
           "\n"
           "durations take a unit: ns us ms s m (250ms, 1.5s)\n"

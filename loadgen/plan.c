@@ -242,14 +242,14 @@ void lg_plan_print(FILE *fp, const struct lg_plan *p)
             p->per_client > 1 ? "s" : "", p->fd_budget, p->env.fd_limit, p->clients_per_worker);
     fprintf(fp, "plan      ");
     if (p->sources)
-        fprintf(fp, "%u source addresses (%s)", p->sources, p->sources_auto ? "auto, from 127.0.0.2" : "--source");
+        fprintf(fp, "%u source addresses (%s): ", p->sources, p->sources_auto ? "auto, from 127.0.0.2" : "--source");
     else
-        fprintf(fp, "no source address (%s: the kernel's)", p->sources_auto ? "auto" : "--source none");
+        fprintf(fp, "the kernel's source address (%s): ", p->sources_auto ? "auto: one is enough" : "--source none");
+    fprintf(fp, "%" PRIu64 " connections to %s%s", d->conns, d->name, p->ndests > 1 ? " (the busiest)" : "");
+    if (p->sources)
+        fprintf(fp, ", %" PRIu64 " a source", d->per_source);
     char t[16];
     snprintf(t, sizeof t, "%.1fs", (double)p->close_timeout_ns / 1e9);
-    fprintf(fp,
-            ": %" PRIu64 " connections to %s%s, %" PRIu64
-            " a source of %u ports (%u-%u less %d%%); close timeout %s%s\n",
-            d->conns, d->name, p->ndests > 1 ? " (the busiest)" : "", d->per_source, p->ports, p->env.port_lo,
+    fprintf(fp, ", of %u ports a source (%u-%u less %d%%); close timeout %s%s\n", p->ports, p->env.port_lo,
             p->env.port_hi, LG_PLAN_PORT_MARGIN_PCT, t, p->close_auto ? " (auto)" : "");
 }

@@ -118,7 +118,7 @@ struct worker {
     uint64_t echoed, foreign, corrupt;
     uint32_t dropped, closed_clean;
     /* the close phase: closes start in client order (close_next), at most close_cap in flight (closing) */
-    uint32_t close_next, closing, close_cap;
+    uint32_t close_next, closing, close_cap, closes_done;
     bool close_pumping;
     ev_timer close_timer;
 
@@ -526,6 +526,7 @@ static void on_closed(struct lg_client *c, bool clean)
     }
     if (W.phase == WP_CLOSING) {
         W.closing--;
+        W.closes_done++;
         close_pump();
     }
 }
@@ -592,18 +593,21 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         hist_record(W.lag, late > 0 ? late : 0);
     W.last_tick_ns = now;
     watch_pings(now);
-    if (W.phase == WP_READY && W.eng.inflight && ++W.ticks % TICKS_PER_REPORT == 0)
-        lg_engine_expire(&W.eng, now); /* returns (--churn) that take too long fail as handshakes do */
+    if (++W.ticks % TICKS_PER_REPORT == 0 && W.phase != WP_DONE) {
+        const uint32_t *k = W.eng.err_counts;
+        struct ipc_progress p = {.connected = W.connected,
+                                 .failed = W.failed,
+                                 .dropped = W.dropped,
+                                 .closed = W.closes_done,
+                                 .close_errors = k[LG_ERR_CLOSE] + k[LG_ERR_CLOSE_TIMEOUT]};
+        send_or_die(IPC_PROGRESS, &p, sizeof p);
+        lg_engine_expire(&W.eng, now); /* handshakes, and returns (--churn), that take too long fail */
+    }
     if (W.phase != WP_CONNECT)
         return;
     if (W.rate > 0) {
         double burst = W.rate * 0.02 > 1 ? W.rate * 0.02 : 1;
         W.tokens = W.tokens + W.rate * TICK_S > burst ? burst : W.tokens + W.rate * TICK_S;
-    }
-    if (++W.ticks % TICKS_PER_REPORT == 0) {
-        struct ipc_progress p = {.connected = W.connected, .failed = W.failed};
-        send_or_die(IPC_PROGRESS, &p, sizeof p);
-        lg_engine_expire(&W.eng, now);
     }
     connect_progress();
 }

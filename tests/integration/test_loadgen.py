@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -733,6 +734,62 @@ class TinySocketIO:
                 c.sendall(self._frame("2"))
             except OSError:
                 return
+
+
+PROGRESS_LINE = re.compile(r"^\[\d+\.\ds\] (connect|ready|round \d+/\d+|verify|closing)  ")
+
+
+class PipedOutput(LoadgenBase):
+    """stdout to a pipe (a CI log): the header and the plan at once, then a plain progress line every --progress,
+    then the summary; --quiet and --progress 0 silence the lines."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = h.start_refserver(cls, "n1")
+
+    def run_piped(self, *extra):
+        """Run 3 s of rounds with stdout to a pipe; returns (exit code, [(seconds, line)], stderr, the header's
+        arrival: seconds, and whether loadgen was still running then)."""
+        proc = subprocess.Popen([LOADGEN, "-c", "20", "-r", "15", "-i", "200ms", "--hold", "500ms", *extra,
+                                 ws_url(self.node)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        t0, lines, first = time.monotonic(), [], None
+        for line in proc.stdout:  # as loadgen writes them
+            lines.append((time.monotonic() - t0, line.rstrip("\n")))
+            if first is None:
+                first = (lines[-1][0], proc.poll() is None)
+        err = proc.stderr.read()
+        proc.wait(timeout=RUN_TIMEOUT)
+        proc.stdout.close()
+        proc.stderr.close()
+        return proc.returncode, lines, err, first
+
+    def test_header_at_once_then_progress_lines_then_the_summary(self):
+        rc, lines, err, first = self.run_piped("--progress", "400ms")
+        text = "\n".join(line for _, line in lines)
+        self.assertRun(rc, 0, text, err)
+        self.assertTrue(lines[0][1].startswith("loadgen "), lines[0])
+        self.assertTrue(lines[1][1].startswith("plan      1 worker (auto"), lines[1])
+        self.assertTrue(first[1], "the header came only once loadgen had exited")
+        progress = [(t, line) for t, line in lines if PROGRESS_LINE.match(line)]
+        self.assertGreaterEqual(len(progress), 2, text)
+        verdict_at = next(t for t, line in lines if line.startswith("verdict"))
+        self.assertLess(progress[1][0], verdict_at, "progress lines must come while it runs, not with the summary")
+        self.assertTrue(any(line.split("] ", 1)[1].startswith("round ") for _, line in progress), text)
+        self.assertNotIn("\r", text)
+        self.assertNotIn("\033", text)
+        last = [line for _, line in lines]
+        self.assertLess(max(last.index(line) for _, line in progress), last.index("verdict   PASS"))
+
+    def test_quiet_and_progress_0_silence_them(self):
+        rc, lines, err, _ = self.run_piped("--quiet", "--progress", "400ms")
+        self.assertRun(rc, 0, "\n".join(line for _, line in lines), err)
+        self.assertEqual(lines, [])
+        rc, lines, err, _ = self.run_piped("--progress", "0")
+        text = "\n".join(line for _, line in lines)
+        self.assertRun(rc, 0, text, err)
+        self.assertFalse([line for _, line in lines if PROGRESS_LINE.match(line)], text)
+        self.assertIn("verdict   PASS", text)
 
 
 class ClosingServer(TinySocketIO):

@@ -53,6 +53,7 @@ static void test_defaults(void **state)
     assert_int_equal(o.workers, 0); /* auto: the plan decides (1 for a run that fits in one process) */
     assert_true(o.sources_auto && o.nsources == 0);
     assert_true(o.close_timeout_auto && o.close_timeout_ns == 2000000000 && o.close_phase_ns == 2000000000);
+    assert_true(o.progress_ns == 5000000000);
     assert_int_equal(o.rooms, 1);
     assert_int_equal(o.max_inflight, 256);
     assert_true(o.interval_ns == 500000000 && o.deadline_ns == 5000000000 && o.connect_timeout_ns == 10000000000);
@@ -135,6 +136,9 @@ static void test_auto_values(void **state)
     assert_int_equal(PARSE(&o, err, "--source", "127.0.0.2", "--source", "none", URL), LG_PARSE_OK);
     assert_true(!o.sources_auto && o.nsources == 0);
     lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--progress", "0", URL), LG_PARSE_OK);
+    assert_true(o.progress_ns == 0);
+    lg_opts_free(&o);
 }
 
 static void test_numbers_are_strict(void **state)
@@ -156,6 +160,8 @@ static void test_numbers_are_strict(void **state)
     EXPECT_ERROR("--close-timeout", "--close-timeout", "0", URL);
     EXPECT_ERROR("--close-timeout", "--close-timeout", "soon", URL);
     EXPECT_ERROR("(or auto, none)", "--source", "automatic", URL);
+    EXPECT_ERROR("--progress", "--progress", "5", URL);
+    EXPECT_ERROR("--progress", "--progress", "-1s", URL);
     EXPECT_ERROR("--max-inflight", "--max-inflight", "0", URL);
     EXPECT_ERROR("--rooms", "--rooms", "0", URL);
     EXPECT_ERROR("--payload", "-s", "86", URL);
@@ -532,12 +538,14 @@ static void test_help_version_and_reparse(void **state)
     lg_opts_usage(fp);
     fclose(fp);
     for (const char *const *opt =
-             (const char *const[]){"--clients",  "--connect-rate", "--max-inflight", "--rounds", "--interval",
-                                   "--deadline", "--emitters",     "--payload",      "--rooms",  "--spectators",
-                                   "--workers",  "--source",       "--out",          "--hlog",   "--threshold",
-                                   "--quiet",    "--insecure",     "--cacert",       "--churn",  "--churn-gap",
-                                   "--protocol", "--transport",    "--namespace",    "--auth",   "--event",
-                                   "--expect",   "--no-upgrade",   "exit",           NULL};
+             (const char *const[]){"--clients",       "--connect-rate", "--max-inflight", "--rounds",
+                                   "--interval",      "--deadline",     "--emitters",     "--payload",
+                                   "--rooms",         "--spectators",   "--workers",      "--source",
+                                   "--out",           "--hlog",         "--threshold",    "--quiet",
+                                   "--insecure",      "--cacert",       "--churn",        "--churn-gap",
+                                   "--protocol",      "--transport",    "--namespace",    "--auth",
+                                   "--event",         "--expect",       "--no-upgrade",   "--progress",
+                                   "--close-timeout", "auto",           "exit",           NULL};
          *opt; opt++)
         if (!strstr(usage, *opt))
             fail_msg("--help does not mention %s", *opt);

@@ -249,8 +249,16 @@ static void test_print(void **state)
     assert_non_null(strstr(text, "plan      2 workers (auto: 30000 clients x 1 descriptor, 19936 a worker under the "
                                  "open-files limit 20000): 15000 clients a worker\n"));
     assert_non_null(strstr(text, "plan      2 source addresses (auto, from 127.0.0.2): 30000 connections to "
-                                 "127.0.0.1:9001, 15000 a source of 25409 ports"));
+                                 "127.0.0.1:9001, 15000 a source, of 25409 ports a source (32768-60999 less 10%)"));
     assert_non_null(strstr(text, "close timeout 32.0s (auto)\n"));
+    assert_int_equal(PLAN("-c", "100", "--close-timeout", "3s", FOUR_URLS), 0);
+    fp = fmemopen(text, sizeof text - 1, "w");
+    lg_plan_print(fp, &P);
+    fclose(fp);
+    assert_non_null(strstr(text, "plan      1 worker (auto: 100 clients"));
+    assert_non_null(strstr(text, "plan      the kernel's source address (auto: one is enough): 25 connections to "
+                                 "127.0.0.1:9001 (the busiest), of 25409 ports a source"));
+    assert_non_null(strstr(text, "close timeout 3.0s\n"));
 }
 
 /* This host's values are read, whatever they are. */
