@@ -844,15 +844,15 @@ class ClosingServer(TinySocketIO):
                 except socket.timeout:
                     pass
             return
+        time.sleep(self.delay)
+        with self.lock:  # before the answer: once loadgen has it, its next close may come at once
+            self.pending -= 1
         if mode == "reset":
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             c.close()
         else:
-            time.sleep(self.delay)
             c.sendall(b"\x88\x02" + struct.pack("!H", 1011 if mode == "wrong" else 1000))
             c.shutdown(socket.SHUT_RDWR)
-        with self.lock:
-            self.pending -= 1
 
 
 class ClosePhase(LoadgenBase):
