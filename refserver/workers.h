@@ -9,7 +9,10 @@
  * worker when the SYN arrives, before any byte of the request is known. So a worker puts its index in the first
  * character of each sid it makes, and a worker that reads a request head naming another worker's sid hands the
  * connection over: the descriptor (SCM_RIGHTS) and the bytes read so far, in one record on the owner's pair; the
- * owner goes on as if it had read them itself. */
+ * owner goes on as if it had read them itself. Unlike @socket.io/sticky, whose master accepts every connection and
+ * reads its first request to pick a worker, our master stays off the data path (its descriptors and core would cap the
+ * node again), and only a connection that met the wrong worker pays a hand-over; a reuseport BPF program cannot help,
+ * as it runs at the SYN. */
 #ifndef REFSERVER_WORKERS_H
 #define REFSERVER_WORKERS_H
 
