@@ -344,6 +344,26 @@ class WorkersLifecycleTest(Base):
             h.wait_until(lambda w=w: f"refserver ms1.w{w} info: 2 connected client(s)" in node.log_text(),
                          8.0 * h.SLOW, interval=0.2, what=f"worker {w}'s stats line")
 
+    def test_max_clients_is_for_the_node(self):
+        node = start_workers(self, "mc1", 2, extra=["--max-clients", "2"])  # one connection per worker
+        held = {}
+        for _ in range(20):  # one client on each worker; a connection to a worker already holding one waits
+            try:
+                c = h.WSClient.connect(node.port, "/ws", timeout=1.0)
+            except (TimeoutError, OSError, h.ProtocolError):
+                continue
+            self.addCleanup(c.close)
+            held[worker_of(c.response)] = c
+            if len(held) == 2:
+                break
+        self.assertEqual(set(held), {0, 1})
+        waiting = socket.create_connection((h.HOST, node.port), timeout=5.0)
+        self.addCleanup(waiting.close)
+        waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        waiting.settimeout(0.5)
+        with self.assertRaises(socket.timeout, msg="a third connection must wait: the node's limit is 2"):
+            waiting.recv(1)
+
     def test_start_errors_said_once(self):
         with socket.socket() as taken:
             taken.bind((h.HOST, 0))
