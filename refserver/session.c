@@ -1018,12 +1018,15 @@ static int sid_worker(const struct client *c, const struct http_head *h)
 
 /* Precondition: CLIENT_HTTP with a head in data for worker `to`. The connection goes to that worker with every byte
  * from the head on (a POST's body so far, pipelined requests), once our answers to its earlier requests are
- * written (CLIENT_FL_HAND_OVER: session_flush resumes here). Returns 0 while waiting for that, else -1 (gone). */
+ * written (CLIENT_FL_HAND_OVER: session_flush resumes here; meanwhile nothing more is read, so what waits is at most
+ * one read). Returns 0 while waiting for that, else -1 (gone). */
 static long hand_over(struct client *c, uint32_t to, const char *data, size_t len)
 {
     struct server *s = c->srv;
     if (c->out.count) {
         c->flags |= CLIENT_FL_HAND_OVER;
+        c->in.max = WORKERS_MSG_MAX;
+        ev_io_stop(s->loop, &c->rio);
         return 0;
     }
     int fd = c->fd;
@@ -1208,6 +1211,8 @@ void session_flush(struct client *c)
     if (c->flags & CLIENT_FL_HAND_OVER && c->state == CLIENT_HTTP) { /* answered: the waiting head can go */
         c->flags &= (uint16_t)~CLIENT_FL_HAND_OVER;
         feed(c, &c->in, true);
+        if (c->state == CLIENT_HTTP) /* defensive: the same head is handed over at once now */
+            ev_io_start(s->loop, &c->rio);
     }
 }
 

@@ -227,6 +227,25 @@ class WorkersPollingTest(Base):
                 r = c.read_response()
                 self.assertEqual((r.status, r.body, worker_of(r)), (200, b"ok", sid_owner(sid)), sid)
 
+    def test_pipelined_large_posts_behind_an_answer(self):
+        sids = {}
+        for _ in range(60):  # a session on each of two workers, each alone in its room
+            sid = self.joined(room_name("big"))
+            sids.setdefault(sid_owner(sid), sid)
+            if len(sids) == 2:
+                break
+        self.assertEqual(len(sids), 2)
+        posts = [(sid, f'42["big","{"x" * 20000}"]'.encode()) for sid in sids.values()]
+        with h.HttpConn(self.node.port) as c:  # whichever worker answers GET /, a 20 KB POST waits behind an answer
+            c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"".join(
+                f"POST {POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+                for sid, body in posts))
+            self.assertEqual(c.read_response().status, 200)
+            for sid, _ in posts:
+                r = c.read_response()
+                self.assertEqual((r.status, r.body, worker_of(r)), (200, b"ok", sid_owner(sid)), sid)
+        self.assertEqual(self.node.metric("refserver_handover_failures_total"), 0)
+
     def test_broadcast_between_sessions_of_different_workers(self):
         room = room_name("bc")
         sids = {}
