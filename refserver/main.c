@@ -1,7 +1,9 @@
-/* refserver: the reference WebSocket node. Parses flags, starts the server, runs the loop until SIGTERM. */
+/* refserver: the reference WebSocket node. Parses flags, starts the server (or, with --workers N, the master of N
+ * worker processes: workers.h), runs the loop until SIGTERM. */
 #include "common/conf.h"
 #include "common/log.h"
 #include "refserver/server.h"
+#include "refserver/workers.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -25,7 +27,11 @@ static const char usage[] =
     "  --max-message BYTES      largest message accepted, larger is closed with 1009 (default 1m); for Socket.IO\n"
     "                           also maxPayload (a larger POST gets 413)\n"
     "  --max-queue BYTES        unsent bytes per client before it is closed with 1013 (default 1m)\n"
-    "  --max-clients N          open connections; more wait in the backlog (default 0: no limit)\n"
+    "  --max-clients N          open connections; more wait in the backlog (default 0: no limit); with\n"
+    "                           --workers, for the node, split evenly over the workers\n"
+    "  --workers N              N processes on the port, each its own participant on the Redis bus (1 to 64,\n"
+    "                           default 1: a single process); Engine.IO polling requests reach their session's\n"
+    "                           worker whichever accepts them\n"
     "  --ping-interval SECONDS  ping a client quiet this long (default 25)\n"
     "  --idle-timeout SECONDS   close a client quiet this long (default 60)\n"
     "  --handshake-timeout SECONDS  time to send a complete request head (default 10)\n"
@@ -94,6 +100,7 @@ static const struct option long_opts[] = {
     {"max-message", required_argument, 0, 'm'},
     {"max-queue", required_argument, 0, 'q'},
     {"max-clients", required_argument, 0, 'c'},
+    {"workers", required_argument, 0, 'W'},
     {"ping-interval", required_argument, 0, 'P'},
     {"idle-timeout", required_argument, 0, 'i'},
     {"handshake-timeout", required_argument, 0, 'H'},
@@ -172,6 +179,18 @@ static int apply_sio_option(int opt, const char *arg, struct server_config *cfg)
     }
 }
 
+/* --max-clients N (0: no limit) or --workers N (1 to WORKERS_MAX). 0, or -1 after saying why. */
+static int set_count(int opt, const char *arg, struct server_config *cfg)
+{
+    long long v = parse_bytes(arg);
+    if (opt == 'W' && (v < 1 || v > WORKERS_MAX))
+        return bad_value("workers", arg, "a count from 1 to 64");
+    if (v < 0 || v > 100000000)
+        return bad_value("max-clients", arg, "a count");
+    *(opt == 'W' ? &cfg->workers : &cfg->max_clients) = (uint32_t)v;
+    return 0;
+}
+
 /* One option into cfg. 0, 1 for --help, -1 after printing what is wrong. */
 static int apply_option(int opt, const char *arg, struct server_config *cfg, int *level)
 {
@@ -204,10 +223,7 @@ static int apply_option(int opt, const char *arg, struct server_config *cfg, int
         *(opt == 'm' ? &cfg->max_message : &cfg->max_queue) = (size_t)v;
         return 0;
     case 'c':
-        if ((v = parse_bytes(arg)) < 0 || v > 100000000)
-            return bad_value("max-clients", arg, "a count");
-        cfg->max_clients = (uint32_t)v;
-        return 0;
+    case 'W': return set_count(opt, arg, cfg);
     case 'P':
     case 'i':
     case 'H':
@@ -277,6 +293,25 @@ static int parse_args(int argc, char **argv, struct server_config *cfg, int *lev
     return 0;
 }
 
+/* Serve cfg on the default loop until stopped: the whole node, or worker w of it. The exit code. */
+static int serve(const struct server_config *cfg, struct workers *w)
+{
+    static struct server srv;
+    char err[ERR_LEN], where[80];
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    if (server_init(&srv, loop, cfg, w, err, sizeof err) < 0) {
+        fprintf(stderr, "refserver: %s\n", err);
+        return EXIT_USAGE;
+    }
+    net_addr_str(&cfg->listen, where, sizeof where);
+    if (!w)
+        LOG_INFO("listening on %s, redis %s", where, cfg->redis_url ? "on" : "off (standalone)");
+    ev_run(loop, 0);
+    server_free(&srv);
+    LOG_INFO("stopped");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct server_config cfg = {
@@ -291,6 +326,7 @@ int main(int argc, char **argv)
         .sio_nsps = {"/"},
         .sio_nsp_count = 1,
         .sio_key = "socket.io",
+        .workers = 1,
     };
     int level = LOG_LEVEL_INFO;
     int rc = parse_args(argc, argv, &cfg, &level);
@@ -298,20 +334,8 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : EXIT_USAGE;
     if (!cfg.node_id[0])
         default_node_id(cfg.node_id);
-    char name[NODE_ID_MAX + 16], err[ERR_LEN], where[80];
+    char name[NODE_ID_MAX + 16];
     snprintf(name, sizeof name, "refserver %s", cfg.node_id);
     log_init(name, (enum log_level)level);
-
-    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
-    static struct server srv;
-    if (server_init(&srv, loop, &cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "refserver: %s\n", err);
-        return EXIT_USAGE;
-    }
-    net_addr_str(&cfg.listen, where, sizeof where);
-    LOG_INFO("listening on %s, redis %s", where, cfg.redis_url ? "on" : "off (standalone)");
-    ev_run(loop, 0);
-    server_free(&srv);
-    LOG_INFO("stopped");
-    return 0;
+    return cfg.workers > 1 ? workers_run(&cfg, level, serve) : serve(&cfg, NULL);
 }

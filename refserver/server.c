@@ -1,9 +1,11 @@
+/* The node's listener, lifecycle, work lists and /metrics; see server.h. */
 #include "refserver/server.h"
 
 #include "common/bus.h"
 #include "common/log.h"
 #include "refserver/socketio.h"
 #include "refserver/sync.h"
+#include "refserver/workers.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -106,6 +108,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (!session_new(s, fd))
             close(fd);
+        else
+            s->stats.accepted++;
     }
 }
 
@@ -124,8 +128,17 @@ void server_bury(struct server *s, struct client *c)
     s->dead_list = c;
 }
 
+static void publish_metrics(struct server *s);
+
+/* A connection another worker read a head of ours on. */
+static void on_adopt(void *ctx, int fd, const char *bytes, size_t len)
+{
+    session_adopt(ctx, fd, bytes, len);
+}
+
 /* Before the loop waits: write everything queued during this iteration (one writev per client however many
- * messages it got), then free the clients that died. Frees wait until here so no callback holds a dangling pointer. */
+ * messages it got), then free the clients that died. Frees wait until here so no callback holds a dangling pointer.
+ * A worker then publishes its metrics, as they stand whenever it sleeps, for the others' /metrics. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct server *s = container_of(w, struct server, flush_w);
@@ -142,6 +155,8 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
         s->dead_list = c->next_work;
         session_free(c);
     }
+    if (s->workers)
+        publish_metrics(s);
     if (s->shutting_down && s->stats.connections == 0)
         ev_break(s->loop, EVBREAK_ALL);
 }
@@ -173,6 +188,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     LOG_INFO("signal %d: closing %" PRIu32 " client(s) with 1001", w->signum, s->stats.ws_clients);
     ev_io_stop(loop, &s->accept_w);
     ev_timer_stop(loop, &s->accept_pause);
+    if (s->workers)
+        workers_stop_adopting(s->workers);
     for (struct client *c = s->clients; c; c = c->next)
         session_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
     ev_timer_set(&s->grace_timer, s->cfg.close_timeout + 1, 0);
@@ -187,7 +204,7 @@ static int start_sync(struct server *s, char *err, size_t errlen)
                              .ca_file = s->cfg.redis_ca,
                              .insecure = s->cfg.redis_insecure,
                              .prefix = s->cfg.channel_prefix,
-                             .node_id = s->cfg.node_id,
+                             .node_id = s->cfg.bus_id,
                              .rooms = &s->rooms,
                              .deliver = on_remote_message,
                              .sio_key = s->cfg.sio_key,
@@ -197,18 +214,27 @@ static int start_sync(struct server *s, char *err, size_t errlen)
     return s->sync ? socketio_init(s, err, errlen) : -1;
 }
 
-int server_init(struct server *s, struct ev_loop *loop, const struct server_config *cfg, char *err, size_t errlen)
+static void init_counter_base(struct server *s);
+
+int server_init(struct server *s, struct ev_loop *loop, const struct server_config *cfg, struct workers *w, char *err,
+                size_t errlen)
 {
-    *s = (struct server){.loop = loop, .cfg = *cfg, .lfd = -1, .next_client_id = 1};
+    *s = (struct server){.loop = loop, .cfg = *cfg, .lfd = -1, .next_client_id = 1, .workers = w};
+    if (!s->cfg.bus_id[0])
+        snprintf(s->cfg.bus_id, sizeof s->cfg.bus_id, "%s", cfg->node_id);
+    if (w)
+        snprintf(s->worker_header, sizeof s->worker_header, "X-Node-Worker: %u\r\n", workers_index(w));
     s->scratch.max = SCRATCH_SIZE;
     if (room_registry_init(&s->rooms, on_room_open, on_room_close, s) < 0 ||
         room_registry_init(&s->sio_rooms, NULL, NULL, NULL) < 0 || buf_reserve(&s->scratch, SCRATCH_SIZE) < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    s->lfd = net_listen(&cfg->listen, 4096, false, err, errlen);
+    s->lfd = w ? workers_listen_fd(w) : net_listen(&cfg->listen, 4096, false, err, errlen);
     if (s->lfd < 0 || start_sync(s, err, errlen) < 0)
         return -1;
+    if (w)
+        init_counter_base(s);
     ev_io_init(&s->accept_w, on_accept, s->lfd, EV_READ);
     ev_io_start(loop, &s->accept_w);
     ev_timer_init(&s->accept_pause, on_accept_pause, 0, 0);
@@ -223,6 +249,8 @@ int server_init(struct server *s, struct ev_loop *loop, const struct server_conf
     ev_signal_start(loop, &s->sigint_w);
     /* Nobody waits on a dropped peer: a write to it must fail with EPIPE, not kill the node. */
     signal(SIGPIPE, SIG_IGN);
+    if (w)
+        workers_start(w, loop, on_adopt, s); /* last: it unblocks the signals our watchers now take */
     return 0;
 }
 
@@ -262,53 +290,175 @@ static int appendf(struct buf *b, const char *fmt, ...)
     return n < 0 || (size_t)n >= sizeof line ? -1 : buf_append(b, line, (size_t)n);
 }
 
-#define METRIC(b, type, name, help, fmt, value)                                                                        \
-    appendf(b, "# HELP refserver_%s %s\n# TYPE refserver_%s %s\nrefserver_%s " fmt "\n", name, help, name, type, name, \
-            value)
+/* The samples of /metrics, in the order they are printed. A worker publishes them all (workers.h); /metrics sums
+ * them over the node's workers, except redis_up, which is 1 only while every worker's link is up. */
+enum metric_id {
+    M_CONNECTIONS = 0,
+    M_WS_CLIENTS,
+    M_POLLING,
+    M_ROOMS,
+    M_SIO_ROOMS,
+    M_ACCEPTED,
+    M_ACCEPT_ERRORS,
+    M_HTTP_REQUESTS,
+    M_HTTP_ERRORS,
+    M_HANDSHAKES,
+    M_MSGS_IN,
+    M_MSGS_OUT,
+    M_BYTES_IN,
+    M_BYTES_OUT,
+    M_BUS_IN,
+    M_SIO_BUS_IN,
+    M_SIO_BUS_DROPPED,
+    M_SIO_REQUESTS,
+    M_PUBLISHED,
+    M_PUBLISH_FAILED,
+    M_SLOW,
+    M_IDLE,
+    M_PROTOCOL,
+    M_REDIS_UP,
+    M_RECONNECTS,
+    M_REDIS_ERRORS,
+    M_HANDED_OVER,
+    M_HANDOVER_FAILED, /* --workers only */
+    M_COUNT
+};
 
-int server_metrics(const struct server *s, struct buf *b)
+_Static_assert(M_COUNT <= SERVER_METRICS_MAX && SERVER_METRICS_MAX <= WORKERS_STAT_WORDS, "metric slots");
+
+struct metric {
+    const char *type, *name, *help;
+};
+
+static const struct metric metrics[M_COUNT] = {
+    [M_CONNECTIONS] = {"gauge", "connections", "Open TCP connections."},
+    [M_WS_CLIENTS] = {"gauge", "websocket_clients", "Connected WebSocket clients."},
+    [M_POLLING] = {"gauge", "socketio_polling_sessions", "Engine.IO sessions on the polling transport."},
+    [M_ROOMS] = {"gauge", "rooms", "Rooms with local members."},
+    [M_SIO_ROOMS] = {"gauge", "socketio_rooms", "Socket.IO rooms with local members (\"\" counts)."},
+    [M_ACCEPTED] = {"counter", "connections_accepted_total", "TCP connections accepted."},
+    [M_ACCEPT_ERRORS] = {"counter", "accept_errors_total", "Failed accept() calls."},
+    [M_HTTP_REQUESTS] = {"counter", "http_requests_total", "HTTP request heads served."},
+    [M_HTTP_ERRORS] = {"counter", "http_errors_total", "HTTP requests answered 4xx/5xx."},
+    [M_HANDSHAKES] = {"counter", "websocket_handshakes_total", "Successful upgrades."},
+    [M_MSGS_IN] = {"counter", "messages_in_total", "Messages received from local clients."},
+    [M_MSGS_OUT] = {"counter", "messages_out_total", "Messages queued to local clients."},
+    [M_BYTES_IN] = {"counter", "bytes_in_total", "Bytes read from clients."},
+    [M_BYTES_OUT] = {"counter", "bytes_out_total", "Bytes written to clients."},
+    [M_BUS_IN] = {"counter", "bus_messages_in_total", "Messages from other nodes delivered to local rooms."},
+    [M_SIO_BUS_IN] = {"counter", "socketio_bus_messages_in_total",
+                      "Socket.IO broadcasts from other nodes (refserver or Node.js) delivered to local sockets."},
+    [M_SIO_BUS_DROPPED] = {"counter", "socketio_bus_messages_dropped_total",
+                           "Socket.IO adapter messages that could not be decoded (logged)."},
+    [M_SIO_REQUESTS] = {"counter", "socketio_adapter_requests_total",
+                        "Requests of other Socket.IO nodes (fetchSockets, emits with acks...) answered or acted on."},
+    [M_PUBLISHED] = {"counter", "published_total", "Publishes acknowledged by Redis."},
+    [M_PUBLISH_FAILED] = {"counter", "publish_failures_total", "Messages that could not be published to Redis."},
+    [M_SLOW] = {"counter", "slow_consumers_closed_total", "Clients closed because their queue overflowed."},
+    [M_IDLE] = {"counter", "idle_closed_total", "Clients closed after the idle timeout."},
+    [M_PROTOCOL] = {"counter", "protocol_errors_total", "Connections failed for WebSocket protocol errors."},
+    [M_REDIS_UP] = {"gauge", "redis_up", "1 while the Redis link is up (0 without Redis)."},
+    [M_RECONNECTS] = {"counter", "redis_reconnects_total", "Redis links re-established."},
+    [M_REDIS_ERRORS] = {"counter", "redis_errors_total", "Redis connect and protocol errors."},
+    [M_HANDED_OVER] = {"counter", "connections_handed_over_total",
+                       "Connections passed to the worker holding their Engine.IO session (--workers)."},
+    [M_HANDOVER_FAILED] = {"counter", "handover_failures_total",
+                           "Connections closed because they could not be passed to their session's worker."},
+};
+
+/* This process's samples (a worker's counters from its start only). */
+static void collect(const struct server *s, uint64_t *v)
 {
     const struct server_stats *st = &s->stats;
     const struct bus_stats *bs = s->sync ? sync_bus_stats(s->sync) : &(struct bus_stats){0};
+    v[M_CONNECTIONS] = st->connections;
+    v[M_WS_CLIENTS] = st->ws_clients;
+    v[M_POLLING] = st->polling_sessions;
+    v[M_ROOMS] = s->rooms.nrooms;
+    v[M_SIO_ROOMS] = s->sio_rooms.nrooms;
+    v[M_ACCEPTED] = st->accepted;
+    v[M_ACCEPT_ERRORS] = st->accept_errors;
+    v[M_HTTP_REQUESTS] = st->http_requests;
+    v[M_HTTP_ERRORS] = st->http_errors;
+    v[M_HANDSHAKES] = st->handshakes;
+    v[M_MSGS_IN] = st->msgs_in;
+    v[M_MSGS_OUT] = st->msgs_out;
+    v[M_BYTES_IN] = st->bytes_in;
+    v[M_BYTES_OUT] = st->bytes_out;
+    v[M_BUS_IN] = st->bus_msgs_in;
+    v[M_SIO_BUS_IN] = st->sio_bus_in;
+    v[M_SIO_BUS_DROPPED] = st->sio_bus_dropped;
+    v[M_SIO_REQUESTS] = st->sio_requests;
+    v[M_PUBLISHED] = bs->published;
+    v[M_PUBLISH_FAILED] = bs->publish_failed;
+    v[M_SLOW] = st->slow_consumers;
+    v[M_IDLE] = st->idle_closed;
+    v[M_PROTOCOL] = st->protocol_errors;
+    v[M_REDIS_UP] = s->sync && sync_is_up(s->sync);
+    v[M_RECONNECTS] = bs->reconnects;
+    v[M_REDIS_ERRORS] = bs->errors;
+    v[M_HANDED_OVER] = st->handed_over;
+    v[M_HANDOVER_FAILED] = st->handover_failed;
+}
+
+static bool is_counter(enum metric_id m)
+{
+    return metrics[m].type[0] == 'c';
+}
+
+/* A worker's samples as the node counts them: its counters go on from where its predecessors' stopped. */
+static void collect_worker(const struct server *s, uint64_t *v)
+{
+    collect(s, v);
+    for (int m = 0; m < M_COUNT; m++)
+        v[m] += s->counter_base[m];
+}
+
+/* A worker restarted in a slot: the counters its predecessor published are its base (the gauges died with it). */
+static void init_counter_base(struct server *s)
+{
+    workers_read(s->workers, workers_index(s->workers), s->counter_base, M_COUNT);
+    for (int m = 0; m < M_COUNT; m++)
+        if (!is_counter((enum metric_id)m))
+            s->counter_base[m] = 0;
+}
+
+static void publish_metrics(struct server *s)
+{
+    uint64_t v[M_COUNT];
+    collect_worker(s, v);
+    workers_publish(s->workers, v, M_COUNT);
+}
+
+/* The node's samples: this process's, plus every other worker's as it last published them. */
+static void aggregate(const struct server *s, uint64_t *v)
+{
+    if (!s->workers) {
+        collect(s, v);
+        return;
+    }
+    collect_worker(s, v);
+    for (uint32_t i = 0; i < workers_count(s->workers); i++) {
+        uint64_t o[M_COUNT];
+        if (i == workers_index(s->workers))
+            continue;
+        workers_read(s->workers, i, o, M_COUNT);
+        for (int m = 0; m < M_COUNT; m++)
+            v[m] = m == M_REDIS_UP ? (v[m] && o[m]) : v[m] + o[m];
+    }
+}
+
+int server_metrics(const struct server *s, struct buf *b)
+{
+    uint64_t v[M_COUNT];
     int rc = 0;
-    rc |= METRIC(b, "gauge", "connections", "Open TCP connections.", "%" PRIu32, st->connections);
-    rc |= METRIC(b, "gauge", "websocket_clients", "Connected WebSocket clients.", "%" PRIu32, st->ws_clients);
-    rc |= METRIC(b, "gauge", "socketio_polling_sessions", "Engine.IO sessions on the polling transport.", "%" PRIu32,
-                 st->polling_sessions);
-    rc |= METRIC(b, "gauge", "rooms", "Rooms with local members.", "%" PRIu32, s->rooms.nrooms);
-    rc |= METRIC(b, "gauge", "socketio_rooms", "Socket.IO rooms with local members (\"\" counts).", "%" PRIu32,
-                 s->sio_rooms.nrooms);
-    rc |= METRIC(b, "counter", "connections_accepted_total", "TCP connections accepted.", "%" PRIu64, st->accepted);
-    rc |= METRIC(b, "counter", "accept_errors_total", "Failed accept() calls.", "%" PRIu64, st->accept_errors);
-    rc |= METRIC(b, "counter", "http_requests_total", "HTTP request heads served.", "%" PRIu64, st->http_requests);
-    rc |= METRIC(b, "counter", "http_errors_total", "HTTP requests answered 4xx/5xx.", "%" PRIu64, st->http_errors);
-    rc |= METRIC(b, "counter", "websocket_handshakes_total", "Successful upgrades.", "%" PRIu64, st->handshakes);
-    rc |= METRIC(b, "counter", "messages_in_total", "Messages received from local clients.", "%" PRIu64, st->msgs_in);
-    rc |= METRIC(b, "counter", "messages_out_total", "Messages queued to local clients.", "%" PRIu64, st->msgs_out);
-    rc |= METRIC(b, "counter", "bytes_in_total", "Bytes read from clients.", "%" PRIu64, st->bytes_in);
-    rc |= METRIC(b, "counter", "bytes_out_total", "Bytes written to clients.", "%" PRIu64, st->bytes_out);
-    rc |= METRIC(b, "counter", "bus_messages_in_total", "Messages from other nodes delivered to local rooms.",
-                 "%" PRIu64, st->bus_msgs_in);
-    rc |= METRIC(b, "counter", "socketio_bus_messages_in_total",
-                 "Socket.IO broadcasts from other nodes (refserver or Node.js) delivered to local sockets.", "%" PRIu64,
-                 st->sio_bus_in);
-    rc |= METRIC(b, "counter", "socketio_bus_messages_dropped_total",
-                 "Socket.IO adapter messages that could not be decoded (logged).", "%" PRIu64, st->sio_bus_dropped);
-    rc |= METRIC(b, "counter", "socketio_adapter_requests_total",
-                 "Requests of other Socket.IO nodes (fetchSockets, emits with acks...) answered or acted on.",
-                 "%" PRIu64, st->sio_requests);
-    rc |= METRIC(b, "counter", "published_total", "Publishes acknowledged by Redis.", "%" PRIu64, bs->published);
-    rc |= METRIC(b, "counter", "publish_failures_total", "Messages that could not be published to Redis.", "%" PRIu64,
-                 bs->publish_failed);
-    rc |= METRIC(b, "counter", "slow_consumers_closed_total", "Clients closed because their queue overflowed.",
-                 "%" PRIu64, st->slow_consumers);
-    rc |= METRIC(b, "counter", "idle_closed_total", "Clients closed after the idle timeout.", "%" PRIu64,
-                 st->idle_closed);
-    rc |= METRIC(b, "counter", "protocol_errors_total", "Connections failed for WebSocket protocol errors.", "%" PRIu64,
-                 st->protocol_errors);
-    rc |= METRIC(b, "gauge", "redis_up", "1 while the Redis link is up (0 without Redis).", "%d",
-                 s->sync && sync_is_up(s->sync));
-    rc |= METRIC(b, "counter", "redis_reconnects_total", "Redis links re-established.", "%" PRIu64, bs->reconnects);
-    rc |= METRIC(b, "counter", "redis_errors_total", "Redis connect and protocol errors.", "%" PRIu64, bs->errors);
+    aggregate(s, v);
+    for (int m = 0; m < M_COUNT; m++) {
+        const struct metric *d = &metrics[m];
+        if (m >= M_HANDED_OVER && !s->workers)
+            continue;
+        rc |= appendf(b, "# HELP refserver_%s %s\n# TYPE refserver_%s %s\nrefserver_%s %" PRIu64 "\n", d->name, d->help,
+                      d->name, d->type, d->name, v[m]);
+    }
     return rc ? -1 : 0;
 }

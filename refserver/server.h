@@ -19,6 +19,7 @@
 
 struct sync;
 struct socketio;
+struct workers;
 
 enum sio_profile {
     SIO_PROFILE_BROADCAST = 0, /* an event goes to every other socket of its namespace (and room), on every node */
@@ -28,7 +29,9 @@ enum sio_profile {
 struct server_config {
     struct net_addr listen;
     char node_id[NODE_ID_MAX + 1];
-    const char *redis_url; /* NULL: standalone, no Redis */
+    char bus_id[NODE_ID_MAX + 8]; /* the name on the bus: node_id, or node_id.wI for worker I ("" until set) */
+    uint32_t workers;             /* processes serving the node (--workers; workers.h) */
+    const char *redis_url;        /* NULL: standalone, no Redis */
     const char *redis_ca;
     bool redis_insecure;
     const char *channel_prefix;
@@ -54,8 +57,9 @@ struct server_stats {
     uint64_t accepted, http_requests, http_errors, handshakes;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, bus_msgs_in;
     uint64_t protocol_errors, slow_consumers, idle_closed, accept_errors;
-    uint64_t sio_bus_in, sio_bus_dropped; /* Socket.IO broadcasts from Redis delivered / refused as malformed */
-    uint64_t sio_requests;                /* other nodes' adapter requests acted on (socketio.c) */
+    uint64_t sio_bus_in, sio_bus_dropped;  /* Socket.IO broadcasts from Redis delivered / refused as malformed */
+    uint64_t sio_requests;                 /* other nodes' adapter requests acted on (socketio.c) */
+    uint64_t handed_over, handover_failed; /* --workers: connections given to the worker owning their sid */
     uint32_t connections, ws_clients, polling_sessions;
 };
 
@@ -103,18 +107,24 @@ struct client {
 #define CLIENT_FL_SHUT         0x10u   /* write side shut down; waiting for EOF */
 #define CLIENT_FL_PINGED       0x20u   /* /ws: a ping is out; Socket.IO: an Engine.IO ping awaits its pong */
 #define CLIENT_FL_SIO          0x40u   /* speaks Socket.IO (GET /socket.io/), in a room of server.sio_rooms */
+#define CLIENT_FL_HAND_OVER    0x80u   /* HTTP: the next head is another worker's, handed over once out drains */
 #define CLIENT_FL_POLL         0x100u  /* an Engine.IO polling session (no socket of its own) */
 #define CLIENT_FL_HELD         0x200u  /* an HTTP connection whose polling GET is held until packets are owed */
 #define CLIENT_FL_PROBED       0x400u  /* session: its websocket answered 2probe; GETs get a noop until the upgrade */
 #define CLIENT_FL_UPGRADED     0x800u  /* session: upgraded; kept only so polling requests for its sid get code 3 */
 #define CLIENT_FL_POLL_CLOSING 0x1000u /* session: ends once its owed packets (the close packet last) are answered */
 
+#define SERVER_METRICS_MAX 40 /* the /metrics samples (server.c's table), at most WORKERS_STAT_WORDS */
+
 struct server {
     struct ev_loop *loop;
     struct server_config cfg;
     struct server_stats stats;
-    struct room_registry rooms;     /* /ws rooms, each with its Redis channel */
-    struct room_registry sio_rooms; /* Socket.IO rooms ("" holds the sockets that asked for none) */
+    struct workers *workers; /* --workers: this worker's hand-over sockets and metric slot; NULL: one process */
+    char worker_header[32];  /* "X-Node-Worker: I\r\n" in worker I's responses; "" in a single process */
+    uint64_t counter_base[SERVER_METRICS_MAX]; /* a restarted worker's counters go on from its predecessor's */
+    struct room_registry rooms;                /* /ws rooms, each with its Redis channel */
+    struct room_registry sio_rooms;            /* Socket.IO rooms ("" holds the sockets that asked for none) */
     struct sync *sync;
     struct socketio *sio; /* Socket.IO's Redis adapter state (socketio.c); NULL without Redis */
     int lfd;
@@ -132,8 +142,10 @@ struct server {
     ev_signal sigterm_w, sigint_w;
 };
 
-/* Bind, connect to Redis and start serving on loop. 0, or -1 with err (exit code 2 territory). */
-int server_init(struct server *s, struct ev_loop *loop, const struct server_config *cfg, char *err, size_t errlen);
+/* Bind (or, as worker w, take w's listener and hand-over socket), connect to Redis and start serving on loop. 0, or
+ * -1 with err (exit code 2 territory). */
+int server_init(struct server *s, struct ev_loop *loop, const struct server_config *cfg, struct workers *w, char *err,
+                size_t errlen);
 /* Release everything after ev_run has returned. */
 void server_free(struct server *s);
 
@@ -143,11 +155,13 @@ void server_schedule_flush(struct server *s, struct client *c);
 void server_bury(struct server *s, struct client *c);
 /* Allow one more accept after a client left (the listener may have paused at max_clients). */
 void server_client_left(struct server *s);
-/* Prometheus text for /metrics into b. 0, or -1 on out of memory. */
+/* Prometheus text for /metrics into b, summed over every worker of the node. 0, or -1 on out of memory. */
 int server_metrics(const struct server *s, struct buf *b);
 
 /* session.c */
 struct client *session_new(struct server *s, int fd);
+/* A connection another worker handed over, with the bytes it had read from it: served as if read here. */
+void session_adopt(struct server *s, int fd, const char *bytes, size_t len);
 /* Feed readable bytes (client fd is readable). */
 void session_on_readable(struct client *c);
 /* Write what is queued; called from the flush list and when the socket turns writable. */

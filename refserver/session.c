@@ -18,6 +18,7 @@
 #include "refserver/refsio.h"
 #include "refserver/socketio.h"
 #include "refserver/sync.h"
+#include "refserver/workers.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -81,9 +82,24 @@ struct client *session_new(struct server *s, int fd)
     if (s->clients)
         s->clients->prev = c;
     s->clients = c;
-    s->stats.accepted++;
     s->stats.connections++;
     return c;
+}
+
+/* Stop c's I/O and timer, leave its room, and bury it; its descriptor stays open (closed, or handed over, by the
+ * caller). */
+static void detach_client(struct client *c)
+{
+    struct server *s = c->srv;
+    ev_io_stop(s->loop, &c->rio);
+    ev_io_stop(s->loop, &c->wio);
+    ev_timer_stop(s->loop, &c->timer);
+    c->fd = -1;
+    c->state = CLIENT_CLOSED;
+    room_leave(registry(c), &c->member);
+    s->stats.connections--;
+    server_bury(s, c);
+    server_client_left(s);
 }
 
 /* The connection is over: stop its I/O now, leave the room, free it before the loop next waits. */
@@ -110,16 +126,9 @@ static void kill_client(struct client *c)
     }
     if (c->member.room) /* only upgraded clients are in a room */
         s->stats.ws_clients--;
-    ev_io_stop(s->loop, &c->rio);
-    ev_io_stop(s->loop, &c->wio);
-    ev_timer_stop(s->loop, &c->timer);
-    close(c->fd);
-    c->fd = -1;
-    c->state = CLIENT_CLOSED;
-    room_leave(registry(c), &c->member);
-    s->stats.connections--;
-    server_bury(s, c);
-    server_client_left(s);
+    int fd = c->fd;
+    detach_client(c);
+    close(fd);
 }
 
 void session_free(struct client *c)
@@ -304,11 +313,14 @@ static void on_data(struct client *c, const struct ws_event *ev)
 
 /* Socket.IO: Engine.IO packets in text frames (or POSTed); the Socket.IO packets inside go to socketio.c. */
 
-static void sio_new_id(char out[REFSIO_ID_LEN + 1])
+/* A new sid; a worker's names it (workers.h), so every request of the session can be brought to it. */
+static void sio_new_id(const struct server *s, char out[REFSIO_ID_LEN + 1])
 {
     uint8_t rnd[REFSIO_ID_RANDOM] = {0};
     RAND_bytes(rnd, sizeof rnd);
     refsio_make_id(rnd, out);
+    if (s->workers)
+        workers_sid_mark(out, workers_index(s->workers));
 }
 
 /* A packet Socket.IO forbids: the whole connection goes (SOCKETIO.md 2). */
@@ -426,8 +438,8 @@ static int respond(struct client *c, int status, const char *reason, const char 
 {
     char head[1024];
     int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nX-Node-Id: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n", status,
-                     reason, c->srv->cfg.node_id, ctype, body_len, extra ? extra : "",
+                     "HTTP/1.1 %d %s\r\nX-Node-Id: %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n", status,
+                     reason, c->srv->cfg.node_id, c->srv->worker_header, ctype, body_len, extra ? extra : "",
                      close_after ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head)
         return -1;
@@ -516,7 +528,7 @@ static int sio_open(struct client *c)
 {
     char sid[REFSIO_ID_LEN + 1], pkt[REFSIO_OPEN_MAX];
     const struct server_config *cfg = &c->srv->cfg;
-    sio_new_id(sid);
+    sio_new_id(c->srv, sid);
     size_t n = refsio_open_packet(pkt, sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
                                   (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, false);
     c->sio_connect_by = ev_now(c->srv->loop) + cfg->sio_connect_timeout;
@@ -556,8 +568,8 @@ static int upgrade(struct client *c, const struct http_head *h, bool sio, struct
         return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\nX-Node-Id: %s\r\n\r\n",
-                     accept, s->cfg.node_id);
+                     "Sec-WebSocket-Accept: %s\r\nX-Node-Id: %s\r\n%s\r\n",
+                     accept, s->cfg.node_id, s->worker_header);
     c->state = CLIENT_WS;
     c->reader = (struct ws_reader){.role = WS_ROLE_SERVER, .max_message = s->cfg.max_message};
     s->stats.handshakes++;
@@ -783,7 +795,7 @@ static int poll_open(struct client *c, const struct http_head *h)
     sess->flags = CLIENT_FL_POLL | CLIENT_FL_SIO;
     ev_init(&sess->timer, on_timer);
     do
-        sio_new_id(sess->sid);
+        sio_new_id(s, sess->sid);
     while (sid_find(s, sess->sid));
     if (room_join(&s->sio_rooms, &sess->member, room, (size_t)room_len) < 0) {
         free(sess);
@@ -992,8 +1004,42 @@ static int route(struct client *c, const struct http_head *h, char *body, size_t
     return respond_error(c, 404, "Not Found", "try /ws, /socket.io/, / or /metrics", NULL);
 }
 
-/* Precondition: CLIENT_HTTP. Returns bytes consumed, 0 when the head is incomplete, -1 when the connection left
- * CLIENT_HTTP (upgraded or closing). */
+/* --workers: the worker holding the session a /socket.io/ request names by its sid, when that is another worker; -1
+ * otherwise (ours, no sid, or a sid no worker made: answered here, as unknown). */
+static int sid_worker(const struct client *c, const struct http_head *h)
+{
+    const struct server *s = c->srv;
+    char sid[REFSIO_ID_LEN + 8];
+    if (!s->workers || !is_sio_path(h) || http_query_param(h->target, h->target_len, "sid", sid, sizeof sid) <= 0)
+        return -1;
+    int owner = workers_sid_owner(sid, strlen(sid), workers_count(s->workers));
+    return owner == (int)workers_index(s->workers) ? -1 : owner;
+}
+
+/* Precondition: CLIENT_HTTP with a head in data for worker `to`. The connection goes to that worker with every byte
+ * from the head on (a POST's body so far, pipelined requests), once our answers to its earlier requests are
+ * written (CLIENT_FL_HAND_OVER: session_flush resumes here; meanwhile nothing more is read, so what waits is at most
+ * one read). Returns 0 while waiting for that, else -1 (gone). */
+static long hand_over(struct client *c, uint32_t to, const char *data, size_t len)
+{
+    struct server *s = c->srv;
+    if (c->out.count) {
+        c->flags |= CLIENT_FL_HAND_OVER;
+        c->in.max = WORKERS_MSG_MAX;
+        ev_io_stop(s->loop, &c->rio);
+        return 0;
+    }
+    int fd = c->fd;
+    detach_client(c);
+    if (workers_hand_over(s->workers, to, fd, data, len) < 0)
+        s->stats.handover_failed++;
+    else
+        s->stats.handed_over++;
+    return -1;
+}
+
+/* Precondition: CLIENT_HTTP. Returns bytes consumed, 0 when the head is incomplete (or waits to be handed over), -1
+ * when the connection left CLIENT_HTTP (upgraded, closing or handed over). */
 static long process_http(struct client *c, char *data, size_t len)
 {
     struct http_header headers[MAX_HEADERS];
@@ -1010,6 +1056,9 @@ static long process_http(struct client *c, char *data, size_t len)
         respond_error(c, status, status_reason(status), http_error_str(h.error), NULL);
         return -1;
     }
+    int owner = sid_worker(c, &h);
+    if (owner >= 0)
+        return hand_over(c, (uint32_t)owner, data, len);
     /* A Socket.IO POST carries packets: wait for the whole body (up to maxPayload) before routing. */
     char *body = NULL;
     size_t body_len = 0;
@@ -1061,6 +1110,19 @@ static size_t process(struct client *c, char *data, size_t len)
     return off;
 }
 
+/* Parse what b holds (c's own buffer, or the server's scratch buffer); what is left over of the scratch buffer moves
+ * into c's own. */
+static void feed(struct client *c, struct buf *b, bool own)
+{
+    buf_consume(b, process(c, buf_head(b), buf_len(b)));
+    if (!own && buf_len(b)) {
+        if (c->state != CLIENT_CLOSED && buf_append(&c->in, buf_head(b), buf_len(b)) < 0)
+            kill_client(c);
+        b->rpos = b->wpos = 0;
+    }
+    buf_release_if_empty(&c->in);
+}
+
 /* Read what is there. Input goes to the server's shared scratch buffer; only a partial head or frame left over is
  * copied into the client's own buffer, so idle clients hold no input memory. */
 void session_on_readable(struct client *c)
@@ -1085,13 +1147,22 @@ void session_on_readable(struct client *c)
     c->last_rx = ev_now(s->loop);
     if (!(c->flags & CLIENT_FL_SIO)) /* Socket.IO: only an Engine.IO pong answers a ping */
         c->flags &= (uint16_t)~CLIENT_FL_PINGED;
-    buf_consume(b, process(c, buf_head(b), buf_len(b)));
-    if (!own && buf_len(b)) {
-        if (c->state != CLIENT_CLOSED && buf_append(&c->in, buf_head(b), buf_len(b)) < 0)
-            kill_client(c);
-        b->rpos = b->wpos = 0;
+    feed(c, b, own);
+}
+
+void session_adopt(struct server *s, int fd, const char *bytes, size_t len)
+{
+    struct client *c = s->shutting_down ? NULL : session_new(s, fd);
+    if (!c) {
+        close(fd);
+        return;
     }
-    buf_release_if_empty(&c->in);
+    /* The scratch buffer is empty between reads: the bytes go through it as if this worker had read them. */
+    if (buf_append(&s->scratch, bytes, len) < 0) {
+        kill_client(c);
+        return;
+    }
+    feed(c, &s->scratch, false);
 }
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
@@ -1137,6 +1208,12 @@ void session_flush(struct client *c)
     }
     ev_io_stop(s->loop, &c->wio);
     after_drain(c);
+    if (c->flags & CLIENT_FL_HAND_OVER && c->state == CLIENT_HTTP) { /* answered: the waiting head can go */
+        c->flags &= (uint16_t)~CLIENT_FL_HAND_OVER;
+        feed(c, &c->in, true);
+        if (c->state == CLIENT_HTTP) /* defensive: the same head is handed over at once now */
+            ev_io_start(s->loop, &c->rio);
+    }
 }
 
 static void on_write(struct ev_loop *loop, ev_io *w, int revents)

@@ -8,6 +8,7 @@
 #include "refserver/server.h"
 #include "refserver/sioadapter.h"
 #include "refserver/sync.h"
+#include "refserver/workers.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -470,6 +471,8 @@ int socketio_init(struct server *s, char *err, size_t errlen)
     s->sio = io;
     RAND_bytes(rnd, sizeof rnd);
     refsio_make_id(rnd, io->uid);
+    if (s->workers) /* a node's workers must never take each other's broadcasts for their own */
+        workers_sid_mark(io->uid, workers_index(s->workers));
     const char *key = s->cfg.sio_key;
     for (uint32_t i = 0; i < s->cfg.sio_nsp_count; i++) {
         const char *nsp = s->cfg.sio_nsps[i];
