@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "lb/pool.h"
+#include "lb/shortage.h"
 
 #include <errno.h>
 #include <ev.h>
@@ -67,7 +68,7 @@ static void printf_buf(struct buf *b, const char *fmt, ...)
 static const char *const admin_names[] = {"ready", "drain", "maint"};
 static const char *const error_names[POOL_ERR_COUNT] = {"bad_request",    "head_timeout", "head_too_large",
                                                         "no_node",        "connect",      "bad_response",
-                                                        "server_timeout", "client_abort"};
+                                                        "server_timeout", "client_abort", "local_resource"};
 
 #define NODE_COUNTER(b, sh, p, metric, help, field)                                                                    \
     do {                                                                                                               \
@@ -116,27 +117,45 @@ static void node_metrics(struct buf *b, const struct pool *p)
                        p->conf->backends[i].name, c, POOL_GET(sh->nodes[i].responses[c]));
 }
 
+/* One unlabelled series: its HELP and TYPE lines, then its value. */
+static void scalar(struct buf *b, const char *type, const char *name, const char *help, uint64_t value)
+{
+    printf_buf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, value);
+}
+
+/* Panic mode, local resource failures, and the connection cap they are weighed against. */
+static void local_metrics(struct buf *b, const struct pool *p)
+{
+    struct pool_shared *sh = p->sh;
+    scalar(b, "gauge", "lb_panic",
+           "1 while under panic-threshold percent of the nodes in rotation are up: clients are balanced over all of "
+           "them",
+           POOL_GET(sh->panic));
+    scalar(b, "counter", "lb_panic_episodes_total", "times panic began", POOL_GET(sh->panic_episodes));
+    scalar(b, "counter", "lb_panic_routed_total", "node picks made in panic, whatever the node's health (each try)",
+           POOL_GET(sh->panic_routed));
+    printf_buf(b, "# HELP lb_local_resource_errors_total accepts, connects and checks that failed for want of the lb's "
+                  "own descriptors, ports or memory (no node blamed)\n# TYPE lb_local_resource_errors_total counter\n");
+    for (int op = 0; op < POOL_OP_COUNT; op++)
+        for (int k = 0; k < POOL_LOCAL_COUNT; k++)
+            printf_buf(b, "lb_local_resource_errors_total{op=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
+                       shortage_op_name((enum pool_op)op), shortage_kind_name((enum pool_local)k),
+                       POOL_GET(sh->local_errors[op][k]));
+    scalar(b, "gauge", "lb_max_connections", "the client connection cap over all workers", p->conf->max_connections);
+}
+
 static void metrics(struct buf *b, const struct pool *p)
 {
     struct pool_shared *sh = p->sh;
-    printf_buf(
-        b, "# HELP lb_connections client connections open\n# TYPE lb_connections gauge\nlb_connections %" PRIu64 "\n",
-        POOL_GET(sh->conns_active));
-    printf_buf(b,
-               "# HELP lb_connections_total client connections accepted\n# TYPE lb_connections_total counter\n"
-               "lb_connections_total %" PRIu64 "\n",
-               POOL_GET(sh->conns_total));
-    printf_buf(b,
-               "# HELP lb_requests_total requests routed\n# TYPE lb_requests_total counter\nlb_requests_total %" PRIu64
-               "\n",
-               POOL_GET(sh->requests));
-    printf_buf(b,
-               "# HELP lb_rebalanced_total sticky clients whose node was gone, re-balanced\n"
-               "# TYPE lb_rebalanced_total counter\nlb_rebalanced_total %" PRIu64 "\n",
-               POOL_GET(sh->rebalanced));
+    scalar(b, "gauge", "lb_connections", "client connections open", POOL_GET(sh->conns_active));
+    scalar(b, "counter", "lb_connections_total", "client connections accepted", POOL_GET(sh->conns_total));
+    scalar(b, "counter", "lb_requests_total", "requests routed", POOL_GET(sh->requests));
+    scalar(b, "counter", "lb_rebalanced_total", "sticky clients whose node was gone, re-balanced",
+           POOL_GET(sh->rebalanced));
     printf_buf(b, "# HELP lb_errors_total errors by kind\n# TYPE lb_errors_total counter\n");
     for (int e = 0; e < POOL_ERR_COUNT; e++)
         printf_buf(b, "lb_errors_total{kind=\"%s\"} %" PRIu64 "\n", error_names[e], POOL_GET(sh->errors[e]));
+    local_metrics(b, p);
     node_metrics(b, p);
 }
 
@@ -183,6 +202,7 @@ static int set_node_state(struct admin_conn *c, const char *path, size_t len, st
         return 404;
     POOL_SET(c->pool->sh->nodes[node].admin, (uint8_t)state);
     LOG_WARN("admin: node %s set to %s", p + 7, admin_names[state]);
+    pool_panic_update(c->pool);
     printf_buf(body, "%s %s\n", p + 7, admin_names[state]);
     return 200;
 }
@@ -202,7 +222,8 @@ static void route(struct admin_conn *c, const struct http_head *h)
         int up = 0;
         for (int i = 0; i < p->n; i++)
             up += pool_usable(p, i);
-        printf_buf(&body, "%d of %d nodes usable\n", up, p->n);
+        printf_buf(&body, "%d of %d nodes usable%s\n", up, p->n,
+                   POOL_GET(p->sh->panic) ? " (panic: balancing over every node in rotation)" : "");
         status = up ? 200 : 503;
     } else if (get && plen == 6 && memcmp(h->target, "/nodes", 6) == 0) {
         list_nodes(&body, p);

@@ -35,6 +35,7 @@ void lb_conf_defaults(struct lb_conf *c)
     c->retries = 1;
     c->forwarded_for = true;
     c->resolve_interval_ns = 10 * SEC;
+    c->panic_threshold = 50;
 }
 
 /* "host:port" or "[v6]:port", names resolved (blocking: load time only; the master re-resolves backend names). The
@@ -286,7 +287,7 @@ static int on_number(struct lb_conf *c, char **w, int n, char *err, size_t errle
         const char *name;
         uint64_t lo, hi;
         size_t off;
-    } nums[] = {{"max-connections", 1, 10000000, offsetof(struct lb_conf, max_connections)},
+    } nums[] = {{"max-connections", 1, LB_MAX_CONNECTIONS, offsetof(struct lb_conf, max_connections)},
                 {"max-headers", 1, 1000, offsetof(struct lb_conf, max_headers)},
                 {"workers", 1, 64, offsetof(struct lb_conf, workers)},
                 {"retries", 0, 10, offsetof(struct lb_conf, retries)}};
@@ -299,9 +300,28 @@ static int on_number(struct lb_conf *c, char **w, int n, char *err, size_t errle
                              (unsigned long long)nums[i].lo, (unsigned long long)nums[i].hi);
         uint32_t v32 = (uint32_t)v;
         memcpy((char *)c + nums[i].off, &v32, sizeof v32);
+        c->max_connections_set |= nums[i].off == offsetof(struct lb_conf, max_connections);
         return 0;
     }
     return 1; /* not a number directive */
+}
+
+/* panic-threshold 50 or 50%: a percentage, 0 (off) to 100. */
+static int on_panic_threshold(struct lb_conf *c, char **w, int n, char *err, size_t errlen)
+{
+    char num[16];
+    uint64_t v;
+    size_t len = n == 2 ? strlen(w[1]) : 0;
+    if (len > 0 && w[1][len - 1] == '%')
+        len--;
+    if (n != 2 || len == 0 || len >= sizeof num)
+        return conf_fail(err, errlen, "panic-threshold: expected a percentage from 0 (off) to 100, e.g. 50");
+    memcpy(num, w[1], len);
+    num[len] = '\0';
+    if (conf_parse_uint(num, 0, 100, &v) < 0)
+        return conf_fail(err, errlen, "panic-threshold: '%s' is not a percentage from 0 (off) to 100", w[1]);
+    c->panic_threshold = (uint32_t)v;
+    return 0;
 }
 
 static int on_switch(bool *flag, char **w, int n, char *err, size_t errlen)
@@ -347,6 +367,8 @@ int lb_conf_directive(struct lb_conf *c, char **w, int n, char *err, size_t errl
         return on_switch(&c->abort_on_close, w, n, err, errlen);
     if (strcmp(d, "resolve-interval") == 0)
         return on_resolve_interval(c, w, n, err, errlen);
+    if (strcmp(d, "panic-threshold") == 0)
+        return on_panic_threshold(c, w, n, err, errlen);
     if (strcmp(d, "max-head") == 0) {
         if (n != 2 || conf_parse_bytes(w[1], &c->max_head) < 0 || c->max_head < 1024 || c->max_head > (1u << 20))
             return conf_fail(err, errlen, "max-head: expected a size from 1k to 1m, e.g. 16k");
@@ -427,4 +449,32 @@ int lb_conf_check(const struct lb_conf *c, struct lb_conf_error *errs, int maxer
     if (c->health.enabled && c->health.timeout_ns >= c->health.interval_ns)
         nerrs = add_error(errs, maxerrs, nerrs, 0, "health: timeout must be shorter than interval");
     return nerrs;
+}
+
+uint32_t lb_conf_fd_max_connections(uint64_t nofile, uint32_t workers)
+{
+    uint64_t per_worker = nofile > LB_FD_RESERVE ? (nofile - LB_FD_RESERVE) / LB_FDS_PER_CONN : 0;
+    uint64_t total = (per_worker ? per_worker : 1) * workers;
+    return total < LB_MAX_CONNECTIONS ? (uint32_t)total : LB_MAX_CONNECTIONS;
+}
+
+void lb_conf_fit_descriptors(struct lb_conf *c, uint64_t nofile, char *warn, size_t warnlen)
+{
+    uint32_t fits = lb_conf_fd_max_connections(nofile, c->workers);
+    warn[0] = '\0';
+    if (!c->max_connections_set) {
+        c->max_connections = fits;
+        return;
+    }
+    uint64_t share = (c->max_connections + c->workers - 1) / c->workers;
+    uint64_t need = share * LB_FDS_PER_CONN + LB_FD_RESERVE;
+    if (need <= nofile)
+        return;
+    snprintf(
+        warn, warnlen,
+        "max-connections %u does not fit the open-files limit %llu: %u worker(s) x %llu connections x %d "
+        "descriptors + %d reserved need %llu per worker; past the limit requests get 503 and new connections wait. "
+        "Raise the limit (ulimit -n %llu), add workers, or set max-connections %u or less (the default derives it)",
+        c->max_connections, (unsigned long long)nofile, c->workers, (unsigned long long)share, LB_FDS_PER_CONN,
+        LB_FD_RESERVE, (unsigned long long)need, (unsigned long long)need, fits);
 }

@@ -12,6 +12,7 @@
  *   health path=/ interval=2s timeout=1s rise=2 fall=3 | health off
  *   timeout connect|server|client|tunnel|head|grace DURATION
  *   max-connections N        max-head BYTES        max-headers N       workers N       retries N
+ *   panic-threshold PERCENT                            # Envoy's healthy_panic_threshold (default 50, 0: off)
  *   forwarded-for on|off     proxy-protocol on|off    abort-on-close on|off
  *   resolve-interval DURATION | off                    # re-resolve backend host names (default 10s) */
 #ifndef LB_CONF_H
@@ -25,6 +26,12 @@
 #define LB_MAX_LISTENS  8
 #define LB_MAX_BACKENDS 64
 #define LB_NAME_MAX     64
+/* Descriptors a worker keeps for itself besides its connections (stdio, listeners, epoll, libev's signal pipe),
+ * with room to spare: the derived max-connections leaves these free. */
+#define LB_FD_RESERVE 32
+/* A client connection's descriptors: its own and its node's. */
+#define LB_FDS_PER_CONN    2
+#define LB_MAX_CONNECTIONS 10000000
 
 enum lb_balance { LB_BAL_ROUNDROBIN = 0, LB_BAL_LEASTCONN, LB_BAL_SOURCE, LB_BAL_PARAM };
 enum lb_sticky { LB_STICKY_NONE = 0, LB_STICKY_COOKIE, LB_STICKY_PREFIX, LB_STICKY_SOURCE };
@@ -67,6 +74,8 @@ struct lb_conf {
     struct lb_health health;
     int64_t timeout_connect_ns, timeout_server_ns, timeout_client_ns, timeout_tunnel_ns, timeout_head_ns, grace_ns;
     uint32_t max_connections, max_headers, workers, retries;
+    bool max_connections_set; /* given by the config; else lb_conf_fit_descriptors derives it */
+    uint32_t panic_threshold; /* percent of the nodes in rotation that must be up, else panic (pool.h) */
     uint64_t max_head;
     bool forwarded_for, proxy_protocol;
     bool abort_on_close; /* a client gone while its request waits for the answer: drop the node connection too */
@@ -79,8 +88,9 @@ struct lb_conf_error {
 };
 
 /* HAProxy-like defaults: roundrobin, no stickiness, health checks on GET / every 2 s (rise 2, fall 3, timeout 1 s),
- * timeouts connect 5s, server 30s, client 30s, tunnel 1h, head 10s, grace 30s, 10000 connections, 16 KiB heads,
- * 100 headers, 1 worker, 1 retry, X-Forwarded-For on, PROXY protocol off, backend names re-resolved every 10 s. */
+ * timeouts connect 5s, server 30s, client 30s, tunnel 1h, head 10s, grace 30s, 10000 connections (until
+ * lb_conf_fit_descriptors derives them from the open-files limit), 16 KiB heads, 100 headers, 1 worker, 1 retry,
+ * X-Forwarded-For on, PROXY protocol off, backend names re-resolved every 10 s, panic threshold 50%. */
 void lb_conf_defaults(struct lb_conf *c);
 
 /* Apply one directive (words[0] is its name). 0, or -1 with err. */
@@ -98,5 +108,14 @@ int lb_conf_parse(const char *text, struct lb_conf *c, struct lb_conf_error *err
  * needs a cookie name; the admin address differs from the listeners. Appends to errs from *nerrs; returns the new
  * count. */
 int lb_conf_check(const struct lb_conf *c, struct lb_conf_error *errs, int maxerrs, int nerrs);
+
+/* The connections workers x floor((nofile - LB_FD_RESERVE) / LB_FDS_PER_CONN) (at least one per worker, at most
+ * LB_MAX_CONNECTIONS): what every worker's open-files limit nofile can hold, each worker having its own. */
+uint32_t lb_conf_fd_max_connections(uint64_t nofile, uint32_t workers);
+
+/* Bind max-connections to the open-files limit nofile: derive it when the config did not give it; when a given
+ * value cannot fit (a worker's share x 2 + the reserve over nofile), a warning naming the numbers and the remedy
+ * goes to warn (else warn is ""). */
+void lb_conf_fit_descriptors(struct lb_conf *c, uint64_t nofile, char *warn, size_t warnlen);
 
 #endif

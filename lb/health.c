@@ -2,15 +2,18 @@
  *
  * One check in flight per node at most, on its own connection with Connection: close, so a check never shares
  * state with client traffic. Only the status line is read: "HTTP/1.x DDD", 2xx and 3xx pass (HAProxy's httpchk
- * rule). A check still running when the next is due counts as failed. */
+ * rule). A check still running when the next is due counts as failed. Each check has one timer: its timeout while
+ * in flight, else the start of the next one. */
 #include "lb/health.h"
 
 #include "common/log.h"
 #include "common/net.h"
 #include "lb/pool.h"
+#include "lb/shortage.h"
 
 #include <errno.h>
 #include <ev.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +21,18 @@
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
+/* A timer that fires later than this share of the timeout says the loop lagged, not the node. */
+#define LATE_SHARE 0.5
+
 struct check {
     struct health *h;
     int node, fd;
     ev_io io;
     ev_timer timer;
-    ev_tstamp started;
+    ev_tstamp started, deadline;
     bool connected;
-    int verdict; /* -1 until the status line is read; the body is then drained so the node sees a clean close */
+    bool extended; /* given one more timeout because its timer fired late */
+    int verdict;   /* -1 until the status line is read; the body is then drained so the node sees a clean close */
     char why[64];
     size_t sent, got;
     char reply[16]; /* "HTTP/1.1 200 " is all we read */
@@ -34,26 +41,47 @@ struct check {
 struct health {
     struct ev_loop *loop;
     struct pool *pool;
+    struct shortage lack;
     char request[400];
     size_t request_len;
     struct check checks[LB_MAX_BACKENDS];
 };
 
-static void finish(struct check *k, bool ok, const char *why)
+/* Close the check's connection and start the next one an interval after this one started. */
+static void close_and_schedule(struct check *k)
 {
     struct health *h = k->h;
-    struct pool_node_state *s = &h->pool->sh->nodes[k->node];
     if (k->fd >= 0) {
         ev_io_stop(h->loop, &k->io);
         close(k->fd);
         k->fd = -1;
     }
-    POOL_ADD(*(ok ? &s->checks_ok : &s->checks_failed), 1);
-    pool_observe(h->pool, k->node, ok, why);
     ev_tstamp next = h->pool->conf->health.interval_ns / 1e9 - (ev_now(h->loop) - k->started);
     ev_timer_stop(h->loop, &k->timer);
     ev_timer_set(&k->timer, next > 0 ? next : 0, 0);
     ev_timer_start(h->loop, &k->timer);
+}
+
+static void finish(struct check *k, bool ok, const char *why)
+{
+    struct pool_node_state *s = &k->h->pool->sh->nodes[k->node];
+    close_and_schedule(k);
+    POOL_ADD(*(ok ? &s->checks_ok : &s->checks_failed), 1);
+    pool_observe(k->h->pool, k->node, ok, why);
+}
+
+/* The check failed at step (connect, write, read) with err: the node's failure, unless err names a local
+ * resource, which skips the check (counted, logged per episode) without a verdict. */
+static void fail(struct check *k, const char *step, int err)
+{
+    if (shortage_kind(err) >= 0) {
+        shortage_hit(&k->h->lack, POOL_OP_CHECK, err, ev_now(k->h->loop));
+        close_and_schedule(k);
+        return;
+    }
+    char why[96];
+    snprintf(why, sizeof why, "check: %s: %s", step, strerror(err));
+    finish(k, false, why);
 }
 
 static void judge(struct check *k)
@@ -68,41 +96,35 @@ static void judge(struct check *k)
     k->verdict = r[9] == '2' || r[9] == '3';
 }
 
-static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+/* The request is out (all of it, or what the socket took). */
+static void send_request(struct check *k)
 {
-    struct check *k = container_of(w, struct check, io);
     struct health *h = k->h;
-    char why[96];
-    (void)revents;
-    if (!k->connected) {
-        int err = net_connect_result(k->fd);
-        if (err) {
-            snprintf(why, sizeof why, "check: connect: %s", strerror(err));
-            finish(k, false, why);
-            return;
-        }
-        k->connected = true;
-    }
-    if (k->sent < h->request_len) {
-        ssize_t n = write(k->fd, h->request + k->sent, h->request_len - k->sent);
-        if (n < 0 && errno != EAGAIN) {
-            snprintf(why, sizeof why, "check: write: %s", strerror(errno));
-            finish(k, false, why);
-            return;
-        }
-        k->sent += n > 0 ? (size_t)n : 0;
-        if (k->sent == h->request_len) {
-            ev_io_stop(loop, w);
-            ev_io_set(w, k->fd, EV_READ);
-            ev_io_start(loop, w);
-        }
+    ssize_t n = write(k->fd, h->request + k->sent, h->request_len - k->sent);
+    if (n < 0 && errno != EAGAIN) {
+        fail(k, "write", errno);
         return;
     }
+    k->sent += n > 0 ? (size_t)n : 0;
+    if (k->sent == h->request_len) {
+        ev_io_stop(h->loop, &k->io);
+        ev_io_set(&k->io, k->fd, EV_READ);
+        ev_io_start(h->loop, &k->io);
+    }
+}
+
+/* The status line, then the rest drained to the node's close. */
+static void read_reply(struct check *k)
+{
     char drain[4096];
     char *to = k->verdict < 0 ? k->reply + k->got : drain;
     ssize_t n = read(k->fd, to, k->verdict < 0 ? sizeof k->reply - k->got : sizeof drain);
     if (n < 0 && errno == EAGAIN)
         return;
+    if (n < 0 && shortage_kind(errno) >= 0) {
+        fail(k, "read", errno);
+        return;
+    }
     if (n > 0 && k->verdict < 0)
         k->got += (size_t)n;
     if (k->verdict < 0 && (n <= 0 || k->got >= 12))
@@ -111,27 +133,85 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
         finish(k, k->verdict == 1, k->why);
 }
 
+/* One step on a socket that is ready: the connect's outcome, the request, the reply. */
+static void step(struct check *k)
+{
+    if (!k->connected) {
+        int err = net_connect_result(k->fd);
+        if (err) {
+            fail(k, "connect", err);
+            return;
+        }
+        k->connected = true;
+    }
+    if (k->sent < k->h->request_len)
+        send_request(k);
+    else
+        read_reply(k);
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop, (void)revents;
+    step(container_of(w, struct check, io));
+}
+
+/* Whether the socket is ready for the check's next step now (poll with no wait). */
+static bool ready_now(const struct check *k)
+{
+    struct pollfd pfd = {.fd = k->fd, .events = k->sent < k->h->request_len ? POLLOUT : POLLIN};
+    return poll(&pfd, 1, 0) > 0;
+}
+
 static void start_check(struct check *k)
 {
     struct health *h = k->h;
-    char why[96];
+    ev_tstamp timeout = h->pool->conf->health.timeout_ns / 1e9;
     k->started = ev_now(h->loop);
-    k->connected = false;
+    k->deadline = k->started + timeout;
+    k->connected = k->extended = false;
     k->verdict = -1;
     k->sent = k->got = 0;
     struct net_addr addr;
     pool_node_addr(h->pool, k->node, &addr);
     k->fd = net_connect(&addr, NULL);
-    ev_timer_stop(h->loop, &k->timer);
-    ev_timer_set(&k->timer, h->pool->conf->health.timeout_ns / 1e9, 0);
-    ev_timer_start(h->loop, &k->timer);
     if (k->fd < 0) {
-        snprintf(why, sizeof why, "check: connect: %s", strerror(errno));
-        finish(k, false, why);
+        fail(k, "connect", errno);
         return;
     }
+    shortage_ok(&h->lack, k->started);
+    ev_timer_stop(h->loop, &k->timer);
+    ev_timer_set(&k->timer, timeout, 0);
+    ev_timer_start(h->loop, &k->timer);
     ev_io_set(&k->io, k->fd, EV_WRITE);
     ev_io_start(h->loop, &k->io);
+}
+
+/* The timeout of a check in flight: take what the socket already has (a lagging loop runs this timer before the
+ * ready read), then judge, unless the timer itself came late: then one more timeout from now. */
+static void check_timed_out(struct check *k)
+{
+    struct health *h = k->h;
+    ev_tstamp timeout = h->pool->conf->health.timeout_ns / 1e9;
+    for (int i = 0; i < 4 && k->fd >= 0 && k->verdict < 0 && ready_now(k); i++)
+        step(k);
+    if (k->fd < 0)
+        return;
+    if (k->verdict >= 0) {
+        finish(k, k->verdict == 1, k->why); /* answered; only the close is missing */
+        return;
+    }
+    ev_tstamp late = ev_now(h->loop) - k->deadline;
+    if (!k->extended && late > timeout * LATE_SHARE) {
+        LOG_DEBUG("check of %s: timer %.0f ms late: one more timeout", h->pool->conf->backends[k->node].name,
+                  late * 1e3);
+        k->extended = true;
+        k->deadline = ev_now(h->loop) + timeout;
+        ev_timer_set(&k->timer, timeout, 0);
+        ev_timer_start(h->loop, &k->timer);
+        return;
+    }
+    finish(k, false, "check: timed out");
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -139,7 +219,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     struct check *k = container_of(w, struct check, timer);
     (void)loop, (void)revents;
     if (k->fd >= 0)
-        finish(k, k->verdict == 1, k->verdict < 0 ? "check: timed out" : k->why);
+        check_timed_out(k);
     else
         start_check(k);
 }
@@ -153,6 +233,7 @@ struct health *health_start(struct ev_loop *loop, struct pool *pool, char *err, 
     }
     h->loop = loop;
     h->pool = pool;
+    shortage_init(&h->lack, "health checks", "checks are skipped", pool->sh);
     if (!pool->conf->health.enabled)
         return h;
     int n = snprintf(h->request, sizeof h->request,

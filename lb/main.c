@@ -1,6 +1,7 @@
 /* lb: the load balancer. Reads lb.conf and/or flags, binds every listener once per worker (SO_REUSEPORT: the
  * kernel spreads connections over the workers, and each worker has its own open-files limit), forks the workers
- * and supervises them:
+ * and, beside them, the health process (health checks and the admin listener, away from the workers' busy loops:
+ * health.h), and supervises them all:
  *   SIGTERM/SIGINT  workers stop accepting, finish requests in flight and let tunnels run up to `timeout grace`;
  *   SIGHUP          re-read the config; if it is valid, a new generation of workers starts on new sockets and the
  *                   old one stops as on SIGTERM (its tunnels stay open until they end or the grace time passes);
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,7 +51,9 @@ static const char usage[] =
     "      --health off|path=/,interval=2s,timeout=1s,rise=2,fall=3\n"
     "      --timeout KIND=DURATION   connect, server, client, tunnel, head or grace (repeatable)\n"
     "      --workers N            processes sharing the listeners (default 1)\n"
-    "      --max-connections N    client connections in all; more wait in the kernel's backlog\n"
+    "      --max-connections N    client connections in all; more wait in the kernel's backlog (default: what the\n"
+    "                             open-files limit holds, 2 descriptors each, per worker)\n"
+    "      --panic-threshold PERCENT   under this share of nodes up, balance over all of them (default 50, 0: off)\n"
     "      --abort-on-close       a client gone before its answer began also closes the node's connection\n"
     "                             (HAProxy's option abortonclose: long-polls of closed tabs stop pinning nodes)\n"
     "      --resolve-interval DURATION|off   how often backend host names are looked up again (default 10s)\n"
@@ -71,9 +75,12 @@ struct generation {
     int admin_fd;
     struct tls_ctx *tls[LB_MAX_LISTENS];
     struct pool_shared *sh;
-    struct resolver res; /* this generation's backend names, looked up again while it is the current one */
-    pid_t pids[MAX_WORKERS];
+    struct resolver res;         /* this generation's backend names, looked up again while it is the current one */
+    pid_t pids[MAX_WORKERS + 1]; /* the workers', then the health process's when it has one (nprocs) */
+    bool health_proc;            /* it has one: checks or an admin listener (decided once: fds close on reload) */
 };
+
+static uint64_t nofile; /* the open-files limit every process starts with (raise_nofile) */
 
 /* ---- configuration ---- */
 
@@ -130,11 +137,12 @@ static int parse_args(int argc, char **argv, struct args *a)
                                          {"log-level", required_argument, 0, 'L'},
                                          {"abort-on-close", no_argument, 0, 'A'},
                                          {"resolve-interval", required_argument, 0, 'R'},
+                                         {"panic-threshold", required_argument, 0, 'P'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     static const char *const directive[128] = {
-        ['l'] = "listen",  ['B'] = "balance",         ['s'] = "sticky",          ['a'] = "admin",
-        ['w'] = "workers", ['m'] = "max-connections", ['R'] = "resolve-interval"};
+        ['l'] = "listen",  ['B'] = "balance",         ['s'] = "sticky",           ['a'] = "admin",
+        ['w'] = "workers", ['m'] = "max-connections", ['R'] = "resolve-interval", ['P'] = "panic-threshold"};
     int o, rc = 0;
     a->log_level = LOG_LEVEL_INFO;
     while (rc == 0 && (o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -226,10 +234,38 @@ static int load_conf(const struct args *a, struct lb_conf *c)
     }
     if (nerrs > MAX_ERRS)
         fprintf(stderr, "lb: ... and %d more errors\n", nerrs - MAX_ERRS);
-    return nerrs ? -1 : 0;
+    if (nerrs)
+        return -1;
+    char warn[512];
+    lb_conf_fit_descriptors(c, nofile, warn, sizeof warn);
+    if (warn[0])
+        LOG_WARN("%s", warn);
+    return 0;
+}
+
+/* The soft open-files limit raised to the hard one, as Go's runtime and many daemons do (the soft limit is often
+ * 1024 for compatibility with select(), which the lb never uses); what the processes will have. */
+static uint64_t raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max && rl.rlim_max != RLIM_INFINITY) {
+        rlim_t soft = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            rl.rlim_cur = soft;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
 }
 
 /* ---- a generation's sockets ---- */
+
+/* The generation's processes: workers 0..workers-1, then the health process. */
+static uint32_t nprocs(const struct generation *g)
+{
+    return g->conf.workers + g->health_proc;
+}
 
 static void close_generation_fds(struct generation *g)
 {
@@ -272,6 +308,7 @@ static struct generation *prepare(const struct lb_conf *c)
         goto fail;
     if (!(g->sh = pool_shared_new(err, sizeof err)))
         goto fail;
+    g->health_proc = c->health.enabled || c->has_admin;
     resolve_init(&g->res, &g->conf, g->sh);
     return g;
 fail:
@@ -280,14 +317,12 @@ fail:
     return NULL;
 }
 
-/* ---- a worker ---- */
+/* ---- a worker, the health process ---- */
 
 struct worker {
     struct ev_loop *loop;
     struct proxy px;
     struct pool pool;
-    struct health *health;
-    struct admin *admin;
     ev_signal term, intr, hup;
     ev_timer grace, poll;
 };
@@ -315,63 +350,104 @@ static void on_term(struct ev_loop *loop, ev_signal *w, int revents)
     if (wk->px.stopping)
         return;
     proxy_stop_accepting(&wk->px);
-    admin_stop(wk->admin);
-    wk->admin = NULL;
-    health_stop(wk->health);
-    wk->health = NULL;
     ev_timer_start(loop, &wk->grace);
     ev_timer_start(loop, &wk->poll);
 }
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    (void)loop, (void)w, (void)revents; /* the master reloads; a worker just must not die of it */
+    (void)loop, (void)w, (void)revents; /* the master reloads; a child just must not die of it */
+}
+
+/* SIGTERM and SIGINT to on_stop (with data), SIGHUP ignored; then the signals the master blocked before forking
+ * are let through. false when the master died before we could ask to follow it. */
+static bool watch_signals(struct ev_loop *loop, ev_signal sig[3], void (*on_stop)(struct ev_loop *, ev_signal *, int),
+                          void *data)
+{
+    ev_signal_init(&sig[0], on_stop, SIGTERM);
+    ev_signal_init(&sig[1], on_stop, SIGINT);
+    ev_signal_init(&sig[2], on_hup, SIGHUP);
+    for (int i = 0; i < 3; i++) {
+        sig[i].data = data;
+        ev_signal_start(loop, &sig[i]);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    return getppid() != 1;
+}
+
+/* Close the listeners of every worker but keep (UINT32_MAX: none kept). */
+static void close_listeners(struct generation *g, uint32_t keep)
+{
+    for (uint32_t w = 0; w < g->conf.workers; w++)
+        for (int i = 0; w != keep && i < g->conf.nlistens; i++)
+            close(g->lfd[w][i]);
 }
 
 static int worker_main(struct generation *g, uint32_t index)
 {
     struct worker wk = {0};
-    char err[ERR_LEN];
+    char err[ERR_LEN], name[24];
     const struct lb_conf *c = &g->conf;
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     wk.loop = ev_default_loop(EVFLAG_AUTO);
-    for (uint32_t w = 0; w < c->workers; w++) /* only our own listeners stay open here */
-        for (int i = 0; w != index && i < c->nlistens; i++)
-            close(g->lfd[w][i]);
+    close_listeners(g, index); /* only our own listeners stay open here */
+    if (g->admin_fd >= 0)
+        close(g->admin_fd);
     if (pool_init(&wk.pool, c, g->sh, err, sizeof err) < 0)
         goto fail;
     uint32_t share = (c->max_connections + c->workers - 1) / c->workers;
-    if (proxy_start(&wk.px, wk.loop, c, &wk.pool, g->lfd[index], g->tls, c->nlistens, share, err, sizeof err) < 0)
+    snprintf(name, sizeof name, "worker %u", index);
+    if (proxy_start(&wk.px, wk.loop, name, c, &wk.pool, g->lfd[index], g->tls, c->nlistens, share, err, sizeof err) < 0)
         goto fail;
-    if (index == 0 && !(wk.health = health_start(wk.loop, &wk.pool, err, sizeof err)))
-        goto fail;
-    if (index == 0 && g->admin_fd >= 0 && !(wk.admin = admin_start(wk.loop, g->admin_fd, &wk.pool, err, sizeof err)))
-        goto fail;
-    if (index != 0 && g->admin_fd >= 0)
-        close(g->admin_fd);
-    ev_signal_init(&wk.term, on_term, SIGTERM);
-    ev_signal_init(&wk.intr, on_term, SIGINT);
-    ev_signal_init(&wk.hup, on_hup, SIGHUP);
-    wk.term.data = wk.intr.data = &wk;
-    ev_signal_start(wk.loop, &wk.term);
-    ev_signal_start(wk.loop, &wk.intr);
-    ev_signal_start(wk.loop, &wk.hup);
+    ev_signal sig[3];
     ev_timer_init(&wk.grace, on_grace, (double)c->grace_ns / 1e9, 0);
     ev_timer_init(&wk.poll, on_stop_poll, 0.05, 0.05);
     wk.grace.data = wk.poll.data = &wk;
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    if (getppid() == 1)
-        return 0; /* the master died before we could ask to follow it */
+    if (!watch_signals(wk.loop, sig, on_term, &wk))
+        return 0;
     ev_run(wk.loop, 0);
     proxy_close_all(&wk.px);
-    admin_stop(wk.admin);
-    health_stop(wk.health);
     pool_free(&wk.pool);
     return 0;
 fail:
     LOG_ERR("worker %u: %s", index, err);
+    return 1;
+}
+
+static void on_health_term(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)w, (void)revents;
+    ev_break(loop, EVBREAK_ALL); /* nothing to finish: a check in flight has no client waiting */
+}
+
+/* The health process: the checks and the admin listener on a loop of their own (health.h). */
+static int health_main(struct generation *g)
+{
+    struct pool pool;
+    struct health *health = NULL;
+    struct admin *admin = NULL;
+    char err[ERR_LEN];
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    prctl(PR_SET_NAME, "lb-health"); /* apart from the workers in ps and top */
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    close_listeners(g, UINT32_MAX);
+    if (pool_init(&pool, &g->conf, g->sh, err, sizeof err) < 0)
+        goto fail;
+    if (!(health = health_start(loop, &pool, err, sizeof err)))
+        goto fail;
+    if (g->admin_fd >= 0 && !(admin = admin_start(loop, g->admin_fd, &pool, err, sizeof err)))
+        goto fail;
+    ev_signal sig[3];
+    if (watch_signals(loop, sig, on_health_term, NULL))
+        ev_run(loop, 0);
+    admin_stop(admin);
+    health_stop(health);
+    pool_free(&pool);
+    return 0;
+fail:
+    LOG_ERR("health process: %s", err);
     return 1;
 }
 
@@ -381,7 +457,7 @@ static pid_t spawn(struct generation *g, uint32_t index)
 {
     pid_t pid = fork();
     if (pid == 0)
-        _exit(worker_main(g, index));
+        _exit(index < g->conf.workers ? worker_main(g, index) : health_main(g));
     if (pid < 0)
         LOG_ERR("fork: %s", strerror(errno));
     g->pids[index] = pid;
@@ -390,7 +466,7 @@ static pid_t spawn(struct generation *g, uint32_t index)
 
 static int start_generation(struct generation *g)
 {
-    for (uint32_t w = 0; w < g->conf.workers; w++)
+    for (uint32_t w = 0; w < nprocs(g); w++)
         if (spawn(g, w) < 0)
             return -1;
     return 0;
@@ -398,16 +474,16 @@ static int start_generation(struct generation *g)
 
 static void signal_generation(const struct generation *g, int sig)
 {
-    for (uint32_t w = 0; w < g->conf.workers; w++)
+    for (uint32_t w = 0; w < nprocs(g); w++)
         if (g->pids[w] > 0)
             kill(g->pids[w], sig);
 }
 
-/* Whose worker was pid, and which one; the slot is cleared. */
+/* Whose process was pid, and which one; the slot is cleared. */
 static struct generation *owner(struct generation **gens, int ngens, pid_t pid, uint32_t *index)
 {
     for (int i = 0; i < ngens; i++)
-        for (uint32_t w = 0; gens[i] && w < gens[i]->conf.workers; w++)
+        for (uint32_t w = 0; gens[i] && w < nprocs(gens[i]); w++)
             if (gens[i]->pids[w] == pid) {
                 gens[i]->pids[w] = 0;
                 *index = w;
@@ -418,7 +494,7 @@ static struct generation *owner(struct generation **gens, int ngens, pid_t pid, 
 
 static bool alive(const struct generation *g)
 {
-    for (uint32_t w = 0; g && w < g->conf.workers; w++)
+    for (uint32_t w = 0; g && w < nprocs(g); w++)
         if (g->pids[w] > 0)
             return true;
     return false;
@@ -446,7 +522,12 @@ static void reap(struct master *m)
         uint32_t index;
         struct generation *g = owner(&m->cur, 1, pid, &index);
         if (g && !m->stopping) {
-            LOG_WARN("worker %u (pid %d) died (%s %d); starting it again", index, (int)pid,
+            char who[24];
+            if (index < g->conf.workers)
+                snprintf(who, sizeof who, "worker %u", index);
+            else
+                snprintf(who, sizeof who, "health process");
+            LOG_WARN("%s (pid %d) died (%s %d); starting it again", who, (int)pid,
                      WIFSIGNALED(status) ? "signal" : "exit",
                      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
             spawn(g, index);
@@ -568,6 +649,11 @@ static void print_check(const struct args *a, const struct lb_conf *c)
     else if (by_name)
         printf("; %d by host name, resolved at start-up and SIGHUP only", by_name);
     printf(")\n");
+    if (c->max_connections_set)
+        printf("max-connections %u (configured)\n", c->max_connections);
+    else
+        printf("max-connections %u (%u worker(s) x (open-files limit %llu - %d reserved) / %d descriptors each)\n",
+               c->max_connections, c->workers, (unsigned long long)nofile, LB_FD_RESERVE, LB_FDS_PER_CONN);
 }
 
 int main(int argc, char **argv)
@@ -577,6 +663,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &a) < 0)
         return EXIT_USAGE;
     log_init("lb", (enum log_level)a.log_level);
+    nofile = raise_nofile();
     if (!a.config && a.flags_len == 0) {
         fputs(usage, stderr);
         return EXIT_USAGE;

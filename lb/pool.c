@@ -55,14 +55,55 @@ bool pool_usable(const struct pool *p, int node)
     return POOL_GET(s->up) && POOL_GET(s->admin) == POOL_READY;
 }
 
-int pool_by_cookie(const struct pool *p, const char *id, size_t len)
+/* Takes new clients: ready, and up unless in panic. */
+static bool takes_new(const struct pool *p, int node, bool panic)
+{
+    const struct pool_node_state *s = &p->sh->nodes[node];
+    return (panic || POOL_GET(s->up)) && POOL_GET(s->admin) == POOL_READY;
+}
+
+bool pool_panic_rule(int in_rotation, int up, uint32_t threshold)
+{
+    return in_rotation > 0 && (uint64_t)up * 100 < (uint64_t)threshold * (uint64_t)in_rotation;
+}
+
+bool pool_panic_update(struct pool *p)
+{
+    int ready = 0, up = 0;
+    for (int i = 0; i < p->n; i++) {
+        const struct pool_node_state *s = &p->sh->nodes[i];
+        if (POOL_GET(s->admin) == POOL_READY) {
+            ready++;
+            up += POOL_GET(s->up);
+        }
+    }
+    uint32_t panic = pool_panic_rule(ready, up, p->conf->panic_threshold);
+    uint32_t was = POOL_GET(p->sh->panic);
+    /* every process may see the change: the one whose exchange lands logs it, the others find it done */
+    if (was == panic ||
+        !__atomic_compare_exchange_n(&p->sh->panic, &was, panic, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return panic;
+    if (panic) {
+        POOL_ADD(p->sh->panic_episodes, 1);
+        LOG_WARN("panic: %d of %d nodes in rotation up, under panic-threshold %u%%: balancing over all %d regardless "
+                 "of health",
+                 up, ready, p->conf->panic_threshold, ready);
+    } else {
+        LOG_WARN("panic over: %d of %d nodes in rotation up: balancing over the nodes that are up", up, ready);
+    }
+    return panic;
+}
+
+int pool_by_cookie(struct pool *p, const char *id, size_t len)
 {
     for (int i = 0; i < p->n; i++) {
         const char *cookie = p->conf->backends[i].cookie;
         if (strlen(cookie) != len || memcmp(cookie, id, len) != 0)
             continue;
         const struct pool_node_state *s = &p->sh->nodes[i];
-        return POOL_GET(s->up) && POOL_GET(s->admin) != POOL_MAINT ? i : -1;
+        if (POOL_GET(s->admin) == POOL_MAINT)
+            return -1;
+        return POOL_GET(s->up) || pool_panic_update(p) ? i : -1;
     }
     return -1;
 }
@@ -118,17 +159,18 @@ void pool_set_node_addr(struct pool_shared *sh, int node, const struct net_addr 
 struct ring_filter {
     const struct pool *p;
     uint64_t tried;
+    bool panic;
 };
 
 static bool ring_usable(uint32_t node, void *arg)
 {
     const struct ring_filter *f = arg;
-    return !(f->tried >> node & 1) && pool_usable(f->p, (int)node);
+    return !(f->tried >> node & 1) && takes_new(f->p, (int)node, f->panic);
 }
 
-static int pick_keyed(struct pool *p, uint64_t hash, uint64_t tried)
+static int pick_keyed(struct pool *p, uint64_t hash, uint64_t tried, bool panic)
 {
-    struct ring_filter f = {p, tried};
+    struct ring_filter f = {p, tried, panic};
     return ring_lookup(&p->ring, hash, ring_usable, &f);
 }
 
@@ -143,23 +185,32 @@ static const void *addr_key(const struct net_addr *a, size_t *len)
     return &((const struct sockaddr_in *)&a->ss)->sin_addr;
 }
 
-int pool_pick(struct pool *p, const struct pool_key *key, uint64_t tried)
+static int pick(struct pool *p, const struct pool_key *key, uint64_t tried, bool panic)
 {
     enum lb_balance how = p->conf->balance;
     size_t len;
     if (how == LB_BAL_SOURCE || (p->conf->sticky == LB_STICKY_SOURCE && how != LB_BAL_PARAM)) {
         const void *k = addr_key(key->client, &len);
-        return pick_keyed(p, ring_hash(k, len), tried);
+        return pick_keyed(p, ring_hash(k, len), tried, panic);
     }
     if (how == LB_BAL_PARAM && key->has_param)
-        return pick_keyed(p, key->param_hash, tried);
+        return pick_keyed(p, key->param_hash, tried, panic);
     for (int i = 0; i < p->n; i++) {
-        p->bal[i].usable = !(tried >> i & 1) && pool_usable(p, i);
+        p->bal[i].usable = !(tried >> i & 1) && takes_new(p, i, panic);
         p->bal[i].active = (uint32_t)POOL_GET(p->sh->nodes[i].active);
     }
     if (how == LB_BAL_LEASTCONN)
         return bal_leastconn(p->bal, (size_t)p->n, &p->rotor);
     return bal_roundrobin(p->bal, (size_t)p->n);
+}
+
+int pool_pick(struct pool *p, const struct pool_key *key, uint64_t tried)
+{
+    bool panic = pool_panic_update(p);
+    int node = pick(p, key, tried, panic);
+    if (panic && node >= 0)
+        POOL_ADD(p->sh->panic_routed, 1);
+    return node;
 }
 
 void pool_observe(struct pool *p, int node, bool ok, const char *why)
@@ -174,6 +225,7 @@ void pool_observe(struct pool *p, int node, bool ok, const char *why)
         POOL_SET(s->up, 1);
         POOL_ADD(s->transitions, 1);
         LOG_WARN("node %s (%s) is up: %s", b->name, b->text, why);
+        pool_panic_update(p);
         return;
     }
     POOL_SET(s->oks, 0);
@@ -182,4 +234,13 @@ void pool_observe(struct pool *p, int node, bool ok, const char *why)
     POOL_SET(s->up, 0);
     POOL_ADD(s->transitions, 1);
     LOG_WARN("node %s (%s) is down: %s", b->name, b->text, why);
+    pool_panic_update(p);
+}
+
+void pool_observe_connect(struct pool *p, int node, bool ok, const char *why)
+{
+    if (ok && p->conf->health.enabled)
+        POOL_SET(p->sh->nodes[node].fails, 0);
+    else
+        pool_observe(p, node, ok, why);
 }

@@ -7,7 +7,15 @@
  *
  * The choice follows HAProxy: a sticky client (cookie) goes back to its node while that node is usable, even when
  * it drains; everyone else is balanced over the nodes that are up and ready. A node in maintenance takes nothing,
- * so its sticky clients are re-balanced (and re-cookied by the proxy). */
+ * so its sticky clients are re-balanced (and re-cookied by the proxy).
+ *
+ * Panic (Envoy's healthy_panic_threshold): when fewer than panic-threshold percent of the nodes in rotation (admin
+ * state ready) are up, health is disregarded and new clients are balanced over every node in rotation, sticky ones
+ * go back to their node up or down. A mass of failed checks is then more likely the checks' fault (a wrong path, a
+ * shared dependency) than every node's, and piling all clients on the last few up nodes would take those down too.
+ * Draining and maintenance nodes are out of the share, as Envoy leaves excluded hosts out of the denominator: taking
+ * nodes out for a deploy never tips the lb into panic. Unlike Envoy's excluded hosts they take no new client in
+ * panic either: drain and maint are an operator's instruction, a health verdict is only a guess. */
 #ifndef LB_POOL_H
 #define LB_POOL_H
 
@@ -31,7 +39,21 @@ enum pool_error {
     POOL_ERR_BAD_RESPONSE,    /* 502: malformed response, or the node closed before answering */
     POOL_ERR_SERVER_TIMEOUT,  /* 504, or a node that stalled mid-response */
     POOL_ERR_CLIENT_ABORT,    /* the client closed or stalled mid-request */
+    POOL_ERR_LOCAL_RESOURCE,  /* 503: the lb itself ran out of descriptors, ports or memory (never the node's fault) */
     POOL_ERR_COUNT
+};
+
+/* What a local resource failure (an errno that names the lb's own limit, never the node) hit. */
+enum pool_op { POOL_OP_ACCEPT = 0, POOL_OP_CONNECT, POOL_OP_CHECK, POOL_OP_COUNT };
+
+/* The local resources that can run out, by the errno that says so. */
+enum pool_local {
+    POOL_LOCAL_EMFILE = 0,    /* this process's open-files limit */
+    POOL_LOCAL_ENFILE,        /* the system's file table */
+    POOL_LOCAL_EADDRNOTAVAIL, /* no free local port (or address) to connect from */
+    POOL_LOCAL_ENOBUFS,       /* socket buffers */
+    POOL_LOCAL_ENOMEM,        /* kernel memory */
+    POOL_LOCAL_COUNT
 };
 
 struct pool_node_state {
@@ -63,6 +85,10 @@ struct pool_node_addr {
 struct pool_shared {
     uint64_t conns_active, conns_total, requests, rebalanced;
     uint64_t errors[POOL_ERR_COUNT];
+    uint64_t local_errors[POOL_OP_COUNT][POOL_LOCAL_COUNT]; /* each failure, whether or not a client saw it */
+    uint32_t panic;                                         /* 1 while in panic (the lb_panic gauge) */
+    uint64_t panic_episodes;                                /* times panic began */
+    uint64_t panic_routed;                                  /* picks made while in panic (each try) */
     struct pool_node_state nodes[LB_MAX_BACKENDS];
     /* apart from nodes[], whose counters every request bumps: a connect's read of its node's address should not
      * share a cache line with them */
@@ -99,14 +125,23 @@ void pool_shared_free(struct pool_shared *sh);
 int pool_init(struct pool *p, const struct lb_conf *c, struct pool_shared *sh, char *err, size_t errlen);
 void pool_free(struct pool *p);
 
-/* Up and ready: takes new clients. */
+/* Up and ready: takes new clients (outside panic). */
 bool pool_usable(const struct pool *p, int node);
 
-/* The node a sticky cookie names, if it may still take its client (up, and ready or draining); else -1. */
-int pool_by_cookie(const struct pool *p, const char *id, size_t len);
+/* The panic rule alone: whether up of the in_rotation nodes is under threshold percent. Never with no node in
+ * rotation (nothing to spread over) or a threshold of 0 (panic off). */
+bool pool_panic_rule(int in_rotation, int up, uint32_t threshold);
 
-/* The node for a new (non-sticky) request, avoiding the nodes in tried (bit i: node i failed this request).
- * -1 when no node is usable. */
+/* Whether the nodes' shared state puts the pool in panic now; the lb_panic gauge follows, and the change is logged
+ * (once, by whichever process sees it first) and counted. */
+bool pool_panic_update(struct pool *p);
+
+/* The node a sticky cookie names, if it may still take its client (up or in panic, and ready or draining); else
+ * -1. */
+int pool_by_cookie(struct pool *p, const char *id, size_t len);
+
+/* The node for a new (non-sticky) request, avoiding the nodes in tried (bit i: node i failed this request): among
+ * the usable nodes, or in panic among every node in rotation. -1 when there is none. */
 int pool_pick(struct pool *p, const struct pool_key *key, uint64_t tried);
 
 /* The address to connect to node now (a seqlock read, no lock, no syscall): its host name's latest resolution by
@@ -122,5 +157,10 @@ int pool_by_name(const struct pool *p, const char *name);
 /* Health observations: a check or a connect attempt succeeded or failed. fall failures in a row mark a node
  * down, rise successes in a row mark it up again; logs each transition with why. */
 void pool_observe(struct pool *p, int node, bool ok, const char *why);
+
+/* A connect to node by client traffic: a failure counts as pool_observe's; a success ends a failure streak but
+ * brings a down node up only when checks are off (else only passed checks do, as in HAProxy: in panic a node that
+ * accepts connections yet fails its checks stays down). Local resource failures must never come here. */
+void pool_observe_connect(struct pool *p, int node, bool ok, const char *why);
 
 #endif

@@ -208,6 +208,7 @@ static int srv_connect(struct session *s)
     s->sfd = net_connect(&addr, NULL);
     if (s->sfd < 0)
         return -1;
+    shortage_ok(&s->px->lack, ev_now(s->px->loop));
     ev_io_set(&s->sw, s->sfd, EV_WRITE);
     ev_io_start(s->px->loop, &s->sw);
     s->sw_events = EV_WRITE;
@@ -482,13 +483,28 @@ static void connect_node(struct session *s)
         connect_failed(s, errno);
 }
 
+/* The connect failed for want of a local resource (err, a shortage_kind): not the node's fault, so it is not
+ * marked, and another node would fail alike: 503 naming our limit. */
+static void connect_short(struct session *s, int err)
+{
+    char what[96], why[160];
+    shortage_hit(&s->px->lack, POOL_OP_CONNECT, err, ev_now(s->px->loop));
+    shortage_describe(&s->px->lack, err, what, sizeof what);
+    snprintf(why, sizeof why, "lb: %s: request not forwarded", what);
+    fail_request(s, 503, POOL_ERR_LOCAL_RESOURCE, why);
+}
+
 static void connect_failed(struct session *s, int err)
 {
+    if (shortage_kind(err) >= 0) {
+        connect_short(s, err);
+        return;
+    }
     count_error(s, POOL_ERR_CONNECT);
     POOL_ADD(node_state(s)->connect_errors, 1);
     char why[128];
     snprintf(why, sizeof why, "connect: %s", strerror(err));
-    pool_observe(s->px->pool, s->node, false, why);
+    pool_observe_connect(s->px->pool, s->node, false, why);
     srv_close(s);
     buf_consume(&s->sout, s->proxy_hdr_len); /* nothing was sent: the next node gets its own header */
     s->proxy_hdr_len = 0;
@@ -1052,7 +1068,7 @@ static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
         } else {
             s->srv_connected = true;
             s->proxy_hdr_len = 0;
-            pool_observe(s->px->pool, s->node, true, "connected");
+            pool_observe_connect(s->px->pool, s->node, true, "connected");
             s->state = S_EXCHANGE;
             set_timeout(s, s->px->conf->timeout_server_ns);
         }
@@ -1139,6 +1155,19 @@ static struct session *session_new(struct proxy *px, int fd, int listener, const
     return s;
 }
 
+/* An accept failed with err: none pending, or the peer gone, is routine; out of descriptors (or memory), the
+ * connection waits in the backlog while we pause (a level-triggered listener would spin); logged per episode. */
+static void accept_failed(struct proxy *px, int err)
+{
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
+        return;
+    if (shortage_kind(err) >= 0)
+        shortage_hit(&px->lack, POOL_OP_ACCEPT, err, ev_now(px->loop));
+    else
+        LOG_WARN("%s: accept: %s; pausing accepts for 100 ms", px->name, strerror(err));
+    pause_accepting(px, 0.1);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct proxy *px = w->data;
@@ -1152,12 +1181,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         struct net_addr peer;
         int fd = net_accept(px->lfd[li], &peer);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
-                LOG_WARN("accept: %s; pausing accepts for 100 ms", strerror(errno));
-                pause_accepting(px, 0.1);
-            }
+            accept_failed(px, errno);
             return;
         }
+        shortage_ok(&px->lack, ev_now(loop));
         if (!session_new(px, fd, li, &peer))
             close(fd);
     }
@@ -1170,10 +1197,12 @@ static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
     resume_accepting(px);
 }
 
-int proxy_start(struct proxy *px, struct ev_loop *loop, const struct lb_conf *conf, struct pool *pool, const int *lfd,
-                struct tls_ctx *const *tls, int n, uint32_t max_sessions, char *err, size_t errlen)
+int proxy_start(struct proxy *px, struct ev_loop *loop, const char *name, const struct lb_conf *conf, struct pool *pool,
+                const int *lfd, struct tls_ctx *const *tls, int n, uint32_t max_sessions, char *err, size_t errlen)
 {
     memset(px, 0, sizeof *px);
+    snprintf(px->name, sizeof px->name, "%s", name);
+    shortage_init(&px->lack, px->name, "accepts pause and requests that need a new node connection get 503", pool->sh);
     px->loop = loop;
     px->conf = conf;
     px->pool = pool;

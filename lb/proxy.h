@@ -10,6 +10,7 @@
 #define LB_PROXY_H
 
 #include "lb/conf.h"
+#include "lb/shortage.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,16 +37,20 @@ struct proxy {
     struct session *sessions; /* every open session, for a graceful stop */
     uint64_t next_id;
     struct ev_timer *resume_w; /* accept back-off after EMFILE */
+    char name[24];             /* "worker N", for the log */
+    struct shortage lack;      /* this worker's episodes of running out of descriptors, ports or memory */
     struct http_header *hdrs;  /* the head parser's scratch array (one worker, one request parsed at a time) */
     char *scratch;             /* one rewritten cookie header at a time */
     size_t scratch_len;
 };
 
-/* Serve the listening sockets lfd[0..n) (non-blocking, bound; tls[i] set for TLS listeners) on loop.
- * max_sessions caps this worker's client connections: past it the listeners are paused (new connections wait in
- * the kernel's backlog, as with HAProxy's maxconn) until a session ends. 0, or -1 with err. */
-int proxy_start(struct proxy *px, struct ev_loop *loop, const struct lb_conf *conf, struct pool *pool, const int *lfd,
-                struct tls_ctx *const *tls, int n, uint32_t max_sessions, char *err, size_t errlen);
+/* Serve the listening sockets lfd[0..n) (non-blocking, bound; tls[i] set for TLS listeners) on loop, as name (for
+ * the log). max_sessions caps this worker's client connections: past it the listeners are paused (new connections
+ * wait in the kernel's backlog, as with HAProxy's maxconn) until a session ends. Running out of descriptors (or
+ * ports, or memory) pauses accepts and answers 503 to requests that cannot reach a node, blaming no node
+ * (shortage.h). 0, or -1 with err. */
+int proxy_start(struct proxy *px, struct ev_loop *loop, const char *name, const struct lb_conf *conf, struct pool *pool,
+                const int *lfd, struct tls_ctx *const *tls, int n, uint32_t max_sessions, char *err, size_t errlen);
 
 /* Graceful stop: close the listeners, close idle keep-alive connections, let requests in flight finish (their
  * connections then close) and tunnels run on. Returns at once; proxy_sessions() tells how many remain. */

@@ -88,12 +88,14 @@ def free_port():
 class Proc:
     """A child process whose stdout and stderr go to a log file; stopped by its PID only."""
 
-    def __init__(self, argv, log_path, name):
+    def __init__(self, argv, log_path, name, preexec_fn=None):
+        """preexec_fn runs in the child before exec (e.g. to set a resource limit)."""
         self.argv = list(argv)
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=preexec_fn)
         self.pid = self.proc.pid
         _live.add(self)
 

@@ -10,7 +10,8 @@ Every request is answered 200 with `X-Backend: NAME`, a Content-Length and a JSO
 so a test can see exactly what the balancer forwarded. GET /set-cookie?name=X&value=Y also sends
 `Set-Cookie: X=Y; Path=/`; GET /chunked sends that JSON chunked (7-byte chunks, a trailer); GET /until-close sends
 it without a length and closes; GET /bytes?n=N sends N bytes of PATTERN (repeated) instead; /sleep?ms=N answers after
-N ms; /drop-after closes the connection after its (normally framed) answer, as a node's keep-alive timeout would.
+N ms; /drop-after closes the connection after its (normally framed) answer, as a node's keep-alive timeout would;
+/status?code=N answers that status (with the same JSON body), e.g. a health path that fails while clients are served.
 `Expect: 100-continue` is answered `100 Continue` before the body is read. Keep-alive (HTTP/1.1 unless
 `Connection: close`; HTTP/1.0 only with keep-alive); request bodies are read by Content-Length or chunked. A request
 it cannot frame (a bad chunk size...) closes the connection without an answer. Nothing is printed per request;
@@ -168,7 +169,9 @@ class Handler(socketserver.StreamRequestHandler):
         body = json.dumps(doc).encode()
         q = urllib.parse.parse_qs(query)
         close = wants_close(version, headers) or path == "/until-close"
-        lines = ["HTTP/1.1 200 OK", f"X-Backend: {self.server.name}", "Content-Type: application/json"]
+        status = int(q.get("code", ["200"])[0]) if path == "/status" else 200
+        lines = [f"HTTP/1.1 {status} {'OK' if status == 200 else 'Status'}", f"X-Backend: {self.server.name}",
+                 "Content-Type: application/json"]
         if path == "/bytes":
             body = pattern(int(q.get("n", ["0"])[0]))
             lines[2] = "Content-Type: application/octet-stream"

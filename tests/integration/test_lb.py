@@ -10,10 +10,12 @@ Tests assert behaviour, never speed: time bounds are generous ceilings (scaled f
 
 import base64
 import collections
+import concurrent.futures
 import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -115,9 +117,11 @@ class Lb:
     """build/lb as a process. With flags (listen/admin ports chosen here) or with a config file (ports given). wrap
     prefixes the command line (a launcher that must exec the lb, so the PID held stays the lb's own)."""
 
-    def __init__(self, args=(), config=None, port=None, admin_port=None, admin=True, tls_ca=None, wrap=()):
+    def __init__(self, args=(), config=None, port=None, admin_port=None, admin=True, tls_ca=None, wrap=(),
+                 preexec_fn=None):
         self.args = list(args)
         self.wrap = list(wrap)
+        self.preexec_fn = preexec_fn
         self.config = config
         self.port = port
         self.admin_port = admin_port
@@ -147,7 +151,8 @@ class Lb:
                 self.port = h.free_port()
                 self.admin_port = h.free_port() if self.admin else None
             self.starts += 1
-            self.proc = h.Proc(self.argv(), os.path.join(self.logdir, f"lb-{self.starts}.log"), "lb")
+            self.proc = h.Proc(self.argv(), os.path.join(self.logdir, f"lb-{self.starts}.log"), "lb",
+                               preexec_fn=self.preexec_fn)
             try:
                 h.wait_until(self._ready, timeout * h.SLOW, what="lb to accept and answer /health")
                 return self
@@ -176,8 +181,8 @@ class Lb:
         text = self.log_text()
         return [m for m in LB_MARKERS if m in text]
 
-    def children(self):
-        """PIDs of the lb's worker processes."""
+    def processes(self):
+        """PIDs of the lb's child processes: its workers and its health process."""
         out = []
         for task in os.listdir(f"/proc/{self.pid}/task"):
             try:
@@ -186,6 +191,14 @@ class Lb:
             except OSError:
                 pass
         return out
+
+    def health_pids(self):
+        """The health process (checks and the admin listener), by the name it gives itself; [] before it has."""
+        return [pid for pid in self.processes() if comm(pid) == "lb-health"]
+
+    def children(self):
+        """PIDs of the lb's worker processes."""
+        return [pid for pid in self.processes() if comm(pid) not in ("lb-health", None)]
 
     # admin
     def admin_get(self, path):
@@ -226,6 +239,15 @@ class Lb:
         shutil.rmtree(self.logdir, ignore_errors=True)
         if rc != 0 or bad:
             raise AssertionError(f"lb ended badly (exit {rc}, {bad or 'no sanitizer report'}):\n{text[-4000:]}")
+
+
+def comm(pid):
+    """A process's name (/proc/PID/comm), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def start_lb(owner, args=(), **kw):
@@ -881,9 +903,11 @@ class HealthTest(LbBase):
         failing = FakeNode()
         self.addCleanup(failing.close)
         failing.reply = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+        # 1 node of 4 up is under the default panic threshold (50%): panic off, so the down nodes get nobody
         lb = start_lb(self, [*backend_flags([self.b1]), "--backend", f"silent={h.HOST}:{silent.getsockname()[1]}",
                              "--backend", f"broken={h.HOST}:{broken.port}", "--backend",
-                             f"failing={h.HOST}:{failing.port}", "--health", FAST_HEALTH, "--log-level", "warn"])
+                             f"failing={h.HOST}:{failing.port}", "--health", FAST_HEALTH, "--panic-threshold", "0",
+                             "--log-level", "warn"])
         self.lbs = (self.lb, lb)
         for name in ("silent", "broken", "failing"):
             self.wait_node(lb, name, "up", 0.0)
@@ -901,6 +925,204 @@ class HealthTest(LbBase):
         s = lb.series()
         self.assertGreaterEqual(s['lb_node_connect_errors_total{node="b1"}'], 1)
         self.assertEqual(s['lb_node_up{node="b1"}'], 0.0, "fall failed connects in a row take the node down")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# issue 11: a node is judged by what it does, never by the lb's own state
+
+
+def nofile_limit(soft, hard=None):
+    """A preexec_fn that sets the child's open-files limit (hard defaults to soft, as `ulimit -n` does)."""
+    def set_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard or soft))
+    return set_limit
+
+
+def stop_and_go(pids, cycles, stopped, running):
+    """cycles times: SIGSTOP every pid, wait stopped seconds, SIGCONT them, let them run running[i % len] seconds.
+    Short runs leave checks in flight across the next stop. Every pid is continued at the end, whatever happens."""
+    try:
+        for i in range(cycles):
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            time.sleep(stopped)
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+            time.sleep(running[i % len(running)])
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
+def burst(port, n, path, timeout):
+    """n clients at once, each one request on its own connection: [(status, body) or (None, error)]."""
+    def one(i):
+        try:
+            with h.HttpConn(port, timeout=timeout) as c:
+                r = c.request("GET", f"{path}&i={i}")
+                return r.status, r.body
+        except (OSError, h.ProtocolError, TimeoutError) as e:
+            return None, repr(e)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+# Checks that a stopped loop would fail at once: a stop is more than twice the timeout.
+LAG_HEALTH = "path=/,interval=200ms,timeout=150ms,rise=2,fall=2"
+NOFILE = 64  # a descriptor budget a burst of BURST clients overruns at once
+BURST = 80
+
+
+class OwnStateTest(LbBase):
+    def setUp(self):
+        self.backends = start_backends(self, ["b1", "b2"])
+
+    def assertNoNodeBlamed(self, lb):
+        s = lb.series()
+        for b in self.backends:
+            self.assertEqual(s[f'lb_node_transitions_total{{node="{b.name}"}}'], 0.0,
+                             f"{b.name} answered all along:\n{lb.log_text()[-3000:]}")
+            self.assertEqual(s[f'lb_node_up{{node="{b.name}"}}'], 1.0)
+        self.assertNotIn("is down", lb.log_text())
+
+    def test_stalled_lb_blames_no_node(self):
+        """The lb's processes stopped again and again for more than the check timeout (as a loop busy proxying
+        would be): the nodes answered in time, so none goes down (a stopped loop used to run the expired check timer
+        before the ready read, and logged every node "timed out" in the same millisecond)."""
+        lb = start_lb(self, [*backend_flags(self.backends), "--workers", "2", "--health", LAG_HEALTH,
+                             "--log-level", "warn"])
+        self.lbs = (lb,)
+        h.wait_until(lambda: len(lb.children()) == 2, 5.0 * h.SLOW, what="2 workers")
+        for b in self.backends:
+            h.wait_until(lambda: lb.series()[f'lb_node_checks_passed_total{{node="{b.name}"}}'] >= 2, 5.0 * h.SLOW,
+                         what=f"checks of {b.name} passing")
+        stop_and_go(lb.processes(), 12, 0.4, (0.0005, 0.001, 0.002, 0.004))
+        time.sleep(1.0)  # the checks in flight at the last SIGCONT end
+        self.assertNoNodeBlamed(lb)
+        self.assertEqual({self.backend_of(lb.port, f"/after/{i}") for i in range(4)}, {"b1", "b2"})
+
+    def test_admin_answers_while_workers_stalled(self):
+        """/metrics and /health come from the health process, not from a worker's loop."""
+        lb = start_lb(self, [*backend_flags(self.backends), "--workers", "2", "--health", CALM_HEALTH,
+                             "--log-level", "warn"])
+        self.lbs = (lb,)
+        h.wait_until(lambda: len(lb.children()) == 2, 5.0 * h.SLOW, what="2 workers")
+        workers = lb.children()
+        try:
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
+            r = h.http_request(lb.admin_port, "GET", "/metrics", timeout=3.0 * h.SLOW)
+            self.assertEqual(r.status, 200)
+            self.assertIn(b"lb_node_up", r.body)
+            self.assertEqual(h.http_request(lb.admin_port, "GET", "/health", timeout=3.0 * h.SLOW).status, 200)
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+        self.assertEqual(len(lb.health_pids()), 1, "one health process beside the workers")
+
+    def test_out_of_descriptors_blames_no_node(self):
+        """A burst over the lb's own descriptor budget: requests that cannot get a node connection are answered 503
+        naming the lb's limit, no node is marked down, the episode is logged once at each end, and a lone client
+        after the burst is served at once."""
+        lb = start_lb(self, [*backend_flags(self.backends), "--max-connections", "500", "--health",
+                             "path=/,interval=2s,timeout=1s,rise=2,fall=3", "--log-level", "warn"],
+                      preexec_fn=nofile_limit(NOFILE))
+        self.lbs = (lb,)
+        results = burst(lb.port, BURST, "/sleep?ms=300", 20.0 * h.SLOW)
+        statuses = collections.Counter(status for status, _ in results)
+        refused = [body for status, body in results if status == 503]
+        self.assertEqual(set(statuses) - {200, 503}, set(), f"every client gets an answer: {results[:5]}")
+        self.assertGreater(len(refused), 0, f"{BURST} clients must overrun {NOFILE} descriptors: {statuses}")
+        for body in refused:
+            self.assertIn(f"lb: out of file descriptors (limit {NOFILE}): request not forwarded".encode(), body)
+        r, doc = get(lb.port, "/alone")
+        self.served_by(r, doc, "a lone client right after the burst")
+        self.assertNoNodeBlamed(lb)
+        s = lb.series()
+        self.assertEqual(s['lb_errors_total{kind="local_resource"}'], len(refused))
+        self.assertGreaterEqual(s['lb_local_resource_errors_total{op="connect",kind="emfile"}'], len(refused))
+        for b in self.backends:
+            self.assertEqual(s[f'lb_node_connect_errors_total{{node="{b.name}"}}'], 0.0)
+        time.sleep(1.2)  # a quiet second ends the episode at the next success
+        self.backend_of(lb.port, "/later")
+        log = lb.log_text()
+        began = log.count(f"out of file descriptors (limit {NOFILE}): accepts pause")
+        self.assertGreaterEqual(began, 1, log[-3000:])
+        self.assertLess(began, len(refused), f"logged per episode, not per failure:\n{log[-3000:]}")
+        self.assertIn("over after", log)
+        self.assertIn(f"max-connections 500 does not fit the open-files limit {NOFILE}", log, "warned at start")
+
+    def test_every_check_failing_still_routes(self):
+        """Panic (Envoy's healthy_panic_threshold, 50% by default): every check fails (the check path answers
+        500) yet the nodes serve clients, so the lb keeps routing over all of them, says so, and counts it; nodes
+        taken out by the operator leave the share; with the threshold at 0, 503."""
+        failing = "path=/status?code=500,interval=250ms,timeout=200ms,rise=2,fall=2"
+        lb = start_lb(self, [*backend_flags(self.backends), "--health", failing, "--log-level", "warn"])
+        self.lbs = (lb,)
+        for b in self.backends:
+            self.wait_node(lb, b.name, "up", 0.0)
+        seen = {self.backend_of(lb.port, f"/panic/{i}", who=f"request {i} in panic") for i in range(6)}
+        self.assertEqual(seen, {"b1", "b2"}, "balanced over every node, up or not")
+        s = lb.series()
+        self.assertEqual(s["lb_panic"], 1.0)
+        self.assertEqual(s["lb_panic_episodes_total"], 1.0)
+        self.assertGreaterEqual(s["lb_panic_routed_total"], 6.0)
+        for b in self.backends:  # accepting clients does not bring a node back: only its checks could
+            self.assertEqual(s[f'lb_node_transitions_total{{node="{b.name}"}}'], 1.0)
+        self.assertIn("panic: 0 of 2 nodes in rotation up, under panic-threshold 50%", lb.log_text())
+        r = lb.admin_get("/health")
+        self.assertEqual(r.status, 503)
+        self.assertIn(b"panic", r.body)
+        for b in self.backends:  # out of rotation: out of the share too, so the panic is over
+            self.assertEqual(lb.admin_post(f"/nodes/{b.name}/maint").status, 200)
+        self.assertEqual(lb.series()["lb_panic"], 0.0)
+        self.assertIn("panic over", lb.log_text())
+        self.assertEqual(get(lb.port, "/maint")[0].status, 503)
+        for b in self.backends:
+            lb.admin_post(f"/nodes/{b.name}/ready")
+        self.assertIn(self.backend_of(lb.port, "/again"), ("b1", "b2"))
+        self.assertEqual(lb.series()["lb_panic_episodes_total"], 2.0)
+
+        off = start_lb(self, [*backend_flags(self.backends), "--health", failing, "--panic-threshold", "0",
+                              "--log-level", "warn"])
+        self.lbs = (lb, off)
+        for b in self.backends:
+            self.wait_node(off, b.name, "up", 0.0)
+        r, _ = get(off.port, "/off")
+        self.assertEqual(r.status, 503, r)
+        self.assertIn(b"no node is up", r.body)
+        self.assertEqual(off.series()["lb_panic"], 0.0)
+        self.assertNotIn("panic", off.log_text())
+
+    def test_default_max_connections_from_open_files_limit(self):
+        """Each connection may take 2 descriptors (client, node) in its worker, each worker has its own limit and
+        keeps 32 for itself: W x (limit - 32) / 2 by default; a value that cannot fit is warned about."""
+        flags = ["--check", "--listen", "127.0.0.1:18080", "--backend", "b1=127.0.0.1:9001"]
+        cases = [([], nofile_limit(256), "max-connections 112 (1 worker(s) x (open-files limit 256 - 32 reserved)"),
+                 (["--workers", "4"], nofile_limit(256), "max-connections 448 (4 worker(s)"),
+                 ([], nofile_limit(256, 512), "max-connections 240 (1 worker(s) x (open-files limit 512"),
+                 (["--max-connections", "112"], nofile_limit(256), "max-connections 112 (configured)")]
+        for extra, limit, want in cases:
+            with self.subTest(flags=extra, want=want):
+                p = run_lb([*flags, *extra], preexec_fn=limit)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertIn(want, p.stdout)
+                self.assertEqual(p.stderr, "")
+        p = run_lb([*flags, "--max-connections", "500"], preexec_fn=nofile_limit(256))
+        self.assertEqual(p.returncode, 0, "a warning, not an error")
+        self.assertIn("max-connections 500 (configured)", p.stdout)
+        for part in ("max-connections 500 does not fit the open-files limit 256", "need 1032 per worker",
+                     "ulimit -n 1032", "max-connections 112 or less"):
+            self.assertIn(part, p.stderr)
+        lb = start_lb(self, [*backend_flags(self.backends), "--health", CALM_HEALTH, "--log-level", "warn"],
+                      preexec_fn=nofile_limit(256))
+        self.lbs = (lb,)
+        self.assertEqual(lb.series()["lb_max_connections"], 112.0)
+        self.assertNotIn("does not fit", lb.log_text())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1522,9 +1744,9 @@ class TlsTest(LbBase):
 # 15: configuration checks
 
 
-def run_lb(args, timeout=10.0):
+def run_lb(args, timeout=10.0, preexec_fn=None):
     return subprocess.run([LB, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout * h.SLOW)
+                          timeout=timeout * h.SLOW, preexec_fn=preexec_fn)
 
 
 class ConfigCheckTest(unittest.TestCase):
@@ -1945,8 +2167,9 @@ class ProcessTest(LbBase):
 
     def test_sigterm_idle_exits_0_no_worker_left(self):
         lb = start_lb(self, [*backend_flags(self.backends), "--workers", "2", "--log-level", "warn"])
-        h.wait_until(lambda: len(lb.children()) == 2, 5.0 * h.SLOW, what="2 workers")
-        workers = lb.children()
+        h.wait_until(lambda: len(lb.children()) == 2 and len(lb.health_pids()) == 1, 5.0 * h.SLOW,
+                     what="2 workers and the health process")
+        workers = lb.processes()
         idle = h.HttpConn(lb.port)
         self.addCleanup(idle.close)
         self.backend_of(lb.port, conn=idle)
@@ -1957,7 +2180,7 @@ class ProcessTest(LbBase):
             self.fail(f"lb still running 10 s after SIGTERM:\n{lb.log_text()[-3000:]}")
         self.assertEqual(rc, 0, lb.log_text()[-3000:])
         for pid in workers:
-            with self.assertRaises(ProcessLookupError, msg=f"worker {pid} outlived the master"):
+            with self.assertRaises(ProcessLookupError, msg=f"process {pid} outlived the master"):
                 os.kill(pid, 0)
         self.assertTrue(idle.wait_closed(5.0), "an idle keep-alive connection is closed at shutdown")
         self.assertEqual(lb.sanitizer_reports(), [], lb.log_text()[-4000:])
@@ -2031,6 +2254,35 @@ class ProcessTest(LbBase):
         for i in range(10):
             self.backend_of(lb.port, f"/after/{i}", who=f"request {i} after the restart")
         self.assertEqual(lb.admin_get("/health").status, 200)
+
+    def test_health_process_follows_its_generation(self):
+        """The health process is supervised like a worker (restarted when it dies, checks and admin back) and
+        belongs to its generation (a reload replaces it; SIGTERM ends it)."""
+        lb = start_lb(self, [*backend_flags(self.backends), "--health", CALM_HEALTH, "--log-level", "warn"])
+        self.lbs = (lb,)
+        h.wait_until(lambda: len(lb.health_pids()) == 1, 5.0 * h.SLOW, what="the health process")
+        first = lb.health_pids()[0]
+        os.kill(first, signal.SIGKILL)
+        h.wait_until(lambda: lb.health_pids() not in ([], [first]), 5.0 * h.SLOW, what="a new health process")
+        self.assertIn("health process", lb.log_text())
+        h.wait_until(lambda: lb.admin_get("/health").status == 200, 5.0 * h.SLOW, what="the admin listener back")
+        second = lb.health_pids()[0]
+        passed = lb.series()['lb_node_checks_passed_total{node="b1"}']
+        h.wait_until(lambda: lb.series()['lb_node_checks_passed_total{node="b1"}'] > passed, 5.0 * h.SLOW,
+                     what="checks running again")
+        lb.proc.signal(signal.SIGHUP)
+        h.wait_until(lambda: len(lb.health_pids()) == 1 and lb.health_pids()[0] != second, 10.0 * h.SLOW,
+                     what="the new generation's health process, and the old one gone")
+        h.wait_until(lambda: len(lb.children()) == 1, 5.0 * h.SLOW, what="the old worker gone (nothing in flight)")
+        self.assertEqual(lb.admin_get("/health").status, 200)
+        # with checks off it serves the admin listener alone, and is replaced all the same
+        quiet = start_lb(self, [*backend_flags(self.backends), "--health", "off", "--log-level", "warn"])
+        self.lbs = (lb, quiet)
+        h.wait_until(lambda: len(quiet.health_pids()) == 1, 5.0 * h.SLOW, what="the health process")
+        first = quiet.health_pids()[0]
+        quiet.proc.signal(signal.SIGHUP)
+        h.wait_until(lambda: quiet.health_pids() not in ([], [first]) and len(quiet.health_pids()) == 1,
+                     10.0 * h.SLOW, what="the new generation's health process, and the old one gone")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-/* lb.conf: every directive, the defaults, and errors reported with their line numbers, all in one pass; and the
- * address a re-resolved backend name settles on. */
+/* lb.conf: every directive, the defaults, and errors reported with their line numbers, all in one pass; the
+ * address a re-resolved backend name settles on; max-connections bound to the open-files limit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,7 +41,8 @@ static void test_full_config(void **state)
                        "timeout connect 2s\ntimeout tunnel 2h\ntimeout head 3s\ntimeout grace 5s\n"
                        "timeout server 1m\ntimeout client 45s\n"
                        "max-connections 50000\nmax-head 32k\nmax-headers 64\nworkers 2\nretries 0\n"
-                       "forwarded-for off\nproxy-protocol on\nabort-on-close on\nresolve-interval 30s\n";
+                       "forwarded-for off\nproxy-protocol on\nabort-on-close on\nresolve-interval 30s\n"
+                       "panic-threshold 75%\n";
     assert_int_equal(parse(text), 0);
     assert_int_equal(conf.nlistens, 2);
     assert_false(conf.listens[0].tls);
@@ -66,6 +67,8 @@ static void test_full_config(void **state)
     assert_true(conf.timeout_head_ns == 3 * SEC && conf.grace_ns == 5 * SEC);
     assert_true(conf.timeout_server_ns == 60 * SEC && conf.timeout_client_ns == 45 * SEC);
     assert_int_equal(conf.max_connections, 50000);
+    assert_true(conf.max_connections_set);
+    assert_int_equal(conf.panic_threshold, 75);
     assert_int_equal(conf.max_head, 32768);
     assert_int_equal(conf.max_headers, 64);
     assert_int_equal(conf.workers, 2);
@@ -94,6 +97,10 @@ static void test_defaults(void **state)
     assert_true(conf.forwarded_for && !conf.proxy_protocol && !conf.abort_on_close);
     assert_int_equal(conf.max_head, 16384);
     assert_true(conf.resolve_interval_ns == 10 * SEC);
+    assert_int_equal(conf.panic_threshold, 50); /* Envoy's default */
+    assert_false(conf.max_connections_set);
+    assert_int_equal(parse("listen 127.0.0.1:8080\nbackend n1 127.0.0.1:9001\npanic-threshold 0\n"), 0);
+    assert_int_equal(conf.panic_threshold, 0);
     assert_int_equal(parse("listen :8080\nbackend n1 127.0.0.1:9001\nsticky cookie\nhealth off\n"), 0);
     assert_int_equal(conf.sticky, LB_STICKY_COOKIE);
     assert_string_equal(conf.cookie_name, "SRVID");
@@ -139,6 +146,9 @@ static void test_errors_carry_line_numbers(void **state)
         "forwarded-for yes",                    /* not on/off */
         "resolve-interval 0",                   /* zero: off says that */
         "resolve-interval abc",                 /* not a duration */
+        "panic-threshold 101",                  /* over 100 */
+        "panic-threshold half",                 /* not a number */
+        "panic-threshold %",                    /* no number */
         "frobnicate 1",                         /* unknown directive */
     };
     char text[4096] = "listen 127.0.0.1:8080\nbackend n1 127.0.0.1:9001\n";
@@ -158,7 +168,8 @@ static void test_errors_carry_line_numbers(void **state)
     assert_non_null(strstr(many[12].msg, "random"));
     assert_non_null(strstr(many[28].msg, "resolve-interval: must be more than 0"));
     assert_non_null(strstr(many[29].msg, "resolve-interval: 'abc' is not a duration"));
-    assert_non_null(strstr(many[30].msg, "frobnicate"));
+    assert_non_null(strstr(many[30].msg, "panic-threshold: '101' is not a percentage"));
+    assert_non_null(strstr(many[33].msg, "frobnicate"));
     assert_int_equal(conf.nbackends, 1); /* the bad backends were not added */
 }
 
@@ -216,6 +227,35 @@ static void test_resolve_choose_is_stable(void **state)
     assert_int_equal(resolve_choose(&cur, cands, 3), 0);
 }
 
+/* Each worker has its own open-files limit; a connection takes 2 (client and node), LB_FD_RESERVE stay free. */
+static void test_max_connections_from_nofile(void **state)
+{
+    (void)state;
+    assert_int_equal(lb_conf_fd_max_connections(20000, 1), (20000 - LB_FD_RESERVE) / 2);
+    assert_int_equal(lb_conf_fd_max_connections(256, 1), 112);
+    assert_int_equal(lb_conf_fd_max_connections(257, 1), 112); /* an odd descriptor left over buys nothing */
+    assert_int_equal(lb_conf_fd_max_connections(256, 4), 448);
+    assert_int_equal(lb_conf_fd_max_connections(LB_FD_RESERVE, 2), 2); /* at least one a worker */
+    assert_int_equal(lb_conf_fd_max_connections(UINT64_MAX, 64), LB_MAX_CONNECTIONS);
+    char warn[512];
+    assert_int_equal(parse("listen :8080\nbackend n1 127.0.0.1:9001\nworkers 2\n"), 0);
+    lb_conf_fit_descriptors(&conf, 256, warn, sizeof warn);
+    assert_int_equal(conf.max_connections, 224); /* derived: 2 x 112 */
+    assert_string_equal(warn, "");
+    assert_int_equal(parse("listen :8080\nbackend n1 127.0.0.1:9001\nworkers 2\nmax-connections 224\n"), 0);
+    lb_conf_fit_descriptors(&conf, 256, warn, sizeof warn);
+    assert_int_equal(conf.max_connections, 224); /* configured, and it fits exactly */
+    assert_string_equal(warn, "");
+    assert_int_equal(parse("listen :8080\nbackend n1 127.0.0.1:9001\nworkers 2\nmax-connections 225\n"), 0);
+    lb_conf_fit_descriptors(&conf, 256, warn, sizeof warn);
+    assert_int_equal(conf.max_connections, 225); /* kept: a warning, not an error */
+    /* 113 a worker x 2 + 32 = 258 > 256: the numbers, and the remedies */
+    assert_non_null(strstr(warn, "max-connections 225 does not fit the open-files limit 256"));
+    assert_non_null(strstr(warn, "need 258 per worker"));
+    assert_non_null(strstr(warn, "ulimit -n 258"));
+    assert_non_null(strstr(warn, "max-connections 224 or less"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +265,7 @@ int main(void)
         cmocka_unit_test(test_whole_config_checks),
         cmocka_unit_test(test_error_cap_counts_all),
         cmocka_unit_test(test_resolve_choose_is_stable),
+        cmocka_unit_test(test_max_connections_from_nofile),
     };
     return cmocka_run_group_tests_name("lbconf", tests, NULL, NULL);
 }

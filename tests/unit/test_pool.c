@@ -1,6 +1,7 @@
 /* lb's node pool: which node a sticky cookie may still reach (up and ready or draining, never maint or down),
  * balanced picks that skip nodes a request already failed on, source hashing that keeps one client on one node,
- * and health observations turning a node down after fall failures and up after rise successes. */
+ * health observations turning a node down after fall failures and up after rise successes, and panic: under the
+ * threshold's share of nodes up, every node in rotation takes clients again. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -93,7 +94,9 @@ static void test_roundrobin_skips_tried_and_unusable(void **state)
     for (int i = 0; i < 5; i++)
         assert_int_equal(pool_pick(&pool, &key, 0), 1);
     POOL_SET(sh->nodes[1].up, 0);
+    conf.panic_threshold = 0; /* panic off: nothing up, nothing picked */
     assert_int_equal(pool_pick(&pool, &key, 0), -1);
+    conf.panic_threshold = 50;
     POOL_SET(sh->nodes[0].admin, POOL_READY);
     POOL_SET(sh->nodes[1].up, 1);
     POOL_SET(sh->nodes[2].up, 1);
@@ -172,6 +175,83 @@ static void test_fall_and_rise(void **state)
     assert_int_equal(POOL_GET(sh->nodes[2].transitions), 2);
 }
 
+static void test_panic_rule(void **state)
+{
+    (void)state;
+    assert_false(pool_panic_rule(4, 2, 50)); /* 50% up is not under 50% */
+    assert_true(pool_panic_rule(4, 1, 50));
+    assert_true(pool_panic_rule(3, 1, 50));
+    assert_false(pool_panic_rule(3, 2, 50));
+    assert_true(pool_panic_rule(2, 0, 1));
+    assert_false(pool_panic_rule(2, 0, 0)); /* 0: panic off */
+    assert_true(pool_panic_rule(4, 3, 100));
+    assert_false(pool_panic_rule(4, 4, 100));
+    assert_false(pool_panic_rule(0, 0, 50)); /* no node in rotation: nothing to spread over */
+}
+
+/* Under the threshold every ready node takes new and sticky clients, down or not; drain and maint stay out of
+ * both the share and the choice. The gauge follows and each episode is counted once. */
+static void test_panic_routes_over_every_ready_node(void **state)
+{
+    (void)state;
+    struct net_addr a = client("10.0.0.1");
+    struct pool_key key = {.client = &a};
+    uint64_t episodes = POOL_GET(sh->panic_episodes);
+    POOL_SET(sh->nodes[0].up, 0);
+    assert_false(pool_panic_update(&pool)); /* 2 of 3 up */
+    for (int i = 0; i < 4; i++)
+        assert_int_not_equal(pool_pick(&pool, &key, 0), 0);
+    assert_int_equal(POOL_GET(sh->panic), 0);
+    POOL_SET(sh->nodes[1].up, 0); /* 1 of 3 up: 33%, under 50% */
+    int seen[3] = {0};
+    for (int i = 0; i < 30; i++)
+        seen[pool_pick(&pool, &key, 0)]++;
+    assert_true(seen[0] == 10 && seen[1] == 10 && seen[2] == 10);
+    assert_int_equal(POOL_GET(sh->panic), 1);
+    assert_int_equal(POOL_GET(sh->panic_episodes), episodes + 1);
+    assert_true(POOL_GET(sh->panic_routed) >= 30);
+    assert_int_equal(pool_by_cookie(&pool, "n2", 2), 1);            /* sticky clients go back, down or not */
+    assert_int_equal(pool_pick(&pool, &key, 1u << 0 | 1u << 1), 2); /* tries that failed still count */
+    POOL_SET(sh->nodes[1].admin, POOL_DRAIN);
+    POOL_SET(sh->nodes[2].admin, POOL_MAINT);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(pool_pick(&pool, &key, 0), 0);  /* drain and maint take no new client */
+    assert_int_equal(pool_by_cookie(&pool, "n2", 2), 1); /* drain keeps its sticky ones */
+    assert_int_equal(pool_by_cookie(&pool, "n3", 2), -1);
+    POOL_SET(sh->nodes[0].up, 1); /* 1 of the 1 in rotation up: over */
+    assert_false(pool_panic_update(&pool));
+    assert_int_equal(POOL_GET(sh->panic), 0);
+    assert_int_equal(pool_by_cookie(&pool, "n2", 2), -1);
+    assert_int_equal(POOL_GET(sh->panic_episodes), episodes + 1);
+    for (int i = 0; i < 3; i++) {
+        POOL_SET(sh->nodes[i].up, 1);
+        POOL_SET(sh->nodes[i].admin, POOL_READY);
+    }
+}
+
+/* Client traffic may take a node down but, with checks on, only checks bring it back up. */
+static void test_connects_never_raise_a_checked_node(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        pool_observe_connect(&pool, 1, false, "connect: refused");
+    assert_false(POOL_GET(sh->nodes[1].up));
+    for (int i = 0; i < 5; i++)
+        pool_observe_connect(&pool, 1, true, "connected");
+    assert_false(POOL_GET(sh->nodes[1].up));
+    pool_observe(&pool, 1, true, "check: HTTP 200");
+    pool_observe(&pool, 1, true, "check: HTTP 200");
+    assert_true(POOL_GET(sh->nodes[1].up));
+    conf.health.enabled = false; /* no checks: traffic is the only witness */
+    for (int i = 0; i < 3; i++)
+        pool_observe_connect(&pool, 1, false, "connect: refused");
+    assert_false(POOL_GET(sh->nodes[1].up));
+    pool_observe_connect(&pool, 1, true, "connected");
+    pool_observe_connect(&pool, 1, true, "connected");
+    assert_true(POOL_GET(sh->nodes[1].up));
+    conf.health.enabled = true;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +260,9 @@ int main(void)
         cmocka_unit_test(test_source_is_sticky_and_fails_over),
         cmocka_unit_test(test_param_hash),
         cmocka_unit_test(test_fall_and_rise),
+        cmocka_unit_test(test_panic_rule),
+        cmocka_unit_test(test_panic_routes_over_every_ready_node),
+        cmocka_unit_test(test_connects_never_raise_a_checked_node),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
