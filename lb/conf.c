@@ -6,6 +6,7 @@
 #include "lb/cookie.h"
 #include "lb/ring.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -306,6 +307,38 @@ static int on_number(struct lb_conf *c, char **w, int n, char *err, size_t errle
     return 1; /* not a number directive */
 }
 
+/* source ADDR or source A-B (IPv4, at most LB_MAX_SOURCES addresses): numeric, no port. */
+static int on_source(struct lb_conf *c, char **w, int n, char *err, size_t errlen)
+{
+    static const char usage[] = "source: expected an address or an IPv4 range, e.g. source 127.0.1.1-127.0.1.8";
+    char first[64], text[80];
+    if (n != 2 || strlen(w[1]) >= sizeof first)
+        return conf_fail(err, errlen, usage);
+    snprintf(first, sizeof first, "%s", w[1]);
+    char *dash = strchr(first, '-');
+    if (dash)
+        *dash = '\0';
+    bool v6 = strchr(first, ':') != NULL;
+    snprintf(text, sizeof text, v6 ? "[%s]:1" : "%s:1", first); /* the parser wants a port; bind takes any */
+    char perr[128];
+    if (net_parse_addr(text, &c->source, perr, sizeof perr) < 0)
+        return conf_fail(err, errlen, "source: '%s' is not an IP address", first);
+    if (v6)
+        ((struct sockaddr_in6 *)&c->source.ss)->sin6_port = 0;
+    else
+        ((struct sockaddr_in *)&c->source.ss)->sin_port = 0;
+    c->nsources = 1;
+    if (!dash)
+        return 0;
+    struct in_addr lo, hi;
+    if (v6 || inet_pton(AF_INET, first, &lo) != 1 || inet_pton(AF_INET, dash + 1, &hi) != 1 ||
+        ntohl(hi.s_addr) < ntohl(lo.s_addr) || ntohl(hi.s_addr) - ntohl(lo.s_addr) >= LB_MAX_SOURCES)
+        return conf_fail(err, errlen, "source: '%s' is not an IPv4 range of 1 to %d addresses, low-high", w[1],
+                         LB_MAX_SOURCES);
+    c->nsources = ntohl(hi.s_addr) - ntohl(lo.s_addr) + 1;
+    return 0;
+}
+
 /* panic-threshold 50 or 50%: a percentage, 0 (off) to 100. */
 static int on_panic_threshold(struct lb_conf *c, char **w, int n, char *err, size_t errlen)
 {
@@ -369,6 +402,8 @@ int lb_conf_directive(struct lb_conf *c, char **w, int n, char *err, size_t errl
         return on_resolve_interval(c, w, n, err, errlen);
     if (strcmp(d, "panic-threshold") == 0)
         return on_panic_threshold(c, w, n, err, errlen);
+    if (strcmp(d, "source") == 0)
+        return on_source(c, w, n, err, errlen);
     if (strcmp(d, "max-head") == 0) {
         if (n != 2 || conf_parse_bytes(w[1], &c->max_head) < 0 || c->max_head < 1024 || c->max_head > (1u << 20))
             return conf_fail(err, errlen, "max-head: expected a size from 1k to 1m, e.g. 16k");
@@ -448,6 +483,12 @@ int lb_conf_check(const struct lb_conf *c, struct lb_conf_error *errs, int maxer
             nerrs = add_error(errs, maxerrs, nerrs, 0, "the admin address is also a listen address");
     if (c->health.enabled && c->health.timeout_ns >= c->health.interval_ns)
         nerrs = add_error(errs, maxerrs, nerrs, 0, "health: timeout must be shorter than interval");
+    for (int i = 0; c->nsources && i < c->nbackends; i++)
+        if (c->backends[i].addr.ss.ss_family != c->source.ss.ss_family) {
+            snprintf(msg, sizeof msg, "source: backend %s is %s, the source address is not", c->backends[i].name,
+                     c->backends[i].addr.ss.ss_family == AF_INET6 ? "IPv6" : "IPv4");
+            nerrs = add_error(errs, maxerrs, nerrs, 0, msg);
+        }
     return nerrs;
 }
 

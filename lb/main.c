@@ -54,6 +54,8 @@ static const char usage[] =
     "      --max-connections N    client connections in all; more wait in the kernel's backlog (default: what the\n"
     "                             open-files limit holds, 2 descriptors each, per worker)\n"
     "      --panic-threshold PERCENT   under this share of nodes up, balance over all of them (default 50, 0: off)\n"
+    "      --source ADDR[-ADDR]   local addresses for connections to nodes, in turn: each (address, node) pair\n"
+    "                             holds only as many connections as the ephemeral port range\n"
     "      --abort-on-close       a client gone before its answer began also closes the node's connection\n"
     "                             (HAProxy's option abortonclose: long-polls of closed tabs stop pinning nodes)\n"
     "      --resolve-interval DURATION|off   how often backend host names are looked up again (default 10s)\n"
@@ -138,11 +140,13 @@ static int parse_args(int argc, char **argv, struct args *a)
                                          {"abort-on-close", no_argument, 0, 'A'},
                                          {"resolve-interval", required_argument, 0, 'R'},
                                          {"panic-threshold", required_argument, 0, 'P'},
+                                         {"source", required_argument, 0, 'S'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     static const char *const directive[128] = {
         ['l'] = "listen",  ['B'] = "balance",         ['s'] = "sticky",           ['a'] = "admin",
-        ['w'] = "workers", ['m'] = "max-connections", ['R'] = "resolve-interval", ['P'] = "panic-threshold"};
+        ['w'] = "workers", ['m'] = "max-connections", ['R'] = "resolve-interval", ['P'] = "panic-threshold",
+        ['S'] = "source"};
     int o, rc = 0;
     a->log_level = LOG_LEVEL_INFO;
     while (rc == 0 && (o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {

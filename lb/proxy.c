@@ -199,13 +199,29 @@ static int prepend_proxy_header(struct session *s)
     return 0;
 }
 
+/* The next of conf's source addresses for a connection to node, in turn per node: one turn over all nodes would
+ * tie each node to a fixed subset of the addresses whenever their counts share a factor (NULL: none configured). */
+static const struct net_addr *next_source(struct proxy *px, int node, struct net_addr *out)
+{
+    const struct lb_conf *c = px->conf;
+    if (c->nsources == 0)
+        return NULL;
+    *out = c->source;
+    if (out->ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
+        sin->sin_addr.s_addr = htonl(ntohl(sin->sin_addr.s_addr) + px->next_source[node] % c->nsources);
+    }
+    px->next_source[node]++;
+    return out;
+}
+
 static int srv_connect(struct session *s)
 {
-    struct net_addr addr;
+    struct net_addr addr, src;
     if (s->px->conf->proxy_protocol && prepend_proxy_header(s) < 0)
         return -1;
     pool_node_addr(s->px->pool, s->node, &addr);
-    s->sfd = net_connect(&addr, NULL);
+    s->sfd = net_connect(&addr, next_source(s->px, s->node, &src));
     if (s->sfd < 0)
         return -1;
     shortage_ok(&s->px->lack, ev_now(s->px->loop));

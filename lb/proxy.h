@@ -36,6 +36,7 @@ struct proxy {
     bool paused, stopping;
     struct session *sessions; /* every open session, for a graceful stop */
     uint64_t next_id;
+    uint32_t next_source[LB_MAX_BACKENDS]; /* per node: conf->source + this, for its next connection */
     struct ev_timer *resume_w; /* accept back-off after EMFILE */
     char name[24];             /* "worker N", for the log */
     struct shortage lack;      /* this worker's episodes of running out of descriptors, ports or memory */

@@ -165,7 +165,7 @@ class Handler(socketserver.StreamRequestHandler):
             joined[k] = f"{joined[k]}, {v}" if k in joined else v
         doc = {"backend": self.server.name, "method": method, "path": target, "version": version,
                "headers": joined, "header_list": [[k, v] for k, v in headers], "body_len": body_len,
-               "body_sha256": sha, "chunked": chunked}
+               "body_sha256": sha, "chunked": chunked, "peer": self.client_address[0]}
         body = json.dumps(doc).encode()
         q = urllib.parse.parse_qs(query)
         close = wants_close(version, headers) or path == "/until-close"

@@ -2285,5 +2285,31 @@ class ProcessTest(LbBase):
                      10.0 * h.SLOW, what="the new generation's health process, and the old one gone")
 
 
+
+class SourceAddressTest(LbBase):
+    """--source: the lb's connections to the nodes come from its addresses in turn (a node's many connections
+    then spread over several (source, destination) pairs, each with its own ports)."""
+
+    def test_connections_to_nodes_come_from_the_source_range(self):
+        backends = [Backend("s1"), Backend("s2")]
+        for b in backends:
+            b.start()
+            self.addCleanup(b.stop)
+        # 2 nodes, round robin, 2 addresses: each node must still get both (one turn per node, not one over all)
+        lb = start_lb(self, [*backend_flags(backends), "--health", "off", "--source", "127.0.1.1-127.0.1.2"])
+        self.lbs = (lb,)
+        peers = {"s1": [], "s2": []}
+        for i in range(8):  # a new connection to a node each time
+            resp, doc = get(lb.port, "/", {"Connection": "close"})
+            peers[self.served_by(resp, doc, f"request {i}")].append(doc["peer"])
+        for name, got in peers.items():
+            self.assertEqual(sorted(got), ["127.0.1.1", "127.0.1.1", "127.0.1.2", "127.0.1.2"], f"{name}: {peers}")
+        backend = backends[0]
+        # without --source the kernel's address: 127.0.0.1
+        lb2 = start_lb(self, [*backend_flags([backend]), "--health", "off"])
+        self.lbs = (lb, lb2)
+        resp, doc = get(lb2.port, "/", {"Connection": "close"})
+        self.assertEqual(self.served_by(resp, doc) and doc["peer"], "127.0.0.1")
+
 if __name__ == "__main__":
     unittest.main()

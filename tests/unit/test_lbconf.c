@@ -228,6 +228,36 @@ static void test_resolve_choose_is_stable(void **state)
 }
 
 /* Each worker has its own open-files limit; a connection takes 2 (client and node), LB_FD_RESERVE stay free. */
+/* source: one address or an IPv4 range, numeric, of the backends' family; bad ones named with their line. */
+static void test_source_addresses(void **state)
+{
+    (void)state;
+    const char *base = "listen 127.0.0.1:8080\nbackend n1 127.0.0.1:9001\n";
+    char text[256];
+    snprintf(text, sizeof text, "%ssource 127.0.1.1-127.0.1.8\n", base);
+    assert_int_equal(parse(text), 0);
+    assert_int_equal(conf.nsources, 8);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&conf.source.ss;
+    assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000101);
+    assert_int_equal(sin->sin_port, 0);
+    snprintf(text, sizeof text, "%ssource 127.0.1.9\n", base);
+    assert_int_equal(parse(text), 0);
+    assert_int_equal(conf.nsources, 1);
+    assert_int_equal(parse(base), 0);
+    assert_int_equal(conf.nsources, 0); /* default: the kernel picks */
+    static const char *const bad[] = {"source 127.0.1.9-127.0.1.8", "source 10.0.0.0-10.0.1.0", "source nope",
+                                      "source", "source 127.0.0.1:80", "source 127.0.0.1-::2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(text, sizeof text, "%s%s\n", base, bad[i]);
+        assert_int_equal(parse(text), 1);
+        assert_int_equal(errs[0].line, 3);
+        assert_non_null(strstr(errs[0].msg, "source:"));
+    }
+    snprintf(text, sizeof text, "%ssource ::1\n", base); /* an IPv6 source for an IPv4 node cannot bind */
+    assert_int_equal(parse(text), 1);
+    assert_non_null(strstr(errs[0].msg, "backend n1 is IPv4"));
+}
+
 static void test_max_connections_from_nofile(void **state)
 {
     (void)state;
@@ -266,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_error_cap_counts_all),
         cmocka_unit_test(test_resolve_choose_is_stable),
         cmocka_unit_test(test_max_connections_from_nofile),
+        cmocka_unit_test(test_source_addresses),
     };
     return cmocka_run_group_tests_name("lbconf", tests, NULL, NULL);
 }
