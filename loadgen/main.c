@@ -82,6 +82,11 @@ int main(int argc, char **argv)
         lg_opts_free(&o);
         return 2;
     }
+    if (o.plan_only) { /* warnings, if any, are already on stderr */
+        lg_plan_print(stdout, &plan);
+        lg_opts_free(&o);
+        return 0;
+    }
     FILE *hlog = NULL;
     if (o.hlog && !(hlog = fopen(o.hlog, "w"))) {
         fprintf(stderr, "loadgen: --hlog %s: %s\n", o.hlog, strerror(errno));

@@ -413,6 +413,7 @@ enum {
     OPT_CHURN,
     OPT_CHURN_GAP,
     OPT_PROGRESS,
+    OPT_PLAN,
 };
 
 static const struct option long_opts[] = {
@@ -442,6 +443,7 @@ static const struct option long_opts[] = {
     {"hlog", required_argument, NULL, OPT_HLOG},
     {"quiet", no_argument, NULL, 'q'},
     {"progress", required_argument, NULL, OPT_PROGRESS},
+    {"plan", no_argument, NULL, OPT_PLAN},
     {"threshold", required_argument, NULL, 't'},
     {"source", required_argument, NULL, OPT_SOURCE},
     {"header", required_argument, NULL, 'H'},
@@ -676,6 +678,7 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
     case OPT_HLOG: o->hlog = arg; return 0;
     case 'q': o->quiet = true; return 0;
     case OPT_PROGRESS: return take_duration(name, arg, 0, &o->progress_ns, err, errlen);
+    case OPT_PLAN: o->plan_only = true; return 0;
     case 't': return take_threshold(o, arg, err, errlen);
     case OPT_SOURCE: return take_source(o, arg, err, errlen);
     case 'H': return add_header(o, arg, err, errlen);
@@ -860,6 +863,8 @@ static void usage_output(FILE *fp)
           "  -q, --quiet               no progress line and no summary; failures still go to stderr\n"
           "      --progress D          stdout not a terminal (a CI log): a progress line every D (default 5s;\n"
           "                            0 = none); on a terminal one line is redrawn in place\n"
+          "      --plan                print the plan (workers, descriptors, source addresses, close timeout) and\n"
+          "                            exit: 0 it fits this host, 2 it cannot (the reason and the remedy)\n"
           "  -h, --help, -V, --version\n"
           "\n"
           "durations take a unit: ns us ms s m (250ms, 1.5s)\n"

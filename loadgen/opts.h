@@ -116,6 +116,7 @@ struct lg_opts {
     const char *out_json;     /* -o --out FILE.json */
     const char *hlog;         /* --hlog FILE.hlog */
     bool quiet;               /* -q --quiet: no progress line and no summary, only errors */
+    bool plan_only;           /* --plan: print the plan and exit, start nothing */
     int64_t progress_ns;      /* --progress: a progress line this often when stdout is not a terminal (5s; 0 none) */
     struct lg_threshold thresholds[LG_MAX_THRESHOLDS];
     int nthresholds;

@@ -70,18 +70,18 @@ static void test_websocket_one_url(void **state)
     expect(1, 100, 0, 100); /* a small run is what it always was: 1 worker, the kernel's source address */
     assert_int_equal(P.per_client, 1);
     assert_int_equal(P.fd_budget, 20000 - LG_PLAN_FD_RESERVE);
-    assert_int_equal(P.ports, 28232 - 2823); /* 32768-60999 less 10% */
+    assert_int_equal(P.ports, 14116 - 1411); /* half of 32768-60999, less 10% */
     assert_int_equal(P.ndests, 1);
     assert_string_equal(P.dests[0].name, "127.0.0.1:9001");
     assert_true(P.loopback && P.workers_auto && P.sources_auto && P.close_auto);
     assert_int_equal(PLAN("-c", "30000", ONE_URL), 0);
-    expect(2, 15000, 2, 15000); /* the run: 30000 > 19936 descriptors and > 25409 ports */
+    expect(2, 15000, 3, 10000); /* the run: 30000 > 19936 descriptors and > 12705 ports */
     assert_int_equal(PLAN("-c", "100000", ONE_URL), 0);
-    expect(6, 16667, 4, 25000);
+    expect(6, 16667, 8, 12500);
     assert_int_equal(PLAN("-c", "1000000", ONE_URL), 0);
-    expect(51, 19608, 40, 25000);
+    expect(51, 19608, 79, 12659);
     assert_int_equal(P.workers_needed, 51);
-    assert_int_equal(P.sources_needed, 40);
+    assert_int_equal(P.sources_needed, 79);
 }
 
 static void test_websocket_four_urls(void **state)
@@ -93,9 +93,9 @@ static void test_websocket_four_urls(void **state)
     assert_int_equal(PLAN("-c", "30000", FOUR_URLS), 0);
     expect(2, 15000, 0, 7500);
     assert_int_equal(PLAN("-c", "100000", FOUR_URLS), 0);
-    expect(6, 16667, 0, 25000); /* 25000 a destination: still within one address's ports */
+    expect(6, 16667, 2, 12500); /* 25000 a destination: past the fast half of one address's ports */
     assert_int_equal(PLAN("-c", "1000000", FOUR_URLS), 0);
-    expect(51, 19608, 10, 25000);
+    expect(51, 19608, 20, 12500);
     for (int d = 0; d < 4; d++)
         assert_int_equal(P.dests[d].conns, 250000);
 }
@@ -109,15 +109,15 @@ static void test_polling(void **state)
     assert_int_equal(P.per_client, 2);
     assert_int_equal(P.fd_budget, 19680);
     assert_int_equal(PLAN("-c", "30000", POLLING, ONE_URL), 0);
-    expect(4, 7500, 3, 20000);
+    expect(4, 7500, 5, 12000);
     assert_int_equal(PLAN("-c", "100000", POLLING, ONE_URL), 0);
-    expect(11, 9091, 8, 25000);
+    expect(11, 9091, 16, 12500);
     assert_int_equal(PLAN("-c", "1000000", POLLING, ONE_URL), 0);
-    expect(102, 9804, 79, 25318);
+    expect(102, 9804, 158, 12660);
     assert_int_equal(PLAN("-c", "1000000", POLLING, FOUR_URLS), 0);
-    expect(102, 9804, 20, 25000);
+    expect(102, 9804, 40, 12500);
     assert_int_equal(PLAN("-c", "30000", POLLING, FOUR_URLS), 0);
-    expect(4, 7500, 0, 15000);
+    expect(4, 7500, 2, 7500);
     /* without the upgrade no third descriptor: only the reserve */
     assert_int_equal(PLAN("-c", "30000", POLLING, "--no-upgrade", ONE_URL), 0);
     assert_int_equal(P.fd_budget, 20000 - LG_PLAN_FD_RESERVE);
@@ -131,7 +131,7 @@ static void test_urls_sharing_a_destination(void **state)
     assert_int_equal(P.ndests, 2);
     assert_int_equal(P.dests[P.busiest].conns, 40000);
     assert_string_equal(P.dests[P.busiest].name, "127.0.0.1:9001");
-    expect(4, 15000, 2, 20000);
+    expect(4, 15000, 4, 10000);
 }
 
 static void test_not_loopback(void **state)
@@ -139,13 +139,13 @@ static void test_not_loopback(void **state)
     (void)state;
     /* one source is enough: fine anywhere */
     assert_int_equal(
-        PLAN("-c", "100000", "ws://10.0.0.1:80/", "ws://10.0.0.2:80/", "ws://10.0.0.3:80/", "ws://10.0.0.4:80/"), 0);
-    expect(6, 16667, 0, 25000);
+        PLAN("-c", "40000", "ws://10.0.0.1:80/", "ws://10.0.0.2:80/", "ws://10.0.0.3:80/", "ws://10.0.0.4:80/"), 0);
+    expect(3, 13334, 0, 10000);
     assert_false(P.loopback);
     /* more is not ours to pick: a clear error with the remedy */
     assert_int_equal(PLAN("-c", "30000", "ws://10.0.0.1:80/"), -1);
     assert_non_null(strstr(err, "--source auto"));
-    assert_non_null(strstr(err, "30000 connections to 10.0.0.1:80 need 2 source addresses"));
+    assert_non_null(strstr(err, "30000 connections to 10.0.0.1:80 need 3 source addresses"));
     assert_non_null(strstr(err, "--source LIST"));
     assert_non_null(strstr(err, "ip_local_port_range"));
     assert_null(strchr(err, '\n'));
@@ -153,8 +153,8 @@ static void test_not_loopback(void **state)
     assert_int_equal(PLAN("-c", "30000", "ws://[::1]:9001/"), -1);
     assert_non_null(strstr(err, "IPv4 loopback"));
     /* a list given is used as it is */
-    assert_int_equal(PLAN("-c", "30000", "--source", "10.0.0.7,10.0.0.8", "ws://10.0.0.1:80/"), 0);
-    expect(2, 15000, 2, 15000);
+    assert_int_equal(PLAN("-c", "30000", "--source", "10.0.0.7,10.0.0.8,10.0.0.9", "ws://10.0.0.1:80/"), 0);
+    expect(2, 15000, 3, 10000);
     assert_false(P.sources_auto);
 }
 
@@ -167,14 +167,14 @@ static void test_given_values_are_kept_and_warned(void **state)
     assert_int_equal(P.sources, 0);
     assert_int_equal(P.nwarnings, 2);
     assert_non_null(strstr(P.warnings[0], "use --workers 2 or more"));
-    assert_non_null(strstr(P.warnings[1], "30000 connections to 127.0.0.1:9001 need 2 source addresses"));
+    assert_non_null(strstr(P.warnings[1], "30000 connections to 127.0.0.1:9001 need 3 source addresses"));
     assert_non_null(strstr(P.warnings[1], "eaddrnotavail"));
     assert_int_equal(PLAN("-c", "30000", "-w", "3", "--source", "127.0.0.5", ONE_URL), 0);
     assert_int_equal(P.workers, 3);
     assert_int_equal(P.nwarnings, 1);
     assert_non_null(strstr(P.warnings[0], "--source gives 1"));
-    assert_int_equal(PLAN("-c", "30000", "-w", "3", "--source", "127.0.0.5-127.0.0.6", ONE_URL), 0);
-    expect(3, 10000, 2, 15000);
+    assert_int_equal(PLAN("-c", "30000", "-w", "3", "--source", "127.0.0.5-127.0.0.7", ONE_URL), 0);
+    expect(3, 10000, 3, 10000);
 }
 
 static void test_limits(void **state)
@@ -197,8 +197,8 @@ static void test_limits(void **state)
     narrow.port_lo = 50000;
     narrow.port_hi = 50999;
     assert_int_equal(PLAN_ON(&narrow, "-c", "10000", ONE_URL), 0);
-    assert_int_equal(P.ports, 900);
-    assert_int_equal(P.sources, 12);
+    assert_int_equal(P.ports, 450);
+    assert_int_equal(P.sources, 23);
     narrow.port_hi = narrow.port_lo - 1;
     assert_int_equal(PLAN_ON(&narrow, "-c", "10", ONE_URL), -1);
     assert_non_null(strstr(err, "ip_local_port_range"));
@@ -224,12 +224,12 @@ static void test_apply(void **state)
     assert_int_equal(PLAN("-c", "1000000", ONE_URL), 0);
     assert_int_equal(lg_plan_apply(&O, &P, err, sizeof err), 0);
     assert_int_equal(O.workers, 51);
-    assert_int_equal(O.nsources, 40);
+    assert_int_equal(O.nsources, 79);
     char first[INET_ADDRSTRLEN], last[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &((struct sockaddr_in *)&O.sources[0].ss)->sin_addr, first, sizeof first);
-    inet_ntop(AF_INET, &((struct sockaddr_in *)&O.sources[39].ss)->sin_addr, last, sizeof last);
+    inet_ntop(AF_INET, &((struct sockaddr_in *)&O.sources[78].ss)->sin_addr, last, sizeof last);
     assert_string_equal(first, "127.0.0.2");
-    assert_string_equal(last, "127.0.0.41");
+    assert_string_equal(last, "127.0.0.80");
     assert_true(O.close_phase_ns == P.close_timeout_ns);
     /* a list given stays as it is */
     assert_int_equal(PLAN("-c", "100", "--source", "127.0.0.9", ONE_URL), 0);
@@ -248,8 +248,9 @@ static void test_print(void **state)
     fclose(fp);
     assert_non_null(strstr(text, "plan      2 workers (auto: 30000 clients x 1 descriptor, 19936 a worker under the "
                                  "open-files limit 20000): 15000 clients a worker\n"));
-    assert_non_null(strstr(text, "plan      2 source addresses (auto, from 127.0.0.2): 30000 connections to "
-                                 "127.0.0.1:9001, 15000 a source, of 25409 ports a source (32768-60999 less 10%)"));
+    assert_non_null(strstr(text, "plan      3 source addresses (auto, from 127.0.0.2): 30000 connections to "
+                                 "127.0.0.1:9001, 10000 a source, of 12705 ports a source (half of 32768-60999, "
+                                 "less 10%)"));
     assert_non_null(strstr(text, "close timeout 32.0s (auto)\n"));
     assert_int_equal(PLAN("-c", "100", "--close-timeout", "3s", FOUR_URLS), 0);
     fp = fmemopen(text, sizeof text - 1, "w");
@@ -257,7 +258,7 @@ static void test_print(void **state)
     fclose(fp);
     assert_non_null(strstr(text, "plan      1 worker (auto: 100 clients"));
     assert_non_null(strstr(text, "plan      the kernel's source address (auto: one is enough): 25 connections to "
-                                 "127.0.0.1:9001 (the busiest), of 25409 ports a source"));
+                                 "127.0.0.1:9001 (the busiest), of 12705 ports a source"));
     assert_non_null(strstr(text, "close timeout 3.0s\n"));
 }
 
