@@ -47,7 +47,8 @@ need-deps:
 deps:
 	@scripts/deps.sh
 
-$(BUILD)/obj/%.o: %.c
+# Order-only on need-deps: with -j the compiler must not start before the headers are installed.
+$(BUILD)/obj/%.o: %.c | need-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -133,6 +134,11 @@ bench-lb: all
 .PHONY: bench-socketio
 bench-socketio: all
 	@bench/socketio.sh
+
+# 10k, 30k and 100k clients through the lb and straight to the nodes, beside the kernel's floor (several minutes).
+.PHONY: bench-scale
+bench-scale: all
+	@bench/scale.py
 
 demo: all
 	@scripts/demo.sh
