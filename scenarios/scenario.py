@@ -15,12 +15,15 @@ import datetime
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+
+import plan as planner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -89,9 +92,23 @@ def _redis(v):
 
 
 def _source(v):
-    if v and not re.fullmatch(r"[0-9a-fA-F.:,\-]+", v):
-        raise ValueError(f"expected addresses such as 127.0.0.2-127.0.0.40, got '{v}'")
+    if v and v != "auto" and not re.fullmatch(r"[0-9a-fA-F.:,\-]+", v):
+        raise ValueError(f"expected addresses such as 127.0.0.2-127.0.0.40, or auto, got '{v}'")
     return v
+
+
+def _auto_int(lo, hi):
+    """A count, or auto: the plan (scenarios/plan.py) computes it from the client count."""
+    whole = _int(lo, hi)
+
+    def parse(v):
+        if v == "auto":
+            return v
+        try:
+            return whole(v)
+        except ValueError:
+            raise ValueError(f"expected auto or a whole number from {lo} to {hi}, got '{v}'") from None
+    return parse
 
 
 def _text(v):
@@ -114,7 +131,8 @@ SCHEMA = {
         "redis": (_redis, "embedded"),
         "lb": (_choice(*LBS), "builtin"),
         "sticky": (_choice(*STICKY), "cookie"),
-        "lb_workers": (_int(1, 16), 1),
+        "lb_workers": (_auto_int(1, 256), "auto"),
+        "node_workers": (_auto_int(1, 64), "auto"),
     },
     "load": {
         "clients": (_int(1, 1000000), None),
@@ -130,8 +148,8 @@ SCHEMA = {
         "emitters": (_int(1, 1000000), 1),
         "connect_rate": (_int(0, 10000000), 0),
         "max_inflight": (_int(1, 1000000), 256),
-        "loadgen_workers": (_int(1, 64), 1),
-        "source": (_source, ""),
+        "loadgen_workers": (_auto_int(1, 256), "auto"),
+        "source": (_source, "auto"),
         "deadline": (_duration, "5s"),
         "hold": (_duration, "0s"),
         "churn": (_int(0, 100000), 0),
@@ -301,6 +319,9 @@ def _child_setup():
     order), and SIGTERM when the runner dies, so not even a SIGKILLed runner leaves processes behind."""
     os.setsid()
     _libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # the plan counts on the hard limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class Proc:
@@ -420,13 +441,14 @@ def lb_conf(conf, listen, admin, nodes):
     lines += [f"backend n{i + 1} 127.0.0.1:{port}" for i, port in enumerate(nodes)]
     lines += [f"sticky {t['sticky']}", "balance roundrobin", f"workers {t['lb_workers']}",
               "health path=/ interval=1s timeout=500ms rise=2 fall=2",
-              "timeout tunnel 1h", "timeout grace 2s", "max-connections 1000000"]
+              "timeout tunnel 1h", "timeout grace 2s"]  # max-connections: the lb derives it from its descriptors
+    if t.get("lb_source"):  # set by the plan when one address cannot reach a node fast enough (plan.py)
+        lines.append(f"source {t['lb_source']}")
     return "\n".join(lines) + "\n"
 
 
 def haproxy_maxconn(conf):
     # HAProxy needs 2 descriptors per proxied connection and refuses a maxconn whose total exceeds the hard limit.
-    import resource
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     limit = hard if hard != resource.RLIM_INFINITY else 1 << 20
     load = conf["load"]
@@ -469,15 +491,16 @@ backend nodes
 
 def nginx_conf(conf, listen, nodes, run_dir):
     t = conf["topology"]
+    nofile = planner.read_machine()["nofile"]
     servers = "\n".join(f"        server 127.0.0.1:{port};" for port in nodes)
     hashing = "        hash $remote_addr consistent;\n" if t["sticky"] == "source" else ""
     return f"""# written by scenarios/scenario.py for lb = nginx
 daemon off;
 worker_processes {t['lb_workers']};
-worker_rlimit_nofile 20000;
+worker_rlimit_nofile {nofile};
 pid {run_dir}/nginx.pid;
 error_log {run_dir}/nginx-error.log warn;
-events {{ worker_connections 10000; }}
+events {{ worker_connections {nofile - planner.RESERVE_FDS}; }}
 http {{
     access_log off;
     client_body_temp_path {run_dir}/nginx-body;
@@ -581,8 +604,9 @@ class Run:
         for i in range(self.conf["topology"]["nodes"]):
             port = self.ports.take()
             node = f"n{i + 1}"
+            workers = self.conf["topology"]["node_workers"]
             self.spawn(node, [os.path.join(build, "refserver"), "--listen", f"127.0.0.1:{port}", "--redis",
-                              redis_url, "--node-id", node])
+                              redis_url, "--node-id", node] + (["--workers", str(workers)] if workers > 1 else []))
             ports.append(port)
         for i, port in enumerate(ports):
             wait_for(f"node n{i + 1} on port {port}", lambda port=port: http_ok(port), self.procs, 15)
@@ -629,8 +653,9 @@ class Run:
         self.urls = self.start_balancer(build, nodes)
         self.log(f"{self.name}: {len(nodes)} node(s), lb {self.lb}, " + ", ".join(self.urls))
 
-    def loadgen(self):
-        """Run loadgen in the foreground; returns its exit code. Its summary goes to stdout (and its log)."""
+    def loadgen(self, on_tick=None):
+        """Run loadgen in the foreground; returns its exit code. Its summary goes to stdout (and its log).
+        on_tick: called every 0.1 s while loadgen runs (a benchmark's sampler)."""
         json_path, hlog_path = os.path.join(self.run_dir, "loadgen.json"), self.base + ".hlog"
         argv = loadgen_argv(self.conf, self.build, self.urls, json_path, hlog_path)
         if self.quiet:
@@ -642,6 +667,8 @@ class Run:
                 if other is not p and not other.alive() and other.name not in reported:
                     reported.add(other.name)
                     self.log(f"{other.name} died during the run:\n{other.tail()}")
+            if on_tick:
+                on_tick()
             time.sleep(0.1)
         rc = p.p.returncode
         p.log.flush()
@@ -698,19 +725,57 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
-def run_scenario(name, sets=(), out_root=None, quiet=False):
-    """Run one scenario end to end. Returns (exit code, result dict, path of the result file or None)."""
+def loadgen_plan(conf, build):
+    """loadgen's own plan for conf (loadgen --plan): (its lines, None) or (None, why it cannot run). The URLs are
+    stand-ins with the run's count of loopback destinations: the plan depends on nothing else of theirs."""
+    t = conf["topology"]
+    n = 1 if t["lb"] != "none" else t["nodes"]
+    urls = [f"ws://127.0.0.1:{10001 + i}/ws" for i in range(n)]
+    argv = loadgen_argv(conf, build, urls, os.devnull, os.devnull) + ["--plan"]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        return None, (p.stderr.strip() or p.stdout.strip()).replace("loadgen: ", "loadgen: ", 1)
+    return [line.split(None, 1)[1] for line in p.stdout.splitlines() if line.startswith("plan")], None
+
+
+def make_plan(conf, quiet=False, machine=None):
+    """The plan for conf on this machine, printed; (resolved conf, plan). plan.problems lists refusals."""
+    p = planner.plan(conf, machine or planner.read_machine())
+    resolved = planner.resolve(conf, p)
+    lines, why = loadgen_plan(resolved, ensure_built())
+    p["loadgen"] = lines
+    if why:
+        p["problems"].append(why)
+    if not quiet:
+        for line in planner.describe(p, lines):
+            print(f"scenario: {line}", file=sys.stderr, flush=True)
+    return resolved, p
+
+
+def run_scenario(name, sets=(), out_root=None, quiet=False, plan_only=False):
+    """Run one scenario end to end. Returns (exit code, result dict, path of the result file or None).
+    plan_only: print the plan and its verdict, start nothing."""
     try:
         path, conf = load(name, sets)
     except ScenarioError as e:
         print(str(e), file=sys.stderr)
         return EXIT_USAGE, None, None
     scenario_name = os.path.splitext(os.path.basename(path))[0]
+    conf, plan = make_plan(conf, quiet and not plan_only)
+    for problem in plan.problems:
+        print(f"scenario: {scenario_name}: cannot run on this machine: {problem}", file=sys.stderr)
+    if plan.problems or plan_only:
+        return (EXIT_SETUP if plan.problems else EXIT_PASS), None, None
     old = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    run, rc, error = None, EXIT_SETUP, None
+    run, rc, error, tuned = None, EXIT_SETUP, None, []
     try:
+        tuned = planner.apply_sysctls(plan)
+        for path_, old_value in tuned:
+            print(f"scenario: raised {path_[len('/proc/sys/'):].replace('/', '.')} from {old_value.split()} "
+                  f"(put back at the end)", file=sys.stderr)
         run = Run(scenario_name, path, conf, out_root, quiet)
+        run.topology["plan"] = dict(plan)
         run.start()
         rc = run.loadgen()
     except (SetupError, OSError) as e:  # OSError: a program that could not be started at all
@@ -725,6 +790,7 @@ def run_scenario(name, sets=(), out_root=None, quiet=False):
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_IGN)
         died = run.stop() if run else []
+        planner.restore_sysctls(tuned)
         for s, h in old.items():
             signal.signal(s, h)
     if died:  # a process that died explains a failure too: always in the result

@@ -338,6 +338,95 @@ ALL_MISTAKES_LINES = {2: "a key before any [section]", 4: "unknown section [nons
                       10: "unknown key 'colour' in [load]", 12: "'p99 about 50ms' is not a threshold"}
 
 
+import plan as planner  # noqa: E402
+
+# a machine like this one, fixed so the tests plan the same everywhere
+MACHINE = {"nofile": 20000, "port_range": (32768, 60999), "tcp_mem_pages": (287907, 383876, 575814), "page": 4096,
+           "file_max": 2466235, "mem_available": 24 << 30, "cpus": 2, "conntrack_max": None, "may_tune": True}
+
+
+class Plan(unittest.TestCase):
+    """scenarios/plan.py: the topology computed from the client count, and refusals with their remedy."""
+
+    def plan(self, name, sets=(), **machine):
+        _, conf = scenario.load(name, sets)
+        return planner.plan(conf, dict(MACHINE, **machine)), conf
+
+    def test_small_runs_stay_one_process_each(self):
+        p, conf = self.plan("broadcast-100")
+        self.assertEqual((p["lb"]["processes"], p["nodes"]["workers_per_node"], p.problems, p["sysctl"]),
+                         (1, 1, [], {}))
+        resolved = planner.resolve(conf, p)
+        self.assertEqual((resolved["topology"]["lb_workers"], resolved["topology"]["node_workers"]), (1, 1))
+        self.assertEqual(conf["topology"]["lb_workers"], "auto", "resolve must not change the parsed conf")
+
+    def test_30k_through_the_lb(self):
+        p, _ = self.plan("broadcast-30k")
+        # 2 descriptors a tunnel, 80% of 19900 per worker: 7960 tunnels each
+        self.assertEqual(p["lb"]["processes"], 4)
+        self.assertEqual(p["nodes"]["workers_per_node"], 1)
+        self.assertEqual(p.problems, [])
+        # a file that sets too few workers is refused with the number that would do
+        p, _ = self.plan("broadcast-30k", ["lb_workers=2"])
+        self.assertEqual(len(p.problems), 1)
+        self.assertIn("lb_workers = 2 cannot hold 30000 tunnels", p.problems[0])
+        self.assertIn("Remedy: lb_workers = 4 or auto", p.problems[0])
+
+    def test_haproxy_cannot_pass_one_process_limit(self):
+        p, _ = self.plan("broadcast-30k", ["lb=haproxy"])
+        self.assertEqual(len(p.problems), 1)
+        self.assertIn("HAProxy runs as one process", p.problems[0])
+        self.assertIn("at most 9950 tunnels", p.problems[0])
+        p, _ = self.plan("broadcast-100k", ["lb=haproxy", "clients=9000"])
+        self.assertEqual(p.problems, [])
+
+    def test_100k_needs_node_workers_and_tcp_mem(self):
+        p, _ = self.plan("broadcast-100k")
+        self.assertEqual(p["lb"]["processes"], 13)
+        self.assertEqual((p["nodes"]["count"], p["nodes"]["workers_per_node"]), (4, 2))
+        self.assertIn("net.ipv4.tcp_mem", p["sysctl"])
+        self.assertEqual(p.problems, [])
+        p, _ = self.plan("broadcast-100k", may_tune=False)  # not allowed to raise it: refused, with the command
+        self.assertEqual(len(p.problems), 1)
+        self.assertIn("sysctl -w net.ipv4.tcp_mem=", p.problems[0])
+
+    def test_ports_to_each_node(self):
+        # the lb reaches a node from its own addresses: 25000 connections to each of 4 nodes are past the 12705 one
+        # address connects quickly (half of 32768-60999, less 10%): 2 addresses
+        p, conf = self.plan("broadcast-100k")
+        self.assertEqual(p["lb"]["sources"], "127.0.1.1-127.0.1.2")
+        self.assertIn("source 127.0.1.1-127.0.1.2", scenario.lb_conf(planner.resolve(conf, p), 1, 2, [3, 4]))
+        p, conf = self.plan("broadcast-30k")  # 7500 a node: none
+        self.assertNotIn("sources", p["lb"])
+        self.assertNotIn("source ", scenario.lb_conf(planner.resolve(conf, p), 1, 2, [3, 4]))
+        # nginx cannot spread them: refused, with the node count that would do
+        p, _ = self.plan("broadcast-100k", ["lb=nginx", "sticky=source", "nodes=2"])
+        self.assertTrue(any("Remedy: nodes = 8 or more" in x for x in p.problems), p.problems)
+        # straight to the nodes loadgen plans its own sources: nothing for the lb
+        p, _ = self.plan("broadcast-100k", ["nodes=1", "lb=none"])
+        self.assertIsNone(p["lb"])
+
+    def test_a_million_spectators(self):
+        p, _ = self.plan("spectators-1m")
+        self.assertIsNone(p["lb"])
+        self.assertEqual(p["nodes"]["count"] * p["nodes"]["workers_per_node"], 64)
+        self.assertLessEqual(p["nodes"]["clients_per_worker"], 0.8 * 19900)
+        self.assertEqual(p["memory"]["sockets"], 2000000)
+        self.assertEqual(p.problems, [])
+        # the same on a machine with 8 GiB is refused: the sockets alone take more
+        p, _ = self.plan("spectators-1m", mem_available=8 << 30)
+        self.assertTrue(any("too much for this machine" in x for x in p.problems), p.problems)
+
+    def test_run_plan_flag(self):
+        out = subprocess.run([RUN, "broadcast-100k", "--plan"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("plan: builtin: 13 worker(s)", out.stderr)
+        out = subprocess.run([RUN, "broadcast-100k", "--plan", "--set", "lb_workers=3"], capture_output=True,
+                             text=True, timeout=60)
+        self.assertEqual(out.returncode, 3, out.stderr)
+        self.assertIn("cannot run on this machine: lb_workers = 3 cannot hold", out.stderr)
+
+
 class ScenarioFile(unittest.TestCase):
     """parse_text and apply_sets directly."""
 
@@ -345,7 +434,7 @@ class ScenarioFile(unittest.TestCase):
         conf = scenario.parse_text(GOOD, "good.ini")
         self.assertEqual(conf["scenario"]["description"], "two nodes")
         self.assertEqual(conf["topology"], {"nodes": 3, "redis": "embedded", "lb": "haproxy", "sticky": "cookie",
-                                            "lb_workers": 1})
+                                            "lb_workers": "auto", "node_workers": "auto"})
         self.assertEqual(conf["load"]["clients"], 50)
         self.assertEqual(conf["load"]["interval"], "20ms")
         self.assertEqual(conf["load"]["rounds"], 10)
