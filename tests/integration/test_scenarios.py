@@ -906,6 +906,27 @@ class RunnerLifecycle(RunnerBase):
 # 4. the gate's judgement, on synthetic measurements
 
 
+class ScaleSmoke(RunnerBase):
+    """broadcast-30k as shipped, through the builtin lb: the size at which the lb used to fall over (checks starved
+    by its own loop, EMFILE taken for a dead node) and loadgen's close phase ran out of time."""
+
+    @unittest.skipIf(h.SLOW > 1, "30000 clients under the sanitizers would take the CI's whole budget")
+    def test_broadcast_30k_through_the_lb(self):
+        p = self.runner("broadcast-30k", "--set", "rounds=2", timeout=600)
+        self.assertExit(p, 0)
+        _, doc = self.only_result("broadcast-30k", "builtin", p)
+        lg = doc["loadgen"]
+        self.assertEqual(lg["clients"]["connected"], 30000, lg["clients"])
+        self.assertEqual(lg["totals"]["received"], lg["totals"]["expected"])
+        self.assertEqual(lg["totals"]["expected"], 29999 * 2)
+        self.assertEqual(lg["clients"]["closed_clean"], 30000, lg.get("errors"))
+        self.assertGreater(lg["plan"]["workers"], 1)  # planned, not pinned: one process cannot hold 30000
+        with open(os.path.join(scenario.ROOT, doc["logs"], "lb.log"), errors="replace") as f:
+            log = f.read()
+        self.assertNotIn("is down", log)
+        self.assertNothingLeft(topology_ports(doc))
+
+
 class Gate(unittest.TestCase):
     def setUp(self):
         self.dir = h.make_tempdir(self, "wsh-scn-gate-")
