@@ -133,6 +133,7 @@ SCHEMA = {
         "sticky": (_choice(*STICKY), "cookie"),
         "lb_workers": (_auto_int(1, 256), "auto"),
         "node_workers": (_auto_int(1, 64), "auto"),
+        "ping_interval": (_duration, "25s"),
     },
     "load": {
         "clients": (_int(1, 1000000), None),
@@ -605,8 +606,13 @@ class Run:
             port = self.ports.take()
             node = f"n{i + 1}"
             workers = self.conf["topology"]["node_workers"]
+            # The node's keepalive: a ping after this much quiet, a close after 2.4 times it (the refserver's own
+            # 25 s / 60 s ratio), so a longer interval never closes a client that answers its pings.
+            ping = max(1, round(seconds(self.conf["topology"]["ping_interval"])))
             self.spawn(node, [os.path.join(build, "refserver"), "--listen", f"127.0.0.1:{port}", "--redis",
-                              redis_url, "--node-id", node] + (["--workers", str(workers)] if workers > 1 else []))
+                              redis_url, "--node-id", node, "--ping-interval", str(ping),
+                              "--idle-timeout", str(round(ping * 2.4) + 1)]
+                       + (["--workers", str(workers)] if workers > 1 else []))
             ports.append(port)
         for i, port in enumerate(ports):
             wait_for(f"node n{i + 1} on port {port}", lambda port=port: http_ok(port), self.procs, 15)
