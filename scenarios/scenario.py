@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+import faults as faultlib
 import plan as planner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -155,8 +156,10 @@ SCHEMA = {
         "hold": (_duration, "0s"),
         "churn": (_int(0, 100000), 0),
         "churn_gap": (_duration, "100ms"),
+        "reconnect": (_bool, False),
     },
     "thresholds": {},  # free lines: loadgen --threshold expressions
+    "faults": {},  # free lines: the fault timeline (faults.py)
     "gate": {
         "enabled": (_bool, False),
         "tolerance": (_ratio, 1.0),
@@ -170,7 +173,7 @@ def parse_text(text, name="<scenario>"):
     Raises ScenarioError listing every mistake, one per line, each as "name:LINE: message"."""
     errors, seen = [], {}
     conf = {s: {} for s in SCHEMA}
-    conf["thresholds"] = []
+    conf["thresholds"], conf["faults"] = [], []
     section = None
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].split(";", 1)[0].strip() if not raw.strip().startswith(("#", ";")) else ""
@@ -197,6 +200,12 @@ def parse_text(text, name="<scenario>"):
                 err(f"'{line}' is not a threshold such as p99<50ms, connect.p95<1s, errors<1%, delivery>=99.9%")
             else:
                 conf["thresholds"].append(re.sub(r"\s+", "", line))
+            continue
+        if section == "faults":
+            try:
+                conf["faults"].append(faultlib.parse_line(line))
+            except faultlib.FaultError as e:
+                err(str(e))
             continue
         if "=" not in line:
             err(f"expected key = value, got '{line}'")
@@ -246,7 +255,7 @@ def check(conf, given=()):
     if load["spectators"] > 0 and load["spectators"] + load["rooms"] > load["clients"]:
         out.append(f"spectators + rooms ({load['spectators']} + {load['rooms']}) cannot exceed clients "
                    f"({load['clients']})")
-    return out
+    return out + faultlib.check(conf.get("faults", []), conf)
 
 
 def apply_sets(conf, sets, name="--set"):
@@ -259,8 +268,8 @@ def apply_sets(conf, sets, name="--set"):
         key, value = (p.strip() for p in item.split("=", 1))
         if "." in key:
             section, key = key.split(".", 1)
-        elif key in ("thresholds", "threshold"):
-            section = "thresholds"
+        elif key in ("thresholds", "threshold", "faults", "fault"):
+            section = "thresholds" if key.startswith("threshold") else "faults"
         else:
             owners = [s for s in SCHEMA if key in SCHEMA[s]]
             section = owners[0] if len(owners) == 1 else None
@@ -269,6 +278,13 @@ def apply_sets(conf, sets, name="--set"):
                 conf["thresholds"].append(re.sub(r"\s+", "", value))
             else:
                 errors.append(f"{name} '{item}': '{value}' is not a threshold such as p99<50ms, errors<1%")
+            continue
+        if section == "faults":
+            try:
+                conf["faults"].append(faultlib.parse_line(value))
+                conf["faults"].sort(key=lambda e: e["at_s"])
+            except faultlib.FaultError as e:
+                errors.append(f"{name} '{item}': {e}")
             continue
         if section not in SCHEMA or key not in SCHEMA[section]:
             errors.append(f"{name} '{item}': unknown key")
@@ -399,6 +415,26 @@ def http_ok(port, path="/"):
     return re.match(rb"HTTP/1\.[01] 200", data) is not None
 
 
+def http_post(port, path):
+    """POST path on 127.0.0.1:port; True on a 2xx answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        data = s.recv(64)
+    return re.match(rb"HTTP/1\.[01] 2", data) is not None
+
+
+def haproxy_command(path, command):
+    """One command on HAProxy's runtime API (its stats socket); True when it answered without an error."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(2)
+        s.connect(path)
+        s.sendall(command.encode() + b"\n")
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    return not answer.strip() or not re.search(rb"(?i)unknown|error|not found|require", answer)
+
+
 def redis_pong(port):
     with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
         s.sendall(b"PING\r\n")
@@ -457,7 +493,7 @@ def haproxy_maxconn(conf):
     return max(100, min(load["clients"] * per_client + 100, (limit - 100) // 2))
 
 
-def haproxy_cfg(conf, listen, nodes):
+def haproxy_cfg(conf, listen, nodes, admin_socket=None):
     t = conf["topology"]
     sticky = t["sticky"]
     servers = "\n".join(
@@ -468,6 +504,7 @@ def haproxy_cfg(conf, listen, nodes):
 global
     maxconn {haproxy_maxconn(conf)}
     nbthread {t['lb_workers']}
+{f"    stats socket {admin_socket} mode 600 level admin" if admin_socket else ""}
 
 defaults
     mode http
@@ -554,6 +591,8 @@ def loadgen_argv(conf, build, urls, out_json, out_hlog):
         argv += ["--hold", load["hold"]]
     if load["churn"] > 0:
         argv += ["--churn", str(load["churn"]), "--churn-gap", load["churn_gap"]]
+    if load["reconnect"]:
+        argv += ["--reconnect"]
     for t in conf["thresholds"]:
         argv += ["--threshold", t]
     return argv + urls
@@ -573,15 +612,26 @@ class Run:
         self.run_dir = self.base  # logs and generated configs
         os.makedirs(self.run_dir, exist_ok=True)
         self.procs, self.ports, self.topology = [], Ports(), {}
+        self.specs = {}  # name -> (argv, ready predicate): what a fault's start or restart runs again
+        self.faults = []  # the played [faults] events, with their accounts after the run
 
     def log(self, msg):
         if not self.quiet:
             print(f"scenario: {msg}", file=sys.stderr, flush=True)
 
-    def spawn(self, name, argv):
-        p = Proc(name, argv, os.path.join(self.run_dir, name + ".log"))
+    def spawn(self, name, argv, ready=None):
+        """Start a process; with ready (a predicate), remember how to start it again for a fault."""
+        if ready:
+            self.specs[name] = (argv, ready)
+        restarts = sum(1 for p in self.procs if p.name == name)
+        log_name = name + (f".{restarts}" if restarts else "")
+        p = Proc(name, argv, os.path.join(self.run_dir, log_name + ".log"))
         self.procs.append(p)
         return p
+
+    def current(self, name):
+        """The newest process of that name (after a fault restarted it), or None."""
+        return next((p for p in reversed(self.procs) if p.name == name), None)
 
     def write(self, filename, text):
         path = os.path.join(self.run_dir, filename)
@@ -595,7 +645,7 @@ class Run:
             return url
         port = self.ports.take()
         p = self.spawn("redis", [tool("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no"])
+                                 "--appendonly", "no"], ready=lambda: redis_pong(port))
         wait_for("redis-server", lambda: redis_pong(port), [p], 15)
         self.topology["redis_port"] = port
         return f"redis://127.0.0.1:{port}"
@@ -612,7 +662,7 @@ class Run:
             self.spawn(node, [os.path.join(build, "refserver"), "--listen", f"127.0.0.1:{port}", "--redis",
                               redis_url, "--node-id", node, "--ping-interval", str(ping),
                               "--idle-timeout", str(round(ping * 2.4) + 1)]
-                       + (["--workers", str(workers)] if workers > 1 else []))
+                       + (["--workers", str(workers)] if workers > 1 else []), ready=lambda port=port: http_ok(port))
             ports.append(port)
         for i, port in enumerate(ports):
             wait_for(f"node n{i + 1} on port {port}", lambda port=port: http_ok(port), self.procs, 15)
@@ -629,16 +679,17 @@ class Run:
         if self.lb == "builtin":
             admin = self.ports.take()
             cfg = self.write("lb.conf", lb_conf(self.conf, listen, admin, nodes))
-            p = self.spawn("lb", [os.path.join(build, "lb"), "-c", cfg])
+            p = self.spawn("lb", [os.path.join(build, "lb"), "-c", cfg], ready=lambda: http_ok(admin, "/health"))
             wait_for("lb's /health", lambda: http_ok(admin, "/health"), [p] + self.procs, 15)
             self.topology["lb_admin_port"] = admin
         elif self.lb == "haproxy":
             haproxy = tool("haproxy", "HAPROXY")
-            cfg = self.write("haproxy.cfg", haproxy_cfg(self.conf, listen, nodes))
+            cfg = self.write("haproxy.cfg", haproxy_cfg(self.conf, listen, nodes, self.haproxy_socket()))
             check = subprocess.run([haproxy, "-c", "-f", cfg], capture_output=True, text=True)
             if check.returncode != 0:
                 raise SetupError(f"haproxy -c rejects {cfg}:\n{check.stdout}{check.stderr}")
-            p = self.spawn("haproxy", [haproxy, "-f", cfg, "-db"])
+            # -W: master-worker mode, so that a reload (SIGUSR2) is HAProxy's hitless one, as deployed
+            p = self.spawn("haproxy", [haproxy, "-W", "-f", cfg, "-db"], ready=lambda: http_ok(listen, "/"))
             wait_for("haproxy", lambda: http_ok(listen, "/"), [p] + self.procs, 15)
         else:
             nginx = tool("nginx", "NGINX")
@@ -647,11 +698,78 @@ class Run:
             check = subprocess.run([nginx, "-t", "-q"] + args, capture_output=True, text=True)
             if check.returncode != 0:
                 raise SetupError(f"nginx -t rejects {cfg}:\n{check.stdout}{check.stderr}")
-            p = self.spawn("nginx", [nginx] + args)
+            p = self.spawn("nginx", [nginx] + args, ready=lambda: http_ok(listen, "/"))
             wait_for("nginx", lambda: http_ok(listen, "/"), [p] + self.procs, 15)
         return [f"ws://127.0.0.1:{listen}{path}"]
 
+    # ---- what a fault does to the topology (faults.py decides when and what) ----
+
+    def fault(self, event):
+        return faultlib.play(self, event)
+
+    def kill(self, name, sig):
+        """Send sig to the named process and wait for its exit; what happened, as text."""
+        p = self.current(name)
+        if p is None or not p.alive():
+            raise SetupError(f"{name} is not running")
+        self.expected_down.add(p)
+        t = time.monotonic()
+        p.p.send_signal(sig)
+        try:
+            rc = p.p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.p.kill()
+            rc = p.p.wait(5)
+            return f"{name} (pid {p.pid}) did not exit within 30 s of {signal.Signals(sig).name}: killed"
+        return f"{name} (pid {p.pid}) {signal.Signals(sig).name}: exited {rc} after {time.monotonic() - t:.2f} s"
+
+    def respawn(self, name):
+        """Start the named process again with its first argv (same port) and wait until it answers."""
+        old = self.current(name)
+        if old is not None and old.alive():
+            raise SetupError(f"{name} is still running (pid {old.pid})")
+        argv, ready = self.specs[name]
+        t = time.monotonic()
+        p = self.spawn(name, argv)
+        wait_for(f"{name} to answer again", ready, [p], 15)
+        return f"{name} started (pid {p.pid}), answering after {time.monotonic() - t:.2f} s"
+
+    def signal_lb(self, sig):
+        p = self.current(self.lb if self.lb != "builtin" else "lb")
+        p.p.send_signal(sig)
+        return f"{p.name} (pid {p.pid}) {signal.Signals(sig).name}"
+
+    def set_node_state(self, node, state):
+        """Take a node out of rotation (drain) or put it back (ready) at the balancer; False when it cannot."""
+        if self.lb == "builtin":
+            return http_post(self.topology["lb_admin_port"], f"/nodes/{node}/{state}")
+        if self.lb == "haproxy":
+            return haproxy_command(self.haproxy_socket(), f"set server nodes/{node} state {state}")
+        return False
+
+    def wait_node_up(self, node, timeout=10.0):
+        """Until the balancer sees node up again: our lb's GET /nodes; the others' checks (rise 2, every 1 s) by
+        waiting them out."""
+        if self.lb != "builtin":
+            time.sleep(3.0)
+            return
+        port = self.topology["lb_admin_port"]
+
+        def up():
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /nodes HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                body = b""
+                while chunk := s.recv(4096):
+                    body += chunk
+            return re.search(rb"(?m)^" + node.encode() + rb" \S+ up ", body) is not None
+        wait_for(f"the lb to see {node} up", up, [], timeout)
+
+    def haproxy_socket(self):
+        # not in run_dir: a unix socket's path has at most 107 bytes, and a clone's path may be long
+        return os.path.join("/tmp", f"wsh-haproxy-{os.getpid()}-{self.stamp}.sock")
+
     def start(self):
+        self.expected_down = set()  # processes a fault ended on purpose: not reported as died
         build = ensure_built()
         self.build = build
         redis_url = self.start_redis()
@@ -666,17 +784,24 @@ class Run:
         argv = loadgen_argv(self.conf, self.build, self.urls, json_path, hlog_path)
         if self.quiet:
             argv.insert(1, "--quiet")
+        t0 = time.time()
         p = self.spawn("loadgen", argv)
+        timeline = faultlib.Timeline(self, self.conf["faults"], t0)
         reported = set()
         while p.alive():
+            timeline.poll()
             for other in self.procs:
-                if other is not p and not other.alive() and other.name not in reported:
+                if other is not p and not other.alive() and other not in self.expected_down \
+                        and other.name not in reported:
                     reported.add(other.name)
                     self.log(f"{other.name} died during the run:\n{other.tail()}")
             if on_tick:
                 on_tick()
             time.sleep(0.1)
         rc = p.p.returncode
+        self.faults = timeline.records
+        if timeline.pending:
+            self.log(f"{len(timeline.pending)} fault(s) never played: loadgen ended first")
         p.log.flush()
         if not self.quiet:
             with open(p.log_path, "rb") as f:
@@ -689,7 +814,7 @@ class Run:
         """Stop everything, newest first; returns the names of processes that died or would not stop."""
         bad = []
         for p in reversed(self.procs):
-            if p.name != "loadgen" and not p.alive():
+            if p.name != "loadgen" and not p.alive() and p not in self.expected_down:
                 bad.append(f"{p.name} had exited ({p.p.returncode})")
             p.stop()
         return bad
@@ -713,6 +838,7 @@ class Run:
             "logs": os.path.relpath(self.run_dir, ROOT),
             "hlog": os.path.relpath(self.base + ".hlog", ROOT) if report else None,
             "loadgen": report,
+            "faults": faultlib.account(self.faults, report),
         }
         path = self.base + ".json"
         with open(path, "w", encoding="utf-8") as f:
@@ -805,7 +931,13 @@ def run_scenario(name, sets=(), out_root=None, quiet=False, plan_only=False):
         print(f"scenario: {'; '.join(died)}", file=sys.stderr)
     if run is None:
         return rc, None, None
+    failed_faults = [f"{r['line']}: {r['error']}" for r in run.faults if r["error"]]
+    if failed_faults:  # the scenario did not do what it says: it proves nothing
+        error = "; ".join(([error] if error else []) + failed_faults)
+        rc = EXIT_FAIL if rc == EXIT_PASS else rc
     result_path, result = run.write_result(rc, started, error)
+    if result["faults"] and not quiet:
+        print("faults    " + "\n          ".join(faultlib.table(result["faults"])), flush=True)
     print(f"scenario: {scenario_name} via {run.lb}: {verdict_line(rc, result)}; "
           f"results {os.path.relpath(result_path, os.getcwd())}", file=sys.stderr)
     return rc, result, result_path
