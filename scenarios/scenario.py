@@ -817,6 +817,11 @@ class Run:
             if p.name != "loadgen" and not p.alive() and p not in self.expected_down:
                 bad.append(f"{p.name} had exited ({p.p.returncode})")
             p.stop()
+        if self.lb == "haproxy":
+            try:
+                os.unlink(self.haproxy_socket())
+            except FileNotFoundError:
+                pass
         return bad
 
     def write_result(self, rc, started, error=None):
