@@ -41,7 +41,6 @@ TP_CLIENTS=200 TP_ROOMS=100 TP_ROUNDS=500 TP_PAYLOAD=1024
 SESS_CLIENTS=5000 SESS_INFLIGHT=1000
 # d.
 IDLE_N=${IDLE_N:-9000} IDLE_HOLD=6s
-LB_MAXCONN=20000
 HAP_MAXCONN_WANTED=20000
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -109,7 +108,7 @@ node_clients() {
 start_lb() {
     BAL_PORT=$(free_port)
     "$LB" --listen "127.0.0.1:$BAL_PORT" --backend "n1=127.0.0.1:$P1" --backend "n2=127.0.0.1:$P2" \
-        --balance roundrobin --sticky cookie --health off --workers 1 --max-connections "$LB_MAXCONN" \
+        --balance roundrobin --sticky cookie --health off --workers 1 \
         --timeout tunnel=1h --timeout client=30s --timeout server=30s --log-level warn >"$WORK/lb-$1.log" 2>&1 &
     BAL_PID=$!
     PIDS+=("$BAL_PID")
@@ -433,7 +432,7 @@ ELAPSED=$((SECONDS - T0))
     printf 'c: %d clients, --max-inflight %d, no rounds: connected / connect phase (TCP, upgrade, cookie).\n' \
         "$SESS_CLIENTS" "$SESS_INFLIGHT"
     printf 'd: a fresh balancer per run; RSS of all its processes (lb: master + worker) before and with %d idle\n' "$IDLE_N"
-    printf '   tunnels (loadgen --hold %s, 2 workers), per tunnel = delta / N. lb --max-connections %s.\n' "$IDLE_HOLD" "$LB_MAXCONN"
+    printf '   tunnels (loadgen --hold %s, 2 workers), per tunnel = delta / N. lb: max-connections derived from its descriptors.\n' "$IDLE_HOLD"
     printf 'HAProxy: maxconn %s. %s\n' "$HAP_MAXCONN" "$HAP_NOTE"
     printf 'Balancer CPU: utime+stime of its processes over the run / messages or sessions.\n'
     printf 'Everything (loadgen, 2 nodes, Redis, the balancer) shares %s cores with whatever else runs here:\n' "$(nproc)"

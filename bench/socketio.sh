@@ -42,7 +42,6 @@ FLOOR_ROUNDS=30
 # closing 10k clients at once: a freshly started Node server needs more than loadgen's default 2 s
 BIG_CLOSE=10s
 PAYLOAD=100
-LB_MAXCONN=20000
 # targets
 T_BIG_FLOOR=1.5 T_SMALL_MS=2 T_MEM=0.15
 
@@ -111,7 +110,7 @@ start_stack() {
     done
     LB_PORT[$t]=$(free_port)
     "$LB" --listen "127.0.0.1:${LB_PORT[$t]}" --backend "n1=127.0.0.1:${P1[$t]}" --backend "n2=127.0.0.1:${P2[$t]}" \
-        --balance roundrobin --sticky cookie --health off --workers 2 --max-connections "$LB_MAXCONN" \
+        --balance roundrobin --sticky cookie --health off --workers 2 \
         --timeout tunnel=1h --timeout client=60s --timeout server=60s --log-level warn >"$WORK/$t-$tag-lb.log" 2>&1 &
     LB_PID[$t]=$!
     PIDS+=("${LB_PID[$t]}")
