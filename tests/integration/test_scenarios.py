@@ -434,7 +434,8 @@ class ScenarioFile(unittest.TestCase):
         conf = scenario.parse_text(GOOD, "good.ini")
         self.assertEqual(conf["scenario"]["description"], "two nodes")
         self.assertEqual(conf["topology"], {"nodes": 3, "redis": "embedded", "lb": "haproxy", "sticky": "cookie",
-                                            "lb_workers": "auto", "node_workers": "auto"})
+                                            "lb_workers": "auto", "node_workers": "auto",
+                                            "ping_interval": "25s"})
         self.assertEqual(conf["load"]["clients"], 50)
         self.assertEqual(conf["load"]["interval"], "20ms")
         self.assertEqual(conf["load"]["rounds"], 10)
