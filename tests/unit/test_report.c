@@ -114,7 +114,7 @@ static void test_missing_names_the_round(void **state)
     miss(3, 12);
     lg_verdict(&res);
     assert_int_equal(res.exit_code, 1);
-    assert_true(has_reason("12 missing"));
+    assert_true(has_reason("12 lost (missing"));
     assert_true(has_reason("round 3: 12 of 99"));
 }
 
@@ -357,7 +357,7 @@ static void test_human_summary(void **state)
     fclose(fp);
     assert_non_null(strstr(text, "100/100"));
     assert_non_null(strstr(text, "n1 50 n2 50"));
-    assert_non_null(strstr(text, "490/495 delivered, 5 missing"));
+    assert_non_null(strstr(text, "490/495 delivered, 5 lost"));
     assert_non_null(strstr(text, "verdict   FAIL (exit 1)"));
     assert_non_null(strstr(text, "round 3: 5 of 99"));
 }
