@@ -738,19 +738,37 @@ static void loop_setup(void)
     ev_signal_start(C.loop, &C.sigterm);
 }
 
+static int coord_alloc(void)
+{
+    size_t E = C.o->emitters ? C.o->emitters : 1;
+    C.emit_id = calloc(E, sizeof *C.emit_id);
+    C.sent = calloc(E, sizeof *C.sent);
+    C.gone = calloc(E, sizeof *C.gone);
+    C.cand = calloc(E, sizeof *C.cand);
+    C.w = calloc(C.nw, sizeof *C.w);
+    C.round_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    return C.emit_id && C.sent && C.gone && C.cand && C.w && C.round_hist ? 0 : -1;
+}
+
+/* The whole-run intervals, from the first round on: --ack's acks, --reconnect's away times. 0, or -1. */
+static int hlog_tail(void)
+{
+    const struct lg_result *r = C.r;
+    double rounds_s = (double)r->connect_ns / 1e9, len = rel_s(now_ns()) - rounds_s;
+    if (hist_count(r->ack) && hlog_write(C.hlog, "ack", rounds_s, len, r->ack) < 0)
+        return -1;
+    if (C.o->reconnect.enabled && hist_count(r->away) && hlog_write(C.hlog, "reconnect", rounds_s, len, r->away) < 0)
+        return -1;
+    return 0;
+}
+
 int lg_run(const struct lg_opts *o, struct lg_result *r, FILE *hlog, char *err, size_t errlen)
 {
     memset(&C, 0, sizeof C);
     C.o = o;
     C.r = r;
     C.nw = o->workers;
-    size_t E = o->emitters ? o->emitters : 1;
-    C.emit_id = calloc(E, sizeof *C.emit_id);
-    C.sent = calloc(E, sizeof *C.sent);
-    C.gone = calloc(E, sizeof *C.gone);
-    C.cand = calloc(E, sizeof *C.cand);
-    if (result_init(r, o) < 0 || !(C.w = calloc(C.nw, sizeof *C.w)) || !C.emit_id || !C.sent || !C.gone || !C.cand ||
-        !(C.round_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS))) {
+    if (result_init(r, o) < 0 || coord_alloc() < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -761,7 +779,7 @@ int lg_run(const struct lg_opts *o, struct lg_result *r, FILE *hlog, char *err, 
     struct timespec rt;
     C.t0 = now_ns();
     clock_gettime(CLOCK_REALTIME, &rt); /* read together: the run's zero on both clocks */
-    r->start_unix_ms = (double)rt.tv_sec * 1e3 + (double)(rt.tv_nsec / 1000) / 1e3;
+    r->start_unix_ms = (double)rt.tv_sec * 1e3 + (double)rt.tv_nsec / 1e6;
     int rc = spawn_workers(err, errlen);
     if (rc == 0) {
         loop_setup();
@@ -779,15 +797,7 @@ int lg_run(const struct lg_opts *o, struct lg_result *r, FILE *hlog, char *err, 
             hlog_write(C.hlog, NULL, rel_s(C.t_phase), (double)(now_ns() - C.t_phase) / 1e9, C.round_hist);
         hist_merge(r->latency, C.round_hist);
     }
-    /* --ack: the acks of the whole run as one tagged interval, from the first round on. */
-    double rounds_s = (double)r->connect_ns / 1e9;
-    if (C.hlog && hist_count(r->ack) && hlog_write(C.hlog, "ack", rounds_s, rel_s(now_ns()) - rounds_s, r->ack) < 0 &&
-        rc == 0) {
-        snprintf(err, errlen, "writing the .hlog failed");
-        rc = -1;
-    }
-    if (C.hlog && o->reconnect.enabled && hist_count(r->away) &&
-        hlog_write(C.hlog, "reconnect", rounds_s, rel_s(now_ns()) - rounds_s, r->away) < 0 && rc == 0) {
+    if (C.hlog && hlog_tail() < 0 && rc == 0) {
         snprintf(err, errlen, "writing the .hlog failed");
         rc = -1;
     }

@@ -696,6 +696,20 @@ static json_t *verdict_json(const struct lg_result *r, json_t **thresholds)
                      "warnings", warnings);
 }
 
+/* --ack's histogram and counts: only with --ack, so other runs keep their shape. */
+static void acks_json(json_t *doc, const struct lg_result *r)
+{
+    if (r->opts->sio_ack && r->ack) {
+        const struct lg_acks *a = &r->acks;
+        json_object_set_new(doc, "ack", hist_json(r->ack));
+        json_object_set_new(doc, "acks",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "expected", (json_int_t)a->expected, "received",
+                                      (json_int_t)a->received, "late", (json_int_t)a->late, "missing",
+                                      (json_int_t)a->missing, "duplicate", (json_int_t)a->duplicate, "unknown",
+                                      (json_int_t)a->unknown));
+    }
+}
+
 static json_t *document(const struct lg_result *r)
 {
     char when[40];
@@ -729,15 +743,7 @@ static json_t *document(const struct lg_result *r)
     json_object_set_new(doc, "latency", hist_json(r->latency));
     json_object_set_new(doc, "connect", hist_json(r->connect));
     json_object_set_new(doc, "handshake", hist_json(r->handshake));
-    if (r->opts->sio_ack && r->ack) { /* only with --ack, so other runs keep their shape */
-        const struct lg_acks *a = &r->acks;
-        json_object_set_new(doc, "ack", hist_json(r->ack));
-        json_object_set_new(doc, "acks",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "expected", (json_int_t)a->expected, "received",
-                                      (json_int_t)a->received, "late", (json_int_t)a->late, "missing",
-                                      (json_int_t)a->missing, "duplicate", (json_int_t)a->duplicate, "unknown",
-                                      (json_int_t)a->unknown));
-    }
+    acks_json(doc, r);
     json_object_set_new(doc, "rounds", rounds);
     json_object_set_new(doc, "totals", totals_json(r));
     json_object_set_new(doc, "echoed", json_integer((json_int_t)r->echoed));

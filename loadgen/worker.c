@@ -1257,6 +1257,25 @@ static void on_ipc(struct ev_loop *loop, ev_io *w, int revents)
         die("garbled message from the coordinator");
 }
 
+/* What --churn's returns and --reconnect's attempts keep per client. */
+static void alloc_returns(const struct lg_opts *o, uint32_t w)
+{
+    size_t n = W.n ? W.n : 1;
+    if (o->churn || o->reconnect.enabled) {
+        W.away = calloc(n, sizeof *W.away);
+        W.opened_ns = calloc(n, sizeof *W.opened_ns);
+        W.late_open = calloc(n, sizeof *W.late_open);
+        if (!W.away || !W.opened_ns || !W.late_open)
+            die("worker %u: out of memory for churning %u clients", w, W.n);
+    }
+    if (o->reconnect.enabled) {
+        W.recon = calloc(n, sizeof *W.recon);
+        W.rq = calloc(n, sizeof *W.rq);
+        if (!W.recon || !W.rq)
+            die("worker %u: out of memory for reconnecting %u clients", w, W.n);
+    }
+}
+
 static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd)
 {
     char err[256];
@@ -1299,19 +1318,7 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
         c->room = room_of(c->id);
         c->target = (uint8_t)(c->id % (uint32_t)o->ntargets);
     }
-    if (o->churn || o->reconnect.enabled) {
-        W.away = calloc(W.n ? W.n : 1, sizeof *W.away);
-        W.opened_ns = calloc(W.n ? W.n : 1, sizeof *W.opened_ns);
-        W.late_open = calloc(W.n ? W.n : 1, sizeof *W.late_open);
-        if (!W.away || !W.opened_ns || !W.late_open)
-            die("worker %u: out of memory for churning %u clients", w, W.n);
-    }
-    if (o->reconnect.enabled) {
-        W.recon = calloc(W.n ? W.n : 1, sizeof *W.recon);
-        W.rq = calloc(W.n ? W.n : 1, sizeof *W.rq);
-        if (!W.recon || !W.rq)
-            die("worker %u: out of memory for reconnecting %u clients", w, W.n);
-    }
+    alloc_returns(o, w);
     ev_timer_init(&W.churn_tick, on_churn, 0, 0);
     ev_timer_init(&W.back, on_back, 0, 0);
     W.rate = o->connect_rate / nworkers;
