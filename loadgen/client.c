@@ -427,6 +427,23 @@ static int put_headers(const struct lg_opts *o, const char *jar, char *req, size
 }
 
 /* Queue the upgrade request. Precondition: TCP (and TLS) up. Next: LC_UPGRADE. */
+/* What a reconnect sends back of its earlier connections' cookies ("" otherwise). */
+static const char *kept_cookies(struct lg_engine *e, struct lg_client *c)
+{
+    const char *jar = c->flags & LC_FL_RECON && e->ops.cookies ? e->ops.cookies(c) : NULL;
+    return jar ? jar : "";
+}
+
+/* --reconnect: the cookies a response sets are kept for the client's next connection. */
+static void keep_set_cookies(struct lg_engine *e, struct lg_client *c, const struct http_head *h)
+{
+    for (size_t i = 0; e->ops.set_cookie && i < h->num_headers; i++) {
+        const struct http_header *x = &h->headers[i];
+        if (x->name_len == 10 && !strncasecmp(x->name, "Set-Cookie", 10))
+            e->ops.set_cookie(c, x->value, x->value_len);
+    }
+}
+
 static void send_upgrade(struct lg_engine *e, struct lg_client *c)
 {
     const struct lg_opts *o = e->opts;
@@ -446,7 +463,7 @@ static void send_upgrade(struct lg_engine *e, struct lg_client *c)
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: " USER_AGENT "\r\n",
                      target, t->host_header, key);
-    n = put_headers(o, c->poll ? eiop_cookies(c->poll) : "", req, sizeof req, n);
+    n = put_headers(o, c->poll ? eiop_cookies(c->poll) : kept_cookies(e, c), req, sizeof req, n);
     if (n < 0 || (size_t)n + 3 > sizeof req) {
         fail(e, c, LG_ERR_CONNECT, "%s: the upgrade request is over %zu bytes", t->url, sizeof req);
         return;
@@ -500,7 +517,8 @@ void lg_client_start(struct lg_engine *e, struct lg_client *c)
         fail(e, c, LG_ERR_CONNECT, "%s: out of memory for a polling client", o->targets[c->target].url);
         return;
     }
-    eiop_open(c->poll); /* the failure, if any, is reported */
+    eiop_seed_cookies(c->poll, kept_cookies(e, c)); /* a new session, with the cookies a browser kept */
+    eiop_open(c->poll);                             /* the failure, if any, is reported */
 }
 
 /* Precondition: LC_CONNECTING and writable. Next: LC_TLS, LC_UPGRADE or LC_DONE. */
@@ -670,8 +688,10 @@ static size_t on_response(struct lg_engine *e, struct lg_client *c, const char *
     }
     if (check_upgrade(e, c, &h, buf, len, (size_t)n) < 0)
         return 0;
-    if (!c->poll) /* the connect phase's figures once per client; a reconnect's apart */
+    if (!c->poll) { /* the connect phase's figures once per client; a reconnect's apart */
         note_node(e, c, &h);
+        keep_set_cookies(e, c, &h);
+    }
     c->reader = (struct ws_reader){.role = WS_ROLE_CLIENT, .max_message = MAX_MESSAGE};
     if (c->poll) { /* the upgrade's probe; polling goes on meanwhile */
         c->state = LC_PROBE;

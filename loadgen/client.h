@@ -102,6 +102,10 @@ struct lg_engine_ops {
     void (*lost)(struct lg_client *c);               /* an open client was closed or reset by the server */
     void (*closed)(struct lg_client *c, bool clean); /* our close handshake ended (LC_DONE); unclean: counted */
     void (*ack)(struct lg_client *c, int64_t id, int64_t now_ns); /* --ack: an ack of our namespace came */
+    /* --reconnect (NULL without): a Set-Cookie value a response of c's set; the cookies a reconnect of c sends
+     * ("name=value; ..." or NULL), as a browser keeps a balancer's sticky cookie */
+    void (*set_cookie)(struct lg_client *c, const char *value, size_t len);
+    const char *(*cookies)(struct lg_client *c);
 };
 
 /* Per worker. Fields after "results" are what the worker reports. */

@@ -35,6 +35,7 @@
 #include "common/hist.h"
 #include "common/log.h"
 #include "loadgen/client.h"
+#include "loadgen/httpc.h"
 #include "loadgen/ipc.h"
 #include "loadgen/payload.h"
 #include "loadgen/sio.h"
@@ -79,7 +80,10 @@ struct recon {
     int64_t due_ns, lost_ns; /* the next attempt; the loss (CLOCK_MONOTONIC) */
     uint32_t attempt;        /* attempts failed since the loss */
     int32_t ep;              /* its entry in W.eps, -1 past LG_MAX_EPISODES */
+    char *jar;               /* the cookies its connections were set (NULL: none), sent again by a reconnect */
 };
+
+#define RECON_JAR_MAX 384 /* as a polling session's jar */
 
 /* --ack: one emit waiting for its ack (sent_ns 0 once acked). */
 struct ack_slot {
@@ -710,6 +714,26 @@ static void recon_pump(void)
     }
 }
 
+/* Kept at its length: a sticky cookie is a few bytes, and a million clients may each have one. */
+static void on_set_cookie(struct lg_client *c, const char *value, size_t len)
+{
+    struct recon *r = &W.recon[index_of(c)];
+    char jar[RECON_JAR_MAX] = "";
+    if (r->jar)
+        memcpy(jar, r->jar, strlen(r->jar) + 1);
+    if (httpc_jar_set(jar, sizeof jar, value, len) < 0)
+        return; /* not name=value, or a full jar: it keeps what it has */
+    char *grown = realloc(r->jar, strlen(jar) + 1);
+    if (!grown)
+        die("out of memory for a cookie jar");
+    r->jar = memcpy(grown, jar, strlen(jar) + 1);
+}
+
+static const char *kept_cookies(struct lg_client *c)
+{
+    return W.recon[index_of(c)].jar;
+}
+
 /* A reconnect is usable (its 101, or the namespace's CONNECT reply): owed from the next round that starts. */
 static void on_reconnected(struct lg_client *c)
 {
@@ -1312,6 +1336,10 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
                                        .lost = on_lost,
                                        .closed = on_closed,
                                        .ack = on_ack};
+    if (o->reconnect.enabled) {
+        W.eng.ops.set_cookie = on_set_cookie;
+        W.eng.ops.cookies = kept_cookies;
+    }
     for (uint32_t i = 0; i < W.n; i++) {
         struct lg_client *c = &W.clients[i];
         c->id = i * nworkers + w;
@@ -1356,6 +1384,8 @@ int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int f
     free(W.sent_room);
     free(W.gone);
     free(W.tmp);
+    for (uint32_t i = 0; W.recon && i < W.n; i++)
+        free(W.recon[i].jar);
     free(W.recon);
     free(W.rq);
     free(W.eps);

@@ -206,11 +206,13 @@ class Faults(unittest.TestCase):
 
 class DroppingServer:
     """A tiny WebSocket broadcast server (one room) that relays each text message to every other client, except
-    that it silently drops the message of round DROP_ROUND to the client connected last: a loss while connected."""
+    that it silently drops the message of round DROP_ROUND to the client connected last: a loss while connected.
+    With set_cookie each 101 sets `SRVID=<handshake number>`, and every handshake's Cookie header is recorded."""
 
     DROP_ROUND = 3
 
-    def __init__(self, owner):
+    def __init__(self, owner, drop=True, set_cookie=False):
+        self.drop, self.set_cookie, self.handshakes, self.served = drop, set_cookie, [], 0
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((h.HOST, 0))
@@ -247,8 +249,15 @@ class DroppingServer:
             head += chunk
         key = [ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n") if ln.lower().startswith(b"sec-websocket-key")][0]
         accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        cookie = [ln.split(b":", 1)[1].strip().decode() for ln in head.split(b"\r\n")
+                  if ln.lower().startswith(b"cookie:")]
+        with self.lock:
+            self.served += 1
+            n = self.served
+            self.handshakes.append((n, cookie[0] if cookie else None))
+        extra = b"Set-Cookie: SRVID=s%d; Path=/; HttpOnly\r\n" % n if self.set_cookie else b""
         conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                     b"Sec-WebSocket-Accept: " + accept + b"\r\n" + extra + b"\r\n")
 
     def _frame(self, conn):
         b0, b1 = self._read_exact(conn, 2)
@@ -279,7 +288,7 @@ class DroppingServer:
                     return
                 with self.lock:
                     targets = [c for c in self.clients if c is not conn]
-                    if json.loads(data).get("r") == self.DROP_ROUND and targets:
+                    if self.drop and json.loads(data).get("r") == self.DROP_ROUND and targets:
                         targets = targets[:-1]
                         self.dropped += 1
                     for c in targets:
@@ -291,6 +300,15 @@ class DroppingServer:
                 if conn in self.clients:
                     self.clients.remove(conn)
             conn.close()
+
+    def kick_all(self):
+        """Reset every open connection, as a crashed node would."""
+        with self.lock:
+            for c in self.clients:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.shutdown(socket.SHUT_RDWR)
+            n = len(self.clients)
+        return n
 
 
 class NegativeControl(unittest.TestCase):
@@ -312,6 +330,31 @@ class NegativeControl(unittest.TestCase):
                 self.assertIn("1 lost (missing", doc["verdict"]["reasons"][0])
                 self.assertIn("1 lost", p.stdout)
         self.assertEqual(srv.dropped, 2)
+
+
+class StickyCookie(unittest.TestCase):
+    def test_reconnect_sends_back_the_cookie_it_was_set(self):
+        # as a browser keeps a balancer's sticky cookie: the reconnect carries what the 101 set
+        srv = DroppingServer(self, drop=False, set_cookie=True)
+        out_json = tempfile.NamedTemporaryFile(prefix="wsh-lg-", suffix=".json", delete=False).name
+        self.addCleanup(os.unlink, out_json)
+        proc = subprocess.Popen([LOADGEN, "--out", out_json, "-c", "4", "-r", "15", "-i", "100ms", "--deadline",
+                                 "500ms", "--reconnect", "--reconnect-delay", "50ms", "--reconnect-delay-max", "100ms",
+                                 f"ws://{h.HOST}:{srv.port}/ws"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        h.wait_until(lambda: len(srv.handshakes) >= 4, 10 * h.SLOW, what="4 handshakes")
+        time.sleep(0.4)
+        self.assertEqual(srv.kick_all(), 4)
+        out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        self.assertEqual(proc.returncode, 0, out + err)
+        with open(out_json) as f:
+            doc = json.load(f)
+        self.assertEqual((doc["reconnect"]["drops"], doc["reconnect"]["reconnected"]), (4, 4), doc["reconnect"])
+        first, again = srv.handshakes[:4], srv.handshakes[4:]
+        self.assertEqual([c for _, c in first], [None] * 4)
+        self.assertEqual(len(again), 4, srv.handshakes)
+        self.assertEqual(sorted(c or "" for _, c in again), [f"SRVID=s{n}" for n in range(1, 5)], srv.handshakes)
 
 
 if __name__ == "__main__":
