@@ -447,7 +447,8 @@ static int merge_recon(const struct ipc_final *f, const char *body, size_t len, 
         r->episodes_dropped += take - room;
         take = room;
     }
-    memcpy(C.r->episodes + r->nepisodes, body + *pos, (size_t)take * sizeof(struct lg_episode));
+    if (take) /* none at all without --reconnect, where there is no array */
+        memcpy(C.r->episodes + r->nepisodes, body + *pos, (size_t)take * sizeof(struct lg_episode));
     r->nepisodes += take;
     return 0;
 }
