@@ -46,7 +46,7 @@ struct ipc_hdr {
 
 struct ipc_progress {
     uint32_t connected, failed; /* the connect phase */
-    uint32_t dropped;           /* open clients lost */
+    uint32_t dropped;           /* open clients lost (--reconnect: lost and not back yet) */
     uint32_t closed;            /* closes over in the close phase, clean or not */
     uint32_t close_errors;      /* close + close_timeout */
     uint32_t pad_;

@@ -907,7 +907,8 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         const uint32_t *k = W.eng.err_counts;
         struct ipc_progress p = {.connected = W.connected,
                                  .failed = W.failed,
-                                 .dropped = W.dropped,
+                                 /* with --reconnect those away now: the progress line's open count */
+                                 .dropped = W.recon ? W.rstats.drops - W.rstats.reconnected : W.dropped,
                                  .closed = W.closes_done,
                                  .close_errors = k[LG_ERR_CLOSE] + k[LG_ERR_CLOSE_TIMEOUT]};
         send_or_die(IPC_PROGRESS, &p, sizeof p);
