@@ -1,9 +1,16 @@
 /* A loadgen worker; see worker.h. The counting rules, which the report and the JSON schema rely on:
  *
- *  - Emitters are the clients 0 .. E-1 that are open when the rounds begin; each sends one message per round with
- *    seq = round. A client in room k hears from every open emitter in room k (but itself, unless --echo).
- *  - expected[r] is computed when round r starts, over this worker's open clients. A client lost during the round
- *    takes back what it had not yet received: its loss is counted as such, not as missing messages.
+ *  - Emitter slots are the clients 0 .. E-1 that are open when the rounds begin; each slot sends one message per
+ *    round with seq = round, from its emitter: the slot's first client, or after a loss the client the coordinator
+ *    handed it to (IPC_HANDOVER). A client in room k hears from every slot of room k (but its own, unless --echo).
+ *  - expected[r] is counted once round r's IPC_SENT says which slots really sent (a slot whose emitter was gone
+ *    sent nothing and is owed to nobody): for each message, every client of its room connected when it was sent
+ *    (open and owed the round), or lost since having received it. The others missed it while away (missed[r]):
+ *    lost (with or without --reconnect), reconnecting, or back too late for the round. A client lost during the
+ *    round gives back what it had not yet received, which becomes missed while away, never missing.
+ *  - --reconnect: a lost client is LC_FL_AWAY until a reconnect is usable; its attempts follow the backoff
+ *    (lg_backoff_ns) from the tick, and a usable one is owed from the next round that starts (OWED_PENDING, as a
+ *    --churn return). Its trackers are kept: a new connection's first seq is higher than any it saw.
  *  - A first arrival is "received" when its latency (arrival - send time) is within the deadline, else "late";
  *    "reordered" when a higher seq of the same emitter came first; a repeat is a "duplicate".
  *  - Deliveries are timed at the message's last byte.
