@@ -346,6 +346,21 @@ static void test_json_document(void **state)
     assert_non_null(strstr(err, "/nonexistent-dir/x.json"));
 }
 
+/* The report as lg_report_json writes it, read back (never NULL). */
+static json_t *report_doc(void)
+{
+    char path[] = "/tmp/wsh-report-XXXXXX", err[200];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(lg_report_json(path, &res, err, sizeof err), 0);
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    unlink(path);
+    assert_non_null(doc);
+    return doc;
+}
+
 /* The cause first: lost clients come before what their loss did to delivery. */
 static void test_lost_clients_come_first(void **state)
 {
@@ -384,10 +399,6 @@ static void test_missed_threshold(void **state)
 static void test_reconnect_verdict_and_json(void **state)
 {
     (void)state;
-    char path[] = "/tmp/wsh-report-XXXXXX", err[200];
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
     struct lg_episode eps[2] = {{.lost_ns = 1500 * MS, .back_ns = 2750 * MS}, {.lost_ns = 1600 * MS, .back_ns = -1}};
     opts.reconnect =
         (struct lg_reconnect){.enabled = true, .delay_ns = 1000 * MS, .delay_max_ns = 5000 * MS, .jitter = 0.5};
@@ -412,11 +423,7 @@ static void test_reconnect_verdict_and_json(void **state)
     assert_int_equal(res.exit_code, 1);
     assert_string_equal(res.reasons[0], "1 client(s) lost after connecting never came back (3 losses, 2 reconnected) "
                                         "(dropped: client 7: connection closed)");
-    assert_int_equal(lg_report_json(path, &res, err, sizeof err), 0);
-    json_error_t jerr;
-    json_t *doc = json_load_file(path, 0, &jerr);
-    unlink(path);
-    assert_non_null(doc);
+    json_t *doc = report_doc();
     assert_true(json_real_value(json_object_get(doc, "start_unix_ms")) == 1795357569331.25);
     json_t *o = json_object_get(json_object_get(doc, "options"), "reconnect");
     assert_true(json_is_true(json_object_get(o, "enabled")));
