@@ -208,7 +208,10 @@ enum lg_err lg_engine_connect_kind(int err)
  * LC_DONE. */
 static void fail_as(struct lg_engine *e, struct lg_client *c, enum lg_err k, const char *msg)
 {
-    lg_engine_note(e, k, "%s", msg);
+    if (c->flags & LC_FL_RECON)
+        e->recon_fail[k]++; /* a reconnect attempt: expected to fail while the node is down */
+    else
+        lg_engine_note(e, k, "%s", msg);
     teardown(e, c);
     e->ops.failed(c);
 }
@@ -339,6 +342,21 @@ int lg_client_emit(struct lg_engine *e, struct lg_client *c, const char *pkt, si
     return -1;
 }
 
+static void on_readable(struct lg_engine *e, struct lg_client *c);
+
+bool lg_client_alive(struct lg_engine *e, struct lg_client *c)
+{
+    if (c->state != LC_OPEN)
+        return false;
+    if (c->poll || c->io.fd < 0) /* still polling: its requests report their own failures */
+        return true;
+    char b;
+    ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        on_readable(e, c); /* reads the end: lost */
+    return c->state == LC_OPEN;
+}
+
 void lg_client_close(struct lg_engine *e, struct lg_client *c)
 {
     if (c->state != LC_OPEN)
@@ -409,6 +427,23 @@ static int put_headers(const struct lg_opts *o, const char *jar, char *req, size
 }
 
 /* Queue the upgrade request. Precondition: TCP (and TLS) up. Next: LC_UPGRADE. */
+/* What a reconnect sends back of its earlier connections' cookies ("" otherwise). */
+static const char *kept_cookies(struct lg_engine *e, struct lg_client *c)
+{
+    const char *jar = c->flags & LC_FL_RECON && e->ops.cookies ? e->ops.cookies(c) : NULL;
+    return jar ? jar : "";
+}
+
+/* --reconnect: the cookies a response sets are kept for the client's next connection. */
+static void keep_set_cookies(struct lg_engine *e, struct lg_client *c, const struct http_head *h)
+{
+    for (size_t i = 0; e->ops.set_cookie && i < h->num_headers; i++) {
+        const struct http_header *x = &h->headers[i];
+        if (x->name_len == 10 && !strncasecmp(x->name, "Set-Cookie", 10))
+            e->ops.set_cookie(c, x->value, x->value_len);
+    }
+}
+
 static void send_upgrade(struct lg_engine *e, struct lg_client *c)
 {
     const struct lg_opts *o = e->opts;
@@ -428,7 +463,7 @@ static void send_upgrade(struct lg_engine *e, struct lg_client *c)
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nUser-Agent: " USER_AGENT "\r\n",
                      target, t->host_header, key);
-    n = put_headers(o, c->poll ? eiop_cookies(c->poll) : "", req, sizeof req, n);
+    n = put_headers(o, c->poll ? eiop_cookies(c->poll) : kept_cookies(e, c), req, sizeof req, n);
     if (n < 0 || (size_t)n + 3 > sizeof req) {
         fail(e, c, LG_ERR_CONNECT, "%s: the upgrade request is over %zu bytes", t->url, sizeof req);
         return;
@@ -482,7 +517,8 @@ void lg_client_start(struct lg_engine *e, struct lg_client *c)
         fail(e, c, LG_ERR_CONNECT, "%s: out of memory for a polling client", o->targets[c->target].url);
         return;
     }
-    eiop_open(c->poll); /* the failure, if any, is reported */
+    eiop_seed_cookies(c->poll, kept_cookies(e, c)); /* a new session, with the cookies a browser kept */
+    eiop_open(c->poll);                             /* the failure, if any, is reported */
 }
 
 /* Precondition: LC_CONNECTING and writable. Next: LC_TLS, LC_UPGRADE or LC_DONE. */
@@ -528,35 +564,38 @@ static void on_tls(struct lg_engine *e, struct lg_client *c)
     }
 }
 
-static void count_node(struct lg_engine *e, const char *name, size_t len)
+static void count_node(struct lg_nodes *t, const char *name, size_t len)
 {
     if (!name) {
-        e->nodes_unknown++;
+        t->unknown++;
         return;
     }
     if (len > 63)
         len = 63;
-    for (int i = 0; i < e->nnodes; i++) {
-        if (strlen(e->node_names[i]) == len && !memcmp(e->node_names[i], name, len)) {
-            e->node_counts[i]++;
+    for (int i = 0; i < t->n; i++) {
+        if (strlen(t->names[i]) == len && !memcmp(t->names[i], name, len)) {
+            t->counts[i]++;
             return;
         }
     }
-    if (e->nnodes == LG_MAX_NODES) {
-        e->nodes_other++;
+    if (t->n == LG_MAX_NODES) {
+        t->other++;
         return;
     }
-    memcpy(e->node_names[e->nnodes], name, len);
-    e->node_names[e->nnodes][len] = '\0';
-    e->node_counts[e->nnodes++] = 1;
+    memcpy(t->names[t->n], name, len);
+    t->names[t->n][len] = '\0';
+    t->counts[t->n++] = 1;
 }
 
-/* Where the balancer put this client: the node header, else the sticky cookie's value. */
-static void note_node(struct lg_engine *e, const struct http_head *h)
+/* Where the balancer put this client (a reconnect's apart): the node header, else the sticky cookie's value. */
+static void note_node(struct lg_engine *e, const struct lg_client *c, const struct http_head *h)
 {
+    if (c->flags & LC_FL_REJOIN && !(c->flags & LC_FL_RECON))
+        return; /* a --churn return: the connect phase's figures count each client once */
+    struct lg_nodes *t = c->flags & LC_FL_RECON ? &e->recon_nodes : &e->nodes;
     const struct http_header *x = http_find_header(h, e->opts->node_header);
     if (x) {
-        count_node(e, x->value, x->value_len);
+        count_node(t, x->value, x->value_len);
         return;
     }
     const char *name = e->opts->cookie;
@@ -567,10 +606,10 @@ static void note_node(struct lg_engine *e, const struct http_head *h)
             memcmp(sc->value, name, nlen) != 0 || sc->value[nlen] != '=')
             continue;
         const char *v = sc->value + nlen + 1, *end = memchr(v, ';', sc->value_len - nlen - 1);
-        count_node(e, v, end ? (size_t)(end - v) : sc->value_len - nlen - 1);
+        count_node(t, v, end ? (size_t)(end - v) : sc->value_len - nlen - 1);
         return;
     }
-    count_node(e, NULL, 0);
+    count_node(t, NULL, 0);
 }
 
 static void count_status(struct lg_engine *e, int status)
@@ -600,7 +639,7 @@ static int check_upgrade(struct lg_engine *e, struct lg_client *c, const struct 
             body[i] = ch >= ' ' && ch < 127 ? ch : ' ';
         }
         body[i] = '\0';
-        if (!c->poll) /* an upgrade's refusal is socketio_upgrade_failed, not a connect's http_status */
+        if (!c->poll && !(c->flags & LC_FL_RECON)) /* an upgrade's refusal is socketio_upgrade_failed */
             count_status(e, h->status);
         fail(e, c, LG_ERR_HTTP_STATUS, "%s answered %d %.*s%s%s", url, h->status, (int)h->reason_len, h->reason,
              i ? ": " : "", body);
@@ -649,8 +688,10 @@ static size_t on_response(struct lg_engine *e, struct lg_client *c, const char *
     }
     if (check_upgrade(e, c, &h, buf, len, (size_t)n) < 0)
         return 0;
-    if (!(c->flags & LC_FL_REJOIN) && !c->poll) /* the connect phase's figures: once per client */
-        note_node(e, &h);
+    if (!c->poll) { /* the connect phase's figures once per client; a reconnect's apart */
+        note_node(e, c, &h);
+        keep_set_cookies(e, c, &h);
+    }
     c->reader = (struct ws_reader){.role = WS_ROLE_CLIENT, .max_message = MAX_MESSAGE};
     if (c->poll) { /* the upgrade's probe; polling goes on meanwhile */
         c->state = LC_PROBE;
@@ -1254,8 +1295,8 @@ int lg_client_poll_event(struct lg_engine *e, struct lg_client *c, enum lg_poll_
         }
         return 0;
     case LG_POLL_PAYLOAD:
-        if (h && !(c->flags & LC_FL_REJOIN))
-            note_node(e, h);
+        if (h)
+            note_node(e, c, h);
         return poll_payload(e, c, data, len);
     case LG_POLL_POSTED:
         if (c->state == LC_CLOSING && eiop_queued(c->poll) == 0) { /* our DISCONNECT and close went through */
@@ -1275,7 +1316,7 @@ void lg_client_poll_fail(struct lg_engine *e, struct lg_client *c, enum lg_err h
                          const char *msg)
 {
     if (in_handshake(c)) {
-        if (hs == LG_ERR_HTTP_STATUS)
+        if (hs == LG_ERR_HTTP_STATUS && !(c->flags & LC_FL_RECON))
             count_status(e, status);
         fail_as(e, c, hs, msg);
     } else {

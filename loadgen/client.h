@@ -58,6 +58,10 @@ enum lg_client_state {
 /* struct lg_client flags, set by the worker for --churn. */
 #define LC_FL_REJOIN  0x01 /* this connect is a return: where it lands and how long it takes are not counted again */
 #define LC_FL_LEAVING 0x02 /* this close is a leave in the middle of the run, not the end of it */
+/* set by the worker for --reconnect and the accounting */
+#define LC_FL_RECON   0x04 /* this connect is a reconnect: its failures count per attempt, its node apart */
+#define LC_FL_AWAY    0x08 /* lost after connecting and not back (yet): owed nothing, misses what is sent */
+#define LC_FL_DROPPED 0x10 /* lost at least once (clients.dropped counts each client once) */
 
 struct eiop;
 struct http_head;
@@ -98,6 +102,10 @@ struct lg_engine_ops {
     void (*lost)(struct lg_client *c);               /* an open client was closed or reset by the server */
     void (*closed)(struct lg_client *c, bool clean); /* our close handshake ended (LC_DONE); unclean: counted */
     void (*ack)(struct lg_client *c, int64_t id, int64_t now_ns); /* --ack: an ack of our namespace came */
+    /* --reconnect (NULL without): a Set-Cookie value a response of c's set; the cookies a reconnect of c sends
+     * ("name=value; ..." or NULL), as a browser keeps a balancer's sticky cookie */
+    void (*set_cookie)(struct lg_client *c, const char *value, size_t len);
+    const char *(*cookies)(struct lg_client *c);
 };
 
 /* Per worker. Fields after "results" are what the worker reports. */
@@ -118,11 +126,10 @@ struct lg_engine {
     int status_codes[LG_MAX_STATUS];
     uint32_t status_counts[LG_MAX_STATUS];
     int nstatus;
-    char node_names[LG_MAX_NODES][64];
-    uint32_t node_counts[LG_MAX_NODES];
-    int nnodes;
-    uint32_t nodes_other, nodes_unknown;
+    struct lg_nodes nodes;              /* where first connects landed */
     uint32_t sio_upgraded, sio_polling; /* --transport polling: first connects that opened upgraded / polling */
+    uint32_t recon_fail[LG_ERR_COUNT];  /* --reconnect: failed attempts by kind (not connect-phase failures) */
+    struct lg_nodes recon_nodes;        /* --reconnect: where reconnects landed */
 };
 
 /* Set up e for at most max_inflight handshakes at once. 0, or -1 with err (TLS context, memory). */
@@ -152,6 +159,9 @@ int lg_client_send(struct lg_engine *e, struct lg_client *c, uint8_t opcode, con
 /* --protocol socketio: send one Engine.IO message pkt[0..len) and, when att is not NULL, its attachment att[0..alen)
  * (a binary frame; over polling a b<base64> item in the same POST). 0, or -1 when the client was lost doing so. */
 int lg_client_emit(struct lg_engine *e, struct lg_client *c, const char *pkt, size_t len, const void *att, size_t alen);
+/* Is c still open? Before an emit: a connection the server already ended (its EOF or reset waiting to be read) is
+ * read now, so the loss is known (ops.lost) before a message is counted as sent into it. */
+bool lg_client_alive(struct lg_engine *e, struct lg_client *c);
 /* Begin the close handshake (1000) from LC_OPEN; ops.closed follows. */
 void lg_client_close(struct lg_engine *e, struct lg_client *c);
 /* Give up on a closing client whose time ran out (why: the example's text): LG_ERR_CLOSE_TIMEOUT, then

@@ -3,7 +3,12 @@
  * Round pacing: round r+1 starts `interval` after round r started, or as soon as every worker has reported round r
  * over (all its expected deliveries arrived, or its deadline passed) if that is later. Rounds never overlap, so a
  * slow system is measured, not buried under a backlog the generator made. After the last round a short verify
- * window (deadline / 10, at most 200 ms) lets duplicates and stragglers show up before the close. */
+ * window (deadline / 10, at most 200 ms) lets duplicates and stragglers show up before the close.
+ *
+ * What a round owes is known only once it is sent: each worker reports which of its emitters' slots sent
+ * (IPC_EMITTED), and the coordinator tells every worker the whole list (IPC_SENT), so a message that was never sent
+ * is owed to nobody and a round whose emitters are all gone ends at once. A gone slot gets the next open client of
+ * its room (each worker proposes one in IPC_ROUND_DONE) as its emitter from the next round on (IPC_HANDOVER). */
 #define _GNU_SOURCE
 #include "loadgen/coord.h"
 
@@ -36,7 +41,7 @@ struct wk {
     ev_io io;
     struct buf in;
     struct ipc_progress progress;
-    bool ready, round_done, final;
+    bool ready, round_done, final, emitted;
 };
 
 struct coord {
@@ -48,8 +53,10 @@ struct coord {
     uint32_t nw, nready, ndone, nfinal;
     enum cphase phase;
     int64_t t0, t_phase, round_start;
-    uint32_t round; /* current (1-based), 0 before the first */
-    uint32_t *emitters, nemitters;
+    uint32_t round;                /* current (1-based), 0 before the first */
+    uint32_t *emitters, nemitters; /* the active slots, sorted */
+    uint32_t *emit_id;             /* per slot (< --emitters): the client emitting for it */
+    uint32_t *sent, nsent, *gone, ngone, *cand, nemitted;
     struct hist *round_hist;
     int64_t first_send, last_arrival;
     bool timed_out, progress_tty, progress_shown, failed;
@@ -181,8 +188,9 @@ static void start_round(void)
     C.ndone = 0;
     C.first_send = C.last_arrival = 0;
     C.timed_out = false;
+    C.nsent = C.ngone = C.nemitted = 0;
     for (uint32_t i = 0; i < C.nw; i++)
-        C.w[i].round_done = false;
+        C.w[i].round_done = C.w[i].emitted = false;
     struct ipc_round r = {.round = C.round, .start_ns = C.round_start};
     broadcast(IPC_ROUND, &r, sizeof r);
     ev_timer_stop(C.loop, &C.watchdog);
@@ -213,11 +221,31 @@ static void after(double seconds)
     ev_timer_start(C.loop, &C.pace);
 }
 
+/* The gone slots that found a candidate get it as their emitter from the next round on. */
+static void hand_over(void)
+{
+    uint32_t pairs[2 * 64], n = 0;
+    for (uint32_t i = 0; i < C.ngone; i++) {
+        if (C.cand[i] == UINT32_MAX)
+            continue; /* nobody open in its room: it stays gone until its emitter is back */
+        C.emit_id[C.gone[i]] = C.cand[i];
+        pairs[n++] = C.gone[i];
+        pairs[n++] = C.cand[i];
+        if (n == sizeof pairs / sizeof pairs[0] || i + 1 == C.ngone) {
+            broadcast(IPC_HANDOVER, pairs, n * sizeof pairs[0]);
+            n = 0;
+        }
+    }
+    if (n)
+        broadcast(IPC_HANDOVER, pairs, n * sizeof pairs[0]);
+}
+
 /* Every worker reported round C.round over: record it, write its interval, pace the next. */
 static void round_over(void)
 {
     struct lg_round *rd = &C.r->rounds[C.round - 1];
     ev_timer_stop(C.loop, &C.watchdog);
+    hand_over();
     int64_t start = C.first_send ? C.first_send : C.round_start;
     int64_t end = C.timed_out ? start + C.o->deadline_ns : C.last_arrival > start ? C.last_arrival : start;
     rd->start_ns = start - C.t0;
@@ -267,6 +295,8 @@ static void all_ready(void)
         return;
     }
     qsort(C.emitters, C.nemitters, sizeof *C.emitters, cmp_u32);
+    for (uint32_t i = 0; i < C.nemitters; i++)
+        C.emit_id[C.emitters[i]] = C.emitters[i];
     broadcast(IPC_EMITTERS, C.emitters, C.nemitters * sizeof *C.emitters);
     C.phase = CP_ROUNDS;
     after((double)(C.o->hold_ns + C.o->interval_ns) / 1e9);
@@ -310,9 +340,17 @@ static int on_round_done(struct wk *w, const char *body, size_t len)
     memcpy(&d, body, sizeof d);
     if (ipc_get_hist(body, len, &pos, C.round_hist) < 0)
         return -1;
+    if (d.ncand > C.o->emitters || pos + (size_t)d.ncand * sizeof(uint32_t) != len)
+        return -1;
     if (d.round != C.round || w->round_done || C.phase != CP_ROUNDS)
         return 0; /* a worker closing a round the coordinator already moved past: its deliveries still count */
     w->round_done = true;
+    for (uint32_t i = 0; i < d.ncand && d.ncand == C.ngone; i++) { /* the next after the old emitter, wrapping */
+        uint32_t id, old = C.emit_id[C.gone[i]];
+        memcpy(&id, body + pos + (size_t)i * sizeof id, sizeof id);
+        if (id != UINT32_MAX && (C.cand[i] == UINT32_MAX || id - old < C.cand[i] - old))
+            C.cand[i] = id;
+    }
     if (d.first_send_ns && (!C.first_send || d.first_send_ns < C.first_send))
         C.first_send = d.first_send_ns;
     if (d.last_arrival_ns > C.last_arrival)
@@ -323,23 +361,96 @@ static int on_round_done(struct wk *w, const char *body, size_t len)
     return 0;
 }
 
+/* IPC_EMITTED: once every worker has said which of its slots sent, every worker hears the whole list. */
+static int on_emitted(struct wk *w, const char *body, size_t len)
+{
+    struct ipc_sent h;
+    if (len < sizeof h)
+        return -1;
+    memcpy(&h, body, sizeof h);
+    if (h.n_sent > C.o->emitters || h.n_gone > C.o->emitters ||
+        len != sizeof h + ((size_t)h.n_sent + h.n_gone) * sizeof(uint32_t))
+        return -1;
+    if (h.round != C.round || w->emitted || C.phase != CP_ROUNDS || C.nsent + h.n_sent > C.nemitters ||
+        C.ngone + h.n_gone > C.nemitters)
+        return 0;
+    w->emitted = true;
+    memcpy(C.sent + C.nsent, body + sizeof h, (size_t)h.n_sent * sizeof(uint32_t));
+    memcpy(C.gone + C.ngone, body + sizeof h + (size_t)h.n_sent * sizeof(uint32_t),
+           (size_t)h.n_gone * sizeof(uint32_t));
+    C.nsent += h.n_sent;
+    C.ngone += h.n_gone;
+    if (++C.nemitted < C.nw)
+        return 0;
+    for (uint32_t i = 0; i < C.ngone; i++)
+        C.cand[i] = UINT32_MAX;
+    C.r->rounds[C.round - 1].emitter_gone = C.ngone > 0;
+    struct ipc_sent all = {.round = C.round, .n_sent = C.nsent, .n_gone = C.ngone};
+    struct buf b = {0};
+    if (buf_append(&b, &all, sizeof all) < 0 || buf_append(&b, C.sent, C.nsent * sizeof *C.sent) < 0 ||
+        buf_append(&b, C.gone, C.ngone * sizeof *C.gone) < 0)
+        return -1;
+    broadcast(IPC_SENT, buf_head(&b), buf_len(&b));
+    buf_free(&b);
+    return 0;
+}
+
+static void merge_node_table(struct lg_nodes *r, const struct lg_nodes *f)
+{
+    for (int i = 0; i < f->n; i++) {
+        int j = 0;
+        while (j < r->n && strcmp(r->names[j], f->names[i]) != 0)
+            j++;
+        if (j == r->n && r->n == LG_MAX_NODES) {
+            r->other += f->counts[i];
+            continue;
+        }
+        if (j == r->n)
+            memcpy(r->names[r->n++], f->names[i], sizeof r->names[0]);
+        r->counts[j] += f->counts[i];
+    }
+    r->other += f->other;
+    r->unknown += f->unknown;
+}
+
 static void merge_nodes(const struct ipc_final *f)
 {
     struct lg_result *r = C.r;
-    for (int i = 0; i < f->nnodes; i++) {
-        int j = 0;
-        while (j < r->nnodes && strcmp(r->node_names[j], f->node_names[i]) != 0)
-            j++;
-        if (j == r->nnodes && r->nnodes == LG_MAX_NODES) {
-            r->nodes_other += f->node_counts[i];
-            continue;
-        }
-        if (j == r->nnodes)
-            memcpy(r->node_names[r->nnodes++], f->node_names[i], sizeof r->node_names[0]);
-        r->node_counts[j] += f->node_counts[i];
+    struct lg_nodes t = {.n = r->nnodes, .other = r->nodes_other, .unknown = r->nodes_unknown};
+    memcpy(t.names, r->node_names, sizeof t.names);
+    memcpy(t.counts, r->node_counts, sizeof t.counts);
+    merge_node_table(&t, &f->nodes);
+    memcpy(r->node_names, t.names, sizeof t.names);
+    memcpy(r->node_counts, t.counts, sizeof t.counts);
+    r->nnodes = t.n;
+    r->nodes_other = t.other;
+    r->nodes_unknown = t.unknown;
+}
+
+/* --reconnect: the counts, the away histogram and the episodes (at most LG_MAX_EPISODES over every worker). */
+static int merge_recon(const struct ipc_final *f, const char *body, size_t len, size_t *pos)
+{
+    struct lg_recon *r = &C.r->recon;
+    if (ipc_get_hist(body, len, pos, C.r->away) < 0 || f->recon.nepisodes > LG_MAX_EPISODES ||
+        *pos + (size_t)f->recon.nepisodes * sizeof(struct lg_episode) != len)
+        return -1;
+    r->drops += f->recon.drops;
+    r->reconnected += f->recon.reconnected;
+    r->failed_attempts += f->recon.failed_attempts;
+    r->never_back += f->recon.never_back;
+    r->episodes_dropped += f->recon.episodes_dropped;
+    for (int k = 0; k < LG_ERR_COUNT; k++)
+        r->fail_kinds[k] += f->recon.fail_kinds[k];
+    merge_node_table(&r->nodes, &f->recon.nodes);
+    uint32_t take = f->recon.nepisodes, room = LG_MAX_EPISODES - r->nepisodes;
+    if (take > room) {
+        r->episodes_dropped += take - room;
+        take = room;
     }
-    r->nodes_other += f->nodes_other;
-    r->nodes_unknown += f->nodes_unknown;
+    if (take) /* none at all without --reconnect, where there is no array */
+        memcpy(C.r->episodes + r->nepisodes, body + *pos, (size_t)take * sizeof(struct lg_episode));
+    r->nepisodes += take;
+    return 0;
 }
 
 static void merge_errors(const struct ipc_final *f)
@@ -382,11 +493,13 @@ static int on_final(struct wk *w, const char *body, size_t len)
         rd->duplicate += rc.duplicate;
         rd->reordered += rc.reordered;
         rd->churned += rc.churned;
+        rd->missed += rc.missed;
         rd->left += rc.left;
         rd->rejoined += rc.rejoined;
         rd->rejoin_failed += rc.rejoin_failed;
     }
-    if (ipc_get_hist(body, len, &pos, C.round_hist) < 0 || ipc_get_hist(body, len, &pos, C.r->ack) < 0)
+    if (ipc_get_hist(body, len, &pos, C.round_hist) < 0 || ipc_get_hist(body, len, &pos, C.r->ack) < 0 ||
+        merge_recon(&f, body, len, &pos) < 0)
         return -1;
     C.r->acks.expected += f.acks.expected;
     C.r->acks.received += f.acks.received;
@@ -430,6 +543,7 @@ static int on_worker_message(struct wk *w, const struct ipc_hdr *h, const char *
     case IPC_READY: return on_ready(w, body, h->len);
     case IPC_ROUND_DONE: return on_round_done(w, body, h->len);
     case IPC_FINAL: return on_final(w, body, h->len);
+    case IPC_EMITTED: return on_emitted(w, body, h->len);
     case IPC_FATAL: fatal("worker %u: %.*s", (unsigned)(w - C.w), (int)strnlen(body, h->len), body); return 0;
     default: return -1;
     }
@@ -497,7 +611,7 @@ static int spawn_workers(char *err, size_t errlen)
                 close(C.w[j].fd);
             signal(SIGINT, SIG_IGN); /* the coordinator decides when to stop, and tells us */
             signal(SIGTERM, SIG_IGN);
-            _exit(lg_worker_main(C.o, i, C.nw, sv[1]));
+            _exit(lg_worker_main(C.o, i, C.nw, sv[1], C.t0));
         }
         close(sv[1]);
         C.w[i] = (struct wk){.pid = pid, .fd = sv[0]};
@@ -534,8 +648,13 @@ static int result_init(struct lg_result *r, const struct lg_opts *o)
     r->handshake = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     r->latency = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     r->ack = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    r->away = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     r->rounds = calloc((size_t)o->rounds + 1, sizeof *r->rounds);
-    return r->connect && r->handshake && r->latency && r->ack && r->rounds ? 0 : -1;
+    r->episodes = o->reconnect.enabled ? calloc(LG_MAX_EPISODES, sizeof *r->episodes) : NULL;
+    return r->connect && r->handshake && r->latency && r->ack && r->away && r->rounds &&
+                   (r->episodes || !o->reconnect.enabled)
+               ? 0
+               : -1;
 }
 
 void lg_result_free(struct lg_result *r)
@@ -544,9 +663,18 @@ void lg_result_free(struct lg_result *r)
     hist_free(r->handshake);
     hist_free(r->latency);
     hist_free(r->ack);
+    hist_free(r->away);
     free(r->rounds);
-    r->connect = r->handshake = r->latency = r->ack = NULL;
+    free(r->episodes);
+    r->connect = r->handshake = r->latency = r->ack = r->away = NULL;
     r->rounds = NULL;
+    r->episodes = NULL;
+}
+
+static int cmp_episode(const void *a, const void *b)
+{
+    int64_t x = ((const struct lg_episode *)a)->lost_ns, y = ((const struct lg_episode *)b)->lost_ns;
+    return (x > y) - (x < y);
 }
 
 /* Totals over the rounds run, and what the workers' self-reports add up to. */
@@ -566,11 +694,15 @@ static void finish_result(void)
         t->duplicate += rd->duplicate;
         t->reordered += rd->reordered;
         t->churned += rd->churned;
+        t->missed += rd->missed;
+        r->emitter_gone_rounds += rd->emitter_gone;
         t->left += rd->left;
         t->rejoined += rd->rejoined;
         t->rejoin_failed += rd->rejoin_failed;
         t->timed_out |= rd->timed_out;
     }
+    if (r->episodes)
+        qsort(r->episodes, r->recon.nepisodes, sizeof *r->episodes, cmp_episode);
     r->churn_pending = r->churn_left - r->churn_rejoined - r->churn_failed; /* never negative: see the worker */
     uint64_t acked = r->acks.received + r->acks.late;
     r->acks.missing = r->acks.expected > acked ? r->acks.expected - acked : 0;
@@ -607,14 +739,37 @@ static void loop_setup(void)
     ev_signal_start(C.loop, &C.sigterm);
 }
 
+static int coord_alloc(void)
+{
+    size_t E = C.o->emitters ? C.o->emitters : 1;
+    C.emit_id = calloc(E, sizeof *C.emit_id);
+    C.sent = calloc(E, sizeof *C.sent);
+    C.gone = calloc(E, sizeof *C.gone);
+    C.cand = calloc(E, sizeof *C.cand);
+    C.w = calloc(C.nw, sizeof *C.w);
+    C.round_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    return C.emit_id && C.sent && C.gone && C.cand && C.w && C.round_hist ? 0 : -1;
+}
+
+/* The whole-run intervals, from the first round on: --ack's acks, --reconnect's away times. 0, or -1. */
+static int hlog_tail(void)
+{
+    const struct lg_result *r = C.r;
+    double rounds_s = (double)r->connect_ns / 1e9, len = rel_s(now_ns()) - rounds_s;
+    if (hist_count(r->ack) && hlog_write(C.hlog, "ack", rounds_s, len, r->ack) < 0)
+        return -1;
+    if (C.o->reconnect.enabled && hist_count(r->away) && hlog_write(C.hlog, "reconnect", rounds_s, len, r->away) < 0)
+        return -1;
+    return 0;
+}
+
 int lg_run(const struct lg_opts *o, struct lg_result *r, FILE *hlog, char *err, size_t errlen)
 {
     memset(&C, 0, sizeof C);
     C.o = o;
     C.r = r;
     C.nw = o->workers;
-    if (result_init(r, o) < 0 || !(C.w = calloc(C.nw, sizeof *C.w)) ||
-        !(C.round_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS))) {
+    if (result_init(r, o) < 0 || coord_alloc() < 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -622,7 +777,10 @@ int lg_run(const struct lg_opts *o, struct lg_result *r, FILE *hlog, char *err, 
         snprintf(err, errlen, "writing the .hlog header failed");
         return -1;
     }
+    struct timespec rt;
     C.t0 = now_ns();
+    clock_gettime(CLOCK_REALTIME, &rt); /* read together: the run's zero on both clocks */
+    r->start_unix_ms = (double)rt.tv_sec * 1e3 + (double)rt.tv_nsec / 1e6;
     int rc = spawn_workers(err, errlen);
     if (rc == 0) {
         loop_setup();
@@ -640,10 +798,7 @@ int lg_run(const struct lg_opts *o, struct lg_result *r, FILE *hlog, char *err, 
             hlog_write(C.hlog, NULL, rel_s(C.t_phase), (double)(now_ns() - C.t_phase) / 1e9, C.round_hist);
         hist_merge(r->latency, C.round_hist);
     }
-    /* --ack: the acks of the whole run as one tagged interval, from the first round on. */
-    double rounds_s = (double)r->connect_ns / 1e9;
-    if (C.hlog && hist_count(r->ack) && hlog_write(C.hlog, "ack", rounds_s, rel_s(now_ns()) - rounds_s, r->ack) < 0 &&
-        rc == 0) {
+    if (C.hlog && hlog_tail() < 0 && rc == 0) {
         snprintf(err, errlen, "writing the .hlog failed");
         rc = -1;
     }
@@ -654,6 +809,10 @@ int lg_run(const struct lg_opts *o, struct lg_result *r, FILE *hlog, char *err, 
     }
     hist_free(C.round_hist);
     free(C.emitters);
+    free(C.emit_id);
+    free(C.sent);
+    free(C.gone);
+    free(C.cand);
     free(C.w);
     if (C.loop)
         ev_loop_destroy(C.loop);

@@ -127,6 +127,12 @@ void eiop_free(struct eiop *p)
     free(p);
 }
 
+void eiop_seed_cookies(struct eiop *p, const char *jar)
+{
+    if (strlen(jar) < sizeof p->jar)
+        memcpy(p->jar, jar, strlen(jar) + 1); /* whole or not at all: a cut cookie would be a wrong one */
+}
+
 const char *eiop_cookies(const struct eiop *p)
 {
     return p->jar;
@@ -341,8 +347,11 @@ static void keep_cookies(struct eiop *p, const struct http_head *h)
 {
     for (size_t i = 0; i < h->num_headers; i++) {
         const struct http_header *x = &h->headers[i];
-        if (x->name_len == 10 && !strncasecmp(x->name, "Set-Cookie", 10))
+        if (x->name_len == 10 && !strncasecmp(x->name, "Set-Cookie", 10)) {
             httpc_jar_set(p->jar, sizeof p->jar, x->value, x->value_len);
+            if (p->e->ops.set_cookie)
+                p->e->ops.set_cookie(p->c, x->value, x->value_len);
+        }
     }
 }
 

@@ -42,6 +42,8 @@ int eiop_send(struct eiop *p, const char *pkt, size_t len);
 int eiop_pause(struct eiop *p);
 /* Bytes queued for the POST after the one in flight. */
 size_t eiop_queued(const struct eiop *p);
+/* Start the jar with jar ("name=value; ..."; cut at the jar's size): a reconnect's earlier cookies. */
+void eiop_seed_cookies(struct eiop *p, const char *jar);
 /* The cookies the session's responses set, as a Cookie header value ("" when none). */
 const char *eiop_cookies(const struct eiop *p);
 /* Is a request overdue at now_ms (a millisecond clock that wraps: lg_engine_ms)? A POST sent more than post_ms

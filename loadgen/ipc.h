@@ -17,13 +17,27 @@ enum ipc_type {
     /* worker -> coordinator */
     IPC_PROGRESS = 1, /* struct ipc_progress: counts so far, every 100 ms (the progress line) */
     IPC_READY,        /* struct ipc_ready + n_emitters uint32 ids + connect blob + handshake blob */
-    IPC_ROUND_DONE,   /* struct ipc_round_done + latency blob (deliveries since the last one) */
-    IPC_FINAL,        /* struct ipc_final + rounds * struct ipc_round_count + latency blob (the tail) + ack blob */
+    IPC_ROUND_DONE,   /* struct ipc_round_done + latency blob (deliveries since the last one) + ncand uint32
+                         candidates, one per gone slot of the round's IPC_SENT: the worker's next open client of
+                         that slot's room after its emitter (UINT32_MAX: none) */
+    IPC_FINAL,        /* struct ipc_final + rounds * struct ipc_round_count + latency blob (the tail) + ack blob +
+                         away blob + recon.nepisodes struct lg_episode */
     IPC_FATAL,        /* a NUL-terminated message: the worker cannot go on */
+    IPC_EMITTED,      /* struct ipc_sent + n_sent + n_gone uint32 slots: the slots whose emitter is here, after the
+                         round's emits: which sent their message, which could not (lost, away) */
     /* coordinator -> worker */
     IPC_EMITTERS, /* uint32 ids of the emitters that are open, sorted */
     IPC_ROUND,    /* struct ipc_round */
     IPC_CLOSE,    /* empty: close every client and send IPC_FINAL */
+    IPC_SENT,     /* struct ipc_sent + lists as IPC_EMITTED, over every worker: what the round owes, to whom */
+    IPC_HANDOVER, /* uint32 pairs (slot, client id): the slot's emitter from the next round on */
+};
+
+/* A slot is an emitter's place (the id of the client that emitted first, < --emitters); its emitter may change
+ * (IPC_HANDOVER) when it is lost. */
+struct ipc_sent {
+    uint32_t round, n_sent, n_gone;
+    uint32_t pad_;
 };
 
 struct ipc_hdr {
@@ -32,7 +46,7 @@ struct ipc_hdr {
 
 struct ipc_progress {
     uint32_t connected, failed; /* the connect phase */
-    uint32_t dropped;           /* open clients lost */
+    uint32_t dropped;           /* open clients lost (--reconnect: lost and not back yet) */
     uint32_t closed;            /* closes over in the close phase, clean or not */
     uint32_t close_errors;      /* close + close_timeout */
     uint32_t pad_;
@@ -61,10 +75,12 @@ struct ipc_round_done {
     uint32_t timed_out;
     int64_t first_send_ns;   /* CLOCK_MONOTONIC; 0 when this worker sent nothing this round */
     int64_t last_arrival_ns; /* 0 when nothing arrived */
+    uint32_t ncand;          /* candidates after the latency blob */
+    uint32_t pad_;
 };
 
 struct ipc_round_count {
-    uint64_t emitted, expected, received, late, duplicate, reordered, churned;
+    uint64_t emitted, expected, received, late, duplicate, reordered, churned, missed;
     uint32_t left, rejoined, rejoin_failed; /* churn events while this was the worker's latest round */
     uint32_t pad_;
 };
@@ -76,10 +92,8 @@ struct ipc_final {
     int status_codes[LG_MAX_STATUS];
     uint32_t status_counts[LG_MAX_STATUS];
     int nstatus;
-    char node_names[LG_MAX_NODES][64];
-    uint32_t node_counts[LG_MAX_NODES];
-    int nnodes;
-    uint32_t nodes_other, nodes_unknown;
+    struct lg_nodes nodes;
+    struct lg_recon recon; /* --reconnect */
     uint64_t echoed, foreign, corrupt;
     uint32_t churn_left, churn_rejoined, churn_failed; /* over the whole run (the rounds' counts may miss a round
                                                           the coordinator did not finish) */

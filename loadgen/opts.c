@@ -93,8 +93,9 @@ static int parse_metric(const char *s, size_t n, struct lg_threshold *t)
         const char *prefix;
         enum lg_th_metric metric;
     } prefixes[] = {{"latency.", TH_LATENCY}, {"connect.", TH_CONNECT}, {"handshake.", TH_HANDSHAKE}, {"ack.", TH_ACK}};
-    if ((n == 6 && !strncmp(s, "errors", 6)) || (n == 8 && !strncmp(s, "delivery", 8))) {
-        t->metric = s[0] == 'e' ? TH_ERRORS : TH_DELIVERY;
+    if ((n == 6 && !strncmp(s, "errors", 6)) || (n == 8 && !strncmp(s, "delivery", 8)) ||
+        (n == 6 && !strncmp(s, "missed", 6))) {
+        t->metric = s[0] == 'e' ? TH_ERRORS : s[0] == 'd' ? TH_DELIVERY : TH_MISSED;
         t->stat = TH_STAT_RATIO;
         return 0;
     }
@@ -414,6 +415,11 @@ enum {
     OPT_CHURN_GAP,
     OPT_PROGRESS,
     OPT_PLAN,
+    OPT_RECONNECT,
+    OPT_RECONNECT_DELAY,
+    OPT_RECONNECT_DELAY_MAX,
+    OPT_RECONNECT_JITTER,
+    OPT_RECONNECT_ATTEMPTS,
 };
 
 static const struct option long_opts[] = {
@@ -430,6 +436,11 @@ static const struct option long_opts[] = {
     {"echo", no_argument, NULL, OPT_ECHO},
     {"churn", required_argument, NULL, OPT_CHURN},
     {"churn-gap", required_argument, NULL, OPT_CHURN_GAP},
+    {"reconnect", no_argument, NULL, OPT_RECONNECT},
+    {"reconnect-delay", required_argument, NULL, OPT_RECONNECT_DELAY},
+    {"reconnect-delay-max", required_argument, NULL, OPT_RECONNECT_DELAY_MAX},
+    {"reconnect-jitter", required_argument, NULL, OPT_RECONNECT_JITTER},
+    {"reconnect-attempts", required_argument, NULL, OPT_RECONNECT_ATTEMPTS},
     {"room", required_argument, NULL, OPT_ROOM},
     {"rooms", required_argument, NULL, OPT_ROOMS},
     {"spectators", required_argument, NULL, OPT_SPECTATORS},
@@ -509,6 +520,7 @@ static int take_threshold(struct lg_opts *o, const char *s, char *err, size_t er
         return -1;
     o->errors_threshold |= t->metric == TH_ERRORS;
     o->delivery_threshold |= t->metric == TH_DELIVERY;
+    o->missed_threshold |= t->metric == TH_MISSED;
     o->nthresholds++;
     return 0;
 }
@@ -603,8 +615,39 @@ static int check_namespace(const char *s, char *err, size_t errlen)
 }
 
 /* --protocol and the Socket.IO options (the rest of take_option). */
+/* --reconnect-jitter: socket.io's randomizationFactor, a fraction from 0 to 1. */
+static int take_jitter(struct lg_opts *o, const char *arg, char *err, size_t errlen)
+{
+    double v;
+    const char *end;
+    if (conf_parse_number(arg, &v, &end) < 0 || *end || !(v >= 0 && v <= 1))
+        return conf_fail(err, errlen, "--reconnect-jitter: expected a fraction from 0 to 1 (e.g. 0.5), got '%s'", arg);
+    o->reconnect.jitter = v;
+    return 0;
+}
+
+/* --reconnect and its settings; the settings alone are an error found once every option is read. */
+static int take_reconnect(struct lg_opts *o, int c, const char *arg, char *err, size_t errlen)
+{
+    struct lg_reconnect *r = &o->reconnect;
+    if (c == OPT_RECONNECT) {
+        r->enabled = true;
+        return 0;
+    }
+    if (!o->reconnect_only)
+        o->reconnect_only = opt_name(c);
+    switch (c) {
+    case OPT_RECONNECT_DELAY: return take_duration(opt_name(c), arg, 0, &r->delay_ns, err, errlen);
+    case OPT_RECONNECT_DELAY_MAX: return take_duration(opt_name(c), arg, 0, &r->delay_max_ns, err, errlen);
+    case OPT_RECONNECT_JITTER: return take_jitter(o, arg, err, errlen);
+    default: return parse_u32("--reconnect-attempts", arg, 0, 1000000, &r->attempts, err, errlen);
+    }
+}
+
 static int take_sio_option(struct lg_opts *o, int c, const char *arg, char *err, size_t errlen)
 {
+    if (c >= OPT_RECONNECT && c <= OPT_RECONNECT_ATTEMPTS)
+        return take_reconnect(o, c, arg, err, errlen);
     if (c == OPT_PROTOCOL) {
         if (strcmp(arg, "websocket") != 0 && strcmp(arg, "socketio") != 0)
             return conf_fail(err, errlen, "--protocol: expected websocket or socketio, got '%s'", arg);
@@ -710,6 +753,8 @@ static void set_defaults(struct lg_opts *o)
     o->close_timeout_ns = o->close_phase_ns = CLOSE_TIMEOUT_NS;
     o->close_timeout_auto = true;
     o->churn_gap_ns = 100 * INT64_C(1000000);
+    o->reconnect =
+        (struct lg_reconnect){.delay_ns = INT64_C(1000000000), .delay_max_ns = 5 * INT64_C(1000000000), .jitter = 0.5};
     o->progress_ns = 5 * INT64_C(1000000000);
     o->sio_nsp = "/";
     o->sio_event = "chat";
@@ -730,6 +775,22 @@ static int check_socketio(struct lg_opts *o, char *err, size_t errlen)
     return 0;
 }
 
+static int check_reconnect(const struct lg_opts *o, char *err, size_t errlen)
+{
+    const struct lg_reconnect *r = &o->reconnect;
+    if (!r->enabled) {
+        if (o->reconnect_only)
+            return conf_fail(err, errlen, "--%s needs --reconnect", o->reconnect_only);
+        return 0;
+    }
+    if (r->delay_max_ns < r->delay_ns)
+        return conf_fail(err, errlen, "--reconnect-delay-max %.3fs: less than --reconnect-delay %.3fs",
+                         (double)r->delay_max_ns / 1e9, (double)r->delay_ns / 1e9);
+    if (o->churn) /* a leave's return and a loss's reconnect would share one client's state */
+        return conf_fail(err, errlen, "--reconnect and --churn cannot be used together");
+    return 0;
+}
+
 /* An ack threshold measures --ack's histogram: without --ack it could only fail for want of samples. */
 static int check_thresholds(const struct lg_opts *o, char *err, size_t errlen)
 {
@@ -741,7 +802,8 @@ static int check_thresholds(const struct lg_opts *o, char *err, size_t errlen)
 
 static int check_combination(struct lg_opts *o, char *err, size_t errlen)
 {
-    if (check_socketio(o, err, errlen) < 0 || check_thresholds(o, err, errlen) < 0)
+    if (check_socketio(o, err, errlen) < 0 || check_thresholds(o, err, errlen) < 0 ||
+        check_reconnect(o, err, errlen) < 0)
         return -1;
     if (o->emitters > o->clients)
         return conf_fail(err, errlen, "--emitters %u: more than the %u clients", o->emitters, o->clients);
@@ -858,7 +920,7 @@ static void usage_output(FILE *fp)
           "      --hlog FILE.hlog      HdrHistogram interval log (format 1.3): one interval per round\n"
           "  -t, --threshold EXPR      pass/fail rule, repeatable: p99<50ms, latency.p99.9<=200ms,\n"
           "                            connect.p95<1s, handshake.max<2s, mean<10ms, errors<1%, delivery>=99.9%,\n"
-          "                            ack.p99<50ms (--ack)\n"
+          "                            ack.p99<50ms (--ack), missed<5% (sent while a client was away)\n"
           "                            (errors and delivery replace the defaults: no failed client, all delivered)\n"
           "  -q, --quiet               no progress line and no summary; failures still go to stderr\n"
           "      --progress D          stdout not a terminal (a CI log): a progress line every D (default 5s;\n"
@@ -906,6 +968,13 @@ void lg_opts_usage(FILE *fp)
           "                            close and come back as a new connection; a round only expects what the\n"
           "                            receivers open for the whole of it get (0 = off, the default; at most 100000)\n"
           "      --churn-gap D         from a leave to the new connection (default 100ms)\n"
+          "      --reconnect           a client lost after connecting connects again (socket.io-client's\n"
+          "                            backoff; same URL list, sticky cookie kept, room joined again); what is\n"
+          "                            sent while it is away is missed_while_away, not lost (default off)\n"
+          "      --reconnect-delay D   the first delay (default 1s); each attempt doubles it up to\n"
+          "      --reconnect-delay-max D  (default 5s)\n"
+          "      --reconnect-jitter F  each delay moved by up to +-F of itself (default 0.5)\n"
+          "      --reconnect-attempts N  attempts per loss, 0 = unlimited (default 0)\n"
           "      --room NAME           join room NAME (adds ?room=NAME; default: the URL as given)\n"
           "      --rooms K             spread clients over K rooms NAME-0..NAME-(K-1) (client i joins i % K)\n"
           "      --spectators S        add a big room NAME-0 of S clients beside the K small rooms, which become\n"
@@ -916,4 +985,15 @@ void lg_opts_usage(FILE *fp)
           fp);
     usage_socketio(fp);
     usage_output(fp);
+}
+
+int64_t lg_backoff_ns(const struct lg_reconnect *r, uint32_t attempt, double u)
+{
+    double base = (double)r->delay_ns;
+    for (uint32_t i = 0; i < attempt && base < (double)r->delay_max_ns; i++)
+        base *= 2;
+    if (base > (double)r->delay_max_ns)
+        base = (double)r->delay_max_ns;
+    double d = base * (1 + r->jitter * (2 * u - 1));
+    return d > 0 ? (int64_t)d : 0;
 }

@@ -32,14 +32,15 @@ struct lg_target {
 
 enum lg_protocol { LG_PROTO_WEBSOCKET = 0, LG_PROTO_SOCKETIO };
 
-enum lg_th_metric { TH_LATENCY = 0, TH_CONNECT, TH_HANDSHAKE, TH_ERRORS, TH_DELIVERY, TH_ACK };
+enum lg_th_metric { TH_LATENCY = 0, TH_CONNECT, TH_HANDSHAKE, TH_ERRORS, TH_DELIVERY, TH_ACK, TH_MISSED };
 enum lg_th_stat { TH_STAT_MIN = 0, TH_STAT_MEAN, TH_STAT_MAX, TH_STAT_PCT, TH_STAT_RATIO };
 enum lg_th_op { TH_LT = 0, TH_LE, TH_GT, TH_GE };
 
 /* A threshold, as k6 writes them: "p99<50ms", "latency.p99.9<=200ms", "connect.p95<1s", "handshake.max<2s",
  * "ack.p99<50ms" (--ack), "mean<10ms", "errors<1%", "delivery>=99.9%". A latency metric without a prefix is the
  * delivery latency; the stats are min, mean, max and pN (0 < N < 100, e.g. p50, p99.99). errors is the share of clients
- * that failed (to connect, or later); delivery the share of expected messages received in time. */
+ * that failed (to connect, or later); delivery the share of expected messages received in time; missed the share of
+ * messages due to a client that it missed while away (missed_while_away / (expected + missed_while_away)). */
 struct lg_threshold {
     char text[64]; /* as given, for the report */
     enum lg_th_metric metric;
@@ -102,6 +103,16 @@ struct lg_opts {
     uint32_t churn;       /* --churn RATE: leaves per second over all workers, never an emitter (0 = off, default) */
     int64_t churn_gap_ns; /* --churn-gap: from a leave to its return, default 100ms */
 
+    /* --reconnect (worker.c): a client lost after connecting connects again, with socket.io-client's backoff */
+    struct lg_reconnect {
+        bool enabled;         /* --reconnect (off by default) */
+        int64_t delay_ns;     /* --reconnect-delay: the first delay, default 1s */
+        int64_t delay_max_ns; /* --reconnect-delay-max: the largest, default 5s */
+        double jitter;        /* --reconnect-jitter: 0..1, default 0.5 (socket.io's randomizationFactor) */
+        uint32_t attempts;    /* --reconnect-attempts: per loss, 0 = unlimited (the default) */
+    } reconnect;
+    const char *reconnect_only; /* the first --reconnect-* option given (an error without --reconnect) */
+
     /* where each client landed */
     const char *node_header; /* --node-header NAME, default "X-Node-Id" */
     const char *cookie;      /* --cookie NAME: the sticky cookie naming the node (used when the header is absent) */
@@ -120,8 +131,8 @@ struct lg_opts {
     int64_t progress_ns;      /* --progress: a progress line this often when stdout is not a terminal (5s; 0 none) */
     struct lg_threshold thresholds[LG_MAX_THRESHOLDS];
     int nthresholds;
-    bool errors_threshold, delivery_threshold; /* was an errors / delivery threshold given (they replace the
-                                                  defaults: no failed client, every message delivered) */
+    bool errors_threshold, delivery_threshold, missed_threshold; /* was an errors / delivery threshold given (they
+                                                  replace the defaults: no failed client, every message delivered) */
 };
 
 enum lg_parse_result { LG_PARSE_OK = 0, LG_PARSE_HELP, LG_PARSE_VERSION, LG_PARSE_ERROR };
@@ -131,6 +142,9 @@ enum lg_parse_result { LG_PARSE_OK = 0, LG_PARSE_HELP, LG_PARSE_VERSION, LG_PARS
  * are resolved here (blocking getaddrinfo: setup only). o is zeroed then filled; lg_opts_free releases it. */
 enum lg_parse_result lg_opts_parse(struct lg_opts *o, int argc, char **argv, char *err, size_t errlen);
 void lg_opts_free(struct lg_opts *o);
+/* The delay before reconnect attempt `attempt` (0 = the first): min(delay_max, delay * 2^attempt), then moved by up
+ * to +-jitter of itself as u (uniform in [0, 1)) says: u = 0.5 keeps it, 0 takes jitter off, 1 (excluded) adds it. */
+int64_t lg_backoff_ns(const struct lg_reconnect *r, uint32_t attempt, double u);
 /* The --help text. */
 void lg_opts_usage(FILE *fp);
 

@@ -103,11 +103,23 @@ static uint32_t close_errors(const struct lg_result *r)
     return r->err_counts[LG_ERR_CLOSE] + r->err_counts[LG_ERR_CLOSE_TIMEOUT];
 }
 
+/* Clients lost after connecting that count as failed: with --reconnect those that never came back. */
+static uint32_t lost_clients(const struct lg_result *r)
+{
+    return r->opts->reconnect.enabled ? r->recon.never_back : r->dropped;
+}
+
 /* The share of clients that failed at any point: in the connect phase, lost afterwards, not closing cleanly, or
  * not getting back in after a leave (--churn). */
 static double error_share(const struct lg_result *r)
 {
-    return share((uint64_t)r->failed + r->dropped + close_errors(r) + r->churn_failed, r->attempted);
+    return share((uint64_t)r->failed + lost_clients(r) + close_errors(r) + r->churn_failed, r->attempted);
+}
+
+/* The share of the messages due to a client that it missed while away. */
+static double missed_share(const struct lg_result *r)
+{
+    return share(r->total.missed, r->total.expected + r->total.missed);
 }
 
 static double delivery_ratio(const struct lg_result *r)
@@ -212,13 +224,53 @@ static void ack_verdict(struct lg_result *r)
         reason(r, "%" PRIu64 " ack(s) for an id no emit was waiting for", a->unknown);
 }
 
+/* The first open-client kind that occurred with its example: "dropped: client 3: connection closed ...". */
+static void first_loss(const struct lg_result *r, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    for (int k = 0; k < LG_ERR_COUNT; k++)
+        if (LG_ERR_IS_OPEN(k) && k != LG_ERR_CLOSE && k != LG_ERR_CLOSE_TIMEOUT && r->err_counts[k]) {
+            snprintf(out, outlen, " (%s: %s)", lg_err_name(k), r->err_example[k]);
+            return;
+        }
+}
+
+/* Clients lost after connecting (with --reconnect: not back by the end), and closes that failed. */
+static void lost_verdict(struct lg_result *r)
+{
+    uint32_t lost = lost_clients(r);
+    if (!r->connected || errors_ok(r, error_share(r)) || (!lost && !close_errors(r)))
+        return;
+    char first[200];
+    first_loss(r, first, sizeof first);
+    if (lost && r->opts->reconnect.enabled)
+        reason(r, "%u client(s) lost after connecting never came back (%u losses, %u reconnected)%s", lost,
+               r->recon.drops, r->recon.reconnected, first);
+    else if (lost)
+        reason(r, "%u client(s) lost after connecting%s", lost, first);
+    if (close_errors(r))
+        reason(r, "%u closing handshake(s) failed (%u out of time)", close_errors(r),
+               r->err_counts[LG_ERR_CLOSE_TIMEOUT]);
+    for (int k = 0; k < LG_ERR_COUNT; k++) /* the kind already named in the first reason is not repeated */
+        if (LG_ERR_IS_OPEN(k) && r->err_counts[k] && r->err_example[k][0] &&
+            !(lost && strstr(first, r->err_example[k])))
+            reason(r, "  e.g. %s: %s", lg_err_name(k), r->err_example[k]);
+    if (r->err_counts[LG_ERR_SIO_SESSION_UNKNOWN] && r->exit_code != 3)
+        reason(r, "hint: Session ID unknown: the balancer needs sticky sessions for long-polling");
+    if (r->err_counts[LG_ERR_CLOSE_TIMEOUT])
+        reason(r, "hint: close_timeout: the server answered closes too slowly or not at all; give it longer "
+                  "(--close-timeout) or fewer at once (--max-inflight)");
+}
+
 static void delivery_verdict(struct lg_result *r)
 {
     const struct lg_round *t = &r->total;
     const struct lg_threshold *dt = find_threshold(r->opts, TH_DELIVERY);
     bool fail0 = r->exit_code == 0;
+    lost_verdict(r); /* the cause first: what a loss did to delivery is only counted as missed while away */
     if (!dt && t->missing)
-        per_round_reason(r, "missing", offsetof(struct lg_round, missing), t->missing);
+        per_round_reason(r, "lost (missing: owed while connected, never arrived)", offsetof(struct lg_round, missing),
+                         t->missing);
     if (!dt && t->late)
         per_round_reason(r, "late (after --deadline)", offsetof(struct lg_round, late), t->late);
     if (t->duplicate)
@@ -236,19 +288,6 @@ static void delivery_verdict(struct lg_result *r)
         reason(r, "%u of %u return(s) after a leave (--churn) could not connect%s", r->churn_failed, r->churn_left,
                kinds);
     }
-    double lost = share((uint64_t)r->dropped + close_errors(r), r->attempted);
-    if (r->connected && !errors_ok(r, error_share(r)) && lost > 0) {
-        reason(r, "%u client(s) lost after connecting, %u closing handshake(s) failed (%u out of time)", r->dropped,
-               close_errors(r), r->err_counts[LG_ERR_CLOSE_TIMEOUT]);
-        for (int k = 0; k < LG_ERR_COUNT; k++)
-            if (LG_ERR_IS_OPEN(k) && r->err_counts[k] && r->err_example[k][0])
-                reason(r, "  e.g. %s: %s", lg_err_name(k), r->err_example[k]);
-        if (r->err_counts[LG_ERR_SIO_SESSION_UNKNOWN] && r->exit_code != 3)
-            reason(r, "hint: Session ID unknown: the balancer needs sticky sessions for long-polling");
-        if (r->err_counts[LG_ERR_CLOSE_TIMEOUT])
-            reason(r, "hint: close_timeout: the server answered closes too slowly or not at all; give it longer "
-                      "(--close-timeout) or fewer at once (--max-inflight)");
-    }
     if (fail0 && r->nreasons)
         r->exit_code = 1;
 }
@@ -261,7 +300,8 @@ static double threshold_actual(const struct lg_result *r, const struct lg_thresh
                                                        : r->latency;
     *empty = false;
     switch (t->stat) {
-    case TH_STAT_RATIO: return t->metric == TH_ERRORS ? error_share(r) : delivery_ratio(r);
+    case TH_STAT_RATIO:
+        return t->metric == TH_ERRORS ? error_share(r) : t->metric == TH_MISSED ? missed_share(r) : delivery_ratio(r);
     case TH_STAT_MIN: *empty = hist_count(h) == 0; return (double)hist_min(h);
     case TH_STAT_MAX: *empty = hist_count(h) == 0; return (double)hist_max(h);
     case TH_STAT_MEAN: *empty = hist_count(h) == 0; return hist_mean(h);
@@ -306,7 +346,7 @@ static void self_warnings(struct lg_result *r)
                     i, w->busy_ratio * 100, (double)w->lag_p99_ns / 1e6);
     }
     /* a client away (--churn) at the end, or that could not get back in, has no final close */
-    uint64_t gone = (uint64_t)r->dropped + r->churn_failed + r->churn_pending;
+    uint64_t gone = (uint64_t)lost_clients(r) + r->churn_failed + r->churn_pending;
     uint32_t should = r->connected > gone ? r->connected - (uint32_t)gone : 0;
     if (r->closed_clean < should)
         warning(r, "%u of %u closing handshakes were not clean", should - r->closed_clean, should);
@@ -353,6 +393,21 @@ void lg_report_head(FILE *fp, const struct lg_opts *o, const struct lg_plan *p)
         lg_plan_print(fp, p);
 }
 
+static void human_reconnect(FILE *fp, const struct lg_result *r)
+{
+    const struct lg_recon *c = &r->recon;
+    char p50[16], p99[16];
+    lg_format_duration(hist_percentile(r->away, 50), p50, sizeof p50);
+    lg_format_duration(hist_percentile(r->away, 99), p99, sizeof p99);
+    fprintf(fp, "reconnect %u lost, %u reconnected (away p50 %s, p99 %s), %u failed attempts, %u never back", c->drops,
+            c->reconnected, p50, p99, c->failed_attempts, c->never_back);
+    if (c->nodes.n)
+        fprintf(fp, "; landed:");
+    for (int i = 0; i < c->nodes.n; i++)
+        fprintf(fp, " %s %u", c->nodes.names[i], c->nodes.counts[i]);
+    fputc('\n', fp);
+}
+
 static void human_head(FILE *fp, const struct lg_result *r)
 {
     const struct lg_opts *o = r->opts;
@@ -374,9 +429,11 @@ static void human_head(FILE *fp, const struct lg_result *r)
     fputc('\n', fp);
     const struct lg_round *t = &r->total;
     fprintf(fp,
-            "rounds    %u run: %" PRIu64 "/%" PRIu64 " delivered, %" PRIu64 " missing, %" PRIu64 " late, %" PRIu64
-            " duplicate, %" PRIu64 " reordered",
-            r->rounds_run, t->received, t->expected, t->missing, t->late, t->duplicate, t->reordered);
+            "rounds    %u run: %" PRIu64 "/%" PRIu64 " delivered, %" PRIu64 " lost, %" PRIu64 " late, %" PRIu64
+            " duplicate, %" PRIu64 " reordered; %" PRIu64 " missed while away",
+            r->rounds_run, t->received, t->expected, t->missing, t->late, t->duplicate, t->reordered, t->missed);
+    if (r->emitter_gone_rounds)
+        fprintf(fp, "; %u round(s) with an emitter gone", r->emitter_gone_rounds);
     if (r->echoed || r->corrupt || r->foreign)
         fprintf(fp, "; %" PRIu64 " echoed, %" PRIu64 " corrupt, %" PRIu64 " foreign", r->echoed, r->corrupt,
                 r->foreign);
@@ -386,6 +443,8 @@ static void human_head(FILE *fp, const struct lg_result *r)
                 "acks      %" PRIu64 "/%" PRIu64 " acked, %" PRIu64 " missing, %" PRIu64 " late, %" PRIu64
                 " duplicate, %" PRIu64 " unknown\n",
                 r->acks.received, r->acks.expected, r->acks.missing, r->acks.late, r->acks.duplicate, r->acks.unknown);
+    if (o->reconnect.enabled)
+        human_reconnect(fp, r);
     if (o->churn) {
         lg_format_duration(o->churn_gap_ns, d, sizeof d);
         fprintf(fp,
@@ -481,6 +540,13 @@ static json_t *options_json(const struct lg_opts *o)
         o);
 }
 
+static json_t *options_reconnect_json(const struct lg_opts *o)
+{
+    const struct lg_reconnect *c = &o->reconnect;
+    return json_pack("{s:b, s:o, s:o, s:f, s:I}", "enabled", c->enabled, "delay_ms", ms(c->delay_ns), "delay_max_ms",
+                     ms(c->delay_max_ns), "jitter", c->jitter, "attempts", (json_int_t)c->attempts);
+}
+
 /* --churn's counters of a round (or the totals): only with --churn, so a run without it keeps its old shape. */
 static void churn_json(json_t *j, const struct lg_round *rd, const struct lg_opts *o)
 {
@@ -504,6 +570,8 @@ static json_t *round_json(const struct lg_round *rd, uint32_t number, const stru
     json_object_set_new(j, "p50_ms", ms(rd->p50_ns));
     json_object_set_new(j, "p99_ms", ms(rd->p99_ns));
     json_object_set_new(j, "max_ms", ms(rd->max_ns));
+    json_object_set_new(j, "missed_while_away", json_integer((json_int_t)rd->missed));
+    json_object_set_new(j, "emitter_gone", json_boolean(rd->emitter_gone));
     churn_json(j, rd, o);
     return j;
 }
@@ -515,7 +583,36 @@ static json_t *totals_json(const struct lg_result *r)
                           (json_int_t)t->expected, "received", (json_int_t)t->received, "late", (json_int_t)t->late,
                           "missing", (json_int_t)t->missing, "duplicate", (json_int_t)t->duplicate, "reordered",
                           (json_int_t)t->reordered, "delivery", delivery_ratio(r));
+    json_object_set_new(j, "missed_while_away", json_integer((json_int_t)t->missed));
+    json_object_set_new(j, "emitter_gone", json_integer(r->emitter_gone_rounds));
     churn_json(j, t, r->opts);
+    return j;
+}
+
+/* --reconnect's top-level object (docs/loadgen-json.md). */
+static json_t *reconnect_json(const struct lg_result *r)
+{
+    const struct lg_recon *c = &r->recon;
+    json_t *nodes = json_object(), *eps = json_array(), *kinds = json_object();
+    for (int i = 0; i < c->nodes.n; i++)
+        json_object_set_new(nodes, c->nodes.names[i], json_integer(c->nodes.counts[i]));
+    if (c->nodes.other)
+        json_object_set_new(nodes, "other", json_integer(c->nodes.other));
+    if (c->nodes.unknown)
+        json_object_set_new(nodes, "unknown", json_integer(c->nodes.unknown));
+    for (uint32_t i = 0; i < c->nepisodes; i++) {
+        const struct lg_episode *e = &r->episodes[i];
+        json_array_append_new(eps, json_pack("[o, o]", ms(e->lost_ns), e->back_ns < 0 ? json_null() : ms(e->back_ns)));
+    }
+    for (int k = 0; k < LG_ERR_COUNT; k++)
+        if (c->fail_kinds[k])
+            json_object_set_new(kinds, lg_err_name(k), json_integer(c->fail_kinds[k]));
+    json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:o, s:o}", "drops", (json_int_t)c->drops, "reconnected",
+                          (json_int_t)c->reconnected, "failed_attempts", (json_int_t)c->failed_attempts, "never_back",
+                          (json_int_t)c->never_back, "nodes", nodes, "away", hist_json(r->away));
+    json_object_set_new(j, "failed_kinds", kinds);
+    json_object_set_new(j, "episodes", eps);
+    json_object_set_new(j, "episodes_dropped", json_integer(c->episodes_dropped));
     return j;
 }
 
@@ -599,6 +696,20 @@ static json_t *verdict_json(const struct lg_result *r, json_t **thresholds)
                      "warnings", warnings);
 }
 
+/* --ack's histogram and counts: only with --ack, so other runs keep their shape. */
+static void acks_json(json_t *doc, const struct lg_result *r)
+{
+    if (r->opts->sio_ack && r->ack) {
+        const struct lg_acks *a = &r->acks;
+        json_object_set_new(doc, "ack", hist_json(r->ack));
+        json_object_set_new(doc, "acks",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "expected", (json_int_t)a->expected, "received",
+                                      (json_int_t)a->received, "late", (json_int_t)a->late, "missing",
+                                      (json_int_t)a->missing, "duplicate", (json_int_t)a->duplicate, "unknown",
+                                      (json_int_t)a->unknown));
+    }
+}
+
 static json_t *document(const struct lg_result *r)
 {
     char when[40];
@@ -613,6 +724,8 @@ static json_t *document(const struct lg_result *r)
     json_t *verdict = verdict_json(r, &thresholds);
     json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:o}", "schema", LG_JSON_SCHEMA, "version", r->version, "time", when,
                             "host", r->host, "options", options_json(r->opts));
+    json_object_set_new(json_object_get(doc, "options"), "reconnect", options_reconnect_json(r->opts));
+    json_object_set_new(doc, "start_unix_ms", json_real(r->start_unix_ms));
     if (r->plan)
         json_object_set_new(doc, "plan", plan_json(r->plan));
     json_object_set_new(doc, "phases",
@@ -630,15 +743,7 @@ static json_t *document(const struct lg_result *r)
     json_object_set_new(doc, "latency", hist_json(r->latency));
     json_object_set_new(doc, "connect", hist_json(r->connect));
     json_object_set_new(doc, "handshake", hist_json(r->handshake));
-    if (r->opts->sio_ack && r->ack) { /* only with --ack, so other runs keep their shape */
-        const struct lg_acks *a = &r->acks;
-        json_object_set_new(doc, "ack", hist_json(r->ack));
-        json_object_set_new(doc, "acks",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "expected", (json_int_t)a->expected, "received",
-                                      (json_int_t)a->received, "late", (json_int_t)a->late, "missing",
-                                      (json_int_t)a->missing, "duplicate", (json_int_t)a->duplicate, "unknown",
-                                      (json_int_t)a->unknown));
-    }
+    acks_json(doc, r);
     json_object_set_new(doc, "rounds", rounds);
     json_object_set_new(doc, "totals", totals_json(r));
     json_object_set_new(doc, "echoed", json_integer((json_int_t)r->echoed));
@@ -649,6 +754,8 @@ static json_t *document(const struct lg_result *r)
                             json_pack("{s:I, s:I, s:I, s:I}", "left", (json_int_t)r->churn_left, "rejoined",
                                       (json_int_t)r->churn_rejoined, "rejoin_failed", (json_int_t)r->churn_failed,
                                       "pending", (json_int_t)r->churn_pending));
+    if (r->opts->reconnect.enabled)
+        json_object_set_new(doc, "reconnect", reconnect_json(r));
     json_object_set_new(doc, "nodes", nodes);
     json_object_set_new(doc, "errors", errors);
     json_object_set_new(doc, "http_status", status);

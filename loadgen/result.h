@@ -55,9 +55,39 @@ const char *lg_err_name(enum lg_err k);
 #define LG_MAX_REASONS  32
 #define LG_MAX_WARNINGS 16
 
+/* Where clients landed: node names (from --node-header or --cookie) and how many each. */
+struct lg_nodes {
+    char names[LG_MAX_NODES][64];
+    uint32_t counts[LG_MAX_NODES];
+    int n;
+    uint32_t other, unknown; /* past LG_MAX_NODES names; neither header nor cookie */
+};
+
+/* --reconnect: one loss and its return, in ns since the run's zero (back_ns -1: never came back). */
+struct lg_episode {
+    int64_t lost_ns, back_ns;
+};
+
+#define LG_MAX_EPISODES 200000 /* listed in the JSON; the rest are only counted */
+
+/* --reconnect, over the whole run. */
+struct lg_recon {
+    uint32_t drops;           /* losses after connecting, every one */
+    uint32_t reconnected;     /* successful reconnects */
+    uint32_t failed_attempts; /* reconnect attempts that failed (by kind in fail_kinds) */
+    uint32_t never_back;      /* clients still away when the close began */
+    uint32_t fail_kinds[LG_ERR_COUNT];
+    uint32_t nepisodes;        /* entries in the episodes that follow (struct lg_result: episodes) */
+    uint32_t episodes_dropped; /* past LG_MAX_EPISODES */
+    struct lg_nodes nodes;     /* where reconnects landed */
+};
+
 struct lg_round {
     uint32_t emitted;    /* messages sent this round */
-    uint64_t expected;   /* deliveries due: every open receiver in each emitter's room */
+    bool emitter_gone;   /* an emitter was lost before sending: its message is owed to nobody */
+    uint64_t expected;   /* deliveries due: every receiver connected when a message was sent, in its room */
+    uint64_t missed;     /* missed_while_away: deliveries not due as the receiver was away when the message was
+                            sent, or was lost before it arrived */
     uint64_t received;   /* first arrivals before the deadline */
     uint64_t late;       /* first arrivals after it */
     uint64_t missing;    /* expected - received - late: never arrived */
@@ -117,11 +147,16 @@ struct lg_result {
     uint32_t churn_left, churn_rejoined, churn_failed, churn_pending;
 
     /* histograms, nanoseconds; never NULL after a run */
-    struct hist *connect;   /* TCP connect time */
-    struct hist *handshake; /* TLS (if any) + HTTP upgrade, from TCP up to the 101 */
-    struct hist *latency;   /* delivery latency: receive time - send time */
-    struct hist *ack;       /* --ack: from an emit to its ack */
-    struct lg_acks acks;    /* --ack */
+    struct hist *connect;        /* TCP connect time */
+    struct hist *handshake;      /* TLS (if any) + HTTP upgrade, from TCP up to the 101 */
+    struct hist *latency;        /* delivery latency: receive time - send time */
+    struct hist *ack;            /* --ack: from an emit to its ack */
+    struct lg_acks acks;         /* --ack */
+    struct hist *away;           /* --reconnect: from a loss to the new connection being usable */
+    struct lg_recon recon;       /* --reconnect */
+    struct lg_episode *episodes; /* recon.nepisodes, sorted by lost_ns */
+    uint32_t emitter_gone_rounds;
+    double start_unix_ms; /* CLOCK_REALTIME of the run's zero (every *_ns since the start counts from it) */
 
     /* rounds (opts->rounds entries, only the first rounds_run are meaningful) */
     struct lg_round *rounds;

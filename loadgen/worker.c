@@ -1,9 +1,16 @@
 /* A loadgen worker; see worker.h. The counting rules, which the report and the JSON schema rely on:
  *
- *  - Emitters are the clients 0 .. E-1 that are open when the rounds begin; each sends one message per round with
- *    seq = round. A client in room k hears from every open emitter in room k (but itself, unless --echo).
- *  - expected[r] is computed when round r starts, over this worker's open clients. A client lost during the round
- *    takes back what it had not yet received: its loss is counted as such, not as missing messages.
+ *  - Emitter slots are the clients 0 .. E-1 that are open when the rounds begin; each slot sends one message per
+ *    round with seq = round, from its emitter: the slot's first client, or after a loss the client the coordinator
+ *    handed it to (IPC_HANDOVER). A client in room k hears from every slot of room k (but its own, unless --echo).
+ *  - expected[r] is counted once round r's IPC_SENT says which slots really sent (a slot whose emitter was gone
+ *    sent nothing and is owed to nobody): for each message, every client of its room connected when it was sent
+ *    (open and owed the round), or lost since having received it. The others missed it while away (missed[r]):
+ *    lost (with or without --reconnect), reconnecting, or back too late for the round. A client lost during the
+ *    round gives back what it had not yet received, which becomes missed while away, never missing.
+ *  - --reconnect: a lost client is LC_FL_AWAY until a reconnect is usable; its attempts follow the backoff
+ *    (lg_backoff_ns) from the tick, and a usable one is owed from the next round that starts (OWED_PENDING, as a
+ *    --churn return). Its trackers are kept: a new connection's first seq is higher than any it saw.
  *  - A first arrival is "received" when its latency (arrival - send time) is within the deadline, else "late";
  *    "reordered" when a higher seq of the same emitter came first; a repeat is a "duplicate".
  *  - Deliveries are timed at the message's last byte.
@@ -35,6 +42,7 @@
 #include "common/hist.h"
 #include "common/log.h"
 #include "loadgen/client.h"
+#include "loadgen/httpc.h"
 #include "loadgen/ipc.h"
 #include "loadgen/payload.h"
 #include "loadgen/sio.h"
@@ -69,6 +77,21 @@ struct away {
     int64_t left_ns;
 };
 
+/* client id + 1 (0: empty) -> slot */
+struct emap_ent {
+    uint32_t key, slot;
+};
+
+/* --reconnect, per client: the loss being recovered from */
+struct recon {
+    int64_t due_ns, lost_ns; /* the next attempt; the loss (CLOCK_MONOTONIC) */
+    uint32_t attempt;        /* attempts failed since the loss */
+    int32_t ep;              /* its entry in W.eps, -1 past LG_MAX_EPISODES */
+    char *jar;               /* the cookies its connections were set (NULL: none), sent again by a reconnect */
+};
+
+#define RECON_JAR_MAX 384 /* as a polling session's jar */
+
 /* --ack: one emit waiting for its ack (sent_ns 0 once acked). */
 struct ack_slot {
     uint32_t round; /* the ack id; 0 = empty */
@@ -94,17 +117,26 @@ struct worker {
     uint32_t watch_next; /* socketio: where the next slice of the ping watchdog's sweep starts */
     int64_t last_tick_ns;
 
-    /* emitters: active[e] for e < E; slot_in_room[e] = its index among its room's active emitters */
+    /* emitters, by slot (ipc.h): active[s] for s < E; slot_in_room[s] = its index among its room's active slots
+     * (the tracker it uses); room_slots[room_first[k] ..] the active slots of room k in that order; emit_id[s] the
+     * client emitting for it now; emap: client id -> slot, for every client that emitted for one */
     uint8_t *active;
-    uint32_t *slot_in_room, *room_active; /* room_active[k]: active emitters in room k */
+    uint32_t *slot_in_room, *room_active; /* room_active[k]: active slots in room k */
+    uint32_t *room_first, *room_slots, *emit_id;
+    struct emap_ent *emap;
+    uint32_t emap_cap, emap_len;
+    /* the current round's IPC_SENT: sent[s], sent_room[k] slots of room k that sent, gone: those that could not */
+    uint8_t *sent;
+    uint32_t *sent_room, *gone, *tmp;
+    uint32_t ngone;
+    bool sent_known;
     struct lg_track *tracks;
     char *payload;
     char *frame; /* --protocol socketio: the EVENT packet carrying payload (one buffer, no allocation per send) */
     size_t frame_cap;
 
-    /* --ack: ACK_WINDOW slots per emitter of this worker (client index i < n_emit_here), the ack latency */
+    /* --ack: ACK_WINDOW entries per emitter slot, the ack latency */
     struct ack_slot *acks_out;
-    uint32_t n_emit_here;
     struct hist *ack_hist;
     struct lg_acks acks;
 
@@ -132,6 +164,16 @@ struct worker {
     uint32_t *late_open; /* each client's late first arrivals of open_round() */
     int64_t round_start; /* the coordinator's start of round cur */
     uint32_t churn_left, churn_rejoined, churn_failed;
+
+    /* --reconnect (see lg_worker_main's caller: t0 is the run's zero) */
+    struct recon *recon; /* W.n entries, only with --reconnect */
+    uint32_t *rq;        /* clients waiting for their next attempt (indices into W.clients) */
+    uint32_t nrq;
+    struct hist *away_hist;
+    struct lg_recon rstats;
+    struct lg_episode *eps;
+    uint32_t neps, eps_cap;
+    int64_t t0;
 
     /* self-monitoring */
     struct hist *lag;
@@ -179,18 +221,81 @@ static struct lg_client *client_of(uint32_t id)
     return id % W.count == W.index ? &W.clients[id / W.count] : NULL;
 }
 
-static bool is_emitter(const struct lg_client *c)
+/* The slot a client emitted for at some point, or -1. */
+static int32_t emap_find(uint32_t id)
 {
-    return c->id < W.o->emitters && W.active && W.active[c->id];
+    if (!W.emap_cap)
+        return -1;
+    for (uint32_t h = (id * 2654435761u) & (W.emap_cap - 1);; h = (h + 1) & (W.emap_cap - 1)) {
+        if (W.emap[h].key == id + 1)
+            return (int32_t)W.emap[h].slot;
+        if (!W.emap[h].key)
+            return -1;
+    }
 }
 
-/* What one open client should receive per round. */
-static uint32_t due_per_round(const struct lg_client *c)
+static void emap_put(uint32_t id, uint32_t slot);
+
+static void emap_insert(struct emap_ent *t, uint32_t cap, uint32_t key, uint32_t slot)
 {
-    uint32_t due = W.room_active ? W.room_active[c->room] : 0;
-    if (is_emitter(c) && !W.o->echo)
-        due--;
-    return due;
+    uint32_t h = ((key - 1) * 2654435761u) & (cap - 1);
+    while (t[h].key && t[h].key != key)
+        h = (h + 1) & (cap - 1);
+    t[h] = (struct emap_ent){.key = key, .slot = slot};
+}
+
+/* Record (or move) id's slot; the table stays at most half full. */
+static void emap_put(uint32_t id, uint32_t slot)
+{
+    if ((W.emap_len + 1) * 2 > W.emap_cap) {
+        uint32_t cap = W.emap_cap ? W.emap_cap * 2 : 64;
+        struct emap_ent *t = calloc(cap, sizeof *t);
+        if (!t)
+            die("out of memory for the emitters' map");
+        for (uint32_t i = 0; i < W.emap_cap; i++)
+            if (W.emap[i].key)
+                emap_insert(t, cap, W.emap[i].key, W.emap[i].slot);
+        free(W.emap);
+        W.emap = t;
+        W.emap_cap = cap;
+    }
+    W.emap_len += emap_find(id) < 0;
+    emap_insert(W.emap, W.emap_cap, id + 1, slot);
+}
+
+/* The slot c emits for now, or -1. */
+static int32_t own_slot(const struct lg_client *c)
+{
+    int32_t s = emap_find(c->id);
+    return s >= 0 && W.emit_id[s] == c->id ? s : -1;
+}
+
+static bool is_emitter(const struct lg_client *c)
+{
+    return own_slot(c) >= 0;
+}
+
+/* What c is due of the current round once IPC_SENT is known: the slots of its room that sent, but its own. */
+static uint32_t due_sent(const struct lg_client *c)
+{
+    if (!W.sent_room)
+        return 0;
+    uint32_t due = W.sent_room[c->room];
+    int32_t own = W.o->echo ? -1 : own_slot(c);
+    return due - (own >= 0 && W.sent[own]);
+}
+
+/* Of those, how many c has seen of round. */
+static uint32_t seen_sent(const struct lg_client *c, uint32_t round)
+{
+    uint32_t seen = 0, first = W.room_first[c->room];
+    int32_t own = W.o->echo ? -1 : own_slot(c);
+    for (uint32_t k = 0; k < W.room_active[c->room]; k++) {
+        uint32_t s = W.room_slots[first + k];
+        if (W.sent[s] && (int32_t)s != own)
+            seen += (uint32_t)lg_track_seen(&c->tracks[k], round);
+    }
+    return seen;
 }
 
 static uint32_t index_of(const struct lg_client *c)
@@ -236,17 +341,44 @@ static void excuse(struct lg_client *c, uint32_t round)
 
 /* ---- rounds ---- */
 
+/* For a gone slot: this worker's open client of its room that is not emitting, next after its emitter in id order
+ * (wrapping), or UINT32_MAX. */
+static uint32_t candidate(uint32_t slot)
+{
+    uint32_t room = room_of(slot), old = W.emit_id[slot], best = UINT32_MAX, bestd = UINT32_MAX;
+    for (uint32_t i = 0; i < W.n; i++) {
+        const struct lg_client *c = &W.clients[i];
+        if (c->room != room || c->state != LC_OPEN || c->id == old || is_emitter(c))
+            continue;
+        uint32_t d = c->id - old; /* unsigned: wraps */
+        if (d < bestd) {
+            bestd = d;
+            best = c->id;
+        }
+    }
+    return best;
+}
+
 static void round_done(bool timed_out)
 {
     if (!W.pending)
         return;
     W.pending = false;
     ev_timer_stop(W.loop, &W.deadline);
-    struct ipc_round_done d = {
-        .round = W.cur, .timed_out = timed_out, .first_send_ns = W.first_send, .last_arrival_ns = W.last_arrival};
+    uint32_t ncand = W.sent_known ? W.ngone : 0;
+    struct ipc_round_done d = {.round = W.cur,
+                               .timed_out = timed_out,
+                               .first_send_ns = W.first_send,
+                               .last_arrival_ns = W.last_arrival,
+                               .ncand = ncand};
     struct buf b = {0};
     if (buf_append(&b, &d, sizeof d) < 0 || ipc_put_hist(&b, W.lat) < 0)
         die("out of memory");
+    for (uint32_t i = 0; i < ncand; i++) {
+        uint32_t id = candidate(W.gone[i]);
+        if (buf_append(&b, &id, sizeof id) < 0)
+            die("out of memory");
+    }
     send_or_die(IPC_ROUND_DONE, buf_head(&b), buf_len(&b));
     buf_free(&b);
     hist_reset(W.lat);
@@ -259,7 +391,7 @@ static void round_done(bool timed_out)
 static void round_check(void)
 {
     struct ipc_round_count *r = &W.rc[W.cur];
-    if (W.pending && r->received + r->late >= r->expected)
+    if (W.pending && W.sent_known && r->received + r->late >= r->expected)
         round_done(false);
 }
 
@@ -271,7 +403,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* Socket.IO: the payload as the event's argument, a JSON string (numbers stay exact), or with --binary as the one
  * attachment of a binary event; with --ack the round is the ack id. */
-static void emit_sio(struct lg_client *c, const struct lg_msg *m)
+static int emit_sio(struct lg_client *c, uint32_t slot, const struct lg_msg *m)
 {
     const struct lg_opts *o = W.o;
     int64_t ack = o->sio_ack ? (int64_t)m->round : -1;
@@ -279,16 +411,18 @@ static void emit_sio(struct lg_client *c, const struct lg_msg *m)
                      ? sio_encode_binary_event(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack)
                      : sio_encode_emit(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack, W.payload, o->payload);
     if (lg_client_emit(&W.eng, c, W.frame, len, o->binary ? W.payload : NULL, o->payload) < 0)
-        return;
+        return -1;
     W.rc[m->round].emitted++;
     if (!o->sio_ack)
-        return;
-    W.acks_out[(size_t)index_of(c) * ACK_WINDOW + m->round % ACK_WINDOW] =
+        return 0;
+    W.acks_out[(size_t)slot * ACK_WINDOW + m->round % ACK_WINDOW] =
         (struct ack_slot){.round = m->round, .sent_ns = m->send_ns};
     W.acks.expected++;
+    return 0;
 }
 
-static void emit(struct lg_client *c, uint32_t round)
+/* c sends slot's message of round: 0, or -1 when it was lost instead (ops.lost has run). */
+static int emit(struct lg_client *c, uint32_t slot, uint32_t round)
 {
     struct lg_msg m = {.emitter = c->id, .round = round, .seq = round, .send_ns = now_ns()};
     lg_payload_encode(&m, W.payload, W.o->payload);
@@ -296,12 +430,12 @@ static void emit(struct lg_client *c, uint32_t round)
         W.first_send = m.send_ns;
     const char *data = W.payload;
     size_t len = W.o->payload;
-    if (W.frame) {
-        emit_sio(c, &m);
-        return;
-    }
-    if (lg_client_send(&W.eng, c, W.o->binary ? WS_OP_BINARY : WS_OP_TEXT, data, len) == 0)
-        W.rc[round].emitted++;
+    if (W.frame)
+        return emit_sio(c, slot, &m);
+    if (lg_client_send(&W.eng, c, W.o->binary ? WS_OP_BINARY : WS_OP_TEXT, data, len) < 0)
+        return -1;
+    W.rc[round].emitted++;
+    return 0;
 }
 
 /* A return pending when round starts here: owed it if it opened before the round's start, else from the next one
@@ -310,20 +444,59 @@ static void emit(struct lg_client *c, uint32_t round)
 static void settle(struct lg_client *c, uint32_t round)
 {
     bool in_time = W.opened_ns[index_of(c)] < W.round_start;
-    if (c->state != LC_OPEN) {
-        if (in_time)
-            W.rc[round].expected += got_of(c, round);
-        else
-            excuse(c, round);
-        c->owed = OWED_NONE;
-        return;
-    }
-    c->owed = in_time ? round : round + 1;
+    /* one lost again keeps, for IPC_SENT to count, the round it would have been owed */
+    c->owed = in_time ? round : c->state == LC_OPEN ? round + 1 : OWED_NONE;
     if (!in_time)
         excuse(c, round);
 }
 
 static void start_churn(void);
+
+static void account_round(uint32_t round)
+{
+    uint64_t expected = 0, missed = 0;
+    for (uint32_t i = 0; i < W.n; i++) {
+        const struct lg_client *c = &W.clients[i];
+        uint32_t due = due_sent(c);
+        if (!due)
+            continue;
+        if (c->state == LC_OPEN) {
+            if (owed(c, round))
+                expected += due;
+            else if (!W.o->churn) /* a reconnect not there when the round began; a --churn return is churn's */
+                missed += due;
+        } else if (c->flags & LC_FL_AWAY) {
+            uint32_t seen = owed(c, round) ? seen_sent(c, round) : 0;
+            expected += seen;
+            missed += due - seen;
+        }
+    }
+    W.rc[round].expected += expected;
+    W.rc[round].missed += missed;
+}
+
+/* The slots whose emitter is here send; the coordinator hears which did (IPC_EMITTED). An emitter that is away, or
+ * whose connection turns out to be over already, sends nothing: its slot is gone for this round. */
+static void emit_round(uint32_t round)
+{
+    uint32_t nsent = 0, ngone = 0, E = W.o->emitters;
+    for (uint32_t s = 0; s < E; s++) {
+        if (!W.active[s] || W.emit_id[s] % W.count != W.index)
+            continue;
+        struct lg_client *c = client_of(W.emit_id[s]);
+        if (c && lg_client_alive(&W.eng, c) && emit(c, s, round) == 0)
+            W.tmp[nsent++] = s;
+        else
+            W.tmp[E - 1 - ngone++] = s; /* from the end: the two lists cannot meet (at most E in all) */
+    }
+    struct ipc_sent h = {.round = round, .n_sent = nsent, .n_gone = ngone};
+    struct buf b = {0};
+    if (buf_append(&b, &h, sizeof h) < 0 || buf_append(&b, W.tmp, nsent * sizeof *W.tmp) < 0 ||
+        buf_append(&b, W.tmp + E - ngone, ngone * sizeof *W.tmp) < 0)
+        die("out of memory");
+    send_or_die(IPC_EMITTED, buf_head(&b), buf_len(&b));
+    buf_free(&b);
+}
 
 static void on_round(uint32_t round, int64_t start_ns)
 {
@@ -338,23 +511,44 @@ static void on_round(uint32_t round, int64_t start_ns)
     W.cur = round;
     W.round_start = start_ns;
     W.pending = true;
+    W.sent_known = false;
     W.first_send = W.last_arrival = 0;
-    uint64_t expected = 0;
-    for (uint32_t i = 0; i < W.n; i++) {
-        struct lg_client *c = &W.clients[i];
-        if (c->owed == OWED_PENDING)
-            settle(c, round);
-        if (c->state == LC_OPEN && owed(c, round))
-            expected += due_per_round(c);
-    }
-    W.rc[round].expected += expected;
-    for (uint32_t e = W.index; e < W.o->emitters; e += W.count) {
-        struct lg_client *c = client_of(e);
-        if (c && c->state == LC_OPEN && W.active[e])
-            emit(c, round);
-    }
+    for (uint32_t i = 0; i < W.n; i++)
+        if (W.clients[i].owed == OWED_PENDING)
+            settle(&W.clients[i], round);
+    emit_round(round);
     ev_timer_set(&W.deadline, (double)W.o->deadline_ns / 1e9, 0);
-    ev_timer_start(W.loop, &W.deadline);
+    ev_timer_start(W.loop, &W.deadline); /* the round is judged once IPC_SENT says what it owes */
+}
+
+/* IPC_SENT: what round owes. Each client of a slot's room but its emitter is owed the slot's message if it was
+ * connected when it was sent (open and owed the round), or lost since having received it; else it missed it while
+ * away. A client lost later in the round gives back what it had not received (on_lost). */
+static void on_sent(const char *body, size_t len)
+{
+    struct ipc_sent h;
+    if (len < sizeof h || !W.sent)
+        die("bad sent message");
+    memcpy(&h, body, sizeof h);
+    if (h.n_sent > W.o->emitters || h.n_gone > W.o->emitters ||
+        len != sizeof h + ((size_t)h.n_sent + h.n_gone) * sizeof(uint32_t))
+        die("bad sent message");
+    if (h.round != W.cur || !W.pending)
+        return; /* a round this worker already closed (its deadline): nothing is owed any more */
+    memset(W.sent, 0, W.o->emitters);
+    memset(W.sent_room, 0, lg_room_count(W.o) * sizeof *W.sent_room);
+    for (uint32_t i = 0; i < h.n_sent; i++) {
+        uint32_t slot;
+        memcpy(&slot, body + sizeof h + (size_t)i * sizeof slot, sizeof slot);
+        if (slot >= W.o->emitters || !W.active[slot])
+            die("bad slot %u in a sent message", slot);
+        W.sent[slot] = 1;
+        W.sent_room[room_of(slot)]++;
+    }
+    W.ngone = h.n_gone;
+    memcpy(W.gone, body + sizeof h + (size_t)h.n_sent * sizeof(uint32_t), (size_t)h.n_gone * sizeof(uint32_t));
+    W.sent_known = true;
+    account_round(h.round);
     round_check();
 }
 
@@ -370,8 +564,8 @@ static void on_message(struct lg_client *c, const char *head, size_t head_len, u
         return;
     }
     /* Ours but impossible here: garbled, from nobody we know, or from another room (a leak between rooms). */
-    if (rc < 0 || m.round == 0 || m.round > W.o->rounds || m.emitter >= W.o->emitters || !W.active ||
-        !W.active[m.emitter] || room_of(m.emitter) != c->room) {
+    int32_t slot = rc < 0 || m.emitter >= W.o->clients ? -1 : emap_find(m.emitter);
+    if (rc < 0 || m.round == 0 || m.round > W.o->rounds || slot < 0 || room_of(m.emitter) != c->room) {
         W.corrupt++;
         return;
     }
@@ -380,7 +574,7 @@ static void on_message(struct lg_client *c, const char *head, size_t head_len, u
         return;
     }
     struct ipc_round_count *r = &W.rc[m.round];
-    switch (lg_track_see(&c->tracks[W.slot_in_room[m.emitter]], m.seq)) {
+    switch (lg_track_see(&c->tracks[W.slot_in_room[slot]], m.seq)) {
     case LG_TRACK_DUPLICATE: r->duplicate++; return;
     case LG_TRACK_STALE:
     case LG_TRACK_INVALID: r->late++; return;
@@ -408,9 +602,9 @@ static void on_message(struct lg_client *c, const char *head, size_t head_len, u
 /* --ack: the ack id of one of c's emits came back (see the top of the file). */
 static void on_ack(struct lg_client *c, int64_t id, int64_t now)
 {
-    uint32_t i = index_of(c);
-    struct ack_slot *s = i < W.n_emit_here && id > 0 && id <= W.o->rounds
-                             ? &W.acks_out[(size_t)i * ACK_WINDOW + (uint64_t)id % ACK_WINDOW]
+    int32_t slot = own_slot(c);
+    struct ack_slot *s = slot >= 0 && id > 0 && id <= W.o->rounds
+                             ? &W.acks_out[(size_t)slot * ACK_WINDOW + (uint64_t)id % ACK_WINDOW]
                              : NULL;
     if (!s || s->round != (uint64_t)id) {
         W.acks.unknown++;
@@ -432,10 +626,10 @@ static void on_ack(struct lg_client *c, int64_t id, int64_t now)
 /* --ack: a lost emitter's acks still due are not expected any more. */
 static void excuse_acks(const struct lg_client *c)
 {
-    uint32_t i = index_of(c);
-    if (i >= W.n_emit_here)
+    int32_t slot = own_slot(c);
+    if (slot < 0)
         return;
-    for (struct ack_slot *s = &W.acks_out[(size_t)i * ACK_WINDOW], *end = s + ACK_WINDOW; s < end; s++) {
+    for (struct ack_slot *s = &W.acks_out[(size_t)slot * ACK_WINDOW], *end = s + ACK_WINDOW; s < end; s++) {
         W.acks.expected -= s->round && s->sent_ns;
         *s = (struct ack_slot){0};
     }
@@ -457,8 +651,129 @@ static void on_rejoined(struct lg_client *c)
     W.churn_rejoined++;
 }
 
+/* ---- --reconnect ---- */
+
+/* Uniform in [0, 1): the backoff's jitter (xorshift64*, seeded per worker; spread, not secrecy). */
+static double unit_rand(void)
+{
+    static uint64_t x;
+    if (!x)
+        x = ((uint64_t)now_ns() ^ ((uint64_t)getpid() << 32)) | 1;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0; /* 53 bits */
+}
+
+/* c's next attempt after `attempt` failed ones, at the backoff's delay from now. */
+static void recon_queue(struct lg_client *c, uint32_t attempt)
+{
+    struct recon *r = &W.recon[index_of(c)];
+    r->attempt = attempt;
+    r->due_ns = now_ns() + lg_backoff_ns(&W.o->reconnect, attempt, unit_rand());
+    W.rq[W.nrq++] = index_of(c); /* a client is queued at most once: only an away one, between attempts */
+}
+
+/* A loss: an episode begins, and with --reconnect the first attempt is queued. */
+static void recon_loss(struct lg_client *c)
+{
+    if (!W.recon)
+        return;
+    int64_t now = now_ns();
+    struct recon *r = &W.recon[index_of(c)];
+    W.rstats.drops++;
+    r->lost_ns = now;
+    r->ep = -1;
+    if (W.neps == LG_MAX_EPISODES) {
+        W.rstats.episodes_dropped++;
+    } else {
+        if (W.neps == W.eps_cap) {
+            W.eps_cap = W.eps_cap ? W.eps_cap * 2 : 64;
+            W.eps = realloc(W.eps, W.eps_cap * sizeof *W.eps);
+            if (!W.eps)
+                die("out of memory for the reconnect episodes");
+        }
+        W.eps[W.neps] = (struct lg_episode){.lost_ns = now - W.t0, .back_ns = -1};
+        r->ep = (int32_t)W.neps++;
+    }
+    if (W.phase == WP_CONNECT || W.phase == WP_READY)
+        recon_queue(c, 0);
+}
+
+/* Start the attempts that are due, while handshake slots are free. Each goes to the next URL of the list after a
+ * failed one (one URL: through the balancer, always that one). */
+static void recon_pump(void)
+{
+    int64_t now = now_ns();
+    for (uint32_t k = 0; k < W.nrq && (W.phase == WP_CONNECT || W.phase == WP_READY);) {
+        struct lg_client *c = &W.clients[W.rq[k]];
+        struct recon *r = &W.recon[W.rq[k]];
+        if (r->due_ns > now || !lg_engine_has_slot(&W.eng)) {
+            k++;
+            continue;
+        }
+        W.rq[k] = W.rq[--W.nrq];
+        c->flags |= LC_FL_REJOIN | LC_FL_RECON;
+        c->owed = OWED_PENDING; /* what it hears before it is settled is not owed */
+        W.opened_ns[index_of(c)] = INT64_MAX;
+        c->target = (uint8_t)((c->id + r->attempt) % (uint32_t)W.o->ntargets);
+        lg_client_start(&W.eng, c); /* on_opened or on_failed follow, maybe at once */
+    }
+}
+
+/* Kept at its length: a sticky cookie is a few bytes, and a million clients may each have one. */
+static void on_set_cookie(struct lg_client *c, const char *value, size_t len)
+{
+    struct recon *r = &W.recon[index_of(c)];
+    char jar[RECON_JAR_MAX] = "";
+    if (r->jar)
+        memcpy(jar, r->jar, strlen(r->jar) + 1);
+    if (httpc_jar_set(jar, sizeof jar, value, len) < 0)
+        return; /* not name=value, or a full jar: it keeps what it has */
+    char *grown = realloc(r->jar, strlen(jar) + 1);
+    if (!grown)
+        die("out of memory for a cookie jar");
+    r->jar = memcpy(grown, jar, strlen(jar) + 1);
+}
+
+static const char *kept_cookies(struct lg_client *c)
+{
+    return W.recon[index_of(c)].jar;
+}
+
+/* A reconnect is usable (its 101, or the namespace's CONNECT reply): owed from the next round that starts. */
+static void on_reconnected(struct lg_client *c)
+{
+    int64_t now = now_ns();
+    uint32_t i = index_of(c);
+    c->flags &= (uint8_t) ~(LC_FL_REJOIN | LC_FL_RECON | LC_FL_AWAY);
+    c->owed = OWED_PENDING;
+    W.opened_ns[i] = now;
+    W.late_open[i] = 0;
+    W.rstats.reconnected++;
+    hist_record(W.away_hist, now - W.recon[i].lost_ns);
+    if (W.recon[i].ep >= 0)
+        W.eps[W.recon[i].ep].back_ns = now - W.t0;
+}
+
+static void on_recon_failed(struct lg_client *c)
+{
+    const struct lg_reconnect *o = &W.o->reconnect;
+    uint32_t attempt = W.recon[index_of(c)].attempt + 1;
+    c->flags &= (uint8_t) ~(LC_FL_REJOIN | LC_FL_RECON);
+    c->owed = OWED_NONE;
+    W.rstats.failed_attempts++;
+    if ((o->attempts && attempt >= o->attempts) || (W.phase != WP_CONNECT && W.phase != WP_READY))
+        return; /* given up: it stays away */
+    recon_queue(c, attempt);
+}
+
 static void on_opened(struct lg_client *c)
 {
+    if (c->flags & LC_FL_RECON) {
+        on_reconnected(c);
+        return;
+    }
     if (c->flags & LC_FL_REJOIN) {
         on_rejoined(c);
         return;
@@ -469,6 +784,10 @@ static void on_opened(struct lg_client *c)
 
 static void on_failed(struct lg_client *c)
 {
+    if (c->flags & LC_FL_RECON) {
+        on_recon_failed(c);
+        return;
+    }
     if (c->flags & LC_FL_REJOIN) { /* counted by kind already; it stays gone, owed nothing (OWED_NONE) */
         c->flags &= (uint8_t)~LC_FL_REJOIN;
         W.rc[W.cur].rejoin_failed++;
@@ -479,11 +798,15 @@ static void on_failed(struct lg_client *c)
     connect_progress();
 }
 
-/* An open client was lost: what it had not received of the current round is no longer due (between rounds: what it
- * already got of the next one is, since that round will not count it when it starts). */
+/* An open client was lost: what it had not received of the current round is no longer due but missed while away;
+ * rounds whose IPC_SENT comes later count it as away (what it got of them before the loss stays due). */
 static void on_lost(struct lg_client *c)
 {
-    W.dropped++; /* also in the connect phase: it did connect, so connected + failed still adds up */
+    /* also in the connect phase: it did connect, so connected + failed still adds up; with --reconnect once a
+     * client (reconnect.drops counts every loss) */
+    if (!W.recon || !(c->flags & LC_FL_DROPPED))
+        W.dropped++;
+    c->flags |= LC_FL_DROPPED;
     if (W.acks_out)
         excuse_acks(c);
     if (c->flags & LC_FL_LEAVING) {
@@ -492,21 +815,13 @@ static void on_lost(struct lg_client *c)
         back_soon();
         return;
     }
-    if (!W.room_active || c->owed == OWED_PENDING) /* a pending return is settled when the round starts */
+    c->flags |= LC_FL_AWAY;
+    recon_loss(c);
+    if (!W.tracks || !W.pending || !W.sent_known || !owed(c, W.cur))
         return;
-    if (!W.pending) {
-        if (W.cur < W.o->rounds && owed(c, W.cur + 1))
-            W.rc[W.cur + 1].expected += got_of(c, W.cur + 1);
-        return;
-    }
-    if (!owed(c, W.cur))
-        return;
-    uint32_t emitters_here = W.room_active[c->room], unseen = 0;
-    for (uint32_t k = 0; k < emitters_here; k++)
-        unseen += !lg_track_seen(&c->tracks[k], W.cur);
-    if (is_emitter(c) && !W.o->echo && !lg_track_seen(&c->tracks[W.slot_in_room[c->id]], W.cur))
-        unseen--; /* its own message was never due */
+    uint32_t unseen = due_sent(c) - seen_sent(c, W.cur);
     W.rc[W.cur].expected -= unseen;
+    W.rc[W.cur].missed += unseen;
     round_check();
 }
 
@@ -593,11 +908,14 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         hist_record(W.lag, late > 0 ? late : 0);
     W.last_tick_ns = now;
     watch_pings(now);
+    if (W.nrq)
+        recon_pump();
     if (++W.ticks % TICKS_PER_REPORT == 0 && W.phase != WP_DONE) {
         const uint32_t *k = W.eng.err_counts;
         struct ipc_progress p = {.connected = W.connected,
                                  .failed = W.failed,
-                                 .dropped = W.dropped,
+                                 /* with --reconnect those away now: the progress line's open count */
+                                 .dropped = W.recon ? W.rstats.drops - W.rstats.reconnected : W.dropped,
                                  .closed = W.closes_done,
                                  .close_errors = k[LG_ERR_CLOSE] + k[LG_ERR_CLOSE_TIMEOUT]};
         send_or_die(IPC_PROGRESS, &p, sizeof p);
@@ -614,23 +932,46 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- emitters and tracking ---- */
 
-/* The coordinator's list of open emitters: who sends, and one tracker per (client, emitter of its room). */
+/* The per-slot arrays, once the active slots are known. */
+static void alloc_slots(uint32_t rooms)
+{
+    uint32_t E = W.o->emitters;
+    W.active = calloc(E, 1);
+    W.slot_in_room = calloc(E, sizeof *W.slot_in_room);
+    W.room_active = calloc(rooms, sizeof *W.room_active);
+    W.room_first = calloc(rooms, sizeof *W.room_first);
+    W.room_slots = calloc(E, sizeof *W.room_slots);
+    W.emit_id = calloc(E, sizeof *W.emit_id);
+    W.sent = calloc(E, 1);
+    W.sent_room = calloc(rooms, sizeof *W.sent_room);
+    W.gone = calloc(E, sizeof *W.gone);
+    W.tmp = calloc(E, sizeof *W.tmp);
+    if (!W.active || !W.slot_in_room || !W.room_active || !W.room_first || !W.room_slots || !W.emit_id || !W.sent ||
+        !W.sent_room || !W.gone || !W.tmp)
+        die("out of memory for %u emitters", E);
+}
+
+/* The coordinator's list of open emitters: the slots, who sends for each at first, and one tracker per (client,
+ * slot of its room). */
 static void on_emitters(const char *body, uint32_t n)
 {
     uint32_t rooms = lg_room_count(W.o);
-    W.active = calloc(W.o->emitters, 1);
-    W.slot_in_room = calloc(W.o->emitters, sizeof *W.slot_in_room);
-    W.room_active = calloc(rooms, sizeof *W.room_active);
-    if (!W.active || !W.slot_in_room || !W.room_active)
-        die("out of memory for %u emitters", W.o->emitters);
+    alloc_slots(rooms);
     for (uint32_t i = 0; i < n; i++) {
         uint32_t id; /* copied out: the body need not be aligned for uint32_t */
         memcpy(&id, body + (size_t)i * sizeof id, sizeof id);
-        if (id >= W.o->emitters)
+        if (id >= W.o->emitters || W.active[id])
             die("bad emitter id %u", id);
         W.active[id] = 1;
+        W.emit_id[id] = id;
+        emap_put(id, id);
         W.slot_in_room[id] = W.room_active[room_of(id)]++;
     }
+    for (uint32_t k = 1; k < rooms; k++)
+        W.room_first[k] = W.room_first[k - 1] + W.room_active[k - 1];
+    for (uint32_t s = 0; s < W.o->emitters; s++)
+        if (W.active[s])
+            W.room_slots[W.room_first[room_of(s)] + W.slot_in_room[s]] = s;
     size_t total = 0;
     for (uint32_t i = 0; i < W.n; i++)
         total += W.room_active[W.clients[i].room];
@@ -641,6 +982,22 @@ static void on_emitters(const char *body, uint32_t n)
     for (uint32_t i = 0; i < W.n; i++) {
         W.clients[i].tracks = W.tracks + total;
         total += W.room_active[W.clients[i].room];
+    }
+}
+
+/* IPC_HANDOVER: a slot whose emitter was gone has a new one, a client of the same room. */
+static void on_handover(const char *body, size_t len)
+{
+    if (len % (2 * sizeof(uint32_t)) || !W.active)
+        die("bad handover message");
+    for (size_t off = 0; off < len; off += 2 * sizeof(uint32_t)) {
+        uint32_t slot, id;
+        memcpy(&slot, body + off, sizeof slot);
+        memcpy(&id, body + off + sizeof slot, sizeof id);
+        if (slot >= W.o->emitters || !W.active[slot] || id >= W.o->clients || room_of(id) != room_of(slot))
+            die("bad handover %u -> %u", slot, id);
+        W.emit_id[slot] = id;
+        emap_put(id, slot);
     }
 }
 
@@ -698,8 +1055,8 @@ static void leave(struct lg_client *c)
 {
     uint32_t round = open_round();
     if (round <= W.o->rounds && owed(c, round)) {
-        if (W.pending) /* counted when the round started; the next one has not counted it yet */
-            W.rc[round].expected -= due_per_round(c);
+        if (W.pending && W.sent_known) /* counted by IPC_SENT; a round not yet sent will not count it */
+            W.rc[round].expected -= due_sent(c);
         excuse(c, round);
     }
     c->owed = OWED_NONE;
@@ -770,9 +1127,8 @@ static void send_final(void)
                             .dropped = W.dropped,
                             .closed_clean = W.closed_clean,
                             .nstatus = e->nstatus,
-                            .nnodes = e->nnodes,
-                            .nodes_other = e->nodes_other,
-                            .nodes_unknown = e->nodes_unknown,
+                            .nodes = e->nodes,
+                            .recon = W.rstats,
                             .echoed = W.echoed,
                             .foreign = W.foreign,
                             .corrupt = W.corrupt,
@@ -786,8 +1142,9 @@ static void send_final(void)
     memcpy(f->err_example, e->err_example, sizeof f->err_example);
     memcpy(f->status_codes, e->status_codes, sizeof f->status_codes);
     memcpy(f->status_counts, e->status_counts, sizeof f->status_counts);
-    memcpy(f->node_names, e->node_names, sizeof f->node_names);
-    memcpy(f->node_counts, e->node_counts, sizeof f->node_counts);
+    f->recon.nodes = e->recon_nodes;
+    memcpy(f->recon.fail_kinds, e->recon_fail, sizeof f->recon.fail_kinds);
+    f->recon.nepisodes = W.neps;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     f->self = (struct lg_worker_self){
@@ -801,12 +1158,13 @@ static void send_final(void)
     };
     f->acks = W.acks;
     struct buf tail = {0};
-    if (ipc_put_hist(&tail, W.lat) < 0 || ipc_put_hist(&tail, W.ack_hist) < 0)
+    if (ipc_put_hist(&tail, W.lat) < 0 || ipc_put_hist(&tail, W.ack_hist) < 0 || ipc_put_hist(&tail, W.away_hist) < 0)
         die("out of memory");
-    struct iovec parts[3] = {{.iov_base = f, .iov_len = sizeof *f},
+    struct iovec parts[4] = {{.iov_base = f, .iov_len = sizeof *f},
                              {.iov_base = W.rc + 1, .iov_len = W.o->rounds * sizeof *W.rc},
-                             {.iov_base = buf_head(&tail), .iov_len = buf_len(&tail)}};
-    if (ipc_sendv(W.fd, IPC_FINAL, parts, 3) < 0)
+                             {.iov_base = buf_head(&tail), .iov_len = buf_len(&tail)},
+                             {.iov_base = W.eps, .iov_len = W.neps * sizeof *W.eps}};
+    if (ipc_sendv(W.fd, IPC_FINAL, parts, 4) < 0)
         _exit(1);
     buf_free(&tail);
     free(f);
@@ -868,6 +1226,9 @@ static void on_close(void)
     round_done(true);
     ev_timer_stop(W.loop, &W.churn_tick);
     ev_timer_stop(W.loop, &W.back); /* who is away now stays away: pending */
+    W.nrq = 0;                      /* and so does a client lost (--reconnect): never back */
+    for (uint32_t i = 0; i < W.n; i++)
+        W.rstats.never_back += (W.clients[i].flags & LC_FL_AWAY) != 0;
     if (W.cur) {
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
@@ -907,6 +1268,8 @@ static void on_ipc_message(const struct ipc_hdr *h, const char *body)
         memcpy(&round, body, sizeof round);
         on_round(round.round, round.start_ns);
         break;
+    case IPC_SENT: on_sent(body, h->len); break;
+    case IPC_HANDOVER: on_handover(body, h->len); break;
     case IPC_CLOSE: on_close(); break;
     default: die("unknown message %u from the coordinator", h->type);
     }
@@ -926,6 +1289,25 @@ static void on_ipc(struct ev_loop *loop, ev_io *w, int revents)
         die("garbled message from the coordinator");
 }
 
+/* What --churn's returns and --reconnect's attempts keep per client. */
+static void alloc_returns(const struct lg_opts *o, uint32_t w)
+{
+    size_t n = W.n ? W.n : 1;
+    if (o->churn || o->reconnect.enabled) {
+        W.away = calloc(n, sizeof *W.away);
+        W.opened_ns = calloc(n, sizeof *W.opened_ns);
+        W.late_open = calloc(n, sizeof *W.late_open);
+        if (!W.away || !W.opened_ns || !W.late_open)
+            die("worker %u: out of memory for churning %u clients", w, W.n);
+    }
+    if (o->reconnect.enabled) {
+        W.recon = calloc(n, sizeof *W.recon);
+        W.rq = calloc(n, sizeof *W.rq);
+        if (!W.recon || !W.rq)
+            die("worker %u: out of memory for reconnecting %u clients", w, W.n);
+    }
+}
+
 static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd)
 {
     char err[256];
@@ -941,16 +1323,16 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
     W.lat = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     W.lag = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     W.ack_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    W.away_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     if (o->protocol == LG_PROTO_SOCKETIO) {
         W.frame_cap = sio_event_max(strlen(o->sio_nsp), strlen(o->sio_event), o->payload);
         W.frame = malloc(W.frame_cap);
-        W.n_emit_here = w < o->emitters ? (o->emitters - w + nworkers - 1) / nworkers : 0;
-        if (o->sio_ack)
-            W.acks_out = calloc(W.n_emit_here ? (size_t)W.n_emit_here * ACK_WINDOW : 1, sizeof *W.acks_out);
+        if (o->sio_ack) /* per slot: any client may come to emit for one (a hand-over) */
+            W.acks_out = calloc((size_t)o->emitters * ACK_WINDOW, sizeof *W.acks_out);
         if (!W.frame || (o->sio_ack && !W.acks_out))
             die("worker %u: out of memory", w);
     }
-    if (!W.loop || !W.clients || !W.rc || !W.payload || !W.lat || !W.lag || !W.ack_hist)
+    if (!W.loop || !W.clients || !W.rc || !W.payload || !W.lat || !W.lag || !W.ack_hist || !W.away_hist)
         die("worker %u: out of memory for %u clients", w, W.n);
     uint32_t inflight = o->max_inflight / nworkers + (w < o->max_inflight % nworkers);
     W.close_cap = inflight ? inflight : 1;
@@ -962,19 +1344,17 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
                                        .lost = on_lost,
                                        .closed = on_closed,
                                        .ack = on_ack};
+    if (o->reconnect.enabled) {
+        W.eng.ops.set_cookie = on_set_cookie;
+        W.eng.ops.cookies = kept_cookies;
+    }
     for (uint32_t i = 0; i < W.n; i++) {
         struct lg_client *c = &W.clients[i];
         c->id = i * nworkers + w;
         c->room = room_of(c->id);
         c->target = (uint8_t)(c->id % (uint32_t)o->ntargets);
     }
-    if (o->churn) {
-        W.away = calloc(W.n ? W.n : 1, sizeof *W.away);
-        W.opened_ns = calloc(W.n ? W.n : 1, sizeof *W.opened_ns);
-        W.late_open = calloc(W.n ? W.n : 1, sizeof *W.late_open);
-        if (!W.away || !W.opened_ns || !W.late_open)
-            die("worker %u: out of memory for churning %u clients", w, W.n);
-    }
+    alloc_returns(o, w);
     ev_timer_init(&W.churn_tick, on_churn, 0, 0);
     ev_timer_init(&W.back, on_back, 0, 0);
     W.rate = o->connect_rate / nworkers;
@@ -986,8 +1366,9 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
     ev_timer_init(&W.deadline, on_deadline, 0, 0);
 }
 
-int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd)
+int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd, int64_t t0)
 {
+    W.t0 = t0;
     setup(o, w, nworkers, fd);
     connect_progress();
     ev_run(W.loop, 0);
@@ -1003,6 +1384,20 @@ int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int f
     free(W.active);
     free(W.slot_in_room);
     free(W.room_active);
+    free(W.room_first);
+    free(W.room_slots);
+    free(W.emit_id);
+    free(W.emap);
+    free(W.sent);
+    free(W.sent_room);
+    free(W.gone);
+    free(W.tmp);
+    for (uint32_t i = 0; W.recon && i < W.n; i++)
+        free(W.recon[i].jar);
+    free(W.recon);
+    free(W.rq);
+    free(W.eps);
+    hist_free(W.away_hist);
     free(W.tracks);
     free(W.away);
     free(W.opened_ns);

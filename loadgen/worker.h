@@ -8,7 +8,8 @@
 
 #include <stdint.h>
 
-/* Run worker w of W until the coordinator says close (or goes away). Returns the process exit status. */
-int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd);
+/* Run worker w of W until the coordinator says close (or goes away); t0 is the run's zero (CLOCK_MONOTONIC ns), which
+ * the reconnect episodes count from. Returns the process exit status. */
+int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd, int64_t t0);
 
 #endif

@@ -55,10 +55,12 @@ def ws_url(node, path="/ws"):
     return f"ws://{h.HOST}:{node.port}{path}"
 
 
-# The shape of a report without --churn, as it was before --churn existed.
+# The shape of a report without --churn, as it was before --churn existed (plus the accounting of losses, which
+# every run has).
 ROUND_KEYS = {"round", "emitted", "expected", "received", "late", "missing", "duplicate", "reordered", "start_ms",
-              "duration_ms", "timed_out", "p50_ms", "p99_ms", "max_ms"}
-TOTAL_KEYS = {"emitted", "expected", "received", "late", "missing", "duplicate", "reordered", "delivery"}
+              "duration_ms", "timed_out", "p50_ms", "p99_ms", "max_ms", "missed_while_away", "emitter_gone"}
+TOTAL_KEYS = {"emitted", "expected", "received", "late", "missing", "duplicate", "reordered", "delivery",
+              "missed_while_away", "emitter_gone"}
 CHURN_KEYS = {"churned", "left", "rejoined", "rejoin_failed"}
 
 

@@ -676,9 +676,84 @@ static void test_ack_refused(void **state)
     EXPECT_ERROR("needs --ack", "-t", "ack.p50<1s", SIO_URL);
 }
 
+static void test_reconnect_options(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, URL), LG_PARSE_OK); /* off by default, socket.io-client's values */
+    assert_false(o.reconnect.enabled);
+    assert_true(o.reconnect.delay_ns == 1000000000 && o.reconnect.delay_max_ns == 5000000000);
+    assert_true(o.reconnect.jitter == 0.5 && o.reconnect.attempts == 0);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--reconnect", "--reconnect-delay", "100ms", "--reconnect-delay-max", "2s",
+                           "--reconnect-jitter", "0.25", "--reconnect-attempts", "7", URL),
+                     LG_PARSE_OK);
+    assert_true(o.reconnect.enabled && o.reconnect.delay_ns == 100000000 && o.reconnect.delay_max_ns == 2000000000);
+    assert_true(o.reconnect.jitter == 0.25 && o.reconnect.attempts == 7);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--reconnect", "--reconnect-delay", "0", "--reconnect-jitter", "0", URL),
+                     LG_PARSE_OK);
+    lg_opts_free(&o);
+    EXPECT_ERROR("--reconnect-delay needs --reconnect", "--reconnect-delay", "1s", URL);
+    EXPECT_ERROR("--reconnect-attempts needs --reconnect", "--reconnect-attempts", "3", URL);
+    EXPECT_ERROR("--reconnect-delay:", "--reconnect", "--reconnect-delay", "soon", URL);
+    EXPECT_ERROR("--reconnect-delay:", "--reconnect", "--reconnect-delay", "-1s", URL);
+    EXPECT_ERROR("--reconnect-delay-max 0.500s: less than --reconnect-delay 1.000s", "--reconnect",
+                 "--reconnect-delay-max", "500ms", URL);
+    EXPECT_ERROR("--reconnect-jitter: expected a fraction from 0 to 1", "--reconnect", "--reconnect-jitter", "1.5",
+                 URL);
+    EXPECT_ERROR("--reconnect-jitter", "--reconnect", "--reconnect-jitter", "x", URL);
+    EXPECT_ERROR("--reconnect-attempts", "--reconnect", "--reconnect-attempts", "-2", URL);
+    EXPECT_ERROR("--reconnect and --churn", "--reconnect", "--churn", "10", URL);
+}
+
+static void test_missed_threshold(void **state)
+{
+    (void)state;
+    struct lg_threshold t;
+    char err[256];
+    assert_int_equal(lg_parse_threshold("missed<5%", &t, err, sizeof err), 0);
+    assert_true(t.metric == TH_MISSED && t.stat == TH_STAT_RATIO && t.op == TH_LT && t.value == 0.05);
+    assert_int_equal(lg_parse_threshold("missed<=0.1", &t, err, sizeof err), 0);
+    assert_true(t.metric == TH_MISSED && t.op == TH_LE && t.value == 0.1);
+    assert_int_equal(lg_parse_threshold("missed.p99<1%", &t, err, sizeof err), -1);
+}
+
+/* socket.io-client's schedule: first * 2^attempt capped at max, then +-jitter of it. */
+static void test_backoff_schedule(void **state)
+{
+    (void)state;
+    struct lg_reconnect r = {.enabled = true, .delay_ns = 1000000000, .delay_max_ns = 5000000000, .jitter = 0.5};
+    const int64_t s = 1000000000;
+    /* u = 0.5: no jitter */
+    assert_true(lg_backoff_ns(&r, 0, 0.5) == 1 * s);
+    assert_true(lg_backoff_ns(&r, 1, 0.5) == 2 * s);
+    assert_true(lg_backoff_ns(&r, 2, 0.5) == 4 * s);
+    assert_true(lg_backoff_ns(&r, 3, 0.5) == 5 * s); /* capped */
+    assert_true(lg_backoff_ns(&r, 1000, 0.5) == 5 * s);
+    /* the extremes: -50% and (almost) +50% */
+    assert_true(lg_backoff_ns(&r, 0, 0) == s / 2);
+    assert_true(lg_backoff_ns(&r, 2, 0) == 2 * s);
+    assert_true(lg_backoff_ns(&r, 3, 0.0) == 5 * s / 2);
+    int64_t hi = lg_backoff_ns(&r, 3, 0.999999);
+    assert_true(hi > 7 * s && hi <= 15 * s / 2); /* jitter applies after the cap, as the options say */
+    for (double u = 0; u < 1; u += 0.01) {
+        int64_t d = lg_backoff_ns(&r, 1, u);
+        assert_true(d >= s && d <= 3 * s);
+    }
+    r.jitter = 0;
+    assert_true(lg_backoff_ns(&r, 0, 0) == s && lg_backoff_ns(&r, 0, 0.99) == s);
+    r.delay_ns = 0;
+    assert_true(lg_backoff_ns(&r, 5, 0.3) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reconnect_options),
+        cmocka_unit_test(test_missed_threshold),
+        cmocka_unit_test(test_backoff_schedule),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_all_options),
         cmocka_unit_test(test_numbers_are_strict),

@@ -114,7 +114,7 @@ static void test_missing_names_the_round(void **state)
     miss(3, 12);
     lg_verdict(&res);
     assert_int_equal(res.exit_code, 1);
-    assert_true(has_reason("12 missing"));
+    assert_true(has_reason("12 lost (missing"));
     assert_true(has_reason("round 3: 12 of 99"));
 }
 
@@ -346,6 +346,115 @@ static void test_json_document(void **state)
     assert_non_null(strstr(err, "/nonexistent-dir/x.json"));
 }
 
+/* The report as lg_report_json writes it, read back (never NULL). */
+static json_t *report_doc(void)
+{
+    char path[] = "/tmp/wsh-report-XXXXXX", err[200];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(lg_report_json(path, &res, err, sizeof err), 0);
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    unlink(path);
+    assert_non_null(doc);
+    return doc;
+}
+
+/* The cause first: lost clients come before what their loss did to delivery. */
+static void test_lost_clients_come_first(void **state)
+{
+    (void)state;
+    res.dropped = 10;
+    res.err_counts[LG_ERR_DROPPED] = 10;
+    snprintf(res.err_example[LG_ERR_DROPPED], sizeof res.err_example[0], "client 7: connection closed");
+    miss(3, 5);
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 1);
+    assert_true(res.nreasons >= 2);
+    assert_string_equal(res.reasons[0], "10 client(s) lost after connecting (dropped: client 7: connection closed)");
+    assert_true(has_reason("5 lost (missing"));
+    assert_false(has_reason("e.g. dropped")); /* named once, in the first reason */
+}
+
+/* missed_while_away never fails by itself; a missed threshold bounds its share of what was due. */
+static void test_missed_threshold(void **state)
+{
+    (void)state;
+    res.total.missed = 55; /* of 495 + 55 */
+    rounds[4].missed = 55;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 0);
+    add_threshold("missed<5%", TH_MISSED, TH_STAT_RATIO, 0, TH_LT, 0.05);
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 1);
+    assert_true(has_reason("threshold missed<5% failed: actual 10.000%"));
+    opts.thresholds[0].value = 0.2;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 0);
+    assert_true(res.threshold_ok[0] && res.threshold_actual[0] > 0.0999 && res.threshold_actual[0] < 0.1001);
+}
+
+/* --reconnect: drops that came back are no failure, clients never back are; the reconnect object's keys. */
+static void test_reconnect_verdict_and_json(void **state)
+{
+    (void)state;
+    struct lg_episode eps[2] = {{.lost_ns = 1500 * MS, .back_ns = 2750 * MS}, {.lost_ns = 1600 * MS, .back_ns = -1}};
+    opts.reconnect =
+        (struct lg_reconnect){.enabled = true, .delay_ns = 1000 * MS, .delay_max_ns = 5000 * MS, .jitter = 0.5};
+    res.away = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    hist_record(res.away, 1250 * MS);
+    res.episodes = eps;
+    res.dropped = 2;
+    res.err_counts[LG_ERR_DROPPED] = 3;
+    snprintf(res.err_example[LG_ERR_DROPPED], sizeof res.err_example[0], "client 7: connection closed");
+    res.recon = (struct lg_recon){.drops = 3, .reconnected = 2, .failed_attempts = 4, .never_back = 0, .nepisodes = 2};
+    res.recon.fail_kinds[LG_ERR_REFUSED] = 4;
+    res.recon.nodes.n = 1;
+    snprintf(res.recon.nodes.names[0], sizeof res.recon.nodes.names[0], "n2");
+    res.recon.nodes.counts[0] = 2;
+    rounds[2].emitter_gone = true;
+    res.emitter_gone_rounds = 1;
+    res.start_unix_ms = 1795357569331.25;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 0); /* every drop came back */
+    res.recon.never_back = 1;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 1);
+    assert_string_equal(res.reasons[0], "1 client(s) lost after connecting never came back (3 losses, 2 reconnected) "
+                                        "(dropped: client 7: connection closed)");
+    json_t *doc = report_doc();
+    assert_true(json_real_value(json_object_get(doc, "start_unix_ms")) == 1795357569331.25);
+    json_t *o = json_object_get(json_object_get(doc, "options"), "reconnect");
+    assert_true(json_is_true(json_object_get(o, "enabled")));
+    assert_true(json_real_value(json_object_get(o, "delay_ms")) == 1000 &&
+                json_real_value(json_object_get(o, "delay_max_ms")) == 5000);
+    assert_true(json_real_value(json_object_get(o, "jitter")) == 0.5);
+    assert_int_equal(json_integer_value(json_object_get(o, "attempts")), 0);
+    json_t *rc = json_object_get(doc, "reconnect");
+    assert_int_equal(json_integer_value(json_object_get(rc, "drops")), 3);
+    assert_int_equal(json_integer_value(json_object_get(rc, "reconnected")), 2);
+    assert_int_equal(json_integer_value(json_object_get(rc, "failed_attempts")), 4);
+    assert_int_equal(json_integer_value(json_object_get(rc, "never_back")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(rc, "nodes"), "n2")), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(rc, "failed_kinds"), "refused")), 4);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(rc, "away"), "count")), 1);
+    json_t *ep = json_object_get(rc, "episodes");
+    assert_int_equal(json_array_size(ep), 2);
+    assert_true(json_real_value(json_array_get(json_array_get(ep, 0), 0)) == 1500);
+    assert_true(json_real_value(json_array_get(json_array_get(ep, 0), 1)) == 2750);
+    assert_true(json_is_null(json_array_get(json_array_get(ep, 1), 1)));
+    assert_int_equal(json_integer_value(json_object_get(rc, "episodes_dropped")), 0);
+    json_t *r3 = json_array_get(json_object_get(doc, "rounds"), 2);
+    assert_true(json_is_true(json_object_get(r3, "emitter_gone")));
+    assert_int_equal(json_integer_value(json_object_get(r3, "missed_while_away")), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(doc, "totals"), "emitter_gone")), 1);
+    json_decref(doc);
+    hist_free(res.away);
+    res.away = NULL;
+    res.episodes = NULL;
+}
+
 static void test_human_summary(void **state)
 {
     (void)state;
@@ -357,7 +466,7 @@ static void test_human_summary(void **state)
     fclose(fp);
     assert_non_null(strstr(text, "100/100"));
     assert_non_null(strstr(text, "n1 50 n2 50"));
-    assert_non_null(strstr(text, "490/495 delivered, 5 missing"));
+    assert_non_null(strstr(text, "490/495 delivered, 5 lost"));
     assert_non_null(strstr(text, "verdict   FAIL (exit 1)"));
     assert_non_null(strstr(text, "round 3: 5 of 99"));
 }
@@ -395,6 +504,9 @@ int main(void)
         T(test_warnings),
         T(test_err_names),
         T(test_json_document),
+        T(test_lost_clients_come_first),
+        T(test_missed_threshold),
+        T(test_reconnect_verdict_and_json),
         T(test_human_summary),
         T(test_format_duration),
     };
