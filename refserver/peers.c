@@ -201,7 +201,7 @@ int peers_on_message(struct peers *p, const char *msg, size_t len, double now)
     bool self = strlen(p->self) == tlen[1] && !memcmp(p->self, tok[1], tlen[1]);
     if (n == 3 && tlen[0] == 8 && !memcmp(tok[0], "wsh1-bye", 8))
         return self ? 0 : on_bye(p, tok[1], tlen[1]);
-    if (n != 6 || tlen[0] != 7 || memcmp(tok[0], "wsh1-hb", 7) ||
+    if (n != 6 || tlen[0] != 7 || memcmp(tok[0], "wsh1-hb", 7) != 0 ||
         !(tlen[3] == 1 && tok[3][0] == '-' ? true : tlen[3] == 16 && parse_u64(tok[3], 16, 16, &key)))
         return -1;
     if (self)
