@@ -67,6 +67,7 @@ struct topic {
     char *name;
     size_t len;
     uint32_t refs;
+    bool confirmed; /* Redis said (p)subscribe for it on the current sub connection */
 };
 
 /* Sorted by (bytes, length), so lookup is a binary search. */
@@ -79,6 +80,7 @@ struct bus {
     struct ev_loop *loop;
     bus_message_fn *on_message;
     bus_link_fn *on_link;
+    bus_published_fn *on_published;
     void *ctx;
     bool tls;
     char *host, *port, *user, *password; /* host without brackets; user and password NULL when absent */
@@ -88,7 +90,9 @@ struct bus {
     struct link sub, pub;
     struct topic_set channels, patterns;
     ev_timer retry;
-    double backoff; /* the next retry's base delay */
+    double backoff, backoff_max; /* the next retry's base delay, and its cap */
+    double down_since;           /* ev_now of the last loss (or of bus_new); 0 while up */
+    char last_error[ERR_LEN];
     uint64_t rng;
     bool up, ever_up, warned;
     struct bus_stats stats;
@@ -427,6 +431,15 @@ static void set_keepalive(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
 }
 
+/* A new sub connection holds nothing until Redis confirms each name again. */
+static void unconfirm_all(struct bus *b)
+{
+    for (size_t i = 0; i < b->channels.count; i++)
+        b->channels.items[i].confirmed = false;
+    for (size_t i = 0; i < b->patterns.count; i++)
+        b->patterns.items[i].confirmed = false;
+}
+
 /* Any state -> CLOSED: stop the watchers, free the connection's memory. Unanswered PUBLISHes count as failed. */
 static void link_close(struct link *l)
 {
@@ -436,6 +449,8 @@ static void link_close(struct link *l)
     ev_timer_stop(loop, &l->timer);
     if (l == &l->bus->pub)
         l->bus->stats.publish_failed += l->pending;
+    else
+        unconfirm_all(l->bus);
     if (l->tls) {
         tls_shutdown(l->tls);
         tls_conn_free(l->tls);
@@ -487,6 +502,7 @@ static void link_ready(struct link *l)
     if (b->up || b->sub.state != LINK_READY || b->pub.state != LINK_READY)
         return;
     b->up = true;
+    b->down_since = 0;
     b->backoff = BACKOFF_MIN;
     b->warned = false;
     if (b->ever_up)
@@ -629,11 +645,28 @@ static int on_pub_reply(struct link *l, const redisReply *r, char *why, size_t l
     l->pending--;
     if (r->type == REDIS_REPLY_INTEGER) {
         b->stats.published++;
+        if (b->on_published)
+            b->on_published(b->ctx, r->integer);
         return 0;
     }
     b->stats.publish_failed++;
     publish_error(l, r);
+    if (b->on_published)
+        b->on_published(b->ctx, -1);
     return 0;
+}
+
+/* A (p)subscribe confirmation marks the name held, if it is still wanted (an UNSUBSCRIBE may have followed). */
+static void confirm(struct bus *b, const redisReply *kind, const redisReply *name)
+{
+    bool pattern = kind_is(kind, "psubscribe");
+    if (!is_str(name) || (!pattern && !kind_is(kind, "subscribe")))
+        return;
+    struct topic_set *set = pattern ? &b->patterns : &b->channels;
+    bool found;
+    size_t i = topic_find(set, name->str, name->len, &found);
+    if (found)
+        set->items[i].confirmed = true;
 }
 
 /* A push on the subscribed link: a message (delivered only while still wanted, so nothing arrives after
@@ -660,6 +693,7 @@ static int on_sub_push(struct link *l, const redisReply *r, char *why, size_t le
     }
     if (r->elements == 3 && (kind_is(e[0], "subscribe") || kind_is(e[0], "unsubscribe") ||
                              kind_is(e[0], "psubscribe") || kind_is(e[0], "punsubscribe"))) {
+        confirm(b, e[0], e[1]);
         if (l->pending && --l->pending == 0 && l->state == LINK_SYNC)
             link_ready(l);
         return 0;
@@ -806,7 +840,7 @@ static double next_random(struct bus *b)
 static void schedule_retry(struct bus *b)
 {
     double delay = b->backoff * (0.8 + 0.4 * next_random(b));
-    b->backoff = b->backoff * 2 < BACKOFF_MAX ? b->backoff * 2 : BACKOFF_MAX;
+    b->backoff = b->backoff * 2 < b->backoff_max ? b->backoff * 2 : b->backoff_max;
     ev_timer_set(&b->retry, delay, 0.);
     ev_timer_start(b->loop, &b->retry);
 }
@@ -819,9 +853,12 @@ static void bus_fail(struct bus *b, struct link *l, const char *why)
     link_close(&b->sub);
     link_close(&b->pub);
     b->up = false;
+    if (was_up)
+        b->down_since = ev_now(b->loop);
     b->stats.errors++;
     schedule_retry(b);
     const char *name = l ? l->name : "", *sep = l ? " link: " : "";
+    snprintf(b->last_error, sizeof b->last_error, "%s%s%s", name, sep, why);
     if (was_up)
         LOG_WARN("redis %s: link lost (%s%s%s); reconnecting", b->describe, name, sep, why);
     else if (!b->warned)
@@ -870,12 +907,15 @@ struct bus *bus_new(struct ev_loop *loop, const struct bus_options *opts, char *
     b->loop = loop;
     b->on_message = opts->on_message;
     b->on_link = opts->on_link;
+    b->on_published = opts->on_published;
     b->ctx = opts->ctx;
+    b->down_since = ev_now(loop);
     link_init(&b->sub, b, "sub");
     link_init(&b->pub, b, "pub");
     b->max_pending = opts->max_pending ? opts->max_pending : DEFAULT_MAX_PENDING;
     b->pub.out.max = b->max_pending;
     b->backoff = BACKOFF_MIN;
+    b->backoff_max = opts->retry_max > 0 ? opts->retry_max : BACKOFF_MAX;
     b->rng = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)b ^ 1;
     ev_timer_init(&b->retry, retry_cb, 0., 0.);
     if (parse_url(b, opts->url, err, errlen) < 0)
@@ -980,6 +1020,24 @@ int bus_publish(struct bus *b, const char *channel, size_t channel_len, const ch
 bool bus_is_up(const struct bus *b)
 {
     return b->up;
+}
+
+bool bus_confirmed(const struct bus *b, bool pattern, const char *name, size_t len)
+{
+    const struct topic_set *set = pattern ? &b->patterns : &b->channels;
+    bool found;
+    size_t i = topic_find(set, name, len, &found);
+    return found && set->items[i].confirmed;
+}
+
+double bus_down_since(const struct bus *b)
+{
+    return b->down_since;
+}
+
+const char *bus_last_error(const struct bus *b)
+{
+    return b->last_error;
 }
 
 const struct bus_stats *bus_get_stats(const struct bus *b)

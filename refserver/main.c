@@ -48,7 +48,8 @@ static const char usage[] =
     "                           auth echoed, message -> message-back, message-with-ack acknowledged, /custom)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
     "  --help                   this text\n"
-    "Routes: GET / (200), GET /metrics (Prometheus), GET /ws?room=NAME (WebSocket, default room 'all'),\n"
+    "Routes: GET / (200 while serving), GET /health (200 'ok' while on the Redis bus, else 503 and why),\n"
+    "        GET /metrics (Prometheus), GET /ws?room=NAME (WebSocket, default room 'all'),\n"
     "        /socket.io/?EIO=4&transport=polling|websocket[&room=NAME] (Socket.IO v4: polling, websocket, upgrade;\n"
     "        with Redis, broadcasts use @socket.io/redis-adapter's format, shared with Node.js Socket.IO nodes).\n";
 

@@ -190,6 +190,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     ev_timer_stop(loop, &s->accept_pause);
     if (s->workers)
         workers_stop_adopting(s->workers);
+    if (s->sync)
+        sync_goodbye(s->sync); /* the other nodes stop expecting our subscriptions now, not in PEERS_ALIVE s */
     for (struct client *c = s->clients; c; c = c->next)
         session_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
     ev_timer_set(&s->grace_timer, s->cfg.close_timeout + 1, 0);
@@ -208,6 +210,8 @@ static int start_sync(struct server *s, char *err, size_t errlen)
                              .rooms = &s->rooms,
                              .deliver = on_remote_message,
                              .sio_key = s->cfg.sio_key,
+                             .sio_nsps = s->cfg.sio_nsps,
+                             .sio_nsp_count = s->cfg.sio_nsp_count,
                              .sio_deliver = on_socketio_message,
                              .ctx = s};
     s->sync = sync_new(s->loop, &sc, err, errlen);
@@ -319,6 +323,10 @@ enum metric_id {
     M_REDIS_UP,
     M_RECONNECTS,
     M_REDIS_ERRORS,
+    M_REDIS_DOWN_SECONDS,
+    M_PARTICIPANTS,
+    M_PUBLISH_SHORT,
+    M_PUBLISH_SHORT_MISSING,
     M_HANDED_OVER,
     M_HANDOVER_FAILED, /* --workers only */
     M_COUNT
@@ -360,6 +368,15 @@ static const struct metric metrics[M_COUNT] = {
     [M_REDIS_UP] = {"gauge", "redis_up", "1 while the Redis link is up (0 without Redis)."},
     [M_RECONNECTS] = {"counter", "redis_reconnects_total", "Redis links re-established."},
     [M_REDIS_ERRORS] = {"counter", "redis_errors_total", "Redis connect and protocol errors."},
+    [M_REDIS_DOWN_SECONDS] = {"gauge", "redis_down_seconds",
+                              "Seconds since the Redis link went down (the longest of the workers'); 0 while up."},
+    [M_PARTICIPANTS] = {"gauge", "bus_participants",
+                        "Participants (nodes, or workers) heard on the heartbeat channel in the last 3 s, this one "
+                        "included (the most any worker hears); 0 while the link is down."},
+    [M_PUBLISH_SHORT] = {"counter", "publish_short_total",
+                         "Publishes Redis delivered to fewer participants than were alive and held the channel."},
+    [M_PUBLISH_SHORT_MISSING] = {"counter", "publish_short_receivers_total",
+                                 "Participants those short publishes missed, summed."},
     [M_HANDED_OVER] = {"counter", "connections_handed_over_total",
                        "Connections passed to the worker holding their Engine.IO session (--workers)."},
     [M_HANDOVER_FAILED] = {"counter", "handover_failures_total",
@@ -371,6 +388,9 @@ static void collect(const struct server *s, uint64_t *v)
 {
     const struct server_stats *st = &s->stats;
     const struct bus_stats *bs = s->sync ? sync_bus_stats(s->sync) : &(struct bus_stats){0};
+    struct sync_stats ss = {0};
+    if (s->sync)
+        sync_get_stats(s->sync, &ss);
     v[M_CONNECTIONS] = st->connections;
     v[M_WS_CLIENTS] = st->ws_clients;
     v[M_POLLING] = st->polling_sessions;
@@ -397,6 +417,10 @@ static void collect(const struct server *s, uint64_t *v)
     v[M_REDIS_UP] = s->sync && sync_is_up(s->sync);
     v[M_RECONNECTS] = bs->reconnects;
     v[M_REDIS_ERRORS] = bs->errors;
+    v[M_REDIS_DOWN_SECONDS] = (uint64_t)ss.down_seconds;
+    v[M_PARTICIPANTS] = ss.participants;
+    v[M_PUBLISH_SHORT] = ss.short_publishes;
+    v[M_PUBLISH_SHORT_MISSING] = ss.short_receivers;
     v[M_HANDED_OVER] = st->handed_over;
     v[M_HANDOVER_FAILED] = st->handover_failed;
 }
@@ -444,8 +468,30 @@ static void aggregate(const struct server *s, uint64_t *v)
             continue;
         workers_read(s->workers, i, o, M_COUNT);
         for (int m = 0; m < M_COUNT; m++)
-            v[m] = m == M_REDIS_UP ? (v[m] && o[m]) : v[m] + o[m];
+            v[m] = m == M_REDIS_UP                                    ? (v[m] && o[m])
+                   : m == M_REDIS_DOWN_SECONDS || m == M_PARTICIPANTS ? (v[m] > o[m] ? v[m] : o[m])
+                                                                      : v[m] + o[m];
     }
+}
+
+bool server_health(const struct server *s, char *why, size_t why_len)
+{
+    if (!s->sync)
+        return true;
+    if (!sync_health(s->sync, why, why_len))
+        return false;
+    for (uint32_t i = 0; s->workers && i < workers_count(s->workers); i++) {
+        uint64_t o[M_COUNT];
+        if (i == workers_index(s->workers))
+            continue;
+        workers_read(s->workers, i, o, M_COUNT);
+        if (!o[M_REDIS_UP]) {
+            snprintf(why, why_len, "worker %" PRIu32 ": redis unreachable for %" PRIu64 " s (see its log)", i,
+                     o[M_REDIS_DOWN_SECONDS]);
+            return false;
+        }
+    }
+    return true;
 }
 
 int server_metrics(const struct server *s, struct buf *b)

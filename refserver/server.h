@@ -155,6 +155,9 @@ void server_schedule_flush(struct server *s, struct client *c);
 void server_bury(struct server *s, struct client *c);
 /* Allow one more accept after a client left (the listener may have paused at max_clients). */
 void server_client_left(struct server *s);
+/* /health: true when the node (every worker of it) is connected and subscribed to the bus, or runs without Redis;
+ * false with why otherwise. */
+bool server_health(const struct server *s, char *why, size_t why_len);
 /* Prometheus text for /metrics into b, summed over every worker of the node. 0, or -1 on out of memory. */
 int server_metrics(const struct server *s, struct buf *b);
 

@@ -969,6 +969,17 @@ static int serve_metrics(struct client *c, bool head_only, bool close_after)
     return rc;
 }
 
+/* For a balancer's check: 503 with the reason while the node is cut off from the other nodes (GET / stays 200). */
+static int serve_health(struct client *c, bool head_only, bool close_after)
+{
+    char why[ERR_LEN + 64], text[ERR_LEN + 80];
+    if (server_health(c->srv, why, sizeof why))
+        return respond(c, 200, "OK", NULL, "text/plain", "ok\n", 3, head_only, close_after);
+    int n = snprintf(text, sizeof text, "503 %s\n", why);
+    n = n < 0 ? 0 : n >= (int)sizeof text ? (int)sizeof text - 1 : n;
+    return respond(c, 503, "Service Unavailable", NULL, "text/plain", text, (size_t)n, head_only, close_after);
+}
+
 /* Precondition: CLIENT_HTTP with a complete, valid head (and body: only a Socket.IO POST has one). Returns 0 to go
  * on reading heads (keep-alive, or a held polling GET), -1 when the connection changed state or is closing. */
 static int route(struct client *c, const struct http_head *h, char *body, size_t body_len)
@@ -1001,7 +1012,9 @@ static int route(struct client *c, const struct http_head *h, char *body, size_t
     }
     if (plen == 8 && !memcmp(h->target, "/metrics", 8))
         return serve_metrics(c, head_only, h->conn_close);
-    return respond_error(c, 404, "Not Found", "try /ws, /socket.io/, / or /metrics", NULL);
+    if (plen == 7 && !memcmp(h->target, "/health", 7))
+        return serve_health(c, head_only, h->conn_close);
+    return respond_error(c, 404, "Not Found", "try /ws, /socket.io/, /, /health or /metrics", NULL);
 }
 
 /* --workers: the worker holding the session a /socket.io/ request names by its sid, when that is another worker; -1

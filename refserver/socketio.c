@@ -528,7 +528,8 @@ static void publish(struct server *s, const struct client *c, const struct sio_m
         LOG_WARN("client %" PRIu64 ": a broadcast could not be encoded for Redis; other nodes miss it", c->id);
         return;
     }
-    sync_publish_raw(s->sync, buf_head(&io->channel), buf_len(&io->channel), buf_head(&io->out), buf_len(&io->out));
+    sync_publish_raw(s->sync, buf_head(&io->channel), buf_len(&io->channel), buf_head(&io->out), buf_len(&io->out),
+                     m->nsp);
     if (io->out.cap > 65536) /* a large message should not pin a large block for the life of the node */
         buf_free(&io->out);
 }
@@ -776,7 +777,8 @@ static void respond(struct server *s, int nsp, const struct sioa_writer *w)
         LOG_WARN("an answer to another Socket.IO node could not be encoded (out of memory); it will time out");
         return;
     }
-    sync_publish_raw(s->sync, buf_head(&io->channel), buf_len(&io->channel), buf_head(&io->out), buf_len(&io->out));
+    sync_publish_raw(s->sync, buf_head(&io->channel), buf_len(&io->channel), buf_head(&io->out), buf_len(&io->out),
+                     -1); /* answers go to the asker alone */
 }
 
 #define QUERY_PART_MAX 1024 /* a query parameter's name or value, decoded; longer ones are left out of the answer */

@@ -442,7 +442,9 @@ static int worker_main(struct master *m, uint32_t index)
 {
     struct server_config cfg = *m->cfg;
     char name[NODE_ID_MAX + 32];
-    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a master killed outright still stops its workers (gracefully) */
+    /* A master killed outright takes its workers with it at once: a crashed node must look crashed (connections
+     * reset, the port refusing), not half alive with workers closing politely over the grace time. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != m->master)
         return 0; /* the master died before we could ask to follow it */
     workers_bus_id(cfg.bus_id, sizeof cfg.bus_id, cfg.node_id, index);

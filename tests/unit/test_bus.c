@@ -50,6 +50,8 @@ struct rec {
     bool out_of_order;
     char channel[64], data[64];
     size_t channel_len, data_len;
+    long long receivers[8]; /* on_published, in order */
+    size_t nreplies;
 };
 
 struct fixture {
@@ -63,6 +65,7 @@ struct fixture {
     ev_io accept_w;
     int fake_fds[MAX_FAKE_FDS];
     int nfake;
+    double retry_max; /* for the buses open_bus makes */
 };
 
 static double now(void)
@@ -95,6 +98,14 @@ static void on_link(void *ctx, bool up)
     struct rec *r = ctx;
     if (r->nevents < sizeof r->events - 1)
         r->events[r->nevents++] = up ? 'U' : 'D';
+}
+
+static void on_published(void *ctx, long long receivers)
+{
+    struct rec *r = ctx;
+    if (r->nreplies < sizeof r->receivers / sizeof *r->receivers)
+        r->receivers[r->nreplies] = receivers;
+    r->nreplies++;
 }
 
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -194,6 +205,8 @@ static struct bus *open_bus(struct fixture *f, int i, const char *url, const cha
                             .max_pending = max_pending,
                             .on_message = on_message,
                             .on_link = on_link,
+                            .on_published = on_published,
+                            .retry_max = f->retry_max,
                             .ctx = &f->rec[i]};
     f->bus[i] = bus_new(f->loop, &o, err, sizeof err);
     if (!f->bus[i])
@@ -507,6 +520,68 @@ static void test_reconnect_after_kill(void **state)
     assert_memory_equal(f->rec[0].data, "again", 5);
 }
 
+/* Each PUBLISH's receiver count comes back in order; Redis' confirmation of each subscription is known. */
+static void test_receivers_and_confirmations(void **state)
+{
+    struct fixture *f = *state;
+    plain_redis(f);
+    struct bus *a = open_bus(f, 0, url_for(f, "redis://127.0.0.1"), NULL, false, 0);
+    struct bus *b = open_bus(f, 1, url_for(f, "redis://127.0.0.1"), NULL, false, 0);
+    assert_int_equal(bus_subscribe(a, "wsh#room", 8), 0);
+    assert_int_equal(bus_psubscribe(a, "p#*", 3), 0);
+    assert_false(bus_confirmed(a, false, "wsh#room", 8));
+    WAIT_FOR(f, both_up(f), WAIT_SECONDS);
+    assert_true(bus_confirmed(a, false, "wsh#room", 8));
+    assert_true(bus_confirmed(a, true, "p#*", 3));
+    assert_false(bus_confirmed(a, false, "p#*", 3));
+    assert_false(bus_confirmed(a, false, "wsh#other", 9));
+    assert_int_equal(bus_down_since(a), 0);
+    assert_int_equal(bus_publish(b, "wsh#room", 8, "m0", 2), 0);
+    assert_int_equal(bus_publish(b, "wsh#other", 9, "m", 1), 0);
+    assert_int_equal(bus_publish(b, "p#x", 3, "m1", 2), 0);
+    WAIT_FOR(f, f->rec[1].nreplies == 3, WAIT_SECONDS);
+    assert_int_equal(f->rec[1].nreplies, 3);
+    assert_int_equal(f->rec[1].receivers[0], 1);
+    assert_int_equal(f->rec[1].receivers[1], 0);
+    assert_int_equal(f->rec[1].receivers[2], 1);
+    /* a new subscription is unconfirmed until Redis answers */
+    assert_int_equal(bus_subscribe(a, "wsh#late", 8), 0);
+    assert_false(bus_confirmed(a, false, "wsh#late", 8));
+    WAIT_FOR(f, bus_confirmed(a, false, "wsh#late", 8), WAIT_SECONDS);
+    assert_true(bus_confirmed(a, false, "wsh#late", 8));
+    assert_int_equal(bus_unsubscribe(a, "wsh#late", 8), 0);
+    assert_false(bus_confirmed(a, false, "wsh#late", 8));
+}
+
+/* With retry_max, a bus that has been down a while is back within about retry_max of Redis' return, and says why
+ * it was down meanwhile. Without it the backoff would have grown to seconds. */
+static void test_fast_retry_after_a_long_outage(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const args[] = {"--port", "PORT", NULL};
+    f->retry_max = 0.25;
+    plain_redis(f);
+    struct bus *a = open_bus(f, 0, url_for(f, "redis://127.0.0.1"), NULL, false, 0);
+    struct bus *b = open_bus(f, 1, url_for(f, "redis://127.0.0.1"), NULL, false, 0);
+    assert_int_equal(bus_subscribe(a, "wsh#room", 8), 0);
+    WAIT_FOR(f, both_up(f), WAIT_SECONDS);
+    assert_true(both_up(f));
+    stop_redis(f, SIGKILL);
+    WAIT_FOR(f, false, 4.0); /* long enough for a doubling backoff to pass 2 s */
+    assert_false(bus_is_up(a));
+    assert_true(bus_down_since(a) > 0);
+    assert_false(bus_confirmed(a, false, "wsh#room", 8));
+    assert_non_null(strstr(bus_last_error(a), "refused"));
+    start_redis(f, args);
+    double t0 = now();
+    WAIT_FOR(f, both_up(f), WAIT_SECONDS);
+    assert_true(both_up(f));
+    if (now() - t0 > 1.5)
+        fail_msg("back %.2f s after Redis was, with retry_max 0.25 s", now() - t0);
+    assert_true(bus_confirmed(a, false, "wsh#room", 8));
+    (void)b;
+}
+
 static void test_auth(void **state)
 {
     struct fixture *f = *state;
@@ -718,6 +793,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pattern_and_binary_channels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsubscribe_refcounted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reconnect_after_kill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_receivers_and_confirmations, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fast_retry_after_a_long_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fake_server_garbage, setup, teardown),
