@@ -333,7 +333,8 @@ static int open_sockets(struct generation *g, struct generation *cur, char *err,
             if (g->lfd[w][i] < 0 && (g->lfd[w][i] = net_listen(&c->listens[i].addr, BACKLOG, true, err, errlen)) < 0)
                 return -1;
         }
-    if (cur && cur->admin_fd >= 0 && c->has_admin && cur->conf.has_admin && same_addr(&cur->conf.admin.addr, &c->admin.addr))
+    if (cur && cur->admin_fd >= 0 && c->has_admin && cur->conf.has_admin &&
+        same_addr(&cur->conf.admin.addr, &c->admin.addr))
         g->admin_fd = cur->admin_fd, cur->admin_fd = -1;
     if (c->has_admin && g->admin_fd < 0 && (g->admin_fd = net_listen(&c->admin.addr, 64, true, err, errlen)) < 0)
         return -1;
@@ -710,8 +711,8 @@ static void reload(struct master *m)
         return;
     }
     signal_generation(m->cur, SIGTERM);
-    LOG_INFO("reload: generation %u serving (%u worker(s), %d node(s)); generation %u finishes its connections",
-             g->id, g->conf.workers, g->conf.nbackends, m->cur->id);
+    LOG_INFO("reload: generation %u serving (%u worker(s), %d node(s)); generation %u finishes its connections", g->id,
+             g->conf.workers, g->conf.nbackends, m->cur->id);
     m->old[slot] = m->cur;
     m->cur = g; /* from now on only g's names are looked up: the old workers finish with what they have */
     m->next_resolve_ns = now_ns() + g->conf.resolve_interval_ns;

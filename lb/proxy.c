@@ -46,12 +46,12 @@
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
-#define READ_CHUNK   16384
-#define BUF_HIGH     65536 /* stop reading a side while this much of its input waits for the other side */
-#define LINGER_S     1.0
-#define ACCEPT_BATCH 64
+#define READ_CHUNK     16384
+#define BUF_HIGH       65536 /* stop reading a side while this much of its input waits for the other side */
+#define LINGER_S       1.0
+#define ACCEPT_BATCH   64
 #define STOP_DRAIN_MAX 1024 /* connections taken off a listener's queue as it closes */
-#define COOKIE_MAX   512 /* an inserted Set-Cookie value: name and id are at most 64 bytes each */
+#define COOKIE_MAX     512  /* an inserted Set-Cookie value: name and id are at most 64 bytes each */
 
 enum sess_state { S_TLS, S_HEAD, S_CONNECT, S_EXCHANGE, S_TUNNEL, S_ERROR, S_LINGER, S_CLOSED };
 enum res_state { RES_HEAD, RES_BODY, RES_DONE };
