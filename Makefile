@@ -135,6 +135,11 @@ bench-lb: all
 bench-socketio: all
 	@bench/socketio.sh
 
+# new connections lost to 30 reloads under a connection storm: our lb (SIGHUP) against haproxy -W (SIGUSR2).
+.PHONY: bench-reload
+bench-reload: all
+	@bench/reload.py
+
 # 10k, 30k and 100k clients through the lb and straight to the nodes, beside the kernel's floor (several minutes).
 .PHONY: bench-scale
 bench-scale: all

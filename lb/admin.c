@@ -144,6 +144,28 @@ static void local_metrics(struct buf *b, const struct pool *p)
     scalar(b, "gauge", "lb_max_connections", "the client connection cap over all workers", p->conf->max_connections);
 }
 
+/* The master's reload record (pool.h): outcomes by result, the last one, and what reloads cost old generations. */
+static void reload_metrics(struct buf *b, const struct pool_shared *sh)
+{
+    static const char *const results[POOL_RELOAD_COUNT] = {"ok", "invalid", "failed"};
+    uint64_t any = 0;
+    printf_buf(b, "# HELP lb_reloads_total SIGHUPs by outcome (invalid: the new configuration has errors, the running "
+                  "one stays; failed: sockets, TLS files or fork)\n# TYPE lb_reloads_total counter\n");
+    for (int r = 0; r < POOL_RELOAD_COUNT; r++) {
+        uint64_t n = POOL_GET(sh->reloads.total[r]);
+        any += n;
+        printf_buf(b, "lb_reloads_total{result=\"%s\"} %" PRIu64 "\n", results[r], n);
+    }
+    printf_buf(b, "# HELP lb_reload_last the latest SIGHUP's outcome (1)\n# TYPE lb_reload_last gauge\n");
+    for (int r = 0; any && r < POOL_RELOAD_COUNT; r++)
+        printf_buf(b, "lb_reload_last{result=\"%s\"} %d\n", results[r], POOL_GET(sh->reloads.last) == (uint32_t)r);
+    scalar(b, "gauge", "lb_old_generations", "generations of workers still finishing their tunnels after a reload",
+           POOL_GET(sh->reloads.old_generations));
+    scalar(b, "counter", "lb_generations_forced_total",
+           "old generations told to close their tunnels at once so that a reload could start",
+           POOL_GET(sh->reloads.forced));
+}
+
 static void metrics(struct buf *b, const struct pool *p)
 {
     struct pool_shared *sh = p->sh;
@@ -156,10 +178,13 @@ static void metrics(struct buf *b, const struct pool *p)
     for (int e = 0; e < POOL_ERR_COUNT; e++)
         printf_buf(b, "lb_errors_total{kind=\"%s\"} %" PRIu64 "\n", error_names[e], POOL_GET(sh->errors[e]));
     local_metrics(b, p);
+    reload_metrics(b, sh);
     node_metrics(b, p);
 }
 
-/* GET /nodes: a line per node, "name host:port-as-written up|down ready|drain|maint address-connected-to-now". */
+/* GET /nodes: a line per node, "name host:port-as-written up|down ready|drain|maint address-connected-to-now
+ * sessions=N tunnels=N" (this generation's open client sessions and tunnels on the node: a rolling restart waits
+ * for a drained node's to reach 0). */
 static void list_nodes(struct buf *b, const struct pool *p)
 {
     for (int i = 0; i < p->n; i++) {
@@ -167,8 +192,10 @@ static void list_nodes(struct buf *b, const struct pool *p)
         char now[80];
         pool_node_addr(p, i, &addr);
         net_addr_str(&addr, now, sizeof now);
-        printf_buf(b, "%s %s %s %s %s\n", p->conf->backends[i].name, p->conf->backends[i].text,
-                   POOL_GET(p->sh->nodes[i].up) ? "up" : "down", admin_names[POOL_GET(p->sh->nodes[i].admin)], now);
+        const struct pool_node_state *ns = &p->sh->nodes[i];
+        printf_buf(b, "%s %s %s %s %s sessions=%" PRIu64 " tunnels=%" PRIu64 "\n", p->conf->backends[i].name,
+                   p->conf->backends[i].text, POOL_GET(ns->up) ? "up" : "down", admin_names[POOL_GET(ns->admin)], now,
+                   POOL_GET(ns->active), POOL_GET(ns->tunnels_active));
     }
 }
 

@@ -2,9 +2,21 @@
  * kernel spreads connections over the workers, and each worker has its own open-files limit), forks the workers
  * and, beside them, the health process (health checks and the admin listener, away from the workers' busy loops:
  * health.h), and supervises them all:
- *   SIGTERM/SIGINT  workers stop accepting, finish requests in flight and let tunnels run up to `timeout grace`;
- *   SIGHUP          re-read the config; if it is valid, a new generation of workers starts on new sockets and the
- *                   old one stops as on SIGTERM (its tunnels stay open until they end or the grace time passes);
+ *   SIGTERM/SIGINT  every process closes its listening sockets at once (the workers first take what is already
+ *                   queued), so new connections are refused; requests in flight finish and tunnels run up to
+ *                   `timeout grace`; logged with what is still open. A second signal ends everything now.
+ *   SIGHUP          re-read the config; if it is valid, a new generation of workers starts and the old one stops as
+ *                   on SIGTERM (its tunnels stay open until they end or the grace time passes). The new generation
+ *                   takes over the old one's listening sockets where the address and worker slot match: the master
+ *                   holds every socket, the new workers inherit them at fork, and the old workers closing their
+ *                   copies leaves each socket, with its accept queue, open. So no connection that reached a queue
+ *                   is reset by a reload. The other way, new sockets with the old queues drained before they close,
+ *                   cannot be made safe: in a SO_REUSEPORT group a socket takes new connections until the moment
+ *                   it closes, and closing it resets what arrived since the last accept (net.ipv4.tcp_migrate_req
+ *                   would move them, but is off by default) - the resets a storm of new clients saw. Only sockets
+ *                   the new config no longer needs (a dropped address, fewer workers) close, with a warning.
+ *                   Past MAX_OLD old generations still holding tunnels, the oldest is killed (logged with what it
+ *                   held), so a reload always takes effect; every outcome is counted (lb_reloads_total{result}).
  *   a worker that dies is started again.
  * The master serves no traffic and holds no loop: it waits for signals with sigtimedwait, waking every
  * resolve-interval to look the running generation's backend host names up again (resolve.h). */
@@ -35,6 +47,7 @@
 #define EXIT_USAGE   2
 #define MAX_ERRS     64
 #define MAX_WORKERS  64
+#define MAX_OLD      8 /* old generations finishing their tunnels at once; past it the oldest finishes now */
 #define BACKLOG      4096
 #define MAX_CONF_LEN (1 << 20)
 #define SEC          INT64_C(1000000000)
@@ -72,6 +85,7 @@ struct args {
 };
 
 struct generation {
+    unsigned id; /* 1 for the first, one more per reload, for the log */
     struct lb_conf conf;
     int lfd[MAX_WORKERS][LB_MAX_LISTENS];
     int admin_fd;
@@ -290,8 +304,60 @@ static void free_generation(struct generation *g)
     free(g);
 }
 
-/* Listeners (one per worker each), the admin socket, TLS contexts and the shared state. NULL on error (said). */
-static struct generation *prepare(const struct lb_conf *c)
+static bool same_addr(const struct net_addr *a, const struct net_addr *b)
+{
+    char x[80], y[80];
+    net_addr_str(a, x, sizeof x);
+    net_addr_str(b, y, sizeof y);
+    return strcmp(x, y) == 0;
+}
+
+/* Move from's listening socket for addr in worker slot w to *to, if from has one there (and *to is empty). */
+static void move_socket(struct generation *from, const struct net_addr *addr, uint32_t w, int *to)
+{
+    for (int i = 0; *to < 0 && from && w < from->conf.workers && i < from->conf.nlistens; i++)
+        if (from->lfd[w][i] >= 0 && same_addr(&from->conf.listens[i].addr, addr)) {
+            *to = from->lfd[w][i];
+            from->lfd[w][i] = -1;
+        }
+}
+
+/* g's listening sockets, taken over from cur where cur listens on the same address in the same worker slot, new
+ * ones for the rest; then the admin socket likewise. 0, or -1 with err. */
+static int open_sockets(struct generation *g, struct generation *cur, char *err, size_t errlen)
+{
+    const struct lb_conf *c = &g->conf;
+    for (int i = 0; i < c->nlistens; i++)
+        for (uint32_t w = 0; w < c->workers; w++) {
+            move_socket(cur, &c->listens[i].addr, w, &g->lfd[w][i]);
+            if (g->lfd[w][i] < 0 && (g->lfd[w][i] = net_listen(&c->listens[i].addr, BACKLOG, true, err, errlen)) < 0)
+                return -1;
+        }
+    if (cur && cur->admin_fd >= 0 && c->has_admin && cur->conf.has_admin &&
+        same_addr(&cur->conf.admin.addr, &c->admin.addr))
+        g->admin_fd = cur->admin_fd, cur->admin_fd = -1;
+    if (c->has_admin && g->admin_fd < 0 && (g->admin_fd = net_listen(&c->admin.addr, 64, true, err, errlen)) < 0)
+        return -1;
+    return 0;
+}
+
+/* Undo open_sockets' take-overs: every socket of g that cur listened on goes back to cur. */
+static void give_back(struct generation *g, struct generation *cur)
+{
+    for (int i = 0; i < g->conf.nlistens; i++)
+        for (uint32_t w = 0; w < g->conf.workers; w++)
+            for (int j = 0; g->lfd[w][i] >= 0 && w < cur->conf.workers && j < cur->conf.nlistens; j++)
+                if (cur->lfd[w][j] < 0 && same_addr(&cur->conf.listens[j].addr, &g->conf.listens[i].addr))
+                    cur->lfd[w][j] = g->lfd[w][i], g->lfd[w][i] = -1;
+    if (g->admin_fd >= 0 && cur->admin_fd < 0 && cur->conf.has_admin &&
+        same_addr(&cur->conf.admin.addr, &g->conf.admin.addr))
+        cur->admin_fd = g->admin_fd, g->admin_fd = -1;
+}
+
+/* TLS contexts, the shared state, then the listeners (one per worker each) and the admin socket, taken over from
+ * cur (the running generation, NULL at start) where the addresses match. NULL on error (said; cur keeps its
+ * sockets). */
+static struct generation *prepare(const struct lb_conf *c, struct generation *cur)
 {
     struct generation *g = calloc(1, sizeof *g);
     char err[ERR_LEN];
@@ -300,23 +366,19 @@ static struct generation *prepare(const struct lb_conf *c)
     g->conf = *c;
     memset(g->lfd, -1, sizeof g->lfd);
     g->admin_fd = -1;
-    for (int i = 0; i < c->nlistens; i++) {
+    for (int i = 0; i < c->nlistens; i++)
         if (c->listens[i].tls &&
             !(g->tls[i] = tls_server_ctx_new(c->listens[i].cert, c->listens[i].key, err, sizeof err)))
             goto fail;
-        for (uint32_t w = 0; w < c->workers; w++)
-            if ((g->lfd[w][i] = net_listen(&c->listens[i].addr, BACKLOG, true, err, sizeof err)) < 0)
-                goto fail;
-    }
-    if (c->has_admin && (g->admin_fd = net_listen(&c->admin.addr, 64, true, err, sizeof err)) < 0)
-        goto fail;
-    if (!(g->sh = pool_shared_new(err, sizeof err)))
+    if (!(g->sh = pool_shared_new(err, sizeof err)) || open_sockets(g, cur, err, sizeof err) < 0)
         goto fail;
     g->health_proc = c->health.enabled || c->has_admin;
     resolve_init(&g->res, &g->conf, g->sh);
     return g;
 fail:
     LOG_ERR("%s", err);
+    if (cur)
+        give_back(g, cur);
     free_generation(g);
     return NULL;
 }
@@ -506,8 +568,10 @@ static bool alive(const struct generation *g)
 
 struct master {
     const struct args *args;
-    struct generation *cur, *old[8];
+    struct generation *cur, *old[MAX_OLD];
     bool stopping;
+    unsigned next_id;
+    struct pool_reloads rec; /* published into the current generation's shared block (publish) */
     int64_t next_resolve_ns; /* CLOCK_MONOTONIC; for the current generation */
 };
 
@@ -516,6 +580,28 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * SEC + ts.tv_nsec;
+}
+
+/* The reload record into the current generation's block, where its health process serves it. */
+static void publish(struct master *m)
+{
+    struct pool_reloads *r = &m->cur->sh->reloads;
+    m->rec.old_generations = 0;
+    for (int i = 0; i < MAX_OLD; i++)
+        m->rec.old_generations += m->old[i] != NULL;
+    for (int i = 0; i < POOL_RELOAD_COUNT; i++)
+        POOL_SET(r->total[i], m->rec.total[i]);
+    POOL_SET(r->last, m->rec.last);
+    POOL_SET(r->old_generations, m->rec.old_generations);
+    POOL_SET(r->forced, m->rec.forced);
+}
+
+/* What g's workers still hold: client connections, and tunnels among them (from its shared counters). */
+static void open_counts(const struct generation *g, uint64_t *conns, uint64_t *tunnels)
+{
+    *conns += POOL_GET(g->sh->conns_active);
+    for (int i = 0; i < g->conf.nbackends; i++)
+        *tunnels += POOL_GET(g->sh->nodes[i].tunnels_active);
 }
 
 static void reap(struct master *m)
@@ -537,13 +623,63 @@ static void reap(struct master *m)
             spawn(g, index);
             continue;
         }
-        for (int i = 0; !g && i < 8; i++)
+        for (int i = 0; !g && i < MAX_OLD; i++)
             if (m->old[i] && owner(&m->old[i], 1, pid, &index) && !alive(m->old[i])) {
+                LOG_INFO("generation %u finished", m->old[i]->id);
                 free_generation(m->old[i]);
                 m->old[i] = NULL;
                 g = m->cur;
+                publish(m);
             }
     }
+}
+
+/* A slot for one more old generation. With MAX_OLD of them still finishing, the oldest is told to finish now
+ * (killed: its connections close), as HAProxy's mworker-max-reloads does: a reload is never refused for it. */
+static int free_slot(struct master *m)
+{
+    int oldest = 0;
+    for (int i = 0; i < MAX_OLD; i++) {
+        if (!m->old[i])
+            return i;
+        if (m->old[i]->id < m->old[oldest]->id)
+            oldest = i;
+    }
+    struct generation *g = m->old[oldest];
+    uint64_t conns = 0, tunnels = 0;
+    open_counts(g, &conns, &tunnels);
+    LOG_WARN("reload: %d older generations still running; the oldest, generation %u, finishes now: closing %llu "
+             "client connection(s), %llu of them tunnels",
+             MAX_OLD, g->id, (unsigned long long)conns, (unsigned long long)tunnels);
+    for (uint32_t w = 0; w < nprocs(g); w++)
+        if (g->pids[w] > 0 && kill(g->pids[w], SIGKILL) == 0)
+            waitpid(g->pids[w], NULL, 0); /* at once: SIGKILL cannot be caught */
+    free_generation(g);
+    m->old[oldest] = NULL;
+    m->rec.forced++;
+    return oldest;
+}
+
+static void reload_done(struct master *m, enum pool_reload result)
+{
+    m->rec.total[result]++;
+    m->rec.last = result;
+    publish(m);
+}
+
+/* Close what the new generation did not take over from cur (an address no longer listened on, a worker slot
+ * beyond the new count): connections queued on those sockets are reset, so say so. */
+static void close_leftovers(struct generation *cur)
+{
+    int left = 0;
+    for (uint32_t w = 0; w < cur->conf.workers; w++)
+        for (int i = 0; i < cur->conf.nlistens; i++)
+            left += cur->lfd[w][i] >= 0;
+    if (left)
+        LOG_WARN("reload: closing %d listening socket(s) the new configuration does not use (a listen address "
+                 "dropped, or fewer workers); connections queued on them are reset",
+                 left);
+    close_generation_fds(cur);
 }
 
 static void reload(struct master *m)
@@ -551,32 +687,68 @@ static void reload(struct master *m)
     struct lb_conf c;
     LOG_INFO("SIGHUP: reloading the configuration");
     if (load_conf(m->args, &c) < 0) {
-        LOG_ERR("reload: the configuration has errors; keeping the running one");
+        LOG_ERR("reload: the configuration has errors (above); keeping the running one");
+        reload_done(m, POOL_RELOAD_INVALID);
         return;
     }
-    struct generation *g = prepare(&c);
-    int slot = 0;
-    while (slot < 8 && m->old[slot])
-        slot++;
-    if (!g || slot == 8) {
-        LOG_ERR("reload: %s; keeping the running configuration", g ? "too many reloads in progress" : "failed");
-        if (g)
-            free_generation(g);
+    struct generation *g = prepare(&c, m->cur);
+    if (!g) {
+        LOG_ERR("reload failed (above); keeping the running configuration");
+        reload_done(m, POOL_RELOAD_FAILED);
         return;
     }
-    /* The old generation's sockets must not leak into the new workers: a listener that no live worker accepts on
-     * would stay in the SO_REUSEPORT group and swallow its share of new connections. Its workers hold their own
-     * copies until they stop. */
-    close_generation_fds(m->cur);
+    int slot = free_slot(m);
+    g->id = ++m->next_id;
+    /* The old generation's remaining sockets must not leak into the new workers: a listener that no live worker
+     * accepts on would stay in the SO_REUSEPORT group and swallow its share of new connections. Its workers hold
+     * their own copies until they stop. */
+    close_leftovers(m->cur);
     if (start_generation(g) < 0) {
         signal_generation(g, SIGKILL);
+        give_back(g, m->cur);
         m->old[slot] = g; /* reaped like any old generation */
+        reload_done(m, POOL_RELOAD_FAILED);
         return;
     }
     signal_generation(m->cur, SIGTERM);
+    LOG_INFO("reload: generation %u serving (%u worker(s), %d node(s)); generation %u finishes its connections", g->id,
+             g->conf.workers, g->conf.nbackends, m->cur->id);
     m->old[slot] = m->cur;
     m->cur = g; /* from now on only g's names are looked up: the old workers finish with what they have */
     m->next_resolve_ns = now_ns() + g->conf.resolve_interval_ns;
+    reload_done(m, POOL_RELOAD_OK);
+}
+
+static void signal_all(struct master *m, int sig)
+{
+    signal_generation(m->cur, sig);
+    for (int i = 0; i < MAX_OLD; i++)
+        if (m->old[i])
+            signal_generation(m->old[i], sig);
+}
+
+/* SIGTERM or SIGINT: the master's own copies of the listening sockets close first, so that once the workers have
+ * taken what is queued and closed theirs, new connections are refused rather than left in a queue nobody accepts
+ * from until the grace time ends. A second signal ends everything now. */
+static void stop(struct master *m, int sig)
+{
+    const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    if (m->stopping) {
+        LOG_WARN("%s again: closing every connection now", name);
+        signal_all(m, SIGKILL);
+        return;
+    }
+    m->stopping = true;
+    close_generation_fds(m->cur);
+    uint64_t conns = 0, tunnels = 0;
+    open_counts(m->cur, &conns, &tunnels);
+    for (int i = 0; i < MAX_OLD; i++)
+        if (m->old[i])
+            open_counts(m->old[i], &conns, &tunnels);
+    signal_all(m, SIGTERM);
+    LOG_INFO("%s: stopped listening; %llu client connection(s) open, %llu of them tunnels: requests in flight "
+             "finish, tunnels get up to timeout grace %gs",
+             name, (unsigned long long)conns, (unsigned long long)tunnels, (double)m->cur->conf.grace_ns / 1e9);
 }
 
 /* The signals the master waits for with sigtimedwait (blocked from the start, so none is lost). */
@@ -613,7 +785,9 @@ static int master_run(struct master *m)
 {
     sigset_t set;
     master_signals(&set);
-    /* the master keeps the listening sockets of the running generation, to restart a worker that dies */
+    /* the master keeps the listening sockets of the running generation, to restart a worker that dies and to hand
+     * them to the next generation on a reload */
+    m->cur->id = ++m->next_id;
     if (start_generation(m->cur) < 0)
         return 1;
     LOG_INFO("serving on %s with %u worker(s), %d node(s)", m->cur->conf.listens[0].text, m->cur->conf.workers,
@@ -621,7 +795,7 @@ static int master_run(struct master *m)
     m->next_resolve_ns = now_ns() + m->cur->conf.resolve_interval_ns;
     for (;;) {
         bool any = alive(m->cur);
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < MAX_OLD; i++)
             any = any || alive(m->old[i]);
         if (m->stopping && !any)
             return 0;
@@ -630,14 +804,8 @@ static int master_run(struct master *m)
             reap(m);
         else if (sig == SIGHUP && !m->stopping)
             reload(m);
-        else if (sig == SIGTERM || sig == SIGINT) {
-            int kill_sig = m->stopping ? SIGKILL : SIGTERM; /* a second signal: stop now */
-            m->stopping = true;
-            signal_generation(m->cur, kill_sig);
-            for (int i = 0; i < 8; i++)
-                if (m->old[i])
-                    signal_generation(m->old[i], kill_sig);
-        }
+        else if (sig == SIGTERM || sig == SIGINT)
+            stop(m, sig);
     }
 }
 
@@ -683,11 +851,11 @@ int main(int argc, char **argv)
     master_signals(&set);
     sigprocmask(SIG_BLOCK, &set, NULL); /* before any fork: workers unblock their own */
     struct master m = {.args = &a};
-    if (!(m.cur = prepare(&c)))
+    if (!(m.cur = prepare(&c, NULL)))
         return EXIT_USAGE;
     int rc = master_run(&m);
     free_generation(m.cur);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < MAX_OLD; i++)
         if (m.old[i])
             free_generation(m.old[i]);
     return rc;

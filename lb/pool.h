@@ -82,8 +82,21 @@ struct pool_node_addr {
     uint64_t words[(sizeof(struct net_addr) + sizeof(uint64_t) - 1) / sizeof(uint64_t)];
 };
 
+/* How a SIGHUP ended (lb_reloads_total{result}). */
+enum pool_reload { POOL_RELOAD_OK = 0, POOL_RELOAD_INVALID, POOL_RELOAD_FAILED, POOL_RELOAD_COUNT };
+
+/* The master's reload record, copied into the current generation's block whenever it changes (the health process
+ * serves it; counts span generations, unlike the traffic counters). */
+struct pool_reloads {
+    uint64_t total[POOL_RELOAD_COUNT];
+    uint32_t last;            /* enum pool_reload of the latest SIGHUP; meaningful once a total is non-zero */
+    uint32_t old_generations; /* generations still finishing their tunnels */
+    uint64_t forced;          /* old generations told to finish at once to make room for a reload */
+};
+
 struct pool_shared {
     uint64_t conns_active, conns_total, requests, rebalanced;
+    struct pool_reloads reloads;
     uint64_t errors[POOL_ERR_COUNT];
     uint64_t local_errors[POOL_OP_COUNT][POOL_LOCAL_COUNT]; /* each failure, whether or not a client saw it */
     uint32_t panic;                                         /* 1 while in panic (the lb_panic gauge) */

@@ -46,11 +46,12 @@
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
-#define READ_CHUNK   16384
-#define BUF_HIGH     65536 /* stop reading a side while this much of its input waits for the other side */
-#define LINGER_S     1.0
-#define ACCEPT_BATCH 64
-#define COOKIE_MAX   512 /* an inserted Set-Cookie value: name and id are at most 64 bytes each */
+#define READ_CHUNK     16384
+#define BUF_HIGH       65536 /* stop reading a side while this much of its input waits for the other side */
+#define LINGER_S       1.0
+#define ACCEPT_BATCH   64
+#define STOP_DRAIN_MAX 1024 /* connections taken off a listener's queue as it closes */
+#define COOKIE_MAX     512  /* an inserted Set-Cookie value: name and id are at most 64 bytes each */
 
 enum sess_state { S_TLS, S_HEAD, S_CONNECT, S_EXCHANGE, S_TUNNEL, S_ERROR, S_LINGER, S_CLOSED };
 enum res_state { RES_HEAD, RES_BODY, RES_DONE };
@@ -81,6 +82,7 @@ struct session {
     int cw_events, sw_events;
     bool srv_connected, cli_eof, srv_eof, srv_shut, cli_shut;
     bool close_after, head_req, upgrade_req, set_cookie, res_started, tunnel;
+    bool kept_alive; /* a response went out: an empty S_HEAD is an idle keep-alive connection, not a new client */
     bool tls_read_wants_write, tls_write_wants_read, tls_pending;
 };
 
@@ -596,8 +598,11 @@ static bool step_head(struct session *s)
             s->state = S_CLOSED;
         return false;
     }
-    if (s->head_seen == 0)
-        set_timeout(s, s->px->conf->timeout_head_ns); /* from the first byte, never extended: slowloris */
+    /* never extended (slowloris): a new connection's first head counts from the accept (session_new), as
+     * HAProxy's timeout http-request does, so a client that connects and sends nothing is gone at timeout head;
+     * a keep-alive connection's next head counts from its first byte (timeout client covers the wait for it) */
+    if (s->head_seen == 0 && s->kept_alive)
+        set_timeout(s, s->px->conf->timeout_head_ns);
     struct http_head h = {.headers = s->px->hdrs, .headers_cap = s->px->conf->max_headers};
     struct http_limits lim = {.max_head = s->px->conf->max_head, .max_headers = s->px->conf->max_headers};
     int n = http_parse_request(buf_head(&s->cin), len, s->head_seen, &h, &lim);
@@ -770,6 +775,7 @@ static bool step_exchange(struct session *s)
         return progress;
     s->state = S_HEAD; /* keep-alive: the next request (perhaps already in cin) */
     s->head_seen = 0;
+    s->kept_alive = true;
     buf_release_if_empty(&s->cin);
     set_timeout(s, s->px->conf->timeout_client_ns);
     return true;
@@ -1016,7 +1022,8 @@ static void on_timeout(struct session *s)
         if (buf_len(&s->cin))
             fail_request(s, 408, POOL_ERR_HEAD_TIMEOUT, "the request head took too long");
         else
-            s->state = S_CLOSED; /* an idle keep-alive connection */
+            s->state = S_CLOSED; /* idle keep-alive, or a new connection that never sent a byte: closed without
+                                  * a 408, as HAProxy's http-ignore-probes (browsers' preconnects) */
         break;
     case S_CONNECT: connect_failed(s, ETIMEDOUT); break;
     case S_EXCHANGE:
@@ -1054,8 +1061,7 @@ static void tls_handshake_step(struct session *s)
     enum io_status st = tls_handshake(s->tls, &want_write, err, sizeof err);
     s->tls_read_wants_write = st == IO_AGAIN && want_write;
     if (st == IO_OK) {
-        s->state = S_HEAD;
-        set_timeout(s, s->px->conf->timeout_client_ns);
+        s->state = S_HEAD; /* the head timeout set at the accept goes on: the handshake is part of it */
     } else if (st != IO_AGAIN) {
         LOG_DEBUG("session %llu: TLS handshake: %s", (unsigned long long)s->id, err);
         s->state = S_CLOSED;
@@ -1158,7 +1164,7 @@ static struct session *session_new(struct proxy *px, int fd, int listener, const
     ev_io_init(&s->cw, on_client_io, fd, EV_READ);
     ev_io_init(&s->sw, on_server_io, -1, 0);
     ev_init(&s->timer, on_timer);
-    set_timeout(s, s->tls ? px->conf->timeout_head_ns : px->conf->timeout_client_ns);
+    set_timeout(s, px->conf->timeout_head_ns);
     ev_io_start(px->loop, &s->cw);
     s->cw_events = EV_READ;
     s->next = px->sessions;
@@ -1246,6 +1252,20 @@ int proxy_start(struct proxy *px, struct ev_loop *loop, const char *name, const 
     return 0;
 }
 
+/* Take what already waits in li's accept queue (up to the session cap): when this process holds the socket's last
+ * descriptor, closing it resets every connection queued there, and those clients did reach us. */
+static void drain_queue(struct proxy *px, int li)
+{
+    for (int i = 0; i < STOP_DRAIN_MAX && px->nsessions < px->max_sessions; i++) {
+        struct net_addr peer;
+        int fd = net_accept(px->lfd[li], &peer);
+        if (fd < 0)
+            return;
+        if (!session_new(px, fd, li, &peer))
+            close(fd);
+    }
+}
+
 void proxy_stop_accepting(struct proxy *px)
 {
     if (px->stopping)
@@ -1254,12 +1274,15 @@ void proxy_stop_accepting(struct proxy *px)
     ev_timer_stop(px->loop, px->resume_w);
     for (int i = 0; i < px->nlisten; i++) {
         ev_io_stop(px->loop, &px->accept_w[i]);
+        drain_queue(px, i);
         close(px->lfd[i]);
     }
     for (struct session *s = px->sessions, *next; s; s = next) {
         next = s->next;
         s->close_after = true; /* in-flight requests finish, then their connections close */
-        if (s->state == S_HEAD && buf_len(&s->cin) == 0)
+        /* an idle keep-alive connection goes now (a client retries a request on a reused connection that closes,
+         * RFC 9112 section 9.3.1); a new one whose first request is on its way is served, within timeout head */
+        if (s->state == S_HEAD && buf_len(&s->cin) == 0 && s->kept_alive)
             session_free(s);
     }
 }

@@ -53,8 +53,9 @@ struct proxy {
 int proxy_start(struct proxy *px, struct ev_loop *loop, const char *name, const struct lb_conf *conf, struct pool *pool,
                 const int *lfd, struct tls_ctx *const *tls, int n, uint32_t max_sessions, char *err, size_t errlen);
 
-/* Graceful stop: close the listeners, close idle keep-alive connections, let requests in flight finish (their
- * connections then close) and tunnels run on. Returns at once; proxy_sessions() tells how many remain. */
+/* Graceful stop: take the connections already queued on the listeners, close the listeners, close idle keep-alive
+ * connections, let requests in flight (and new connections' first requests, within timeout head) finish, their
+ * connections then closing, and tunnels run on. Returns at once; proxy_sessions() tells how many remain. */
 void proxy_stop_accepting(struct proxy *px);
 
 /* Close every remaining session (after the grace time) and free what proxy_start took. */

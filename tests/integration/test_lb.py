@@ -221,7 +221,7 @@ class Lb:
             raise h.ProtocolError(f"/nodes answered {r.status}")
         out = {}
         for line in r.body.decode().splitlines():
-            name, addr, health, state, now = line.split()
+            name, addr, health, state, now = line.split()[:5]
             out[name] = now if connected_to else (addr, health, state)
         return out
 
