@@ -344,6 +344,16 @@ static void sio_arm(struct client *c, double seconds)
 
 static void sio_probe(struct client *c, const uint8_t *data, size_t len);
 
+/* The client POSTed a close packet: as engine.io's polling transport, a held GET is released with a noop, then the
+ * session ends. Both wait until the loop's callbacks have run: a GET that came in the same wake-up as the POST
+ * (libev runs them newest first) is still held and answered, instead of finding its sid gone. */
+static void poll_close_asked(struct client *sess)
+{
+    sess->flags |= CLIENT_FL_CLOSE_ASKED;
+    sq_drop_unstarted(&sess->out);
+    server_schedule_flush(sess->srv, sess);
+}
+
 static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size_t len)
 {
     struct refsio_packet pk;
@@ -368,7 +378,12 @@ static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size
         }
         return;
     case REFSIO_EIO_NOOP: return;
-    case REFSIO_EIO_CLOSE: start_closing(c, WS_CLOSE_NORMAL, "", false); return;
+    case REFSIO_EIO_CLOSE:
+        if (c->flags & CLIENT_FL_POLL)
+            poll_close_asked(c);
+        else
+            start_closing(c, WS_CLOSE_NORMAL, "", false);
+        return;
     case REFSIO_EIO_PING: session_sio_fail(c, "ping from the client (in Engine.IO v4 the server pings)"); return;
     default: session_sio_fail(c, "unexpected Engine.IO packet type"); return;
     }
@@ -714,10 +729,19 @@ static void poll_answer(struct client *sess, const char *only)
         poll_close(sess); /* the close packet went last */
 }
 
-/* Before the loop waits (server.c's flush list): a held GET gets what is owed, or a noop once probed. */
+/* Before the loop waits (server.c's flush list): a held GET gets what is owed, or a noop once probed; a session
+ * whose client POSTed a close ends. */
 static void poll_flush(struct client *sess)
 {
-    if (!sess->held || sess->state != CLIENT_WS)
+    if (sess->state != CLIENT_WS)
+        return;
+    if (sess->flags & CLIENT_FL_CLOSE_ASKED) {
+        if (sess->held)
+            poll_answer(sess, "6");
+        poll_close(sess);
+        return;
+    }
+    if (!sess->held)
         return;
     if (sess->flags & CLIENT_FL_PROBED)
         poll_answer(sess, "6");
@@ -854,7 +878,8 @@ static int poll_post(struct client *c, struct client *sess, const struct http_he
     const char *pos = body, *end = body + len, *pkt;
     size_t plen;
     bool started = false;
-    while (sess->state == CLIENT_WS && refsio_payload_next(&pos, end, &started, &pkt, &plen)) {
+    while (sess->state == CLIENT_WS && !(sess->flags & CLIENT_FL_CLOSE_ASKED) &&
+           refsio_payload_next(&pos, end, &started, &pkt, &plen)) {
         char *item = (char *)(uintptr_t)pkt;
         if (plen && item[0] == 'b') {
             long n = poll_binary(item, plen);

@@ -1120,6 +1120,18 @@ class SocketIOPollingTest(Base):
         self.assertEqual(first.read_response().body, b"1")  # the held GET gets the close packet
         self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
 
+    def test_posted_close_answers_the_held_get_with_a_noop(self):
+        """engine.io: a close packet POSTed by the client releases the held GET with a noop (6), not a close (1)."""
+        sid = self.joined(room_name("bye"))
+        held = self.conn()
+        held.send(f"GET {self.POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        with self.assertRaises(TimeoutError):
+            held.read_response(timeout=QUIET)
+        self.assertEqual(self.post(sid, b"1").body, b"ok")
+        got = held.read_response()
+        self.assertEqual((got.status, got.body), (200, b"6"))
+        self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
+
     def test_malformed_post_closes_the_session(self):
         sid = self.joined(room_name("bad"))
         self.assertEqual(self.post(sid, b'42["chat"').body, b"ok")
