@@ -562,25 +562,17 @@ static int room_param(const struct http_head *h, bool sio, char *room)
     return found < 0 || (found > 0 && !valid_room(room)) ? -1 : (int)strlen(room);
 }
 
-/* Precondition: CLIENT_HTTP, a GET /ws head (or /socket.io/ when sio). Next: CLIENT_WS (101 queued, joined the room,
- * Socket.IO: the open packet queued), or closing after 4xx. With sess (a polling session's sid), the websocket joins
- * no room yet: it waits for 2probe and 5 (sio_probe), within SIO_UPGRADE_TIMEOUT. */
-static int upgrade(struct client *c, const struct http_head *h, bool sio, struct client *sess)
+static int refuse_handshake(struct client *c, int status, const char *why)
+{
+    return respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", why,
+                         status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+}
+
+/* Queue the 101 and enter CLIENT_WS. 0, or -1 when the client is gone. */
+static int switch_protocols(struct client *c, const char *accept)
 {
     struct server *s = c->srv;
-    char accept[WS_ACCEPT_LEN + 1], room[ROOM_NAME_MAX + 1], resp[512];
-    int status;
-    const char *why;
-    if (!check_handshake(h, accept, &status, &why))
-        return respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", why,
-                             status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
-    int room_len = room_param(h, sio, room);
-    if (room_len < 0)
-        return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
-    if (sio)
-        c->flags |= CLIENT_FL_SIO;
-    if (!sess && room_join(registry(c), &c->member, room, (size_t)room_len) < 0)
-        return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
+    char resp[512];
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Accept: %s\r\nX-Node-Id: %s\r\n%s\r\n",
@@ -588,19 +580,55 @@ static int upgrade(struct client *c, const struct http_head *h, bool sio, struct
     c->state = CLIENT_WS;
     c->reader = (struct ws_reader){.role = WS_ROLE_SERVER, .max_message = s->cfg.max_message};
     s->stats.handshakes++;
+    return enqueue_bytes(c, resp, (size_t)n);
+}
+
+/* Precondition: CLIENT_HTTP, a GET /ws head (or /socket.io/ when sio). Next: CLIENT_WS (101 queued, joined the room,
+ * Socket.IO: the open packet queued), or closing after 4xx. With sess (a polling session's sid), the websocket joins
+ * no room yet: it waits for 2probe and 5 (sio_probe), within SIO_UPGRADE_TIMEOUT. */
+static int upgrade(struct client *c, const struct http_head *h, bool sio, struct client *sess)
+{
+    struct server *s = c->srv;
+    char accept[WS_ACCEPT_LEN + 1], room[ROOM_NAME_MAX + 1];
+    int status;
+    const char *why;
+    if (!check_handshake(h, accept, &status, &why))
+        return refuse_handshake(c, status, why);
+    int room_len = room_param(h, sio, room);
+    if (room_len < 0)
+        return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
+    if (sio)
+        c->flags |= CLIENT_FL_SIO;
+    if (!sess && room_join(registry(c), &c->member, room, (size_t)room_len) < 0)
+        return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
     if (sess) {
         c->sess = sess;
         sess->ws = c;
         arm_timer(c, SIO_UPGRADE_TIMEOUT);
-        return enqueue_bytes(c, resp, (size_t)n);
+        return switch_protocols(c, accept);
     }
     s->stats.ws_clients++;
     arm_timer(c, s->cfg.ping_interval);
-    if (enqueue_bytes(c, resp, (size_t)n) < 0)
+    if (switch_protocols(c, accept) < 0)
         return -1;
     if (sio)
         socketio_on_handshake(c, c, h);
     return sio ? sio_open(c) : 0;
+}
+
+/* A websocket for a sid that has upgraded already, or is upgrading: engine.io (onWebSocket) accepts it and closes
+ * it at once, so its client sees a close rather than a handshake error. Next: CLOSING, or closing after 4xx. */
+static int upgrade_and_close(struct client *c, const struct http_head *h)
+{
+    char accept[WS_ACCEPT_LEN + 1];
+    int status;
+    const char *why;
+    if (!check_handshake(h, accept, &status, &why))
+        return refuse_handshake(c, status, why);
+    if (switch_protocols(c, accept) < 0)
+        return -1;
+    start_closing(c, WS_CLOSE_NO_STATUS, NULL, false);
+    return -1;
 }
 
 /* An Engine.IO handshake error: 400 with the JSON body engine.io sends. */
@@ -967,12 +995,14 @@ static int route_sio(struct client *c, const struct http_head *h, char *body, si
         return sio_error(c, 1, "Session ID unknown");
     if (ws && (!is_get || !http_find_header(h, "Upgrade")))
         return sio_error(c, 3, "Bad request");
-    if (sess && (sess->flags & CLIENT_FL_UPGRADED || (ws && sess->ws)))
-        return sio_error(c, 3, "Bad request"); /* upgraded already, or a second upgrade at once */
+    if (sess && !ws && (sess->flags & CLIENT_FL_UPGRADED))
+        return sio_error(c, 3, "Bad request"); /* polling is over for an upgraded sid */
     if (!sess && !ws && !is_get)
         return sio_error(c, 2, "Bad handshake method");
     if (http_query_param(h->target, h->target_len, "EIO", eio, sizeof eio) <= 0 || strcmp(eio, "4") != 0)
         return sio_error(c, 5, "Unsupported protocol version");
+    if (ws && sess && (sess->flags & CLIENT_FL_UPGRADED || sess->ws))
+        return upgrade_and_close(c, h); /* upgraded already, or a second upgrade at once */
     if (ws)
         return upgrade(c, h, true, sess);
     if (!sess)

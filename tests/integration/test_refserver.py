@@ -1163,6 +1163,24 @@ class SocketIOPollingTest(Base):
         ws.close()
         h.wait_until(lambda: self.poll(sid).body.find(b'"code":1') >= 0, 5 * h.SLOW, what="sid forgotten")
 
+    def test_another_websocket_for_the_sid_is_accepted_and_closed(self):
+        """engine.io (onWebSocket): a websocket for a sid that is upgrading or upgraded gets its 101 and a close at
+        once; the suite's client treats a 400 there as an error."""
+        sid = self.joined(room_name("again"))
+        path = f"/socket.io/?EIO=4&transport=websocket&sid={sid}"
+        ws = h.ws_connect(self, self.node.port, path)
+        for stage in ("upgrading", "upgraded"):
+            extra = h.ws_connect(self, self.node.port, path)  # HandshakeError unless 101
+            self.assertIsNone(extra.recv_close(5.0), stage)  # a close without a code, as ws's close()
+            extra.send_close(None)
+            self.assertTrue(extra.wait_eof(5.0), stage)
+            if stage == "upgrading":
+                ws.send_text("2probe")
+                self.assertMessage(ws, OP_TEXT, b"3probe")
+                ws.send_text("5")
+        ws.send_text("40/nope,")
+        self.assertEqual(ws.recv_message(5.0)[1][:7], b"44/nope")  # the first websocket goes on
+
     def test_upgrade_needs_probe(self):
         sid = self.joined(room_name("noprobe"))
         ws = h.ws_connect(self, self.node.port, f"/socket.io/?EIO=4&transport=websocket&sid={sid}")
