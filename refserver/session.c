@@ -409,6 +409,7 @@ static void sio_on_timer(struct client *c)
         return;
     }
     c->flags |= CLIENT_FL_PINGED;
+    socketio_release(c); /* the auth event goes before the ping, as in Node */
     session_send(c, WS_OP_TEXT, "2", 1);
     sio_arm(c, c->srv->cfg.sio_ping_timeout);
 }
@@ -443,6 +444,8 @@ static long process_ws(struct client *c, uint8_t *data, size_t len)
         on_data(c, &ev);
     else if (ev.type == WS_EV_PING)
         send_control(c, WS_OP_PONG, ev.data, ev.len);
+    else if (ev.type == WS_EV_PONG && (c->flags & CLIENT_FL_SIO))
+        socketio_release(c);
     return n;
 }
 

@@ -924,6 +924,49 @@ def msgpack(v):
     return bytes([0x80 | len(v)]) + b"".join(msgpack(k) + msgpack(x) for k, x in v.items())
 
 
+class SocketIOConformanceTest(Base):
+    """--profile conformance writes the CONNECT reply and its "auth" event so that a client reading one packet at a
+    time sees both: a WebSocket ping follows the reply, and the event waits for its pong."""
+
+    SIO = "/socket.io/?EIO=4&transport=websocket"
+
+    @classmethod
+    def setUpClass(cls):  # Engine.IO pings far apart: they would release the event too
+        cls.node = h.start_refserver(cls, "conf1", "none", ["--profile", "conformance", "--sio-ping-interval", "60000"])
+
+    def connected(self, connect):
+        c = h.ws_connect(self, self.node.port, self.SIO)
+        self.assertEqual(c.recv_message(5.0)[1][:1], b"0")
+        c.send_text(connect)
+        f = c.recv_frame(5.0)
+        nsp = connect.split("{")[0].encode()
+        self.assertEqual((f.opcode, f.payload[:len(nsp)]), (OP_TEXT, nsp), f)
+        self.assertRegex(json.loads(f.payload[len(nsp):])["sid"], r"^[A-Za-z0-9_-]{20}$")
+        ping = c.recv_frame(5.0)
+        self.assertEqual(ping.opcode, OP_PING, f"a ping after the CONNECT reply, got {ping!r}")
+        return c, ping
+
+    def test_auth_event_waits_for_the_pong(self):
+        c, ping = self.connected('40/custom,{"t":1}')
+        with self.assertRaises(TimeoutError):
+            c.recv_frame(QUIET)
+        c.send_pong(ping.payload)
+        self.assertMessage(c, OP_TEXT, b'42/custom,["auth",{"t":1}]')
+
+    def test_auth_event_goes_before_the_next_answer_without_a_pong(self):
+        c, _ = self.connected("40")
+        c.send_text('42["message",1]')
+        self.assertMessage(c, OP_TEXT, b'42["auth",{}]')
+        self.assertMessage(c, OP_TEXT, b'42["message-back",1]')
+
+    def test_polling_gets_reply_and_event_in_one_payload(self):
+        poll = "/socket.io/?EIO=4&transport=polling"
+        sid = json.loads(h.http_request(self.node.port, "GET", poll).body[1:])["sid"]
+        self.assertEqual(h.http_request(self.node.port, "POST", f"{poll}&sid={sid}", None, b"40").body, b"ok")
+        body = h.http_request(self.node.port, "GET", f"{poll}&sid={sid}").body
+        self.assertRegex(body, rb'^40\{"sid":"[A-Za-z0-9_-]{20}"\}\x1e42\["auth",\{\}\]$')
+
+
 class SocketIOAdapterRequestsTest(Base):
     """The edges of the adapter's request channel (socket.io-request#NSP#) that a Node peer does not reach: the cap on
     acks one client owes, malformed and unsupported requests. (What Node's fetchSockets, emitWithAck and
