@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -1096,6 +1097,15 @@ static long hand_over(struct client *c, uint32_t to, const char *data, size_t le
     return -1;
 }
 
+/* RFC 9112 3.2: a request with more than one Host field line is answered 400 (which one would we believe?). */
+static bool one_host_at_most(const struct http_head *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->num_headers; i++)
+        n += h->headers[i].name_len == 4 && !strncasecmp(h->headers[i].name, "Host", 4);
+    return n <= 1;
+}
+
 /* Precondition: CLIENT_HTTP. Returns bytes consumed, 0 when the head is incomplete (or waits to be handed over), -1
  * when the connection left CLIENT_HTTP (upgraded, closing or handed over). */
 static long process_http(struct client *c, char *data, size_t len)
@@ -1112,6 +1122,10 @@ static long process_http(struct client *c, char *data, size_t len)
     if (n == -1) {
         int status = http_status_for(h.error);
         respond_error(c, status, status_reason(status), http_error_str(h.error), NULL);
+        return -1;
+    }
+    if (!one_host_at_most(&h)) {
+        respond_error(c, 400, "Bad Request", "more than one Host header", NULL);
         return -1;
     }
     int owner = sid_worker(c, &h);

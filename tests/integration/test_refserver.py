@@ -114,6 +114,17 @@ class RoutesTest(Base):
         self.assertEqual(r.status, 404)
         self.assertEqual(r.header("X-Node-Id"), "r1")
 
+    def test_two_host_headers_400(self):
+        """RFC 9112 3.2: more than one Host field line is a 400, whichever route and version."""
+        for req in (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+                    b"GET /metrics HTTP/1.0\r\nhost: a\r\nHOST: b\r\n\r\n",
+                    b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"):
+            with self.subTest(req=req):
+                r = h.http_raw(self.node.port, req)
+                self.assertEqual(r.status, 400, r.body)
+                self.assertIn(b"more than one Host header", r.body)
+        self.assertEqual(h.http_raw(self.node.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").status, 200)
+
     def test_other_methods_405(self):
         for method, path in (("POST", "/"), ("PUT", "/ws"), ("DELETE", "/metrics")):
             with self.subTest(method=method, path=path):
