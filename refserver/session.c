@@ -1106,6 +1106,28 @@ static bool one_host_at_most(const struct http_head *h)
     return n <= 1;
 }
 
+/* An absolute-form target ("http://host/ws?room=a", RFC 9112 3.2.2, what a client sends to a proxy) is routed by
+ * its path and query, as an origin server must accept it; h->target then points at them ("/" when it has none). */
+static void origin_form(struct http_head *h)
+{
+    const char *t = h->target, *end = t + h->target_len;
+    size_t scheme = h->target_len > 7 && !strncasecmp(t, "http://", 7)    ? 7
+                    : h->target_len > 8 && !strncasecmp(t, "https://", 8) ? 8
+                                                                          : 0;
+    if (!scheme)
+        return;
+    const char *p = t + scheme;
+    while (p < end && *p != '/' && *p != '?')
+        p++;
+    if (p == end || *p == '?') { /* no path: "/", and a bare "?query" cannot become origin-form without a copy */
+        h->target = "/";
+        h->target_len = 1;
+        return;
+    }
+    h->target = p;
+    h->target_len = (size_t)(end - p);
+}
+
 /* Precondition: CLIENT_HTTP. Returns bytes consumed, 0 when the head is incomplete (or waits to be handed over), -1
  * when the connection left CLIENT_HTTP (upgraded, closing or handed over). */
 static long process_http(struct client *c, char *data, size_t len)
@@ -1128,6 +1150,7 @@ static long process_http(struct client *c, char *data, size_t len)
         respond_error(c, 400, "Bad Request", "more than one Host header", NULL);
         return -1;
     }
+    origin_form(&h);
     int owner = sid_worker(c, &h);
     if (owner >= 0)
         return hand_over(c, (uint32_t)owner, data, len);

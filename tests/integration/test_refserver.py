@@ -125,6 +125,20 @@ class RoutesTest(Base):
                 self.assertIn(b"more than one Host header", r.body)
         self.assertEqual(h.http_raw(self.node.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").status, 200)
 
+    def test_absolute_form_target_routes_by_its_path(self):
+        """RFC 9112 3.2.2: an origin server accepts an absolute-form target (what clients send to proxies)."""
+        for target, body in (("http://x/", b"ok r1\n"), ("http://x", b"ok r1\n"), ("HTTPS://x:1/?a=b", b"ok r1\n"),
+                             ("http://x/socket.io/?EIO=4&transport=polling", b"0{")):
+            with self.subTest(target=target):
+                r = h.http_raw(self.node.port, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                self.assertEqual((r.status, r.body[:len(body)]), (200, body))
+        self.assertEqual(h.http_raw(self.node.port, b"GET http://x/nope HTTP/1.1\r\nHost: x\r\n\r\n").status, 404)
+        room = room_name("abs")
+        a = h.ws_connect(self, self.node.port, f"http://x/ws?room={room}")
+        b = h.ws_connect(self, self.node.port, f"/ws?room={room}")
+        a.send_text("over the absolute form")  # the room came from the absolute target's query
+        self.assertMessage(b, OP_TEXT, b"over the absolute form")
+
     def test_other_methods_405(self):
         for method, path in (("POST", "/"), ("PUT", "/ws"), ("DELETE", "/metrics")):
             with self.subTest(method=method, path=path):
