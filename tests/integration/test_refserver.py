@@ -1119,6 +1119,14 @@ class SocketIOPollingTest(Base):
         self.assertRegex(json.loads(r.body[2:])["sid"], r"^[A-Za-z0-9_-]{20}$")
         return sid
 
+    def held_get(self, sid):
+        """A GET for sid that the server holds (nothing is owed yet)."""
+        c = self.conn()
+        c.send(f"GET {self.POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        with self.assertRaises(TimeoutError):
+            c.read_response(timeout=QUIET)
+        return c
+
     def assertEngineError(self, r, code, message):
         self.assertEqual(r.status, 400, r.body)
         self.assertEqual(json.loads(r.body), {"code": code, "message": message})
@@ -1180,10 +1188,7 @@ class SocketIOPollingTest(Base):
 
     def test_second_get_closes_the_session(self):
         sid = self.joined(room_name("twice"))
-        first = self.conn()
-        first.send(f"GET {self.POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        with self.assertRaises(TimeoutError):
-            first.read_response(timeout=QUIET)
+        first = self.held_get(sid)
         self.assertEngineError(self.poll(sid), 3, "Bad request")
         self.assertEqual(first.read_response().body, b"1")  # the held GET gets the close packet
         self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
@@ -1191,10 +1196,7 @@ class SocketIOPollingTest(Base):
     def test_posted_close_answers_the_held_get_with_a_noop(self):
         """engine.io: a close packet POSTed by the client releases the held GET with a noop (6), not a close (1)."""
         sid = self.joined(room_name("bye"))
-        held = self.conn()
-        held.send(f"GET {self.POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        with self.assertRaises(TimeoutError):
-            held.read_response(timeout=QUIET)
+        held = self.held_get(sid)
         self.assertEqual(self.post(sid, b"1").body, b"ok")
         got = held.read_response()
         self.assertEqual((got.status, got.body), (200, b"6"))
@@ -1208,10 +1210,7 @@ class SocketIOPollingTest(Base):
     def test_upgrade(self):
         room = room_name("up")
         sid, other = self.joined(room), self.joined(room)
-        held = self.conn()
-        held.send(f"GET {self.POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        with self.assertRaises(TimeoutError):
-            held.read_response(timeout=QUIET)
+        held = self.held_get(sid)
         ws = h.ws_connect(self, self.node.port, f"/socket.io/?EIO=4&transport=websocket&sid={sid}")
         self.assertSilent(ws)  # no open packet on an upgrade
         ws.send_text("2probe")
