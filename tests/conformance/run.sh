@@ -60,8 +60,10 @@ probe || { echo "conformance: refserver did not answer on $addr:$port" >&2; exit
 
 cd "$work"
 set +e
-npx --no-install mocha --reporter tap test-suite.js
+# Bounded: mocha waits for the client's sockets to end, which a broken server could hold open forever.
+timeout -k 5 300 npx --no-install mocha --reporter tap test-suite.js
 rc=$?
+[ "$rc" -eq 124 ] && echo "conformance: the suite did not finish within 300 s" >&2
 set -e
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "conformance: refserver died during the suite: $(cat "$log")" >&2
