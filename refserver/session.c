@@ -44,6 +44,8 @@
 #define SIO_UPGRADE_TIMEOUT 10.0
 #define SIO_MAX_SESSIONS    100000
 #define SIO_MAX_SID_BUCKETS (1u << 20)
+/* Seconds a session whose client POSTed a close waits for a GET that crossed the POST on the way (below). */
+#define SIO_CLOSE_GRACE 1.0
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
@@ -346,8 +348,9 @@ static void sio_arm(struct client *c, double seconds)
 static void sio_probe(struct client *c, const uint8_t *data, size_t len);
 
 /* The client POSTed a close packet: as engine.io's polling transport, a held GET is released with a noop, then the
- * session ends. Both wait until the loop's callbacks have run: a GET that came in the same wake-up as the POST
- * (libev runs them newest first) is still held and answered, instead of finding its sid gone. */
+ * session ends (poll_flush, once the loop's callbacks have run, since libev runs a wake-up's newest first). A client
+ * may send its GET and the close together, on two connections, and the GET may come second: held or not when the
+ * POST came, the client's GET was pending, so one that arrives within SIO_CLOSE_GRACE gets the noop too. */
 static void poll_close_asked(struct client *sess)
 {
     sess->flags |= CLIENT_FL_CLOSE_ASKED;
@@ -390,11 +393,16 @@ static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size
     }
 }
 
-/* No namespace CONNECT in time: closed. Otherwise, when the ping schedule is due: a ping, or, when the last one went
- * unanswered, the close ("ping timeout"). */
+/* A polling session whose client closed: ended, as no GET came in the grace. No namespace CONNECT in time: closed.
+ * Otherwise, when the ping schedule is due: a ping, or, when the last one went unanswered, the close ("ping
+ * timeout"). */
 static void sio_on_timer(struct client *c)
 {
     ev_tstamp now = ev_now(c->srv->loop);
+    if (c->flags & CLIENT_FL_CLOSE_ASKED) { /* no GET came in the grace after the client's close */
+        poll_close(c);
+        return;
+    }
     if (c->sio_connect_by && now >= c->sio_connect_by - 1e-3 && !c->sio_nsps) {
         c->srv->stats.idle_closed++;
         start_closing(c, WS_CLOSE_GOING_AWAY, "no namespace CONNECT in time", true);
@@ -768,8 +776,11 @@ static void poll_flush(struct client *sess)
     if (sess->state != CLIENT_WS)
         return;
     if (sess->flags & CLIENT_FL_CLOSE_ASKED) {
-        if (sess->held)
-            poll_answer(sess, "6");
+        if (!sess->held) {
+            arm_timer(sess, SIO_CLOSE_GRACE); /* sio_on_timer ends it */
+            return;
+        }
+        poll_answer(sess, "6");
         poll_close(sess);
         return;
     }
@@ -887,7 +898,7 @@ static int poll_get(struct client *c, struct client *sess)
     c->flags |= CLIENT_FL_HELD;
     c->sess = sess;
     sess->held = c;
-    if (sess->out.count || (sess->flags & CLIENT_FL_PROBED))
+    if (sess->out.count || (sess->flags & (CLIENT_FL_PROBED | CLIENT_FL_CLOSE_ASKED)))
         server_schedule_flush(c->srv, sess);
     return 0;
 }
@@ -995,7 +1006,7 @@ static int route_sio(struct client *c, const struct http_head *h, char *body, si
         return sio_error(c, 0, "Transport unknown");
     int has_sid = http_query_param(h->target, h->target_len, "sid", sid, sizeof sid);
     struct client *sess = has_sid > 0 ? sid_find(c->srv, sid) : NULL;
-    if (has_sid != 0 && (!sess || sess->state != CLIENT_WS))
+    if (has_sid != 0 && (!sess || sess->state != CLIENT_WS || (sess->flags & CLIENT_FL_CLOSE_ASKED && ws)))
         return sio_error(c, 1, "Session ID unknown");
     if (ws && (!is_get || !http_find_header(h, "Upgrade")))
         return sio_error(c, 3, "Bad request");

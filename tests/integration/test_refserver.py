@@ -1202,6 +1202,22 @@ class SocketIOPollingTest(Base):
         self.assertEqual((got.status, got.body), (200, b"6"))
         self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
 
+    def test_posted_close_answers_a_get_that_crossed_it_with_a_noop(self):
+        """A GET sent beside the close may arrive second: it was pending for the client, so it gets the noop too;
+        the session ends with it."""
+        sid = self.joined(room_name("crossed"))
+        self.assertEqual(self.post(sid, b"1").body, b"ok")
+        got = self.poll(sid)
+        self.assertEqual((got.status, got.body), (200, b"6"))
+        self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
+
+    def test_posted_close_ends_the_session_without_a_get(self):
+        sid = self.joined(room_name("nobody"))
+        before = self.node.metrics()["refserver_socketio_polling_sessions"]
+        self.assertEqual(self.post(sid, b"1").body, b"ok")
+        self.wait_metric(self.node, "refserver_socketio_polling_sessions", lambda v: v == before - 1)
+        self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
+
     def test_malformed_post_closes_the_session(self):
         sid = self.joined(room_name("bad"))
         self.assertEqual(self.post(sid, b'42["chat"').body, b"ok")
