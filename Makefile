@@ -37,7 +37,7 @@ FUZZ_SRC   := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN   := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all test unit itest interop check fuzz bench demo deps need-deps lint clean scenario compare gate baseline
+.PHONY: all test unit itest interop conformance check fuzz bench demo deps need-deps lint clean scenario compare gate baseline
 all: need-deps $(BUILD)/refserver $(BUILD)/loadgen $(if $(wildcard lb/main.c),$(BUILD)/lb) $(TOOL_BIN)
 
 # Fail early, with the remedy, when a build dependency is missing; install it when we can.
@@ -85,7 +85,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/liblb.a $(BUILD)/libloadg
 
 # Every test layer; the last line is the plain "N passed, N failed" summary.
 test: all $(UNIT_BIN)
-	@scripts/run-tests.sh $(BUILD) unit integration interop
+	@scripts/run-tests.sh $(BUILD) unit integration interop conformance
 
 unit: all $(UNIT_BIN)
 	@scripts/run-tests.sh $(BUILD) unit
@@ -95,6 +95,9 @@ itest: all
 
 interop: all
 	@scripts/run-tests.sh $(BUILD) interop
+
+conformance: all
+	@scripts/run-tests.sh $(BUILD) conformance
 
 check:
 	$(MAKE) SANITIZE=1 test

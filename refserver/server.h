@@ -113,6 +113,7 @@ struct client {
 #define CLIENT_FL_PROBED       0x400u  /* session: its websocket answered 2probe; GETs get a noop until the upgrade */
 #define CLIENT_FL_UPGRADED     0x800u  /* session: upgraded; kept only so polling requests for its sid get code 3 */
 #define CLIENT_FL_POLL_CLOSING 0x1000u /* session: ends once its owed packets (the close packet last) are answered */
+#define CLIENT_FL_CLOSE_ASKED  0x2000u /* session: the client POSTed a close; ends before the loop next waits */
 
 #define SERVER_METRICS_MAX 40 /* the /metrics samples (server.c's table), at most WORKERS_STAT_WORDS */
 

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -43,6 +44,8 @@
 #define SIO_UPGRADE_TIMEOUT 10.0
 #define SIO_MAX_SESSIONS    100000
 #define SIO_MAX_SID_BUCKETS (1u << 20)
+/* Seconds a session whose client POSTed a close waits for a GET that crossed the POST on the way (below). */
+#define SIO_CLOSE_GRACE 1.0
 
 static void on_read(struct ev_loop *loop, ev_io *w, int revents);
 static void on_write(struct ev_loop *loop, ev_io *w, int revents);
@@ -344,6 +347,17 @@ static void sio_arm(struct client *c, double seconds)
 
 static void sio_probe(struct client *c, const uint8_t *data, size_t len);
 
+/* The client POSTed a close packet: as engine.io's polling transport, a held GET is released with a noop, then the
+ * session ends (poll_flush, once the loop's callbacks have run, since libev runs a wake-up's newest first). A client
+ * may send its GET and the close together, on two connections, and the GET may come second: held or not when the
+ * POST came, the client's GET was pending, so one that arrives within SIO_CLOSE_GRACE gets the noop too. */
+static void poll_close_asked(struct client *sess)
+{
+    sess->flags |= CLIENT_FL_CLOSE_ASKED;
+    sq_drop_unstarted(&sess->out);
+    server_schedule_flush(sess->srv, sess);
+}
+
 static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size_t len)
 {
     struct refsio_packet pk;
@@ -368,17 +382,27 @@ static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size
         }
         return;
     case REFSIO_EIO_NOOP: return;
-    case REFSIO_EIO_CLOSE: start_closing(c, WS_CLOSE_NORMAL, "", false); return;
+    case REFSIO_EIO_CLOSE:
+        if (c->flags & CLIENT_FL_POLL)
+            poll_close_asked(c);
+        else
+            start_closing(c, WS_CLOSE_NORMAL, "", false);
+        return;
     case REFSIO_EIO_PING: session_sio_fail(c, "ping from the client (in Engine.IO v4 the server pings)"); return;
     default: session_sio_fail(c, "unexpected Engine.IO packet type"); return;
     }
 }
 
-/* No namespace CONNECT in time: closed. Otherwise, when the ping schedule is due: a ping, or, when the last one went
- * unanswered, the close ("ping timeout"). */
+/* A polling session whose client closed: ended, as no GET came in the grace. No namespace CONNECT in time: closed.
+ * Otherwise, when the ping schedule is due: a ping, or, when the last one went unanswered, the close ("ping
+ * timeout"). */
 static void sio_on_timer(struct client *c)
 {
     ev_tstamp now = ev_now(c->srv->loop);
+    if (c->flags & CLIENT_FL_CLOSE_ASKED) { /* no GET came in the grace after the client's close */
+        poll_close(c);
+        return;
+    }
     if (c->sio_connect_by && now >= c->sio_connect_by - 1e-3 && !c->sio_nsps) {
         c->srv->stats.idle_closed++;
         start_closing(c, WS_CLOSE_GOING_AWAY, "no namespace CONNECT in time", true);
@@ -394,6 +418,7 @@ static void sio_on_timer(struct client *c)
         return;
     }
     c->flags |= CLIENT_FL_PINGED;
+    socketio_release(c); /* the auth event goes before the ping, as in Node */
     session_send(c, WS_OP_TEXT, "2", 1);
     sio_arm(c, c->srv->cfg.sio_ping_timeout);
 }
@@ -428,6 +453,8 @@ static long process_ws(struct client *c, uint8_t *data, size_t len)
         on_data(c, &ev);
     else if (ev.type == WS_EV_PING)
         send_control(c, WS_OP_PONG, ev.data, ev.len);
+    else if (ev.type == WS_EV_PONG && (c->flags & CLIENT_FL_SIO))
+        socketio_release(c);
     return n;
 }
 
@@ -547,25 +574,17 @@ static int room_param(const struct http_head *h, bool sio, char *room)
     return found < 0 || (found > 0 && !valid_room(room)) ? -1 : (int)strlen(room);
 }
 
-/* Precondition: CLIENT_HTTP, a GET /ws head (or /socket.io/ when sio). Next: CLIENT_WS (101 queued, joined the room,
- * Socket.IO: the open packet queued), or closing after 4xx. With sess (a polling session's sid), the websocket joins
- * no room yet: it waits for 2probe and 5 (sio_probe), within SIO_UPGRADE_TIMEOUT. */
-static int upgrade(struct client *c, const struct http_head *h, bool sio, struct client *sess)
+static int refuse_handshake(struct client *c, int status, const char *why)
+{
+    return respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", why,
+                         status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+}
+
+/* Queue the 101 and enter CLIENT_WS. 0, or -1 when the client is gone. */
+static int switch_protocols(struct client *c, const char *accept)
 {
     struct server *s = c->srv;
-    char accept[WS_ACCEPT_LEN + 1], room[ROOM_NAME_MAX + 1], resp[512];
-    int status;
-    const char *why;
-    if (!check_handshake(h, accept, &status, &why))
-        return respond_error(c, status, status == 426 ? "Upgrade Required" : "Bad Request", why,
-                             status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
-    int room_len = room_param(h, sio, room);
-    if (room_len < 0)
-        return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
-    if (sio)
-        c->flags |= CLIENT_FL_SIO;
-    if (!sess && room_join(registry(c), &c->member, room, (size_t)room_len) < 0)
-        return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
+    char resp[512];
     int n = snprintf(resp, sizeof resp,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Accept: %s\r\nX-Node-Id: %s\r\n%s\r\n",
@@ -573,19 +592,55 @@ static int upgrade(struct client *c, const struct http_head *h, bool sio, struct
     c->state = CLIENT_WS;
     c->reader = (struct ws_reader){.role = WS_ROLE_SERVER, .max_message = s->cfg.max_message};
     s->stats.handshakes++;
+    return enqueue_bytes(c, resp, (size_t)n);
+}
+
+/* Precondition: CLIENT_HTTP, a GET /ws head (or /socket.io/ when sio). Next: CLIENT_WS (101 queued, joined the room,
+ * Socket.IO: the open packet queued), or closing after 4xx. With sess (a polling session's sid), the websocket joins
+ * no room yet: it waits for 2probe and 5 (sio_probe), within SIO_UPGRADE_TIMEOUT. */
+static int upgrade(struct client *c, const struct http_head *h, bool sio, struct client *sess)
+{
+    struct server *s = c->srv;
+    char accept[WS_ACCEPT_LEN + 1], room[ROOM_NAME_MAX + 1];
+    int status;
+    const char *why;
+    if (!check_handshake(h, accept, &status, &why))
+        return refuse_handshake(c, status, why);
+    int room_len = room_param(h, sio, room);
+    if (room_len < 0)
+        return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
+    if (sio)
+        c->flags |= CLIENT_FL_SIO;
+    if (!sess && room_join(registry(c), &c->member, room, (size_t)room_len) < 0)
+        return respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
     if (sess) {
         c->sess = sess;
         sess->ws = c;
         arm_timer(c, SIO_UPGRADE_TIMEOUT);
-        return enqueue_bytes(c, resp, (size_t)n);
+        return switch_protocols(c, accept);
     }
     s->stats.ws_clients++;
     arm_timer(c, s->cfg.ping_interval);
-    if (enqueue_bytes(c, resp, (size_t)n) < 0)
+    if (switch_protocols(c, accept) < 0)
         return -1;
     if (sio)
         socketio_on_handshake(c, c, h);
     return sio ? sio_open(c) : 0;
+}
+
+/* A websocket for a sid that has upgraded already, or is upgrading: engine.io (onWebSocket) accepts it and closes
+ * it at once, so its client sees a close rather than a handshake error. Next: CLOSING, or closing after 4xx. */
+static int upgrade_and_close(struct client *c, const struct http_head *h)
+{
+    char accept[WS_ACCEPT_LEN + 1];
+    int status;
+    const char *why;
+    if (!check_handshake(h, accept, &status, &why))
+        return refuse_handshake(c, status, why);
+    if (switch_protocols(c, accept) < 0)
+        return -1;
+    start_closing(c, WS_CLOSE_NO_STATUS, NULL, false);
+    return -1;
 }
 
 /* An Engine.IO handshake error: 400 with the JSON body engine.io sends. */
@@ -714,10 +769,22 @@ static void poll_answer(struct client *sess, const char *only)
         poll_close(sess); /* the close packet went last */
 }
 
-/* Before the loop waits (server.c's flush list): a held GET gets what is owed, or a noop once probed. */
+/* Before the loop waits (server.c's flush list): a held GET gets what is owed, or a noop once probed; a session
+ * whose client POSTed a close ends. */
 static void poll_flush(struct client *sess)
 {
-    if (!sess->held || sess->state != CLIENT_WS)
+    if (sess->state != CLIENT_WS)
+        return;
+    if (sess->flags & CLIENT_FL_CLOSE_ASKED) {
+        if (!sess->held) {
+            arm_timer(sess, SIO_CLOSE_GRACE); /* sio_on_timer ends it */
+            return;
+        }
+        poll_answer(sess, "6");
+        poll_close(sess);
+        return;
+    }
+    if (!sess->held)
         return;
     if (sess->flags & CLIENT_FL_PROBED)
         poll_answer(sess, "6");
@@ -831,7 +898,7 @@ static int poll_get(struct client *c, struct client *sess)
     c->flags |= CLIENT_FL_HELD;
     c->sess = sess;
     sess->held = c;
-    if (sess->out.count || (sess->flags & CLIENT_FL_PROBED))
+    if (sess->out.count || (sess->flags & (CLIENT_FL_PROBED | CLIENT_FL_CLOSE_ASKED)))
         server_schedule_flush(c->srv, sess);
     return 0;
 }
@@ -854,7 +921,8 @@ static int poll_post(struct client *c, struct client *sess, const struct http_he
     const char *pos = body, *end = body + len, *pkt;
     size_t plen;
     bool started = false;
-    while (sess->state == CLIENT_WS && refsio_payload_next(&pos, end, &started, &pkt, &plen)) {
+    while (sess->state == CLIENT_WS && !(sess->flags & CLIENT_FL_CLOSE_ASKED) &&
+           refsio_payload_next(&pos, end, &started, &pkt, &plen)) {
         char *item = (char *)(uintptr_t)pkt;
         if (plen && item[0] == 'b') {
             long n = poll_binary(item, plen);
@@ -938,16 +1006,18 @@ static int route_sio(struct client *c, const struct http_head *h, char *body, si
         return sio_error(c, 0, "Transport unknown");
     int has_sid = http_query_param(h->target, h->target_len, "sid", sid, sizeof sid);
     struct client *sess = has_sid > 0 ? sid_find(c->srv, sid) : NULL;
-    if (has_sid != 0 && (!sess || sess->state != CLIENT_WS))
+    if (has_sid != 0 && (!sess || sess->state != CLIENT_WS || (sess->flags & CLIENT_FL_CLOSE_ASKED && ws)))
         return sio_error(c, 1, "Session ID unknown");
     if (ws && (!is_get || !http_find_header(h, "Upgrade")))
         return sio_error(c, 3, "Bad request");
-    if (sess && (sess->flags & CLIENT_FL_UPGRADED || (ws && sess->ws)))
-        return sio_error(c, 3, "Bad request"); /* upgraded already, or a second upgrade at once */
+    if (sess && !ws && (sess->flags & CLIENT_FL_UPGRADED))
+        return sio_error(c, 3, "Bad request"); /* polling is over for an upgraded sid */
     if (!sess && !ws && !is_get)
         return sio_error(c, 2, "Bad handshake method");
     if (http_query_param(h->target, h->target_len, "EIO", eio, sizeof eio) <= 0 || strcmp(eio, "4") != 0)
         return sio_error(c, 5, "Unsupported protocol version");
+    if (ws && sess && (sess->flags & CLIENT_FL_UPGRADED || sess->ws))
+        return upgrade_and_close(c, h); /* upgraded already, or a second upgrade at once */
     if (ws)
         return upgrade(c, h, true, sess);
     if (!sess)
@@ -1051,6 +1121,37 @@ static long hand_over(struct client *c, uint32_t to, const char *data, size_t le
     return -1;
 }
 
+/* RFC 9112 3.2: a request with more than one Host field line is answered 400 (which one would we believe?). */
+static bool one_host_at_most(const struct http_head *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->num_headers; i++)
+        n += h->headers[i].name_len == 4 && !strncasecmp(h->headers[i].name, "Host", 4);
+    return n <= 1;
+}
+
+/* An absolute-form target ("http://host/ws?room=a", RFC 9112 3.2.2, what a client sends to a proxy) is routed by
+ * its path and query, as an origin server must accept it; h->target then points at them ("/" when it has none). */
+static void origin_form(struct http_head *h)
+{
+    const char *t = h->target, *end = t + h->target_len;
+    size_t scheme = h->target_len > 7 && !strncasecmp(t, "http://", 7)    ? 7
+                    : h->target_len > 8 && !strncasecmp(t, "https://", 8) ? 8
+                                                                          : 0;
+    if (!scheme)
+        return;
+    const char *p = t + scheme;
+    while (p < end && *p != '/' && *p != '?')
+        p++;
+    if (p == end || *p == '?') { /* no path: "/", and a bare "?query" cannot become origin-form without a copy */
+        h->target = "/";
+        h->target_len = 1;
+        return;
+    }
+    h->target = p;
+    h->target_len = (size_t)(end - p);
+}
+
 /* Precondition: CLIENT_HTTP. Returns bytes consumed, 0 when the head is incomplete (or waits to be handed over), -1
  * when the connection left CLIENT_HTTP (upgraded, closing or handed over). */
 static long process_http(struct client *c, char *data, size_t len)
@@ -1069,6 +1170,11 @@ static long process_http(struct client *c, char *data, size_t len)
         respond_error(c, status, status_reason(status), http_error_str(h.error), NULL);
         return -1;
     }
+    if (!one_host_at_most(&h)) {
+        respond_error(c, 400, "Bad Request", "more than one Host header", NULL);
+        return -1;
+    }
+    origin_form(&h);
     int owner = sid_worker(c, &h);
     if (owner >= 0)
         return hand_over(c, (uint32_t)owner, data, len);

@@ -33,6 +33,9 @@ void socketio_free(struct server *s);
 /* A Socket.IO packet (an Engine.IO MESSAGE, already parsed) and a binary Engine.IO message (an attachment). */
 void socketio_on_packet(struct client *c, const struct refsio_packet *pk);
 void socketio_on_attachment(struct client *c, const uint8_t *data, size_t len);
+/* Conformance profile: send the "auth" event held back after c's CONNECT reply, if one is (c answered the ping
+ * behind the reply, or something else is about to be sent to c). */
+void socketio_release(struct client *c);
 /* c leaves: drop what it was assembling, the acks other nodes wait for, its handshake. */
 void socketio_client_gone(struct client *c);
 /* A Socket.IO connection c was opened by handshake h, which came on conn (c itself, or the HTTP connection of a

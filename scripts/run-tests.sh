@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run test layers and print one closing line "N passed, N failed" over all of them.
-# usage: scripts/run-tests.sh BUILD_DIR LAYER...   (layers: unit integration interop)
+# usage: scripts/run-tests.sh BUILD_DIR LAYER...   (layers: unit integration interop conformance)
 # Each layer's runner prints its own detail; we count from its summary lines.
 set -uo pipefail
 build=$1; shift
@@ -49,6 +49,8 @@ for layer in "$@"; do
         run_layer integration unittest python3 -m unittest discover -s tests/integration -p 'test_*.py' -v ;;
     interop)
         run_layer interop node tests/interop/run.sh ;;
+    conformance) # the official socket.io-protocol suite; its mocha prints TAP like node --test
+        run_layer conformance node tests/conformance/run.sh ;;
     esac
 done
 echo

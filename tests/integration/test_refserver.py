@@ -114,6 +114,31 @@ class RoutesTest(Base):
         self.assertEqual(r.status, 404)
         self.assertEqual(r.header("X-Node-Id"), "r1")
 
+    def test_two_host_headers_400(self):
+        """RFC 9112 3.2: more than one Host field line is a 400, whichever route and version."""
+        for req in (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+                    b"GET /metrics HTTP/1.0\r\nhost: a\r\nHOST: b\r\n\r\n",
+                    b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"):
+            with self.subTest(req=req):
+                r = h.http_raw(self.node.port, req)
+                self.assertEqual(r.status, 400, r.body)
+                self.assertIn(b"more than one Host header", r.body)
+        self.assertEqual(h.http_raw(self.node.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").status, 200)
+
+    def test_absolute_form_target_routes_by_its_path(self):
+        """RFC 9112 3.2.2: an origin server accepts an absolute-form target (what clients send to proxies)."""
+        for target, body in (("http://x/", b"ok r1\n"), ("http://x", b"ok r1\n"), ("HTTPS://x:1/?a=b", b"ok r1\n"),
+                             ("http://x/socket.io/?EIO=4&transport=polling", b"0{")):
+            with self.subTest(target=target):
+                r = h.http_raw(self.node.port, f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                self.assertEqual((r.status, r.body[:len(body)]), (200, body))
+        self.assertEqual(h.http_raw(self.node.port, b"GET http://x/nope HTTP/1.1\r\nHost: x\r\n\r\n").status, 404)
+        room = room_name("abs")
+        a = h.ws_connect(self, self.node.port, f"http://x/ws?room={room}")
+        b = h.ws_connect(self, self.node.port, f"/ws?room={room}")
+        a.send_text("over the absolute form")  # the room came from the absolute target's query
+        self.assertMessage(b, OP_TEXT, b"over the absolute form")
+
     def test_other_methods_405(self):
         for method, path in (("POST", "/"), ("PUT", "/ws"), ("DELETE", "/metrics")):
             with self.subTest(method=method, path=path):
@@ -924,6 +949,49 @@ def msgpack(v):
     return bytes([0x80 | len(v)]) + b"".join(msgpack(k) + msgpack(x) for k, x in v.items())
 
 
+class SocketIOConformanceTest(Base):
+    """--profile conformance writes the CONNECT reply and its "auth" event so that a client reading one packet at a
+    time sees both: a WebSocket ping follows the reply, and the event waits for its pong."""
+
+    SIO = "/socket.io/?EIO=4&transport=websocket"
+
+    @classmethod
+    def setUpClass(cls):  # Engine.IO pings far apart: they would release the event too
+        cls.node = h.start_refserver(cls, "conf1", "none", ["--profile", "conformance", "--sio-ping-interval", "60000"])
+
+    def connected(self, connect):
+        c = h.ws_connect(self, self.node.port, self.SIO)
+        self.assertEqual(c.recv_message(5.0)[1][:1], b"0")
+        c.send_text(connect)
+        f = c.recv_frame(5.0)
+        nsp = connect.split("{")[0].encode()
+        self.assertEqual((f.opcode, f.payload[:len(nsp)]), (OP_TEXT, nsp), f)
+        self.assertRegex(json.loads(f.payload[len(nsp):])["sid"], r"^[A-Za-z0-9_-]{20}$")
+        ping = c.recv_frame(5.0)
+        self.assertEqual(ping.opcode, OP_PING, f"a ping after the CONNECT reply, got {ping!r}")
+        return c, ping
+
+    def test_auth_event_waits_for_the_pong(self):
+        c, ping = self.connected('40/custom,{"t":1}')
+        with self.assertRaises(TimeoutError):
+            c.recv_frame(QUIET)
+        c.send_pong(ping.payload)
+        self.assertMessage(c, OP_TEXT, b'42/custom,["auth",{"t":1}]')
+
+    def test_auth_event_goes_before_the_next_answer_without_a_pong(self):
+        c, _ = self.connected("40")
+        c.send_text('42["message",1]')
+        self.assertMessage(c, OP_TEXT, b'42["auth",{}]')
+        self.assertMessage(c, OP_TEXT, b'42["message-back",1]')
+
+    def test_polling_gets_reply_and_event_in_one_payload(self):
+        poll = "/socket.io/?EIO=4&transport=polling"
+        sid = json.loads(h.http_request(self.node.port, "GET", poll).body[1:])["sid"]
+        self.assertEqual(h.http_request(self.node.port, "POST", f"{poll}&sid={sid}", None, b"40").body, b"ok")
+        body = h.http_request(self.node.port, "GET", f"{poll}&sid={sid}").body
+        self.assertRegex(body, rb'^40\{"sid":"[A-Za-z0-9_-]{20}"\}\x1e42\["auth",\{\}\]$')
+
+
 class SocketIOAdapterRequestsTest(Base):
     """The edges of the adapter's request channel (socket.io-request#NSP#) that a Node peer does not reach: the cap on
     acks one client owes, malformed and unsupported requests. (What Node's fetchSockets, emitWithAck and
@@ -1051,6 +1119,14 @@ class SocketIOPollingTest(Base):
         self.assertRegex(json.loads(r.body[2:])["sid"], r"^[A-Za-z0-9_-]{20}$")
         return sid
 
+    def held_get(self, sid):
+        """A GET for sid that the server holds (nothing is owed yet)."""
+        c = self.conn()
+        c.send(f"GET {self.POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        with self.assertRaises(TimeoutError):
+            c.read_response(timeout=QUIET)
+        return c
+
     def assertEngineError(self, r, code, message):
         self.assertEqual(r.status, 400, r.body)
         self.assertEqual(json.loads(r.body), {"code": code, "message": message})
@@ -1112,12 +1188,34 @@ class SocketIOPollingTest(Base):
 
     def test_second_get_closes_the_session(self):
         sid = self.joined(room_name("twice"))
-        first = self.conn()
-        first.send(f"GET {self.POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        with self.assertRaises(TimeoutError):
-            first.read_response(timeout=QUIET)
+        first = self.held_get(sid)
         self.assertEngineError(self.poll(sid), 3, "Bad request")
         self.assertEqual(first.read_response().body, b"1")  # the held GET gets the close packet
+        self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
+
+    def test_posted_close_answers_the_held_get_with_a_noop(self):
+        """engine.io: a close packet POSTed by the client releases the held GET with a noop (6), not a close (1)."""
+        sid = self.joined(room_name("bye"))
+        held = self.held_get(sid)
+        self.assertEqual(self.post(sid, b"1").body, b"ok")
+        got = held.read_response()
+        self.assertEqual((got.status, got.body), (200, b"6"))
+        self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
+
+    def test_posted_close_answers_a_get_that_crossed_it_with_a_noop(self):
+        """A GET sent beside the close may arrive second: it was pending for the client, so it gets the noop too;
+        the session ends with it."""
+        sid = self.joined(room_name("crossed"))
+        self.assertEqual(self.post(sid, b"1").body, b"ok")
+        got = self.poll(sid)
+        self.assertEqual((got.status, got.body), (200, b"6"))
+        self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
+
+    def test_posted_close_ends_the_session_without_a_get(self):
+        sid = self.joined(room_name("nobody"))
+        before = self.node.metrics()["refserver_socketio_polling_sessions"]
+        self.assertEqual(self.post(sid, b"1").body, b"ok")
+        self.wait_metric(self.node, "refserver_socketio_polling_sessions", lambda v: v == before - 1)
         self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
 
     def test_malformed_post_closes_the_session(self):
@@ -1128,10 +1226,7 @@ class SocketIOPollingTest(Base):
     def test_upgrade(self):
         room = room_name("up")
         sid, other = self.joined(room), self.joined(room)
-        held = self.conn()
-        held.send(f"GET {self.POLL}&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        with self.assertRaises(TimeoutError):
-            held.read_response(timeout=QUIET)
+        held = self.held_get(sid)
         ws = h.ws_connect(self, self.node.port, f"/socket.io/?EIO=4&transport=websocket&sid={sid}")
         self.assertSilent(ws)  # no open packet on an upgrade
         ws.send_text("2probe")
@@ -1150,6 +1245,24 @@ class SocketIOPollingTest(Base):
         self.assertGreaterEqual(metrics["refserver_socketio_polling_sessions"], 1)
         ws.close()
         h.wait_until(lambda: self.poll(sid).body.find(b'"code":1') >= 0, 5 * h.SLOW, what="sid forgotten")
+
+    def test_another_websocket_for_the_sid_is_accepted_and_closed(self):
+        """engine.io (onWebSocket): a websocket for a sid that is upgrading or upgraded gets its 101 and a close at
+        once; the suite's client treats a 400 there as an error."""
+        sid = self.joined(room_name("again"))
+        path = f"/socket.io/?EIO=4&transport=websocket&sid={sid}"
+        ws = h.ws_connect(self, self.node.port, path)
+        for stage in ("upgrading", "upgraded"):
+            extra = h.ws_connect(self, self.node.port, path)  # HandshakeError unless 101
+            self.assertIsNone(extra.recv_close(5.0), stage)  # a close without a code, as ws's close()
+            extra.send_close(None)
+            self.assertTrue(extra.wait_eof(5.0), stage)
+            if stage == "upgrading":
+                ws.send_text("2probe")
+                self.assertMessage(ws, OP_TEXT, b"3probe")
+                ws.send_text("5")
+        ws.send_text("40/nope,")
+        self.assertEqual(ws.recv_message(5.0)[1][:7], b"44/nope")  # the first websocket goes on
 
     def test_upgrade_needs_probe(self):
         sid = self.joined(room_name("noprobe"))
