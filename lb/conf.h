@@ -86,8 +86,8 @@ struct lb_conf {
      * needs a local port unique to its source and destination, and the kernel finds one quickly only while about
      * half of its port range is free for that pair: past ~14k connections to one node from one address, each
      * connect() scans the used ports (measured: 25k/s drops to 1.2k/s). More addresses, more pairs. */
-    struct net_addr source;   /* the first address (port 0) */
-    uint32_t nsources;        /* IPv4: a range's length; IPv6: 1 */
+    struct net_addr source; /* the first address (port 0) */
+    uint32_t nsources;      /* IPv4: a range's length; IPv6: 1 */
 };
 
 struct lb_conf_error {

@@ -37,11 +37,11 @@ struct proxy {
     struct session *sessions; /* every open session, for a graceful stop */
     uint64_t next_id;
     uint32_t next_source[LB_MAX_BACKENDS]; /* per node: conf->source + this, for its next connection */
-    struct ev_timer *resume_w; /* accept back-off after EMFILE */
-    char name[24];             /* "worker N", for the log */
-    struct shortage lack;      /* this worker's episodes of running out of descriptors, ports or memory */
-    struct http_header *hdrs;  /* the head parser's scratch array (one worker, one request parsed at a time) */
-    char *scratch;             /* one rewritten cookie header at a time */
+    struct ev_timer *resume_w;             /* accept back-off after EMFILE */
+    char name[24];                         /* "worker N", for the log */
+    struct shortage lack;                  /* this worker's episodes of running out of descriptors, ports or memory */
+    struct http_header *hdrs; /* the head parser's scratch array (one worker, one request parsed at a time) */
+    char *scratch;            /* one rewritten cookie header at a time */
     size_t scratch_len;
 };
 

@@ -245,8 +245,8 @@ static void test_source_addresses(void **state)
     assert_int_equal(conf.nsources, 1);
     assert_int_equal(parse(base), 0);
     assert_int_equal(conf.nsources, 0); /* default: the kernel picks */
-    static const char *const bad[] = {"source 127.0.1.9-127.0.1.8", "source 10.0.0.0-10.0.1.0", "source nope",
-                                      "source", "source 127.0.0.1:80", "source 127.0.0.1-::2"};
+    static const char *const bad[] = {"source 127.0.1.9-127.0.1.8", "source 10.0.0.0-10.0.1.0", "source nope", "source",
+                                      "source 127.0.0.1:80",        "source 127.0.0.1-::2"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(text, sizeof text, "%s%s\n", base, bad[i]);
         assert_int_equal(parse(text), 1);
