@@ -137,6 +137,17 @@ static int add_backend_flag(struct args *a, const char *v)
     return add_flag(a, "backend", words);
 }
 
+/* --health a=1,b=2 and --timeout connect=1s,... become the directive's "key value" words. */
+static int add_list_flag(struct args *a, const char *directive, const char *list)
+{
+    char v[512];
+    snprintf(v, sizeof v, "%s", list);
+    for (char *p = v; *p; p++)
+        if (*p == ',' || (directive[0] == 't' && *p == '='))
+            *p = ' ';
+    return add_flag(a, directive, v);
+}
+
 static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'},
@@ -175,14 +186,9 @@ static int parse_args(int argc, char **argv, struct args *a)
             exit(0);
         } else if (o == 'b')
             rc = add_backend_flag(a, optarg);
-        else if (o == 'H' || o == 't') {
-            char v[512];
-            snprintf(v, sizeof v, "%s", optarg);
-            for (char *p = v; *p; p++)
-                if (*p == ',' || (o == 't' && *p == '='))
-                    *p = ' ';
-            rc = add_flag(a, o == 'H' ? "health" : "timeout", v);
-        } else if (o == 'L') {
+        else if (o == 'H' || o == 't')
+            rc = add_list_flag(a, o == 'H' ? "health" : "timeout", optarg);
+        else if (o == 'L') {
             if ((a->log_level = log_level_parse(optarg)) < 0) {
                 fprintf(stderr, "lb: bad value '%s' for --log-level (error, warn, info, debug)\n", optarg);
                 rc = -1;
