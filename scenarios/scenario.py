@@ -478,7 +478,9 @@ def lb_conf(conf, listen, admin, nodes):
     lines += [f"backend n{i + 1} 127.0.0.1:{port}" for i, port in enumerate(nodes)]
     lines += [f"sticky {t['sticky']}", "balance roundrobin", f"workers {t['lb_workers']}",
               "health path=/ interval=1s timeout=500ms rise=2 fall=2",
-              "timeout tunnel 1h", "timeout grace 2s"]  # max-connections: the lb derives it from its descriptors
+              # grace as long as a tunnel: a reload never cuts one, as HAProxy without hard-stop-after and nginx
+              # without worker_shutdown_timeout (lb-reload compares them); at the end loadgen has closed everything
+              "timeout tunnel 1h", "timeout grace 1h"]  # max-connections: the lb derives it from its descriptors
     if t.get("lb_source"):  # set by the plan when one address cannot reach a node fast enough (plan.py)
         lines.append(f"source {t['lb_source']}")
     return "\n".join(lines) + "\n"
