@@ -8,7 +8,9 @@ import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scenarios"))
 import faults  # noqa: E402
+import harness as h  # noqa: E402
 import scenario  # noqa: E402
+from test_scenarios import RunnerBase, topology_ports  # noqa: E402
 
 BASE = """\
 [scenario]
@@ -116,6 +118,77 @@ class Accounting(unittest.TestCase):
         recs = [{"line": "at 1s kill node n2", "at_s": 1.0, "unix_ms": 1.0, "error": None}]
         self.assertIsNone(faults.account(recs, None)[0]["account"])
         self.assertIn("no account", faults.table(faults.account(recs, None))[1])
+
+
+class FaultRuns(RunnerBase):
+    """The shipped fault scenarios, shortened, through our lb: the events really happen and the accounts add up."""
+
+    def run_fault(self, name, *sets, lb="builtin"):
+        p = self.runner(name, "--set", f"topology.lb={lb}", *sets, timeout=240 * h.SLOW)
+        _, doc = self.only_result(name, lb, p)
+        self.assertNothingLeft(topology_ports(doc))
+        return p, doc
+
+    def start_logs(self, doc, name):
+        """The logs the runner kept for the process called name: one per start (name.log, then name.1.log)."""
+        logs = sorted(f for f in os.listdir(os.path.join(scenario.ROOT, doc["logs"]))
+                      if f == f"{name}.log" or f.startswith(f"{name}.") and f.endswith(".log"))
+        return logs
+
+    def test_node_kill_is_a_crash_and_a_return(self):
+        p, doc = self.run_fault("node-kill", "--set", "rounds=40")
+        self.assertExit(p, 0)
+        kill, start = doc["faults"]
+        self.assertIsNone(kill["error"])
+        self.assertIn("SIGKILL", kill["did"])
+        self.assertIn("answering after", start["did"])
+        self.assertEqual(self.start_logs(doc, "n2"), ["n2.1.log", "n2.log"])  # started twice
+        lg = doc["loadgen"]
+        on_n2 = lg["nodes"].get("n2", 0)
+        self.assertGreater(on_n2, 0, lg["nodes"])
+        acc = kill["account"]
+        self.assertEqual(acc["dropped"], on_n2)  # exactly the clients the crashed node held
+        self.assertEqual(acc["never_back"], 0)
+        self.assertEqual(acc["lost"], 0)
+        self.assertEqual(lg["totals"]["missing"], 0)
+        self.assertEqual(lg["reconnect"]["reconnected"], on_n2)
+        self.assertIsNotNone(acc["whole_after_ms"])
+        self.assertIn("faults", p.stdout)
+
+    def test_lb_reload_drops_nobody(self):
+        p, doc = self.run_fault("lb-reload", "--set", "rounds=40")
+        self.assertExit(p, 0)
+        self.assertEqual(len(doc["faults"]), 5)
+        for ev in doc["faults"]:
+            self.assertIsNone(ev["error"], ev)
+            self.assertIn("SIGHUP", ev["did"])
+            self.assertEqual(ev["account"]["dropped"], 0, ev)
+            self.assertEqual(ev["account"]["lost"], 0, ev)
+        self.assertEqual(doc["loadgen"]["clients"]["dropped"], 0)
+
+    def test_rolling_restart_moves_every_client_and_loses_nothing(self):
+        p, doc = self.run_fault("rolling-restart")
+        self.assertExit(p, 0)
+        (ev,) = doc["faults"]
+        self.assertIsNone(ev["error"], ev)
+        self.assertEqual(ev["did"].count("drained"), 3, ev["did"])
+        for node in ("n1", "n2", "n3"):
+            self.assertEqual(self.start_logs(doc, node), [f"{node}.1.log", f"{node}.log"])
+        self.assertEqual(ev["account"]["lost"], 0)
+        self.assertEqual(ev["account"]["never_back"], 0)
+        self.assertGreaterEqual(ev["account"]["dropped"], 300)  # every client was on a node that restarted
+
+    def test_redis_restart_is_played_and_accounted(self):
+        p, doc = self.run_fault("redis-restart", "--set", "rounds=40")
+        (ev,) = doc["faults"]
+        self.assertIsNone(ev["error"], ev)
+        self.assertEqual(self.start_logs(doc, "redis"), ["redis.1.log", "redis.log"])
+        acc = ev["account"]
+        self.assertEqual(acc["dropped"], 0)  # a bus outage drops no client
+        lg = doc["loadgen"]
+        # a loss is the finding, not a harness failure: the run fails exactly when something was lost
+        self.assertEqual(p.returncode, 1 if lg["totals"]["missing"] else 0, self.show(p))
+        self.assertEqual(acc["lost"], lg["totals"]["missing"])
 
 
 if __name__ == "__main__":
