@@ -19,6 +19,7 @@ import ssl
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -178,6 +179,36 @@ def _add_cleanup(owner, fn, *args):
         owner.addClassCleanup(fn, *args)
     else:
         owner.addCleanup(fn, *args)
+
+
+class ThreadedServer:
+    """A fake node on a free loopback port: a thread accepts, and serve(conn) runs on a thread per connection."""
+
+    def __init__(self, backlog=64):
+        self.sock = socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.stopped = False
+        self.thread = threading.Thread(target=self._accept_loop, daemon=True)
+        self.thread.start()
+
+    def _accept_loop(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.stopped = True
+        self.thread.join(5.0)
+        self.sock.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 import uuid
@@ -1347,29 +1346,14 @@ class MalformedTest(LbBase):
         self.assertEqual(self.lb.series()['lb_node_requests_total{node="b1"}'], before)
 
 
-class FakeNode:
+class FakeNode(h.ThreadedServer):
     """A node that answers every request head with canned bytes (self.reply), then closes: for broken responses."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind((h.HOST, 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
         self.reply = b""
-        self.stopped = False
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    def _loop(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(self, conn):
         with conn:
             conn.settimeout(5.0)
             buf = b""
@@ -1383,11 +1367,6 @@ class FakeNode:
                     conn.sendall(self.reply)
             except OSError:
                 pass
-
-    def close(self):
-        self.stopped = True
-        self.thread.join(5.0)
-        self.sock.close()
 
 
 BROKEN_RESPONSES = [

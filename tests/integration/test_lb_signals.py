@@ -19,30 +19,15 @@ UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Up
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 
 
-class TunnelNode:
+class TunnelNode(h.ThreadedServer):
     """A node on a free loopback port: a plain request gets 200 with X-Backend: NAME (keep-alive), an upgrade gets
     101 and then every byte echoed until the client closes. A thread per connection."""
 
     def __init__(self, name):
         self.name = name
-        self.sock = socket.socket()
-        self.sock.bind((h.HOST, 0))
-        self.sock.listen(512)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopped = False
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
+        super().__init__(backlog=512)
 
-    def _loop(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(self, conn):
         with conn:
             conn.settimeout(120.0)
             buf = b""
@@ -65,11 +50,6 @@ class TunnelNode:
                                  b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             except OSError:
                 pass
-
-    def close(self):
-        self.stopped = True
-        self.thread.join(5.0)
-        self.sock.close()
 
 
 def start_node(owner, name):

@@ -15,6 +15,7 @@ import unittest
 import uuid
 
 import harness as h
+from test_refserver import Base as RefBase
 
 if not os.access(h.REFSERVER, os.X_OK):
     raise RuntimeError(f"{h.REFSERVER} is not built (set WSH_BUILD or run make)")
@@ -63,22 +64,7 @@ class FakeParticipant:
         self.thread.join(5)
 
 
-class Base(unittest.TestCase):
-    def wait_metric(self, node, name, pred, timeout=5.0):
-        seen = []
-
-        def check():
-            v = node.metrics().get(name)
-            seen.append(v)
-            return v is not None and pred(v)
-
-        try:
-            h.wait_until(check, timeout * h.SLOW, interval=0.05, what=name)
-        except TimeoutError:
-            self.fail(f"{node.node_id}: {name} never satisfied the condition; last value {seen[-1:]}\n"
-                      f"log:\n{node.log_text()[-2000:]}")
-        return seen[-1]
-
+class Base(RefBase):
     def wait_log(self, node, pattern, count=1, timeout=5.0):
         try:
             h.wait_until(lambda: len(re.findall(pattern, node.log_text())) >= count, timeout * h.SLOW,
