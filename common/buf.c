@@ -1,5 +1,7 @@
 #include "common/buf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -47,6 +49,23 @@ int buf_append(struct buf *b, const void *p, size_t n)
         memcpy(b->data + b->wpos, p, n);
     b->wpos += n;
     return 0;
+}
+
+int buf_appendf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    int rc = -1;
+    if (n >= 0 && buf_reserve(b, (size_t)n + 1) == 0) { /* + 1: vsnprintf writes its NUL past the text */
+        vsnprintf(buf_tail(b), (size_t)n + 1, fmt, again);
+        b->wpos += (size_t)n;
+        rc = 0;
+    }
+    va_end(again);
+    return rc;
 }
 
 void buf_commit(struct buf *b, size_t n)

@@ -43,6 +43,8 @@ static inline size_t buf_room(const struct buf *b)
 int buf_reserve(struct buf *b, size_t n);
 /* Append n bytes. 0, or -1 (cap / out of memory; the buffer is unchanged). */
 int buf_append(struct buf *b, const void *p, size_t n);
+/* Append printf-formatted text, however long. 0, or -1 (cap / out of memory / bad format; unchanged). */
+int buf_appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Mark n bytes written at buf_tail (after a read() into it). */
 void buf_commit(struct buf *b, size_t n);
 /* Drop n bytes from the head; an emptied buffer rewinds to offset 0. */

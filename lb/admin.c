@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <ev.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,18 +52,6 @@ static void conn_free(struct admin_conn *c)
     free(c);
 }
 
-static void printf_buf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void printf_buf(struct buf *b, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
-}
-
 static const char *const admin_names[] = {"ready", "drain", "maint"};
 static const char *const error_names[POOL_ERR_COUNT] = {"bad_request",    "head_timeout", "head_too_large",
                                                         "no_node",        "connect",      "bad_response",
@@ -72,31 +59,31 @@ static const char *const error_names[POOL_ERR_COUNT] = {"bad_request",    "head_
 
 #define NODE_COUNTER(b, sh, p, metric, help, field)                                                                    \
     do {                                                                                                               \
-        printf_buf(b, "# HELP lb_node_" metric " " help "\n# TYPE lb_node_" metric " counter\n");                      \
+        buf_appendf(b, "# HELP lb_node_" metric " " help "\n# TYPE lb_node_" metric " counter\n");                     \
         for (int i_ = 0; i_ < (p)->n; i_++)                                                                            \
-            printf_buf(b, "lb_node_" metric "{node=\"%s\"} %" PRIu64 "\n", (p)->conf->backends[i_].name,               \
-                       POOL_GET((sh)->nodes[i_].field));                                                               \
+            buf_appendf(b, "lb_node_" metric "{node=\"%s\"} %" PRIu64 "\n", (p)->conf->backends[i_].name,              \
+                        POOL_GET((sh)->nodes[i_].field));                                                              \
     } while (0)
 
 static void node_metrics(struct buf *b, const struct pool *p)
 {
     struct pool_shared *sh = p->sh;
-    printf_buf(b, "# HELP lb_node_up 1 when the node passes its health checks\n# TYPE lb_node_up gauge\n");
+    buf_appendf(b, "# HELP lb_node_up 1 when the node passes its health checks\n# TYPE lb_node_up gauge\n");
     for (int i = 0; i < p->n; i++)
-        printf_buf(b, "lb_node_up{node=\"%s\"} %d\n", p->conf->backends[i].name, POOL_GET(sh->nodes[i].up));
-    printf_buf(b, "# HELP lb_node_admin_state 1 for the node's run-time state\n# TYPE lb_node_admin_state gauge\n");
+        buf_appendf(b, "lb_node_up{node=\"%s\"} %d\n", p->conf->backends[i].name, POOL_GET(sh->nodes[i].up));
+    buf_appendf(b, "# HELP lb_node_admin_state 1 for the node's run-time state\n# TYPE lb_node_admin_state gauge\n");
     for (int i = 0; i < p->n; i++)
         for (int s = 0; s < 3; s++)
-            printf_buf(b, "lb_node_admin_state{node=\"%s\",state=\"%s\"} %d\n", p->conf->backends[i].name,
-                       admin_names[s], POOL_GET(sh->nodes[i].admin) == s);
-    printf_buf(b, "# HELP lb_node_sessions connections open to the node\n# TYPE lb_node_sessions gauge\n");
+            buf_appendf(b, "lb_node_admin_state{node=\"%s\",state=\"%s\"} %d\n", p->conf->backends[i].name,
+                        admin_names[s], POOL_GET(sh->nodes[i].admin) == s);
+    buf_appendf(b, "# HELP lb_node_sessions connections open to the node\n# TYPE lb_node_sessions gauge\n");
     for (int i = 0; i < p->n; i++)
-        printf_buf(b, "lb_node_sessions{node=\"%s\"} %" PRIu64 "\n", p->conf->backends[i].name,
-                   POOL_GET(sh->nodes[i].active));
-    printf_buf(b, "# HELP lb_node_tunnels WebSocket tunnels open to the node\n# TYPE lb_node_tunnels gauge\n");
+        buf_appendf(b, "lb_node_sessions{node=\"%s\"} %" PRIu64 "\n", p->conf->backends[i].name,
+                    POOL_GET(sh->nodes[i].active));
+    buf_appendf(b, "# HELP lb_node_tunnels WebSocket tunnels open to the node\n# TYPE lb_node_tunnels gauge\n");
     for (int i = 0; i < p->n; i++)
-        printf_buf(b, "lb_node_tunnels{node=\"%s\"} %" PRIu64 "\n", p->conf->backends[i].name,
-                   POOL_GET(sh->nodes[i].tunnels_active));
+        buf_appendf(b, "lb_node_tunnels{node=\"%s\"} %" PRIu64 "\n", p->conf->backends[i].name,
+                    POOL_GET(sh->nodes[i].tunnels_active));
     NODE_COUNTER(b, sh, p, "connections_total", "connections opened to the node", connections);
     NODE_COUNTER(b, sh, p, "requests_total", "requests forwarded to the node", requests);
     NODE_COUNTER(b, sh, p, "tunnels_total", "upgrades answered 101", tunnels);
@@ -110,17 +97,18 @@ static void node_metrics(struct buf *b, const struct pool *p)
                  address_changes);
     NODE_COUNTER(b, sh, p, "lookup_failures_total", "failed lookups of the node's host name (last address kept)",
                  lookup_failures);
-    printf_buf(b, "# HELP lb_node_responses_total responses by status class\n# TYPE lb_node_responses_total counter\n");
+    buf_appendf(b,
+                "# HELP lb_node_responses_total responses by status class\n# TYPE lb_node_responses_total counter\n");
     for (int i = 0; i < p->n; i++)
         for (int c = 1; c <= 5; c++)
-            printf_buf(b, "lb_node_responses_total{node=\"%s\",class=\"%dxx\"} %" PRIu64 "\n",
-                       p->conf->backends[i].name, c, POOL_GET(sh->nodes[i].responses[c]));
+            buf_appendf(b, "lb_node_responses_total{node=\"%s\",class=\"%dxx\"} %" PRIu64 "\n",
+                        p->conf->backends[i].name, c, POOL_GET(sh->nodes[i].responses[c]));
 }
 
 /* One unlabelled series: its HELP and TYPE lines, then its value. */
 static void scalar(struct buf *b, const char *type, const char *name, const char *help, uint64_t value)
 {
-    printf_buf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, value);
+    buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, value);
 }
 
 /* Panic mode, local resource failures, and the connection cap they are weighed against. */
@@ -134,13 +122,14 @@ static void local_metrics(struct buf *b, const struct pool *p)
     scalar(b, "counter", "lb_panic_episodes_total", "times panic began", POOL_GET(sh->panic_episodes));
     scalar(b, "counter", "lb_panic_routed_total", "node picks made in panic, whatever the node's health (each try)",
            POOL_GET(sh->panic_routed));
-    printf_buf(b, "# HELP lb_local_resource_errors_total accepts, connects and checks that failed for want of the lb's "
-                  "own descriptors, ports or memory (no node blamed)\n# TYPE lb_local_resource_errors_total counter\n");
+    buf_appendf(b,
+                "# HELP lb_local_resource_errors_total accepts, connects and checks that failed for want of the lb's "
+                "own descriptors, ports or memory (no node blamed)\n# TYPE lb_local_resource_errors_total counter\n");
     for (int op = 0; op < POOL_OP_COUNT; op++)
         for (int k = 0; k < POOL_LOCAL_COUNT; k++)
-            printf_buf(b, "lb_local_resource_errors_total{op=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
-                       shortage_op_name((enum pool_op)op), shortage_kind_name((enum pool_local)k),
-                       POOL_GET(sh->local_errors[op][k]));
+            buf_appendf(b, "lb_local_resource_errors_total{op=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
+                        shortage_op_name((enum pool_op)op), shortage_kind_name((enum pool_local)k),
+                        POOL_GET(sh->local_errors[op][k]));
     scalar(b, "gauge", "lb_max_connections", "the client connection cap over all workers", p->conf->max_connections);
 }
 
@@ -149,16 +138,16 @@ static void reload_metrics(struct buf *b, const struct pool_shared *sh)
 {
     static const char *const results[POOL_RELOAD_COUNT] = {"ok", "invalid", "failed"};
     uint64_t any = 0;
-    printf_buf(b, "# HELP lb_reloads_total SIGHUPs by outcome (invalid: the new configuration has errors, the running "
-                  "one stays; failed: sockets, TLS files or fork)\n# TYPE lb_reloads_total counter\n");
+    buf_appendf(b, "# HELP lb_reloads_total SIGHUPs by outcome (invalid: the new configuration has errors, the running "
+                   "one stays; failed: sockets, TLS files or fork)\n# TYPE lb_reloads_total counter\n");
     for (int r = 0; r < POOL_RELOAD_COUNT; r++) {
         uint64_t n = POOL_GET(sh->reloads.total[r]);
         any += n;
-        printf_buf(b, "lb_reloads_total{result=\"%s\"} %" PRIu64 "\n", results[r], n);
+        buf_appendf(b, "lb_reloads_total{result=\"%s\"} %" PRIu64 "\n", results[r], n);
     }
-    printf_buf(b, "# HELP lb_reload_last the latest SIGHUP's outcome (1)\n# TYPE lb_reload_last gauge\n");
+    buf_appendf(b, "# HELP lb_reload_last the latest SIGHUP's outcome (1)\n# TYPE lb_reload_last gauge\n");
     for (int r = 0; any && r < POOL_RELOAD_COUNT; r++)
-        printf_buf(b, "lb_reload_last{result=\"%s\"} %d\n", results[r], POOL_GET(sh->reloads.last) == (uint32_t)r);
+        buf_appendf(b, "lb_reload_last{result=\"%s\"} %d\n", results[r], POOL_GET(sh->reloads.last) == (uint32_t)r);
     scalar(b, "gauge", "lb_old_generations", "generations of workers still finishing their tunnels after a reload",
            POOL_GET(sh->reloads.old_generations));
     scalar(b, "counter", "lb_generations_forced_total",
@@ -174,9 +163,9 @@ static void metrics(struct buf *b, const struct pool *p)
     scalar(b, "counter", "lb_requests_total", "requests routed", POOL_GET(sh->requests));
     scalar(b, "counter", "lb_rebalanced_total", "sticky clients whose node was gone, re-balanced",
            POOL_GET(sh->rebalanced));
-    printf_buf(b, "# HELP lb_errors_total errors by kind\n# TYPE lb_errors_total counter\n");
+    buf_appendf(b, "# HELP lb_errors_total errors by kind\n# TYPE lb_errors_total counter\n");
     for (int e = 0; e < POOL_ERR_COUNT; e++)
-        printf_buf(b, "lb_errors_total{kind=\"%s\"} %" PRIu64 "\n", error_names[e], POOL_GET(sh->errors[e]));
+        buf_appendf(b, "lb_errors_total{kind=\"%s\"} %" PRIu64 "\n", error_names[e], POOL_GET(sh->errors[e]));
     local_metrics(b, p);
     reload_metrics(b, sh);
     node_metrics(b, p);
@@ -193,18 +182,18 @@ static void list_nodes(struct buf *b, const struct pool *p)
         pool_node_addr(p, i, &addr);
         net_addr_str(&addr, now, sizeof now);
         const struct pool_node_state *ns = &p->sh->nodes[i];
-        printf_buf(b, "%s %s %s %s %s sessions=%" PRIu64 " tunnels=%" PRIu64 "\n", p->conf->backends[i].name,
-                   p->conf->backends[i].text, POOL_GET(ns->up) ? "up" : "down", admin_names[POOL_GET(ns->admin)], now,
-                   POOL_GET(ns->active), POOL_GET(ns->tunnels_active));
+        buf_appendf(b, "%s %s %s %s %s sessions=%" PRIu64 " tunnels=%" PRIu64 "\n", p->conf->backends[i].name,
+                    p->conf->backends[i].text, POOL_GET(ns->up) ? "up" : "down", admin_names[POOL_GET(ns->admin)], now,
+                    POOL_GET(ns->active), POOL_GET(ns->tunnels_active));
     }
 }
 
 static void respond(struct admin_conn *c, int status, const char *reason, const struct buf *body)
 {
-    printf_buf(&c->out,
-               "HTTP/1.1 %d %s\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %zu\r\n"
-               "Connection: close\r\n\r\n",
-               status, reason, buf_len(body));
+    buf_appendf(&c->out,
+                "HTTP/1.1 %d %s\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %zu\r\n"
+                "Connection: close\r\n\r\n",
+                status, reason, buf_len(body));
     buf_append(&c->out, buf_head(body), buf_len(body));
     c->answered = true;
 }
@@ -230,7 +219,7 @@ static int set_node_state(struct admin_conn *c, const char *path, size_t len, st
     POOL_SET(c->pool->sh->nodes[node].admin, (uint8_t)state);
     LOG_WARN("admin: node %s set to %s", p + 7, admin_names[state]);
     pool_panic_update(c->pool);
-    printf_buf(body, "%s %s\n", p + 7, admin_names[state]);
+    buf_appendf(body, "%s %s\n", p + 7, admin_names[state]);
     return 200;
 }
 
@@ -249,8 +238,8 @@ static void route(struct admin_conn *c, const struct http_head *h)
         int up = 0;
         for (int i = 0; i < p->n; i++)
             up += pool_usable(p, i);
-        printf_buf(&body, "%d of %d nodes usable%s\n", up, p->n,
-                   POOL_GET(p->sh->panic) ? " (panic: balancing over every node in rotation)" : "");
+        buf_appendf(&body, "%d of %d nodes usable%s\n", up, p->n,
+                    POOL_GET(p->sh->panic) ? " (panic: balancing over every node in rotation)" : "");
         status = up ? 200 : 503;
     } else if (get && plen == 6 && memcmp(h->target, "/nodes", 6) == 0) {
         list_nodes(&body, p);
@@ -259,7 +248,7 @@ static void route(struct admin_conn *c, const struct http_head *h)
         status = set_node_state(c, h->target, plen, &body);
     }
     if (status == 404 && !buf_len(&body))
-        printf_buf(&body, "not found: GET /metrics, /health, /nodes; POST /nodes/NAME/drain|maint|ready\n");
+        buf_appendf(&body, "not found: GET /metrics, /health, /nodes; POST /nodes/NAME/drain|maint|ready\n");
     respond(c, status, status == 200 ? "OK" : status == 503 ? "Service Unavailable" : "Not Found", &body);
     buf_free(&body);
 }

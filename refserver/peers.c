@@ -5,7 +5,6 @@
 #include "common/log.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,35 +38,24 @@ void peers_free(struct peers *p)
     p->n = 0;
 }
 
-static int appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int appendf(struct buf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    return n < 0 || (size_t)n >= sizeof tmp ? -1 : buf_append(b, tmp, (size_t)n);
-}
-
 int peers_encode(struct buf *out, const struct peers *p, uint32_t pid, const uint64_t *rooms, size_t nrooms)
 {
-    int rc = appendf(out, "wsh1-hb %s %" PRIu32 " ", p->self, pid);
-    rc |= p->sio_key ? appendf(out, "%016" PRIx64 " ", p->sio_key) : buf_append(out, "- ", 2);
+    int rc = buf_appendf(out, "wsh1-hb %s %" PRIu32 " ", p->self, pid);
+    rc |= p->sio_key ? buf_appendf(out, "%016" PRIx64 " ", p->sio_key) : buf_append(out, "- ", 2);
     for (uint32_t i = 0; i < p->nsp_count; i++)
-        rc |= appendf(out, "%s%s", i ? "," : "", p->nsps[i]);
+        rc |= buf_appendf(out, "%s%s", i ? "," : "", p->nsps[i]);
     rc |= p->nsp_count ? 0 : buf_append(out, "-", 1);
     if (nrooms > PEERS_ROOMS_MAX)
         return rc | buf_append(out, " *", 2);
-    rc |= appendf(out, " %zu", nrooms);
+    rc |= buf_appendf(out, " %zu", nrooms);
     for (size_t i = 0; i < nrooms; i++)
-        rc |= appendf(out, " %016" PRIx64, rooms[i]);
+        rc |= buf_appendf(out, " %016" PRIx64, rooms[i]);
     return rc ? -1 : 0;
 }
 
 int peers_encode_bye(struct buf *out, const struct peers *p, uint32_t pid)
 {
-    return appendf(out, "wsh1-bye %s %" PRIu32, p->self, pid);
+    return buf_appendf(out, "wsh1-bye %s %" PRIu32, p->self, pid);
 }
 
 /* Split msg at spaces into at most max tokens; the last one keeps the rest of the line. The count. */

@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,17 +282,6 @@ void server_free(struct server *s)
     buf_free(&s->scratch);
 }
 
-static int appendf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int appendf(struct buf *b, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    return n < 0 || (size_t)n >= sizeof line ? -1 : buf_append(b, line, (size_t)n);
-}
-
 /* The samples of /metrics, in the order they are printed. A worker publishes them all (workers.h); /metrics sums
  * them over the node's workers, except redis_up, which is 1 only while every worker's link is up. */
 enum metric_id {
@@ -503,8 +491,8 @@ int server_metrics(const struct server *s, struct buf *b)
         const struct metric *d = &metrics[m];
         if (m >= M_HANDED_OVER && !s->workers)
             continue;
-        rc |= appendf(b, "# HELP refserver_%s %s\n# TYPE refserver_%s %s\nrefserver_%s %" PRIu64 "\n", d->name, d->help,
-                      d->name, d->type, d->name, v[m]);
+        rc |= buf_appendf(b, "# HELP refserver_%s %s\n# TYPE refserver_%s %s\nrefserver_%s %" PRIu64 "\n", d->name,
+                          d->help, d->name, d->type, d->name, v[m]);
     }
     return rc ? -1 : 0;
 }

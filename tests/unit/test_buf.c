@@ -68,6 +68,29 @@ static void test_cap_refuses_and_leaves_buffer_unchanged(void **state)
     buf_free(&b);
 }
 
+/* Formatted text of any length lands whole after what is there; over the cap nothing changes. */
+static void test_appendf(void **state)
+{
+    (void)state;
+    struct buf b = {0};
+    assert_int_equal(buf_append(&b, "x", 1), 0);
+    char long_word[2000];
+    memset(long_word, 'w', sizeof long_word - 1);
+    long_word[sizeof long_word - 1] = '\0';
+    assert_int_equal(buf_appendf(&b, "%d %s.", 42, long_word), 0);
+    assert_int_equal(buf_len(&b), 1 + 3 + 1999 + 1);
+    assert_memory_equal(buf_head(&b), "x42 ww", 6);
+    assert_memory_equal(buf_head(&b) + buf_len(&b) - 2, "w.", 2);
+    buf_free(&b);
+
+    struct buf capped = {.max = 16};
+    assert_int_equal(buf_appendf(&capped, "%s", "0123456789"), 0);
+    assert_int_equal(buf_appendf(&capped, "%s", "0123456789"), -1);
+    assert_int_equal(buf_len(&capped), 10);
+    assert_memory_equal(buf_head(&capped), "0123456789", 10);
+    buf_free(&capped);
+}
+
 static void test_reserve_commit(void **state)
 {
     (void)state;
@@ -202,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_append_consume_rewinds),
         cmocka_unit_test(test_growth_keeps_content),
         cmocka_unit_test(test_cap_refuses_and_leaves_buffer_unchanged),
+        cmocka_unit_test(test_appendf),
         cmocka_unit_test(test_reserve_commit),
         cmocka_unit_test(test_one_slice_many_queues),
         cmocka_unit_test(test_partial_writes_across_slices),
