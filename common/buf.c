@@ -1,3 +1,4 @@
+/* Byte buffers that grow under a cap, shared slices and their write queues (see buf.h). */
 #include "common/buf.h"
 
 #include <stdarg.h>

@@ -1,6 +1,7 @@
-/* Strict value parsers and a line tokenizer shared by every command line and config file (refserver's flags,
- * loadgen's options, lb.conf, scenario files): one spelling of durations, sizes and numbers for the whole project,
- * and no strtod/strtoull surprises (signs, exponents, hex, "inf", trailing junk, silent overflow). */
+/* Strict value parsers and a line tokenizer shared by every C command line and config file (refserver's flags,
+ * loadgen's options, lb.conf; scenarios/ in Python follows the same spellings): one spelling of durations, sizes and
+ * numbers for the whole project, and no strtod/strtoull surprises (signs, exponents, hex, "inf", trailing junk, silent
+ * overflow). */
 #ifndef COMMON_CONF_H
 #define COMMON_CONF_H
 

@@ -1,3 +1,4 @@
+/* The log-linear histogram, its V2 compressed encoding and the .hlog writer (see hist.h). */
 #include "common/hist.h"
 
 #include <ctype.h>

@@ -1,3 +1,4 @@
+/* One stderr line per event: UTC timestamp, program, level, message (see log.h). */
 #include "common/log.h"
 
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* Non-blocking TCP: address parsing, listeners, connects from a chosen source, read/writev (see net.h). */
 #define _GNU_SOURCE /* accept4, IP_BIND_ADDRESS_NO_PORT */
 #include "common/net.h"
 

@@ -2,8 +2,8 @@
  *
  * State lives in one struct pool_shared that the master maps shared before forking workers, so every worker sees
  * the same up/down and drain flags and the counters add up across workers without any messaging: fields are
- * written with relaxed atomics (a counter read while another worker bumps it is merely a moment old). One
- * worker runs the health checks and serves the admin listener; all of them read and route.
+ * written with relaxed atomics (a counter read while another worker bumps it is merely a moment old). The
+ * generation's health process runs the checks and serves the admin listener; the workers read and route.
  *
  * The choice follows HAProxy: a sticky client (cookie) goes back to its node while that node is usable, even when
  * it drains; everyone else is balanced over the nodes that are up and ready. A node in maintenance takes nothing,

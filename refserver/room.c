@@ -1,3 +1,4 @@
+/* The room registry: members per room, and the open/close calls that drive SUBSCRIBE (see room.h). */
 #include "refserver/room.h"
 
 #include <stdlib.h>
