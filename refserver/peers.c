@@ -134,7 +134,8 @@ static int parse_rooms(struct peer *pe, const char *s, size_t len)
         free(rooms);
         return -1;
     }
-    qsort(rooms, n, sizeof *rooms, cmp_u64);
+    if (n) /* qsort's pointer must not be NULL, even for no elements (UBSan) */
+        qsort(rooms, n, sizeof *rooms, cmp_u64);
     free(pe->rooms);
     pe->rooms = rooms;
     pe->nrooms = n;
