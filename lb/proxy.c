@@ -389,15 +389,22 @@ static int put_forwarded_for(struct buf *o, const struct http_head *h, size_t fr
     return rc | append_str(o, ip) | buf_append(o, "\r\n", 2);
 }
 
-/* The request head for the node into sout: the client's, with our cookie taken out and X-Forwarded-* added. */
-static int write_request_head(struct session *s, const struct http_head *h)
+/* The request head for the node into sout: the client's, with our cookie taken out and X-Forwarded-* added. An
+ * absolute-form target (t has an authority; h->target is already its path and query) goes out in origin-form, as
+ * nginx sends it: the node is an origin server, and many route on a path that starts with '/' and answer 404 to a
+ * proxy's form; without a Host (HTTP/1.0) the authority becomes the Host. */
+static int write_request_head(struct session *s, const struct http_head *h, const struct http_target *t)
 {
     const struct lb_conf *c = s->px->conf;
     struct buf *o = &s->sout;
     char ip[INET6_ADDRSTRLEN];
     peer_ip(&s->peer, ip, sizeof ip);
-    int rc = buf_append(o, h->method, h->method_len) | buf_append(o, " ", 1) | buf_append(o, h->target, h->target_len) |
+    bool slash = t->authority_len && (h->target_len == 0 || h->target[0] != '/'); /* "http://h?q" is "/?q" */
+    int rc = buf_append(o, h->method, h->method_len) | buf_append(o, " /", 1 + slash) |
+             buf_append(o, h->target, h->target_len) |
              append_str(o, h->minor_version ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
+    if (t->authority_len && !http_find_header(h, "host"))
+        rc |= put_header(o, "Host", 4, t->authority, t->authority_len);
     bool xff_seen = false;
     for (size_t i = 0; i < h->num_headers && rc == 0; i++) {
         const struct http_header *f = &h->headers[i];
@@ -460,16 +467,28 @@ static int head_error_status(enum http_error e)
     }
 }
 
-/* RFC 9112 section 3.2: a 1.1 request has exactly one Host (a second one is a smuggling attempt). */
-static const char *check_request(const struct http_head *h)
+/* RFC 9112 section 3.2: a 1.1 request has exactly one Host (a second one is a smuggling attempt). The target is
+ * origin-form, absolute-form or "*"; an absolute-form authority must name what Host names (as HAProxy demands:
+ * which of the two would the node believe?). */
+static const char *check_request(const struct http_head *h, enum http_target_form form, const struct http_target *t)
 {
     int hosts = 0;
-    for (size_t i = 0; i < h->num_headers; i++)
-        hosts += name_is(&h->headers[i], "host");
+    const struct http_header *host = NULL;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        if (name_is(&h->headers[i], "host")) {
+            host = &h->headers[i];
+            hosts++;
+        }
+    }
     if (hosts > 1)
         return "more than one Host header";
+    if (form == HTTP_TARGET_BAD)
+        return "malformed request target";
     if (hosts == 0 && h->minor_version == 1)
         return "an HTTP/1.1 request needs a Host header";
+    if (host && form == HTTP_TARGET_ABSOLUTE &&
+        !http_authority_eq(t->authority, t->authority_len, host->value, host->value_len, t->default_port))
+        return "the target's authority differs from Host";
     return NULL;
 }
 
@@ -538,13 +557,17 @@ static void connect_failed(struct session *s, int err)
     connect_node(s);
 }
 
-static void on_request_head(struct session *s, const struct http_head *h, size_t head_len)
+static void on_request_head(struct session *s, struct http_head *h, size_t head_len)
 {
-    const char *bad = check_request(h);
+    struct http_target t;
+    enum http_target_form form = http_target_split(h->target, h->target_len, &t);
+    const char *bad = check_request(h, form, &t);
     if (bad) {
         fail_request(s, 400, POOL_ERR_BAD_REQUEST, bad);
         return;
     }
+    h->target = t.origin; /* routing, and any rule on the path, see an absolute-form target's path and query */
+    h->target_len = t.origin_len;
     s->tries = 0;
     s->tried = 0;
     int node = route(s, h);
@@ -557,7 +580,7 @@ static void on_request_head(struct session *s, const struct http_head *h, size_t
         srv_close(s);
     buf_consume(&s->sout, buf_len(&s->sout));
     start_request(s, h, node);
-    if (write_request_head(s, h) < 0) {
+    if (write_request_head(s, h, &t) < 0) {
         fail_request(s, 431, POOL_ERR_HEAD_TOO_LARGE, "the rewritten head is too large");
         return;
     }

@@ -1346,6 +1346,94 @@ class MalformedTest(LbBase):
         self.assertEqual(self.lb.series()['lb_node_requests_total{node="b1"}'], before)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# absolute-form targets (RFC 9112 3.2.2), as HAProxy treats them
+
+
+class HttpConformanceTest(LbBase):
+    @classmethod
+    def setUpClass(cls):
+        cls.backends = start_backends(cls, ["b1", "b2"])
+        cls.lb = start_lb(cls, [*backend_flags(cls.backends), "--balance", "param:room", "--health", CALM_HEALTH,
+                                "--log-level", "warn"])
+        cls.lbs = (cls.lb,)
+
+    def node_requests(self):
+        s = self.lb.series()
+        return sum(s[f'lb_node_requests_total{{node="{b.name}"}}'] for b in self.backends)
+
+    @staticmethod
+    def exchange(c, data):
+        """Raw request bytes on c: (response, JSON echo or None)."""
+        c.send(data)
+        r = c.read_response()
+        return r, json.loads(r.body) if r.status == 200 and r.header("X-Backend") else None
+
+    def assert_rejected(self, cases, why):
+        """Each (target, Host) on its own connection: 400, closed, and no node sees a request."""
+        before = self.node_requests()
+        for target, host in cases:
+            with self.subTest(target=target, host=host):
+                with h.HttpConn(self.lb.port) as c:
+                    r, _ = self.exchange(c, f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                    self.assertEqual(r.status, 400, f"{why}: {r!r}")
+                    self.assertIsNone(r.header("X-Backend"), r)
+                    self.assertTrue(c.wait_closed(5.0 * h.SLOW), "closed after the 400")
+        self.assertEqual(self.node_requests(), before, f"{why}: no node may see the request")
+
+    def test_absolute_form_reaches_the_node_in_origin_form(self):
+        """A node that only knows origin-form gets the path and query; Host, matching the authority (host
+        case-insensitive, 80/443 the default ports), passes as sent; OPTIONS * stays as it is."""
+        port = self.lb.port
+        cases = [(f"http://127.0.0.1:{port}/abs/p?q=1", f"127.0.0.1:{port}", "/abs/p?q=1"),
+                 ("http://Node.Example/x", "node.example", "/x"),
+                 ("HTTP://node.example:80/x", "node.example", "/x"),
+                 ("http://node.example/x", "NODE.example:80", "/x"),
+                 ("https://node.example/y", "node.example:443", "/y"),
+                 ("http://[::1]:8080/v6", "[::1]:8080", "/v6"),
+                 ("http://node.example?room=a", "node.example", "/?room=a"),
+                 ("http://node.example", "node.example", "/"),
+                 ("*", "node.example", "*")]
+        with h.HttpConn(port) as c:
+            for target, host, want in cases:
+                with self.subTest(target=target):
+                    method = "OPTIONS" if target == "*" else "GET"
+                    r, doc = self.exchange(c, f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                    self.served_by(r, doc, target)
+                    self.assertEqual(doc["path"], want)
+                    self.assertEqual(fwd(doc, "Host"), [host])
+
+    def test_absolute_form_routed_by_its_path_and_query(self):
+        for room in ("r1", "r2", "r3", "r4", "r5", "r6"):
+            with self.subTest(room=room):
+                node = self.backend_of(self.lb.port, f"/ws?room={room}")
+                with h.HttpConn(self.lb.port) as c:
+                    r, doc = self.exchange(c, f"GET http://n.example/ws?room={room} HTTP/1.1\r\nHost: n.example"
+                                              f"\r\n\r\n".encode())
+                self.assertEqual(self.served_by(r, doc), node, "the same node as the origin-form request")
+                self.assertEqual(doc["path"], f"/ws?room={room}")
+
+    def test_absolute_form_without_host_gets_its_authority(self):
+        """HTTP/1.0 needs no Host: the proxy then sends the authority as Host (RFC 9112 3.2.2)."""
+        with h.HttpConn(self.lb.port) as c:
+            r, doc = self.exchange(c, b"GET http://n.example:8080/old HTTP/1.0\r\n\r\n")
+        self.served_by(r, doc)
+        self.assertEqual((doc["path"], fwd(doc, "Host")), ("/old", ["n.example:8080"]))
+
+    def test_absolute_form_authority_differing_from_host_400(self):
+        self.assert_rejected([("http://evil.example/x", "127.0.0.1"), ("http://127.0.0.1:81/x", "127.0.0.1"),
+                              ("http://n.example:80/x", "n.example:8080"), ("https://n.example/x", "n.example:80"),
+                              ("http://n.example/x", "n.example:port"), ("http://n.example/x", "n.example.")],
+                             "the authority differs from Host")
+
+    def test_malformed_absolute_targets_400(self):
+        self.assert_rejected([(t, "n.example") for t in (
+            "http://", "http:///x", "http://?x", "http://:80/x", "ftp://n.example/x", "ws://n.example/x",
+            "http://user@n.example/x", "http:/x", "http:n.example/x", "x", "n.example:80", "http://n.example:99999/",
+            "http://n.example:8o/", "http://[::1/x", "http://n%zz.example/", "http://n.example#f")],
+            "a malformed target")
+
+
 class FakeNode(h.ThreadedServer):
     """A node that answers every request head with canned bytes (self.reply), then closes: for broken responses."""
 
