@@ -82,6 +82,7 @@ struct session {
     int cw_events, sw_events;
     bool srv_connected, cli_eof, srv_eof, srv_shut, cli_shut;
     bool close_after, head_req, upgrade_req, set_cookie, res_started, tunnel;
+    bool req_http10; /* the request was HTTP/1.0: its keep-alive must be said in the response */
     bool kept_alive; /* a response went out: an empty S_HEAD is an idle keep-alive connection, not a new client */
     bool tls_read_wants_write, tls_write_wants_read, tls_pending;
 };
@@ -389,10 +390,63 @@ static int put_forwarded_for(struct buf *o, const struct http_head *h, size_t fr
     return rc | append_str(o, ip) | buf_append(o, "\r\n", 2);
 }
 
-/* The request head for the node into sout: the client's, with our cookie taken out and X-Forwarded-* added. An
- * absolute-form target (t has an authority; h->target is already its path and query) goes out in origin-form, as
- * nginx sends it: the node is an origin server, and many route on a path that starts with '/' and answer 404 to a
- * proxy's form; without a Host (HTTP/1.0) the authority becomes the Host. */
+/* Not to be forwarded (RFC 9110 7.6.1): the hop-by-hop fields and those a Connection field names, Upgrade only
+ * when it is no upgrade (upgrade: a request the lb passes as one, or a 101); Connection itself is written anew by
+ * put_connection. Host and the framing fields stay whatever Connection says: the lb frames the body by them, and a
+ * node framing it otherwise would read a smuggled request. Proxy-Authenticate and Proxy-Authorization pass, as
+ * HAProxy passes them. The length switch keeps the common field to one or two compares. */
+static bool hop_by_hop(const struct http_head *h, const struct http_header *f, bool upgrade)
+{
+    switch (f->name_len) {
+    case 2:
+        if (name_is(f, "te"))
+            return true;
+        break;
+    case 4:
+        if (name_is(f, "host"))
+            return false;
+        break;
+    case 7:
+        if (name_is(f, "upgrade"))
+            return !upgrade;
+        if (name_is(f, "trailer"))
+            return true;
+        break;
+    case 10:
+        if (name_is(f, "connection") || name_is(f, "keep-alive"))
+            return true;
+        break;
+    case 14:
+        if (name_is(f, "content-length"))
+            return false;
+        break;
+    case 16:
+        if (name_is(f, "proxy-connection"))
+            return true;
+        break;
+    case 17:
+        if (name_is(f, "transfer-encoding"))
+            return false;
+        break;
+    default: break;
+    }
+    return h->conn_names && http_conn_lists(h, f->name, f->name_len);
+}
+
+/* The lb's own Connection field for the next hop, from what the lb does with the connection: a hop's options are
+ * its own, so the other side's Connection field never passes (upgrade first, as clients write it). */
+static int put_connection(struct buf *o, bool upgrade, bool close, bool keep_alive)
+{
+    if (!upgrade && !close && !keep_alive)
+        return 0;
+    const char *v = upgrade ? (close ? "Upgrade, close" : "Upgrade") : close ? "close" : "keep-alive";
+    return append_str(o, "Connection: ") | append_str(o, v) | buf_append(o, "\r\n", 2);
+}
+
+/* The request head for the node into sout: the client's, with our cookie taken out, X-Forwarded-* added and the
+ * hop-by-hop fields dropped. An absolute-form target (t has an authority; h->target is already its path and query)
+ * goes out in origin-form, as nginx sends it: the node is an origin server, and many route on a path that starts
+ * with '/' and answer 404 to a proxy's form; without a Host (HTTP/1.0) the authority becomes the Host. */
 static int write_request_head(struct session *s, const struct http_head *h, const struct http_target *t)
 {
     const struct lb_conf *c = s->px->conf;
@@ -408,7 +462,9 @@ static int write_request_head(struct session *s, const struct http_head *h, cons
     bool xff_seen = false;
     for (size_t i = 0; i < h->num_headers && rc == 0; i++) {
         const struct http_header *f = &h->headers[i];
-        if (name_is(f, "cookie")) {
+        if (hop_by_hop(h, f, s->upgrade_req)) {
+            continue;
+        } else if (name_is(f, "cookie")) {
             rc = put_cookie(s, f);
         } else if (c->forwarded_for && name_is(f, "x-forwarded-for")) {
             if (!xff_seen)
@@ -423,6 +479,7 @@ static int write_request_head(struct session *s, const struct http_head *h, cons
             rc |= append_str(o, "X-Forwarded-For: ") | append_str(o, ip) | buf_append(o, "\r\n", 2);
         rc |= append_str(o, s->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
     }
+    rc |= put_connection(o, s->upgrade_req, h->conn_close, !h->conn_close && h->minor_version == 0);
     return rc | buf_append(o, "\r\n", 2);
 }
 
@@ -437,6 +494,8 @@ static int write_response_head(struct session *s, const struct http_head *h)
     int rc = buf_append(o, line, (size_t)n) | buf_append(o, h->reason, h->reason_len) | buf_append(o, "\r\n", 2);
     for (size_t i = 0; i < h->num_headers && rc == 0; i++) {
         const struct http_header *f = &h->headers[i];
+        if (hop_by_hop(h, f, h->status == 101))
+            continue;
         int m = 0;
         if (c->sticky == LB_STICKY_PREFIX && name_is(f, "set-cookie"))
             m = cookie_prefix_set(f->value, f->value_len, c->cookie_name, b->cookie, s->px->scratch,
@@ -449,8 +508,9 @@ static int write_response_head(struct session *s, const struct http_head *h)
         int m = cookie_insert_value(c->cookie_name, b->cookie, value, sizeof value);
         rc |= m < 0 ? -1 : put_header(o, "Set-Cookie", 10, value, (size_t)m);
     }
-    if (s->close_after && !h->conn_close && h->status != 101)
-        rc |= append_str(o, "Connection: close\r\n");
+    /* close_after already holds the node's close (start_response_body): the client hears it from us */
+    bool final = h->status >= 200;
+    rc |= put_connection(o, h->status == 101, final && s->close_after, final && !s->close_after && s->req_http10);
     return rc | buf_append(o, "\r\n", 2);
 }
 
@@ -498,6 +558,7 @@ static void start_request(struct session *s, const struct http_head *h, int node
     s->head_req = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
     s->upgrade_req = h->conn_upgrade && http_find_header(h, "upgrade") != NULL;
     s->close_after = s->close_after || h->conn_close || s->px->stopping;
+    s->req_http10 = h->minor_version == 0;
     s->res = RES_HEAD;
     s->res_started = false;
     s->head_seen = 0;

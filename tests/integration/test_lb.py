@@ -1347,7 +1347,10 @@ class MalformedTest(LbBase):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# absolute-form targets (RFC 9112 3.2.2), as HAProxy treats them
+# absolute-form targets (RFC 9112 3.2.2) and hop-by-hop fields (RFC 9110 7.6.1), as HAProxy treats them
+
+
+HOP_BY_HOP = ("Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade")
 
 
 class HttpConformanceTest(LbBase):
@@ -1432,6 +1435,61 @@ class HttpConformanceTest(LbBase):
             "http://user@n.example/x", "http:/x", "http:n.example/x", "x", "n.example:80", "http://n.example:99999/",
             "http://n.example:8o/", "http://[::1/x", "http://n%zz.example/", "http://n.example#f")],
             "a malformed target")
+
+    def test_hop_by_hop_request_fields_dropped(self):
+        """Connection and the fields it names, Keep-Alive, Proxy-Connection, TE, Trailer and a stray Upgrade stop at
+        the lb; Proxy-Authorization passes, as HAProxy passes it; keep-alive to the client is unchanged."""
+        hop = (b"Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Connection: x\r\nTrailer: X-T\r\n"
+               b"Upgrade: h2c\r\nX-Foo: 1\r\nX-Bar: 2\r\nProxy-Authorization: Basic eA==\r\nX-Keep: k\r\n")
+        with h.HttpConn(self.lb.port) as c:
+            r, doc = self.exchange(c, b"GET /hop/1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Foo\r\n" + hop +
+                                   b"connection: x-bar\r\n\r\n")
+            self.served_by(r, doc)
+            for name in (*HOP_BY_HOP, "X-Foo", "X-Bar"):
+                self.assertEqual(fwd(doc, name), [], f"{name} must not reach the node")
+            self.assertEqual(fwd(doc, "X-Keep"), ["k"])
+            self.assertEqual(fwd(doc, "Proxy-Authorization"), ["Basic eA=="])
+            self.assertIsNone(r.header("Connection"), r)
+            r, doc = self.exchange(c, b"GET /hop/2 HTTP/1.1\r\nHost: x\r\nConnection: close, X-Foo\r\n" + hop +
+                                   b"\r\n")
+            self.served_by(r, doc, "the second request on the kept-alive connection")
+            self.assertEqual(fwd(doc, "X-Foo"), [])
+            self.assertEqual(fwd(doc, "Connection"), ["close"], "the node learns the connection ends")
+            self.assertEqual(r.header("Connection", "").lower(), "close")
+            self.assertTrue(c.wait_closed(5.0 * h.SLOW), "the lb closes after 'Connection: close'")
+
+    def test_connection_cannot_strip_framing_or_host(self):
+        """A Connection naming Content-Length, Transfer-Encoding or Host must not make the lb drop them: the node
+        would frame the body differently from the lb (smuggling) or lose its Host."""
+        with h.HttpConn(self.lb.port) as c:
+            r, doc = self.exchange(c, b"POST /cl HTTP/1.1\r\nHost: x\r\nConnection: Content-Length, Host\r\n"
+                                      b"Content-Length: 3\r\n\r\nabc")
+            self.served_by(r, doc)
+            self.assertEqual((doc["body_len"], fwd(doc, "Content-Length"), fwd(doc, "Host")), (3, ["3"], ["x"]))
+            r, doc = self.exchange(c, b"POST /te HTTP/1.1\r\nHost: x\r\nConnection: Transfer-Encoding\r\n"
+                                      b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+            self.served_by(r, doc)
+            self.assertEqual((doc["body_len"], doc["chunked"]), (3, True))
+            r, doc = self.exchange(c, b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual((self.served_by(r, doc), doc["path"]), (doc["backend"], "/after"))
+
+    def test_http10_keep_alive_kept(self):
+        """The client's keep-alive is the lb's to answer now that the node's Connection field stops at the lb."""
+        with h.HttpConn(self.lb.port) as c:
+            for i in range(3):
+                r, doc = self.exchange(c, b"GET /old%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i)
+                self.served_by(r, doc, f"request {i}")
+                self.assertEqual((doc["version"], fwd(doc, "Connection")), ("HTTP/1.0", ["keep-alive"]))
+                self.assertEqual(r.header("Connection", "").lower(), "keep-alive", r)
+
+    def test_hop_by_hop_response_fields_dropped(self):
+        with h.HttpConn(self.lb.port) as c:
+            for i in range(2):
+                r, doc = self.exchange(c, b"GET /hop-by-hop HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.served_by(r, doc, f"request {i} on one connection")
+                for name in (*HOP_BY_HOP, "X-Hop"):
+                    self.assertIsNone(r.header(name), f"{name} must not reach the client: {r!r}")
+                self.assertEqual((r.header("X-End"), r.header("Proxy-Authenticate")), ("1", "Basic realm=x"))
 
 
 class FakeNode(h.ThreadedServer):
