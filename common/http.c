@@ -62,6 +62,14 @@ static unsigned char lower(unsigned char c)
     return c >= 'A' && c <= 'Z' ? c | 0x20 : c;
 }
 
+static int hex_val(unsigned char c)
+{
+    if (is_digit(c))
+        return c - '0';
+    c = lower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 static bool is_ows(unsigned char c)
 {
     return c == ' ' || c == '\t';
@@ -257,6 +265,49 @@ static enum http_error apply_transfer_encoding(struct http_head *h, const struct
     return HTTP_OK;
 }
 
+/* The next item of the comma-separated list value[0..len) from *pos, without the whitespace around it (empty for
+ * an empty item); false once the list is through. */
+static bool next_item(const char *value, size_t len, size_t *pos, const char **item, size_t *n)
+{
+    size_t i = *pos;
+    if (i > len)
+        return false;
+    size_t b = i;
+    while (i < len && value[i] != ',')
+        i++;
+    size_t e = i;
+    while (b < e && is_ows((unsigned char)value[b]))
+        b++;
+    while (e > b && is_ows((unsigned char)value[e - 1]))
+        e--;
+    *item = value + b;
+    *n = e - b;
+    *pos = i + 1; /* past the comma, or past len to stop */
+    return true;
+}
+
+/* One Connection field, its tokens read once. Several Connection fields form one list (RFC 9110 5.3), so the
+ * flags accumulate, and the fields' span is kept for http_conn_lists. */
+static void apply_connection(struct http_head *h, const struct http_header *f, struct field_seen *seen)
+{
+    size_t idx = (size_t)(f - h->headers);
+    if (h->conn_end == 0)
+        h->conn_first = idx;
+    h->conn_end = idx + 1;
+    const char *t;
+    size_t n;
+    for (size_t pos = 0; next_item(f->value, f->value_len, &pos, &t, &n);) {
+        if (ieq(t, n, "close", 5))
+            seen->close = true;
+        else if (ieq(t, n, "keep-alive", 10))
+            seen->keep_alive = true;
+        else if (ieq(t, n, "upgrade", 7))
+            h->conn_upgrade = true;
+        else if (n > 0)
+            h->conn_names = true;
+    }
+}
+
 /* The framing and connection fields; everything else is the caller's business. */
 static enum http_error apply_field(struct http_head *h, const struct http_header *f, struct field_seen *seen)
 {
@@ -264,12 +315,8 @@ static enum http_error apply_field(struct http_head *h, const struct http_header
         return apply_content_length(h, f);
     if (ieq(f->name, f->name_len, "Transfer-Encoding", 17))
         return apply_transfer_encoding(h, f, seen);
-    if (ieq(f->name, f->name_len, "Connection", 10)) {
-        /* Several Connection fields form one list (RFC 9110 5.3), so accumulate. */
-        seen->close |= http_has_token(f->value, f->value_len, "close");
-        seen->keep_alive |= http_has_token(f->value, f->value_len, "keep-alive");
-        h->conn_upgrade |= http_has_token(f->value, f->value_len, "upgrade");
-    }
+    if (ieq(f->name, f->name_len, "Connection", 10))
+        apply_connection(h, f, seen);
     return HTTP_OK;
 }
 
@@ -304,7 +351,8 @@ static void reset_head(struct http_head *h)
     h->minor_version = 0;
     h->num_headers = 0;
     h->content_length = -1;
-    h->chunked = h->conn_close = h->conn_upgrade = false;
+    h->chunked = h->conn_close = h->conn_upgrade = h->conn_names = false;
+    h->conn_first = h->conn_end = 0;
     h->error = HTTP_OK;
 }
 
@@ -373,21 +421,117 @@ const struct http_header *http_find_header(const struct http_head *h, const char
 
 bool http_has_token(const char *value, size_t len, const char *token)
 {
-    size_t tlen = strlen(token), i = 0;
-    while (i <= len) {
-        size_t start = i;
-        while (i < len && value[i] != ',')
-            i++;
-        size_t b = start, e = i;
-        while (b < e && is_ows((unsigned char)value[b]))
-            b++;
-        while (e > b && is_ows((unsigned char)value[e - 1]))
-            e--;
-        if (ieq(value + b, e - b, token, tlen))
+    size_t tlen = strlen(token);
+    const char *t;
+    size_t n;
+    for (size_t pos = 0; next_item(value, len, &pos, &t, &n);)
+        if (ieq(t, n, token, tlen))
             return true;
-        i++; /* past the comma, or past len to stop */
+    return false;
+}
+
+bool http_conn_lists(const struct http_head *h, const char *name, size_t len)
+{
+    const char *t;
+    size_t n;
+    for (size_t i = h->conn_first; i < h->conn_end; i++) {
+        const struct http_header *f = &h->headers[i];
+        if (!ieq(f->name, f->name_len, "Connection", 10))
+            continue;
+        for (size_t pos = 0; next_item(f->value, f->value_len, &pos, &t, &n);)
+            if (ieq(t, n, name, len))
+                return true;
     }
     return false;
+}
+
+/* ---- request targets ---- */
+
+/* reg-name and IP-literal octets besides percent escapes: unreserved and sub-delims (RFC 3986 2.2, 2.3). */
+static bool is_host_char(unsigned char c)
+{
+    return is_alpha(c) || is_digit(c) || (c != 0 && strchr("-._~!$&'()*+,;=", c) != NULL);
+}
+
+/* The length of the host at the start of a[0..n): an IP-literal in brackets, or a reg-name / IPv4 address up to
+ * the port's ':' (percent escapes allowed); 0 when it is empty or malformed. */
+static size_t host_len(const char *a, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && a[0] == '[') {
+        while (++i < n && a[i] != ']')
+            if (!is_host_char((unsigned char)a[i]) && a[i] != ':')
+                return 0;
+        return i < n && i > 1 ? i + 1 : 0;
+    }
+    while (i < n && a[i] != ':') {
+        if (a[i] == '%' && n - i > 2 && hex_val((unsigned char)a[i + 1]) >= 0 && hex_val((unsigned char)a[i + 2]) >= 0)
+            i += 3;
+        else if (is_host_char((unsigned char)a[i]))
+            i++;
+        else
+            return 0;
+    }
+    return i;
+}
+
+/* The port after the host: "" (none) and ":" are dflt, ":" 1*5DIGIT its value up to 65535; -1 otherwise. */
+static long port_of(const char *p, size_t n, unsigned dflt)
+{
+    if (n <= 1)
+        return n == 0 || p[0] == ':' ? (long)dflt : -1;
+    if (p[0] != ':' || n > 6)
+        return -1;
+    long v = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (!is_digit((unsigned char)p[i]))
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v <= 65535 ? v : -1;
+}
+
+/* "http://" or "https://" (the scheme case-insensitive) at the start of t: its length and default port, or 0. */
+static size_t scheme_len(const char *t, size_t n, unsigned *port)
+{
+    if (n >= 7 && ieq(t, 7, "http://", 7)) {
+        *port = 80;
+        return 7;
+    }
+    if (n >= 8 && ieq(t, 8, "https://", 8)) {
+        *port = 443;
+        return 8;
+    }
+    return 0;
+}
+
+enum http_target_form http_target_split(const char *target, size_t len, struct http_target *out)
+{
+    *out = (struct http_target){.authority = target, .origin = target, .origin_len = len};
+    if (len > 0 && target[0] == '/')
+        return HTTP_TARGET_ORIGIN;
+    if (len == 1 && target[0] == '*')
+        return HTTP_TARGET_ASTERISK;
+    unsigned port = 0;
+    size_t s = scheme_len(target, len, &port), a = s;
+    if (s == 0)
+        return HTTP_TARGET_BAD;
+    while (a < len && target[a] != '/' && target[a] != '?')
+        a++;
+    size_t h = host_len(target + s, a - s);
+    if (h == 0 || port_of(target + s + h, a - s - h, port) < 0)
+        return HTTP_TARGET_BAD; /* also userinfo: '@' is no host character (RFC 9110 4.2.4 asks to reject it) */
+    *out = (struct http_target){target + s, target + a, a - s, len - a, port};
+    return HTTP_TARGET_ABSOLUTE;
+}
+
+bool http_authority_eq(const char *a, size_t alen, const char *b, size_t blen, unsigned default_port)
+{
+    size_t ha = host_len(a, alen), hb = host_len(b, blen);
+    if (ha == 0 || !ieq(a, ha, b, hb))
+        return false;
+    long pa = port_of(a + ha, alen - ha, default_port), pb = port_of(b + hb, blen - hb, default_port);
+    return pa >= 0 && pa == pb;
 }
 
 size_t http_path_len(const char *target, size_t target_len)
@@ -396,14 +540,6 @@ size_t http_path_len(const char *target, size_t target_len)
     while (i < target_len && target[i] != '?' && target[i] != '#')
         i++;
     return i;
-}
-
-static int hex_val(unsigned char c)
-{
-    if (is_digit(c))
-        return c - '0';
-    c = lower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 /* Decode the byte at s[*i] (of n), moving *i past it: '+' is a space, %XX an escape. -1 for a malformed

@@ -61,13 +61,36 @@ struct http_head {
     bool chunked;
     bool conn_close;   /* "Connection: close", or HTTP/1.0 without keep-alive */
     bool conn_upgrade; /* "upgrade" among the Connection tokens */
+    bool conn_names;   /* a Connection token other than close, keep-alive, upgrade: it names a hop-by-hop field */
+    size_t conn_first, conn_end; /* every Connection field lies in headers[conn_first..conn_end) */
     enum http_error error;
+};
+
+/* The request-target forms (RFC 9112 3.2) http_target_split tells apart; authority-form (CONNECT) is BAD here. */
+enum http_target_form { HTTP_TARGET_BAD, HTTP_TARGET_ORIGIN, HTTP_TARGET_ABSOLUTE, HTTP_TARGET_ASTERISK };
+
+/* A request target split into spans of the caller's buffer. */
+struct http_target {
+    const char *authority; /* absolute-form: host[:port]; else empty */
+    const char *origin;    /* the origin-form part: path and query; an absolute target's empty path leaves "" or
+                            * "?q", which origin-form writes as "/" and "/?q" */
+    size_t authority_len, origin_len;
+    unsigned default_port; /* absolute-form: 80 (http) or 443 (https); else 0 */
 };
 
 int http_parse_request(const char *buf, size_t len, size_t last_len, struct http_head *req,
                        const struct http_limits *limits);
 int http_parse_response(const char *buf, size_t len, size_t last_len, struct http_head *res,
                         const struct http_limits *limits);
+
+/* Classify target[0..len): "/p?q" ORIGIN, "http[s]://host[:port][/p][?q]" ABSOLUTE, "*" ASTERISK; anything else
+ * (another scheme, no or an empty host, userinfo, a port over 65535, bad authority characters) BAD. */
+enum http_target_form http_target_split(const char *target, size_t len, struct http_target *out);
+/* True when authority a and Host value b name one host and port: hosts compared case-insensitively, a missing or
+ * empty port standing for default_port (RFC 9110 4.2.3); false when either port is not a number. */
+bool http_authority_eq(const char *a, size_t alen, const char *b, size_t blen, unsigned default_port);
+/* True when a Connection field of h lists name[0..len) as a token, making that field hop-by-hop (RFC 9110 7.6.1). */
+bool http_conn_lists(const struct http_head *h, const char *name, size_t len);
 
 /* The first header named name (case-insensitive), or NULL. */
 const struct http_header *http_find_header(const struct http_head *h, const char *name);

@@ -1,4 +1,5 @@
-/* libFuzzer target for common/http.c: request and response heads, whole and incremental, plus the query helpers.
+/* libFuzzer target for common/http.c: request and response heads, whole and incremental, plus the query, target and
+ * Connection helpers.
  * The input is copied into an exact-size allocation so ASan flags any read past len; invariants abort(). */
 #include "common/http.h"
 
@@ -36,11 +37,34 @@ static void check_result(int r, const char *buf, size_t len, const struct http_h
     check(h->minor_version == 0 || h->minor_version == 1);
     check(within(h->method, h->method_len, buf, head) && within(h->target, h->target_len, buf, head));
     check(within(h->reason, h->reason_len, buf, head));
+    check(h->conn_end <= h->num_headers && (h->conn_end == 0 || h->conn_first < h->conn_end));
+    check(!h->conn_names || h->conn_end > 0);
     for (size_t i = 0; i < h->num_headers; i++) {
         const struct http_header *f = &h->headers[i];
         check(f->name_len > 0 && within(f->name, f->name_len, buf, head));
         check(within(f->value, f->value_len, buf, head));
+        http_conn_lists(h, f->name, f->name_len);
     }
+}
+
+/* A target's split: spans inside it, the origin part its tail, an absolute authority non-empty and equal to
+ * itself (the lb compares it with Host). */
+static void check_target(const char *t, size_t n)
+{
+    struct http_target s;
+    enum http_target_form form = http_target_split(t, n, &s);
+    check(form >= HTTP_TARGET_BAD && form <= HTTP_TARGET_ASTERISK);
+    if (form == HTTP_TARGET_BAD)
+        return;
+    check(within(s.origin, s.origin_len, t, n) && s.origin + s.origin_len == t + n);
+    if (form != HTTP_TARGET_ABSOLUTE) {
+        check(s.authority_len == 0 && s.default_port == 0 && s.origin == t);
+        return;
+    }
+    check(s.authority_len > 0 && within(s.authority, s.authority_len, t, n));
+    check(s.authority + s.authority_len == s.origin && (s.default_port == 80 || s.default_port == 443));
+    check(s.origin_len == 0 || s.origin[0] == '/' || s.origin[0] == '?');
+    check(http_authority_eq(s.authority, s.authority_len, s.authority, s.authority_len, s.default_port));
 }
 
 static bool same_head(const struct http_head *a, const struct http_head *b)
@@ -80,6 +104,7 @@ static void run(bool request, const char *buf, size_t len, const struct http_lim
         int q = http_query_param(whole.target, whole.target_len, "room", out, sizeof out);
         check(q >= -1 && q <= 1 && (q != 1 || strlen(out) < sizeof out));
         check(http_path_len(whole.target, whole.target_len) <= whole.target_len);
+        check_target(whole.target, whole.target_len);
     }
 }
 
@@ -110,6 +135,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(d >= -1 && (d < 0 || ((size_t)d <= p.value_len && dec[d] == '\0')));
     }
     http_has_token(buf, size, "close");
+    /* The target helpers on the raw input; the authority comparison on its two halves, as if target and Host. */
+    check_target(buf, size);
+    http_authority_eq(buf, size / 2, buf + size / 2, size - size / 2, 80);
     free(buf);
     return 0;
 }

@@ -82,6 +82,7 @@ struct session {
     int cw_events, sw_events;
     bool srv_connected, cli_eof, srv_eof, srv_shut, cli_shut;
     bool close_after, head_req, upgrade_req, set_cookie, res_started, tunnel;
+    bool req_http10; /* the request was HTTP/1.0: its keep-alive must be said in the response */
     bool kept_alive; /* a response went out: an empty S_HEAD is an idle keep-alive connection, not a new client */
     bool tls_read_wants_write, tls_write_wants_read, tls_pending;
 };
@@ -389,19 +390,81 @@ static int put_forwarded_for(struct buf *o, const struct http_head *h, size_t fr
     return rc | append_str(o, ip) | buf_append(o, "\r\n", 2);
 }
 
-/* The request head for the node into sout: the client's, with our cookie taken out and X-Forwarded-* added. */
-static int write_request_head(struct session *s, const struct http_head *h)
+/* Not to be forwarded (RFC 9110 7.6.1): the hop-by-hop fields and those a Connection field names, Upgrade only
+ * when it is no upgrade (upgrade: a request the lb passes as one, or a 101); Connection itself is written anew by
+ * put_connection. Host and the framing fields stay whatever Connection says: the lb frames the body by them, and a
+ * node framing it otherwise would read a smuggled request. Proxy-Authenticate and Proxy-Authorization pass, as
+ * HAProxy passes them. The length switch keeps the common field to one or two compares. */
+static bool hop_by_hop(const struct http_head *h, const struct http_header *f, bool upgrade)
+{
+    switch (f->name_len) {
+    case 2:
+        if (name_is(f, "te"))
+            return true;
+        break;
+    case 4:
+        if (name_is(f, "host"))
+            return false;
+        break;
+    case 7:
+        if (name_is(f, "upgrade"))
+            return !upgrade;
+        if (name_is(f, "trailer"))
+            return true;
+        break;
+    case 10:
+        if (name_is(f, "connection") || name_is(f, "keep-alive"))
+            return true;
+        break;
+    case 14:
+        if (name_is(f, "content-length"))
+            return false;
+        break;
+    case 16:
+        if (name_is(f, "proxy-connection"))
+            return true;
+        break;
+    case 17:
+        if (name_is(f, "transfer-encoding"))
+            return false;
+        break;
+    default: break;
+    }
+    return h->conn_names && http_conn_lists(h, f->name, f->name_len);
+}
+
+/* The lb's own Connection field for the next hop, from what the lb does with the connection: a hop's options are
+ * its own, so the other side's Connection field never passes (upgrade first, as clients write it). */
+static int put_connection(struct buf *o, bool upgrade, bool close, bool keep_alive)
+{
+    if (!upgrade && !close && !keep_alive)
+        return 0;
+    const char *v = upgrade ? (close ? "Upgrade, close" : "Upgrade") : close ? "close" : "keep-alive";
+    return append_str(o, "Connection: ") | append_str(o, v) | buf_append(o, "\r\n", 2);
+}
+
+/* The request head for the node into sout: the client's, with our cookie taken out, X-Forwarded-* added and the
+ * hop-by-hop fields dropped. An absolute-form target (t has an authority; h->target is already its path and query)
+ * goes out in origin-form, as nginx sends it: the node is an origin server, and many route on a path that starts
+ * with '/' and answer 404 to a proxy's form; without a Host (HTTP/1.0) the authority becomes the Host. */
+static int write_request_head(struct session *s, const struct http_head *h, const struct http_target *t)
 {
     const struct lb_conf *c = s->px->conf;
     struct buf *o = &s->sout;
     char ip[INET6_ADDRSTRLEN];
     peer_ip(&s->peer, ip, sizeof ip);
-    int rc = buf_append(o, h->method, h->method_len) | buf_append(o, " ", 1) | buf_append(o, h->target, h->target_len) |
+    bool slash = t->authority_len && (h->target_len == 0 || h->target[0] != '/'); /* "http://h?q" is "/?q" */
+    int rc = buf_append(o, h->method, h->method_len) | buf_append(o, " /", 1 + slash) |
+             buf_append(o, h->target, h->target_len) |
              append_str(o, h->minor_version ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
+    if (t->authority_len && !http_find_header(h, "host"))
+        rc |= put_header(o, "Host", 4, t->authority, t->authority_len);
     bool xff_seen = false;
     for (size_t i = 0; i < h->num_headers && rc == 0; i++) {
         const struct http_header *f = &h->headers[i];
-        if (name_is(f, "cookie")) {
+        if (hop_by_hop(h, f, s->upgrade_req)) {
+            continue;
+        } else if (name_is(f, "cookie")) {
             rc = put_cookie(s, f);
         } else if (c->forwarded_for && name_is(f, "x-forwarded-for")) {
             if (!xff_seen)
@@ -416,6 +479,7 @@ static int write_request_head(struct session *s, const struct http_head *h)
             rc |= append_str(o, "X-Forwarded-For: ") | append_str(o, ip) | buf_append(o, "\r\n", 2);
         rc |= append_str(o, s->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
     }
+    rc |= put_connection(o, s->upgrade_req, h->conn_close, !h->conn_close && h->minor_version == 0);
     return rc | buf_append(o, "\r\n", 2);
 }
 
@@ -430,6 +494,8 @@ static int write_response_head(struct session *s, const struct http_head *h)
     int rc = buf_append(o, line, (size_t)n) | buf_append(o, h->reason, h->reason_len) | buf_append(o, "\r\n", 2);
     for (size_t i = 0; i < h->num_headers && rc == 0; i++) {
         const struct http_header *f = &h->headers[i];
+        if (hop_by_hop(h, f, h->status == 101))
+            continue;
         int m = 0;
         if (c->sticky == LB_STICKY_PREFIX && name_is(f, "set-cookie"))
             m = cookie_prefix_set(f->value, f->value_len, c->cookie_name, b->cookie, s->px->scratch,
@@ -442,8 +508,9 @@ static int write_response_head(struct session *s, const struct http_head *h)
         int m = cookie_insert_value(c->cookie_name, b->cookie, value, sizeof value);
         rc |= m < 0 ? -1 : put_header(o, "Set-Cookie", 10, value, (size_t)m);
     }
-    if (s->close_after && !h->conn_close && h->status != 101)
-        rc |= append_str(o, "Connection: close\r\n");
+    /* close_after already holds the node's close (start_response_body): the client hears it from us */
+    bool final = h->status >= 200;
+    rc |= put_connection(o, h->status == 101, final && s->close_after, final && !s->close_after && s->req_http10);
     return rc | buf_append(o, "\r\n", 2);
 }
 
@@ -460,16 +527,28 @@ static int head_error_status(enum http_error e)
     }
 }
 
-/* RFC 9112 section 3.2: a 1.1 request has exactly one Host (a second one is a smuggling attempt). */
-static const char *check_request(const struct http_head *h)
+/* RFC 9112 section 3.2: a 1.1 request has exactly one Host (a second one is a smuggling attempt). The target is
+ * origin-form, absolute-form or "*"; an absolute-form authority must name what Host names (as HAProxy demands:
+ * which of the two would the node believe?). */
+static const char *check_request(const struct http_head *h, enum http_target_form form, const struct http_target *t)
 {
     int hosts = 0;
-    for (size_t i = 0; i < h->num_headers; i++)
-        hosts += name_is(&h->headers[i], "host");
+    const struct http_header *host = NULL;
+    for (size_t i = 0; i < h->num_headers; i++) {
+        if (name_is(&h->headers[i], "host")) {
+            host = &h->headers[i];
+            hosts++;
+        }
+    }
     if (hosts > 1)
         return "more than one Host header";
+    if (form == HTTP_TARGET_BAD)
+        return "malformed request target";
     if (hosts == 0 && h->minor_version == 1)
         return "an HTTP/1.1 request needs a Host header";
+    if (host && form == HTTP_TARGET_ABSOLUTE &&
+        !http_authority_eq(t->authority, t->authority_len, host->value, host->value_len, t->default_port))
+        return "the target's authority differs from Host";
     return NULL;
 }
 
@@ -479,6 +558,7 @@ static void start_request(struct session *s, const struct http_head *h, int node
     s->head_req = h->method_len == 4 && memcmp(h->method, "HEAD", 4) == 0;
     s->upgrade_req = h->conn_upgrade && http_find_header(h, "upgrade") != NULL;
     s->close_after = s->close_after || h->conn_close || s->px->stopping;
+    s->req_http10 = h->minor_version == 0;
     s->res = RES_HEAD;
     s->res_started = false;
     s->head_seen = 0;
@@ -538,13 +618,17 @@ static void connect_failed(struct session *s, int err)
     connect_node(s);
 }
 
-static void on_request_head(struct session *s, const struct http_head *h, size_t head_len)
+static void on_request_head(struct session *s, struct http_head *h, size_t head_len)
 {
-    const char *bad = check_request(h);
+    struct http_target t;
+    enum http_target_form form = http_target_split(h->target, h->target_len, &t);
+    const char *bad = check_request(h, form, &t);
     if (bad) {
         fail_request(s, 400, POOL_ERR_BAD_REQUEST, bad);
         return;
     }
+    h->target = t.origin; /* routing, and any rule on the path, see an absolute-form target's path and query */
+    h->target_len = t.origin_len;
     s->tries = 0;
     s->tried = 0;
     int node = route(s, h);
@@ -557,7 +641,7 @@ static void on_request_head(struct session *s, const struct http_head *h, size_t
         srv_close(s);
     buf_consume(&s->sout, buf_len(&s->sout));
     start_request(s, h, node);
-    if (write_request_head(s, h) < 0) {
+    if (write_request_head(s, h, &t) < 0) {
         fail_request(s, 431, POOL_ERR_HEAD_TOO_LARGE, "the rewritten head is too large");
         return;
     }

@@ -1131,25 +1131,16 @@ static bool one_host_at_most(const struct http_head *h)
 }
 
 /* An absolute-form target ("http://host/ws?room=a", RFC 9112 3.2.2, what a client sends to a proxy) is routed by
- * its path and query, as an origin server must accept it; h->target then points at them ("/" when it has none). */
+ * its path and query, as an origin server must accept it; h->target then points at them ("/" when it has no path:
+ * a bare "?query" cannot become origin-form without a copy). Other targets are left to the routes. */
 static void origin_form(struct http_head *h)
 {
-    const char *t = h->target, *end = t + h->target_len;
-    size_t scheme = h->target_len > 7 && !strncasecmp(t, "http://", 7)    ? 7
-                    : h->target_len > 8 && !strncasecmp(t, "https://", 8) ? 8
-                                                                          : 0;
-    if (!scheme)
+    struct http_target t;
+    if (http_target_split(h->target, h->target_len, &t) != HTTP_TARGET_ABSOLUTE)
         return;
-    const char *p = t + scheme;
-    while (p < end && *p != '/' && *p != '?')
-        p++;
-    if (p == end || *p == '?') { /* no path: "/", and a bare "?query" cannot become origin-form without a copy */
-        h->target = "/";
-        h->target_len = 1;
-        return;
-    }
-    h->target = p;
-    h->target_len = (size_t)(end - p);
+    bool has_path = t.origin_len > 0 && t.origin[0] == '/';
+    h->target = has_path ? t.origin : "/";
+    h->target_len = has_path ? t.origin_len : 1;
 }
 
 /* Precondition: CLIENT_HTTP. Returns bytes consumed, 0 when the head is incomplete (or waits to be handed over), -1

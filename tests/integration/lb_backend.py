@@ -10,8 +10,10 @@ Every request is answered 200 with `X-Backend: NAME`, a Content-Length and a JSO
 so a test can see exactly what the balancer forwarded. GET /set-cookie?name=X&value=Y also sends
 `Set-Cookie: X=Y; Path=/`; GET /chunked sends that JSON chunked (7-byte chunks, a trailer); GET /until-close sends
 it without a length and closes; GET /bytes?n=N sends N bytes of PATTERN (repeated) instead; /sleep?ms=N answers after
-N ms; /drop-after closes the connection after its (normally framed) answer, as a node's keep-alive timeout would;
-/status?code=N answers that status (with the same JSON body), e.g. a health path that fails while clients are served.
+N ms; /hop-by-hop adds hop-by-hop fields (Connection naming X-Hop, X-Hop, Keep-Alive, Proxy-Connection, Trailer,
+Upgrade, TE) and the end-to-end Proxy-Authenticate and X-End; /drop-after closes the connection after its
+(normally framed) answer, as a node's keep-alive timeout would; /status?code=N answers that status (with the same
+JSON body), e.g. a health path that fails while clients are served.
 `Expect: 100-continue` is answered `100 Continue` before the body is read. Keep-alive (HTTP/1.1 unless
 `Connection: close`; HTTP/1.0 only with keep-alive); request bodies are read by Content-Length or chunked. A request
 it cannot frame (a bad chunk size...) closes the connection without an answer. Nothing is printed per request;
@@ -183,6 +185,10 @@ class Handler(socketserver.StreamRequestHandler):
             lines.append(f"Content-Length: {len(body)}")
         if path == "/set-cookie":
             lines.append(f"Set-Cookie: {q.get('name', ['c'])[0]}={q.get('value', [''])[0]}; Path=/")
+        if path == "/hop-by-hop":
+            lines += ["Connection: keep-alive, X-Hop", "X-Hop: 1", "Keep-Alive: timeout=5, max=100",
+                      "Proxy-Connection: keep-alive", "Trailer: X-Nothing", "Upgrade: h2c", "TE: trailers",
+                      "Proxy-Authenticate: Basic realm=x", "X-End: 1"]
         if close:
             lines.append("Connection: close")
         out = ("\r\n".join(lines) + "\r\n\r\n").encode()

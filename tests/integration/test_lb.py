@@ -597,6 +597,19 @@ class ParamBalanceTest(LbBase):
                                 "--log-level", "warn"])
         cls.lbs = (cls.lb,)
 
+    def test_absolute_form_routed_by_its_path_and_query(self):
+        """An absolute-form target (RFC 9112 3.2.2) is balanced by its query, and reaches the node in origin-form."""
+        for room in ("r1", "r2", "r3", "r4", "r5", "r6"):
+            with self.subTest(room=room):
+                node = self.backend_of(self.lb.port, f"/ws?room={room}")
+                with h.HttpConn(self.lb.port) as c:
+                    c.send(f"GET http://n.example/ws?room={room} HTTP/1.1\r\nHost: n.example\r\n\r\n".encode())
+                    r = c.read_response()
+                self.assertEqual(r.status, 200, r)
+                doc = json.loads(r.body)
+                self.assertEqual(self.served_by(r, doc), node, "the same node as the origin-form request")
+                self.assertEqual(doc["path"], f"/ws?room={room}")
+
     def test_one_room_one_backend(self):
         names = [self.backend_of(self.lb.port, "/ws?room=a") for _ in range(10)]
         with h.HttpConn(self.lb.port) as c:
@@ -661,6 +674,8 @@ class PrefixCookieTest(LbBase):
 
 # ---------------------------------------------------------------------------------------------------------------
 # 7, 8: forwarded headers, bodies, framing
+
+HOP_BY_HOP = ("Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade")
 
 
 class ForwardingTest(LbBase):
@@ -837,6 +852,129 @@ class ForwardingTest(LbBase):
             self.served_by(r, doc)
             self.assertEqual(doc["version"], "HTTP/1.0")
             self.assertTrue(c.wait_closed(5.0 * h.SLOW), "an HTTP/1.0 connection without keep-alive closes")
+
+
+    # absolute-form targets (RFC 9112 3.2.2) and hop-by-hop fields (RFC 9110 7.6.1), as HAProxy treats them
+
+    def node_requests(self):
+        s = self.lb.series()
+        return sum(s[f'lb_node_requests_total{{node="{b.name}"}}'] for b in self.backends)
+
+    @staticmethod
+    def exchange(c, data):
+        """Raw request bytes on c: (response, JSON echo or None)."""
+        c.send(data)
+        r = c.read_response()
+        return r, json.loads(r.body) if r.status == 200 and r.header("X-Backend") else None
+
+    def assert_rejected(self, cases, why):
+        """Each (target, Host) on its own connection: 400, closed, and no node sees a request."""
+        before = self.node_requests()
+        for target, host in cases:
+            with self.subTest(target=target, host=host):
+                with h.HttpConn(self.lb.port) as c:
+                    r, _ = self.exchange(c, f"GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                    self.assertEqual(r.status, 400, f"{why}: {r!r}")
+                    self.assertIsNone(r.header("X-Backend"), r)
+                    self.assertTrue(c.wait_closed(5.0 * h.SLOW), "closed after the 400")
+        self.assertEqual(self.node_requests(), before, f"{why}: no node may see the request")
+
+    def test_absolute_form_reaches_the_node_in_origin_form(self):
+        """A node that only knows origin-form gets the path and query; Host, matching the authority (host
+        case-insensitive, 80/443 the default ports), passes as sent; OPTIONS * stays as it is."""
+        port = self.lb.port
+        cases = [(f"http://127.0.0.1:{port}/abs/p?q=1", f"127.0.0.1:{port}", "/abs/p?q=1"),
+                 ("http://Node.Example/x", "node.example", "/x"),
+                 ("HTTP://node.example:80/x", "node.example", "/x"),
+                 ("http://node.example/x", "NODE.example:80", "/x"),
+                 ("https://node.example/y", "node.example:443", "/y"),
+                 ("http://[::1]:8080/v6", "[::1]:8080", "/v6"),
+                 ("http://node.example?room=a", "node.example", "/?room=a"),
+                 ("http://node.example", "node.example", "/"),
+                 ("*", "node.example", "*")]
+        with h.HttpConn(port) as c:
+            for target, host, want in cases:
+                with self.subTest(target=target):
+                    method = "OPTIONS" if target == "*" else "GET"
+                    r, doc = self.exchange(c, f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                    self.served_by(r, doc, target)
+                    self.assertEqual(doc["path"], want)
+                    self.assertEqual(fwd(doc, "Host"), [host])
+
+    def test_absolute_form_without_host_gets_its_authority(self):
+        """HTTP/1.0 needs no Host: the proxy then sends the authority as Host (RFC 9112 3.2.2)."""
+        with h.HttpConn(self.lb.port) as c:
+            r, doc = self.exchange(c, b"GET http://n.example:8080/old HTTP/1.0\r\n\r\n")
+        self.served_by(r, doc)
+        self.assertEqual((doc["path"], fwd(doc, "Host")), ("/old", ["n.example:8080"]))
+
+    def test_absolute_form_authority_differing_from_host_400(self):
+        self.assert_rejected([("http://evil.example/x", "127.0.0.1"), ("http://127.0.0.1:81/x", "127.0.0.1"),
+                              ("http://n.example:80/x", "n.example:8080"), ("https://n.example/x", "n.example:80"),
+                              ("http://n.example/x", "n.example:port"), ("http://n.example/x", "n.example.")],
+                             "the authority differs from Host")
+
+    def test_malformed_absolute_targets_400(self):
+        self.assert_rejected([(t, "n.example") for t in (
+            "http://", "http:///x", "http://?x", "http://:80/x", "ftp://n.example/x", "ws://n.example/x",
+            "http://user@n.example/x", "http:/x", "http:n.example/x", "x", "n.example:80", "http://n.example:99999/",
+            "http://n.example:8o/", "http://[::1/x", "http://n%zz.example/", "http://n.example#f")],
+            "a malformed target")
+
+    def test_hop_by_hop_request_fields_dropped(self):
+        """Connection and the fields it names, Keep-Alive, Proxy-Connection, TE, Trailer and a stray Upgrade stop at
+        the lb; Proxy-Authorization passes, as HAProxy passes it; keep-alive to the client is unchanged."""
+        hop = (b"Keep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Connection: x\r\nTrailer: X-T\r\n"
+               b"Upgrade: h2c\r\nX-Foo: 1\r\nX-Bar: 2\r\nProxy-Authorization: Basic eA==\r\nX-Keep: k\r\n")
+        with h.HttpConn(self.lb.port) as c:
+            r, doc = self.exchange(c, b"GET /hop/1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Foo\r\n" + hop +
+                                   b"connection: x-bar\r\n\r\n")
+            self.served_by(r, doc)
+            for name in (*HOP_BY_HOP, "X-Foo", "X-Bar"):
+                self.assertEqual(fwd(doc, name), [], f"{name} must not reach the node")
+            self.assertEqual(fwd(doc, "X-Keep"), ["k"])
+            self.assertEqual(fwd(doc, "Proxy-Authorization"), ["Basic eA=="])
+            self.assertIsNone(r.header("Connection"), r)
+            r, doc = self.exchange(c, b"GET /hop/2 HTTP/1.1\r\nHost: x\r\nConnection: close, X-Foo\r\n" + hop +
+                                   b"\r\n")
+            self.served_by(r, doc, "the second request on the kept-alive connection")
+            self.assertEqual(fwd(doc, "X-Foo"), [])
+            self.assertEqual(fwd(doc, "Connection"), ["close"], "the node learns the connection ends")
+            self.assertEqual(r.header("Connection", "").lower(), "close")
+            self.assertTrue(c.wait_closed(5.0 * h.SLOW), "the lb closes after 'Connection: close'")
+
+    def test_connection_cannot_strip_framing_or_host(self):
+        """A Connection naming Content-Length, Transfer-Encoding or Host must not make the lb drop them: the node
+        would frame the body differently from the lb (smuggling) or lose its Host."""
+        with h.HttpConn(self.lb.port) as c:
+            r, doc = self.exchange(c, b"POST /cl HTTP/1.1\r\nHost: x\r\nConnection: Content-Length, Host\r\n"
+                                      b"Content-Length: 3\r\n\r\nabc")
+            self.served_by(r, doc)
+            self.assertEqual((doc["body_len"], fwd(doc, "Content-Length"), fwd(doc, "Host")), (3, ["3"], ["x"]))
+            r, doc = self.exchange(c, b"POST /te HTTP/1.1\r\nHost: x\r\nConnection: Transfer-Encoding\r\n"
+                                      b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+            self.served_by(r, doc)
+            self.assertEqual((doc["body_len"], doc["chunked"]), (3, True))
+            r, doc = self.exchange(c, b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertEqual((self.served_by(r, doc), doc["path"]), (doc["backend"], "/after"))
+
+    def test_http10_keep_alive_kept(self):
+        """The client's keep-alive is the lb's to answer now that the node's Connection field stops at the lb."""
+        with h.HttpConn(self.lb.port) as c:
+            for i in range(3):
+                r, doc = self.exchange(c, b"GET /old%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % i)
+                self.served_by(r, doc, f"request {i}")
+                self.assertEqual((doc["version"], fwd(doc, "Connection")), ("HTTP/1.0", ["keep-alive"]))
+                self.assertEqual(r.header("Connection", "").lower(), "keep-alive", r)
+
+    def test_hop_by_hop_response_fields_dropped(self):
+        with h.HttpConn(self.lb.port) as c:
+            for i in range(2):
+                r, doc = self.exchange(c, b"GET /hop-by-hop HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.served_by(r, doc, f"request {i} on one connection")
+                for name in (*HOP_BY_HOP, "X-Hop"):
+                    self.assertIsNone(r.header(name), f"{name} must not reach the client: {r!r}")
+                self.assertEqual((r.header("X-End"), r.header("Proxy-Authenticate")), ("1", "Basic realm=x"))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -497,6 +497,145 @@ static void test_path_len(void **state)
     assert_int_equal(http_path_len("/ws?x", 2), 2);
 }
 
+/* http_target_split on a guarded copy of target: its form, and the spans when it is absolute or origin. */
+static enum http_target_form split(const char *target, struct http_target *t)
+{
+    size_t n = strlen(target);
+    return http_target_split(guarded(target, n), n, t);
+}
+
+static void test_target_origin_and_asterisk(void **state)
+{
+    (void)state;
+    struct http_target t;
+    assert_int_equal(split("/ws?room=a", &t), HTTP_TARGET_ORIGIN);
+    assert_span(t.origin, t.origin_len, "/ws?room=a");
+    assert_int_equal(t.authority_len, 0);
+    assert_int_equal(split("/", &t), HTTP_TARGET_ORIGIN);
+    assert_int_equal(split("*", &t), HTTP_TARGET_ASTERISK);
+    assert_span(t.origin, t.origin_len, "*");
+}
+
+static void test_target_absolute(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *authority, *origin;
+        unsigned port;
+    } ok[] = {
+        {"http://h/ws?room=a", "h", "/ws?room=a", 80},
+        {"HTTPS://Node.Example:8443/x", "Node.Example:8443", "/x", 443},
+        {"http://h", "h", "", 80},
+        {"http://h?q=1", "h", "?q=1", 80},
+        {"http://h:/p", "h:", "/p", 80},
+        {"http://127.0.0.1:65535/", "127.0.0.1:65535", "/", 80},
+        {"http://[::1]:8080/v6", "[::1]:8080", "/v6", 80},
+        {"http://[v1.x]/", "[v1.x]", "/", 80},
+        {"http://a%2Db.example/", "a%2Db.example", "/", 80},
+        {"http://h/a@b", "h", "/a@b", 80}, /* '@' in the path is no userinfo */
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        struct http_target t;
+        if (split(ok[i].in, &t) != HTTP_TARGET_ABSOLUTE)
+            fail_msg("case %zu (%s): not absolute-form", i, ok[i].in);
+        assert_span(t.authority, t.authority_len, ok[i].authority);
+        assert_span(t.origin, t.origin_len, ok[i].origin);
+        assert_int_equal(t.default_port, ok[i].port);
+    }
+}
+
+static void test_target_bad(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",
+        "http://",
+        "http:///x",
+        "http://?x",
+        "http://:80/",
+        "ftp://h/x",
+        "ws://h/",
+        "http:/x",
+        "http:h/x",
+        "x",
+        "h:80",
+        "**",
+        "http://user@h/",
+        "http://u:p@h/",
+        "http://h:99999/",
+        "http://h:123456/",
+        "http://h:8o/",
+        "http://h:-1/",
+        "http://[::1/x",
+        "http://[]/",
+        "http://h%zz/",
+        "http://h%2/",
+        "http://h#f",
+        "http://h h/",
+        "http://h\\x/",
+        "http://h:80:80/",
+        "http://[::1]x/",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct http_target t;
+        if (split(bad[i], &t) != HTTP_TARGET_BAD)
+            fail_msg("case %zu (%s): accepted", i, bad[i]);
+    }
+}
+
+static bool auth_eq(const char *a, const char *b, unsigned port)
+{
+    return http_authority_eq(guarded(a, strlen(a)), strlen(a), b, strlen(b), port);
+}
+
+static void test_authority_eq(void **state)
+{
+    (void)state;
+    assert_true(auth_eq("h", "h", 80));
+    assert_true(auth_eq("Node.Example", "node.EXAMPLE", 80));
+    assert_true(auth_eq("h:80", "h", 80));
+    assert_true(auth_eq("h", "h:80", 80));
+    assert_true(auth_eq("h:", "h", 80));
+    assert_true(auth_eq("h:443", "h", 443));
+    assert_true(auth_eq("h:8080", "h:08080", 80));
+    assert_true(auth_eq("[::1]:80", "[::1]", 80));
+    assert_false(auth_eq("h:443", "h", 80));
+    assert_false(auth_eq("h", "h:8080", 80));
+    assert_false(auth_eq("h", "g", 80));
+    assert_false(auth_eq("h", "h.", 80));
+    assert_false(auth_eq("h", "hh", 80));
+    assert_false(auth_eq("h", "h:x", 80));
+    assert_false(auth_eq("h", "u@h", 80));
+    assert_false(auth_eq("h", "", 80));
+    assert_false(auth_eq("", "", 80));
+    assert_false(auth_eq("[::1]", "[::2]", 80));
+}
+
+static void test_connection_names(void **state)
+{
+    (void)state;
+    struct http_head h;
+    assert_true(req("GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade , close\r\nUpgrade: websocket\r\n\r\n", &h) > 0);
+    assert_false(h.conn_names); /* the three options name no field */
+    assert_true(req("GET / HTTP/1.1\r\nX-A: 1\r\nConnection: close, X-Foo\r\nX-Foo: 1\r\nX-B: 2\r\n"
+                    "connection: ,x-bar,\r\nX-Bar: 2\r\n\r\n",
+                    &h) > 0);
+    assert_true(h.conn_names);
+    assert_true(h.conn_close);
+    assert_int_equal(h.conn_first, 1);
+    assert_int_equal(h.conn_end, 5);
+    assert_true(http_conn_lists(&h, LIT("x-foo")));
+    assert_true(http_conn_lists(&h, LIT("X-BAR")));
+    assert_true(http_conn_lists(&h, LIT("close")));
+    assert_false(http_conn_lists(&h, LIT("X-B")));
+    assert_false(http_conn_lists(&h, LIT("X-Fo")));
+    /* No Connection field: nothing is listed, and the parse of a second head resets what the first said. */
+    assert_true(req("GET / HTTP/1.1\r\nX-Foo: 1\r\n\r\n", &h) > 0);
+    assert_false(h.conn_names);
+    assert_int_equal(h.conn_end, 0);
+    assert_false(http_conn_lists(&h, LIT("x-foo")));
+}
+
 static int qp(const char *target, const char *name, char *out, size_t outlen)
 {
     size_t n = strlen(target);
@@ -612,6 +751,11 @@ int main(void)
         cmocka_unit_test(test_error_strings_distinct),
         cmocka_unit_test(test_has_token),
         cmocka_unit_test(test_path_len),
+        cmocka_unit_test(test_target_origin_and_asterisk),
+        cmocka_unit_test(test_target_absolute),
+        cmocka_unit_test(test_target_bad),
+        cmocka_unit_test(test_authority_eq),
+        cmocka_unit_test(test_connection_names),
         cmocka_unit_test(test_query_param),
         cmocka_unit_test(test_query_param_absent_and_malformed),
         cmocka_unit_test(test_query_next_and_decode),
