@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "loadgen/client.h"
 
+#include "common/cookie.h"
 #include "common/hist.h"
 #include "common/http.h"
 #include "common/net.h"
@@ -602,11 +603,11 @@ static void note_node(struct lg_engine *e, const struct lg_client *c, const stru
     size_t nlen = name ? strlen(name) : 0;
     for (size_t i = 0; name && i < h->num_headers; i++) {
         const struct http_header *sc = &h->headers[i];
-        if (sc->name_len != 10 || strncasecmp(sc->name, "Set-Cookie", 10) != 0 || sc->value_len <= nlen ||
-            memcmp(sc->value, name, nlen) != 0 || sc->value[nlen] != '=')
+        struct cookie_pair pr;
+        if (sc->name_len != 10 || strncasecmp(sc->name, "Set-Cookie", 10) != 0 ||
+            !cookie_set_cookie_pair(sc->value, sc->value_len, &pr) || !cookie_pair_named(&pr, name, nlen))
             continue;
-        const char *v = sc->value + nlen + 1, *end = memchr(v, ';', sc->value_len - nlen - 1);
-        count_node(t, v, end ? (size_t)(end - v) : sc->value_len - nlen - 1);
+        count_node(t, pr.val, (size_t)(pr.val_end - pr.val));
         return;
     }
     count_node(t, NULL, 0);

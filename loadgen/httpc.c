@@ -1,6 +1,8 @@
 /* HTTP/1.1 client helpers for Engine.IO polling; see httpc.h. */
 #include "loadgen/httpc.h"
 
+#include "common/cookie.h"
+
 #include <stddef.h>
 #include <string.h>
 
@@ -108,36 +110,29 @@ static bool is_tchar(unsigned char ch)
 /* The entry named name[0..nlen) in the jar: its offset and length, or -1 when absent. */
 static long jar_find(const char *jar, const char *name, size_t nlen, size_t *elen)
 {
-    const char *p = jar;
-    while (*p) {
-        const char *end = strstr(p, "; ");
-        *elen = end ? (size_t)(end - p) : strlen(p);
-        if (*elen > nlen && p[nlen] == '=' && memcmp(p, name, nlen) == 0)
-            return (long)(p - jar);
-        if (!end)
-            return -1;
-        p = end + 2;
+    const char *p = jar, *end = jar + strlen(jar);
+    struct cookie_pair pr;
+    while (cookie_next(&p, end, &pr)) {
+        if (cookie_pair_named(&pr, name, nlen)) {
+            *elen = (size_t)(pr.end - pr.beg);
+            return (long)(pr.beg - jar);
+        }
     }
     return -1;
 }
 
 int httpc_jar_set(char *jar, size_t cap, const char *sc, size_t len)
 {
-    size_t end = 0, start = 0, elen = 0;
-    while (end < len && sc[end] != ';')
-        end++;
-    while (end > 0 && (sc[end - 1] == ' ' || sc[end - 1] == '\t'))
-        end--;
-    while (start < end && (sc[start] == ' ' || sc[start] == '\t'))
-        start++;
-    const char *name = sc + start, *eq = memchr(name, '=', end - start);
-    if (!eq || eq == name)
+    struct cookie_pair pr;
+    size_t elen = 0;
+    if (!cookie_set_cookie_pair(sc, len, &pr) || pr.name_end == pr.beg)
         return -1;
-    size_t nlen = (size_t)(eq - name), item = end - start;
+    const char *name = pr.beg;
+    size_t nlen = (size_t)(pr.name_end - pr.beg), item = (size_t)(pr.end - pr.beg);
     for (size_t i = 0; i < nlen; i++)
         if (!is_tchar((unsigned char)name[i]))
             return -1;
-    for (const char *v = eq + 1; v < sc + end; v++) /* cookie-octets, plus the spaces browsers let through */
+    for (const char *v = pr.val; v < pr.val_end; v++) /* cookie-octets, plus the spaces browsers let through */
         if (((unsigned char)*v < 0x21 && *v != ' ' && *v != '\t') || *v == 127 || *v == ',' || *v == '\\')
             return -1;
     size_t have = strlen(jar);

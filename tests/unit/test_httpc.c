@@ -106,10 +106,14 @@ static void test_jar(void **state)
     assert_string_equal(jar, "SRVID=n2; io=x");
     set(jar, sizeof jar, "e=", 0); /* an empty value is a value */
     assert_string_equal(jar, "SRVID=n2; io=x; e=");
+    set(jar, sizeof jar, "io = y", 0); /* spaces around '=' as RFC 6265 section 5.2 reads them: io again */
+    assert_string_equal(jar, "SRVID=n2; e=; io = y");
+    set(jar, sizeof jar, "io=x", 0);
+    assert_string_equal(jar, "SRVID=n2; e=; io=x");
     const char *bad[] = {"", "novalue", "=v", "a b=c", "a=b\x01", "a=b,c", "(a)=1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         set(jar, sizeof jar, bad[i], -1);
-    assert_string_equal(jar, "SRVID=n2; io=x; e=");
+    assert_string_equal(jar, "SRVID=n2; e=; io=x");
     /* a full jar keeps what it has */
     char small[16] = "";
     set(small, sizeof small, "a=1", 0);
