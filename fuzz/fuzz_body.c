@@ -1,4 +1,4 @@
-/* libFuzzer target for lb/body.c: body_feed decides where every message the balancer relays ends, on bytes from
+/* libFuzzer target for common/body.c: body_feed decides where every message the balancer relays ends, on bytes from
  * clients and servers alike, so a wrong answer is request smuggling and a read past len is a crash.
  *
  * Input: byte 0 selects the kind (low 2 bits) and the largest piece size (the other 6); bytes 1-2 are the length
@@ -11,7 +11,7 @@
  *  - BODY_LENGTH takes min(stream, length), BODY_NONE nothing, BODY_UNTIL_CLOSE everything and is never done;
  *  - BODY_CHUNKED agrees with a second, whole-buffer parser of the same grammar written here (line by line, not
  *    byte by byte): the same end of message, or both reject, or both want more. */
-#include "lb/body.h"
+#include "common/body.h"
 
 #include <stdbool.h>
 #include <stdint.h>

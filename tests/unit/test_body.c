@@ -1,14 +1,14 @@
-/* lb's body framing: Content-Length (exact, split, bytes after it left alone), no body, until-close, and strict
- * chunked framing (sizes, extensions, trailers, every split of a body, pipelined bytes after it, each rejection,
- * -1 sticky), plus a property test over random chunked bodies. Every piece is fed from just before a PROT_NONE page
- * (guard.h), so a read past len crashes instead of passing. */
+/* Body framing (common/body.c): Content-Length (exact, split, bytes after it left alone), no body, until-close, and
+ * strict chunked framing (sizes, extensions, trailers, every split of a body, pipelined bytes after it, each
+ * rejection, -1 sticky), plus a property test over random chunked bodies. Every piece is fed from just before a
+ * PROT_NONE page (guard.h), so a read past len crashes instead of passing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "lb/body.h"
+#include "common/body.h"
 #include "tests/unit/guard.h"
 
 #include <stdio.h>

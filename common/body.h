@@ -7,8 +7,8 @@
  * checked.
  *
  * The parser is incremental and allocation-free: bytes may arrive split anywhere, one byte at a time included. */
-#ifndef LB_BODY_H
-#define LB_BODY_H
+#ifndef COMMON_BODY_H
+#define COMMON_BODY_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -8,7 +8,7 @@
  * trailer field must be a token, ':', then field-value bytes (no obs-fold). The size overflows past 16 significant
  * hex digits, tested before each shift so a uint64_t never wraps. An error is sticky: once the framing is lost,
  * no later byte can restore it. */
-#include "lb/body.h"
+#include "common/body.h"
 
 #include <limits.h>
 #include <string.h>
