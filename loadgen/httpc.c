@@ -1,105 +1,27 @@
 /* HTTP/1.1 client helpers for Engine.IO polling; see httpc.h. */
 #include "loadgen/httpc.h"
 
+#include "common/body.h"
 #include "common/cookie.h"
 
 #include <stddef.h>
 #include <string.h>
 
-#define TRAILER_MAX 1024
-#define SIZE_DIGITS 15 /* hex digits of a chunk size: far over any body we accept, and no overflow */
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* The chunk-size line at buf[*pos..len): the size into *size, *pos past its CRLF. 1, 0 (incomplete), -1. */
-static int size_line(const char *buf, size_t len, size_t *pos, size_t *size)
-{
-    size_t p = *pos, v = 0, digits = 0;
-    while (p < len && hex_value(buf[p]) >= 0) {
-        if (++digits > SIZE_DIGITS)
-            return -1;
-        v = v * 16 + (size_t)hex_value(buf[p++]);
-    }
-    if (p == len)
-        return 0;
-    if (!digits)
-        return -1;
-    const char *lf = memchr(buf + p, '\n', len - p);
-    size_t line_end = lf ? (size_t)(lf - buf) : len;
-    if (line_end - p > TRAILER_MAX)
-        return -1;
-    if (!lf)
-        return 0;
-    if (line_end == p || buf[line_end - 1] != '\r' ||
-        (buf[p] != ';' && buf[p] != '\r' && buf[p] != ' ' && buf[p] != '\t'))
-        return -1;
-    for (size_t i = p; i + 1 < line_end; i++)
-        if (buf[i] == '\r')
-            return -1;
-    *size = v;
-    *pos = line_end + 1;
-    return 1;
-}
-
-/* The trailer after the last chunk: header lines (not kept), then an empty line. 1 with *pos past it, 0, -1. */
-static int trailer(const char *buf, size_t len, size_t *pos)
-{
-    size_t p = *pos;
-    for (int lines = 0;; lines++) {
-        const char *lf = memchr(buf + p, '\n', len - p);
-        if (!lf)
-            return len - p > TRAILER_MAX || lines > 16 ? -1 : 0;
-        size_t line_end = (size_t)(lf - buf);
-        if (line_end == p || buf[line_end - 1] != '\r' || line_end - p > TRAILER_MAX || lines > 16)
-            return -1;
-        bool empty = line_end == p + 1;
-        p = line_end + 1;
-        if (empty) {
-            *pos = p;
-            return 1;
-        }
-    }
-}
-
 long httpc_chunked(char *buf, size_t len, size_t max_body, size_t *body_len)
 {
-    size_t pos = 0, total = 0, size;
-    int rc;
-    /* First pass: check the framing up to its end without moving anything (a partial body stays as it came). */
-    for (;;) {
-        if ((rc = size_line(buf, len, &pos, &size)) < 1)
-            return rc == 0 ? -2 : -1;
-        if (size == 0)
-            break;
-        if (size > max_body - total || size > max_body)
-            return -1;
-        total += size;
-        if (len - pos < size + 2)
-            return len - pos <= size || buf[pos + size] == '\r' ? -2 : -1;
-        if (buf[pos + size] != '\r' || buf[pos + size + 1] != '\n')
-            return -1;
-        pos += size + 2;
-    }
-    if ((rc = trailer(buf, len, &pos)) < 1)
-        return rc == 0 ? -2 : -1;
-    /* Second pass: the data together at the front (every size line is valid now). */
-    size_t rd = 0, wr = 0;
-    for (;;) {
-        size_line(buf, len, &rd, &size);
-        if (size == 0)
-            break;
-        memmove(buf + wr, buf + rd, size);
-        wr += size;
-        rd += size + 2;
-    }
-    *body_len = wr;
-    return (long)pos;
+    struct body b;
+    /* First pass: find the end without moving anything (a partial body stays as it came, for the next call). */
+    body_init(&b, BODY_CHUNKED, 0);
+    body_limit(&b, max_body);
+    ssize_t n = body_feed(&b, buf, len);
+    if (n < 0)
+        return -1;
+    if (!body_done(&b))
+        return -2;
+    /* Second pass: the data together at the front (the framing is known good now). */
+    body_init(&b, BODY_CHUNKED, 0);
+    body_decode(&b, buf, (size_t)n, body_len);
+    return (long)n;
 }
 
 static bool is_tchar(unsigned char ch)

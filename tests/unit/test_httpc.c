@@ -34,7 +34,7 @@ static void test_chunked_whole(void **state)
         {"0\r\n\r\n", ""},
         {"2\r\nok\r\n0\r\n\r\n", "ok"},
         {"5\r\n{\"cod\r\n14\r\ne\":1,\"message\":\"xy\"}\r\n0\r\n\r\n", "{\"code\":1,\"message\":\"xy\"}"},
-        {"2;ext=1\r\nab\r\n1 \r\nc\r\n0\r\nX-Trailer: 1\r\n\r\n", "abc"},
+        {"2;ext=1\r\nab\r\n1 ;x\r\nc\r\n0\r\nX-Trailer: 1\r\n\r\n", "abc"},
         {"A\r\n0123456789\r\n0\r\n\r\n", "0123456789"},
     };
     char body[64];
@@ -72,17 +72,20 @@ static void test_chunked_bad(void **state)
         "1234567890123456\r\n",   /* a size with too many digits */
         "0\r\nbad trailer\n\r\n", /* a trailer line without CR */
         "2x\r\nok\r\n0\r\n\r\n",  /* junk after the size */
+        "1 \r\nc\r\n0\r\n\r\n",   /* whitespace after a size only before a ';' (RFC 9112 chunk-ext) */
         "2\r\nok\r\n0\r\n\r",     /* 0\r\n then CR and a wrong byte would follow: still a prefix */
     };
     size_t blen;
-    char body[8];
+    char body[16];
     for (size_t i = 0; i + 1 < sizeof bad / sizeof bad[0]; i++)
         if (chunked(bad[i], 1000, body, sizeof body, &blen) != -1)
             fail_msg("'%s' is not malformed", bad[i]);
-    assert_int_equal(chunked(bad[8], 1000, body, sizeof body, &blen), -2);
+    assert_int_equal(chunked(bad[9], 1000, body, sizeof body, &blen), -2);
     /* over the body limit, in one chunk or in all */
     assert_int_equal(chunked("b\r\n0123456789a\r\n0\r\n\r\n", 10, body, sizeof body, &blen), -1);
     assert_int_equal(chunked("6\r\n012345\r\n6\r\n012345\r\n0\r\n\r\n", 10, body, sizeof body, &blen), -1);
+    assert_int_equal(chunked("b\r\n0123", 10, body, sizeof body, &blen), -1); /* known before the data comes */
+    assert_int_equal(chunked("a\r\n0123456789\r\n0\r\n\r\n", 10, body, sizeof body, &blen), 20); /* at it */
 }
 
 static void set(char *jar, size_t cap, const char *sc, int want)
