@@ -53,25 +53,25 @@ $(BUILD)/obj/%.o: %.c | need-deps
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 # refserver's modules minus main(), so unit tests can link them.
 $(BUILD)/librefserver.a: $(REF_LIBOBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/refserver: $(REF_OBJ) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # loadgen's modules minus main(), for the unit tests and the fuzzers.
 $(BUILD)/libloadgen.a: $(LG_LIBOBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/loadgen: $(LG_OBJ) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # lb's modules minus main(), for the unit tests and the fuzzers (the lb binary comes with lb/main.c).
 $(BUILD)/liblb.a: $(LB_LIBOBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/lb: $(LB_OBJ) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

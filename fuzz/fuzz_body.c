@@ -1,4 +1,4 @@
-/* libFuzzer target for lb/body.c: body_feed decides where every message the balancer relays ends, on bytes from
+/* libFuzzer target for common/body.c: body_feed decides where every message the balancer relays ends, on bytes from
  * clients and servers alike, so a wrong answer is request smuggling and a read past len is a crash.
  *
  * Input: byte 0 selects the kind (low 2 bits) and the largest piece size (the other 6); bytes 1-2 are the length
@@ -10,8 +10,10 @@
  *  - the total taken and the done/error outcome are the same whichever way the stream is split;
  *  - BODY_LENGTH takes min(stream, length), BODY_NONE nothing, BODY_UNTIL_CLOSE everything and is never done;
  *  - BODY_CHUNKED agrees with a second, whole-buffer parser of the same grammar written here (line by line, not
- *    byte by byte): the same end of message, or both reject, or both want more. */
-#include "lb/body.h"
+ *    byte by byte): the same end of message, or both reject, or both want more;
+ *  - body_decode answers as body_feed does, leaves the bytes after the message alone, and a complete chunked body
+ *    decodes to the reference parser's chunk data. */
+#include "common/body.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,6 +33,8 @@ static void check(bool ok)
 struct outcome {
     size_t taken;
     bool done, error;
+    size_t decoded; /* decode_once: the data bytes body_decode put at the front of data */
+    char *data;
 };
 
 /* ---- feeding ---- */
@@ -79,6 +83,25 @@ static struct outcome feed_split(enum body_kind kind, uint64_t length, const uin
     }
     feed(&b, buf, n, s, 0, &o);
     free(buf);
+    return o;
+}
+
+/* s[0..n) decoded at once, in place in an exact-size copy: the same answer as feeding it, the data at its front. */
+static struct outcome decode_once(enum body_kind kind, uint64_t length, const uint8_t *s, size_t n)
+{
+    struct outcome o = {.data = malloc(n ? n : 1)};
+    struct body b;
+    check(o.data != NULL);
+    if (n)
+        memcpy(o.data, s, n);
+    body_init(&b, kind, length);
+    ssize_t r = body_decode(&b, o.data, n, &o.decoded);
+    o.error = r < 0;
+    o.taken = r < 0 ? 0 : (size_t)r;
+    o.done = body_done(&b);
+    check(o.error || o.decoded <= o.taken);
+    check(o.error || kind == BODY_CHUNKED || (o.decoded == o.taken && memcmp(o.data, s, o.taken) == 0));
+    check(o.error || o.taken == n || memcmp(o.data + o.taken, s + o.taken, n - o.taken) == 0);
     return o;
 }
 
@@ -177,9 +200,11 @@ static long trailers(const uint8_t *s, size_t n, size_t at)
     }
 }
 
-static long ref_chunked(const uint8_t *s, size_t n)
+/* The message's length (or REF_*); its data bytes, concatenated, into data (room for n) and *dlen. */
+static long ref_chunked(const uint8_t *s, size_t n, uint8_t *data, size_t *dlen)
 {
     size_t at = 0;
+    *dlen = 0;
     for (;;) {
         long end = line(s, n, at, size_line_ok);
         if (end < 0)
@@ -195,6 +220,8 @@ static long ref_chunked(const uint8_t *s, size_t n)
             return REF_MORE;
         if (s[at] != '\r' || s[at + 1] != '\n')
             return REF_BAD;
+        memcpy(data + *dlen, s + at - chunk, chunk);
+        *dlen += chunk;
         at += 2;
     }
 }
@@ -208,11 +235,16 @@ static void check_kind(enum body_kind kind, uint64_t length, const uint8_t *s, s
     case BODY_LENGTH: check(o->taken == (length < n ? length : n) && o->done == (length <= n) && !o->error); break;
     case BODY_UNTIL_CLOSE: check(o->taken == n && !o->done && !o->error); break;
     default: {
-        long ref = ref_chunked(s, n);
+        size_t dlen;
+        uint8_t *data = malloc(n ? n : 1);
+        check(data != NULL);
+        long ref = ref_chunked(s, n, data, &dlen);
         check(o->error == (ref == REF_BAD));
         check(o->done == (ref >= 0));
         check(o->error || o->taken == (ref >= 0 ? (size_t)ref : n));
         check(!o->done || (o->taken >= 5 && memcmp(s + o->taken - 4, "\r\n\r\n", 4) == 0));
+        check(!o->done || (o->decoded == dlen && memcmp(o->data, data, dlen) == 0));
+        free(data);
     }
     }
 }
@@ -233,7 +265,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct outcome once = feed_split(kind, length, s, n, 0);
     struct outcome bytes = feed_split(kind, length, s, n, 2); /* sizes 0 and 1 */
     struct outcome pieces = feed_split(kind, length, s, n, max);
-    check(same(&once, &bytes) && same(&once, &pieces));
-    check_kind(kind, length, s, n, &once);
+    struct outcome decoded = decode_once(kind, length, s, n);
+    check(same(&once, &bytes) && same(&once, &pieces) && same(&once, &decoded));
+    check_kind(kind, length, s, n, &decoded);
+    free(decoded.data);
     return 0;
 }

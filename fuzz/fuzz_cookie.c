@@ -1,11 +1,12 @@
-/* libFuzzer target for lb/cookie.c: every request's Cookie header and every node's Set-Cookie go through it, and
- * clients choose those bytes.
+/* libFuzzer target for lb/cookie.c and the grammar under it (common/cookie.c): every request's Cookie header and
+ * every node's Set-Cookie go through them, and clients choose those bytes.
  *
  * Input: a byte whose low 6 bits are the name's length and high 2 bits pick a node id, then the name's bytes (cut
  * at a NUL: the name is a C string), then the header value. The header sits at the end of an exact-size allocation
  * and every out buffer is exactly as large as the answer needs, so ASan flags a read past len or a write past
  * outlen. A reference splitter here (split at ';' first, then trim, then look for '=') states what the pairs are,
  * and invariants abort():
+ *  - set_cookie_pair: the reference's first pair (before the first ';'), a cookie when it has '=';
  *  - find: the first pair called name, its value inside the input, inside its quotes if quoted;
  *  - strip: exactly the other pairs joined by "; ": no pair called name is left, the others keep their count,
  *    bytes and order; stripping the result again changes nothing;
@@ -165,6 +166,22 @@ static void check_find(const char *h, size_t n, const char *name, const struct s
         return;
     }
     check(rc == 0 && v == NULL && vlen == 0);
+}
+
+/* ---- a Set-Cookie's first pair ---- */
+
+static void check_set_pair(const char *h, size_t n)
+{
+    const char *semi = memchr(h, ';', n);
+    struct ref r;
+    struct cookie_pair pr;
+    bool some = ref_pair(h, 0, semi ? (size_t)(semi - h) : n, &r);
+    bool is = cookie_set_cookie_pair(h, n, &pr);
+    check(is == (some && r.has_eq));
+    if (!some)
+        return;
+    check(pr.beg == h + r.beg && pr.end == h + r.end && pr.name_end == h + r.name_end);
+    check(!is || (pr.val == h + r.val && pr.val_end == h + r.val_end));
 }
 
 /* ---- strip ---- */
@@ -371,6 +388,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *h = copy(data + 1 + name_len, n);
     struct split s = split(h, n);
     check_find(h, n, name, &s);
+    check_set_pair(h, n);
     check_strip(h, n, name, &s);
     check_take(h, n, name, &s);
     check_set(h, n, name, node);

@@ -8,6 +8,7 @@
 #include "common/http.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "common/prom.h"
 #include "lb/pool.h"
 #include "lb/shortage.h"
 
@@ -57,118 +58,128 @@ static const char *const error_names[POOL_ERR_COUNT] = {"bad_request",    "head_
                                                         "no_node",        "connect",      "bad_response",
                                                         "server_timeout", "client_abort", "local_resource"};
 
-#define NODE_COUNTER(b, sh, p, metric, help, field)                                                                    \
-    do {                                                                                                               \
-        buf_appendf(b, "# HELP lb_node_" metric " " help "\n# TYPE lb_node_" metric " counter\n");                     \
-        for (int i_ = 0; i_ < (p)->n; i_++)                                                                            \
-            buf_appendf(b, "lb_node_" metric "{node=\"%s\"} %" PRIu64 "\n", (p)->conf->backends[i_].name,              \
-                        POOL_GET((sh)->nodes[i_].field));                                                              \
-    } while (0)
-
-static void node_metrics(struct buf *b, const struct pool *p)
+/* A per-node series: one sample per node, labelled with its name. */
+static void node_series(struct prom *m, const struct pool *p, enum prom_type type, const char *name, const char *help,
+                        size_t offset)
 {
-    struct pool_shared *sh = p->sh;
-    buf_appendf(b, "# HELP lb_node_up 1 when the node passes its health checks\n# TYPE lb_node_up gauge\n");
-    for (int i = 0; i < p->n; i++)
-        buf_appendf(b, "lb_node_up{node=\"%s\"} %d\n", p->conf->backends[i].name, POOL_GET(sh->nodes[i].up));
-    buf_appendf(b, "# HELP lb_node_admin_state 1 for the node's run-time state\n# TYPE lb_node_admin_state gauge\n");
-    for (int i = 0; i < p->n; i++)
-        for (int s = 0; s < 3; s++)
-            buf_appendf(b, "lb_node_admin_state{node=\"%s\",state=\"%s\"} %d\n", p->conf->backends[i].name,
-                        admin_names[s], POOL_GET(sh->nodes[i].admin) == s);
-    buf_appendf(b, "# HELP lb_node_sessions connections open to the node\n# TYPE lb_node_sessions gauge\n");
-    for (int i = 0; i < p->n; i++)
-        buf_appendf(b, "lb_node_sessions{node=\"%s\"} %" PRIu64 "\n", p->conf->backends[i].name,
-                    POOL_GET(sh->nodes[i].active));
-    buf_appendf(b, "# HELP lb_node_tunnels WebSocket tunnels open to the node\n# TYPE lb_node_tunnels gauge\n");
-    for (int i = 0; i < p->n; i++)
-        buf_appendf(b, "lb_node_tunnels{node=\"%s\"} %" PRIu64 "\n", p->conf->backends[i].name,
-                    POOL_GET(sh->nodes[i].tunnels_active));
-    NODE_COUNTER(b, sh, p, "connections_total", "connections opened to the node", connections);
-    NODE_COUNTER(b, sh, p, "requests_total", "requests forwarded to the node", requests);
-    NODE_COUNTER(b, sh, p, "tunnels_total", "upgrades answered 101", tunnels);
-    NODE_COUNTER(b, sh, p, "bytes_sent_total", "bytes sent to the node", bytes_to);
-    NODE_COUNTER(b, sh, p, "bytes_received_total", "bytes received from the node", bytes_from);
-    NODE_COUNTER(b, sh, p, "connect_errors_total", "failed connects", connect_errors);
-    NODE_COUNTER(b, sh, p, "checks_passed_total", "health checks passed", checks_ok);
-    NODE_COUNTER(b, sh, p, "checks_failed_total", "health checks failed", checks_failed);
-    NODE_COUNTER(b, sh, p, "transitions_total", "up/down changes", transitions);
-    NODE_COUNTER(b, sh, p, "address_changes_total", "times the node's host name resolved to a new address",
-                 address_changes);
-    NODE_COUNTER(b, sh, p, "lookup_failures_total", "failed lookups of the node's host name (last address kept)",
-                 lookup_failures);
-    buf_appendf(b,
-                "# HELP lb_node_responses_total responses by status class\n# TYPE lb_node_responses_total counter\n");
-    for (int i = 0; i < p->n; i++)
-        for (int c = 1; c <= 5; c++)
-            buf_appendf(b, "lb_node_responses_total{node=\"%s\",class=\"%dxx\"} %" PRIu64 "\n",
-                        p->conf->backends[i].name, c, POOL_GET(sh->nodes[i].responses[c]));
+    prom_family(m, type, name, help);
+    for (int i = 0; i < p->n; i++) {
+        const uint64_t *field = (const uint64_t *)(const void *)((const char *)&p->sh->nodes[i] + offset);
+        prom_u64(m, &(struct prom_label){"node", p->conf->backends[i].name}, 1, POOL_GET(*field));
+    }
 }
 
-/* One unlabelled series: its HELP and TYPE lines, then its value. */
-static void scalar(struct buf *b, const char *type, const char *name, const char *help, uint64_t value)
+#define NODE_COUNTER(m, p, metric, help, field)                                                                        \
+    node_series(m, p, PROM_COUNTER, "lb_node_" metric, help, offsetof(struct pool_node_state, field))
+
+/* Per-node state: health, run-time state, and what is open to each node now. */
+static void node_gauges(struct prom *m, const struct pool *p)
 {
-    buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, value);
+    struct pool_shared *sh = p->sh;
+    prom_family(m, PROM_GAUGE, "lb_node_up", "1 when the node passes its health checks");
+    for (int i = 0; i < p->n; i++)
+        prom_u64(m, &(struct prom_label){"node", p->conf->backends[i].name}, 1, POOL_GET(sh->nodes[i].up));
+    prom_family(m, PROM_GAUGE, "lb_node_admin_state", "1 for the node's run-time state");
+    for (int i = 0; i < p->n; i++)
+        for (int s = 0; s < 3; s++) {
+            struct prom_label l[] = {{"node", p->conf->backends[i].name}, {"state", admin_names[s]}};
+            prom_u64(m, l, 2, POOL_GET(sh->nodes[i].admin) == s);
+        }
+    node_series(m, p, PROM_GAUGE, "lb_node_sessions", "connections open to the node",
+                offsetof(struct pool_node_state, active));
+    node_series(m, p, PROM_GAUGE, "lb_node_tunnels", "WebSocket tunnels open to the node",
+                offsetof(struct pool_node_state, tunnels_active));
+}
+
+static void node_metrics(struct prom *m, const struct pool *p)
+{
+    static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    node_gauges(m, p);
+    NODE_COUNTER(m, p, "connections_total", "connections opened to the node", connections);
+    NODE_COUNTER(m, p, "requests_total", "requests forwarded to the node", requests);
+    NODE_COUNTER(m, p, "tunnels_total", "upgrades answered 101", tunnels);
+    NODE_COUNTER(m, p, "bytes_sent_total", "bytes sent to the node", bytes_to);
+    NODE_COUNTER(m, p, "bytes_received_total", "bytes received from the node", bytes_from);
+    NODE_COUNTER(m, p, "connect_errors_total", "failed connects", connect_errors);
+    NODE_COUNTER(m, p, "checks_passed_total", "health checks passed", checks_ok);
+    NODE_COUNTER(m, p, "checks_failed_total", "health checks failed", checks_failed);
+    NODE_COUNTER(m, p, "transitions_total", "up/down changes", transitions);
+    NODE_COUNTER(m, p, "address_changes_total", "times the node's host name resolved to a new address",
+                 address_changes);
+    NODE_COUNTER(m, p, "lookup_failures_total", "failed lookups of the node's host name (last address kept)",
+                 lookup_failures);
+    prom_family(m, PROM_COUNTER, "lb_node_responses_total", "responses by status class");
+    for (int i = 0; i < p->n; i++)
+        for (int c = 1; c <= 5; c++) {
+            struct prom_label l[] = {{"node", p->conf->backends[i].name}, {"class", classes[c]}};
+            prom_u64(m, l, 2, POOL_GET(p->sh->nodes[i].responses[c]));
+        }
 }
 
 /* Panic mode, local resource failures, and the connection cap they are weighed against. */
-static void local_metrics(struct buf *b, const struct pool *p)
+static void local_metrics(struct prom *m, const struct pool *p)
 {
     struct pool_shared *sh = p->sh;
-    scalar(b, "gauge", "lb_panic",
-           "1 while under panic-threshold percent of the nodes in rotation are up: clients are balanced over all of "
-           "them",
-           POOL_GET(sh->panic));
-    scalar(b, "counter", "lb_panic_episodes_total", "times panic began", POOL_GET(sh->panic_episodes));
-    scalar(b, "counter", "lb_panic_routed_total", "node picks made in panic, whatever the node's health (each try)",
-           POOL_GET(sh->panic_routed));
-    buf_appendf(b,
-                "# HELP lb_local_resource_errors_total accepts, connects and checks that failed for want of the lb's "
-                "own descriptors, ports or memory (no node blamed)\n# TYPE lb_local_resource_errors_total counter\n");
+    prom_scalar(m, PROM_GAUGE, "lb_panic",
+                "1 while under panic-threshold percent of the nodes in rotation are up: clients are balanced over all "
+                "of them",
+                POOL_GET(sh->panic));
+    prom_scalar(m, PROM_COUNTER, "lb_panic_episodes_total", "times panic began", POOL_GET(sh->panic_episodes));
+    prom_scalar(m, PROM_COUNTER, "lb_panic_routed_total",
+                "node picks made in panic, whatever the node's health (each try)", POOL_GET(sh->panic_routed));
+    prom_family(m, PROM_COUNTER, "lb_local_resource_errors_total",
+                "accepts, connects and checks that failed for want of the lb's own descriptors, ports or memory (no "
+                "node blamed)");
     for (int op = 0; op < POOL_OP_COUNT; op++)
-        for (int k = 0; k < POOL_LOCAL_COUNT; k++)
-            buf_appendf(b, "lb_local_resource_errors_total{op=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
-                        shortage_op_name((enum pool_op)op), shortage_kind_name((enum pool_local)k),
-                        POOL_GET(sh->local_errors[op][k]));
-    scalar(b, "gauge", "lb_max_connections", "the client connection cap over all workers", p->conf->max_connections);
+        for (int k = 0; k < POOL_LOCAL_COUNT; k++) {
+            struct prom_label l[] = {{"op", shortage_op_name((enum pool_op)op)},
+                                     {"kind", shortage_kind_name((enum pool_local)k)}};
+            prom_u64(m, l, 2, POOL_GET(sh->local_errors[op][k]));
+        }
+    prom_scalar(m, PROM_GAUGE, "lb_max_connections", "the client connection cap over all workers",
+                p->conf->max_connections);
 }
 
 /* The master's reload record (pool.h): outcomes by result, the last one, and what reloads cost old generations. */
-static void reload_metrics(struct buf *b, const struct pool_shared *sh)
+static void reload_metrics(struct prom *m, const struct pool_shared *sh)
 {
     static const char *const results[POOL_RELOAD_COUNT] = {"ok", "invalid", "failed"};
     uint64_t any = 0;
-    buf_appendf(b, "# HELP lb_reloads_total SIGHUPs by outcome (invalid: the new configuration has errors, the running "
-                   "one stays; failed: sockets, TLS files or fork)\n# TYPE lb_reloads_total counter\n");
+    prom_family(m, PROM_COUNTER, "lb_reloads_total",
+                "SIGHUPs by outcome (invalid: the new configuration has errors, the running one stays; failed: "
+                "sockets, TLS files or fork)");
     for (int r = 0; r < POOL_RELOAD_COUNT; r++) {
         uint64_t n = POOL_GET(sh->reloads.total[r]);
         any += n;
-        buf_appendf(b, "lb_reloads_total{result=\"%s\"} %" PRIu64 "\n", results[r], n);
+        prom_u64(m, &(struct prom_label){"result", results[r]}, 1, n);
     }
-    buf_appendf(b, "# HELP lb_reload_last the latest SIGHUP's outcome (1)\n# TYPE lb_reload_last gauge\n");
+    prom_family(m, PROM_GAUGE, "lb_reload_last", "the latest SIGHUP's outcome (1)");
     for (int r = 0; any && r < POOL_RELOAD_COUNT; r++)
-        buf_appendf(b, "lb_reload_last{result=\"%s\"} %d\n", results[r], POOL_GET(sh->reloads.last) == (uint32_t)r);
-    scalar(b, "gauge", "lb_old_generations", "generations of workers still finishing their tunnels after a reload",
-           POOL_GET(sh->reloads.old_generations));
-    scalar(b, "counter", "lb_generations_forced_total",
-           "old generations told to close their tunnels at once so that a reload could start",
-           POOL_GET(sh->reloads.forced));
+        prom_u64(m, &(struct prom_label){"result", results[r]}, 1, POOL_GET(sh->reloads.last) == (uint32_t)r);
+    prom_scalar(m, PROM_GAUGE, "lb_old_generations",
+                "generations of workers still finishing their tunnels after a reload",
+                POOL_GET(sh->reloads.old_generations));
+    prom_scalar(m, PROM_COUNTER, "lb_generations_forced_total",
+                "old generations told to close their tunnels at once so that a reload could start",
+                POOL_GET(sh->reloads.forced));
 }
 
 static void metrics(struct buf *b, const struct pool *p)
 {
     struct pool_shared *sh = p->sh;
-    scalar(b, "gauge", "lb_connections", "client connections open", POOL_GET(sh->conns_active));
-    scalar(b, "counter", "lb_connections_total", "client connections accepted", POOL_GET(sh->conns_total));
-    scalar(b, "counter", "lb_requests_total", "requests routed", POOL_GET(sh->requests));
-    scalar(b, "counter", "lb_rebalanced_total", "sticky clients whose node was gone, re-balanced",
-           POOL_GET(sh->rebalanced));
-    buf_appendf(b, "# HELP lb_errors_total errors by kind\n# TYPE lb_errors_total counter\n");
+    struct prom m;
+    prom_init(&m, b);
+    prom_scalar(&m, PROM_GAUGE, "lb_connections", "client connections open", POOL_GET(sh->conns_active));
+    prom_scalar(&m, PROM_COUNTER, "lb_connections_total", "client connections accepted", POOL_GET(sh->conns_total));
+    prom_scalar(&m, PROM_COUNTER, "lb_requests_total", "requests routed", POOL_GET(sh->requests));
+    prom_scalar(&m, PROM_COUNTER, "lb_rebalanced_total", "sticky clients whose node was gone, re-balanced",
+                POOL_GET(sh->rebalanced));
+    prom_family(&m, PROM_COUNTER, "lb_errors_total", "errors by kind");
     for (int e = 0; e < POOL_ERR_COUNT; e++)
-        buf_appendf(b, "lb_errors_total{kind=\"%s\"} %" PRIu64 "\n", error_names[e], POOL_GET(sh->errors[e]));
-    local_metrics(b, p);
-    reload_metrics(b, sh);
-    node_metrics(b, p);
+        prom_u64(&m, &(struct prom_label){"kind", error_names[e]}, 1, POOL_GET(sh->errors[e]));
+    local_metrics(&m, p);
+    reload_metrics(&m, sh);
+    node_metrics(&m, p);
 }
 
 /* GET /nodes: a line per node, "name host:port-as-written up|down ready|drain|maint address-connected-to-now

@@ -2,8 +2,8 @@
  *
  * They run on every request and response, on bytes a client or a node chose: one forward scan per pass, pointers
  * that never leave [hdr, hdr + len), no allocation, and a bounded writer so a short out buffer is an answer (-1),
- * never an overflow. The parsing lives in one place (parse_pair) so that find, strip and take agree on what a pair,
- * its name and its value are. */
+ * never an overflow. The pairs come from common/cookie.c, so that find, strip and take agree with every other reader
+ * of cookies on what a pair, its name and its value are. */
 #include "lb/cookie.h"
 
 #include <limits.h>
@@ -11,73 +11,8 @@
 
 #define MAX_TOKEN 64 /* longest cookie name or node id the config accepts */
 
-/* ---- parsing ---- */
-
-/* One pair of a Cookie header, trimmed of spaces and tabs. val is NULL for a pair without '='. */
-struct pair {
-    const char *beg, *end;     /* the whole pair */
-    const char *name_end;      /* the name is [beg, name_end) */
-    const char *val, *val_end; /* the value, inside its quotes when quoted */
-};
-
-static bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/* Parse [s, e), which holds no ';', into *pr. */
-static void parse_pair(const char *s, const char *e, struct pair *pr)
-{
-    while (s < e && is_ows(*s))
-        s++;
-    while (e > s && is_ows(e[-1]))
-        e--;
-    pr->beg = s;
-    pr->end = e;
-    const char *eq = memchr(s, '=', (size_t)(e - s));
-    if (!eq) {
-        pr->name_end = e;
-        pr->val = pr->val_end = NULL;
-        return;
-    }
-    const char *n = eq, *v = eq + 1;
-    while (n > s && is_ows(n[-1]))
-        n--;
-    while (v < e && is_ows(*v))
-        v++;
-    pr->name_end = n;
-    pr->val = v;
-    pr->val_end = e;
-    if (e - v >= 2 && *v == '"' && e[-1] == '"') {
-        pr->val = v + 1;
-        pr->val_end = e - 1;
-    }
-}
-
-/* The next non-empty pair at or after *p (before end) into *pr, *p moved past it. 0 when none is left. */
-static int next_pair(const char **p, const char *end, struct pair *pr)
-{
-    const char *s = *p;
-    while (s < end && (*s == ';' || is_ows(*s)))
-        s++;
-    if (s == end) {
-        *p = end;
-        return 0;
-    }
-    const char *e = memchr(s, ';', (size_t)(end - s));
-    *p = e ? e : end;
-    parse_pair(s, *p, pr);
-    return 1;
-}
-
-/* Is pr a "name=value" pair for name (nlen bytes)? A pair without '=' is nobody's cookie. */
-static bool is_named(const struct pair *pr, const char *name, size_t nlen)
-{
-    return pr->val && (size_t)(pr->name_end - pr->beg) == nlen && memcmp(pr->beg, name, nlen) == 0;
-}
-
 /* Where the node prefix of pr's value ends: its first separator, or NULL. */
-static const char *prefix_sep(const struct pair *pr)
+static const char *prefix_sep(const struct cookie_pair *pr)
 {
     return memchr(pr->val, COOKIE_PREFIX_SEP, (size_t)(pr->val_end - pr->val));
 }
@@ -123,31 +58,14 @@ static int finish(struct writer *w)
 
 /* ---- Cookie header, request side ---- */
 
-int cookie_find(const char *hdr, size_t len, const char *name, const char **value, size_t *value_len)
-{
-    const char *p = hdr, *end = hdr + len;
-    size_t nlen = strlen(name);
-    struct pair pr;
-    while (next_pair(&p, end, &pr)) {
-        if (is_named(&pr, name, nlen)) {
-            *value = pr.val;
-            *value_len = (size_t)(pr.val_end - pr.val);
-            return 1;
-        }
-    }
-    *value = NULL;
-    *value_len = 0;
-    return 0;
-}
-
 int cookie_strip(const char *hdr, size_t len, const char *name, char *out, size_t outlen)
 {
     struct writer w = writer_init(out, outlen);
     const char *p = hdr, *end = hdr + len;
     size_t nlen = strlen(name);
-    struct pair pr;
-    while (next_pair(&p, end, &pr)) {
-        if (is_named(&pr, name, nlen))
+    struct cookie_pair pr;
+    while (cookie_next(&p, end, &pr)) {
+        if (cookie_pair_named(&pr, name, nlen))
             continue;
         if (w.len)
             put(&w, "; ", 2);
@@ -162,9 +80,9 @@ static void copy_untaken(struct writer *w, const char *hdr, size_t len, const ch
 {
     const char *p = hdr, *end = hdr + len, *from = hdr;
     size_t nlen = strlen(name);
-    struct pair pr;
-    while (next_pair(&p, end, &pr)) {
-        const char *sep = is_named(&pr, name, nlen) ? prefix_sep(&pr) : NULL;
+    struct cookie_pair pr;
+    while (cookie_next(&p, end, &pr)) {
+        const char *sep = cookie_pair_named(&pr, name, nlen) ? prefix_sep(&pr) : NULL;
         if (!sep)
             continue;
         if (!*node) {
@@ -198,12 +116,10 @@ int cookie_prefix_take(const char *hdr, size_t len, const char *name, const char
 int cookie_prefix_set(const char *set_cookie, size_t len, const char *name, const char *node, char *out, size_t outlen)
 {
     const char *end = set_cookie + len;
-    const char *semi = len ? memchr(set_cookie, ';', len) : NULL;
-    struct pair pr;
-    parse_pair(set_cookie, semi ? semi : end, &pr);
-    if (!pr.val)
+    struct cookie_pair pr;
+    if (!cookie_set_cookie_pair(set_cookie, len, &pr))
         return -1;
-    if (!is_named(&pr, name, strlen(name)))
+    if (!cookie_pair_named(&pr, name, strlen(name)))
         return 0;
     struct writer w = writer_init(out, outlen);
     put(&w, set_cookie, (size_t)(pr.val - set_cookie));

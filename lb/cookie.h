@@ -10,21 +10,17 @@
 #ifndef LB_COOKIE_H
 #define LB_COOKIE_H
 
+#include "common/cookie.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
 #define COOKIE_PREFIX_SEP '~' /* HAProxy's delimiter between the node id and the application's value */
 
-/* Common to all: a Cookie header value is pairs separated by ';', each "name=value" with optional spaces and tabs
- * around the pair and around '='; empty pairs are skipped, a pair without '=' is nobody's cookie (never matches),
- * a value "\"v\"" is v, and names compare case-sensitively. Only ';' separates (a ',' is part of a value). hdr is
- * read only within [hdr, hdr + len); name and node are C strings. out must not overlap the input. Every writer
+/* Common to all: pairs as common/cookie.h reads them (its cookie_find is the request side's lookup). hdr is read
+ * only within [hdr, hdr + len); name and node are C strings. out must not overlap the input. Every writer
  * NUL-terminates out after the result (the length returned excludes the NUL) and returns -1 when the result plus
  * its NUL does not fit in outlen bytes (so outlen 0 always gives -1); on -1, out's content is unspecified. */
-
-/* The value of cookie name in a Cookie header value (the first one if repeated), without quotes. 1 found (*value,
- * *value_len point into hdr), 0 absent (*value NULL, *value_len 0). */
-int cookie_find(const char *hdr, size_t len, const char *name, const char **value, size_t *value_len);
 
 /* The Cookie header value without every cookie called name, written to out (outlen bytes of room). Returns the new
  * length (0: nothing left: drop the header), or -1 when out is too small. Other pairs keep their bytes and order,

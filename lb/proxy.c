@@ -25,12 +25,12 @@
  * which would cut the tunnels one worker can hold under the 20000 open-files limit from about 10000 to 3300. */
 #include "lb/proxy.h"
 
+#include "common/body.h"
 #include "common/buf.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "common/tls.h"
-#include "lb/body.h"
 #include "lb/cookie.h"
 #include "lb/pool.h"
 

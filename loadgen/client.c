@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "loadgen/client.h"
 
+#include "common/cookie.h"
 #include "common/hist.h"
 #include "common/http.h"
 #include "common/net.h"
@@ -9,6 +10,7 @@
 #include "loadgen/eiopoll.h"
 #include "loadgen/payload.h"
 #include "loadgen/sio.h"
+#include "loadgen/tally.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -63,12 +65,9 @@ static uint32_t rnd32(struct lg_engine *e)
 
 void lg_engine_note(struct lg_engine *e, enum lg_err k, const char *fmt, ...)
 {
-    e->err_counts[k]++;
-    if (e->err_example[k][0])
-        return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->err_example[k], sizeof e->err_example[k], fmt, ap);
+    lg_tally_verror(&e->tally, k, fmt, ap);
     va_end(ap);
 }
 
@@ -564,66 +563,29 @@ static void on_tls(struct lg_engine *e, struct lg_client *c)
     }
 }
 
-static void count_node(struct lg_nodes *t, const char *name, size_t len)
-{
-    if (!name) {
-        t->unknown++;
-        return;
-    }
-    if (len > 63)
-        len = 63;
-    for (int i = 0; i < t->n; i++) {
-        if (strlen(t->names[i]) == len && !memcmp(t->names[i], name, len)) {
-            t->counts[i]++;
-            return;
-        }
-    }
-    if (t->n == LG_MAX_NODES) {
-        t->other++;
-        return;
-    }
-    memcpy(t->names[t->n], name, len);
-    t->names[t->n][len] = '\0';
-    t->counts[t->n++] = 1;
-}
-
 /* Where the balancer put this client (a reconnect's apart): the node header, else the sticky cookie's value. */
 static void note_node(struct lg_engine *e, const struct lg_client *c, const struct http_head *h)
 {
     if (c->flags & LC_FL_REJOIN && !(c->flags & LC_FL_RECON))
         return; /* a --churn return: the connect phase's figures count each client once */
-    struct lg_nodes *t = c->flags & LC_FL_RECON ? &e->recon_nodes : &e->nodes;
+    struct lg_nodes *t = c->flags & LC_FL_RECON ? &e->recon_nodes : &e->tally.nodes;
     const struct http_header *x = http_find_header(h, e->opts->node_header);
     if (x) {
-        count_node(t, x->value, x->value_len);
+        lg_tally_node(t, x->value, x->value_len);
         return;
     }
     const char *name = e->opts->cookie;
     size_t nlen = name ? strlen(name) : 0;
     for (size_t i = 0; name && i < h->num_headers; i++) {
         const struct http_header *sc = &h->headers[i];
-        if (sc->name_len != 10 || strncasecmp(sc->name, "Set-Cookie", 10) != 0 || sc->value_len <= nlen ||
-            memcmp(sc->value, name, nlen) != 0 || sc->value[nlen] != '=')
+        struct cookie_pair pr;
+        if (sc->name_len != 10 || strncasecmp(sc->name, "Set-Cookie", 10) != 0 ||
+            !cookie_set_cookie_pair(sc->value, sc->value_len, &pr) || !cookie_pair_named(&pr, name, nlen))
             continue;
-        const char *v = sc->value + nlen + 1, *end = memchr(v, ';', sc->value_len - nlen - 1);
-        count_node(t, v, end ? (size_t)(end - v) : sc->value_len - nlen - 1);
+        lg_tally_node(t, pr.val, (size_t)(pr.val_end - pr.val));
         return;
     }
-    count_node(t, NULL, 0);
-}
-
-static void count_status(struct lg_engine *e, int status)
-{
-    for (int i = 0; i < e->nstatus; i++) {
-        if (e->status_codes[i] == status) {
-            e->status_counts[i]++;
-            return;
-        }
-    }
-    if (e->nstatus < LG_MAX_STATUS) {
-        e->status_codes[e->nstatus] = status;
-        e->status_counts[e->nstatus++] = 1;
-    }
+    lg_tally_node(t, NULL, 0);
 }
 
 /* Is this the 101 we asked for? 0, or -1 after fail(). A refusal's reason is its body's start, if it came. */
@@ -640,7 +602,7 @@ static int check_upgrade(struct lg_engine *e, struct lg_client *c, const struct 
         }
         body[i] = '\0';
         if (!c->poll && !(c->flags & LC_FL_RECON)) /* an upgrade's refusal is socketio_upgrade_failed */
-            count_status(e, h->status);
+            lg_tally_status(&e->tally, h->status);
         fail(e, c, LG_ERR_HTTP_STATUS, "%s answered %d %.*s%s%s", url, h->status, (int)h->reason_len, h->reason,
              i ? ": " : "", body);
         return -1;
@@ -809,7 +771,7 @@ static void on_sio_handshake(struct lg_engine *e, struct lg_client *c, const str
         return;
     }
     if (!(c->flags & LC_FL_REJOIN))
-        e->sio_polling++;
+        e->tally.sio_polling++;
     open_client(e, c);
 }
 
@@ -839,7 +801,7 @@ static int finish_upgrade(struct lg_engine *e, struct lg_client *c)
         return -1;
     }
     if (!(c->flags & LC_FL_REJOIN))
-        e->sio_upgraded++;
+        e->tally.sio_upgraded++;
     open_client(e, c);
     return -1;
 }
@@ -1317,7 +1279,7 @@ void lg_client_poll_fail(struct lg_engine *e, struct lg_client *c, enum lg_err h
 {
     if (in_handshake(c)) {
         if (hs == LG_ERR_HTTP_STATUS && !(c->flags & LC_FL_RECON))
-            count_status(e, status);
+            lg_tally_status(&e->tally, status);
         fail_as(e, c, hs, msg);
     } else {
         lose(e, c, open, "%s", msg); /* closing: the close failed */

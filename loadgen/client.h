@@ -121,15 +121,9 @@ struct lg_engine {
 
     /* results */
     struct hist *connect_hist, *handshake_hist;
-    uint32_t err_counts[LG_ERR_COUNT];
-    char err_example[LG_ERR_COUNT][160];
-    int status_codes[LG_MAX_STATUS];
-    uint32_t status_counts[LG_MAX_STATUS];
-    int nstatus;
-    struct lg_nodes nodes;              /* where first connects landed */
-    uint32_t sio_upgraded, sio_polling; /* --transport polling: first connects that opened upgraded / polling */
-    uint32_t recon_fail[LG_ERR_COUNT];  /* --reconnect: failed attempts by kind (not connect-phase failures) */
-    struct lg_nodes recon_nodes;        /* --reconnect: where reconnects landed */
+    struct lg_tally tally;
+    uint32_t recon_fail[LG_ERR_COUNT]; /* --reconnect: failed attempts by kind (not connect-phase failures) */
+    struct lg_nodes recon_nodes;       /* --reconnect: where reconnects landed */
 };
 
 /* Set up e for at most max_inflight handshakes at once. 0, or -1 with err (TLS context, memory). */

@@ -14,6 +14,7 @@
 
 #include "common/hist.h"
 #include "loadgen/ipc.h"
+#include "loadgen/tally.h"
 #include "loadgen/worker.h"
 
 #include <errno.h>
@@ -395,38 +396,6 @@ static int on_emitted(struct wk *w, const char *body, size_t len)
     return 0;
 }
 
-static void merge_node_table(struct lg_nodes *r, const struct lg_nodes *f)
-{
-    for (int i = 0; i < f->n; i++) {
-        int j = 0;
-        while (j < r->n && strcmp(r->names[j], f->names[i]) != 0)
-            j++;
-        if (j == r->n && r->n == LG_MAX_NODES) {
-            r->other += f->counts[i];
-            continue;
-        }
-        if (j == r->n)
-            memcpy(r->names[r->n++], f->names[i], sizeof r->names[0]);
-        r->counts[j] += f->counts[i];
-    }
-    r->other += f->other;
-    r->unknown += f->unknown;
-}
-
-static void merge_nodes(const struct ipc_final *f)
-{
-    struct lg_result *r = C.r;
-    struct lg_nodes t = {.n = r->nnodes, .other = r->nodes_other, .unknown = r->nodes_unknown};
-    memcpy(t.names, r->node_names, sizeof t.names);
-    memcpy(t.counts, r->node_counts, sizeof t.counts);
-    merge_node_table(&t, &f->nodes);
-    memcpy(r->node_names, t.names, sizeof t.names);
-    memcpy(r->node_counts, t.counts, sizeof t.counts);
-    r->nnodes = t.n;
-    r->nodes_other = t.other;
-    r->nodes_unknown = t.unknown;
-}
-
 /* --reconnect: the counts, the away histogram and the episodes (at most LG_MAX_EPISODES over every worker). */
 static int merge_recon(const struct ipc_final *f, const char *body, size_t len, size_t *pos)
 {
@@ -441,7 +410,7 @@ static int merge_recon(const struct ipc_final *f, const char *body, size_t len, 
     r->episodes_dropped += f->recon.episodes_dropped;
     for (int k = 0; k < LG_ERR_COUNT; k++)
         r->fail_kinds[k] += f->recon.fail_kinds[k];
-    merge_node_table(&r->nodes, &f->recon.nodes);
+    lg_tally_merge_nodes(&r->nodes, &f->recon.nodes);
     uint32_t take = f->recon.nepisodes, room = LG_MAX_EPISODES - r->nepisodes;
     if (take > room) {
         r->episodes_dropped += take - room;
@@ -451,26 +420,6 @@ static int merge_recon(const struct ipc_final *f, const char *body, size_t len, 
         memcpy(C.r->episodes + r->nepisodes, body + *pos, (size_t)take * sizeof(struct lg_episode));
     r->nepisodes += take;
     return 0;
-}
-
-static void merge_errors(const struct ipc_final *f)
-{
-    struct lg_result *r = C.r;
-    for (int k = 0; k < LG_ERR_COUNT; k++) {
-        r->err_counts[k] += f->err_counts[k];
-        if (!r->err_example[k][0])
-            memcpy(r->err_example[k], f->err_example[k], sizeof r->err_example[k]);
-    }
-    for (int i = 0; i < f->nstatus; i++) {
-        int j = 0;
-        while (j < r->nstatus && r->status_codes[j] != f->status_codes[i])
-            j++;
-        if (j == r->nstatus && r->nstatus == LG_MAX_STATUS)
-            continue;
-        if (j == r->nstatus)
-            r->status_codes[r->nstatus++] = f->status_codes[i];
-        r->status_counts[j] += f->status_counts[i];
-    }
 }
 
 static int on_final(struct wk *w, const char *body, size_t len)
@@ -518,10 +467,7 @@ static int on_final(struct wk *w, const char *body, size_t len)
     C.r->churn_left += f.churn_left;
     C.r->churn_rejoined += f.churn_rejoined;
     C.r->churn_failed += f.churn_failed;
-    C.r->sio_upgraded += f.sio_upgraded;
-    C.r->sio_polling += f.sio_polling;
-    merge_nodes(&f);
-    merge_errors(&f);
+    lg_tally_merge(&C.r->tally, &f.tally);
     C.r->workers[w - C.w] = f.self;
     w->final = true;
     if (++C.nfinal == C.nw) {

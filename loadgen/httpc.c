@@ -1,103 +1,27 @@
 /* HTTP/1.1 client helpers for Engine.IO polling; see httpc.h. */
 #include "loadgen/httpc.h"
 
+#include "common/body.h"
+#include "common/cookie.h"
+
 #include <stddef.h>
 #include <string.h>
 
-#define TRAILER_MAX 1024
-#define SIZE_DIGITS 15 /* hex digits of a chunk size: far over any body we accept, and no overflow */
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* The chunk-size line at buf[*pos..len): the size into *size, *pos past its CRLF. 1, 0 (incomplete), -1. */
-static int size_line(const char *buf, size_t len, size_t *pos, size_t *size)
-{
-    size_t p = *pos, v = 0, digits = 0;
-    while (p < len && hex_value(buf[p]) >= 0) {
-        if (++digits > SIZE_DIGITS)
-            return -1;
-        v = v * 16 + (size_t)hex_value(buf[p++]);
-    }
-    if (p == len)
-        return 0;
-    if (!digits)
-        return -1;
-    const char *lf = memchr(buf + p, '\n', len - p);
-    size_t line_end = lf ? (size_t)(lf - buf) : len;
-    if (line_end - p > TRAILER_MAX)
-        return -1;
-    if (!lf)
-        return 0;
-    if (line_end == p || buf[line_end - 1] != '\r' ||
-        (buf[p] != ';' && buf[p] != '\r' && buf[p] != ' ' && buf[p] != '\t'))
-        return -1;
-    for (size_t i = p; i + 1 < line_end; i++)
-        if (buf[i] == '\r')
-            return -1;
-    *size = v;
-    *pos = line_end + 1;
-    return 1;
-}
-
-/* The trailer after the last chunk: header lines (not kept), then an empty line. 1 with *pos past it, 0, -1. */
-static int trailer(const char *buf, size_t len, size_t *pos)
-{
-    size_t p = *pos;
-    for (int lines = 0;; lines++) {
-        const char *lf = memchr(buf + p, '\n', len - p);
-        if (!lf)
-            return len - p > TRAILER_MAX || lines > 16 ? -1 : 0;
-        size_t line_end = (size_t)(lf - buf);
-        if (line_end == p || buf[line_end - 1] != '\r' || line_end - p > TRAILER_MAX || lines > 16)
-            return -1;
-        bool empty = line_end == p + 1;
-        p = line_end + 1;
-        if (empty) {
-            *pos = p;
-            return 1;
-        }
-    }
-}
-
 long httpc_chunked(char *buf, size_t len, size_t max_body, size_t *body_len)
 {
-    size_t pos = 0, total = 0, size;
-    int rc;
-    /* First pass: check the framing up to its end without moving anything (a partial body stays as it came). */
-    for (;;) {
-        if ((rc = size_line(buf, len, &pos, &size)) < 1)
-            return rc == 0 ? -2 : -1;
-        if (size == 0)
-            break;
-        if (size > max_body - total || size > max_body)
-            return -1;
-        total += size;
-        if (len - pos < size + 2)
-            return len - pos <= size || buf[pos + size] == '\r' ? -2 : -1;
-        if (buf[pos + size] != '\r' || buf[pos + size + 1] != '\n')
-            return -1;
-        pos += size + 2;
-    }
-    if ((rc = trailer(buf, len, &pos)) < 1)
-        return rc == 0 ? -2 : -1;
-    /* Second pass: the data together at the front (every size line is valid now). */
-    size_t rd = 0, wr = 0;
-    for (;;) {
-        size_line(buf, len, &rd, &size);
-        if (size == 0)
-            break;
-        memmove(buf + wr, buf + rd, size);
-        wr += size;
-        rd += size + 2;
-    }
-    *body_len = wr;
-    return (long)pos;
+    struct body b;
+    /* First pass: find the end without moving anything (a partial body stays as it came, for the next call). */
+    body_init(&b, BODY_CHUNKED, 0);
+    body_limit(&b, max_body);
+    ssize_t n = body_feed(&b, buf, len);
+    if (n < 0)
+        return -1;
+    if (!body_done(&b))
+        return -2;
+    /* Second pass: the data together at the front (the framing is known good now). */
+    body_init(&b, BODY_CHUNKED, 0);
+    body_decode(&b, buf, (size_t)n, body_len);
+    return (long)n;
 }
 
 static bool is_tchar(unsigned char ch)
@@ -108,36 +32,29 @@ static bool is_tchar(unsigned char ch)
 /* The entry named name[0..nlen) in the jar: its offset and length, or -1 when absent. */
 static long jar_find(const char *jar, const char *name, size_t nlen, size_t *elen)
 {
-    const char *p = jar;
-    while (*p) {
-        const char *end = strstr(p, "; ");
-        *elen = end ? (size_t)(end - p) : strlen(p);
-        if (*elen > nlen && p[nlen] == '=' && memcmp(p, name, nlen) == 0)
-            return (long)(p - jar);
-        if (!end)
-            return -1;
-        p = end + 2;
+    const char *p = jar, *end = jar + strlen(jar);
+    struct cookie_pair pr;
+    while (cookie_next(&p, end, &pr)) {
+        if (cookie_pair_named(&pr, name, nlen)) {
+            *elen = (size_t)(pr.end - pr.beg);
+            return (long)(pr.beg - jar);
+        }
     }
     return -1;
 }
 
 int httpc_jar_set(char *jar, size_t cap, const char *sc, size_t len)
 {
-    size_t end = 0, start = 0, elen = 0;
-    while (end < len && sc[end] != ';')
-        end++;
-    while (end > 0 && (sc[end - 1] == ' ' || sc[end - 1] == '\t'))
-        end--;
-    while (start < end && (sc[start] == ' ' || sc[start] == '\t'))
-        start++;
-    const char *name = sc + start, *eq = memchr(name, '=', end - start);
-    if (!eq || eq == name)
+    struct cookie_pair pr;
+    size_t elen = 0;
+    if (!cookie_set_cookie_pair(sc, len, &pr) || pr.name_end == pr.beg)
         return -1;
-    size_t nlen = (size_t)(eq - name), item = end - start;
+    const char *name = pr.beg;
+    size_t nlen = (size_t)(pr.name_end - pr.beg), item = (size_t)(pr.end - pr.beg);
     for (size_t i = 0; i < nlen; i++)
         if (!is_tchar((unsigned char)name[i]))
             return -1;
-    for (const char *v = eq + 1; v < sc + end; v++) /* cookie-octets, plus the spaces browsers let through */
+    for (const char *v = pr.val; v < pr.val_end; v++) /* cookie-octets, plus the spaces browsers let through */
         if (((unsigned char)*v < 0x21 && *v != ' ' && *v != '\t') || *v == 127 || *v == ',' || *v == '\\')
             return -1;
     size_t have = strlen(jar);

@@ -9,9 +9,9 @@
 
 /* A chunked body at buf[0..len) (what follows the head): once it is complete (the last chunk and the trailer's
  * blank line), its data is moved together to the front of buf, *body_len gets its length and the bytes of the
- * whole encoding are returned (> 0). -2 when more bytes are needed (buf unchanged), -1 when malformed (a size that
- * is not hex or over max_body in all, a chunk not followed by CRLF, a trailer line over 1 KiB). Chunk extensions
- * (";name=value") are skipped. */
+ * whole encoding are returned (> 0). -2 when more bytes are needed (buf unchanged), -1 when malformed as
+ * common/body.h reads chunked framing (strictly: RFC 9112 section 7.1) or when the chunk sizes add up past
+ * max_body. */
 long httpc_chunked(char *buf, size_t len, size_t max_body, size_t *body_len);
 
 /* Keep the cookie a Set-Cookie value sets (its "name=value", the attributes dropped) in the jar, a C string

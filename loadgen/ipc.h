@@ -87,17 +87,11 @@ struct ipc_round_count {
 
 struct ipc_final {
     uint32_t connected, failed, dropped, closed_clean;
-    uint32_t err_counts[LG_ERR_COUNT];
-    char err_example[LG_ERR_COUNT][160];
-    int status_codes[LG_MAX_STATUS];
-    uint32_t status_counts[LG_MAX_STATUS];
-    int nstatus;
-    struct lg_nodes nodes;
+    struct lg_tally tally;
     struct lg_recon recon; /* --reconnect */
     uint64_t echoed, foreign, corrupt;
     uint32_t churn_left, churn_rejoined, churn_failed; /* over the whole run (the rounds' counts may miss a round
                                                           the coordinator did not finish) */
-    uint32_t sio_upgraded, sio_polling;                /* --transport polling, connect phase */
     uint32_t pad2_;
     struct lg_acks acks; /* --ack (missing is the coordinator's to work out) */
     struct lg_worker_self self;

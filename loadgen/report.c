@@ -100,7 +100,7 @@ static double share(uint64_t part, uint64_t whole)
 /* Closing handshakes that failed: answered wrongly or broken (close), or out of time (close_timeout). */
 static uint32_t close_errors(const struct lg_result *r)
 {
-    return r->err_counts[LG_ERR_CLOSE] + r->err_counts[LG_ERR_CLOSE_TIMEOUT];
+    return r->tally.err_counts[LG_ERR_CLOSE] + r->tally.err_counts[LG_ERR_CLOSE_TIMEOUT];
 }
 
 /* Clients lost after connecting that count as failed: with --reconnect those that never came back. */
@@ -159,8 +159,9 @@ static void connect_kinds(const struct lg_result *r, char *out, size_t outlen)
     size_t n = 0;
     out[0] = '\0';
     for (int k = 0; k < LG_ERR_COUNT && n < outlen; k++)
-        if (LG_ERR_IS_CONNECT(k) && r->err_counts[k])
-            n += (size_t)snprintf(out + n, outlen - n, "%s%s %u", n ? ", " : ": ", lg_err_name(k), r->err_counts[k]);
+        if (LG_ERR_IS_CONNECT(k) && r->tally.err_counts[k])
+            n += (size_t)snprintf(out + n, outlen - n, "%s%s %u", n ? ", " : ": ", lg_err_name(k),
+                                  r->tally.err_counts[k]);
 }
 
 static void connect_verdict(struct lg_result *r)
@@ -171,16 +172,16 @@ static void connect_verdict(struct lg_result *r)
     connect_kinds(r, kinds, sizeof kinds);
     reason(r, "%u of %u clients could not connect%s", r->failed, r->attempted, kinds);
     for (int k = 0; k < LG_ERR_COUNT; k++)
-        if (LG_ERR_IS_CONNECT(k) && r->err_counts[k] && r->err_example[k][0])
-            reason(r, "  e.g. %s", r->err_example[k]);
-    if (r->err_counts[LG_ERR_EMFILE])
+        if (LG_ERR_IS_CONNECT(k) && r->tally.err_counts[k] && r->tally.err_example[k][0])
+            reason(r, "  e.g. %s", r->tally.err_example[k]);
+    if (r->tally.err_counts[LG_ERR_EMFILE])
         reason(r, "hint: out of file descriptors: raise `ulimit -n` or spread the clients over more --workers");
-    if (r->err_counts[LG_ERR_EADDRNOTAVAIL])
+    if (r->tally.err_counts[LG_ERR_EADDRNOTAVAIL])
         reason(r, "hint: out of source ports: add --source 127.0.0.2-127.0.0.60 or widen "
                   "net.ipv4.ip_local_port_range");
-    if (r->err_counts[LG_ERR_TLS])
+    if (r->tally.err_counts[LG_ERR_TLS])
         reason(r, "hint: TLS failed: see --cacert FILE, or --insecure to skip verification");
-    if (r->err_counts[LG_ERR_SIO_SESSION_UNKNOWN])
+    if (r->tally.err_counts[LG_ERR_SIO_SESSION_UNKNOWN])
         reason(r, "hint: Session ID unknown: a polling request reached a node without its session; the balancer "
                   "needs sticky sessions (a cookie, or the client address)");
     r->exit_code = 3;
@@ -229,8 +230,8 @@ static void first_loss(const struct lg_result *r, char *out, size_t outlen)
 {
     out[0] = '\0';
     for (int k = 0; k < LG_ERR_COUNT; k++)
-        if (LG_ERR_IS_OPEN(k) && k != LG_ERR_CLOSE && k != LG_ERR_CLOSE_TIMEOUT && r->err_counts[k]) {
-            snprintf(out, outlen, " (%s: %s)", lg_err_name(k), r->err_example[k]);
+        if (LG_ERR_IS_OPEN(k) && k != LG_ERR_CLOSE && k != LG_ERR_CLOSE_TIMEOUT && r->tally.err_counts[k]) {
+            snprintf(out, outlen, " (%s: %s)", lg_err_name(k), r->tally.err_example[k]);
             return;
         }
 }
@@ -250,14 +251,14 @@ static void lost_verdict(struct lg_result *r)
         reason(r, "%u client(s) lost after connecting%s", lost, first);
     if (close_errors(r))
         reason(r, "%u closing handshake(s) failed (%u out of time)", close_errors(r),
-               r->err_counts[LG_ERR_CLOSE_TIMEOUT]);
+               r->tally.err_counts[LG_ERR_CLOSE_TIMEOUT]);
     for (int k = 0; k < LG_ERR_COUNT; k++) /* the kind already named in the first reason is not repeated */
-        if (LG_ERR_IS_OPEN(k) && r->err_counts[k] && r->err_example[k][0] &&
-            !(lost && strstr(first, r->err_example[k])))
-            reason(r, "  e.g. %s: %s", lg_err_name(k), r->err_example[k]);
-    if (r->err_counts[LG_ERR_SIO_SESSION_UNKNOWN] && r->exit_code != 3)
+        if (LG_ERR_IS_OPEN(k) && r->tally.err_counts[k] && r->tally.err_example[k][0] &&
+            !(lost && strstr(first, r->tally.err_example[k])))
+            reason(r, "  e.g. %s: %s", lg_err_name(k), r->tally.err_example[k]);
+    if (r->tally.err_counts[LG_ERR_SIO_SESSION_UNKNOWN] && r->exit_code != 3)
         reason(r, "hint: Session ID unknown: the balancer needs sticky sessions for long-polling");
-    if (r->err_counts[LG_ERR_CLOSE_TIMEOUT])
+    if (r->tally.err_counts[LG_ERR_CLOSE_TIMEOUT])
         reason(r, "hint: close_timeout: the server answered closes too slowly or not at all; give it longer "
                   "(--close-timeout) or fewer at once (--max-inflight)");
 }
@@ -415,17 +416,17 @@ static void human_head(FILE *fp, const struct lg_result *r)
     lg_format_duration(r->connect_ns, d, sizeof d);
     double rate = r->connect_ns > 0 ? (double)r->connected / ((double)r->connect_ns / 1e9) : 0;
     fprintf(fp, "connect   %u/%u in %s (%.0f/s)", r->connected, r->attempted, d, rate);
-    if (r->nnodes || r->nodes_unknown || r->nodes_other) {
+    if (r->tally.nodes.n || r->tally.nodes.unknown || r->tally.nodes.other) {
         fprintf(fp, "   nodes:");
-        for (int i = 0; i < r->nnodes; i++)
-            fprintf(fp, " %s %u", r->node_names[i], r->node_counts[i]);
-        if (r->nodes_other)
-            fprintf(fp, " other %u", r->nodes_other);
-        if (r->nodes_unknown)
-            fprintf(fp, " unknown %u", r->nodes_unknown);
+        for (int i = 0; i < r->tally.nodes.n; i++)
+            fprintf(fp, " %s %u", r->tally.nodes.names[i], r->tally.nodes.counts[i]);
+        if (r->tally.nodes.other)
+            fprintf(fp, " other %u", r->tally.nodes.other);
+        if (r->tally.nodes.unknown)
+            fprintf(fp, " unknown %u", r->tally.nodes.unknown);
     }
     if (o->sio_polling)
-        fprintf(fp, "   transport: %u upgraded, %u polling", r->sio_upgraded, r->sio_polling);
+        fprintf(fp, "   transport: %u upgraded, %u polling", r->tally.sio_upgraded, r->tally.sio_polling);
     fputc('\n', fp);
     const struct lg_round *t = &r->total;
     fprintf(fp,
@@ -466,9 +467,10 @@ void lg_report_human(FILE *fp, const struct lg_result *r)
         hist_row(fp, "ack", r->ack);
     bool any = false;
     for (int k = 0; k < LG_ERR_COUNT; k++) {
-        if (!r->err_counts[k])
+        if (!r->tally.err_counts[k])
             continue;
-        fprintf(fp, "%-9s %s %u (%s)\n", any ? "" : "errors", lg_err_name(k), r->err_counts[k], r->err_example[k]);
+        fprintf(fp, "%-9s %s %u (%s)\n", any ? "" : "errors", lg_err_name(k), r->tally.err_counts[k],
+                r->tally.err_example[k]);
         any = true;
     }
     if (!any)
@@ -589,17 +591,24 @@ static json_t *totals_json(const struct lg_result *r)
     return j;
 }
 
+/* A node table as {"name": count, ..., "other": n, "unknown": n} (other and unknown only when not 0). */
+static json_t *nodes_json(const struct lg_nodes *t)
+{
+    json_t *nodes = json_object();
+    for (int i = 0; i < t->n; i++)
+        json_object_set_new(nodes, t->names[i], json_integer(t->counts[i]));
+    if (t->other)
+        json_object_set_new(nodes, "other", json_integer(t->other));
+    if (t->unknown)
+        json_object_set_new(nodes, "unknown", json_integer(t->unknown));
+    return nodes;
+}
+
 /* --reconnect's top-level object (docs/loadgen-json.md). */
 static json_t *reconnect_json(const struct lg_result *r)
 {
     const struct lg_recon *c = &r->recon;
-    json_t *nodes = json_object(), *eps = json_array(), *kinds = json_object();
-    for (int i = 0; i < c->nodes.n; i++)
-        json_object_set_new(nodes, c->nodes.names[i], json_integer(c->nodes.counts[i]));
-    if (c->nodes.other)
-        json_object_set_new(nodes, "other", json_integer(c->nodes.other));
-    if (c->nodes.unknown)
-        json_object_set_new(nodes, "unknown", json_integer(c->nodes.unknown));
+    json_t *nodes = nodes_json(&c->nodes), *eps = json_array(), *kinds = json_object();
     for (uint32_t i = 0; i < c->nepisodes; i++) {
         const struct lg_episode *e = &r->episodes[i];
         json_array_append_new(eps, json_pack("[o, o]", ms(e->lost_ns), e->back_ns < 0 ? json_null() : ms(e->back_ns)));
@@ -618,24 +627,18 @@ static json_t *reconnect_json(const struct lg_result *r)
 
 static json_t *nodes_errors_json(const struct lg_result *r, json_t **errors, json_t **status)
 {
-    json_t *nodes = json_object();
-    for (int i = 0; i < r->nnodes; i++)
-        json_object_set_new(nodes, r->node_names[i], json_integer(r->node_counts[i]));
-    if (r->nodes_other)
-        json_object_set_new(nodes, "other", json_integer(r->nodes_other));
-    if (r->nodes_unknown)
-        json_object_set_new(nodes, "unknown", json_integer(r->nodes_unknown));
+    json_t *nodes = nodes_json(&r->tally.nodes);
     *errors = json_object();
     for (int k = 0; k < LG_ERR_COUNT; k++)
-        if (r->err_counts[k])
-            json_object_set_new(
-                *errors, lg_err_name(k),
-                json_pack("{s:I, s:s}", "count", (json_int_t)r->err_counts[k], "example", r->err_example[k]));
+        if (r->tally.err_counts[k])
+            json_object_set_new(*errors, lg_err_name(k),
+                                json_pack("{s:I, s:s}", "count", (json_int_t)r->tally.err_counts[k], "example",
+                                          r->tally.err_example[k]));
     *status = json_object();
-    for (int i = 0; i < r->nstatus; i++) {
+    for (int i = 0; i < r->tally.nstatus; i++) {
         char code[12];
-        snprintf(code, sizeof code, "%d", r->status_codes[i]);
-        json_object_set_new(*status, code, json_integer(r->status_counts[i]));
+        snprintf(code, sizeof code, "%d", r->tally.status_codes[i]);
+        json_object_set_new(*status, code, json_integer(r->tally.status_counts[i]));
     }
     return nodes;
 }
@@ -737,9 +740,9 @@ static json_t *document(const struct lg_result *r)
                                   (json_int_t)r->connected, "failed", (json_int_t)r->failed, "dropped",
                                   (json_int_t)r->dropped, "closed_clean", (json_int_t)r->closed_clean));
     if (r->opts->sio_polling) /* where the connect phase left each client: upgraded, or on polling */
-        json_object_set_new(
-            json_object_get(doc, "clients"), "transport",
-            json_pack("{s:I, s:I}", "upgraded", (json_int_t)r->sio_upgraded, "polling", (json_int_t)r->sio_polling));
+        json_object_set_new(json_object_get(doc, "clients"), "transport",
+                            json_pack("{s:I, s:I}", "upgraded", (json_int_t)r->tally.sio_upgraded, "polling",
+                                      (json_int_t)r->tally.sio_polling));
     json_object_set_new(doc, "latency", hist_json(r->latency));
     json_object_set_new(doc, "connect", hist_json(r->connect));
     json_object_set_new(doc, "handshake", hist_json(r->handshake));

@@ -63,6 +63,18 @@ struct lg_nodes {
     uint32_t other, unknown; /* past LG_MAX_NODES names; neither header nor cookie */
 };
 
+/* What every worker counts and the coordinator adds up (tally.h): errors by kind with the first message of each,
+ * the statuses of refused upgrades, where first connects landed, and --transport polling's outcome. */
+struct lg_tally {
+    uint32_t err_counts[LG_ERR_COUNT];
+    char err_example[LG_ERR_COUNT][160]; /* the first message of each kind */
+    int status_codes[LG_MAX_STATUS];     /* LG_ERR_HTTP_STATUS broken down */
+    uint32_t status_counts[LG_MAX_STATUS];
+    int nstatus;
+    struct lg_nodes nodes;              /* where first connects landed: by --node-header, else by --cookie value */
+    uint32_t sio_upgraded, sio_polling; /* --transport polling: first connects that opened upgraded / polling */
+};
+
 /* --reconnect: one loss and its return, in ns since the run's zero (back_ns -1: never came back). */
 struct lg_episode {
     int64_t lost_ns, back_ns;
@@ -140,7 +152,6 @@ struct lg_result {
     uint32_t attempted, connected, failed; /* failed: in the connect phase */
     uint32_t dropped;                      /* open, then lost before the end */
     uint32_t closed_clean;                 /* close handshake completed (their close frame, then EOF) */
-    uint32_t sio_upgraded, sio_polling;    /* --transport polling: clients that opened upgraded / still polling */
 
     /* --churn, over the whole run: every leave ends as rejoined, rejoin failed (could not connect again) or pending
      * (away, or coming back, when the close began): left = rejoined + failed + pending */
@@ -166,18 +177,8 @@ struct lg_result {
     uint64_t foreign;      /* messages without our marker (ignored) */
     uint64_t corrupt;      /* our marker, then garbage */
 
-    /* where clients landed: by --node-header, else by --cookie value; "unknown" when neither was present */
-    char node_names[LG_MAX_NODES][64];
-    uint32_t node_counts[LG_MAX_NODES];
-    int nnodes;
-    uint32_t nodes_other, nodes_unknown;
-
-    /* errors */
-    uint32_t err_counts[LG_ERR_COUNT];
-    char err_example[LG_ERR_COUNT][160]; /* the first message of each kind */
-    int status_codes[LG_MAX_STATUS];     /* LG_ERR_HTTP_STATUS broken down */
-    uint32_t status_counts[LG_MAX_STATUS];
-    int nstatus;
+    /* errors, statuses, where clients landed ("unknown" when neither header nor cookie said), transports */
+    struct lg_tally tally;
 
     /* self-monitoring */
     struct lg_worker_self workers[LG_MAX_WORKERS];

@@ -911,7 +911,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
     if (W.nrq)
         recon_pump();
     if (++W.ticks % TICKS_PER_REPORT == 0 && W.phase != WP_DONE) {
-        const uint32_t *k = W.eng.err_counts;
+        const uint32_t *k = W.eng.tally.err_counts;
         struct ipc_progress p = {.connected = W.connected,
                                  .failed = W.failed,
                                  /* with --reconnect those away now: the progress line's open count */
@@ -1126,8 +1126,7 @@ static void send_final(void)
                             .failed = W.failed,
                             .dropped = W.dropped,
                             .closed_clean = W.closed_clean,
-                            .nstatus = e->nstatus,
-                            .nodes = e->nodes,
+                            .tally = e->tally,
                             .recon = W.rstats,
                             .echoed = W.echoed,
                             .foreign = W.foreign,
@@ -1135,13 +1134,7 @@ static void send_final(void)
                             .churn_left = W.churn_left,
                             .churn_rejoined = W.churn_rejoined,
                             .churn_failed = W.churn_failed,
-                            .sio_upgraded = e->sio_upgraded,
-                            .sio_polling = e->sio_polling,
                             .rounds = W.o->rounds};
-    memcpy(f->err_counts, e->err_counts, sizeof f->err_counts);
-    memcpy(f->err_example, e->err_example, sizeof f->err_example);
-    memcpy(f->status_codes, e->status_codes, sizeof f->status_codes);
-    memcpy(f->status_counts, e->status_counts, sizeof f->status_counts);
     f->recon.nodes = e->recon_nodes;
     memcpy(f->recon.fail_kinds, e->recon_fail, sizeof f->recon.fail_kinds);
     f->recon.nepisodes = W.neps;

@@ -134,7 +134,7 @@ static int parse_rooms(struct peer *pe, const char *s, size_t len)
         free(rooms);
         return -1;
     }
-    if (n) /* qsort's pointer must not be NULL, even for no elements (UBSan) */
+    if (n) /* rooms is NULL for "0": qsort must not be handed a null array, even empty */
         qsort(rooms, n, sizeof *rooms, cmp_u64);
     free(pe->rooms);
     pe->rooms = rooms;

@@ -3,6 +3,7 @@
 
 #include "common/bus.h"
 #include "common/log.h"
+#include "common/prom.h"
 #include "refserver/socketio.h"
 #include "refserver/sync.h"
 #include "refserver/workers.h"
@@ -323,51 +324,52 @@ enum metric_id {
 _Static_assert(M_COUNT <= SERVER_METRICS_MAX && SERVER_METRICS_MAX <= WORKERS_STAT_WORDS, "metric slots");
 
 struct metric {
-    const char *type, *name, *help;
+    enum prom_type type;
+    const char *name, *help;
 };
 
 static const struct metric metrics[M_COUNT] = {
-    [M_CONNECTIONS] = {"gauge", "connections", "Open TCP connections."},
-    [M_WS_CLIENTS] = {"gauge", "websocket_clients", "Connected WebSocket clients."},
-    [M_POLLING] = {"gauge", "socketio_polling_sessions", "Engine.IO sessions on the polling transport."},
-    [M_ROOMS] = {"gauge", "rooms", "Rooms with local members."},
-    [M_SIO_ROOMS] = {"gauge", "socketio_rooms", "Socket.IO rooms with local members (\"\" counts)."},
-    [M_ACCEPTED] = {"counter", "connections_accepted_total", "TCP connections accepted."},
-    [M_ACCEPT_ERRORS] = {"counter", "accept_errors_total", "Failed accept() calls."},
-    [M_HTTP_REQUESTS] = {"counter", "http_requests_total", "HTTP request heads served."},
-    [M_HTTP_ERRORS] = {"counter", "http_errors_total", "HTTP requests answered 4xx/5xx."},
-    [M_HANDSHAKES] = {"counter", "websocket_handshakes_total", "Successful upgrades."},
-    [M_MSGS_IN] = {"counter", "messages_in_total", "Messages received from local clients."},
-    [M_MSGS_OUT] = {"counter", "messages_out_total", "Messages queued to local clients."},
-    [M_BYTES_IN] = {"counter", "bytes_in_total", "Bytes read from clients."},
-    [M_BYTES_OUT] = {"counter", "bytes_out_total", "Bytes written to clients."},
-    [M_BUS_IN] = {"counter", "bus_messages_in_total", "Messages from other nodes delivered to local rooms."},
-    [M_SIO_BUS_IN] = {"counter", "socketio_bus_messages_in_total",
+    [M_CONNECTIONS] = {PROM_GAUGE, "connections", "Open TCP connections."},
+    [M_WS_CLIENTS] = {PROM_GAUGE, "websocket_clients", "Connected WebSocket clients."},
+    [M_POLLING] = {PROM_GAUGE, "socketio_polling_sessions", "Engine.IO sessions on the polling transport."},
+    [M_ROOMS] = {PROM_GAUGE, "rooms", "Rooms with local members."},
+    [M_SIO_ROOMS] = {PROM_GAUGE, "socketio_rooms", "Socket.IO rooms with local members (\"\" counts)."},
+    [M_ACCEPTED] = {PROM_COUNTER, "connections_accepted_total", "TCP connections accepted."},
+    [M_ACCEPT_ERRORS] = {PROM_COUNTER, "accept_errors_total", "Failed accept() calls."},
+    [M_HTTP_REQUESTS] = {PROM_COUNTER, "http_requests_total", "HTTP request heads served."},
+    [M_HTTP_ERRORS] = {PROM_COUNTER, "http_errors_total", "HTTP requests answered 4xx/5xx."},
+    [M_HANDSHAKES] = {PROM_COUNTER, "websocket_handshakes_total", "Successful upgrades."},
+    [M_MSGS_IN] = {PROM_COUNTER, "messages_in_total", "Messages received from local clients."},
+    [M_MSGS_OUT] = {PROM_COUNTER, "messages_out_total", "Messages queued to local clients."},
+    [M_BYTES_IN] = {PROM_COUNTER, "bytes_in_total", "Bytes read from clients."},
+    [M_BYTES_OUT] = {PROM_COUNTER, "bytes_out_total", "Bytes written to clients."},
+    [M_BUS_IN] = {PROM_COUNTER, "bus_messages_in_total", "Messages from other nodes delivered to local rooms."},
+    [M_SIO_BUS_IN] = {PROM_COUNTER, "socketio_bus_messages_in_total",
                       "Socket.IO broadcasts from other nodes (refserver or Node.js) delivered to local sockets."},
-    [M_SIO_BUS_DROPPED] = {"counter", "socketio_bus_messages_dropped_total",
+    [M_SIO_BUS_DROPPED] = {PROM_COUNTER, "socketio_bus_messages_dropped_total",
                            "Socket.IO adapter messages that could not be decoded (logged)."},
-    [M_SIO_REQUESTS] = {"counter", "socketio_adapter_requests_total",
+    [M_SIO_REQUESTS] = {PROM_COUNTER, "socketio_adapter_requests_total",
                         "Requests of other Socket.IO nodes (fetchSockets, emits with acks...) answered or acted on."},
-    [M_PUBLISHED] = {"counter", "published_total", "Publishes acknowledged by Redis."},
-    [M_PUBLISH_FAILED] = {"counter", "publish_failures_total", "Messages that could not be published to Redis."},
-    [M_SLOW] = {"counter", "slow_consumers_closed_total", "Clients closed because their queue overflowed."},
-    [M_IDLE] = {"counter", "idle_closed_total", "Clients closed after the idle timeout."},
-    [M_PROTOCOL] = {"counter", "protocol_errors_total", "Connections failed for WebSocket protocol errors."},
-    [M_REDIS_UP] = {"gauge", "redis_up", "1 while the Redis link is up (0 without Redis)."},
-    [M_RECONNECTS] = {"counter", "redis_reconnects_total", "Redis links re-established."},
-    [M_REDIS_ERRORS] = {"counter", "redis_errors_total", "Redis connect and protocol errors."},
-    [M_REDIS_DOWN_SECONDS] = {"gauge", "redis_down_seconds",
+    [M_PUBLISHED] = {PROM_COUNTER, "published_total", "Publishes acknowledged by Redis."},
+    [M_PUBLISH_FAILED] = {PROM_COUNTER, "publish_failures_total", "Messages that could not be published to Redis."},
+    [M_SLOW] = {PROM_COUNTER, "slow_consumers_closed_total", "Clients closed because their queue overflowed."},
+    [M_IDLE] = {PROM_COUNTER, "idle_closed_total", "Clients closed after the idle timeout."},
+    [M_PROTOCOL] = {PROM_COUNTER, "protocol_errors_total", "Connections failed for WebSocket protocol errors."},
+    [M_REDIS_UP] = {PROM_GAUGE, "redis_up", "1 while the Redis link is up (0 without Redis)."},
+    [M_RECONNECTS] = {PROM_COUNTER, "redis_reconnects_total", "Redis links re-established."},
+    [M_REDIS_ERRORS] = {PROM_COUNTER, "redis_errors_total", "Redis connect and protocol errors."},
+    [M_REDIS_DOWN_SECONDS] = {PROM_GAUGE, "redis_down_seconds",
                               "Seconds since the Redis link went down (the longest of the workers'); 0 while up."},
-    [M_PARTICIPANTS] = {"gauge", "bus_participants",
+    [M_PARTICIPANTS] = {PROM_GAUGE, "bus_participants",
                         "Participants (nodes, or workers) heard on the heartbeat channel in the last 3 s, this one "
                         "included (the most any worker hears); 0 while the link is down."},
-    [M_PUBLISH_SHORT] = {"counter", "publish_short_total",
+    [M_PUBLISH_SHORT] = {PROM_COUNTER, "publish_short_total",
                          "Publishes Redis delivered to fewer participants than were alive and held the channel."},
-    [M_PUBLISH_SHORT_MISSING] = {"counter", "publish_short_receivers_total",
+    [M_PUBLISH_SHORT_MISSING] = {PROM_COUNTER, "publish_short_receivers_total",
                                  "Participants those short publishes missed, summed."},
-    [M_HANDED_OVER] = {"counter", "connections_handed_over_total",
+    [M_HANDED_OVER] = {PROM_COUNTER, "connections_handed_over_total",
                        "Connections passed to the worker holding their Engine.IO session (--workers)."},
-    [M_HANDOVER_FAILED] = {"counter", "handover_failures_total",
+    [M_HANDOVER_FAILED] = {PROM_COUNTER, "handover_failures_total",
                            "Connections closed because they could not be passed to their session's worker."},
 };
 
@@ -415,7 +417,7 @@ static void collect(const struct server *s, uint64_t *v)
 
 static bool is_counter(enum metric_id m)
 {
-    return metrics[m].type[0] == 'c';
+    return metrics[m].type == PROM_COUNTER;
 }
 
 /* A worker's samples as the node counts them: its counters go on from where its predecessors' stopped. */
@@ -485,14 +487,16 @@ bool server_health(const struct server *s, char *why, size_t why_len)
 int server_metrics(const struct server *s, struct buf *b)
 {
     uint64_t v[M_COUNT];
-    int rc = 0;
+    char name[96];
+    struct prom p;
+    prom_init(&p, b);
     aggregate(s, v);
     for (int m = 0; m < M_COUNT; m++) {
         const struct metric *d = &metrics[m];
         if (m >= M_HANDED_OVER && !s->workers)
             continue;
-        rc |= buf_appendf(b, "# HELP refserver_%s %s\n# TYPE refserver_%s %s\nrefserver_%s %" PRIu64 "\n", d->name,
-                          d->help, d->name, d->type, d->name, v[m]);
+        snprintf(name, sizeof name, "refserver_%s", d->name);
+        prom_scalar(&p, d->type, name, d->help, v[m]);
     }
-    return rc ? -1 : 0;
+    return prom_error(&p);
 }

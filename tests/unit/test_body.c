@@ -1,14 +1,14 @@
-/* lb's body framing: Content-Length (exact, split, bytes after it left alone), no body, until-close, and strict
- * chunked framing (sizes, extensions, trailers, every split of a body, pipelined bytes after it, each rejection,
- * -1 sticky), plus a property test over random chunked bodies. Every piece is fed from just before a PROT_NONE page
- * (guard.h), so a read past len crashes instead of passing. */
+/* Body framing (common/body.c): Content-Length (exact, split, bytes after it left alone), no body, until-close, and
+ * strict chunked framing (sizes, extensions, trailers, every split of a body, pipelined bytes after it, each
+ * rejection, -1 sticky), plus a property test over random chunked bodies. Every piece is fed from just before a
+ * PROT_NONE page (guard.h), so a read past len crashes instead of passing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "lb/body.h"
+#include "common/body.h"
 #include "tests/unit/guard.h"
 
 #include <stdio.h>
@@ -409,15 +409,19 @@ static size_t put_size_line(char *out, size_t size)
     return n + 2;
 }
 
+static char want_data[32768]; /* the data of the latest rand_body, want_len bytes */
+static size_t want_len;
+
 /* A random chunked body at out (room enough: up to 6 chunks of up to 3000 bytes); its length. */
 static size_t rand_body(char *out)
 {
     size_t n = 0, chunks = rand_below(7);
+    want_len = 0;
     for (size_t c = 0; c < chunks; c++) {
         size_t size = 1 + (rand_below(4) ? rand_below(40) : rand_below(3000));
         n += put_size_line(out + n, size);
         for (size_t i = 0; i < size; i++)
-            out[n++] = (char)next_rand(); /* data may hold CR, LF, NUL, anything */
+            out[n++] = want_data[want_len++] = (char)next_rand(); /* data may hold CR, LF, NUL, anything */
         memcpy(out + n, "\r\n", 2);
         n += 2;
     }
@@ -431,6 +435,84 @@ static size_t rand_body(char *out)
     }
     memcpy(out + n, "\r\n", 2);
     return n + 2;
+}
+
+/* ---- decoding in place ---- */
+
+/* Decode s[0..total) (a body of n bytes, then other bytes) in the given pieces, each in place in a guarded copy:
+ * the data put at each piece's front, concatenated, must be want_data, and nothing past the body is taken. */
+static void decode_pieces(const char *s, size_t total, size_t n, const size_t *sizes, size_t npieces)
+{
+    static char got[32768];
+    size_t at = 0, got_len = 0;
+    struct body b;
+    body_init(&b, BODY_CHUNKED, 0);
+    for (size_t i = 0; i < npieces; i++) {
+        size_t piece = i + 1 == npieces ? total - at : sizes[i], dlen = 99;
+        char *g = guarded(s + at, piece);
+        ssize_t r = body_decode(&b, g, piece, &dlen);
+        assert_true(r >= 0 && (size_t)r <= piece && dlen <= (size_t)r);
+        memcpy(got + got_len, g, dlen);
+        got_len += dlen;
+        if (at + piece > n) /* the bytes after the body are left where they were */
+            assert_memory_equal(g + (n > at ? n - at : 0), s + (n > at ? n : at), at + piece - (n > at ? n : at));
+        at += piece;
+    }
+    assert_true(body_done(&b));
+    assert_int_equal(got_len, want_len);
+    assert_memory_equal(got, want_data, want_len);
+}
+
+/* body_decode on a guarded copy of s[0..n). */
+static ssize_t decode(struct body *b, const char *s, size_t n, size_t *dlen)
+{
+    return body_decode(b, guarded(s, n), n, dlen);
+}
+
+static void test_decode(void **state)
+{
+    (void)state;
+    static const char in[] = "4\r\nwxyz\r\n3;a=b\r\n123\r\n0\r\nT: v\r\n\r\n" PIPELINE;
+    size_t total = sizeof in - 1, n = total - (sizeof PIPELINE - 1), sizes[1] = {0};
+    memcpy(want_data, "wxyz123", want_len = 7);
+    decode_pieces(in, total, n, sizes, 1);
+    for (sizes[0] = 0; sizes[0] <= total; sizes[0]++)
+        decode_pieces(in, total, n, sizes, 2);
+    struct body b;
+    size_t dlen;
+    body_init(&b, BODY_LENGTH, 5);
+    assert_int_equal(decode(&b, LIT("hello, world"), &dlen), 5);
+    assert_int_equal(dlen, 5);
+    assert_true(body_done(&b));
+    body_init(&b, BODY_UNTIL_CLOSE, 0);
+    assert_int_equal(decode(&b, LIT("abc"), &dlen), 3);
+    assert_int_equal(dlen, 3);
+    body_init(&b, BODY_CHUNKED, 0);
+    assert_int_equal(decode(&b, LIT("2\r\nok\r\nx"), &dlen), -1);
+}
+
+/* A limit on the data: a chunk that would pass it is malformed once its size line ends, before its data. */
+static void test_limit(void **state)
+{
+    (void)state;
+    struct body b;
+    body_init(&b, BODY_CHUNKED, 0);
+    body_limit(&b, 5);
+    assert_int_equal(feed(&b, LIT("5\r\nhello\r\n0\r\n\r\n")), 15);
+    assert_true(body_done(&b));
+    body_init(&b, BODY_CHUNKED, 0);
+    body_limit(&b, 4);
+    assert_int_equal(feed(&b, LIT("5\r")), 2);
+    assert_int_equal(feed(&b, LIT("\n")), -1);
+    body_init(&b, BODY_CHUNKED, 0);
+    body_limit(&b, 5);
+    assert_int_equal(feed(&b, LIT("3\r\nabc\r\n3\r\n")), -1); /* in all */
+    body_init(&b, BODY_CHUNKED, 0);
+    body_limit(&b, 0);
+    assert_int_equal(feed(&b, LIT("0\r\n\r\n")), 5); /* an empty body fits any limit */
+    /* no limit: the largest size still parses, after other chunks too (nothing is counted down) */
+    body_init(&b, BODY_CHUNKED, 0);
+    assert_int_equal(feed(&b, LIT("1\r\nx\r\nffffffffffffffff\r\n")), 24);
 }
 
 /* Random piece sizes adding up to at most total, zero-size pieces included; how many pieces. */
@@ -464,6 +546,7 @@ static void test_random_bodies(void **state)
         assert_true(body_done(&b));
         if (iter % 50 == 0)
             assert_int_equal(chunked_bytewise(buf, total, &b), n);
+        decode_pieces(buf, total, n, sizes, rand_pieces(sizes, 16, total));
     }
 }
 
@@ -484,6 +567,8 @@ int main(void)
         cmocka_unit_test(test_every_byte),
         cmocka_unit_test(test_line_limits),
         cmocka_unit_test(test_random_bodies),
+        cmocka_unit_test(test_decode),
+        cmocka_unit_test(test_limit),
     };
     return cmocka_run_group_tests_name("body", tests, NULL, unmap_guard);
 }

@@ -1,4 +1,5 @@
-/* lb's sticky-cookie helpers: finding a cookie among its neighbours (prefix and suffix names, quotes, odd spacing,
+/* The cookie grammar (common/cookie.h: a Cookie header's pairs, a Set-Cookie's first pair) and lb's sticky-cookie
+ * helpers on top of it: finding a cookie among its neighbours (prefix and suffix names, quotes, odd spacing,
  * empty pairs), stripping it, prefix mode both ways, the insert-mode value, and the config checker's tables. Parsing
  * inputs end right before a guard page, so a read past len crashes. */
 #include <setjmp.h>
@@ -103,6 +104,69 @@ static void test_find_spacing_and_empty_pairs(void **state)
     assert_string_equal(find("SRVID =", "SRVID"), "");
     assert_string_equal(find("a=1; SRVID= \"n1\" ", "SRVID"), "n1");
     assert_string_equal(find("SRVID=n 1 ", "SRVID"), "n 1"); /* inner spaces are the value's */
+}
+
+/* The pairs of hdr (at a guard page) as "name=value" or "name" (no '='), joined by '|'. */
+static const char *pairs(const char *hdr)
+{
+    static char out[256];
+    size_t n = strlen(hdr), len = 0;
+    const char *p = guarded(hdr, n), *end = p + n;
+    struct cookie_pair pr;
+    out[0] = '\0';
+    while (cookie_next(&p, end, &pr)) {
+        assert_true(pr.beg >= end - n && pr.end <= end && pr.name_end <= pr.end);
+        len += (size_t)snprintf(out + len, sizeof out - len, "%s%.*s", len ? "|" : "", (int)(pr.name_end - pr.beg),
+                                pr.beg);
+        if (pr.val)
+            len += (size_t)snprintf(out + len, sizeof out - len, "=%.*s", (int)(pr.val_end - pr.val), pr.val);
+    }
+    assert_true(p == end);
+    return out;
+}
+
+static void test_next_pairs(void **state)
+{
+    (void)state;
+    assert_string_equal(pairs(""), "");
+    assert_string_equal(pairs(" ;; \t; "), "");
+    assert_string_equal(pairs("a=1;;b = \"x y\" ; c ;=v; d="), "a=1|b=x y|c|=v|d=");
+    assert_string_equal(pairs("a=1, b=2"), "a=1, b=2");
+    assert_string_equal(pairs("a=\"; b=\""), "a=\"|b=\""); /* a quote does not protect a ';' */
+}
+
+/* The first pair of a Set-Cookie value (at a guard page): "name=value", or NULL when it is no cookie. */
+static const char *set_pair(const char *sc)
+{
+    static char out[256];
+    size_t n = strlen(sc);
+    struct cookie_pair pr;
+    if (!cookie_set_cookie_pair(guarded(sc, n), n, &pr)) {
+        assert_null(pr.val);
+        return NULL;
+    }
+    snprintf(out, sizeof out, "%.*s=%.*s", (int)(pr.name_end - pr.beg), pr.beg, (int)(pr.val_end - pr.val), pr.val);
+    return out;
+}
+
+static void test_set_cookie_pair(void **state)
+{
+    (void)state;
+    assert_string_equal(set_pair("SRVID=n1; Path=/; HttpOnly"), "SRVID=n1");
+    assert_string_equal(set_pair("io=n2~abc"), "io=n2~abc");
+    assert_string_equal(set_pair("  io = \"v\" ;Path=/"), "io=v");
+    assert_string_equal(set_pair("e="), "e=");
+    assert_string_equal(set_pair("=v"), "=v"); /* a cookie with an empty name: the caller decides */
+    assert_string_equal(set_pair("a=b=c; d=e"), "a=b=c");
+    assert_null(set_pair(""));
+    assert_null(set_pair("novalue; a=b")); /* the attributes never stand in for the pair */
+    assert_null(set_pair("; a=b"));
+    struct cookie_pair pr;
+    assert_true(cookie_set_cookie_pair("SRVID=n1", 8, &pr));
+    assert_true(cookie_pair_named(&pr, "SRVID", 5));
+    assert_false(cookie_pair_named(&pr, "SRVI", 4));
+    assert_false(cookie_set_cookie_pair("SRVID", 5, &pr));
+    assert_false(cookie_pair_named(&pr, "SRVID", 5)); /* no '=': nobody's cookie */
 }
 
 static void test_strip_positions(void **state)
@@ -358,6 +422,8 @@ int main(void)
         cmocka_unit_test(test_find_prefix_and_suffix_names),
         cmocka_unit_test(test_find_values),
         cmocka_unit_test(test_find_spacing_and_empty_pairs),
+        cmocka_unit_test(test_next_pairs),
+        cmocka_unit_test(test_set_cookie_pair),
         cmocka_unit_test(test_strip_positions),
         cmocka_unit_test(test_strip_to_nothing),
         cmocka_unit_test(test_strip_several_and_spacing),

@@ -34,7 +34,7 @@ static void test_chunked_whole(void **state)
         {"0\r\n\r\n", ""},
         {"2\r\nok\r\n0\r\n\r\n", "ok"},
         {"5\r\n{\"cod\r\n14\r\ne\":1,\"message\":\"xy\"}\r\n0\r\n\r\n", "{\"code\":1,\"message\":\"xy\"}"},
-        {"2;ext=1\r\nab\r\n1 \r\nc\r\n0\r\nX-Trailer: 1\r\n\r\n", "abc"},
+        {"2;ext=1\r\nab\r\n1 ;x\r\nc\r\n0\r\nX-Trailer: 1\r\n\r\n", "abc"},
         {"A\r\n0123456789\r\n0\r\n\r\n", "0123456789"},
     };
     char body[64];
@@ -72,17 +72,20 @@ static void test_chunked_bad(void **state)
         "1234567890123456\r\n",   /* a size with too many digits */
         "0\r\nbad trailer\n\r\n", /* a trailer line without CR */
         "2x\r\nok\r\n0\r\n\r\n",  /* junk after the size */
+        "1 \r\nc\r\n0\r\n\r\n",   /* whitespace after a size only before a ';' (RFC 9112 chunk-ext) */
         "2\r\nok\r\n0\r\n\r",     /* 0\r\n then CR and a wrong byte would follow: still a prefix */
     };
     size_t blen;
-    char body[8];
+    char body[16];
     for (size_t i = 0; i + 1 < sizeof bad / sizeof bad[0]; i++)
         if (chunked(bad[i], 1000, body, sizeof body, &blen) != -1)
             fail_msg("'%s' is not malformed", bad[i]);
-    assert_int_equal(chunked(bad[8], 1000, body, sizeof body, &blen), -2);
+    assert_int_equal(chunked(bad[9], 1000, body, sizeof body, &blen), -2);
     /* over the body limit, in one chunk or in all */
     assert_int_equal(chunked("b\r\n0123456789a\r\n0\r\n\r\n", 10, body, sizeof body, &blen), -1);
     assert_int_equal(chunked("6\r\n012345\r\n6\r\n012345\r\n0\r\n\r\n", 10, body, sizeof body, &blen), -1);
+    assert_int_equal(chunked("b\r\n0123", 10, body, sizeof body, &blen), -1); /* known before the data comes */
+    assert_int_equal(chunked("a\r\n0123456789\r\n0\r\n\r\n", 10, body, sizeof body, &blen), 20); /* at it */
 }
 
 static void set(char *jar, size_t cap, const char *sc, int want)
@@ -106,10 +109,14 @@ static void test_jar(void **state)
     assert_string_equal(jar, "SRVID=n2; io=x");
     set(jar, sizeof jar, "e=", 0); /* an empty value is a value */
     assert_string_equal(jar, "SRVID=n2; io=x; e=");
+    set(jar, sizeof jar, "io = y", 0); /* spaces around '=' as RFC 6265 section 5.2 reads them: io again */
+    assert_string_equal(jar, "SRVID=n2; e=; io = y");
+    set(jar, sizeof jar, "io=x", 0);
+    assert_string_equal(jar, "SRVID=n2; e=; io=x");
     const char *bad[] = {"", "novalue", "=v", "a b=c", "a=b\x01", "a=b,c", "(a)=1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         set(jar, sizeof jar, bad[i], -1);
-    assert_string_equal(jar, "SRVID=n2; io=x; e=");
+    assert_string_equal(jar, "SRVID=n2; e=; io=x");
     /* a full jar keeps what it has */
     char small[16] = "";
     set(small, sizeof small, "a=1", 0);

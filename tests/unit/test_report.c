@@ -57,10 +57,10 @@ static int setup(void **state)
     res.total = (struct lg_round){.emitted = ROUNDS, .expected = 99 * ROUNDS, .received = 99 * ROUNDS};
     res.nworkers = 1;
     res.workers[0] = (struct lg_worker_self){.clients = 100, .busy_ratio = 0.1, .lag_p99_ns = MS};
-    res.nnodes = 2;
-    snprintf(res.node_names[0], sizeof res.node_names[0], "n1");
-    snprintf(res.node_names[1], sizeof res.node_names[1], "n2");
-    res.node_counts[0] = res.node_counts[1] = 50;
+    res.tally.nodes.n = 2;
+    snprintf(res.tally.nodes.names[0], sizeof res.tally.nodes.names[0], "n1");
+    snprintf(res.tally.nodes.names[1], sizeof res.tally.nodes.names[1], "n2");
+    res.tally.nodes.counts[0] = res.tally.nodes.counts[1] = 50;
     return 0;
 }
 
@@ -171,9 +171,10 @@ static void test_connect_failures(void **state)
     (void)state;
     res.connected = 95;
     res.failed = 5;
-    res.err_counts[LG_ERR_REFUSED] = 3;
-    res.err_counts[LG_ERR_EMFILE] = 2;
-    snprintf(res.err_example[LG_ERR_REFUSED], sizeof res.err_example[0], "connect to x: Connection refused");
+    res.tally.err_counts[LG_ERR_REFUSED] = 3;
+    res.tally.err_counts[LG_ERR_EMFILE] = 2;
+    snprintf(res.tally.err_example[LG_ERR_REFUSED], sizeof res.tally.err_example[0],
+             "connect to x: Connection refused");
     lg_verdict(&res);
     assert_int_equal(res.exit_code, 3);
     assert_true(has_reason("5 of 100 clients could not connect: refused 3, emfile 2"));
@@ -193,8 +194,8 @@ static void test_nobody_connected(void **state)
     add_threshold("errors<=100%", TH_ERRORS, TH_STAT_RATIO, 0, TH_LE, 1.0);
     res.connected = 0;
     res.failed = 100;
-    res.err_counts[LG_ERR_EADDRNOTAVAIL] = 60;
-    res.err_counts[LG_ERR_TLS] = 40;
+    res.tally.err_counts[LG_ERR_EADDRNOTAVAIL] = 60;
+    res.tally.err_counts[LG_ERR_TLS] = 40;
     lg_verdict(&res);
     assert_int_equal(res.exit_code, 3);
     assert_true(has_reason("--source"));
@@ -205,8 +206,8 @@ static void test_dropped_clients(void **state)
 {
     (void)state;
     res.dropped = 2;
-    res.err_counts[LG_ERR_DROPPED] = 2;
-    snprintf(res.err_example[LG_ERR_DROPPED], sizeof res.err_example[0], "client 7: connection reset");
+    res.tally.err_counts[LG_ERR_DROPPED] = 2;
+    snprintf(res.tally.err_example[LG_ERR_DROPPED], sizeof res.tally.err_example[0], "client 7: connection reset");
     lg_verdict(&res);
     assert_int_equal(res.exit_code, 1);
     assert_true(has_reason("2 client(s) lost"));
@@ -218,9 +219,9 @@ static void test_close_errors(void **state)
 {
     (void)state;
     res.closed_clean = 90;
-    res.err_counts[LG_ERR_CLOSE] = 3;
-    res.err_counts[LG_ERR_CLOSE_TIMEOUT] = 7;
-    snprintf(res.err_example[LG_ERR_CLOSE_TIMEOUT], sizeof res.err_example[0],
+    res.tally.err_counts[LG_ERR_CLOSE] = 3;
+    res.tally.err_counts[LG_ERR_CLOSE_TIMEOUT] = 7;
+    snprintf(res.tally.err_example[LG_ERR_CLOSE_TIMEOUT], sizeof res.tally.err_example[0],
              "client 7: no answer to our close before the close phase's 2.1s ran out");
     lg_verdict(&res);
     assert_int_equal(res.exit_code, 1);
@@ -231,7 +232,7 @@ static void test_close_errors(void **state)
     add_threshold("errors<10%", TH_ERRORS, TH_STAT_RATIO, 0, TH_LT, 0.1);
     lg_verdict(&res);
     assert_int_equal(res.exit_code, 1); /* 10 of 100 is not under 10% */
-    res.err_counts[LG_ERR_CLOSE] = 2;
+    res.tally.err_counts[LG_ERR_CLOSE] = 2;
     lg_verdict(&res);
     assert_int_equal(res.exit_code, 0);
     assert_string_equal(lg_err_name(LG_ERR_CLOSE_TIMEOUT), "close_timeout");
@@ -299,11 +300,11 @@ static void test_json_document(void **state)
     assert_true(fd >= 0);
     close(fd);
     miss(2, 1);
-    res.err_counts[LG_ERR_HTTP_STATUS] = 4;
-    snprintf(res.err_example[LG_ERR_HTTP_STATUS], sizeof res.err_example[0], "x answered 503");
-    res.nstatus = 1;
-    res.status_codes[0] = 503;
-    res.status_counts[0] = 4;
+    res.tally.err_counts[LG_ERR_HTTP_STATUS] = 4;
+    snprintf(res.tally.err_example[LG_ERR_HTTP_STATUS], sizeof res.tally.err_example[0], "x answered 503");
+    res.tally.nstatus = 1;
+    res.tally.status_codes[0] = 503;
+    res.tally.status_counts[0] = 4;
     res.failed = 4;
     res.connected = 96;
     add_threshold("errors<5%", TH_ERRORS, TH_STAT_RATIO, 0, TH_LT, 0.05);
@@ -366,8 +367,8 @@ static void test_lost_clients_come_first(void **state)
 {
     (void)state;
     res.dropped = 10;
-    res.err_counts[LG_ERR_DROPPED] = 10;
-    snprintf(res.err_example[LG_ERR_DROPPED], sizeof res.err_example[0], "client 7: connection closed");
+    res.tally.err_counts[LG_ERR_DROPPED] = 10;
+    snprintf(res.tally.err_example[LG_ERR_DROPPED], sizeof res.tally.err_example[0], "client 7: connection closed");
     miss(3, 5);
     lg_verdict(&res);
     assert_int_equal(res.exit_code, 1);
@@ -406,8 +407,8 @@ static void test_reconnect_verdict_and_json(void **state)
     hist_record(res.away, 1250 * MS);
     res.episodes = eps;
     res.dropped = 2;
-    res.err_counts[LG_ERR_DROPPED] = 3;
-    snprintf(res.err_example[LG_ERR_DROPPED], sizeof res.err_example[0], "client 7: connection closed");
+    res.tally.err_counts[LG_ERR_DROPPED] = 3;
+    snprintf(res.tally.err_example[LG_ERR_DROPPED], sizeof res.tally.err_example[0], "client 7: connection closed");
     res.recon = (struct lg_recon){.drops = 3, .reconnected = 2, .failed_attempts = 4, .never_back = 0, .nepisodes = 2};
     res.recon.fail_kinds[LG_ERR_REFUSED] = 4;
     res.recon.nodes.n = 1;

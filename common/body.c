@@ -8,7 +8,7 @@
  * trailer field must be a token, ':', then field-value bytes (no obs-fold). The size overflows past 16 significant
  * hex digits, tested before each shift so a uint64_t never wraps. An error is sticky: once the framing is lost,
  * no later byte can restore it. */
-#include "lb/body.h"
+#include "common/body.h"
 
 #include <limits.h>
 #include <string.h>
@@ -32,7 +32,7 @@ enum state {
 
 void body_init(struct body *b, enum body_kind kind, uint64_t length)
 {
-    *b = (struct body){.kind = kind, .state = S_SIZE_START};
+    *b = (struct body){.kind = kind, .state = S_SIZE_START, .budget = UINT64_MAX};
     if (kind == BODY_LENGTH)
         b->remaining = length;
     b->done = kind == BODY_NONE || (kind == BODY_LENGTH && length == 0);
@@ -105,11 +105,13 @@ static enum state size_byte(struct body *b, enum state s, unsigned char c)
     }
 }
 
-/* The LF after a size line: data follows, or the trailer section after the last chunk. */
+/* The LF after a size line: data follows (within the budget), or the trailer section after the last chunk. */
 static enum state size_end(struct body *b, unsigned char c)
 {
-    if (c != '\n')
+    if (c != '\n' || b->remaining > b->budget)
         return S_ERROR;
+    if (b->budget != UINT64_MAX) /* no limit: the sizes of a long-lived stream may add up past any count */
+        b->budget -= b->remaining;
     b->last_chunk = b->remaining == 0;
     return b->last_chunk ? S_TR_START : S_DATA;
 }
@@ -182,13 +184,19 @@ static size_t take_data(struct body *b, size_t len)
     return n;
 }
 
-static ssize_t feed_chunked(struct body *b, const unsigned char *p, size_t len)
+/* The chunked framing over p[0..len); with dst, the data bytes are copied down to dst + *wr (dst may be p). */
+static ssize_t feed_chunked(struct body *b, const unsigned char *p, size_t len, char *dst, size_t *wr)
 {
     size_t i = 0;
     while (i < len && !b->done) {
         enum state s = (enum state)b->state;
         if (s == S_DATA) {
-            i += take_data(b, len - i);
+            size_t n = take_data(b, len - i);
+            if (dst && n) {
+                memmove(dst + *wr, p + i, n);
+                *wr += n;
+            }
+            i += n;
             continue;
         }
         s = step(b, s, p[i++]);
@@ -201,7 +209,8 @@ static ssize_t feed_chunked(struct body *b, const unsigned char *p, size_t len)
     return (ssize_t)i;
 }
 
-ssize_t body_feed(struct body *b, const char *data, size_t len)
+/* body_feed, and with dst body_decode: *wr counts the data bytes put at dst. */
+static ssize_t feed(struct body *b, const char *data, size_t len, char *dst, size_t *wr)
 {
     if (b->kind == BODY_CHUNKED && b->state == S_ERROR)
         return -1;
@@ -214,10 +223,28 @@ ssize_t body_feed(struct body *b, const char *data, size_t len)
         size_t n = b->remaining < len ? (size_t)b->remaining : len;
         b->remaining -= n;
         b->done = b->remaining == 0;
+        *wr = n;
         return (ssize_t)n;
     }
-    case BODY_CHUNKED: return feed_chunked(b, (const unsigned char *)data, len);
-    case BODY_UNTIL_CLOSE: return (ssize_t)len;
+    case BODY_CHUNKED: return feed_chunked(b, (const unsigned char *)data, len, dst, wr);
+    case BODY_UNTIL_CLOSE: *wr = len; return (ssize_t)len;
     default: return -1;
     }
+}
+
+ssize_t body_feed(struct body *b, const char *data, size_t len)
+{
+    size_t unused = 0;
+    return feed(b, data, len, NULL, &unused);
+}
+
+ssize_t body_decode(struct body *b, char *data, size_t len, size_t *data_len)
+{
+    *data_len = 0;
+    return feed(b, data, len, data, data_len);
+}
+
+void body_limit(struct body *b, uint64_t max)
+{
+    b->budget = max;
 }
