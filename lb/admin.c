@@ -238,25 +238,33 @@ static void route(struct admin_conn *c, const struct http_head *h)
 {
     struct buf body = {0};
     const struct pool *p = c->pool;
-    size_t plen = http_path_len(h->target, h->target_len);
+    struct http_target t; /* an absolute-form target (GET http://lb:9090/metrics) is routed by its path */
+    if (http_target_split(h->target, h->target_len, &t) == HTTP_TARGET_BAD) {
+        buf_appendf(&body, "bad request target\n");
+        respond(c, 400, "Bad Request", &body);
+        buf_free(&body);
+        return;
+    }
+    const char *path = t.origin;
+    size_t plen = http_path_len(path, t.origin_len);
     bool get = h->method_len == 3 && memcmp(h->method, "GET", 3) == 0;
     bool post = h->method_len == 4 && memcmp(h->method, "POST", 4) == 0;
     int status = 404;
-    if (get && plen == 8 && memcmp(h->target, "/metrics", 8) == 0) {
+    if (get && plen == 8 && memcmp(path, "/metrics", 8) == 0) {
         metrics(&body, p);
         status = 200;
-    } else if (get && plen == 7 && memcmp(h->target, "/health", 7) == 0) {
+    } else if (get && plen == 7 && memcmp(path, "/health", 7) == 0) {
         int up = 0;
         for (int i = 0; i < p->n; i++)
             up += pool_usable(p, i);
         buf_appendf(&body, "%d of %d nodes usable%s\n", up, p->n,
                     POOL_GET(p->sh->panic) ? " (panic: balancing over every node in rotation)" : "");
         status = up ? 200 : 503;
-    } else if (get && plen == 6 && memcmp(h->target, "/nodes", 6) == 0) {
+    } else if (get && plen == 6 && memcmp(path, "/nodes", 6) == 0) {
         list_nodes(&body, p);
         status = 200;
     } else if (post) {
-        status = set_node_state(c, h->target, plen, &body);
+        status = set_node_state(c, path, plen, &body);
     }
     if (status == 404 && !buf_len(&body))
         buf_appendf(&body, "not found: GET /metrics, /health, /nodes; POST /nodes/NAME/drain|maint|ready\n");

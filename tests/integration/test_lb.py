@@ -1318,6 +1318,18 @@ class AdminTest(LbBase):
                 self.assertEqual(r.status, 404)
         self.assertEqual(self.lb.nodes()["b1"][2], "ready")
 
+    def test_absolute_form_targets(self):
+        port = self.lb.admin_port
+        r = h.http_request(port, "GET", f"http://{h.HOST}:{port}/health")
+        self.assertEqual(r.status, 200, "routed by its path")
+        self.assertEqual(r.body, b"2 of 2 nodes usable\n")
+        r = h.http_request(port, "GET", f"http://{h.HOST}:{port}/nodes?x=1")
+        self.assertEqual(r.status, 200)
+        self.assertIn(b"b1 ", r.body)
+        for target in ("ftp://x/health", "http:///health", "health"):
+            with self.subTest(target=target):
+                self.assertEqual(h.http_request(port, "GET", target).status, 400)
+
     def test_metrics_add_up(self):
         lb = self.lb
         before = lb.series()
