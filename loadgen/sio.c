@@ -284,7 +284,6 @@ static int sio_message(const char *p, const char *end, bool whole, struct sio_pa
         return -1;
     k->type = *p++ - '0';
     bool binary = k->type == SIO_BINARY_EVENT || k->type == SIO_BINARY_ACK;
-    bool acked = binary || k->type == SIO_EVENT || k->type == SIO_ACK;
     if (binary) {
         if (p == end || !is_digit(*p))
             return p == end && !whole ? cut(k) : -1;
@@ -301,9 +300,7 @@ static int sio_message(const char *p, const char *end, bool whole, struct sio_pa
         k->nsp = span(p, comma ? comma : end);
         p = comma ? comma + 1 : end;
     }
-    if (p < end && is_digit(*p)) {
-        if (!acked)
-            return -1;
+    if (p < end && is_digit(*p)) { /* after any type, as socket.io-parser reads it: the receiver ignores it */
         if ((rc = number_field(&p, end, MAX_ACK, &k->ack)) < 0)
             return -1;
         if (rc == 0 && !whole)
