@@ -193,9 +193,11 @@ static int cut(struct sio_packet *k)
 /* The rest of the packet, [p, end), is one JSON value of an allowed kind (or nothing, if allowed). */
 static int payload(const char *p, const char *end, bool whole, int allow, struct sio_packet *k)
 {
-    p = skip_ws(p, end);
+    if (p == end && whole)
+        return (allow & ALLOW_EMPTY) ? 0 : -1;
+    p = skip_ws(p, end); /* whitespace alone is no payload: JSON.parse refuses it */
     if (p == end)
-        return !whole ? cut(k) : (allow & ALLOW_EMPTY) ? 0 : -1;
+        return !whole ? cut(k) : -1;
     if (!((*p == '{' && (allow & ALLOW_OBJECT)) || (*p == '[' && (allow & ALLOW_ARRAY)) ||
           (*p == '"' && (allow & ALLOW_STRING))))
         return -1;
@@ -312,7 +314,7 @@ static int sio_message(const char *p, const char *end, bool whole, struct sio_pa
     case SIO_DISCONNECT: return payload(p, end, whole, ALLOW_EMPTY, k);
     case SIO_CONNECT_ERROR: return payload(p, end, whole, ALLOW_OBJECT | ALLOW_STRING, k);
     case SIO_ACK:
-    case SIO_BINARY_ACK: return payload(p, end, whole, ALLOW_EMPTY | ALLOW_ARRAY, k);
+    case SIO_BINARY_ACK: return payload(p, end, whole, ALLOW_ARRAY, k); /* isPacketValid: an ACK's data is an array */
     default: break;
     }
     /* (BINARY_)EVENT. A head that holds the whole array is cut too: what follows can only be whitespace. */

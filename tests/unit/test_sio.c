@@ -99,6 +99,23 @@ static void test_ack_id_on_any_type(void **state)
     assert_int_equal(k.ack, 7);
 }
 
+/* An ACK carries its arguments (isPacketValid: an array), and a payload of whitespace only is not JSON (JSON.parse
+ * throws, so socket.io-parser refuses it); an empty payload is fine where the type allows one. */
+static void test_payload_required(void **state)
+{
+    (void)state;
+    struct sio_packet k;
+    const char *bad[] = {"43", "431", "43/admin,12", "461-", "40 ", "41\n", "43\t", "461- ", "431 "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (dec(bad[i], &k) != -1)
+            fail_msg("'%s' decoded", bad[i]);
+    assert_int_equal(dec("40", &k), 0);
+    assert_int_equal(dec("41/admin,", &k), 0);
+    assert_int_equal(dec("431 [] ", &k), 0);
+    assert_int_equal(sio_decode("40 ", 3, false, &k), 0); /* a head: the object may follow */
+    assert_true(k.cut);
+}
+
 static void test_events_and_acks(void **state)
 {
     (void)state;
@@ -128,7 +145,7 @@ static void test_events_and_acks(void **state)
     assert_int_equal(dec("431[\"got:x\"]", &k), 0);
     assert_int_equal(k.type, SIO_ACK);
     assert_int_equal(k.ack, 1);
-    assert_int_equal(dec("43/admin,12", &k), 0);
+    assert_int_equal(dec("43/admin,12[]", &k), 0);
     assert_int_equal(k.ack, 12);
     assert_int_equal(dec("451-[\"e\",{\"_placeholder\":true,\"num\":0}]", &k), 0);
     assert_int_equal(k.type, SIO_BINARY_EVENT);
@@ -525,7 +542,7 @@ int main(void)
         cmocka_unit_test(test_base64),          cmocka_unit_test(test_open_packet),
         cmocka_unit_test(test_error_code),      cmocka_unit_test(test_encode_ack_and_binary),
         cmocka_unit_test(test_placeholder),     cmocka_unit_test(test_reassembly),
-        cmocka_unit_test(test_ack_id_on_any_type),
+        cmocka_unit_test(test_ack_id_on_any_type), cmocka_unit_test(test_payload_required),
     };
     return cmocka_run_group_tests(tests, NULL, unmap_guard);
 }
