@@ -7,7 +7,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-#define MAX_DEPTH  32 /* nesting of JSON arrays and objects; deeper is refused (no unbounded recursion) */
+#define MAX_DEPTH  32 /* nesting of JSON values (the outermost is 0); deeper is refused (no unbounded recursion) */
 #define MAX_ACK    15 /* digits of an ack id: below 2^53, an exact JavaScript number */
 #define MAX_ATTACH 9  /* digits of an attachment count */
 
@@ -117,8 +117,6 @@ static int skip_value(const char **pp, const char *end, int depth);
 /* An array or object; *pp is on its '[' or '{'. */
 static int skip_container(const char **pp, const char *end, int depth)
 {
-    if (depth >= MAX_DEPTH)
-        return -1;
     char close = **pp == '[' ? ']' : '}';
     const char *p = skip_ws(*pp + 1, end);
     int rc;
@@ -162,6 +160,8 @@ static int skip_value(const char **pp, const char *end, int depth)
     int rc;
     if (p == end)
         return 0;
+    if (depth >= MAX_DEPTH) /* every value counts, scalars too, as refserver's relay counts them */
+        return -1;
     switch (*p) {
     case '"': rc = skip_string(&p, end); break;
     case '[':

@@ -116,6 +116,24 @@ static void test_payload_required(void **state)
     assert_true(k.cut);
 }
 
+/* Depth counts every value, scalars too, as refserver's relay (sioadapter) counts it: 32 levels, the event's array
+ * the first. */
+static void test_depth_counts_scalars(void **state)
+{
+    (void)state;
+    struct sio_packet k;
+    char msg[256];
+    for (int n = 30; n <= 32; n++) {
+        snprintf(msg, sizeof msg, "42[\"e\",%.*s1%.*s]", n, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", n,
+                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+        /* the array 1, n nested arrays 2..n+1, the scalar n+2 */
+        assert_int_equal(dec(msg, &k), n + 2 <= 32 ? 0 : -1);
+        snprintf(msg, sizeof msg, "42[\"e\",%.*s%.*s]", n, "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", n,
+                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+        assert_int_equal(dec(msg, &k), n + 1 <= 32 ? 0 : -1);
+    }
+}
+
 static void test_events_and_acks(void **state)
 {
     (void)state;
@@ -543,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_error_code),      cmocka_unit_test(test_encode_ack_and_binary),
         cmocka_unit_test(test_placeholder),     cmocka_unit_test(test_reassembly),
         cmocka_unit_test(test_ack_id_on_any_type), cmocka_unit_test(test_payload_required),
+        cmocka_unit_test(test_depth_counts_scalars),
     };
     return cmocka_run_group_tests(tests, NULL, unmap_guard);
 }
