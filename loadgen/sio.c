@@ -684,17 +684,16 @@ size_t sio_encode_binary(char *out, size_t cap, const void *data, size_t len)
 
 int sio_payload_next(const char *buf, size_t len, size_t *off, struct sio_item *it)
 {
-    if (*off >= len)
+    /* At the end unless a separator (or nothing at all) came last: then an empty item is due. */
+    if (*off >= len && len && buf[len - 1] != SIO_RS)
         return 0;
-    const char *p = buf + *off, *end = buf + len, *rs = memchr(p, SIO_RS, (size_t)(end - p));
+    const char *p = buf + *off, *end = buf + len, *rs = p < end ? memchr(p, SIO_RS, (size_t)(end - p)) : NULL;
     const char *stop = rs ? rs : end;
     if (stop == p)
         return -1;
     it->text = span(p, stop);
     it->binary = *p == 'b';
     if (it->binary && sio_base64_len(p + 1, (size_t)(stop - p - 1)) < 0)
-        return -1;
-    if (rs && rs + 1 == end) /* a trailing separator: an empty last item */
         return -1;
     *off = (size_t)((rs ? rs + 1 : end) - buf);
     return 1;

@@ -124,7 +124,7 @@ int sio_asm_attachment(struct sio_asm *a, bool *done);
 /* ---- the polling transport (../shared/SOCKETIO.md section 1) ----
  * A polling body is a payload: Engine.IO packets joined by \x1e (the record separator, which JSON text never holds
  * raw); a binary packet is 'b' then standard base64 (always base64 in v4). Empty items are malformed, as
- * engine.io-parser decodes them as its error packet. */
+ * engine.io-parser decodes them as its error packet; the items before one are still handed out, in order. */
 
 #define SIO_RS '\x1e'
 
@@ -135,8 +135,8 @@ struct sio_item {
 };
 
 /* The next item of the payload buf[0..len) at *off (0 to start): 1 with *it set and *off past it (and past its
- * separator), 0 at the end, -1 when the item is empty or a 'b' item is not valid base64. An empty body holds no
- * item: callers that must see at least one check len. */
+ * separator), 0 at the end, -1 when the item is empty or a 'b' item is not valid base64. An empty body is one
+ * empty item, and a trailing separator is followed by one. */
 int sio_payload_next(const char *buf, size_t len, size_t *off, struct sio_item *it);
 
 /* Is s[0..len) valid standard base64 (A-Z a-z 0-9 + /, length a multiple of 4, '=' padding at the end only)?

@@ -338,7 +338,7 @@ static void test_payload_split(void **state)
     static const struct {
         const char *in, *want;
     } cases[] = {
-        {"", ""},
+        {"", "-1"},
         {"6", "6"},
         {"2\x1e"
          "40{\"sid\":\"x\"}",
@@ -353,7 +353,7 @@ static void test_payload_split(void **state)
         {"\x1e"
          "4",
          "-1"},
-        {"4\x1e", "-1"},
+        {"4\x1e", "4|-1"},
         {"4\x1e\x1e"
          "4",
          "4|-1"},
@@ -369,6 +369,21 @@ static void test_payload_split(void **state)
         split(cases[i].in, got, sizeof got);
         if (strcmp(got, cases[i].want) != 0)
             fail_msg("payload %zu: got '%s', want '%s'", i, got, cases[i].want);
+    }
+}
+
+/* engine.io-parser's decodePayload: the items in order, an empty one (an empty body is one) is its error packet,
+ * and what came before it still counts. */
+static void test_payload_empty_items(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"", "-1"}, {"3\x1e", "3|-1"}, {"6\x1e\x1e", "6|-1"}, {"\x1e", "-1"}, {"2\x1e\x1e" "3", "2|-1"}};
+    char got[64];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        split(cases[i][0], got, sizeof got);
+        if (strcmp(got, cases[i][1]) != 0)
+            fail_msg("payload %zu: got '%s', want '%s'", i, got, cases[i][1]);
     }
 }
 
@@ -561,7 +576,7 @@ int main(void)
         cmocka_unit_test(test_error_code),      cmocka_unit_test(test_encode_ack_and_binary),
         cmocka_unit_test(test_placeholder),     cmocka_unit_test(test_reassembly),
         cmocka_unit_test(test_ack_id_on_any_type), cmocka_unit_test(test_payload_required),
-        cmocka_unit_test(test_depth_counts_scalars),
+        cmocka_unit_test(test_depth_counts_scalars), cmocka_unit_test(test_payload_empty_items),
     };
     return cmocka_run_group_tests(tests, NULL, unmap_guard);
 }
