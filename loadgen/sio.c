@@ -7,9 +7,10 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-#define MAX_DEPTH  32 /* nesting of JSON values (the outermost is 0); deeper is refused (no unbounded recursion) */
-#define MAX_ACK    15 /* digits of an ack id: below 2^53, an exact JavaScript number */
-#define MAX_ATTACH 9  /* digits of an attachment count */
+#define MAX_DEPTH  32  /* nesting of JSON values (the outermost is 0); deeper is refused (no unbounded recursion) */
+#define MAX_ACK    15  /* digits of an ack id: below 2^53, an exact JavaScript number */
+#define MAX_ATTACH 9   /* digits of an attachment count */
+#define MAX_NSP    128 /* bytes of a namespace: socket.io-parser sets no bound, refserver does */
 
 static bool is_digit(char c)
 {
@@ -297,6 +298,8 @@ static int sio_message(const char *p, const char *end, bool whole, struct sio_pa
     }
     if (p < end && *p == '/') {
         const char *comma = memchr(p, ',', (size_t)(end - p));
+        if ((comma ? comma : end) - p > MAX_NSP)
+            return -1;
         if (!comma && !whole)
             return cut(k);
         k->nsp = span(p, comma ? comma : end);

@@ -134,6 +134,24 @@ static void test_depth_counts_scalars(void **state)
     }
 }
 
+/* A namespace is any bytes up to ',' (socket.io-parser), at most 128 of them (ours: a bound, as refserver's). */
+static void test_namespace_bound(void **state)
+{
+    (void)state;
+    struct sio_packet k;
+    char msg[300] = "42/";
+    memset(msg + 3, 'n', 127);
+    strcpy(msg + 130, ",[\"e\"]");
+    assert_int_equal(dec(msg, &k), 0);
+    assert_int_equal(k.nsp.len, 128);
+    memset(msg + 3, 'n', 128);
+    strcpy(msg + 131, ",[\"e\"]");
+    assert_int_equal(dec(msg, &k), -1);
+    assert_int_equal(sio_decode(msg, 131, false, &k), -1); /* a head already past the bound */
+    assert_int_equal(dec("42/x\"y z,[\"e\"]", &k), 0);
+    assert_span(k.nsp, "/x\"y z");
+}
+
 static void test_events_and_acks(void **state)
 {
     (void)state;
@@ -377,8 +395,13 @@ static void test_payload_split(void **state)
 static void test_payload_empty_items(void **state)
 {
     (void)state;
-    static const char *const cases[][2] = {
-        {"", "-1"}, {"3\x1e", "3|-1"}, {"6\x1e\x1e", "6|-1"}, {"\x1e", "-1"}, {"2\x1e\x1e" "3", "2|-1"}};
+    static const char *const cases[][2] = {{"", "-1"},
+                                           {"3\x1e", "3|-1"},
+                                           {"6\x1e\x1e", "6|-1"},
+                                           {"\x1e", "-1"},
+                                           {"2\x1e\x1e"
+                                            "3",
+                                            "2|-1"}};
     char got[64];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         split(cases[i][0], got, sizeof got);
@@ -568,15 +591,25 @@ static void test_reassembly(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_engine_io),       cmocka_unit_test(test_connect_disconnect),
-        cmocka_unit_test(test_events_and_acks), cmocka_unit_test(test_heads),
-        cmocka_unit_test(test_json_string),     cmocka_unit_test(test_encode_round_trip),
-        cmocka_unit_test(test_ping_deadline),   cmocka_unit_test(test_payload_split),
-        cmocka_unit_test(test_base64),          cmocka_unit_test(test_open_packet),
-        cmocka_unit_test(test_error_code),      cmocka_unit_test(test_encode_ack_and_binary),
-        cmocka_unit_test(test_placeholder),     cmocka_unit_test(test_reassembly),
-        cmocka_unit_test(test_ack_id_on_any_type), cmocka_unit_test(test_payload_required),
-        cmocka_unit_test(test_depth_counts_scalars), cmocka_unit_test(test_payload_empty_items),
+        cmocka_unit_test(test_engine_io),
+        cmocka_unit_test(test_connect_disconnect),
+        cmocka_unit_test(test_events_and_acks),
+        cmocka_unit_test(test_heads),
+        cmocka_unit_test(test_json_string),
+        cmocka_unit_test(test_encode_round_trip),
+        cmocka_unit_test(test_ping_deadline),
+        cmocka_unit_test(test_payload_split),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_open_packet),
+        cmocka_unit_test(test_error_code),
+        cmocka_unit_test(test_encode_ack_and_binary),
+        cmocka_unit_test(test_placeholder),
+        cmocka_unit_test(test_reassembly),
+        cmocka_unit_test(test_ack_id_on_any_type),
+        cmocka_unit_test(test_payload_required),
+        cmocka_unit_test(test_depth_counts_scalars),
+        cmocka_unit_test(test_payload_empty_items),
+        cmocka_unit_test(test_namespace_bound),
     };
     return cmocka_run_group_tests(tests, NULL, unmap_guard);
 }
