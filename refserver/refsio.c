@@ -196,16 +196,14 @@ static bool payload_valid(uint8_t type, const char *p, size_t len)
     }
 }
 
-/* "/nsp," at p: visible ASCII, no quote or backslash (it is echoed inside JSON). Returns the end of the name and
- * skips the comma (a namespace may also end the packet, as in "41/admin"), or NULL. */
+/* "/nsp," at p: any bytes up to the comma, as socket.io-parser reads them (a namespace the server does not serve
+ * is answered with CONNECT_ERROR, not refused here). Returns the end of the name and skips the comma (a namespace
+ * may also end the packet, as in "41/admin"), or NULL. */
 static const char *parse_nsp(const char *p, const char *end, struct refsio_packet *pk)
 {
-    const char *q = p;
-    while (q < end && *q != ',') {
-        if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f || *q == '"' || *q == '\\')
-            return NULL;
-        q++;
-    }
+    const char *q = memchr(p, ',', (size_t)(end - p));
+    if (!q)
+        q = end;
     if ((size_t)(q - p) > REFSIO_NSP_MAX)
         return NULL;
     pk->nsp = p;

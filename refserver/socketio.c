@@ -258,8 +258,13 @@ static void on_connect(struct client *c, const struct refsio_packet *pk)
     struct server *s = c->srv;
     char pre[REFSIO_NSP_MAX + 2], id[REFSIO_ID_LEN + 1];
     int i = nsp_index(s, pk->nsp, pk->nsp_len);
-    if (i < 0) {
-        send_text(c, "44%.*s,{\"message\":\"Invalid namespace\"}", (int)pk->nsp_len, pk->nsp);
+    if (i < 0) { /* the namespace echoed byte for byte, as Node does: it may hold any byte but ',' */
+        static const char tail[] = ",{\"message\":\"Invalid namespace\"}";
+        char out[2 + REFSIO_NSP_MAX + sizeof tail];
+        memcpy(out, "44", 2);
+        memcpy(out + 2, pk->nsp, pk->nsp_len);
+        memcpy(out + 2 + pk->nsp_len, tail, sizeof tail - 1);
+        session_send(c, WS_OP_TEXT, out, 2 + pk->nsp_len + sizeof tail - 1);
         return;
     }
     if (c->sio_nsps & (1u << i)) { /* socket.io's Client.ondecoded: a second CONNECT is an invalid state */

@@ -64,8 +64,27 @@ static void test_connect(void **state)
     assert_int_equal(parse("40[1]", &pk), -1); /* auth must be an object */
     assert_int_equal(parse("40\"x\"", &pk), -1);
     assert_int_equal(parse("40{", &pk), -1);
-    assert_int_equal(parse("41{}", &pk), -1);     /* DISCONNECT carries nothing */
-    assert_int_equal(parse("40/a\"b,", &pk), -1); /* a namespace is echoed inside JSON */
+    assert_int_equal(parse("41{}", &pk), -1); /* DISCONNECT carries nothing */
+}
+
+/* A namespace is any bytes up to ',' (socket.io-parser): a server that does not serve it answers CONNECT_ERROR,
+ * so the parser must not refuse it first. At most REFSIO_NSP_MAX bytes. */
+static void test_namespace_bytes(void **state)
+{
+    (void)state;
+    struct refsio_packet pk;
+    assert_int_equal(parse("40/a\"b,", &pk), 0);
+    assert_span(pk.nsp, pk.nsp_len, "/a\"b");
+    assert_int_equal(parse("42/x y\\,[\"e\"]", &pk), 0);
+    assert_span(pk.nsp, pk.nsp_len, "/x y\\");
+    assert_int_equal(parse("40/\x01\x7f\xc3\xa9", &pk), 0);
+    assert_span(pk.nsp, pk.nsp_len, "/\x01\x7f\xc3\xa9");
+    char msg[300] = "40/";
+    memset(msg + 3, 'n', REFSIO_NSP_MAX);
+    msg[3 + REFSIO_NSP_MAX] = '\0';
+    assert_int_equal(parse(msg, &pk), -1);
+    msg[2 + REFSIO_NSP_MAX] = '\0';
+    assert_int_equal(parse(msg, &pk), 0);
 }
 
 static void test_event_and_ack_id(void **state)
@@ -254,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_payload_split),
         cmocka_unit_test(test_event_split),
         cmocka_unit_test(test_id_round_trip),
+        cmocka_unit_test(test_namespace_bytes),
     };
     return cmocka_run_group_tests_name("refsio", tests, NULL, unmap_guard);
 }
