@@ -220,7 +220,7 @@ static int parse_message(const char *p, const char *end, struct refsio_packet *p
     pk->nsp_len = 1;
     if (pk->type == REFSIO_BINARY_EVENT || pk->type == REFSIO_BINARY_ACK) {
         const char *q = digits(p, end);
-        if (!q || q >= end || *q != '-' || q - p > 2)
+        if (!q || q >= end || *q != '-' || q - p > 9) /* 9 digits fit 32 bits; socketio.c enforces the limit */
             return -1;
         for (; p < q; p++)
             pk->attachments = pk->attachments * 10 + (uint32_t)(*p - '0');
