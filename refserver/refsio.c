@@ -253,6 +253,8 @@ int refsio_parse(const char *p, size_t len, struct refsio_packet *pk)
         return parse_message(p + 1, p + len, pk);
     pk->data = p + 1;
     pk->data_len = len - 1;
+    if (pk->eio == REFSIO_EIO_OPEN) /* the handshake: a JSON object, as a client reads it */
+        return json_kind(pk->data, pk->data_len) == '{' && refsio_json_valid(pk->data, pk->data_len) ? 0 : -1;
     return 0;
 }
 

@@ -43,6 +43,20 @@ static void test_engine_io_types(void **state)
     assert_int_equal(parse("4", &pk), -1); /* a message needs a Socket.IO type */
 }
 
+/* An open packet carries the handshake, a JSON object (as a client reads it); anything else is malformed. */
+static void test_open_is_an_object(void **state)
+{
+    (void)state;
+    struct refsio_packet pk;
+    assert_int_equal(parse("0{\"sid\":\"x\"}", &pk), 0);
+    assert_int_equal(pk.eio, REFSIO_EIO_OPEN);
+    assert_int_equal(parse(" 0", &pk), -1);
+    assert_int_equal(parse("0", &pk), -1);
+    assert_int_equal(parse("0abc", &pk), -1);
+    assert_int_equal(parse("0[]", &pk), -1);
+    assert_int_equal(parse("0{", &pk), -1);
+}
+
 static void test_connect(void **state)
 {
     (void)state;
@@ -288,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_id_round_trip),
         cmocka_unit_test(test_namespace_bytes),
         cmocka_unit_test(test_attachment_count),
+        cmocka_unit_test(test_open_is_an_object),
     };
     return cmocka_run_group_tests_name("refsio", tests, NULL, unmap_guard);
 }
