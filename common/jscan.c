@@ -83,6 +83,11 @@ int jscan_number(const char **pp, const char *end)
     return number(pp, end, false);
 }
 
+const char *jscan_number_end(const char *p, const char *end)
+{
+    return number(&p, end, true) == 1 ? p : NULL;
+}
+
 static int skip_literal(const char **pp, const char *end, const char *lit)
 {
     size_t n = strlen(lit), have = (size_t)(end - *pp);
@@ -192,33 +197,40 @@ int jscan_member(const char *obj, size_t len, const char *key, struct jscan_span
     return 0;
 }
 
-static size_t put_utf8(char *out, unsigned cp)
+size_t jscan_put_utf8(uint8_t u[4], uint32_t cp)
 {
     if (cp < 0x80) {
-        out[0] = (char)cp;
+        u[0] = (uint8_t)cp;
         return 1;
     }
     if (cp < 0x800) {
-        out[0] = (char)(0xc0 | cp >> 6);
-        out[1] = (char)(0x80 | (cp & 0x3f));
+        u[0] = (uint8_t)(0xc0 | cp >> 6);
+        u[1] = (uint8_t)(0x80 | (cp & 0x3f));
         return 2;
     }
-    out[0] = (char)(0xe0 | cp >> 12);
-    out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    out[2] = (char)(0x80 | (cp & 0x3f));
-    return 3;
+    if (cp < 0x10000) {
+        u[0] = (uint8_t)(0xe0 | cp >> 12);
+        u[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+        u[2] = (uint8_t)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    u[0] = (uint8_t)(0xf0 | cp >> 18);
+    u[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
+    u[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
+    u[3] = (uint8_t)(0x80 | (cp & 0x3f));
+    return 4;
 }
 
-static unsigned hex4(const char *p)
+static uint32_t hex4(const char *p)
 {
-    unsigned v = 0;
+    uint32_t v = 0;
     for (int i = 0; i < 4; i++)
-        v = v * 16 + (unsigned)(is_digit(p[i]) ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
+        v = v * 16 + (uint32_t)(is_digit(p[i]) ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
     return v;
 }
 
 /* One escape at p (after the backslash) into tmp; its length, or 0 when cut, -1 when malformed. */
-static int unescape(const char *p, const char *end, char tmp[3], size_t *used)
+static int unescape(const char *p, const char *end, uint8_t tmp[4], size_t *used)
 {
     static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
     if (p == end)
@@ -230,12 +242,12 @@ static int unescape(const char *p, const char *end, char tmp[3], size_t *used)
             if (!is_hex(p[i]))
                 return -1;
         *used = 5;
-        return (int)put_utf8(tmp, hex4(p + 1));
+        return (int)jscan_put_utf8(tmp, hex4(p + 1));
     }
     const char *at = *p ? strchr(from, *p) : NULL;
     if (!at)
         return -1;
-    tmp[0] = to[at - from];
+    tmp[0] = (uint8_t)to[at - from];
     *used = 1;
     return 1;
 }
@@ -247,7 +259,7 @@ int jscan_unescape(const char *s, size_t len, char *out, size_t cap, size_t *n)
     if (len == 0 || *s != '"')
         return -1;
     while (p < end) {
-        char tmp[3];
+        uint8_t tmp[4];
         size_t used = 0;
         int w = 1;
         if (*p == '"')
@@ -259,7 +271,7 @@ int jscan_unescape(const char *s, size_t len, char *out, size_t cap, size_t *n)
                 return w;
             used++;
         } else {
-            tmp[0] = *p;
+            tmp[0] = (uint8_t)*p;
             used = 1;
         }
         if (*n + (size_t)w > cap)
