@@ -1,5 +1,6 @@
-/* loadgen/sio.c: every Engine.IO and Socket.IO packet type, namespaces, ack ids, attachments, heads of longer
- * messages (cut), malformed input (-1), the JSON helpers, and the event encoder's round trip. */
+/* The codec as loadgen uses it (common/eio.c, common/jscan.c: every packet type, namespaces, ack ids, attachments,
+ * heads of longer messages (cut), malformed input, the JSON helpers, the encoders' round trip), and loadgen/sio.c's
+ * own helpers: the ping watchdog, attachment assembly, the strict polling split. test_eio.c has refserver's side. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
