@@ -9,8 +9,8 @@
  *    a complete body is incomplete (-2), never malformed;
  *  - the jar stays a NUL-terminated string within its capacity, and a rejected cookie leaves it as it was;
  *  - payload items lie inside the input, are never empty, cover it with their separators, and a binary item
- *    decodes to exactly sio_base64_len bytes, which encode back to the same text;
- *  - sio_open_parse's sid lies inside the input. */
+ *    decodes to exactly eio_base64_len bytes, which encode back to the same text;
+ *  - eio_open_parse's sid lies inside the input. */
 #include "loadgen/httpc.h"
 #include "loadgen/sio.h"
 
@@ -68,7 +68,7 @@ static void payload(const uint8_t *data, size_t size)
 {
     char *buf = copy(data, size);
     size_t off = 0, covered = 0;
-    struct sio_item it;
+    struct eio_item it;
     int rc;
     while ((rc = sio_payload_next(buf, size, &off, &it)) == 1) {
         check(it.text.p >= buf && it.text.p + it.text.len <= buf + size && it.text.len > 0);
@@ -77,13 +77,13 @@ static void payload(const uint8_t *data, size_t size)
         check(covered == off);
         if (!it.binary)
             continue;
-        long n = sio_base64_len(it.text.p + 1, it.text.len - 1);
+        long n = eio_base64_len(it.text.p + 1, it.text.len - 1);
         check(n >= 0);
         unsigned char *bin = malloc((size_t)n + 1);
         char *again = malloc(it.text.len + 1);
         check(bin && again);
-        check(sio_base64_decode(it.text.p + 1, it.text.len - 1, bin, (size_t)n) == n);
-        check(sio_encode_binary(again, it.text.len + 1, bin, (size_t)n) == it.text.len);
+        check(eio_base64_decode(it.text.p + 1, it.text.len - 1, bin, (size_t)n) == n);
+        check(eio_encode_binary(again, it.text.len + 1, bin, (size_t)n) == it.text.len);
         check(memcmp(again, it.text.p, it.text.len) == 0);
         free(bin);
         free(again);
@@ -95,13 +95,13 @@ static void payload(const uint8_t *data, size_t size)
 static void json(const uint8_t *data, size_t size)
 {
     char *buf = copy(data, size);
-    struct sio_open o;
+    struct eio_open o;
     const char *why = NULL;
-    if (sio_open_parse(buf, size, true, &o, &why) == 0)
+    if (eio_open_parse(buf, size, true, &o, &why) == 0)
         check(o.sid.p >= buf && o.sid.p + o.sid.len <= buf + size && o.sid.len > 0);
     else
         check(why != NULL);
-    int code = sio_error_code(buf, size);
+    int code = eio_error_code(buf, size);
     check(code >= -1 && code < 100);
     free(buf);
 }

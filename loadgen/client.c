@@ -322,8 +322,8 @@ static int poll_emit(struct lg_engine *e, struct lg_client *c, const char *pkt, 
         return -1;
     }
     memcpy(both, pkt, len);
-    both[len] = SIO_RS;
-    size_t n = sio_encode_binary(both + len + 1, cap - len - 1, att, alen);
+    both[len] = EIO_RS;
+    size_t n = eio_encode_binary(both + len + 1, cap - len - 1, att, alen);
     int rc = eiop_send(c->poll, both, len + 1 + n);
     free(both);
     return rc;
@@ -365,7 +365,7 @@ void lg_client_close(struct lg_engine *e, struct lg_client *c)
     size_t n = ws_close_payload(payload, WS_CLOSE_NORMAL, "");
     c->state = LC_CLOSING;
     if (c->poll) { /* polling: DISCONNECT and the Engine.IO close in one POST; its "ok" ends the close */
-        size_t bl = sio_encode_control(bye, sizeof bye - 2, SIO_DISCONNECT, e->opts->sio_nsp, NULL);
+        size_t bl = eio_encode_control(bye, sizeof bye - 2, EIO_DISCONNECT, e->opts->sio_nsp, NULL);
         memcpy(bye + bl,
                "\x1e"
                "1",
@@ -376,7 +376,7 @@ void lg_client_close(struct lg_engine *e, struct lg_client *c)
     }
     /* Socket.IO: leave the namespace first, as socket.disconnect() does, so the server logs a client disconnect */
     size_t bl = e->opts->protocol == LG_PROTO_SOCKETIO
-                    ? sio_encode_control(bye, sizeof bye, SIO_DISCONNECT, e->opts->sio_nsp, NULL)
+                    ? eio_encode_control(bye, sizeof bye, EIO_DISCONNECT, e->opts->sio_nsp, NULL)
                     : 0;
     if ((bl && queue_frame(e, c, WS_OP_TEXT, bye, bl) < 0) || queue_frame(e, c, WS_OP_CLOSE, payload, n) < 0)
         lose(e, c, LG_ERR_CLOSE, "sending our close: %s", strerror(errno));
@@ -698,19 +698,19 @@ static int sio_send(struct lg_engine *e, struct lg_client *c, const char *pkt, s
     return -1;
 }
 
-static bool is_ours(const struct lg_engine *e, struct sio_span nsp)
+static bool is_ours(const struct lg_engine *e, struct jscan_span nsp)
 {
     return strlen(e->opts->sio_nsp) == nsp.len && memcmp(e->opts->sio_nsp, nsp.p, nsp.len) == 0;
 }
 
 /* The Engine.IO open packet: note the heartbeat (and over polling the sid), then CONNECT to the namespace; a
  * polling client then keeps a GET outstanding for the reply and what follows. */
-static void on_eio_open(struct lg_engine *e, struct lg_client *c, const struct sio_packet *k)
+static void on_eio_open(struct lg_engine *e, struct lg_client *c, const struct eio_packet *k)
 {
     const struct lg_opts *o = e->opts;
-    struct sio_open op;
+    struct eio_open op;
     const char *why = "the sid is too long";
-    if (sio_open_parse(k->data.p, k->data.len, c->poll != NULL, &op, &why) < 0 ||
+    if (eio_open_parse(k->data.p, k->data.len, c->poll != NULL, &op, &why) < 0 ||
         (c->poll && eiop_set_sid(c->poll, op.sid.p, op.sid.len) < 0)) {
         sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
         return;
@@ -719,7 +719,7 @@ static void on_eio_open(struct lg_engine *e, struct lg_client *c, const struct s
     c->ping_wait_ms = wait < UINT32_MAX ? (uint32_t)wait : UINT32_MAX;
     c->ping_due = sio_ping_deadline(lg_engine_ms(now_ns()), c->ping_wait_ms, 0);
     char pkt[SIO_AUTH_ROOM];
-    size_t n = sio_encode_control(pkt, sizeof pkt, SIO_CONNECT, o->sio_nsp, o->sio_auth);
+    size_t n = eio_encode_control(pkt, sizeof pkt, EIO_CONNECT, o->sio_nsp, o->sio_auth);
     struct hs_slot *s = slot_of(e, c);
     s->eio_open = true;
     s->can_upgrade = op.upgrade_ws;
@@ -728,32 +728,32 @@ static void on_eio_open(struct lg_engine *e, struct lg_client *c, const struct s
 }
 
 /* CONNECT_ERROR's message: {"message":"...",...} or, from older servers, a string. */
-static void refusal_message(const struct sio_packet *k, char *out, size_t cap)
+static void refusal_message(const struct eio_packet *k, char *out, size_t cap)
 {
-    struct sio_span v = k->data;
+    struct jscan_span v = k->data;
     size_t n = 0;
-    if (v.len && v.p[0] == '{' && sio_json_member(k->data.p, k->data.len, "message", &v) != 1)
+    if (v.len && v.p[0] == '{' && jscan_member(k->data.p, k->data.len, "message", &v) != 1)
         v.len = 0;
-    if (!v.len || v.p[0] != '"' || sio_json_string(v.p, v.len, out, cap - 1, &n) < 0)
+    if (!v.len || v.p[0] != '"' || jscan_unescape(v.p, v.len, out, cap - 1, &n) < 0)
         n = 0;
     out[n] = '\0';
 }
 
 /* In LC_SIO after the open packet: the namespace's answer to our CONNECT. */
-static void on_sio_handshake(struct lg_engine *e, struct lg_client *c, const struct sio_packet *k)
+static void on_sio_handshake(struct lg_engine *e, struct lg_client *c, const struct eio_packet *k)
 {
     if (!slot_of(e, c)->eio_open) {
         sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, "a Socket.IO packet before the Engine.IO open packet");
         return;
     }
-    if (k->type == SIO_CONNECT_ERROR && is_ours(e, k->nsp)) {
+    if (k->type == EIO_CONNECT_ERROR && is_ours(e, k->nsp)) {
         char msg[100];
         refusal_message(k, msg, sizeof msg);
         fail(e, c, LG_ERR_SIO_REFUSED, "%s: socketio connect refused: %s", e->opts->targets[c->target].url,
              msg[0] ? msg : "(no message)");
         return;
     }
-    if (k->type != SIO_CONNECT || !is_ours(e, k->nsp) || k->data.len == 0) {
+    if (k->type != EIO_CONNECT || !is_ours(e, k->nsp) || k->data.len == 0) {
         char why[120];
         snprintf(why, sizeof why, "expected the CONNECT reply for %s, got a packet of type %d for %.*s",
                  e->opts->sio_nsp, k->type, (int)(k->nsp.len > 40 ? 40 : k->nsp.len), k->nsp.p);
@@ -807,16 +807,16 @@ static int finish_upgrade(struct lg_engine *e, struct lg_client *c)
 }
 
 /* Is k the event whose messages we verify (--expect, our namespace), text or binary? */
-static bool is_expected(const struct lg_engine *e, const struct sio_packet *k)
+static bool is_expected(const struct lg_engine *e, const struct eio_packet *k)
 {
     const char *expect = e->opts->sio_expect;
-    return (k->type == SIO_EVENT || k->type == SIO_BINARY_EVENT) && k->event.p && is_ours(e, k->nsp) &&
+    return (k->type == EIO_EVENT || k->type == EIO_BINARY_EVENT) && k->event.p && is_ours(e, k->nsp) &&
            k->event.len == strlen(expect) && memcmp(k->event.p, expect, k->event.len) == 0;
 }
 
 /* A binary packet: its attachments are due from now on (c->sio_asm), unless it announced none. 0, or -1 when c is
  * gone (a protocol error). */
-static int begin_binary(struct lg_engine *e, struct lg_client *c, const struct sio_packet *k, int64_t now)
+static int begin_binary(struct lg_engine *e, struct lg_client *c, const struct eio_packet *k, int64_t now)
 {
     struct sio_asm a;
     const char *why = "out of memory";
@@ -854,16 +854,16 @@ static void on_attachment(struct lg_engine *e, struct lg_client *c, const char *
 /* An open client's Socket.IO packet: the expected event's first argument goes to the worker as the message (a
  * JSON string decoded into head, an object as it is, or the attachment a placeholder names once it comes); an ack
  * goes to ops.ack with --ack; any other event or packet is an empty, foreign one. */
-static void on_sio_packet(struct lg_engine *e, struct lg_client *c, const struct sio_packet *k, uint64_t msg_len,
+static void on_sio_packet(struct lg_engine *e, struct lg_client *c, const struct eio_packet *k, uint64_t msg_len,
                           int64_t now)
 {
-    if (k->type == SIO_DISCONNECT && is_ours(e, k->nsp)) {
+    if (k->type == EIO_DISCONNECT && is_ours(e, k->nsp)) {
         sio_end(e, c, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, "the server disconnected it from the namespace");
         return;
     }
     if (begin_binary(e, c, k, now) < 0)
         return;
-    if ((k->type == SIO_ACK || k->type == SIO_BINARY_ACK) && is_ours(e, k->nsp) && e->opts->sio_ack) {
+    if ((k->type == EIO_ACK || k->type == EIO_BINARY_ACK) && is_ours(e, k->nsp) && e->opts->sio_ack) {
         e->ops.ack(c, k->ack, now);
         return;
     }
@@ -873,7 +873,7 @@ static void on_sio_packet(struct lg_engine *e, struct lg_client *c, const struct
     size_t n = 0;
     const char *msg = "";
     if (is_expected(e, k) && k->arg.len) {
-        if (k->arg.p[0] == '"' && sio_json_string(k->arg.p, k->arg.len, head, sizeof head, &n) >= 0)
+        if (k->arg.p[0] == '"' && jscan_unescape(k->arg.p, k->arg.len, head, sizeof head, &n) >= 0)
             msg = head;
         else if (k->arg.p[0] == '{')
             msg = k->arg.p, n = k->arg.len;
@@ -887,33 +887,33 @@ static void on_sio_packet(struct lg_engine *e, struct lg_client *c, const struct
 static void sio_input(struct lg_engine *e, struct lg_client *c, uint8_t opcode, const char *buf, size_t len,
                       uint64_t msg_len, int64_t now)
 {
-    struct sio_packet k;
+    struct eio_packet k;
     if (opcode != WS_OP_TEXT) {
         on_attachment(e, c, buf, len, msg_len, now);
         return;
     }
-    if (sio_decode(buf, len, len == msg_len, &k) < 0) {
+    if (eio_decode(buf, len, len == msg_len, &k) < 0) {
         char why[120];
         snprintf(why, sizeof why, "bad Engine.IO/Socket.IO packet '%.*s'", (int)(len > 60 ? 60 : len), buf);
         sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
         return;
     }
     switch (k.eio) {
-    case SIO_EIO_PING: /* v4: the server pings, we answer (a ping of ours would be an error) */
+    case EIO_PING: /* v4: the server pings, we answer (a ping of ours would be an error) */
         c->ping_due = sio_ping_deadline(lg_engine_ms(now), c->ping_wait_ms, 0);
         if (c->state != LC_CLOSING)
             sio_send(e, c, "3", 1);
         return;
-    case SIO_EIO_CLOSE:
+    case EIO_CLOSE:
         sio_end(e, c, LG_ERR_HANDSHAKE_CLOSED, LG_ERR_DROPPED, "the server closed the Engine.IO session");
         return;
-    case SIO_EIO_OPEN:
+    case EIO_OPEN:
         if ((c->state == LC_SIO || c->state == LC_POLL) && !slot_of(e, c)->eio_open)
             on_eio_open(e, c, &k);
         else
             sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, "a second Engine.IO open packet");
         return;
-    case SIO_EIO_MESSAGE: break;
+    case EIO_MESSAGE: break;
     default: return; /* pong, upgrade, noop */
     }
     if (c->sio_asm && c->state != LC_CLOSING) { /* socket.io-parser: "got plaintext data when reconstructing" */
@@ -1208,14 +1208,14 @@ static void poll_attachment(struct lg_engine *e, struct lg_client *c, const char
 {
     unsigned char head[PRE_MAX / 3 * 3];
     size_t take = len < PRE_MAX / 3 * 4 ? len : PRE_MAX / 3 * 4; /* whole quanta: padding only at the very end */
-    long n = sio_base64_decode(b64, take, head, sizeof head);
-    sio_input(e, c, WS_OP_BINARY, (const char *)head, n > 0 ? (size_t)n : 0, (uint64_t)sio_base64_len(b64, len), now);
+    long n = eio_base64_decode(b64, take, head, sizeof head);
+    sio_input(e, c, WS_OP_BINARY, (const char *)head, n > 0 ? (size_t)n : 0, (uint64_t)eio_base64_len(b64, len), now);
 }
 
 /* A GET's payload: each packet as if it came in a frame. 0, or -1 when the polling side is gone. */
 static int poll_payload(struct lg_engine *e, struct lg_client *c, const char *body, size_t len)
 {
-    struct sio_item it;
+    struct eio_item it;
     size_t off = 0;
     int rc;
     int64_t now = now_ns();

@@ -363,7 +363,7 @@ static int refused(struct eiop *p, struct pconn *k, const struct http_head *h, c
     for (i = 0; i < blen && i < sizeof shown - 1; i++)
         shown[i] = body[i] >= ' ' && body[i] < 127 ? body[i] : ' ';
     shown[i] = '\0';
-    if (h->status == 400 && sio_error_code(body, blen) == 1)
+    if (h->status == 400 && eio_error_code(body, blen) == 1)
         return fail(p, LG_ERR_SIO_SESSION_UNKNOWN, LG_ERR_SIO_SESSION_UNKNOWN, 0,
                     "%s: %s answered 400: %s (the request reached a node without the session)", url_of(p), what(k),
                     shown);

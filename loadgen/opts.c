@@ -666,7 +666,7 @@ static int take_sio_option(struct lg_opts *o, int c, const char *arg, char *err,
     case OPT_ACK: o->sio_ack = true; return 0;
     case OPT_NAMESPACE: o->sio_nsp = arg; return check_namespace(arg, err, errlen);
     case OPT_AUTH:
-        if (strlen(arg) > 4096 || !sio_json_is_object(arg, strlen(arg)))
+        if (strlen(arg) > 4096 || !jscan_is_object(arg, strlen(arg)))
             return conf_fail(err, errlen,
                              "--auth: expected a JSON object of at most 4096 bytes, e.g. '{\"token\":\"x\"}'");
         o->sio_auth = arg;

@@ -408,8 +408,8 @@ static int emit_sio(struct lg_client *c, uint32_t slot, const struct lg_msg *m)
     const struct lg_opts *o = W.o;
     int64_t ack = o->sio_ack ? (int64_t)m->round : -1;
     size_t len = o->binary
-                     ? sio_encode_binary_event(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack)
-                     : sio_encode_emit(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack, W.payload, o->payload);
+                     ? eio_encode_binary_event(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack)
+                     : eio_encode_emit(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack, W.payload, o->payload);
     if (lg_client_emit(&W.eng, c, W.frame, len, o->binary ? W.payload : NULL, o->payload) < 0)
         return -1;
     W.rc[m->round].emitted++;
@@ -1318,7 +1318,7 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
     W.ack_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     W.away_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     if (o->protocol == LG_PROTO_SOCKETIO) {
-        W.frame_cap = sio_event_max(strlen(o->sio_nsp), strlen(o->sio_event), o->payload);
+        W.frame_cap = eio_event_max(strlen(o->sio_nsp), strlen(o->sio_event), o->payload);
         W.frame = malloc(W.frame_cap);
         if (o->sio_ack) /* per slot: any client may come to emit for one (a hand-over) */
             W.acks_out = calloc((size_t)o->emitters * ACK_WINDOW, sizeof *W.acks_out);

@@ -131,7 +131,7 @@ static int set_cookie(const char *arg, struct server_config *cfg)
 static int add_namespace(const char *arg, struct server_config *cfg)
 {
     size_t n = strlen(arg);
-    if (n < 2 || n > REFSIO_NSP_MAX || arg[0] != '/' || strpbrk(arg, "\"\\,#*?[]"))
+    if (n < 2 || n > EIO_NSP_MAX || arg[0] != '/' || strpbrk(arg, "\"\\,#*?[]"))
         return bad_value("sio-namespace", arg, "/ and 1-127 visible ASCII characters, none of \"\\,#*?[]");
     for (const char *p = arg; *p; p++)
         if (*p <= 0x20 || *p >= 0x7f)

@@ -7,7 +7,7 @@
 #include "common/buf.h"
 #include "common/net.h"
 #include "common/ws.h"
-#include "refserver/refsio.h"
+#include "common/eio.h"
 #include "refserver/room.h"
 
 #include <ev.h>
@@ -86,7 +86,7 @@ struct client {
     uint16_t sio_nsps; /* Socket.IO: bit i set when connected to cfg.sio_nsps[i] */
     /* Socket.IO: the socket ids' random bytes; the socket of namespace i has these with i XORed into the first byte,
      * so one connection's sockets have distinct ids (socketio.c) and a broadcast's except list can be matched. */
-    uint8_t sio_id[REFSIO_ID_RANDOM];
+    uint8_t sio_id[EIO_ID_RANDOM];
     struct sio_pending *pending;  /* Socket.IO: a binary packet waiting for its attachments (socketio.c) */
     struct sio_wait *sio_waits;   /* Socket.IO: other nodes' broadcasts waiting for this client's ack (socketio.c) */
     struct sio_handshake *sio_hs; /* Socket.IO: what fetchSockets reports of the handshake (socketio.c) */
@@ -96,7 +96,7 @@ struct client {
      * the answer to a GET. held: the GET waiting for them; ws: the websocket upgrading (or upgraded) from it. On an
      * HTTP connection holding a GET (CLIENT_FL_HELD) or a websocket bound to a sid, sess is the session. */
     struct client *held, *ws, *sess, *sid_next;
-    char sid[REFSIO_ID_LEN + 1];
+    char sid[EIO_ID_LEN + 1];
     struct client *prev, *next;
 };
 

@@ -5,7 +5,7 @@
  *        +-----------(bad request, Connection: close, timeout)--------------------------+
  *
  * GET /socket.io/?EIO=4&transport=websocket takes the same path to CLIENT_WS, with CLIENT_FL_SIO set: its frames are
- * then Engine.IO packets (refsio.h) whose Socket.IO packets socketio.c acts on, its room is in server.sio_rooms (so
+ * then Engine.IO packets (common/eio.h) whose Socket.IO packets socketio.c acts on, its room is in server.sio_rooms (so
  * the two protocols never see each other's messages) and the server pings it with Engine.IO packets. A polling
  * session is a client without a socket that takes the same packets from POSTs and answers held GETs.
  *
@@ -15,7 +15,7 @@
 #include "common/http.h"
 #include "common/log.h"
 #include "refserver/server.h"
-#include "refserver/refsio.h"
+#include "common/eio.h"
 #include "refserver/socketio.h"
 #include "refserver/sync.h"
 #include "refserver/workers.h"
@@ -317,11 +317,11 @@ static void on_data(struct client *c, const struct ws_event *ev)
 /* Socket.IO: Engine.IO packets in text frames (or POSTed); the Socket.IO packets inside go to socketio.c. */
 
 /* A new sid; a worker's names it (workers.h), so every request of the session can be brought to it. */
-static void sio_new_id(const struct server *s, char out[REFSIO_ID_LEN + 1])
+static void sio_new_id(const struct server *s, char out[EIO_ID_LEN + 1])
 {
-    uint8_t rnd[REFSIO_ID_RANDOM] = {0};
+    uint8_t rnd[EIO_ID_RANDOM] = {0};
     RAND_bytes(rnd, sizeof rnd);
-    refsio_make_id(rnd, out);
+    eio_make_id(rnd, out);
     if (s->workers)
         workers_sid_mark(out, workers_index(s->workers));
 }
@@ -360,7 +360,7 @@ static void poll_close_asked(struct client *sess)
 
 static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size_t len)
 {
-    struct refsio_packet pk;
+    struct eio_packet pk;
     if (c->sess && !(c->sess->flags & CLIENT_FL_UPGRADED)) {
         sio_probe(c, data, len);
         return;
@@ -369,26 +369,26 @@ static void sio_on_message(struct client *c, uint8_t opcode, uint8_t *data, size
         socketio_on_attachment(c, data, len);
         return;
     }
-    if (refsio_parse((const char *)data, len, &pk) < 0) {
+    if (eio_decode((const char *)data, len, true, &pk) < 0) {
         session_sio_fail(c, "malformed packet");
         return;
     }
     switch (pk.eio) {
-    case REFSIO_EIO_MESSAGE: socketio_on_packet(c, &pk); return;
-    case REFSIO_EIO_PONG:
+    case EIO_MESSAGE: socketio_on_packet(c, &pk); return;
+    case EIO_PONG:
         if (c->flags & CLIENT_FL_PINGED) {
             c->flags &= (uint16_t)~CLIENT_FL_PINGED;
             sio_arm(c, c->srv->cfg.sio_ping_interval);
         }
         return;
-    case REFSIO_EIO_NOOP: return;
-    case REFSIO_EIO_CLOSE:
+    case EIO_NOOP: return;
+    case EIO_CLOSE:
         if (c->flags & CLIENT_FL_POLL)
             poll_close_asked(c);
         else
             start_closing(c, WS_CLOSE_NORMAL, "", false);
         return;
-    case REFSIO_EIO_PING: session_sio_fail(c, "ping from the client (in Engine.IO v4 the server pings)"); return;
+    case EIO_PING: session_sio_fail(c, "ping from the client (in Engine.IO v4 the server pings)"); return;
     default: session_sio_fail(c, "unexpected Engine.IO packet type"); return;
     }
 }
@@ -553,11 +553,11 @@ static bool check_handshake(const struct http_head *h, char *accept, int *status
 /* Socket.IO: the open packet, then pings every sio_ping_interval. */
 static int sio_open(struct client *c)
 {
-    char sid[REFSIO_ID_LEN + 1], pkt[REFSIO_OPEN_MAX];
+    char sid[EIO_ID_LEN + 1], pkt[EIO_OPEN_MAX];
     const struct server_config *cfg = &c->srv->cfg;
     sio_new_id(c->srv, sid);
-    size_t n = refsio_open_packet(pkt, sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
-                                  (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, false);
+    size_t n = eio_open_packet(pkt, sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
+                               (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, false);
     c->sio_connect_by = ev_now(c->srv->loop) + cfg->sio_connect_timeout;
     RAND_bytes(c->sio_id, sizeof c->sio_id);
     sio_arm(c, cfg->sio_ping_interval);
@@ -670,7 +670,7 @@ static bool is_method(const struct http_head *h, const char *m)
 static uint32_t sid_hash(const char *sid)
 {
     uint32_t h = 2166136261u; /* FNV-1a: the sids are random already */
-    for (size_t i = 0; i < REFSIO_ID_LEN; i++)
+    for (size_t i = 0; i < EIO_ID_LEN; i++)
         h = (h ^ (uint8_t)sid[i]) * 16777619u;
     return h;
 }
@@ -696,10 +696,10 @@ static int sid_table_init(struct server *s)
 
 static struct client *sid_find(const struct server *s, const char *sid)
 {
-    if (!s->sids || strlen(sid) != REFSIO_ID_LEN)
+    if (!s->sids || strlen(sid) != EIO_ID_LEN)
         return NULL;
     for (struct client *p = s->sids[sid_hash(sid) & (s->sid_buckets - 1)]; p; p = p->sid_next)
-        if (!memcmp(p->sid, sid, REFSIO_ID_LEN))
+        if (!memcmp(p->sid, sid, EIO_ID_LEN))
             return p;
     return NULL;
 }
@@ -846,7 +846,7 @@ static int poll_open(struct client *c, const struct http_head *h)
 {
     struct server *s = c->srv;
     const struct server_config *cfg = &s->cfg;
-    char room[ROOM_NAME_MAX + 1], pkt[REFSIO_OPEN_MAX], extra[160] = "";
+    char room[ROOM_NAME_MAX + 1], pkt[EIO_OPEN_MAX], extra[160] = "";
     int room_len = room_param(h, true, room);
     if (room_len < 0)
         return respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
@@ -876,8 +876,8 @@ static int poll_open(struct client *c, const struct http_head *h)
     RAND_bytes(sess->sio_id, sizeof sess->sio_id);
     socketio_on_handshake(sess, c, h);
     sio_arm(sess, cfg->sio_ping_interval);
-    size_t n = refsio_open_packet(pkt, sess->sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
-                                  (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, true);
+    size_t n = eio_open_packet(pkt, sess->sid, (uint32_t)(cfg->sio_ping_interval * 1000 + 0.5),
+                               (uint32_t)(cfg->sio_ping_timeout * 1000 + 0.5), cfg->max_message, true);
     if (cfg->sio_cookie)
         snprintf(extra, sizeof extra, "Set-Cookie: %s=%s; Path=/; HttpOnly; SameSite=Lax\r\n", cfg->sio_cookie,
                  sess->sid);
@@ -918,13 +918,15 @@ static long poll_binary(char *item, size_t len)
 /* POST with a sid: each packet of the payload as if it came in a frame of its own; then "ok". */
 static int poll_post(struct client *c, struct client *sess, const struct http_head *h, char *body, size_t len)
 {
-    const char *pos = body, *end = body + len, *pkt;
-    size_t plen;
-    bool started = false;
-    while (sess->state == CLIENT_WS && !(sess->flags & CLIENT_FL_CLOSE_ASKED) &&
-           refsio_payload_next(&pos, end, &started, &pkt, &plen)) {
-        char *item = (char *)(uintptr_t)pkt;
-        if (plen && item[0] == 'b') {
+    struct eio_item it;
+    size_t off = 0;
+    int rc = 1;
+    /* An empty item (-1) goes on as the empty packet it is, which sio_on_message refuses; nothing follows it. */
+    while (rc == 1 && sess->state == CLIENT_WS && !(sess->flags & CLIENT_FL_CLOSE_ASKED) &&
+           (rc = eio_payload_next(body, len, &off, &it)) != 0) {
+        char *item = (char *)(uintptr_t)it.text.p;
+        size_t plen = it.text.len;
+        if (it.binary) {
             long n = poll_binary(item, plen);
             if (n < 0) {
                 session_sio_fail(sess, "bad base64 in a polling payload");
@@ -998,7 +1000,7 @@ static void sio_probe(struct client *c, const uint8_t *data, size_t len)
  * upgrade, handshake method, protocol version). */
 static int route_sio(struct client *c, const struct http_head *h, char *body, size_t body_len)
 {
-    char eio[8], transport[16], sid[REFSIO_ID_LEN + 8];
+    char eio[8], transport[16], sid[EIO_ID_LEN + 8];
     bool is_get = is_method(h, "GET"), is_post = is_method(h, "POST");
     int t = http_query_param(h->target, h->target_len, "transport", transport, sizeof transport);
     bool ws = t > 0 && strcmp(transport, "websocket") == 0;
@@ -1092,7 +1094,7 @@ static int route(struct client *c, const struct http_head *h, char *body, size_t
 static int sid_worker(const struct client *c, const struct http_head *h)
 {
     const struct server *s = c->srv;
-    char sid[REFSIO_ID_LEN + 8];
+    char sid[EIO_ID_LEN + 8];
     if (!s->workers || !is_sio_path(h) || http_query_param(h->target, h->target_len, "sid", sid, sizeof sid) <= 0)
         return -1;
     int owner = workers_sid_owner(sid, strlen(sid), workers_count(s->workers));

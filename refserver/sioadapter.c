@@ -1,6 +1,7 @@
 #include "refserver/sioadapter.h"
 
 #include "common/buf.h"
+#include "common/jscan.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -68,31 +69,6 @@ static size_t utf8_next(const uint8_t *p, const uint8_t *end, uint32_t *cp)
     }
     *cp = v;
     return need + 1;
-}
-
-/* cp (at most U+10FFFF, not a surrogate) as UTF-8 into u; returns its length. */
-static size_t utf8_put(uint8_t u[4], uint32_t cp)
-{
-    if (cp < 0x80) {
-        u[0] = (uint8_t)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        u[0] = (uint8_t)(0xc0 | cp >> 6);
-        u[1] = (uint8_t)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        u[0] = (uint8_t)(0xe0 | cp >> 12);
-        u[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
-        u[2] = (uint8_t)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    u[0] = (uint8_t)(0xf0 | cp >> 18);
-    u[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3f));
-    u[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3f));
-    u[3] = (uint8_t)(0x80 | (cp & 0x3f));
-    return 4;
 }
 
 /* ---- msgpack writing, with the widths notepack.io picks (the smallest) ---- */
@@ -234,13 +210,6 @@ struct number {
     double value;
 };
 
-static const char *skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
-}
-
 static int hex4(const char *p, const char *end)
 {
     int v = 0;
@@ -287,7 +256,7 @@ static const char *json_escape(const char *p, const char *end, uint8_t u[4], siz
     }
     if (cp >= 0xd800 && cp <= 0xdfff)
         cp = 0xfffd;
-    *len = utf8_put(u, (uint32_t)cp);
+    *len = jscan_put_utf8(u, (uint32_t)cp);
     return p;
 }
 
@@ -315,7 +284,7 @@ static const char *unescape_string(const char *p, const char *end, struct sioa_w
         } else {
             uint32_t cp;
             p += utf8_next((const uint8_t *)p, (const uint8_t *)end, &cp);
-            k = utf8_put(u, cp == UTF8_BAD ? 0xfffd : cp);
+            k = jscan_put_utf8(u, cp == UTF8_BAD ? 0xfffd : cp);
         }
         n += k;
         if (o)
@@ -325,33 +294,15 @@ static const char *unescape_string(const char *p, const char *end, struct sioa_w
     return p < end ? p + 1 : NULL;
 }
 
-static const char *digits(const char *p, const char *end)
-{
-    const char *start = p;
-    while (p < end && *p >= '0' && *p <= '9')
-        p++;
-    return p == start ? NULL : p;
-}
-
-/* The JSON number at p: its end, or NULL. */
+/* The JSON number at p (its grammar is jscan's): its end, or NULL. */
 static const char *json_number(const char *p, const char *end, struct number *num)
 {
-    const char *start = p, *int_end;
-    *num = (struct number){.integer = true, .negative = p < end && *p == '-'};
-    p += num->negative;
-    if (p < end && *p == '0')
-        p++;
-    else if (!(p = digits(p, end)))
+    const char *start = p, *int_end = p + (p < end && *p == '-');
+    *num = (struct number){.integer = true, .negative = int_end > p};
+    if (!(p = jscan_number_end(p, end)))
         return NULL;
-    int_end = p;
-    if (p < end && *p == '.' && !(p = digits(p + 1, end)))
-        return NULL;
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        p += p < end && (*p == '+' || *p == '-');
-        if (!(p = digits(p, end)))
-            return NULL;
-    }
+    while (int_end < p && *int_end >= '0' && *int_end <= '9')
+        int_end++;
     num->integer = p == int_end;
     uint64_t limit = num->negative ? (uint64_t)INT64_MAX + 1 : UINT64_MAX;
     for (const char *q = start + num->negative; num->integer && q < int_end; q++) {
@@ -423,10 +374,10 @@ static const char *enc_member(struct enc *e, const char *p, int depth, struct pl
     if (p >= e->end || *p != '"' || !(p = enc_string(e, p, &at)))
         return NULL;
     enum key_kind key = key_kind(&e->o, at, out_len(&e->o) - at);
-    p = skip_ws(p, e->end);
+    p = jscan_ws(p, e->end);
     if (p >= e->end || *p != ':')
         return NULL;
-    const char *value = skip_ws(p + 1, e->end);
+    const char *value = jscan_ws(p + 1, e->end);
     if (!(p = enc_value(e, value, depth + 1)))
         return NULL;
     struct number num = {0};
@@ -459,17 +410,17 @@ static const char *enc_container(struct enc *e, const char *p, int depth)
     char close = object ? '}' : ']';
     size_t at = begin_container(&e->o), count = 0;
     struct placeholder ph = {false, false, 0};
-    p = skip_ws(p + 1, e->end);
+    p = jscan_ws(p + 1, e->end);
     for (more = p >= e->end || *p != close; more; count++) {
         p = object ? enc_member(e, p, depth, &ph) : enc_value(e, p, depth + 1);
         if (!p)
             return NULL;
-        p = skip_ws(p, e->end);
+        p = jscan_ws(p, e->end);
         if (p >= e->end || (*p != ',' && *p != close))
             return NULL;
         more = *p == ',';
         if (more)
-            p = skip_ws(p + 1, e->end);
+            p = jscan_ws(p + 1, e->end);
     }
     if (object && ph.is && e->n_attachments)
         return put_attachment_bin(e, at, &ph) ? p + 1 : NULL;
@@ -479,7 +430,7 @@ static const char *enc_container(struct enc *e, const char *p, int depth)
 
 static const char *enc_value(struct enc *e, const char *p, int depth)
 {
-    p = skip_ws(p, e->end);
+    p = jscan_ws(p, e->end);
     if (p >= e->end || depth > SIOA_DEPTH || e->o.failed)
         return NULL;
     struct number num;
@@ -522,7 +473,7 @@ int sioa_encode(struct buf *out, const char *uid, size_t uid_len, const char *ns
     put_str_array(&e.o, except, n_except);
     put_str(&e.o, "flags", 5);
     put_byte(&e.o, 0x80);
-    if (!p || skip_ws(p, e.end) != e.end || e.o.failed) {
+    if (!p || jscan_ws(p, e.end) != e.end || e.o.failed) {
         out_truncate(&e.o, start);
         return -1;
     }
@@ -1059,7 +1010,7 @@ int sioa_decode_request(const uint8_t *msg, size_t len, struct sioa_request *r, 
         scratch->rpos = scratch->wpos = 0;
         struct enc e = {{scratch, false}, (const char *)msg + len, NULL, 0};
         const char *p = enc_value(&e, (const char *)msg, 1);
-        if (!p || skip_ws(p, e.end) != e.end || e.o.failed)
+        if (!p || jscan_ws(p, e.end) != e.end || e.o.failed)
             return -1;
         msg = (const uint8_t *)buf_head(scratch);
         len = buf_len(scratch);
@@ -1119,7 +1070,7 @@ void sioa_put_json(struct sioa_writer *w, const char *json, size_t len, const st
         json = "", len = 0;
     struct enc e = {*w, json + len, attachments, n_attachments};
     const char *p = enc_value(&e, json, 1);
-    if (!p || skip_ws(p, e.end) != e.end)
+    if (!p || jscan_ws(p, e.end) != e.end)
         e.o.failed = true;
     *w = e.o;
 }
@@ -1130,12 +1081,12 @@ bool sioa_put_json_first(struct sioa_writer *w, const char *json, size_t len, co
     if (!json)
         json = "", len = 0;
     struct enc e = {*w, json + len, attachments, n_attachments};
-    const char *p = skip_ws(json, e.end);
+    const char *p = jscan_ws(json, e.end);
     if (p >= e.end || *p != '[') {
         w->failed = true;
         return false;
     }
-    p = skip_ws(p + 1, e.end);
+    p = jscan_ws(p + 1, e.end);
     if (p < e.end && *p == ']')
         return false;
     if (!enc_value(&e, p, 2))

@@ -38,7 +38,7 @@
 struct buf;
 
 #define SIOA_PREFIX       "socket.io" /* the adapter's default key */
-#define SIOA_DEPTH        32          /* JSON / msgpack nesting of the data, counted as refsio_json_valid does */
+#define SIOA_DEPTH        32          /* JSON / msgpack nesting of the data, counted as jscan_valid does */
 #define SIOA_ATTACH_MAX   64          /* binaries in one decoded broadcast */
 #define SIOA_NUMBER_MAX   1024        /* characters in one JSON number */
 #define SIOA_EVENT        2           /* Socket.IO EVENT; BINARY_EVENT (5) is reported as EVENT */
@@ -59,7 +59,7 @@ struct sioa_iter {
 struct sioa_broadcast {
     struct sioa_bytes uid; /* the publishing node's adapter uid */
     struct sioa_bytes nsp; /* "/" when the packet has no nsp */
-    uint8_t type;          /* enum refsio_type, 0..6; BINARY_EVENT / BINARY_ACK come back as EVENT / ACK */
+    uint8_t type;          /* enum eio_sio_type, 0..6; BINARY_EVENT / BINARY_ACK come back as EVENT / ACK */
     size_t n_attachments;  /* binaries found in data, placeholders 0 .. n-1 in the JSON */
     struct sioa_bytes attachments[SIOA_ATTACH_MAX];
     struct sioa_iter rooms, except; /* empty when opts leaves them out */

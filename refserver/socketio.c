@@ -24,7 +24,7 @@
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* The longest packet header: type, attachments and '-', "/nsp,", ack id. */
-#define HEADER_MAX (1 + 3 + REFSIO_NSP_MAX + 2 + REFSIO_ACK_DIGITS + 1)
+#define HEADER_MAX (1 + 3 + EIO_NSP_MAX + 2 + EIO_ACK_DIGITS + 1)
 
 /* A BINARY_EVENT or BINARY_ACK whose attachments are still arriving: the packet's JSON is copied (the read buffer
  * it came in is reused) and each attachment is kept as the binary frame it will be sent on as. */
@@ -34,14 +34,14 @@ struct sio_pending {
     bool has_ack;
     uint64_t ack;
     uint32_t want, have;
-    struct slice *att[SIO_MAX_ATTACHMENTS];
+    struct slice *att[EIO_MAX_ATTACHMENTS];
     size_t json_len;
     char json[];
 };
 
 /* What a packet carries once whole, wherever it came from (a text frame, a pending binary packet, Redis). */
 struct sio_message {
-    uint8_t type; /* REFSIO_EVENT or REFSIO_ACK; binary when n_att > 0 */
+    uint8_t type; /* EIO_EVENT or EIO_ACK; binary when n_att > 0 */
     uint8_t nsp;
     bool has_ack;
     uint64_t ack;
@@ -92,9 +92,9 @@ static size_t packet_header(char *out, const struct server *s, const struct sio_
     if (m->n_att)
         n += (size_t)snprintf(out + n, 5, "%" PRIu32 "-", m->n_att);
     if (m->nsp)
-        n += (size_t)snprintf(out + n, REFSIO_NSP_MAX + 2, "%s,", nsp_name(s, m->nsp));
+        n += (size_t)snprintf(out + n, EIO_NSP_MAX + 2, "%s,", nsp_name(s, m->nsp));
     if (m->has_ack)
-        n += (size_t)snprintf(out + n, REFSIO_ACK_DIGITS + 2, "%" PRIu64, m->ack);
+        n += (size_t)snprintf(out + n, EIO_ACK_DIGITS + 2, "%" PRIu64, m->ack);
     return n;
 }
 
@@ -119,7 +119,7 @@ static struct slice *packet_frame(const struct server *s, const struct sio_messa
 /* The packet and its attachments to one client, in order and all together. */
 static void send_message(struct client *c, const struct sio_message *m)
 {
-    struct slice *frames[1 + SIO_MAX_ATTACHMENTS];
+    struct slice *frames[1 + EIO_MAX_ATTACHMENTS];
     struct slice *f = packet_frame(c->srv, m);
     if (!f) {
         session_sio_fail(c, "out of memory");
@@ -135,7 +135,7 @@ static void send_message(struct client *c, const struct sio_message *m)
 static void send_text(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void send_text(struct client *c, const char *fmt, ...)
 {
-    char out[REFSIO_NSP_MAX + 128];
+    char out[EIO_NSP_MAX + 128];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(out, sizeof out, fmt, ap);
@@ -149,17 +149,17 @@ static const char *nsp_prefix(const struct server *s, uint8_t i, char *out)
 {
     if (i == 0)
         return "";
-    snprintf(out, REFSIO_NSP_MAX + 2, "%s,", nsp_name(s, i));
+    snprintf(out, EIO_NSP_MAX + 2, "%s,", nsp_name(s, i));
     return out;
 }
 
 /* The id of c's socket in namespace nsp (server.h: client.sio_id). */
-static void socket_id(const struct client *c, uint8_t nsp, char out[REFSIO_ID_LEN + 1])
+static void socket_id(const struct client *c, uint8_t nsp, char out[EIO_ID_LEN + 1])
 {
-    uint8_t rnd[REFSIO_ID_RANDOM];
+    uint8_t rnd[EIO_ID_RANDOM];
     memcpy(rnd, c->sio_id, sizeof rnd);
     rnd[0] ^= nsp;
-    refsio_make_id(rnd, out);
+    eio_make_id(rnd, out);
 }
 
 static void handshake_free(struct client *c)
@@ -229,15 +229,15 @@ void socketio_release(struct client *c)
  * the event never reach it in one read. The suite's client listens for one message at a time and loses the second
  * of two that arrive together; a timer would only make that unlikely, the pong rules it out. A client that never
  * answers pings gets the event before whatever is sent to it next (an answer, the Engine.IO ping). */
-static void emit_auth(struct client *c, uint8_t nsp, const struct refsio_packet *pk)
+static void emit_auth(struct client *c, uint8_t nsp, const struct eio_packet *pk)
 {
-    const char *auth = pk->data_len ? pk->data : "{}";
-    size_t auth_len = pk->data_len ? pk->data_len : 2;
+    const char *auth = pk->data.len ? pk->data.p : "{}";
+    size_t auth_len = pk->data.len ? pk->data.len : 2;
     struct buf b = {0};
     struct slice *f = NULL;
     if (buf_append(&b, "[\"auth\",", 8) == 0 && buf_append(&b, auth, auth_len) == 0 && buf_append(&b, "]", 1) == 0)
         f = packet_frame(c->srv, &(struct sio_message){
-                                     .type = REFSIO_EVENT, .nsp = nsp, .json = buf_head(&b), .json_len = buf_len(&b)});
+                                     .type = EIO_EVENT, .nsp = nsp, .json = buf_head(&b), .json_len = buf_len(&b)});
     buf_free(&b);
     if (!f) {
         session_sio_fail(c, "out of memory");
@@ -253,13 +253,17 @@ static void emit_auth(struct client *c, uint8_t nsp, const struct refsio_packet 
     slice_unref(f);
 }
 
-static void on_connect(struct client *c, const struct refsio_packet *pk)
+static void on_connect(struct client *c, const struct eio_packet *pk)
 {
     struct server *s = c->srv;
-    char pre[REFSIO_NSP_MAX + 2], id[REFSIO_ID_LEN + 1];
-    int i = nsp_index(s, pk->nsp, pk->nsp_len);
-    if (i < 0) {
-        send_text(c, "44%.*s,{\"message\":\"Invalid namespace\"}", (int)pk->nsp_len, pk->nsp);
+    char pre[EIO_NSP_MAX + 2], id[EIO_ID_LEN + 1];
+    int i = nsp_index(s, pk->nsp.p, pk->nsp.len);
+    if (i < 0) { /* the namespace echoed byte for byte, as Node does: it may hold any byte but ',' */
+        static const char tail[] = ",{\"message\":\"Invalid namespace\"}";
+        char out[2 + EIO_NSP_MAX + sizeof tail] = {'4', '4'};
+        memcpy(out + 2, pk->nsp.p, pk->nsp.len);
+        memcpy(out + 2 + pk->nsp.len, tail, sizeof tail - 1);
+        session_send(c, WS_OP_TEXT, out, 2 + pk->nsp.len + sizeof tail - 1);
         return;
     }
     if (c->sio_nsps & (1u << i)) { /* socket.io's Client.ondecoded: a second CONNECT is an invalid state */
@@ -268,8 +272,8 @@ static void on_connect(struct client *c, const struct refsio_packet *pk)
     }
     c->sio_nsps |= (uint16_t)(1u << i);
     c->sio_connect_by = 0;
-    if (pk->data_len)
-        auth_keep(c, (uint8_t)i, pk->data, pk->data_len);
+    if (pk->data.len)
+        auth_keep(c, (uint8_t)i, pk->data.p, pk->data.len);
     socket_id(c, (uint8_t)i, id);
     send_text(c, "40%s{\"sid\":\"%s\"}", nsp_prefix(s, (uint8_t)i, pre), id);
     if (s->cfg.sio_profile == SIO_PROFILE_CONFORMANCE)
@@ -291,7 +295,7 @@ static void broadcast(struct client *c, const struct sio_message *m)
         publish(s, c, m);
     if (!own || (own->name_len && own->count < 2))
         return;
-    struct slice *frames[1 + SIO_MAX_ATTACHMENTS];
+    struct slice *frames[1 + EIO_MAX_ATTACHMENTS];
     if (!(frames[0] = packet_frame(s, m))) {
         LOG_ERR("client %" PRIu64 ": out of memory encoding a broadcast", c->id);
         return;
@@ -317,7 +321,7 @@ static const char *skip_space(const char *p, const char *end)
     return p;
 }
 
-/* Is p[0..len), an array as refsio_parse checked, empty? */
+/* Is p[0..len), an array as eio_decode checked, empty? */
 static bool json_array_empty(const char *p, size_t len)
 {
     const char *end = p + len;
@@ -331,7 +335,7 @@ static void conformance_event(struct client *c, const struct sio_message *m)
 {
     const char *name, *rest;
     size_t name_len, rest_len;
-    if (m->nsp != 0 || !refsio_event_split(m->json, m->json_len, &name, &name_len, &rest, &rest_len))
+    if (m->nsp != 0 || !eio_event_split(m->json, m->json_len, &name, &name_len, &rest, &rest_len))
         return; /* "/custom" has no handlers */
     struct buf b = {0};
     struct sio_message out = *m;
@@ -344,7 +348,7 @@ static void conformance_event(struct client *c, const struct sio_message *m)
         rest = skip_space(rest, end);
         rest += rest < end && *rest == ',';
         rest_len = (size_t)(end - rest);
-        out.type = REFSIO_ACK;
+        out.type = EIO_ACK;
         out.has_ack = true;
         rc = buf_append(&b, "[", 1) | buf_append(&b, rest, rest_len) | buf_append(&b, "]", 1);
     } else {
@@ -361,8 +365,8 @@ static void on_client_ack(struct client *c, const struct sio_message *m);
 
 static void on_message(struct client *c, const struct sio_message *m)
 {
-    char pre[REFSIO_NSP_MAX + 2];
-    if (m->type == REFSIO_ACK) {
+    char pre[EIO_NSP_MAX + 2];
+    if (m->type == EIO_ACK) {
         on_client_ack(c, m); /* only other nodes' broadcasts ask our clients for acks */
         return;
     }
@@ -395,7 +399,7 @@ void socketio_client_gone(struct client *c)
     handshake_free(c);
 }
 
-void socketio_on_packet(struct client *c, const struct refsio_packet *pk)
+void socketio_on_packet(struct client *c, const struct eio_packet *pk)
 {
     /* What a packet makes us send goes after the auth event, as in Node. */
     socketio_release(c);
@@ -403,30 +407,33 @@ void socketio_on_packet(struct client *c, const struct refsio_packet *pk)
         session_sio_fail(c, "text packet while binary attachments were due");
         return;
     }
-    if (pk->type == REFSIO_CONNECT) {
+    if (pk->type == EIO_CONNECT) {
         on_connect(c, pk);
         return;
     }
-    int i = nsp_index(c->srv, pk->nsp, pk->nsp_len);
+    int i = nsp_index(c->srv, pk->nsp.p, pk->nsp.len);
     if (i < 0 || !(c->sio_nsps & (1u << i))) {
         session_sio_fail(c, "packet for a namespace not joined");
         return;
     }
-    struct sio_message m = {
-        .nsp = (uint8_t)i, .has_ack = pk->has_ack, .ack = pk->ack, .json = pk->data, .json_len = pk->data_len};
+    struct sio_message m = {.nsp = (uint8_t)i,
+                            .has_ack = pk->ack >= 0,
+                            .ack = pk->ack >= 0 ? (uint64_t)pk->ack : 0,
+                            .json = pk->data.p,
+                            .json_len = pk->data.len};
     switch (pk->type) {
-    case REFSIO_DISCONNECT: c->sio_nsps &= (uint16_t) ~(1u << i); return;
-    case REFSIO_EVENT:
-    case REFSIO_ACK:
+    case EIO_DISCONNECT: c->sio_nsps &= (uint16_t) ~(1u << i); return;
+    case EIO_EVENT:
+    case EIO_ACK:
         m.type = pk->type;
         on_message(c, &m);
         return;
-    case REFSIO_BINARY_EVENT:
-    case REFSIO_BINARY_ACK: break;
+    case EIO_BINARY_EVENT:
+    case EIO_BINARY_ACK: break;
     default: session_sio_fail(c, "CONNECT_ERROR from a client"); return;
     }
-    m.type = pk->type == REFSIO_BINARY_EVENT ? REFSIO_EVENT : REFSIO_ACK;
-    if (pk->attachments > SIO_MAX_ATTACHMENTS) {
+    m.type = pk->type == EIO_BINARY_EVENT ? EIO_EVENT : EIO_ACK;
+    if (pk->attachments > EIO_MAX_ATTACHMENTS) {
         session_sio_fail(c, "too many attachments");
         return;
     }
@@ -434,7 +441,7 @@ void socketio_on_packet(struct client *c, const struct refsio_packet *pk)
         on_message(c, &m);
         return;
     }
-    struct sio_pending *p = malloc(sizeof *p + pk->data_len);
+    struct sio_pending *p = malloc(sizeof *p + pk->data.len);
     if (!p) {
         session_sio_fail(c, "out of memory");
         return;
@@ -444,8 +451,8 @@ void socketio_on_packet(struct client *c, const struct refsio_packet *pk)
                               .has_ack = m.has_ack,
                               .ack = m.ack,
                               .want = pk->attachments,
-                              .json_len = pk->data_len};
-    memcpy(p->json, pk->data, pk->data_len);
+                              .json_len = pk->data.len};
+    memcpy(p->json, pk->data.p, pk->data.len);
     c->pending = p;
 }
 
@@ -483,7 +490,7 @@ void socketio_on_attachment(struct client *c, const uint8_t *data, size_t len)
 #define UID_LEN 6
 
 struct socketio {
-    char uid[REFSIO_ID_LEN + 1]; /* the first UID_LEN characters are the adapter uid */
+    char uid[EIO_ID_LEN + 1]; /* the first UID_LEN characters are the adapter uid */
     struct buf out, json, channel, scratch;
     bool warned;       /* one warning for the first undecodable message; the metric counts the rest */
     bool warned_join;  /* one warning for the first socketsJoin / socketsLeave, which we cannot honour */
@@ -500,7 +507,7 @@ static int request_channel(struct buf *out, const char *key, const char *kind, c
 
 int socketio_init(struct server *s, char *err, size_t errlen)
 {
-    uint8_t rnd[REFSIO_ID_RANDOM] = {0};
+    uint8_t rnd[EIO_ID_RANDOM] = {0};
     struct socketio *io = calloc(1, sizeof *io);
     if (!io) {
         snprintf(err, errlen, "out of memory");
@@ -508,7 +515,7 @@ int socketio_init(struct server *s, char *err, size_t errlen)
     }
     s->sio = io;
     RAND_bytes(rnd, sizeof rnd);
-    refsio_make_id(rnd, io->uid);
+    eio_make_id(rnd, io->uid);
     if (s->workers) /* a node's workers must never take each other's broadcasts for their own */
         workers_sid_mark(io->uid, workers_index(s->workers));
     const char *key = s->cfg.sio_key;
@@ -549,11 +556,11 @@ static struct sioa_bytes frame_payload(const struct slice *f)
 static void publish(struct server *s, const struct client *c, const struct sio_message *m)
 {
     struct socketio *io = s->sio;
-    struct sioa_bytes att[SIO_MAX_ATTACHMENTS], room = {0};
+    struct sioa_bytes att[EIO_MAX_ATTACHMENTS], room = {0};
     const char *key = s->cfg.sio_key, *nsp = nsp_name(s, m->nsp);
-    char id[REFSIO_ID_LEN + 1];
+    char id[EIO_ID_LEN + 1];
     socket_id(c, m->nsp, id); /* as socket.broadcast.emit: the sender is excepted (it may share a room elsewhere) */
-    struct sioa_bytes except = {.data = id, .len = REFSIO_ID_LEN};
+    struct sioa_bytes except = {.data = id, .len = EIO_ID_LEN};
     for (uint32_t i = 0; i < m->n_att; i++)
         att[i] = frame_payload(m->att[i]);
     if (c->member.room->name_len)
@@ -562,7 +569,7 @@ static void publish(struct server *s, const struct client *c, const struct sio_m
     if (sioa_encode(&io->out, io->uid, UID_LEN, nsp, strlen(nsp), m->json, m->json_len, att, m->n_att, &room,
                     room.len ? 1 : 0, &except, 1) < 0 ||
         sioa_channel(&io->channel, key, strlen(key), nsp, strlen(nsp), room.data, room.len) < 0) {
-        /* The packet passed refsio_parse, so only memory can fail here (or a placeholder naming no attachment). */
+        /* The packet passed eio_decode, so only memory can fail here (or a placeholder naming no attachment). */
         LOG_WARN("client %" PRIu64 ": a broadcast could not be encoded for Redis; other nodes miss it", c->id);
         return;
     }
@@ -585,8 +592,8 @@ static bool excepted(const struct sioa_iter *except, const struct room *r)
 /* The sockets a broadcast excepts, as the sio_id a local receiver would have for them (server.h). */
 struct except_ids {
     size_t n;
-    uint8_t (*ids)[REFSIO_ID_RANDOM];
-    uint8_t local[8][REFSIO_ID_RANDOM]; /* enough for socket.broadcast.emit's one; more are allocated */
+    uint8_t (*ids)[EIO_ID_RANDOM];
+    uint8_t local[8][EIO_ID_RANDOM]; /* enough for socket.broadcast.emit's one; more are allocated */
 };
 
 /* 0, or -1 on out of memory. */
@@ -600,7 +607,7 @@ static int except_ids_init(struct except_ids *x, const struct sioa_iter *except,
     if (!x->ids)
         return -1;
     while (sioa_next_str(&it, &name))
-        if (refsio_parse_id(name.data, name.len, x->ids[x->n])) {
+        if (eio_parse_id(name.data, name.len, x->ids[x->n])) {
             x->ids[x->n][0] ^= nsp;
             x->n++;
         }
@@ -616,7 +623,7 @@ static void except_ids_free(struct except_ids *x)
 static bool excepted_socket(const struct except_ids *x, const struct client *c)
 {
     for (size_t i = 0; i < x->n; i++)
-        if (!memcmp(x->ids[i], c->sio_id, REFSIO_ID_RANDOM))
+        if (!memcmp(x->ids[i], c->sio_id, EIO_ID_RANDOM))
             return true;
     return false;
 }
@@ -637,21 +644,21 @@ static void deliver_room(struct server *s, struct room *r, struct slice *const *
 /* The frames of a packet from another node (its data decoded into io->json): the packet, then each attachment.
  * The count, or 0 (nothing held) when out of memory or when it has more attachments than our clients accept. */
 static size_t remote_frames(struct server *s, const struct sioa_broadcast *b, int nsp, bool has_ack, uint64_t ack,
-                            struct slice *frames[1 + SIO_MAX_ATTACHMENTS])
+                            struct slice *frames[1 + EIO_MAX_ATTACHMENTS])
 {
     struct socketio *io = s->sio;
     size_t n = 1 + b->n_attachments;
-    if (b->n_attachments > SIO_MAX_ATTACHMENTS) {
+    if (b->n_attachments > EIO_MAX_ATTACHMENTS) {
         s->stats.sio_bus_dropped++;
         LOG_DEBUG("a Socket.IO packet with %zu attachments (clients accept %d) dropped", b->n_attachments,
-                  SIO_MAX_ATTACHMENTS);
+                  EIO_MAX_ATTACHMENTS);
         return 0;
     }
     memset(frames, 0, n * sizeof *frames);
     for (size_t i = 0; i < b->n_attachments; i++)
         if (!(frames[1 + i] = ws_frame_slice(WS_OP_BINARY, b->attachments[i].data, b->attachments[i].len)))
             goto fail;
-    struct sio_message m = {.type = REFSIO_EVENT,
+    struct sio_message m = {.type = EIO_EVENT,
                             .nsp = (uint8_t)nsp,
                             .has_ack = has_ack,
                             .ack = ack,
@@ -670,7 +677,7 @@ fail:
 
 static void deliver_remote(struct server *s, const struct sioa_broadcast *b, int nsp)
 {
-    struct slice *frames[1 + SIO_MAX_ATTACHMENTS];
+    struct slice *frames[1 + EIO_MAX_ATTACHMENTS];
     size_t n = remote_frames(s, b, nsp, false, 0, frames);
     struct except_ids x;
     if (n == 0)
@@ -710,7 +717,7 @@ out:
 
 #define SIO_WAITS_MAX  32 /* acks one client owes other nodes at once: past that the oldest is forgotten */
 #define REQUEST_ID_MAX 64
-#define ACK_ID_LIMIT   1000000000000000ull /* ack ids stay under REFSIO_ACK_DIGITS digits */
+#define ACK_ID_LIMIT   1000000000000000ull /* ack ids stay under EIO_ACK_DIGITS digits */
 
 struct sio_wait {
     struct sio_wait *next;
@@ -759,7 +766,7 @@ static bool named_in(const struct client *c, const char *id, const struct sioa_i
     struct sioa_bytes name;
     const struct room *r = c->member.room;
     while (sioa_next_str(&it, &name))
-        if ((name.len == REFSIO_ID_LEN && !memcmp(name.data, id, REFSIO_ID_LEN)) ||
+        if ((name.len == EIO_ID_LEN && !memcmp(name.data, id, EIO_ID_LEN)) ||
             (r->name_len && name.len == r->name_len && !memcmp(name.data, r->name, name.len)))
             return true;
     return false;
@@ -771,7 +778,7 @@ static int select_sockets(struct server *s, int nsp, const struct sioa_iter *roo
                           struct selection *sel)
 {
     uint16_t bit = (uint16_t)(1u << nsp);
-    char id[REFSIO_ID_LEN + 1];
+    char id[EIO_ID_LEN + 1];
     *sel = (struct selection){0};
     for (struct room *r = room_next(&s->sio_rooms, NULL); r; r = room_next(&s->sio_rooms, r))
         for (uint32_t i = 0; i < r->count; i++) {
@@ -883,7 +890,7 @@ static void put_handshake(struct sioa_writer *w, const struct sio_handshake *hs,
 static void answer_sockets(struct server *s, int nsp, const struct sioa_request *rq, const struct selection *sel)
 {
     bool fetch = rq->type == SIOA_REQ_REMOTE_FETCH;
-    char id[REFSIO_ID_LEN + 1];
+    char id[EIO_ID_LEN + 1];
     struct sioa_writer w = answer(s, 2, rq->request_id);
     sioa_put_str(&w, "sockets", 7);
     sioa_put_array(&w, sel->n);
@@ -894,14 +901,14 @@ static void answer_sockets(struct server *s, int nsp, const struct sioa_request 
             sioa_put_map(&w, 4);
             sioa_put_str(&w, "id", 2);
         }
-        sioa_put_str(&w, id, REFSIO_ID_LEN);
+        sioa_put_str(&w, id, EIO_ID_LEN);
         if (!fetch)
             continue;
         sioa_put_str(&w, "handshake", 9);
         put_handshake(&w, sel->v[i]->sio_hs, (uint8_t)nsp);
         sioa_put_str(&w, "rooms", 5);
         sioa_put_array(&w, r->name_len ? 2 : 1);
-        sioa_put_str(&w, id, REFSIO_ID_LEN);
+        sioa_put_str(&w, id, EIO_ID_LEN);
         if (r->name_len)
             sioa_put_str(&w, r->name, r->name_len);
         sioa_put_str(&w, "data", 4);
@@ -913,7 +920,7 @@ static void answer_sockets(struct server *s, int nsp, const struct sioa_request 
 /* ALL_ROOMS: {requestId, rooms: [...]}: every room with a socket of the namespace, and every socket's id. */
 static void answer_rooms(struct server *s, int nsp, const struct sioa_request *rq, const struct selection *sel)
 {
-    char id[REFSIO_ID_LEN + 1];
+    char id[EIO_ID_LEN + 1];
     uint16_t bit = (uint16_t)(1u << nsp);
     struct sioa_writer w = answer(s, 2, rq->request_id);
     sioa_put_str(&w, "rooms", 5);
@@ -930,7 +937,7 @@ static void answer_rooms(struct server *s, int nsp, const struct sioa_request *r
     }
     for (size_t i = 0; i < sel->n; i++, count++) {
         socket_id(sel->v[i], (uint8_t)nsp, id);
-        sioa_put_str(&w, id, REFSIO_ID_LEN);
+        sioa_put_str(&w, id, EIO_ID_LEN);
     }
     sioa_end_array(&w, at, count);
     respond(s, nsp, &w);
@@ -940,7 +947,7 @@ static void answer_rooms(struct server *s, int nsp, const struct sioa_request *r
  * the connection and then the connection closed once they are out (session_sio_close). */
 static void disconnect_socket(struct client *c, int nsp, bool close)
 {
-    char pre[REFSIO_NSP_MAX + 2];
+    char pre[EIO_NSP_MAX + 2];
     uint16_t nsps = close ? c->sio_nsps : (uint16_t)(1u << nsp);
     for (uint8_t i = 0; i < SIO_NSP_MAX; i++)
         if (nsps & (1u << i))
@@ -955,9 +962,9 @@ static void disconnect_socket(struct client *c, int nsp, bool close)
 static void broadcast_with_ack(struct server *s, int nsp, const struct sioa_request *rq, const struct selection *sel)
 {
     struct socketio *io = s->sio;
-    struct slice *frames[1 + SIO_MAX_ATTACHMENTS];
+    struct slice *frames[1 + EIO_MAX_ATTACHMENTS];
     uint64_t ack = io->next_ack = (io->next_ack + 1) % ACK_ID_LIMIT, count = 0;
-    size_t n = rq->packet.type == REFSIO_EVENT ? remote_frames(s, &rq->packet, nsp, true, ack, frames) : 0;
+    size_t n = rq->packet.type == EIO_EVENT ? remote_frames(s, &rq->packet, nsp, true, ack, frames) : 0;
     for (size_t i = 0; n && i < sel->n; i++) {
         struct client *c = sel->v[i];
         if (wait_add(c, (uint8_t)nsp, ack, rq->request_id) == 0 && session_offer(s, c, frames, n)) {
@@ -979,7 +986,7 @@ static void broadcast_with_ack(struct server *s, int nsp, const struct sioa_requ
 static void on_client_ack(struct client *c, const struct sio_message *m)
 {
     struct server *s = c->srv;
-    struct sioa_bytes att[SIO_MAX_ATTACHMENTS];
+    struct sioa_bytes att[EIO_MAX_ATTACHMENTS];
     struct sio_wait **pp = &c->sio_waits, *w;
     while ((w = *pp) && (w->ack != m->ack || w->nsp != m->nsp))
         pp = &w->next;
@@ -1081,7 +1088,7 @@ void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, 
     if (b.nsp.len != ch_nsp.len || memcmp(b.nsp.data, ch_nsp.data, b.nsp.len) != 0)
         return; /* the adapter of the channel's namespace takes only its own namespace's packets */
     int nsp = nsp_index(s, b.nsp.data, b.nsp.len);
-    if (nsp >= 0 && b.type == REFSIO_EVENT)
+    if (nsp >= 0 && b.type == EIO_EVENT)
         deliver_remote(s, &b, nsp);
     if (io->json.cap > 65536)
         buf_free(&io->json);

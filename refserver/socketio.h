@@ -15,7 +15,7 @@
 #ifndef REFSERVER_SOCKETIO_H
 #define REFSERVER_SOCKETIO_H
 
-#include "refserver/refsio.h"
+#include "common/eio.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,14 +24,12 @@ struct client;
 struct http_head;
 struct server;
 
-#define SIO_MAX_ATTACHMENTS 10 /* socket.io-parser's default maxAttachments */
-
 /* With Redis: one PSUBSCRIBE <key>#<nsp>#* per namespace and a random 6-character adapter uid. 0, or -1 with err. */
 int socketio_init(struct server *s, char *err, size_t errlen);
 void socketio_free(struct server *s);
 
 /* A Socket.IO packet (an Engine.IO MESSAGE, already parsed) and a binary Engine.IO message (an attachment). */
-void socketio_on_packet(struct client *c, const struct refsio_packet *pk);
+void socketio_on_packet(struct client *c, const struct eio_packet *pk);
 void socketio_on_attachment(struct client *c, const uint8_t *data, size_t len);
 /* Conformance profile: send the "auth" event held back after c's CONNECT reply, if one is (c answered the ping
  * behind the reply, or something else is about to be sent to c). */

@@ -5,7 +5,7 @@
 #include "common/bus.h"
 #include "common/log.h"
 #include "common/net.h"
-#include "refserver/refsio.h"
+#include "common/eio.h"
 #include "refserver/server.h"
 
 #include <errno.h>
@@ -43,7 +43,7 @@ void workers_sid_mark(char *id, uint32_t index)
 
 int workers_sid_owner(const char *sid, size_t len, uint32_t n)
 {
-    if (len != REFSIO_ID_LEN)
+    if (len != EIO_ID_LEN)
         return -1;
     for (size_t i = 0; i < len; i++)
         if (!sid[i] || !strchr(b64url, sid[i]))

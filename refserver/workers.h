@@ -63,7 +63,7 @@ void workers_read(const struct workers *w, uint32_t i, uint64_t *v, size_t n);
 
 /* ---- pure parts, for tests ---- */
 
-/* Make the id (REFSIO_ID_LEN base64url characters) name worker index: its first character becomes index's. */
+/* Make the id (EIO_ID_LEN base64url characters) name worker index: its first character becomes index's. */
 void workers_sid_mark(char *id, uint32_t index);
 /* The worker of n that a sid names, or -1 when it names none: a malformed sid (not 20 base64url characters), or
  * one whose first character is beyond the workers that exist. */

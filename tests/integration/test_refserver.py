@@ -837,6 +837,16 @@ class SocketIOTest(Base):
         a.send_text("40/nope,")
         self.assertMessage(a, OP_TEXT, b'44/nope,{"message":"Invalid namespace"}')
 
+    def test_odd_namespace_gets_connect_error(self):
+        # socket.io-parser takes any bytes up to ',' as the namespace; Node answers an unknown one with
+        # CONNECT_ERROR, echoing it, and keeps the connection
+        c = self.sio_client()
+        c.send_text('40/x"y z,')
+        self.assertMessage(c, OP_TEXT, b'44/x"y z,{"message":"Invalid namespace"}')
+        c.send_text("40")
+        op, data = c.recv_message(5.0)
+        self.assertTrue(data.startswith(b'40{"sid":'), data)
+
     def test_event_before_connect_closes(self):
         c = self.sio_client()
         c.send_text('42["chat"]')

@@ -428,7 +428,7 @@ static void test_encode_malformed(void **state)
     buf_free(&out);
 }
 
-/* SIOA_DEPTH counts values as refsio_json_valid does: 32 nested arrays around nothing, or 31 around a scalar. */
+/* SIOA_DEPTH counts values as jscan_valid does: 32 nested arrays around nothing, or 31 around a scalar. */
 static void test_depth(void **state)
 {
     (void)state;

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "refserver/refsio.h"
+#include "common/eio.h"
 #include "refserver/server.h"
 #include "refserver/workers.h"
 
@@ -15,19 +15,19 @@
 static void test_every_worker_is_named_and_found(void **state)
 {
     (void)state;
-    uint8_t rnd[REFSIO_ID_RANDOM];
-    char sid[REFSIO_ID_LEN + 1], before[REFSIO_ID_LEN + 1];
+    uint8_t rnd[EIO_ID_RANDOM];
+    char sid[EIO_ID_LEN + 1], before[EIO_ID_LEN + 1];
     for (uint32_t i = 0; i < WORKERS_MAX; i++) {
         memset(rnd, (int)(i * 37 + 11), sizeof rnd);
-        refsio_make_id(rnd, sid);
+        eio_make_id(rnd, sid);
         memcpy(before, sid, sizeof sid);
         workers_sid_mark(sid, i);
-        assert_int_equal(strlen(sid), REFSIO_ID_LEN);
-        assert_memory_equal(sid + 1, before + 1, REFSIO_ID_LEN - 1); /* only the first character names the worker */
-        assert_true(refsio_parse_id(sid, REFSIO_ID_LEN, rnd));       /* still a well-formed id */
-        assert_int_equal(workers_sid_owner(sid, REFSIO_ID_LEN, WORKERS_MAX), (int)i);
-        assert_int_equal(workers_sid_owner(sid, REFSIO_ID_LEN, i + 1), (int)i);
-        assert_int_equal(workers_sid_owner(sid, REFSIO_ID_LEN, i), -1); /* a worker that does not exist */
+        assert_int_equal(strlen(sid), EIO_ID_LEN);
+        assert_memory_equal(sid + 1, before + 1, EIO_ID_LEN - 1); /* only the first character names the worker */
+        assert_true(eio_parse_id(sid, EIO_ID_LEN, rnd));          /* still a well-formed id */
+        assert_int_equal(workers_sid_owner(sid, EIO_ID_LEN, WORKERS_MAX), (int)i);
+        assert_int_equal(workers_sid_owner(sid, EIO_ID_LEN, i + 1), (int)i);
+        assert_int_equal(workers_sid_owner(sid, EIO_ID_LEN, i), -1); /* a worker that does not exist */
     }
 }
 
@@ -45,11 +45,11 @@ static void test_malformed_sids_name_no_worker(void **state)
                          "AAAAAAAAAAAAAAAAAAA\x80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(workers_sid_owner(bad[i], strlen(bad[i]), WORKERS_MAX), -1);
-    char nul[REFSIO_ID_LEN] = "AAAAAAAAAAAAAAAAAAA"; /* a NUL inside the span */
-    assert_int_equal(workers_sid_owner(nul, REFSIO_ID_LEN, WORKERS_MAX), -1);
-    assert_int_equal(workers_sid_owner("DAAAAAAAAAAAAAAAAAAA", REFSIO_ID_LEN, 4), 3);
-    assert_int_equal(workers_sid_owner("EAAAAAAAAAAAAAAAAAAA", REFSIO_ID_LEN, 4), -1);
-    assert_int_equal(workers_sid_owner("_AAAAAAAAAAAAAAAAAAA", REFSIO_ID_LEN, WORKERS_MAX), WORKERS_MAX - 1);
+    char nul[EIO_ID_LEN] = "AAAAAAAAAAAAAAAAAAA"; /* a NUL inside the span */
+    assert_int_equal(workers_sid_owner(nul, EIO_ID_LEN, WORKERS_MAX), -1);
+    assert_int_equal(workers_sid_owner("DAAAAAAAAAAAAAAAAAAA", EIO_ID_LEN, 4), 3);
+    assert_int_equal(workers_sid_owner("EAAAAAAAAAAAAAAAAAAA", EIO_ID_LEN, 4), -1);
+    assert_int_equal(workers_sid_owner("_AAAAAAAAAAAAAAAAAAA", EIO_ID_LEN, WORKERS_MAX), WORKERS_MAX - 1);
 }
 
 static void test_bus_id_per_worker(void **state)
