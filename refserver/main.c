@@ -2,6 +2,7 @@
  * worker processes: workers.h), runs the loop until SIGTERM. */
 #include "common/conf.h"
 #include "common/log.h"
+#include "common/eio.h"
 #include "refserver/server.h"
 #include "refserver/workers.h"
 

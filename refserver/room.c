@@ -1,6 +1,10 @@
 /* The room registry: members per room, and the open/close calls that drive SUBSCRIBE (see room.h). */
 #include "refserver/room.h"
 
+#include "common/http.h"
+
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,4 +153,22 @@ struct room *room_next(const struct room_registry *reg, const struct room *r)
         if (reg->buckets[b])
             return reg->buckets[b];
     return NULL;
+}
+
+static bool valid_room(const char *name)
+{
+    if (!*name)
+        return false;
+    for (const char *p = name; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+            return false;
+    return true;
+}
+
+int room_param(const char *target, size_t target_len, const char *dflt, char *out)
+{
+    int found = http_query_param(target, target_len, "room", out, ROOM_NAME_MAX + 1);
+    if (found == 0)
+        snprintf(out, ROOM_NAME_MAX + 1, "%s", dflt);
+    return found < 0 || (found > 0 && !valid_room(out)) ? -1 : (int)strlen(out);
 }

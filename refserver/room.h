@@ -45,5 +45,8 @@ void room_leave(struct room_registry *reg, struct room_member *m);
 /* Every room, in no particular order: room_next(reg, NULL) is the first, NULL follows the last. The registry must
  * not change between two calls (take the next room before delivering to the current one). */
 struct room *room_next(const struct room_registry *reg, const struct room *r);
+/* The room a request target's query names (room=NAME) into out (ROOM_NAME_MAX + 1 bytes), dflt when it names none.
+ * Its length, or -1 when it is not a valid room name (1-128 visible ASCII characters). */
+int room_param(const char *target, size_t target_len, const char *dflt, char *out);
 
 #endif

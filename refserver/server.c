@@ -4,9 +4,13 @@
 #include "common/bus.h"
 #include "common/log.h"
 #include "common/prom.h"
+#include "common/http.h"
+#include "refserver/conn.h"
+#include "refserver/eiosession.h"
 #include "refserver/socketio.h"
 #include "refserver/sync.h"
 #include "refserver/workers.h"
+#include "refserver/wsroom.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -19,8 +23,6 @@
 #define ACCEPT_BATCH  64
 #define SCRATCH_SIZE  65536
 #define ACCEPT_WARN_S 5.0 /* seconds between two accept-error warnings */
-
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* Rooms open and close with their first and last local member; that is when the Redis channel is (un)subscribed. */
 static void on_room_open(void *ctx, struct room *room)
@@ -37,16 +39,10 @@ static void on_room_close(void *ctx, struct room *room)
         sync_room_close(s->sync, room);
 }
 
-/* A message from another node: encode the frame once, share it with every local member. */
+/* A /ws message from another node. */
 static void on_remote_message(void *ctx, struct room *room, uint8_t opcode, const char *payload, size_t len)
 {
-    struct server *s = ctx;
-    s->stats.bus_msgs_in++;
-    struct slice *f = ws_frame_slice(opcode, payload, len);
-    if (!f)
-        return;
-    session_deliver(s, room, f, NULL);
-    slice_unref(f);
+    wsroom_deliver(ctx, room, opcode, payload, len);
 }
 
 /* A broadcast on a Socket.IO adapter channel (from a refserver or a Node.js Socket.IO node). */
@@ -56,6 +52,12 @@ static void on_socketio_message(void *ctx, const char *channel, size_t channel_l
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
+
+/* on_accept's: a new connection, served by the HTTP routes below. */
+static struct conn *session_new(struct server *s, int fd)
+{
+    return conn_new(s, fd);
+}
 
 static void pause_accepting(struct server *s, double seconds)
 {
@@ -113,27 +115,12 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-void server_schedule_flush(struct server *s, struct client *c)
-{
-    if (c->flags & CLIENT_FL_FLUSH)
-        return;
-    c->flags |= CLIENT_FL_FLUSH;
-    c->next_work = s->flush_list;
-    s->flush_list = c;
-}
-
-void server_bury(struct server *s, struct client *c)
-{
-    c->next_work = s->dead_list;
-    s->dead_list = c;
-}
-
 static void publish_metrics(struct server *s);
 
 /* A connection another worker read a head of ours on. */
 static void on_adopt(void *ctx, int fd, const char *bytes, size_t len)
 {
-    session_adopt(ctx, fd, bytes, len);
+    conn_adopt(ctx, fd, bytes, len);
 }
 
 /* Before the loop waits: write everything queued during this iteration (one writev per client however many
@@ -143,18 +130,12 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct server *s = container_of(w, struct server, flush_w);
     (void)loop, (void)revents;
-    while (s->flush_list) {
-        struct client *c = s->flush_list;
-        s->flush_list = c->next_work;
-        c->flags &= (uint16_t)~CLIENT_FL_FLUSH;
-        if (c->state != CLIENT_CLOSED)
-            session_flush(c);
+    while (s->flush_list || s->eio_flush) { /* a session's answer goes out on a connection */
+        eio_run_flush(s);
+        conn_run_flush(s);
     }
-    while (s->dead_list) {
-        struct client *c = s->dead_list;
-        s->dead_list = c->next_work;
-        session_free(c);
-    }
+    conn_free_dead(s);
+    eio_free_dead(s);
     if (s->workers)
         publish_metrics(s);
     if (s->shutting_down && s->stats.connections == 0)
@@ -192,8 +173,8 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         workers_stop_adopting(s->workers);
     if (s->sync)
         sync_goodbye(s->sync); /* the other nodes stop expecting our subscriptions now, not in PEERS_ALIVE s */
-    for (struct client *c = s->clients; c; c = c->next)
-        session_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+    for (struct conn *c = s->conns; c; c = c->next)
+        conn_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
     ev_timer_set(&s->grace_timer, s->cfg.close_timeout + 1, 0);
     ev_timer_start(loop, &s->grace_timer);
 }
@@ -220,10 +201,96 @@ static int start_sync(struct server *s, char *err, size_t errlen)
 
 static void init_counter_base(struct server *s);
 
+/* ---- HTTP routes: what a connection in CONN_HTTP asks for ---- */
+
+static bool is_method(const struct http_head *h, const char *m)
+{
+    return h->method_len == strlen(m) && !memcmp(h->method, m, h->method_len);
+}
+
+/* --workers: a /socket.io/ request goes to the worker holding its session; a Socket.IO POST carries packets, so its
+ * whole body (up to maxPayload) is read before it is routed. */
+static enum conn_head on_head(struct conn *c, const struct http_head *h, uint32_t *to)
+{
+    int owner = eio_sid_worker(c->srv, h);
+    if (owner >= 0) {
+        *to = (uint32_t)owner;
+        return CONN_HAND_OVER;
+    }
+    return h->content_length > 0 && !h->chunked && is_method(h, "POST") && eio_is_path(h) ? CONN_READ_BODY : CONN_ROUTE;
+}
+
+static int serve_metrics(struct conn *c, bool head_only, bool close_after)
+{
+    struct buf body = {0};
+    int rc = server_metrics(c->srv, &body) < 0
+                 ? conn_respond_error(c, 503, "Service Unavailable", "out of memory", NULL)
+                 : conn_respond(c, 200, "OK", NULL, "text/plain; version=0.0.4", buf_head(&body), buf_len(&body),
+                                head_only, close_after);
+    buf_free(&body);
+    return rc;
+}
+
+/* For a balancer's check: 503 with the reason while the node is cut off from the other nodes (GET / stays 200). */
+static int serve_health(struct conn *c, bool head_only, bool close_after)
+{
+    char why[ERR_LEN + 64], text[ERR_LEN + 80];
+    if (server_health(c->srv, why, sizeof why))
+        return conn_respond(c, 200, "OK", NULL, "text/plain", "ok\n", 3, head_only, close_after);
+    int n = snprintf(text, sizeof text, "503 %s\n", why);
+    n = n < 0 ? 0 : n >= (int)sizeof text ? (int)sizeof text - 1 : n;
+    return conn_respond(c, 503, "Service Unavailable", NULL, "text/plain", text, (size_t)n, head_only, close_after);
+}
+
+/* CONN_HTTP with a complete, valid head (and body: only a Socket.IO POST has one). Returns 0 to go on reading heads
+ * (keep-alive, or a held polling GET), -1 when the connection changed state or is closing. */
+static int route(struct conn *c, const struct http_head *h, char *body, size_t body_len)
+{
+    struct server *s = c->srv;
+    size_t plen = http_path_len(h->target, h->target_len);
+    bool head_only = is_method(h, "HEAD");
+    bool is_get = is_method(h, "GET");
+    s->stats.http_requests++;
+    if (eio_is_path(h) && (body || (h->content_length <= 0 && !h->chunked))) {
+        if (h->minor_version == 1 && !http_find_header(h, "Host"))
+            return conn_respond_error(c, 400, "Bad Request", "missing Host header", NULL);
+        int rc = eio_route(c, h, body, body_len);
+        return rc < 0 || c->state != CONN_HTTP ? -1 : 0;
+    }
+    if (!is_get && !head_only)
+        return conn_respond_error(c, 405, "Method Not Allowed", "only GET and HEAD", "Allow: GET, HEAD\r\n");
+    if (h->content_length > 0 || h->chunked)
+        return conn_respond_error(c, 400, "Bad Request", "request bodies are not accepted here", NULL);
+    if (h->minor_version == 1 && !http_find_header(h, "Host"))
+        return conn_respond_error(c, 400, "Bad Request", "missing Host header", NULL);
+    if (plen == 3 && !memcmp(h->target, "/ws", 3) && is_get) {
+        int rc = wsroom_upgrade(c, h);
+        return rc < 0 || c->state != CONN_HTTP ? -1 : 0;
+    }
+    if (plen == 1 && h->target[0] == '/') {
+        char text[NODE_ID_MAX + 16];
+        int n = snprintf(text, sizeof text, "ok %s\n", s->cfg.node_id);
+        return conn_respond(c, 200, "OK", NULL, "text/plain", text, (size_t)n, head_only, h->conn_close);
+    }
+    if (plen == 8 && !memcmp(h->target, "/metrics", 8))
+        return serve_metrics(c, head_only, h->conn_close);
+    if (plen == 7 && !memcmp(h->target, "/health", 7))
+        return serve_health(c, head_only, h->conn_close);
+    return conn_respond_error(c, 404, "Not Found", "try /ws, /socket.io/, /, /health or /metrics", NULL);
+}
+
+static const struct conn_ops http_ops = {.on_head = on_head, .on_request = route};
+
 int server_init(struct server *s, struct ev_loop *loop, const struct server_config *cfg, struct workers *w, char *err,
                 size_t errlen)
 {
-    *s = (struct server){.loop = loop, .cfg = *cfg, .lfd = -1, .next_client_id = 1, .workers = w};
+    *s = (struct server){.loop = loop,
+                         .cfg = *cfg,
+                         .lfd = -1,
+                         .next_client_id = 1,
+                         .workers = w,
+                         .http_ops = &http_ops,
+                         .eio_app = &socketio_eio_app};
     if (!s->cfg.bus_id[0])
         snprintf(s->cfg.bus_id, sizeof s->cfg.bus_id, "%s", cfg->node_id);
     if (w)
@@ -260,19 +327,8 @@ int server_init(struct server *s, struct ev_loop *loop, const struct server_conf
 
 void server_free(struct server *s)
 {
-    session_free_polling(s); /* first: it walks the dead list, whose other entries the loop below frees */
-    while (s->clients) {
-        struct client *c = s->clients;
-        if (c->state != CLIENT_CLOSED) {
-            ev_io_stop(s->loop, &c->rio);
-            ev_io_stop(s->loop, &c->wio);
-            ev_timer_stop(s->loop, &c->timer);
-            close(c->fd);
-            c->state = CLIENT_CLOSED;
-        }
-        room_leave(c->flags & CLIENT_FL_SIO ? &s->sio_rooms : &s->rooms, &c->member);
-        session_free(c);
-    }
+    conn_free_all(s); /* first: a websocket's going ends its Engine.IO session */
+    eio_free_all(s);
     /* Rooms go before the bus so their close hooks find it alive. */
     room_registry_free(&s->rooms);
     room_registry_free(&s->sio_rooms);

@@ -1,9 +1,12 @@
+/* The Socket.IO application: namespaces, events, acks, attachments, the profiles, the Redis adapter; see socketio.h. */
 #include "refserver/socketio.h"
 
 #include "common/buf.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/ws.h"
+#include "refserver/eiosession.h"
+#include "refserver/fanout.h"
 #include "refserver/room.h"
 #include "refserver/server.h"
 #include "refserver/sioadapter.h"
@@ -20,8 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* The longest packet header: type, attachments and '-', "/nsp,", ack id. */
 #define HEADER_MAX (1 + 3 + EIO_NSP_MAX + 2 + EIO_ACK_DIGITS + 1)
@@ -71,6 +72,17 @@ struct sio_handshake {
     char url[];
 };
 
+/* One Socket.IO connection's sockets (one per namespace joined), hung off its Engine.IO session. */
+struct sio_socket {
+    uint16_t nsps; /* bit i set when connected to cfg.sio_nsps[i] */
+    /* the socket ids' random bytes; the socket of namespace i has these with i XORed into the first byte, so one
+     * connection's sockets have distinct ids and a broadcast's except list can be matched */
+    uint8_t id[EIO_ID_RANDOM];
+    struct sio_pending *pending; /* a binary packet waiting for its attachments */
+    struct sio_wait *waits;      /* other nodes' broadcasts waiting for this client's ack */
+    struct sio_handshake *hs;    /* what fetchSockets reports of the handshake */
+};
+
 static const char *nsp_name(const struct server *s, uint8_t i)
 {
     return s->cfg.sio_nsps[i];
@@ -117,23 +129,23 @@ static struct slice *packet_frame(const struct server *s, const struct sio_messa
 }
 
 /* The packet and its attachments to one client, in order and all together. */
-static void send_message(struct client *c, const struct sio_message *m)
+static void send_message(struct eio_session *c, const struct sio_message *m)
 {
     struct slice *frames[1 + EIO_MAX_ATTACHMENTS];
     struct slice *f = packet_frame(c->srv, m);
     if (!f) {
-        session_sio_fail(c, "out of memory");
+        eio_fail(c, "out of memory");
         return;
     }
     frames[0] = f;
     if (m->n_att) /* att may be NULL then: memcpy must not see it */
         memcpy(frames + 1, m->att, m->n_att * sizeof *m->att);
-    session_offer(c->srv, c, frames, 1 + m->n_att);
+    eio_offer(c, frames, 1 + m->n_att);
     slice_unref(f);
 }
 
-static void send_text(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void send_text(struct client *c, const char *fmt, ...)
+static void send_text(struct eio_session *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void send_text(struct eio_session *c, const char *fmt, ...)
 {
     char out[EIO_NSP_MAX + 128];
     va_list ap;
@@ -141,7 +153,7 @@ static void send_text(struct client *c, const char *fmt, ...)
     int n = vsnprintf(out, sizeof out, fmt, ap);
     va_end(ap);
     if (n > 0 && (size_t)n < sizeof out)
-        session_send(c, WS_OP_TEXT, out, (size_t)n);
+        eio_send(c, WS_OP_TEXT, out, (size_t)n);
 }
 
 /* "/nsp," for a packet, or "" for "/". */
@@ -154,29 +166,31 @@ static const char *nsp_prefix(const struct server *s, uint8_t i, char *out)
 }
 
 /* The id of c's socket in namespace nsp (server.h: client.sio_id). */
-static void socket_id(const struct client *c, uint8_t nsp, char out[EIO_ID_LEN + 1])
+static void socket_id(const struct eio_session *c, uint8_t nsp, char out[EIO_ID_LEN + 1])
 {
     uint8_t rnd[EIO_ID_RANDOM];
-    memcpy(rnd, c->sio_id, sizeof rnd);
+    memcpy(rnd, c->sock->id, sizeof rnd);
     rnd[0] ^= nsp;
     eio_make_id(rnd, out);
 }
 
-static void handshake_free(struct client *c)
+static void handshake_free(struct eio_session *c)
 {
-    if (!c->sio_hs)
+    if (!c->sock->hs)
         return;
-    for (struct sio_auth *a = c->sio_hs->auths, *next; a; a = next) {
+    for (struct sio_auth *a = c->sock->hs->auths, *next; a; a = next) {
         next = a->next;
         free(a);
     }
-    if (c->sio_hs->held_auth)
-        slice_unref(c->sio_hs->held_auth);
-    free(c->sio_hs);
-    c->sio_hs = NULL;
+    if (c->sock->hs->held_auth)
+        slice_unref(c->sock->hs->held_auth);
+    free(c->sock->hs);
+    c->sock->hs = NULL;
 }
 
-void socketio_on_handshake(struct client *c, const struct client *conn, const struct http_head *h)
+/* What other nodes' fetchSockets are told of the handshake h, which came on descriptor fd (the time, the peer's
+ * address, the URL, whether it had an Origin). Out of memory: nothing is kept, and fetchSockets reports less. */
+static void handshake_keep(struct eio_session *c, int fd, const struct http_head *h)
 {
     struct sockaddr_storage peer;
     socklen_t peer_len = sizeof peer;
@@ -186,23 +200,33 @@ void socketio_on_handshake(struct client *c, const struct client *conn, const st
     *hs = (struct sio_handshake){
         .issued = ev_now(c->srv->loop), .xdomain = http_find_header(h, "origin") != NULL, .url_len = h->target_len};
     memcpy(hs->url, h->target, h->target_len);
-    if (conn->fd >= 0 && getpeername(conn->fd, (struct sockaddr *)&peer, &peer_len) == 0) {
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&peer, &peer_len) == 0) {
         if (peer.ss_family == AF_INET)
             inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, hs->address, sizeof hs->address);
         else if (peer.ss_family == AF_INET6)
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, hs->address, sizeof hs->address);
     }
     handshake_free(c);
-    c->sio_hs = hs;
+    c->sock->hs = hs;
+}
+
+/* eio_app.on_open: a connection's sockets, in no namespace yet. */
+static int on_open(struct eio_session *c, int fd, const struct http_head *h)
+{
+    if (!(c->sock = calloc(1, sizeof *c->sock)))
+        return -1;
+    RAND_bytes(c->sock->id, sizeof c->sock->id);
+    handshake_keep(c, fd, h);
+    return 0;
 }
 
 /* The auth payload of c's CONNECT to namespace nsp (a later CONNECT's replaces it). */
-static void auth_keep(struct client *c, uint8_t nsp, const char *json, size_t len)
+static void auth_keep(struct eio_session *c, uint8_t nsp, const char *json, size_t len)
 {
     struct sio_auth **pp, *a;
-    if (!c->sio_hs)
+    if (!c->sock->hs)
         return;
-    for (pp = &c->sio_hs->auths; *pp && (*pp)->nsp != nsp; pp = &(*pp)->next)
+    for (pp = &c->sock->hs->auths; *pp && (*pp)->nsp != nsp; pp = &(*pp)->next)
         ;
     if (!(a = malloc(sizeof *a + len)))
         return;
@@ -212,24 +236,26 @@ static void auth_keep(struct client *c, uint8_t nsp, const char *json, size_t le
     *pp = a;
 }
 
-void socketio_release(struct client *c)
+/* eio_app.release: send the conformance profile's "auth" event held back after c's CONNECT reply, if one is (c
+ * answered the ping behind the reply, or something else is about to be sent to c). */
+static void release(struct eio_session *c)
 {
-    struct slice *f = c->sio_hs ? c->sio_hs->held_auth : NULL;
+    struct slice *f = c->sock->hs ? c->sock->hs->held_auth : NULL;
     if (!f)
         return;
-    c->sio_hs->held_auth = NULL;
-    if (c->state == CLIENT_WS)
-        session_offer(c->srv, c, &f, 1);
+    c->sock->hs->held_auth = NULL;
+    if (eio_open(c))
+        eio_offer(c, &f, 1);
     slice_unref(f);
 }
 
 /* The conformance profile's socket.emit("auth", socket.handshake.auth), with the auth object as the client sent it
  * ({} when it sent none). Over a websocket it is held back behind a WebSocket ping, and sent when the pong comes
- * (socketio_release): a client answers a ping only once it has read what came before it, so the CONNECT reply and
+ * (release): a client answers a ping only once it has read what came before it, so the CONNECT reply and
  * the event never reach it in one read. The suite's client listens for one message at a time and loses the second
  * of two that arrive together; a timer would only make that unlikely, the pong rules it out. A client that never
  * answers pings gets the event before whatever is sent to it next (an answer, the Engine.IO ping). */
-static void emit_auth(struct client *c, uint8_t nsp, const struct eio_packet *pk)
+static void emit_auth(struct eio_session *c, uint8_t nsp, const struct eio_packet *pk)
 {
     const char *auth = pk->data.len ? pk->data.p : "{}";
     size_t auth_len = pk->data.len ? pk->data.len : 2;
@@ -240,20 +266,20 @@ static void emit_auth(struct client *c, uint8_t nsp, const struct eio_packet *pk
                                      .type = EIO_EVENT, .nsp = nsp, .json = buf_head(&b), .json_len = buf_len(&b)});
     buf_free(&b);
     if (!f) {
-        session_sio_fail(c, "out of memory");
+        eio_fail(c, "out of memory");
         return;
     }
-    socketio_release(c); /* defensive: one is held at most, as every packet releases it first */
-    if (!(c->flags & CLIENT_FL_POLL) && c->sio_hs && session_send(c, WS_OP_PING, "", 0) == 0) {
-        c->sio_hs->held_auth = f;
+    release(c); /* defensive: one is held at most, as every packet releases it first */
+    if (c->sock->hs && eio_ws_ping(c) == 0) {
+        c->sock->hs->held_auth = f;
         return;
     }
-    if (c->state == CLIENT_WS)
-        session_offer(c->srv, c, &f, 1); /* a polling payload is read whole: nothing to hold back */
+    if (eio_open(c))
+        eio_offer(c, &f, 1); /* a polling payload is read whole: nothing to hold back */
     slice_unref(f);
 }
 
-static void on_connect(struct client *c, const struct eio_packet *pk)
+static void on_connect(struct eio_session *c, const struct eio_packet *pk)
 {
     struct server *s = c->srv;
     char pre[EIO_NSP_MAX + 2], id[EIO_ID_LEN + 1];
@@ -263,15 +289,15 @@ static void on_connect(struct client *c, const struct eio_packet *pk)
         char out[2 + EIO_NSP_MAX + sizeof tail] = {'4', '4'};
         memcpy(out + 2, pk->nsp.p, pk->nsp.len);
         memcpy(out + 2 + pk->nsp.len, tail, sizeof tail - 1);
-        session_send(c, WS_OP_TEXT, out, 2 + pk->nsp.len + sizeof tail - 1);
+        eio_send(c, WS_OP_TEXT, out, 2 + pk->nsp.len + sizeof tail - 1);
         return;
     }
-    if (c->sio_nsps & (1u << i)) { /* socket.io's Client.ondecoded: a second CONNECT is an invalid state */
-        session_sio_fail(c, "CONNECT to a namespace already joined");
+    if (c->sock->nsps & (1u << i)) { /* socket.io's Client.ondecoded: a second CONNECT is an invalid state */
+        eio_fail(c, "CONNECT to a namespace already joined");
         return;
     }
-    c->sio_nsps |= (uint16_t)(1u << i);
-    c->sio_connect_by = 0;
+    c->sock->nsps |= (uint16_t)(1u << i);
+    eio_connected(c);
     if (pk->data.len)
         auth_keep(c, (uint8_t)i, pk->data.p, pk->data.len);
     socket_id(c, (uint8_t)i, id);
@@ -280,10 +306,30 @@ static void on_connect(struct client *c, const struct eio_packet *pk)
         emit_auth(c, (uint8_t)i, pk);
 }
 
-static void publish(struct server *s, const struct client *c, const struct sio_message *m);
+struct except_ids;
+static bool excepted_socket(const struct except_ids *x, const struct eio_session *c);
+
+/* Who a broadcast reaches in a room: the sockets of its namespace (bit) but the sender (skip) and the sockets it
+ * excepts (x). */
+struct target {
+    const struct eio_session *skip;
+    uint16_t bit;
+    const struct except_ids *x;
+};
+
+/* fanout_offer_fn: a member of a Socket.IO room is an Engine.IO session. */
+static bool offer(struct room_member *m, struct slice *const *frames, size_t n, void *ctx)
+{
+    const struct target *t = ctx;
+    struct eio_session *to = container_of(m, struct eio_session, member);
+    return to != t->skip && eio_open(to) && (to->sock->nsps & t->bit) && !(t->x && excepted_socket(t->x, to)) &&
+           eio_offer(to, frames, n);
+}
+
+static void publish(struct server *s, const struct eio_session *c, const struct sio_message *m);
 
 /* Every other socket of the sender's scope: its room, or, for a socket in no room, every room of the namespace. */
-static void broadcast(struct client *c, const struct sio_message *m)
+static void broadcast(struct eio_session *c, const struct sio_message *m)
 {
     struct server *s = c->srv;
     struct room *own = c->member.room;
@@ -302,14 +348,10 @@ static void broadcast(struct client *c, const struct sio_message *m)
     }
     if (m->n_att) /* att may be NULL then: memcpy must not see it */
         memcpy(frames + 1, m->att, m->n_att * sizeof *m->att);
-    uint16_t bit = (uint16_t)(1u << m->nsp);
+    struct target t = {.skip = c, .bit = (uint16_t)(1u << m->nsp)};
     for (struct room *r = own->name_len ? own : room_next(&s->sio_rooms, NULL), *next; r; r = next) {
         next = own->name_len ? NULL : room_next(&s->sio_rooms, r);
-        for (uint32_t i = 0; i < r->count; i++) {
-            struct client *to = container_of(r->members[i], struct client, member);
-            if (to != c && to->state == CLIENT_WS && (to->sio_nsps & bit) && session_offer(s, to, frames, 1 + m->n_att))
-                s->stats.msgs_out++;
-        }
+        s->stats.msgs_out += fanout(r, frames, 1 + m->n_att, offer, &t);
     }
     slice_unref(frames[0]);
 }
@@ -331,7 +373,7 @@ static bool json_array_empty(const char *p, size_t len)
 }
 
 /* The conformance profile's handlers (socket.io-protocol's test-suite server). */
-static void conformance_event(struct client *c, const struct sio_message *m)
+static void conformance_event(struct eio_session *c, const struct sio_message *m)
 {
     const char *name, *rest;
     size_t name_len, rest_len;
@@ -361,9 +403,9 @@ static void conformance_event(struct client *c, const struct sio_message *m)
     buf_free(&b);
 }
 
-static void on_client_ack(struct client *c, const struct sio_message *m);
+static void on_client_ack(struct eio_session *c, const struct sio_message *m);
 
-static void on_message(struct client *c, const struct sio_message *m)
+static void on_message(struct eio_session *c, const struct sio_message *m)
 {
     char pre[EIO_NSP_MAX + 2];
     if (m->type == EIO_ACK) {
@@ -375,36 +417,42 @@ static void on_message(struct client *c, const struct sio_message *m)
         return;
     }
     broadcast(c, m);
-    if (m->has_ack && c->state == CLIENT_WS)
+    if (m->has_ack && eio_open(c))
         send_text(c, "43%s%" PRIu64 "[]", nsp_prefix(c->srv, m->nsp, pre), m->ack);
 }
 
-static void pending_free(struct client *c)
+static void pending_free(struct eio_session *c)
 {
-    struct sio_pending *p = c->pending;
+    struct sio_pending *p = c->sock->pending;
     if (!p)
         return;
     for (uint32_t i = 0; i < p->have; i++)
         slice_unref(p->att[i]);
     free(p);
-    c->pending = NULL;
+    c->sock->pending = NULL;
 }
 
-static void waits_free(struct client *c);
+static void waits_free(struct eio_session *c);
 
-void socketio_client_gone(struct client *c)
+/* eio_app.on_free: drop what c was assembling, the acks other nodes wait for, its handshake. */
+static void on_free(struct eio_session *c)
 {
+    if (!c->sock)
+        return;
     pending_free(c);
     waits_free(c);
     handshake_free(c);
+    free(c->sock);
+    c->sock = NULL;
 }
 
-void socketio_on_packet(struct client *c, const struct eio_packet *pk)
+/* eio_app.on_packet: a Socket.IO packet (an Engine.IO MESSAGE, already parsed). */
+static void on_packet(struct eio_session *c, const struct eio_packet *pk)
 {
     /* What a packet makes us send goes after the auth event, as in Node. */
-    socketio_release(c);
-    if (c->pending) { /* socket.io-parser: "got plaintext data when reconstructing a packet" */
-        session_sio_fail(c, "text packet while binary attachments were due");
+    release(c);
+    if (c->sock->pending) { /* socket.io-parser: "got plaintext data when reconstructing a packet" */
+        eio_fail(c, "text packet while binary attachments were due");
         return;
     }
     if (pk->type == EIO_CONNECT) {
@@ -412,8 +460,8 @@ void socketio_on_packet(struct client *c, const struct eio_packet *pk)
         return;
     }
     int i = nsp_index(c->srv, pk->nsp.p, pk->nsp.len);
-    if (i < 0 || !(c->sio_nsps & (1u << i))) {
-        session_sio_fail(c, "packet for a namespace not joined");
+    if (i < 0 || !(c->sock->nsps & (1u << i))) {
+        eio_fail(c, "packet for a namespace not joined");
         return;
     }
     struct sio_message m = {.nsp = (uint8_t)i,
@@ -422,7 +470,7 @@ void socketio_on_packet(struct client *c, const struct eio_packet *pk)
                             .json = pk->data.p,
                             .json_len = pk->data.len};
     switch (pk->type) {
-    case EIO_DISCONNECT: c->sio_nsps &= (uint16_t) ~(1u << i); return;
+    case EIO_DISCONNECT: c->sock->nsps &= (uint16_t) ~(1u << i); return;
     case EIO_EVENT:
     case EIO_ACK:
         m.type = pk->type;
@@ -430,11 +478,11 @@ void socketio_on_packet(struct client *c, const struct eio_packet *pk)
         return;
     case EIO_BINARY_EVENT:
     case EIO_BINARY_ACK: break;
-    default: session_sio_fail(c, "CONNECT_ERROR from a client"); return;
+    default: eio_fail(c, "CONNECT_ERROR from a client"); return;
     }
     m.type = pk->type == EIO_BINARY_EVENT ? EIO_EVENT : EIO_ACK;
     if (pk->attachments > EIO_MAX_ATTACHMENTS) {
-        session_sio_fail(c, "too many attachments");
+        eio_fail(c, "too many attachments");
         return;
     }
     if (pk->attachments == 0) {
@@ -443,7 +491,7 @@ void socketio_on_packet(struct client *c, const struct eio_packet *pk)
     }
     struct sio_pending *p = malloc(sizeof *p + pk->data.len);
     if (!p) {
-        session_sio_fail(c, "out of memory");
+        eio_fail(c, "out of memory");
         return;
     }
     *p = (struct sio_pending){.type = m.type,
@@ -453,24 +501,25 @@ void socketio_on_packet(struct client *c, const struct eio_packet *pk)
                               .want = pk->attachments,
                               .json_len = pk->data.len};
     memcpy(p->json, pk->data.p, pk->data.len);
-    c->pending = p;
+    c->sock->pending = p;
 }
 
-void socketio_on_attachment(struct client *c, const uint8_t *data, size_t len)
+/* eio_app.on_binary: a binary Engine.IO message, an attachment of the pending packet. */
+static void on_attachment(struct eio_session *c, const uint8_t *data, size_t len)
 {
-    socketio_release(c);
-    struct sio_pending *p = c->pending;
+    release(c);
+    struct sio_pending *p = c->sock->pending;
     if (!p) { /* socket.io-parser: "got binary data when not reconstructing a packet" */
-        session_sio_fail(c, "binary data with no packet announcing it");
+        eio_fail(c, "binary data with no packet announcing it");
         return;
     }
     if (!(p->att[p->have] = ws_frame_slice(WS_OP_BINARY, data, len))) {
-        session_sio_fail(c, "out of memory");
+        eio_fail(c, "out of memory");
         return;
     }
     if (++p->have < p->want)
         return;
-    c->pending = NULL;
+    c->sock->pending = NULL;
     on_message(c, &(struct sio_message){.type = p->type,
                                         .nsp = p->nsp,
                                         .has_ack = p->has_ack,
@@ -479,9 +528,12 @@ void socketio_on_attachment(struct client *c, const uint8_t *data, size_t len)
                                         .json_len = p->json_len,
                                         .att = p->att,
                                         .n_att = p->have});
-    c->pending = p;
+    c->sock->pending = p;
     pending_free(c);
 }
+
+const struct eio_app socketio_eio_app = {
+    .on_open = on_open, .on_packet = on_packet, .on_binary = on_attachment, .release = release, .on_free = on_free};
 
 /* The Redis adapter (SOCKETIO.md 3): a node publishes each broadcast once, on KEY#NSP# or KEY#NSP#ROOM#, and
  * PSUBSCRIBEs KEY#NSP#* for each namespace, so every node sees every broadcast and drops a room's before decoding
@@ -553,7 +605,7 @@ static struct sioa_bytes frame_payload(const struct slice *f)
     return (struct sioa_bytes){.data = (const char *)f->data + h, .len = f->len - h};
 }
 
-static void publish(struct server *s, const struct client *c, const struct sio_message *m)
+static void publish(struct server *s, const struct eio_session *c, const struct sio_message *m)
 {
     struct socketio *io = s->sio;
     struct sioa_bytes att[EIO_MAX_ATTACHMENTS], room = {0};
@@ -620,10 +672,10 @@ static void except_ids_free(struct except_ids *x)
         free(x->ids);
 }
 
-static bool excepted_socket(const struct except_ids *x, const struct client *c)
+static bool excepted_socket(const struct except_ids *x, const struct eio_session *c)
 {
     for (size_t i = 0; i < x->n; i++)
-        if (!memcmp(x->ids[i], c->sio_id, EIO_ID_RANDOM))
+        if (!memcmp(x->ids[i], c->sock->id, EIO_ID_RANDOM))
             return true;
     return false;
 }
@@ -631,12 +683,7 @@ static bool excepted_socket(const struct except_ids *x, const struct client *c)
 static void deliver_room(struct server *s, struct room *r, struct slice *const *frames, size_t n, uint16_t bit,
                          const struct except_ids *x)
 {
-    for (uint32_t i = 0; i < r->count; i++) {
-        struct client *to = container_of(r->members[i], struct client, member);
-        if (to->state == CLIENT_WS && (to->sio_nsps & bit) && !excepted_socket(x, to) &&
-            session_offer(s, to, frames, n))
-            s->stats.msgs_out++;
-    }
+    s->stats.msgs_out += fanout(r, frames, n, offer, &(struct target){.bit = bit, .x = x});
 }
 
 /* A broadcast from another node: decoded once, encoded once as a packet (and its attachments as frames), shared by
@@ -726,24 +773,24 @@ struct sio_wait {
     char request_id[REQUEST_ID_MAX];
 };
 
-static void waits_free(struct client *c)
+static void waits_free(struct eio_session *c)
 {
-    for (struct sio_wait *w = c->sio_waits, *next; w; w = next) {
+    for (struct sio_wait *w = c->sock->waits, *next; w; w = next) {
         next = w->next;
         free(w);
     }
-    c->sio_waits = NULL;
+    c->sock->waits = NULL;
 }
 
 /* 0, or -1 on out of memory. The newest goes first; a client over SIO_WAITS_MAX loses its oldest. */
-static int wait_add(struct client *c, uint8_t nsp, uint64_t ack, struct sioa_bytes request_id)
+static int wait_add(struct eio_session *c, uint8_t nsp, uint64_t ack, struct sioa_bytes request_id)
 {
-    struct sio_wait *w = malloc(sizeof *w), **pp = &c->sio_waits;
+    struct sio_wait *w = malloc(sizeof *w), **pp = &c->sock->waits;
     if (!w)
         return -1;
-    *w = (struct sio_wait){.next = c->sio_waits, .ack = ack, .nsp = nsp, .id_len = (uint8_t)request_id.len};
+    *w = (struct sio_wait){.next = c->sock->waits, .ack = ack, .nsp = nsp, .id_len = (uint8_t)request_id.len};
     memcpy(w->request_id, request_id.data, request_id.len);
-    c->sio_waits = w;
+    c->sock->waits = w;
     for (int n = 0; *pp; n++, pp = &(*pp)->next)
         if (n == SIO_WAITS_MAX) {
             free(*pp);
@@ -756,11 +803,11 @@ static int wait_add(struct client *c, uint8_t nsp, uint64_t ack, struct sioa_byt
 /* The sockets of one namespace a request selects: in any of its rooms (all sockets when it names none) and in none
  * of its except list; a socket is in the room of its id and in the room it asked for. */
 struct selection {
-    struct client **v;
+    struct eio_session **v;
     size_t n, cap;
 };
 
-static bool named_in(const struct client *c, const char *id, const struct sioa_iter *names)
+static bool named_in(const struct eio_session *c, const char *id, const struct sioa_iter *names)
 {
     struct sioa_iter it = *names;
     struct sioa_bytes name;
@@ -782,15 +829,15 @@ static int select_sockets(struct server *s, int nsp, const struct sioa_iter *roo
     *sel = (struct selection){0};
     for (struct room *r = room_next(&s->sio_rooms, NULL); r; r = room_next(&s->sio_rooms, r))
         for (uint32_t i = 0; i < r->count; i++) {
-            struct client *c = container_of(r->members[i], struct client, member);
-            if (c->state != CLIENT_WS || !(c->sio_nsps & bit))
+            struct eio_session *c = container_of(r->members[i], struct eio_session, member);
+            if (!eio_open(c) || !(c->sock->nsps & bit))
                 continue;
             socket_id(c, (uint8_t)nsp, id);
             if ((rooms->left && !named_in(c, id, rooms)) || named_in(c, id, except))
                 continue;
             if (sel->n == sel->cap) {
                 size_t cap = sel->cap ? 2 * sel->cap : 64;
-                struct client **v = realloc(sel->v, cap * sizeof *v);
+                struct eio_session **v = realloc(sel->v, cap * sizeof *v);
                 if (!v) {
                     free(sel->v);
                     *sel = (struct selection){0};
@@ -905,7 +952,7 @@ static void answer_sockets(struct server *s, int nsp, const struct sioa_request 
         if (!fetch)
             continue;
         sioa_put_str(&w, "handshake", 9);
-        put_handshake(&w, sel->v[i]->sio_hs, (uint8_t)nsp);
+        put_handshake(&w, sel->v[i]->sock->hs, (uint8_t)nsp);
         sioa_put_str(&w, "rooms", 5);
         sioa_put_array(&w, r->name_len ? 2 : 1);
         sioa_put_str(&w, id, EIO_ID_LEN);
@@ -927,8 +974,8 @@ static void answer_rooms(struct server *s, int nsp, const struct sioa_request *r
     size_t at = sioa_begin_array(&w), count = 0;
     for (struct room *r = room_next(&s->sio_rooms, NULL); r; r = room_next(&s->sio_rooms, r)) {
         for (uint32_t i = 0; r->name_len && i < r->count; i++) {
-            const struct client *c = container_of(r->members[i], struct client, member);
-            if (c->state == CLIENT_WS && (c->sio_nsps & bit)) {
+            const struct eio_session *c = container_of(r->members[i], struct eio_session, member);
+            if (eio_open(c) && (c->sock->nsps & bit)) {
                 sioa_put_str(&w, r->name, r->name_len);
                 count++;
                 break;
@@ -944,17 +991,17 @@ static void answer_rooms(struct server *s, int nsp, const struct sioa_request *r
 }
 
 /* disconnectSockets(close): as socket.disconnect(close): a DISCONNECT for the namespace, or for every namespace of
- * the connection and then the connection closed once they are out (session_sio_close). */
-static void disconnect_socket(struct client *c, int nsp, bool close)
+ * the connection and then the connection closed once they are out (eio_close). */
+static void disconnect_socket(struct eio_session *c, int nsp, bool close)
 {
     char pre[EIO_NSP_MAX + 2];
-    uint16_t nsps = close ? c->sio_nsps : (uint16_t)(1u << nsp);
+    uint16_t nsps = close ? c->sock->nsps : (uint16_t)(1u << nsp);
     for (uint8_t i = 0; i < SIO_NSP_MAX; i++)
         if (nsps & (1u << i))
             send_text(c, "41%s", nsp_prefix(c->srv, i, pre));
-    c->sio_nsps &= (uint16_t)~nsps;
+    c->sock->nsps &= (uint16_t)~nsps;
     if (close)
-        session_sio_close(c);
+        eio_close(c);
 }
 
 /* BROADCAST: the packet to each selected client under one ack id (ids count per socket, so one serves all, as in
@@ -966,8 +1013,8 @@ static void broadcast_with_ack(struct server *s, int nsp, const struct sioa_requ
     uint64_t ack = io->next_ack = (io->next_ack + 1) % ACK_ID_LIMIT, count = 0;
     size_t n = rq->packet.type == EIO_EVENT ? remote_frames(s, &rq->packet, nsp, true, ack, frames) : 0;
     for (size_t i = 0; n && i < sel->n; i++) {
-        struct client *c = sel->v[i];
-        if (wait_add(c, (uint8_t)nsp, ack, rq->request_id) == 0 && session_offer(s, c, frames, n)) {
+        struct eio_session *c = sel->v[i];
+        if (wait_add(c, (uint8_t)nsp, ack, rq->request_id) == 0 && eio_offer(c, frames, n)) {
             s->stats.msgs_out++;
             count++;
         }
@@ -983,11 +1030,11 @@ static void broadcast_with_ack(struct server *s, int nsp, const struct sioa_requ
 }
 
 /* A client's ACK: for an ack id of ours, {type: 9, requestId, packet: its first argument} to the node that asked. */
-static void on_client_ack(struct client *c, const struct sio_message *m)
+static void on_client_ack(struct eio_session *c, const struct sio_message *m)
 {
     struct server *s = c->srv;
     struct sioa_bytes att[EIO_MAX_ATTACHMENTS];
-    struct sio_wait **pp = &c->sio_waits, *w;
+    struct sio_wait **pp = &c->sock->waits, *w;
     while ((w = *pp) && (w->ack != m->ack || w->nsp != m->nsp))
         pp = &w->next;
     if (!w || !m->has_ack || !s->sio)

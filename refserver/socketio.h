@@ -2,8 +2,8 @@
  * attachments, the two profiles, and broadcasts across nodes in the wire format of @socket.io/redis-adapter, so
  * refserver nodes and Node.js Socket.IO servers on one Redis reach each other's clients.
  *
- * session.c owns the transports (websocket frames, Engine.IO polling, pings) and hands over whole Socket.IO
- * packets and attachments; this file decides what they mean.
+ * eiosession.c owns the Engine.IO sessions (transports, polling, pings) and hands up whole Socket.IO packets and
+ * attachments through socketio_eio_app; this file decides what they mean, and sends through eio_offer/eio_send.
  *
  * Profiles (server_config.sio_profile):
  *  - broadcast (the default): an EVENT goes to every other socket of its namespace (socket.broadcast.emit) on every
@@ -20,26 +20,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct client;
-struct http_head;
+struct eio_app;
 struct server;
+
+/* The Socket.IO application of every Engine.IO session (server.eio_app): a socket per namespace joined. */
+extern const struct eio_app socketio_eio_app;
 
 /* With Redis: one PSUBSCRIBE <key>#<nsp>#* per namespace and a random 6-character adapter uid. 0, or -1 with err. */
 int socketio_init(struct server *s, char *err, size_t errlen);
 void socketio_free(struct server *s);
-
-/* A Socket.IO packet (an Engine.IO MESSAGE, already parsed) and a binary Engine.IO message (an attachment). */
-void socketio_on_packet(struct client *c, const struct eio_packet *pk);
-void socketio_on_attachment(struct client *c, const uint8_t *data, size_t len);
-/* Conformance profile: send the "auth" event held back after c's CONNECT reply, if one is (c answered the ping
- * behind the reply, or something else is about to be sent to c). */
-void socketio_release(struct client *c);
-/* c leaves: drop what it was assembling, the acks other nodes wait for, its handshake. */
-void socketio_client_gone(struct client *c);
-/* A Socket.IO connection c was opened by handshake h, which came on conn (c itself, or the HTTP connection of a
- * polling session's first GET): keep what other nodes' fetchSockets are told of it (the time, the peer's address,
- * the URL, whether it had an Origin). Out of memory: nothing is kept, and fetchSockets reports less. */
-void socketio_on_handshake(struct client *c, const struct client *conn, const struct http_head *h);
 
 /* A message on a Socket.IO adapter channel (<key>#<nsp>#[<room>#]). */
 void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, const char *data, size_t len);

@@ -22,8 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
 #define EXIT_USAGE   2
 #define BACKLOG      4096
 #define RECV_BATCH   64           /* records taken per wake-up, so one busy sender cannot starve the loop */
