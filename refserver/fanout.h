@@ -13,8 +13,9 @@
 /* Offer frames[0..n) to member m (skip it, or queue a reference to each frame). True when m took them. */
 typedef bool fanout_offer_fn(struct room_member *m, struct slice *const *frames, size_t n, void *ctx);
 
-/* Offer frames[0..n) to each member of room through offer, in slot order; how many took them. A member that leaves
- * the room during the walk (an offer that ends it) lets the last member take its slot. */
+/* Offer frames[0..n) to each member of room through offer; how many took them. An offer may end its own member
+ * (a slow consumer), which takes it out of the room, and the room with it when it was the last: every other member
+ * is still offered the frames once. An offer must not take other members out. */
 uint64_t fanout(struct room *room, struct slice *const *frames, size_t n, fanout_offer_fn *offer, void *ctx);
 
 #endif

@@ -1274,6 +1274,27 @@ class SocketIOPollingTest(Base):
         ws.send_text("40/nope,")
         self.assertEqual(ws.recv_message(5.0)[1][:7], b"44/nope")  # the first websocket goes on
 
+    def test_the_member_after_a_dropped_poller_gets_the_broadcast(self):
+        """A poller that stops polling is ended as a slow consumer in the middle of a broadcast; every other member
+        of the room still gets that broadcast (the member that takes the leaver's slot in the room included)."""
+        self.node = h.start_refserver(self, "slowpoll", "none",
+                                      ["--sio-ping-interval", "60000", "--max-message", "4096", "--sio-cookie", "io",
+                                       "--max-queue", "2048"])
+        room = room_name("slowpoll")
+        slow = self.joined(room)  # the room's first member, and it never polls again
+        sender, receiver = [h.ws_connect(self, self.node.port, f"/socket.io/?EIO=4&transport=websocket&room={room}")
+                            for _ in range(2)]  # the receiver is the last member: it takes a leaver's slot
+        for ws in (sender, receiver):
+            ws.recv_message(5.0)
+            ws.send_text("40")
+            ws.recv_message(5.0)
+        pad = "x" * 200
+        for i in range(40):  # one at a time, so only the poller's queue grows: past 2048 bytes within a dozen
+            sender.send_text(f'42["n",{i},"{pad}"]')
+            self.assertMessage(receiver, OP_TEXT, f'42["n",{i},"{pad}"]'.encode(), who=f"receiver, event {i}")
+        self.assertEngineError(self.poll(slow), 1, "Session ID unknown")  # ended as a slow consumer
+        self.wait_metric(self.node, "refserver_slow_consumers_closed_total", lambda v: v >= 1)
+
     def test_upgrade_needs_probe(self):
         sid = self.joined(room_name("noprobe"))
         ws = h.ws_connect(self, self.node.port, f"/socket.io/?EIO=4&transport=websocket&sid={sid}")

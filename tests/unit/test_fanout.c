@@ -59,6 +59,51 @@ static void test_fanout_offers_every_member_and_counts_takers(void **state)
     room_registry_free(&reg);
 }
 
+/* An offer that ends its member, as a slow poller is ended, takes it out of the room. */
+struct leaving_ctx {
+    struct room_registry *reg;
+    struct member *leaver;
+};
+
+static bool offer_and_leave(struct room_member *m, struct slice *const *frames, size_t n, void *ctx)
+{
+    struct leaving_ctx *l = ctx;
+    struct member *to = (struct member *)(void *)m;
+    (void)frames, (void)n;
+    if (to == l->leaver || !l->leaver) {
+        room_leave(l->reg, m);
+        return false;
+    }
+    to->got++;
+    return true;
+}
+
+static void test_fanout_survives_a_member_leaving(void **state)
+{
+    (void)state;
+    struct room_registry reg;
+    assert_int_equal(room_registry_init(&reg, NULL, NULL, NULL), 0);
+    for (int leaver = 0; leaver < 4; leaver++) { /* the first member leaves, a middle one, the last one */
+        struct member v[4] = {0};
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(room_join(&reg, &v[i].m, "r", 1), 0);
+        struct leaving_ctx l = {&reg, &v[leaver]};
+        assert_int_equal(fanout(room_find(&reg, "r", 1), NULL, 0, offer_and_leave, &l), 3);
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(v[i].got, i == leaver ? 0 : 1);
+        for (int i = 0; i < 4; i++)
+            room_leave(&reg, &v[i].m);
+    }
+    /* Every member leaves, the room with the last one: nothing is read from it afterwards (ASan would say). */
+    struct member v[3] = {0};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(room_join(&reg, &v[i].m, "gone", 4), 0);
+    struct leaving_ctx all = {&reg, NULL};
+    assert_int_equal(fanout(room_find(&reg, "gone", 4), NULL, 0, offer_and_leave, &all), 0);
+    assert_null(room_find(&reg, "gone", 4));
+    room_registry_free(&reg);
+}
+
 static void test_room_param(void **state)
 {
     (void)state;
@@ -86,6 +131,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fanout_offers_every_member_and_counts_takers),
+        cmocka_unit_test(test_fanout_survives_a_member_leaving),
         cmocka_unit_test(test_room_param),
         cmocka_unit_test(test_ws_client_costs_less_than_before_the_split),
     };
