@@ -94,13 +94,13 @@ static void warn_failure(struct listener *l, int err, double now)
         return;
     l->in_episode = true;
     l->began = now;
-    if (l->cfg.max)
-        LOG_WARN("%s: accept: %s (%" PRIu32 " of %" PRIu32
-                 " connections open); pausing accepts for %.0f ms at a time until it clears",
-                 l->cfg.who, strerror(err), *l->cfg.count, l->cfg.max, LISTENER_BACKOFF_S * 1000);
-    else
-        LOG_WARN("%s: accept: %s; pausing accepts for %.0f ms at a time until it clears", l->cfg.who, strerror(err),
-                 LISTENER_BACKOFF_S * 1000);
+    char load[48] = "";
+    if (l->cfg.count && l->cfg.max)
+        snprintf(load, sizeof load, " (%" PRIu32 " of %" PRIu32 " connections open)", *l->cfg.count, l->cfg.max);
+    else if (l->cfg.count)
+        snprintf(load, sizeof load, " (%" PRIu32 " connections open)", *l->cfg.count);
+    LOG_WARN("%s: accept: %s%s; pausing accepts for %.0f ms at a time until it clears", l->cfg.who, strerror(err), load,
+             LISTENER_BACKOFF_S * 1000);
 }
 
 /* An accept succeeded at now: an episode is over once it has been quiet for LISTENER_QUIET_S. */

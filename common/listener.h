@@ -30,11 +30,12 @@ typedef void listener_accept_fn(void *ctx, int fd, int index, const struct net_a
 typedef bool listener_fail_fn(void *ctx, int err);
 
 struct listener_config {
-    const char *who;       /* the subject of the log lines, e.g. "worker 0" (kept, not copied) */
-    const int *fds;        /* bound, listening, non-blocking sockets; they stay the caller's to close */
-    int nfds;              /* 1..LISTENER_MAX_FDS */
-    uint32_t max;          /* open connections allowed; 0: no gate */
-    const uint32_t *count; /* the caller's count of open connections, read before each accept (NULL if no gate) */
+    const char *who; /* the subject of the log lines, e.g. "worker 0" (kept, not copied) */
+    const int *fds;  /* bound, listening, non-blocking sockets; they stay the caller's to close */
+    int nfds;        /* 1..LISTENER_MAX_FDS */
+    uint32_t max;    /* open connections allowed; 0: no gate */
+    /* the caller's count of open connections, read before each accept and shown in the warning (NULL if no gate) */
+    const uint32_t *count;
     listener_accept_fn *on_accept;
     listener_fail_fn *on_fail; /* NULL: every failure is the listener's to warn about */
     void *ctx;

@@ -252,7 +252,8 @@ static void test_emfile_backs_off_and_warns_once_per_episode(void **state)
     assert_int_equal(k.nfds, 3); /* after the back-off, the queue is served */
     assert_int_equal(k.fails, fails);
     char *log = captured_stderr();
-    assert_int_equal(count(log, "test: accept: Too many open files; pausing accepts for 100 ms"), 1);
+    assert_int_equal(count(log, "test: accept: Too many open files (0 connections open); pausing accepts for 100 ms"),
+                     1);
     assert_int_equal(count(log, "failures over"), 0); /* not quiet for LISTENER_QUIET_S yet */
 
     /* a success after a quiet LISTENER_QUIET_S ends the episode; the next failure begins another */
