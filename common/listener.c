@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
 /* L_ACTIVE: watching. L_FULL: paused at the gate until listener_left. L_BACKOFF: paused until the timer.
  * L_STOPPED: for good. Watchers run in L_ACTIVE only. */
 enum listener_state { L_ACTIVE = 0, L_FULL, L_BACKOFF, L_STOPPED };
@@ -153,7 +151,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 
 static void on_backoff(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    struct listener *l = container_of(t, struct listener, backoff);
+    struct listener *l = t->data;
     (void)loop, (void)revents;
     if (l->state == L_BACKOFF)
         resume(l);
@@ -174,6 +172,7 @@ struct listener *listener_start(struct ev_loop *loop, const struct listener_conf
     l->cfg = *cfg;
     l->cfg.fds = l->fds;
     ev_init(&l->backoff, on_backoff);
+    l->backoff.data = l;
     for (int i = 0; i < cfg->nfds; i++) {
         l->fds[i] = cfg->fds[i];
         ev_io_init(&l->w[i], on_readable, cfg->fds[i], EV_READ);
