@@ -17,6 +17,7 @@
 #define NODE_ID_MAX 64
 #define SIO_NSP_MAX 16 /* Socket.IO namespaces a node serves, "/" included: one bit each in client.sio_nsps */
 
+struct listener;
 struct sync;
 struct socketio;
 struct workers;
@@ -136,9 +137,8 @@ struct server {
     struct client *flush_list, *dead_list;
     struct client **sids; /* polling sessions by sid: sid_buckets chains (a power of 2), allocated on first use */
     uint32_t sid_buckets;
-    ev_io accept_w;
-    ev_timer accept_pause, stats_timer, grace_timer;
-    double accept_warned; /* ev_now of the last accept-error warning: at most one per ACCEPT_WARN_S */
+    struct listener *listener; /* over lfd, gated at cfg.max_clients (common/listener.h) */
+    ev_timer stats_timer, grace_timer;
     ev_prepare flush_w;
     ev_signal sigterm_w, sigint_w;
 };
