@@ -6,6 +6,7 @@
 
 #include "common/buf.h"
 #include "common/http.h"
+#include "common/listener.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "common/prom.h"
@@ -30,7 +31,7 @@ struct admin {
     struct ev_loop *loop;
     struct pool *pool;
     int lfd;
-    ev_io accept_w;
+    struct listener *listener;
 };
 
 struct admin_conn {
@@ -310,28 +311,24 @@ static void on_conn_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     conn_free(container_of(w, struct admin_conn, timer));
 }
 
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+/* A connection from the listener (common/listener.h); no gate: each is answered and closed within ADMIN_TIMEOUT. */
+static void on_accept(void *ctx, int fd, int index, const struct net_addr *peer)
 {
-    struct admin *a = container_of(w, struct admin, accept_w);
-    (void)revents;
-    for (int i = 0; i < 16; i++) {
-        int fd = net_accept(a->lfd, NULL);
-        if (fd < 0)
-            return;
-        struct admin_conn *c = calloc(1, sizeof *c);
-        if (!c) {
-            close(fd);
-            return;
-        }
-        c->loop = loop;
-        c->pool = a->pool;
-        c->fd = fd;
-        c->in.max = ADMIN_MAX_HEAD + 4096;
-        ev_io_init(&c->io, on_conn_io, fd, EV_READ);
-        ev_io_start(loop, &c->io);
-        ev_timer_init(&c->timer, on_conn_timeout, ADMIN_TIMEOUT, 0);
-        ev_timer_start(loop, &c->timer);
+    struct admin *a = ctx;
+    (void)index, (void)peer;
+    struct admin_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
     }
+    c->loop = a->loop;
+    c->pool = a->pool;
+    c->fd = fd;
+    c->in.max = ADMIN_MAX_HEAD + 4096;
+    ev_io_init(&c->io, on_conn_io, fd, EV_READ);
+    ev_io_start(a->loop, &c->io);
+    ev_timer_init(&c->timer, on_conn_timeout, ADMIN_TIMEOUT, 0);
+    ev_timer_start(a->loop, &c->timer);
 }
 
 struct admin *admin_start(struct ev_loop *loop, int lfd, struct pool *pool, char *err, size_t errlen)
@@ -344,8 +341,11 @@ struct admin *admin_start(struct ev_loop *loop, int lfd, struct pool *pool, char
     a->loop = loop;
     a->pool = pool;
     a->lfd = lfd;
-    ev_io_init(&a->accept_w, on_accept, lfd, EV_READ);
-    ev_io_start(loop, &a->accept_w);
+    struct listener_config lc = {.who = "admin", .fds = &a->lfd, .nfds = 1, .on_accept = on_accept, .ctx = a};
+    if (!(a->listener = listener_start(loop, &lc, err, errlen))) {
+        free(a);
+        return NULL;
+    }
     return a;
 }
 
@@ -353,7 +353,7 @@ void admin_stop(struct admin *a)
 {
     if (!a)
         return;
-    ev_io_stop(a->loop, &a->accept_w);
+    listener_free(a->listener);
     close(a->lfd);
     free(a); /* connections in flight finish on their own */
 }

@@ -28,6 +28,7 @@
 #include "common/body.h"
 #include "common/buf.h"
 #include "common/http.h"
+#include "common/listener.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "common/tls.h"
@@ -46,12 +47,10 @@
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
-#define READ_CHUNK     16384
-#define BUF_HIGH       65536 /* stop reading a side while this much of its input waits for the other side */
-#define LINGER_S       1.0
-#define ACCEPT_BATCH   64
-#define STOP_DRAIN_MAX 1024 /* connections taken off a listener's queue as it closes */
-#define COOKIE_MAX     512  /* an inserted Set-Cookie value: name and id are at most 64 bytes each */
+#define READ_CHUNK 16384
+#define BUF_HIGH   65536 /* stop reading a side while this much of its input waits for the other side */
+#define LINGER_S   1.0
+#define COOKIE_MAX 512 /* an inserted Set-Cookie value: name and id are at most 64 bytes each */
 
 enum sess_state { S_TLS, S_HEAD, S_CONNECT, S_EXCHANGE, S_TUNNEL, S_ERROR, S_LINGER, S_CLOSED };
 enum res_state { RES_HEAD, RES_BODY, RES_DONE };
@@ -1184,26 +1183,6 @@ static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
     run(s);
 }
 
-static void resume_accepting(struct proxy *px)
-{
-    if (!px->paused || px->stopping || ev_is_active(px->resume_w))
-        return;
-    px->paused = false;
-    for (int i = 0; i < px->nlisten; i++)
-        ev_io_start(px->loop, &px->accept_w[i]);
-}
-
-static void pause_accepting(struct proxy *px, double seconds)
-{
-    px->paused = true;
-    for (int i = 0; i < px->nlisten; i++)
-        ev_io_stop(px->loop, &px->accept_w[i]);
-    if (seconds > 0) {
-        ev_timer_set(px->resume_w, seconds, 0);
-        ev_timer_start(px->loop, px->resume_w);
-    }
-}
-
 static void session_free(struct session *s)
 {
     struct proxy *px = s->px;
@@ -1226,7 +1205,7 @@ static void session_free(struct session *s)
     px->nsessions--;
     POOL_SUB(px->pool->sh->conns_active, 1);
     free(s);
-    resume_accepting(px);
+    listener_left(px->listener);
 }
 
 static struct session *session_new(struct proxy *px, int fd, int listener, const struct net_addr *peer)
@@ -1261,46 +1240,25 @@ static struct session *session_new(struct proxy *px, int fd, int listener, const
     return s;
 }
 
-/* An accept failed with err: none pending, or the peer gone, is routine; out of descriptors (or memory), the
- * connection waits in the backlog while we pause (a level-triggered listener would spin); logged per episode. */
-static void accept_failed(struct proxy *px, int err)
+/* A connection from listener li (common/listener.h). An accept that succeeds may end a shortage episode. */
+static void on_accept(void *ctx, int fd, int li, const struct net_addr *peer)
 {
-    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED)
-        return;
-    if (shortage_kind(err) >= 0)
-        shortage_hit(&px->lack, POOL_OP_ACCEPT, err, ev_now(px->loop));
-    else
-        LOG_WARN("%s: accept: %s; pausing accepts for 100 ms", px->name, strerror(err));
-    pause_accepting(px, 0.1);
+    struct proxy *px = ctx;
+    shortage_ok(&px->lack, ev_now(px->loop));
+    if (!session_new(px, fd, li, peer))
+        close(fd);
 }
 
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+/* An accept failed with err; the listener pauses for 100 ms whatever the cause, the connection waiting in the
+ * backlog. Out of descriptors (or memory) is counted and logged per episode by the shortage accounting, which also
+ * covers connects and checks; anything else is the listener's to warn about. */
+static bool on_accept_failed(void *ctx, int err)
 {
-    struct proxy *px = w->data;
-    int li = (int)(w - px->accept_w);
-    (void)loop, (void)revents;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (px->nsessions >= px->max_sessions) {
-            pause_accepting(px, 0);
-            return;
-        }
-        struct net_addr peer;
-        int fd = net_accept(px->lfd[li], &peer);
-        if (fd < 0) {
-            accept_failed(px, errno);
-            return;
-        }
-        shortage_ok(&px->lack, ev_now(loop));
-        if (!session_new(px, fd, li, &peer))
-            close(fd);
-    }
-}
-
-static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct proxy *px = w->data;
-    (void)loop, (void)revents;
-    resume_accepting(px);
+    struct proxy *px = ctx;
+    if (shortage_kind(err) < 0)
+        return false;
+    shortage_hit(&px->lack, POOL_OP_ACCEPT, err, ev_now(px->loop));
+    return true;
 }
 
 int proxy_start(struct proxy *px, struct ev_loop *loop, const char *name, const struct lb_conf *conf, struct pool *pool,
@@ -1314,40 +1272,27 @@ int proxy_start(struct proxy *px, struct ev_loop *loop, const char *name, const 
     px->pool = pool;
     px->nlisten = n;
     px->max_sessions = max_sessions;
-    px->accept_w = calloc((size_t)n, sizeof *px->accept_w);
-    px->resume_w = calloc(1, sizeof *px->resume_w);
     px->hdrs = calloc(conf->max_headers, sizeof *px->hdrs);
     /* a rewritten cookie header can outgrow the original (pairs re-joined with "; "): 2x a whole head fits */
     px->scratch_len = 2 * conf->max_head + 64;
     px->scratch = malloc(px->scratch_len);
-    if (!px->accept_w || !px->resume_w || !px->hdrs || !px->scratch) {
+    if (!px->hdrs || !px->scratch) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    ev_init(px->resume_w, on_resume);
-    px->resume_w->data = px;
     for (int i = 0; i < n; i++) {
         px->lfd[i] = lfd[i];
         px->tls[i] = tls[i];
-        ev_io_init(&px->accept_w[i], on_accept, lfd[i], EV_READ);
-        px->accept_w[i].data = px;
-        ev_io_start(loop, &px->accept_w[i]);
     }
-    return 0;
-}
-
-/* Take what already waits in li's accept queue (up to the session cap): when this process holds the socket's last
- * descriptor, closing it resets every connection queued there, and those clients did reach us. */
-static void drain_queue(struct proxy *px, int li)
-{
-    for (int i = 0; i < STOP_DRAIN_MAX && px->nsessions < px->max_sessions; i++) {
-        struct net_addr peer;
-        int fd = net_accept(px->lfd[li], &peer);
-        if (fd < 0)
-            return;
-        if (!session_new(px, fd, li, &peer))
-            close(fd);
-    }
+    struct listener_config lc = {.who = px->name,
+                                 .fds = px->lfd,
+                                 .nfds = n,
+                                 .max = max_sessions,
+                                 .count = &px->nsessions,
+                                 .on_accept = on_accept,
+                                 .on_fail = on_accept_failed,
+                                 .ctx = px};
+    return (px->listener = listener_start(loop, &lc, err, errlen)) ? 0 : -1;
 }
 
 void proxy_stop_accepting(struct proxy *px)
@@ -1355,12 +1300,9 @@ void proxy_stop_accepting(struct proxy *px)
     if (px->stopping)
         return;
     px->stopping = true;
-    ev_timer_stop(px->loop, px->resume_w);
-    for (int i = 0; i < px->nlisten; i++) {
-        ev_io_stop(px->loop, &px->accept_w[i]);
-        drain_queue(px, i);
+    listener_stop(px->listener, true); /* the connections queued reached us: closing the sockets would reset them */
+    for (int i = 0; i < px->nlisten; i++)
         close(px->lfd[i]);
-    }
     for (struct session *s = px->sessions, *next; s; s = next) {
         next = s->next;
         s->close_after = true; /* in-flight requests finish, then their connections close */
@@ -1379,15 +1321,11 @@ void proxy_close_all(struct proxy *px)
         for (int i = 0; i < px->nlisten; i++)
             close(px->lfd[i]);
     px->stopping = true;
-    if (px->resume_w)
-        ev_timer_stop(px->loop, px->resume_w);
-    free(px->accept_w);
-    free(px->resume_w);
+    listener_free(px->listener);
     free(px->hdrs);
     free(px->scratch);
+    px->listener = NULL;
     px->scratch = NULL;
-    px->accept_w = NULL;
-    px->resume_w = NULL;
     px->hdrs = NULL;
 }
 

@@ -16,9 +16,8 @@
 #include <stdint.h>
 
 struct ev_loop;
-struct ev_io;
-struct ev_timer;
 struct http_header;
+struct listener;
 struct pool;
 struct tls_ctx;
 
@@ -30,14 +29,13 @@ struct proxy {
     struct pool *pool;
     struct tls_ctx *tls[LB_MAX_LISTENS]; /* per listener; NULL for plain */
     int lfd[LB_MAX_LISTENS];
-    struct ev_io *accept_w; /* one per listener */
+    struct listener *listener; /* over lfd[0..nlisten), gated at max_sessions (common/listener.h) */
     int nlisten;
     uint32_t nsessions, max_sessions;
-    bool paused, stopping;
+    bool stopping;
     struct session *sessions; /* every open session, for a graceful stop */
     uint64_t next_id;
     uint32_t next_source[LB_MAX_BACKENDS]; /* per node: conf->source + this, for its next connection */
-    struct ev_timer *resume_w;             /* accept back-off after EMFILE */
     char name[24];                         /* "worker N", for the log */
     struct shortage lack;                  /* this worker's episodes of running out of descriptors, ports or memory */
     struct http_header *hdrs; /* the head parser's scratch array (one worker, one request parsed at a time) */

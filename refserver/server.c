@@ -2,6 +2,7 @@
 #include "refserver/server.h"
 
 #include "common/bus.h"
+#include "common/listener.h"
 #include "common/log.h"
 #include "common/prom.h"
 #include "common/http.h"
@@ -12,7 +13,6 @@
 #include "refserver/workers.h"
 #include "refserver/wsroom.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,9 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ACCEPT_BATCH  64
-#define SCRATCH_SIZE  65536
-#define ACCEPT_WARN_S 5.0 /* seconds between two accept-error warnings */
+#define SCRATCH_SIZE 65536
 
 /* Rooms open and close with their first and last local member; that is when the Redis channel is (un)subscribed. */
 static void on_room_open(void *ctx, struct room *room)
@@ -51,68 +49,30 @@ static void on_socketio_message(void *ctx, const char *channel, size_t channel_l
     socketio_on_bus(ctx, channel, channel_len, data, len);
 }
 
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents);
-
-/* on_accept's: a new connection, served by the HTTP routes below. */
-static struct conn *session_new(struct server *s, int fd)
+/* A connection from the listener (common/listener.h), which keeps it waiting in the backlog at --max-clients. */
+static void on_accept(void *ctx, int fd, int index, const struct net_addr *peer)
 {
-    return conn_new(s, fd);
+    struct server *s = ctx;
+    (void)index, (void)peer;
+    if (!conn_new(s, fd))
+        close(fd);
+    else
+        s->stats.accepted++;
 }
 
-static void pause_accepting(struct server *s, double seconds)
+/* A failed accept (EMFILE and friends): counted; the listener pauses and warns once per episode. */
+static bool on_accept_failed(void *ctx, int err)
 {
-    ev_io_stop(s->loop, &s->accept_w);
-    if (seconds > 0) {
-        ev_timer_set(&s->accept_pause, seconds, 0);
-        ev_timer_start(s->loop, &s->accept_pause);
-    }
-}
-
-static void on_accept_pause(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct server *s = container_of(w, struct server, accept_pause);
-    (void)loop, (void)revents;
-    if (!s->shutting_down)
-        ev_io_start(s->loop, &s->accept_w);
+    struct server *s = ctx;
+    (void)err;
+    s->stats.accept_errors++;
+    return false;
 }
 
 void server_client_left(struct server *s)
 {
-    if (!s->shutting_down && !ev_is_active(&s->accept_w) && !ev_is_active(&s->accept_pause))
-        ev_io_start(s->loop, &s->accept_w);
-}
-
-static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct server *s = container_of(w, struct server, accept_w);
-    (void)revents;
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (s->cfg.max_clients && s->stats.connections >= s->cfg.max_clients) {
-            /* Like HAProxy's maxconn: leave further connections in the kernel's backlog until one leaves. */
-            pause_accepting(s, 0);
-            return;
-        }
-        int fd = net_accept(s->lfd, NULL);
-        if (fd < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED)
-                return;
-            s->stats.accept_errors++;
-            /* EMFILE and friends: the pending connection stays readable, so stop the busy loop for a moment.
-             * Said once per ACCEPT_WARN_S, with a count, so a descriptor shortage does not flood the log. */
-            if (ev_now(loop) - s->accept_warned >= ACCEPT_WARN_S || s->accept_warned == 0) {
-                LOG_WARN("accept: %s (%" PRIu32 " connections, %" PRIu64 " accept errors so far); pausing accepts "
-                         "for 100 ms at a time",
-                         strerror(errno), s->stats.connections, s->stats.accept_errors);
-                s->accept_warned = ev_now(loop);
-            }
-            pause_accepting(s, 0.1);
-            return;
-        }
-        if (!session_new(s, fd))
-            close(fd);
-        else
-            s->stats.accepted++;
-    }
+    if (s->listener)
+        listener_left(s->listener);
 }
 
 static void publish_metrics(struct server *s);
@@ -167,8 +127,7 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
         return;
     s->shutting_down = true;
     LOG_INFO("signal %d: closing %" PRIu32 " client(s) with 1001", w->signum, s->stats.ws_clients);
-    ev_io_stop(loop, &s->accept_w);
-    ev_timer_stop(loop, &s->accept_pause);
+    listener_stop(s->listener, false);
     if (s->workers)
         workers_stop_adopting(s->workers);
     if (s->sync)
@@ -306,9 +265,16 @@ int server_init(struct server *s, struct ev_loop *loop, const struct server_conf
         return -1;
     if (w)
         init_counter_base(s);
-    ev_io_init(&s->accept_w, on_accept, s->lfd, EV_READ);
-    ev_io_start(loop, &s->accept_w);
-    ev_timer_init(&s->accept_pause, on_accept_pause, 0, 0);
+    struct listener_config lc = {.who = "listener",
+                                 .fds = &s->lfd,
+                                 .nfds = 1,
+                                 .max = cfg->max_clients,
+                                 .count = &s->stats.connections,
+                                 .on_accept = on_accept,
+                                 .on_fail = on_accept_failed,
+                                 .ctx = s};
+    if (!(s->listener = listener_start(loop, &lc, err, errlen)))
+        return -1;
     ev_timer_init(&s->grace_timer, on_grace_over, 0, 0);
     ev_timer_init(&s->stats_timer, on_stats_timer, cfg->stats_interval, cfg->stats_interval);
     ev_timer_start(loop, &s->stats_timer);
@@ -334,6 +300,7 @@ void server_free(struct server *s)
     room_registry_free(&s->sio_rooms);
     socketio_free(s);
     sync_free(s->sync);
+    listener_free(s->listener);
     if (s->lfd >= 0)
         close(s->lfd);
     buf_free(&s->scratch);

@@ -23,6 +23,7 @@ struct conn;
 struct conn_ops;
 struct eio_app;
 struct eio_session;
+struct listener;
 struct sync;
 struct socketio;
 struct workers;
@@ -93,9 +94,8 @@ struct server {
     struct eio_session *eio_flush, *eio_dead; /* sessions with packets to answer a held GET with; ended ones */
     struct eio_session **sids; /* polling sessions by sid: sid_buckets chains (a power of 2), allocated on first use */
     uint32_t sid_buckets;
-    ev_io accept_w;
-    ev_timer accept_pause, stats_timer, grace_timer;
-    double accept_warned; /* ev_now of the last accept-error warning: at most one per ACCEPT_WARN_S */
+    struct listener *listener; /* over lfd, gated at cfg.max_clients (common/listener.h) */
+    ev_timer stats_timer, grace_timer;
     ev_prepare flush_w;
     ev_signal sigterm_w, sigint_w;
 };

@@ -1193,6 +1193,34 @@ class OwnStateTest(LbBase):
         self.assertIn("over after", log)
         self.assertIn(f"max-connections 500 does not fit the open-files limit {NOFILE}", log, "warned at start")
 
+    def test_admin_out_of_descriptors_backs_off(self):
+        """More idle admin connections than the health process has descriptors: its listener pauses (it used to
+        retry the connection it could not take at once, forever: a busy loop), says so once, and answers again
+        once they are gone."""
+        lb = start_lb(self, [*backend_flags(self.backends), "--log-level", "warn"], preexec_fn=nofile_limit(NOFILE))
+        self.lbs = (lb,)
+        held = []
+        self.addCleanup(lambda: [c.close() for c in held])
+        for _ in range(NOFILE + 4):  # the admin backlog (64) holds those it cannot take
+            held.append(socket.create_connection((h.HOST, lb.admin_port), timeout=5.0))
+        pid = lb.health_pids()[0]
+
+        def cpu_seconds():
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        time.sleep(0.3)  # it has taken what it can
+        before = cpu_seconds()
+        time.sleep(1.0)  # within the admin's 5 s timeout: the connections it holds stay
+        self.assertLess(cpu_seconds() - before, 0.5, "the health process must not spin on the queued connection")
+        self.assertIn("admin: accept: Too many open files", lb.log_text())
+        for c in held:
+            c.close()
+        held.clear()
+        h.wait_until(lambda: lb.admin_get("/health").status == 200, 3.0 * h.SLOW, what="the admin answering")
+        self.assertEqual(lb.log_text().count("admin: accept: Too many open files"), 1, lb.log_text()[-3000:])
+
     def test_every_check_failing_still_routes(self):
         """Panic (Envoy's healthy_panic_threshold, 50% by default): every check fails (the check path answers
         500) yet the nodes serve clients, so the lb keeps routing over all of them, says so, and counts it; nodes

@@ -11,6 +11,8 @@ import os
 import signal
 import socket
 import struct
+import sys
+import time
 import unittest
 import uuid
 
@@ -652,6 +654,38 @@ class HousekeepingTest(Base):
                 break
             got += chunk
         self.assertEqual(got, b"HTTP/1.1 200", "served once the first client left")
+
+    def test_out_of_descriptors_warns_once_per_episode(self):
+        """More connections than the open-files limit: the node pauses accepting (the rest wait in the backlog),
+        counts the failed accepts, says so once for the whole episode however long it lasts (it used to repeat
+        every 5 s), serves the waiting connections once descriptors free up, and says when the episode is over."""
+        nofile = 40
+
+        class Limited(h.RefServer):
+            def argv(self):
+                wrap = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (%d, %d)); "
+                        "os.execv(sys.argv[1], sys.argv[1:])" % (nofile, nofile))
+                return [sys.executable, "-c", wrap, *super().argv()]
+
+        node = Limited("k3", "none", ["--handshake-timeout", "60"])
+        self.addCleanup(node.cleanup)
+        node.start()
+        held = []
+        self.addCleanup(lambda: [c.close() for c in held])
+        for _ in range(nofile + 10):
+            held.append(socket.create_connection((h.HOST, node.port), timeout=5.0))
+        h.wait_until(lambda: "pausing accepts" in node.log_text(), 5.0 * h.SLOW, what="the accept warning")
+        time.sleep(6.0)  # longer than the old 5 s between repeats; the node retries every 100 ms meanwhile
+        for c in held:
+            c.close()
+        held.clear()
+        self.assertEqual(h.http_request(node.port, "GET", "/").status, 200)
+        time.sleep(1.2)  # a quiet second: the next accept ends the episode
+        s = node.metrics()
+        self.assertGreater(s["refserver_accept_errors_total"], 10)
+        log = node.log_text()
+        self.assertEqual(log.count("listener: accept: Too many open files"), 1, log[-3000:])
+        self.assertEqual(log.count("failures over after"), 1, log[-3000:])
 
 
 # ---------------------------------------------------------------------------------------------------------------
