@@ -2,6 +2,7 @@
 #include "refserver/conn.h"
 
 #include "common/http.h"
+#include "common/listener.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "refserver/server.h"
@@ -90,7 +91,8 @@ static void detach(struct conn *c)
     s->stats.connections--;
     c->next_work = s->dead_list;
     s->dead_list = c;
-    server_client_left(s);
+    if (s->listener) /* the accept gate may have paused at --max-clients */
+        listener_left(s->listener);
 }
 
 void conn_kill(struct conn *c)

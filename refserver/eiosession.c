@@ -159,7 +159,8 @@ void eio_connected(struct eio_session *s)
     s->connect_by = 0;
 }
 
-/* Close s's transport: a websocket with code (no_reply: without waiting for the peer's close), polling: the end. */
+/* Close s's transport: in EIO_WEBSOCKET its connection goes to CONN_CLOSING with code (no_reply: without waiting for
+ * the peer's close); polling states go to EIO_CLOSED. */
 static void drop(struct eio_session *s, uint16_t code, const char *reason, bool no_reply)
 {
     if (s->state == EIO_WEBSOCKET && s->ws)
@@ -200,7 +201,9 @@ static void close_asked(struct eio_session *s)
     schedule_flush(s);
 }
 
-/* One Engine.IO packet (a binary message: an attachment's bytes) from s's client, on its transport. */
+/* One Engine.IO packet (a binary message: an attachment's bytes) from s's client, on its transport. Entered in
+ * EIO_POLLING or EIO_PROBED (POSTed) or EIO_WEBSOCKET (a frame); may leave s EIO_CLOSED (a polling session that
+ * failed) or with its websocket closing. */
 static void on_packet(struct eio_session *s, uint8_t opcode, uint8_t *data, size_t len)
 {
     struct eio_packet pk;
@@ -369,8 +372,9 @@ static void held_gone(struct conn *c)
 
 static const struct conn_ops held_ops = {.on_gone = held_gone};
 
-/* Answer the held GET: with only (a noop or close packet) when given, else with every queued packet. The connection
- * goes back to the HTTP routes. */
+/* Any state with a held GET: answer it with only (a noop or close packet) when given, else with every queued packet.
+ * The connection goes back to the HTTP routes (CONN_HTTP, or CONN_CLOSING on failure); s is left without a GET, or
+ * EIO_CLOSED when the close packet was the last it owed. */
 static void poll_answer(struct eio_session *s, const char *only)
 {
     struct conn *c = s->held;
@@ -534,7 +538,8 @@ static long poll_binary(char *item, size_t len)
     return n < 0 ? -1 : n - (long)pad;
 }
 
-/* POST with a sid: each packet of the payload as if it came in a frame of its own; then "ok". */
+/* POST with a sid, s polling (EIO_POLLING or EIO_PROBED): each packet of the payload as if it came in a frame of its
+ * own, until s leaves the polling states; then "ok". */
 static int poll_post(struct conn *c, struct eio_session *s, const struct http_head *h, char *body, size_t len)
 {
     struct eio_item it;

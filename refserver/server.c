@@ -69,12 +69,6 @@ static bool on_accept_failed(void *ctx, int err)
     return false;
 }
 
-void server_client_left(struct server *s)
-{
-    if (s->listener)
-        listener_left(s->listener);
-}
-
 static void publish_metrics(struct server *s);
 
 /* A connection another worker read a head of ours on. */

@@ -107,8 +107,6 @@ int server_init(struct server *s, struct ev_loop *loop, const struct server_conf
 /* Release everything after ev_run has returned. */
 void server_free(struct server *s);
 
-/* Allow one more accept after a client left (the listener may have paused at max_clients). */
-void server_client_left(struct server *s);
 /* /health: true when the node (every worker of it) is connected and subscribed to the bus, or runs without Redis;
  * false with why otherwise. */
 bool server_health(const struct server *s, char *why, size_t why_len);
