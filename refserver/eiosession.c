@@ -24,6 +24,18 @@
 /* Seconds a session whose client POSTed a close waits for a GET that crossed the POST on the way (below). */
 #define SIO_CLOSE_GRACE 1.0
 
+/* A session opened by a polling handshake (EIO_FL_POLLED), and what polling needs. */
+struct eio_polled {
+    struct eio_session s;
+    struct eio_session *sid_next; /* the sid table's chain */
+    struct conn *held;            /* the GET waiting for packets, or NULL */
+    struct slice_queue queue;     /* frames owed to the client, answered without their WebSocket header */
+    ev_timer timer;               /* while polling: the ping schedule, the connect deadline, a close's grace */
+};
+
+/* The polling part of s, which must have EIO_FL_POLLED. */
+#define P(s) ((struct eio_polled *)(void *)(s))
+
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
 static void end(struct eio_session *s);
 
@@ -46,11 +58,19 @@ static void schedule_flush(struct eio_session *s)
     s->srv->eio_flush = s;
 }
 
+/* On a websocket, the connection's timer is the session's; polling, the session's own. */
 static void arm_timer(struct eio_session *s, double seconds)
 {
-    ev_timer_stop(s->srv->loop, &s->timer);
-    ev_timer_set(&s->timer, seconds, 0);
-    ev_timer_start(s->srv->loop, &s->timer);
+    if (s->state == EIO_WEBSOCKET) {
+        if (s->ws)
+            conn_arm_timer(s->ws, seconds);
+        return;
+    }
+    if (!(s->flags & EIO_FL_POLLED)) /* defensive: a websocket's session is EIO_WEBSOCKET until it is ended */
+        return;
+    ev_timer_stop(s->srv->loop, &P(s)->timer);
+    ev_timer_set(&P(s)->timer, seconds, 0);
+    ev_timer_start(s->srv->loop, &P(s)->timer);
 }
 
 /* The ping schedule wants the timer in seconds; until a CONNECT came, the connect deadline may come first
@@ -74,21 +94,26 @@ static void new_sid(const struct server *srv, char out[EIO_ID_LEN + 1])
         workers_sid_mark(out, workers_index(srv->workers));
 }
 
-static struct eio_session *session_new(struct server *srv, uint64_t id)
+/* A session in EIO_POLLING (polled: with the polling fields) or, without them, to be opened on a websocket. */
+static struct eio_session *session_new(struct server *srv, uint64_t id, bool polled)
 {
-    struct eio_session *s = calloc(1, sizeof *s);
+    struct eio_session *s = polled ? calloc(1, sizeof(struct eio_polled)) : calloc(1, sizeof(struct eio_session));
     if (!s)
         return NULL;
     s->srv = srv;
     s->id = id;
-    ev_init(&s->timer, on_timer);
+    if (polled) {
+        s->flags = EIO_FL_POLLED;
+        ev_init(&P(s)->timer, on_timer);
+    }
     return s;
 }
 
 static void session_free(struct eio_session *s)
 {
     app(s)->on_free(s);
-    sq_free(&s->queue);
+    if (s->flags & EIO_FL_POLLED)
+        sq_free(&P(s)->queue);
     free(s);
 }
 
@@ -104,7 +129,7 @@ bool eio_open(const struct eio_session *s)
 /* Polling: queue f for the next GET. 0, or -1 when memory ran out (the session then ends). */
 static int queue(struct eio_session *s, struct slice *f)
 {
-    if (sq_push(&s->queue, f) < 0) {
+    if (sq_push(&P(s)->queue, f) < 0) {
         LOG_ERR("client %" PRIu64 ": out of memory queueing output", s->id);
         end(s);
         return -1;
@@ -117,13 +142,15 @@ bool eio_offer(struct eio_session *s, struct slice *const *frames, size_t n)
 {
     if (s->state == EIO_WEBSOCKET)
         return s->ws && conn_offer(s->ws, frames, n);
+    if (s->state == EIO_CLOSED)
+        return false;
     size_t len = 0;
     for (size_t i = 0; i < n; i++)
         len += frames[i]->len;
     /* As conn_offer: a poller that does not come for its packets is closed rather than allowed to hold memory. */
-    if (s->queue.bytes && s->queue.bytes + len > s->srv->cfg.max_queue) {
+    if (P(s)->queue.bytes && P(s)->queue.bytes + len > s->srv->cfg.max_queue) {
         s->srv->stats.slow_consumers++;
-        sq_drop_unstarted(&s->queue);
+        sq_drop_unstarted(&P(s)->queue);
         end(s);
         return false;
     }
@@ -197,7 +224,7 @@ void eio_close(struct eio_session *s)
 static void close_asked(struct eio_session *s)
 {
     s->flags |= EIO_FL_CLOSE_ASKED;
-    sq_drop_unstarted(&s->queue);
+    sq_drop_unstarted(&P(s)->queue);
     schedule_flush(s);
 }
 
@@ -235,14 +262,12 @@ static void on_packet(struct eio_session *s, uint8_t opcode, uint8_t *data, size
     }
 }
 
-/* A polling session whose client closed: ended, as no GET came in the grace. No CONNECT in time: closed. Otherwise,
- * when the ping schedule is due: a ping, or, when the last one went unanswered, the close ("ping timeout"). Any
- * state but EIO_CLOSED (the timer stops there). */
-static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+/* The session's timer fired. A polling session whose client closed: ended, as no GET came in the grace. No CONNECT
+ * in time: closed. Otherwise, when the ping schedule is due: a ping, or, when the last one went unanswered, the close
+ * ("ping timeout"). Any state but EIO_CLOSED (the timer stops there). */
+static void tick(struct eio_session *s)
 {
-    struct eio_session *s = container_of(w, struct eio_session, timer);
-    ev_tstamp now = ev_now(loop);
-    (void)revents;
+    ev_tstamp now = ev_now(s->srv->loop);
     if (s->flags & EIO_FL_CLOSE_ASKED) { /* no GET came in the grace after the client's close */
         end(s);
         return;
@@ -267,6 +292,13 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     app(s)->release(s); /* the auth event goes before the ping, as in Node */
     eio_send(s, WS_OP_TEXT, "2", 1);
     sio_arm(s, s->srv->cfg.sio_ping_timeout);
+}
+
+/* A polling session's own timer. */
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    tick(&container_of(w, struct eio_polled, timer)->s);
 }
 
 /* ---- The sid table ---- */
@@ -302,7 +334,7 @@ static struct eio_session *sid_find(const struct server *srv, const char *sid)
 {
     if (!srv->sids || strlen(sid) != EIO_ID_LEN)
         return NULL;
-    for (struct eio_session *p = srv->sids[sid_hash(sid) & (srv->sid_buckets - 1)]; p; p = p->sid_next)
+    for (struct eio_session *p = srv->sids[sid_hash(sid) & (srv->sid_buckets - 1)]; p; p = P(p)->sid_next)
         if (!memcmp(p->sid, sid, EIO_ID_LEN))
             return p;
     return NULL;
@@ -311,7 +343,7 @@ static struct eio_session *sid_find(const struct server *srv, const char *sid)
 static void sid_insert(struct server *srv, struct eio_session *s)
 {
     uint32_t b = sid_hash(s->sid) & (srv->sid_buckets - 1);
-    s->sid_next = srv->sids[b];
+    P(s)->sid_next = srv->sids[b];
     srv->sids[b] = s;
 }
 
@@ -321,10 +353,10 @@ static void sid_remove(struct server *srv, struct eio_session *s)
         return;
     struct eio_session **pp = &srv->sids[sid_hash(s->sid) & (srv->sid_buckets - 1)];
     while (*pp && *pp != s)
-        pp = &(*pp)->sid_next;
+        pp = &P(*pp)->sid_next;
     if (*pp)
-        *pp = s->sid_next;
-    s->sid_next = NULL;
+        *pp = P(s)->sid_next;
+    P(s)->sid_next = NULL;
 }
 
 /* ---- Polling ---- */
@@ -347,19 +379,19 @@ static int poll_item(struct buf *body, const char *frame, size_t len)
 static void poll_payload(struct eio_session *s, struct buf *body)
 {
     struct iovec iov[WRITE_IOV];
-    while (s->queue.count) {
-        int n = sq_iov(&s->queue, iov, WRITE_IOV);
+    while (P(s)->queue.count) {
+        int n = sq_iov(&P(s)->queue, iov, WRITE_IOV);
         size_t done = 0;
         for (int i = 0; i < n; i++) {
             if ((buf_len(body) && buf_append(body, "\x1e", 1) < 0) ||
                 poll_item(body, iov[i].iov_base, iov[i].iov_len) < 0) {
                 LOG_ERR("session %s: out of memory answering a poll", s->sid);
-                sq_free(&s->queue);
+                sq_free(&P(s)->queue);
                 return;
             }
             done += iov[i].iov_len;
         }
-        sq_consume(&s->queue, done);
+        sq_consume(&P(s)->queue, done);
     }
 }
 
@@ -367,7 +399,7 @@ static void poll_payload(struct eio_session *s, struct buf *body)
 static void held_gone(struct conn *c)
 {
     struct eio_session *s = c->owner;
-    s->held = NULL;
+    P(s)->held = NULL;
 }
 
 static const struct conn_ops held_ops = {.on_gone = held_gone};
@@ -377,9 +409,9 @@ static const struct conn_ops held_ops = {.on_gone = held_gone};
  * EIO_CLOSED when the close packet was the last it owed. */
 static void poll_answer(struct eio_session *s, const char *only)
 {
-    struct conn *c = s->held;
+    struct conn *c = P(s)->held;
     struct buf body = {0};
-    s->held = NULL;
+    P(s)->held = NULL;
     c->flags &= (uint8_t)~CONN_FL_HELD;
     conn_set_owner(c, NULL, NULL);
     if (only)
@@ -390,7 +422,7 @@ static void poll_answer(struct eio_session *s, const char *only)
         0)
         conn_arm_timer(c, c->srv->cfg.handshake_timeout);
     buf_free(&body);
-    if (s->flags & EIO_FL_CLOSING && !s->queue.count)
+    if (s->flags & EIO_FL_CLOSING && !P(s)->queue.count)
         end(s); /* the close packet went last */
 }
 
@@ -401,7 +433,7 @@ static void poll_flush(struct eio_session *s)
     if (!polling(s))
         return;
     if (s->flags & EIO_FL_CLOSE_ASKED) {
-        if (!s->held) {
+        if (!P(s)->held) {
             arm_timer(s, SIO_CLOSE_GRACE); /* on_timer ends it */
             return;
         }
@@ -409,11 +441,11 @@ static void poll_flush(struct eio_session *s)
         end(s);
         return;
     }
-    if (!s->held)
+    if (!P(s)->held)
         return;
     if (s->state == EIO_PROBED)
         poll_answer(s, "6");
-    else if (s->queue.count)
+    else if (P(s)->queue.count)
         poll_answer(s, NULL);
 }
 
@@ -424,10 +456,11 @@ static void end(struct eio_session *s)
     struct server *srv = s->srv;
     if (s->state == EIO_CLOSED)
         return;
-    bool was_polling = polling(s);
+    bool was_polling = polling(s), polled = s->flags & EIO_FL_POLLED;
     s->state = EIO_CLOSED;
-    sq_drop_unstarted(&s->queue);
-    if (s->held)
+    if (polled)
+        sq_drop_unstarted(&P(s)->queue);
+    if (polled && P(s)->held)
         poll_answer(s, "1");
     if (s->ws) {
         struct conn *ws = s->ws;
@@ -438,8 +471,10 @@ static void end(struct eio_session *s)
     }
     if (was_polling)
         srv->stats.polling_sessions--;
-    ev_timer_stop(srv->loop, &s->timer);
-    sid_remove(srv, s);
+    if (polled) {
+        ev_timer_stop(srv->loop, &P(s)->timer);
+        sid_remove(srv, s);
+    }
     room_leave(&srv->sio_rooms, &s->member);
     s->next_work = srv->eio_dead;
     srv->eio_dead = s;
@@ -488,7 +523,7 @@ static int poll_open(struct conn *c, const struct http_head *h)
         return conn_respond_error(c, 400, "Bad Request", "bad room name (1-128 visible ASCII characters)", NULL);
     if (srv->stats.polling_sessions >= max_sessions(srv))
         return conn_respond_error(c, 503, "Service Unavailable", "too many polling sessions", NULL);
-    struct eio_session *s = sid_table_init(srv) == 0 ? session_new(srv, srv->next_client_id++) : NULL;
+    struct eio_session *s = sid_table_init(srv) == 0 ? session_new(srv, srv->next_client_id++, true) : NULL;
     if (!s)
         return conn_respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
     do
@@ -511,7 +546,7 @@ static int poll_open(struct conn *c, const struct http_head *h)
  * some already are). A second GET meanwhile is a protocol error that ends the session. */
 static int poll_get(struct conn *c, struct eio_session *s)
 {
-    if (s->held) {
+    if (P(s)->held) {
         c->srv->stats.protocol_errors++;
         LOG_DEBUG("session %s: overlapping GET; closing", s->sid);
         int rc = sio_error(c, 3, "Bad request");
@@ -520,8 +555,8 @@ static int poll_get(struct conn *c, struct eio_session *s)
     }
     c->flags |= CONN_FL_HELD;
     conn_set_owner(c, &held_ops, s);
-    s->held = c;
-    if (s->queue.count || s->state == EIO_PROBED || (s->flags & EIO_FL_CLOSE_ASKED))
+    P(s)->held = c;
+    if (P(s)->queue.count || s->state == EIO_PROBED || (s->flags & EIO_FL_CLOSE_ASKED))
         schedule_flush(s);
     return 0;
 }
@@ -575,15 +610,15 @@ static void upgrade_commit(struct eio_session *s, struct conn *ws)
     struct iovec iov[WRITE_IOV];
     srv->stats.ws_clients++;
     srv->stats.polling_sessions--;
-    if (s->held)
+    if (P(s)->held)
         poll_answer(s, "6");
     if (s->state == EIO_CLOSED) /* that answer was the last a closing session owed */
         return;
     s->state = EIO_WEBSOCKET;
     s->flags &= (uint8_t)~EIO_FL_PINGED;
-    conn_arm_timer(ws, -1); /* the upgrade timeout is over: the session's timer pings */
-    while (s->queue.count) {
-        int n = sq_iov(&s->queue, iov, WRITE_IOV);
+    ev_timer_stop(srv->loop, &P(s)->timer); /* the websocket's timer takes over the ping schedule (sio_arm below) */
+    while (P(s)->queue.count) {
+        int n = sq_iov(&P(s)->queue, iov, WRITE_IOV);
         size_t done = 0;
         for (int i = 0; i < n; i++) {
             struct slice *f = (struct slice *)(void *)((char *)iov[i].iov_base - offsetof(struct slice, data));
@@ -591,9 +626,9 @@ static void upgrade_commit(struct eio_session *s, struct conn *ws)
                 return;
             done += iov[i].iov_len;
         }
-        sq_consume(&s->queue, done);
+        sq_consume(&P(s)->queue, done);
     }
-    sq_free(&s->queue);
+    sq_free(&P(s)->queue);
     sio_arm(s, srv->cfg.sio_ping_interval);
 }
 
@@ -605,7 +640,7 @@ static void probe(struct eio_session *s, struct conn *ws, const uint8_t *data, s
     if (len == 6 && !memcmp(data, "2probe", 6)) {
         conn_send(ws, WS_OP_TEXT, "3probe", 6);
         s->state = EIO_PROBED;
-        if (s->held)
+        if (P(s)->held)
             schedule_flush(s);
         return;
     }
@@ -634,11 +669,13 @@ static void ws_pong(struct conn *c)
         app(s)->release(s);
 }
 
-/* CONN_WS: an upgrading websocket's time is up (the transport's timer is stopped: the session's pings). */
+/* CONN_WS: the transport's timer is the session's; an upgrading websocket's is its deadline. */
 static void ws_timer(struct conn *c)
 {
     struct eio_session *s = c->owner;
-    if (s->state != EIO_WEBSOCKET)
+    if (s->state == EIO_WEBSOCKET)
+        tick(s);
+    else
         conn_fail(c, "Socket.IO: upgrade not completed in time");
 }
 
@@ -666,20 +703,18 @@ static int ws_open(struct conn *c, const struct http_head *h)
     char accept[WS_ACCEPT_LEN + 1], pkt[EIO_OPEN_MAX];
     if (conn_check_upgrade(c, h, accept) < 0)
         return -1;
-    struct eio_session *s = session_new(srv, c->id);
+    struct eio_session *s = session_new(srv, c->id, false);
     if (!s)
         return conn_respond_error(c, 503, "Service Unavailable", "out of memory", NULL);
     new_sid(srv, s->sid);
+    s->state = EIO_WEBSOCKET; /* before open_session, which starts the ping schedule on c's timer */
+    s->ws = c;
     if (open_session(s, c, h) < 0) {
-        ev_timer_stop(srv->loop, &s->timer);
         free(s);
         return -1;
     }
-    s->state = EIO_WEBSOCKET;
-    s->ws = c;
     srv->stats.ws_clients++;
     conn_set_owner(c, &ws_ops, s);
-    conn_arm_timer(c, -1);
     if (conn_switch_protocols(c, accept) < 0)
         return -1;
     return eio_send(s, WS_OP_TEXT, pkt, open_packet(s, pkt, false));
@@ -794,8 +829,8 @@ void eio_free_all(struct server *srv)
     for (uint32_t i = 0; srv->sids && i < srv->sid_buckets; i++)
         while (srv->sids[i]) {
             struct eio_session *s = srv->sids[i];
-            srv->sids[i] = s->sid_next;
-            ev_timer_stop(srv->loop, &s->timer);
+            srv->sids[i] = P(s)->sid_next;
+            ev_timer_stop(srv->loop, &P(s)->timer);
             room_leave(&srv->sio_rooms, &s->member);
             session_free(s);
         }

@@ -37,22 +37,22 @@ enum eio_state { EIO_POLLING = 0, EIO_PROBED, EIO_WEBSOCKET, EIO_CLOSED };
 #define EIO_FL_PINGED      0x02u /* an Engine.IO ping awaits its pong */
 #define EIO_FL_CLOSING     0x04u /* polling: ends once its owed packets (the close packet last) are answered */
 #define EIO_FL_CLOSE_ASKED 0x08u /* polling: the client POSTed a close; ends before the loop next waits */
+#define EIO_FL_POLLED      0x10u /* opened by a polling handshake: a struct eio_polled, in the sid table */
 
 struct eio_session {
     struct server *srv;
     uint64_t id; /* the client id in logs */
     enum eio_state state;
-    uint8_t flags;            /* EIO_FL_* */
-    struct conn *ws;          /* EIO_WEBSOCKET: the transport; polling: a websocket upgrading, or NULL */
-    struct conn *held;        /* polling: the GET waiting for packets, or NULL */
-    struct slice_queue queue; /* polling: frames owed to the client, answered without their WebSocket header */
+    uint8_t flags;   /* EIO_FL_* */
+    struct conn *ws; /* EIO_WEBSOCKET: the transport (its timer is the session's); polling: a websocket upgrading */
+    /* A polling session (EIO_FL_POLLED) is the first member of a larger object with its GET, queue and timer
+     * (eiosession.c); a session a websocket opened pays for none of them. */
     struct room_member member;
     struct sio_socket *sock; /* the application's (socketio.c) */
-    ev_timer timer;          /* the ping schedule, the connect deadline, a close's grace */
     /* when the ping schedule wants the timer (a ping to send, or a pong overdue), and the deadline for the
      * application's first CONNECT (0 once one came); the timer fires at the earlier of the two */
     ev_tstamp due, connect_by;
-    struct eio_session *sid_next, *next_work;
+    struct eio_session *next_work;
     char sid[EIO_ID_LEN + 1];
 };
 

@@ -121,10 +121,12 @@ static void test_room_param(void **state)
 static void test_ws_client_costs_less_than_before_the_split(void **state)
 {
     (void)state;
-    printf("sizeof: struct conn %zu (a /ws client), struct eio_session %zu (+ socketio.c's socket, Socket.IO only); "
-           "struct client was %d\n",
+    printf("sizeof: struct conn %zu (a /ws client), struct eio_session %zu (a Socket.IO websocket's, plus socketio.c's "
+           "socket; a polling session's is larger); struct client was %d\n",
            sizeof(struct conn), sizeof(struct eio_session), CLIENT_BEFORE_SPLIT);
     assert_true(sizeof(struct conn) <= CLIENT_BEFORE_SPLIT);
+    /* and a Socket.IO websocket's session stays small: no polling queue, GET or timer of its own */
+    assert_true(sizeof(struct eio_session) <= 128);
 }
 
 int main(void)
