@@ -524,6 +524,9 @@ backend nodes
     balance {'source' if sticky == 'source' else 'roundrobin'}
     hash-type consistent
     option httpchk GET /
+    # as HAProxy's docs advise with cookie persistence, and as our lb does: a refused connect tries another node
+    option redispatch
+    retries 3
 {"    cookie SRVID insert indirect nocache" if sticky == "cookie" else ""}
 {servers}
 """
