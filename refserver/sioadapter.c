@@ -1,3 +1,4 @@
+/* The @socket.io/redis-adapter wire format: JSON to msgpack and back in one pass, and its requests (sioadapter.h). */
 #include "refserver/sioadapter.h"
 
 #include "common/buf.h"
