@@ -946,11 +946,27 @@ def run_scenario(name, sets=(), out_root=None, quiet=False, plan_only=False):
         error = "; ".join(([error] if error else []) + failed_faults)
         rc = EXIT_FAIL if rc == EXIT_PASS else rc
     result_path, result = run.write_result(rc, started, error)
+    pages = html_pages(result, result_path)
     if result["faults"] and not quiet:
         print("faults    " + "\n          ".join(faultlib.table(result["faults"])), flush=True)
     print(f"scenario: {scenario_name} via {run.lb}: {verdict_line(rc, result)}; "
-          f"results {os.path.relpath(result_path, os.getcwd())}", file=sys.stderr)
+          f"results {os.path.relpath(result_path, os.getcwd())}" + (f", report {pages}" if pages else ""),
+          file=sys.stderr)
     return rc, result, result_path
+
+
+def html_pages(result, result_path):
+    """The run's HTML page and results/index.html; the page's path for the verdict line, or None. A report that
+    cannot be drawn is said, never a failed run: the JSON beside it holds every number."""
+    import htmlreport  # here, not at the top: it imports this module
+    try:
+        page = htmlreport.run_page(result, result_path)
+        if os.path.abspath(result_path).startswith(os.path.join(ROOT, "results", "runs") + os.sep):
+            htmlreport.index()  # a run kept elsewhere (--out) is not in the checkout's history
+        return os.path.relpath(page, os.getcwd())
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"scenario: no HTML report ({type(e).__name__}: {e}); the JSON has the results", file=sys.stderr)
+        return None
 
 
 def verdict_line(rc, result):

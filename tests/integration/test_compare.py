@@ -33,6 +33,20 @@ def run(argv, timeout=60 * h.SLOW):
     return p
 
 
+def browser_dom(path):
+    """The DOM headless Chromium builds from the page at path (the report as a browser reads it)."""
+    chromium = shutil.which("chromium")
+    if not chromium:
+        raise AssertionError("chromium is not installed (scripts/deps.sh installs it)")
+    with tempfile.TemporaryDirectory() as profile:
+        p = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                            "--dump-dom", "file://" + os.path.abspath(path)],
+                           capture_output=True, text=True, timeout=60 * h.SLOW)
+    if p.returncode != 0 or "<html" not in p.stdout:
+        raise AssertionError(f"chromium --dump-dom {path}: exit {p.returncode}\n{p.stderr[-2000:]}")
+    return p.stdout
+
+
 def parse_percentiles(text):
     """(rows, footer): rows as lists of numbers (4 per row, 3 on the last), footer {'max': ms, 'total': n}."""
     rows, footer = [], {}
@@ -150,6 +164,15 @@ class Compare(unittest.TestCase):
         self.assertIn("HAProxy version", text)
         self.assertIn("nginx version", text)
         self.assertIn("clients = 20", text)
+        self.assertIn("Spread over the runs, min / median / max (ms):", text)
+        spread = text[text.index("Spread over the runs"):]
+        self.assertRegex(spread, r"\| HAProxy \| 1 \| (\d+\.\d\d) / \1 / \1 \|")  # one run: min = median = max
+
+        page = os.path.join(out_dir, "report.html")
+        self.assertIn(f"html report: {os.path.relpath(page, h.REPO)}", p.stdout)
+        dom = browser_dom(page)
+        self.assertEqual(len(re.findall(r'<polyline class="series"', dom)), 3, "one percentile curve per balancer")
+        self.assertIn("Spread over the runs: min / median / max (ms)", dom)
 
         with open(os.path.join(out_dir, "latency.png"), "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
