@@ -92,6 +92,15 @@ def _redis(v):
     return v
 
 
+def _targets(v):
+    """A comma-separated list of ws://, wss://, http:// or https:// URLs (loadgen's URL forms), or empty."""
+    urls = [u.strip() for u in v.split(",") if u.strip()]
+    for u in urls:
+        if not re.fullmatch(r"(wss?|https?)://[^/\s:]+(:\d{1,5})?(/\S*)?", u):
+            raise ValueError(f"expected ws://, wss://, http:// or https:// URLs separated by commas, got '{u}'")
+    return urls
+
+
 def _source(v):
     if v and v != "auto" and not re.fullmatch(r"[0-9a-fA-F.:,\-]+", v):
         raise ValueError(f"expected addresses such as 127.0.0.2-127.0.0.40, or auto, got '{v}'")
@@ -135,6 +144,7 @@ SCHEMA = {
         "lb_workers": (_auto_int(1, 256), "auto"),
         "node_workers": (_auto_int(1, 64), "auto"),
         "ping_interval": (_duration, "25s"),
+        "target": (_targets, ""),
     },
     "load": {
         "clients": (_int(1, 1000000), None),
@@ -241,6 +251,13 @@ def check(conf, given=()):
     """Rules between keys; a list of messages. given: the (section, key) pairs written out (not defaults)."""
     out = []
     t, load = conf["topology"], conf["load"]
+    if t["target"]:
+        ours = [k for k in ("nodes", "redis", "lb", "sticky", "lb_workers", "node_workers", "ping_interval")
+                if ("topology", k) in given]
+        if ours:
+            out.append(f"target names servers this runner does not start: {', '.join(ours)} cannot be set with it")
+        if conf.get("faults"):
+            out.append("[faults] need a topology this runner starts: not with target")
     if t["lb"] == "nginx" and t["sticky"] == "cookie":
         out.append("sticky = cookie needs lb = builtin or haproxy: open-source nginx cannot insert a sticky cookie "
                    "(use sticky = source)")
@@ -608,7 +625,8 @@ class Run:
 
     def __init__(self, name, path, conf, out_root=None, quiet=False):
         self.name, self.path, self.conf, self.quiet = name, path, conf, quiet
-        self.lb = conf["topology"]["lb"]
+        self.target = conf["topology"]["target"]
+        self.lb = "external" if self.target else conf["topology"]["lb"]
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
         self.stamp = stamp.replace(".", "")
         out_root = out_root or os.path.join(ROOT, "results", "runs")
@@ -777,6 +795,11 @@ class Run:
         self.expected_down = set()  # processes a fault ended on purpose: not reported as died
         build = ensure_built()
         self.build = build
+        if self.target:  # servers we did not write, or did not start: loadgen only
+            self.urls = list(self.target)
+            self.topology["target"] = self.urls
+            self.log(f"{self.name}: external target " + ", ".join(self.urls))
+            return
         redis_url = self.start_redis()
         nodes = self.start_nodes(build, redis_url)
         self.urls = self.start_balancer(build, nodes)
@@ -869,10 +892,11 @@ def _raise_interrupted(signum, frame):
 
 def loadgen_plan(conf, build):
     """loadgen's own plan for conf (loadgen --plan): (its lines, None) or (None, why it cannot run). The URLs are
-    stand-ins with the run's count of loopback destinations: the plan depends on nothing else of theirs."""
+    stand-ins with the run's count of loopback destinations (the plan depends on nothing else of theirs), or the
+    external target's own."""
     t = conf["topology"]
     n = 1 if t["lb"] != "none" else t["nodes"]
-    urls = [f"ws://127.0.0.1:{10001 + i}/ws" for i in range(n)]
+    urls = t["target"] or [f"ws://127.0.0.1:{10001 + i}/ws" for i in range(n)]
     argv = loadgen_argv(conf, build, urls, os.devnull, os.devnull) + ["--plan"]
     p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     if p.returncode != 0:
@@ -881,7 +905,15 @@ def loadgen_plan(conf, build):
 
 
 def make_plan(conf, quiet=False, machine=None):
-    """The plan for conf on this machine, printed; (resolved conf, plan). plan.problems lists refusals."""
+    """The plan for conf on this machine, printed; (resolved conf, plan). plan.problems lists refusals.
+    An external target has no topology to plan: only loadgen's own plan."""
+    if conf["topology"]["target"]:
+        lines, why = loadgen_plan(conf, ensure_built())
+        p = planner.Plan(problems=[why] if why else [], sysctl={}, target=conf["topology"]["target"], loadgen=lines)
+        if not quiet:
+            for line in [f"external target {', '.join(p['target'])}: nothing started here"] + (lines or []):
+                print(f"scenario: plan: {line}", file=sys.stderr, flush=True)
+        return conf, p
     p = planner.plan(conf, machine or planner.read_machine())
     resolved = planner.resolve(conf, p)
     lines, why = loadgen_plan(resolved, ensure_built())

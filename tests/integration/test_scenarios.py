@@ -907,6 +907,42 @@ class RunnerLifecycle(RunnerBase):
 # 4. the gate's judgement, on synthetic measurements
 
 
+class ExternalTarget(RunnerBase):
+    """[topology] target: the runner starts nothing and points loadgen at the URLs (a server we did not start)."""
+
+    def write_ini(self, text):
+        path = os.path.join(self.out, "ext.ini")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_runs_against_a_server_it_did_not_start(self):
+        node = h.start_refserver(self, "x1")  # one node, no Redis: a relay of its own clients
+        ini = self.write_ini(f"[scenario]\ndescription = external\n[topology]\ntarget = ws://127.0.0.1:{node.port}/ws\n"
+                             "[load]\nclients = 10\nrounds = 3\ninterval = 100ms\n")
+        p = self.runner(ini)
+        self.assertEqual(p.returncode, 0, self.show(p))
+        self.assertIn(f"external target ws://127.0.0.1:{node.port}/ws", p.stderr)
+        path, doc = self.only_result("ext", "external", p)
+        self.assertEqual(doc["lb"], "external")
+        self.assertEqual(doc["topology"]["target"], [f"ws://127.0.0.1:{node.port}/ws"])
+        self.assertEqual(doc["loadgen"]["totals"]["received"], 27)  # 9 receivers x 3 rounds, all via that node
+        self.assertEqual(doc["loadgen"]["nodes"], {"x1": 10})
+        self.assertTrue(node.proc.alive(), "the runner must not stop a server it did not start")
+
+    def test_target_excludes_what_the_runner_would_start(self):
+        ini = self.write_ini("[scenario]\ndescription = external\n[topology]\ntarget = ws://127.0.0.1:1/ws\n"
+                             "nodes = 3\n[load]\nclients = 10\n[faults]\nat 1s kill node n1\n")
+        p = self.runner(ini)
+        self.assertEqual(p.returncode, 2, self.show(p))
+        self.assertIn("nodes cannot be set with it", p.stderr)
+        self.assertIn("[faults] need a topology this runner starts", p.stderr)
+        p = self.runner(self.write_ini("[scenario]\ndescription = x\n[topology]\ntarget = ftp://a/b\n"
+                                       "[load]\nclients = 1\n"))
+        self.assertEqual(p.returncode, 2, self.show(p))
+        self.assertIn("expected ws://, wss://, http:// or https:// URLs", p.stderr)
+
+
 class ScaleSmoke(RunnerBase):
     """broadcast-30k as shipped, through the builtin lb: the size at which the lb used to fall over (checks starved
     by its own loop, EMFILE taken for a dead node) and loadgen's close phase ran out of time."""
