@@ -13,6 +13,7 @@
 #include "loadgen/coord.h"
 
 #include "common/hist.h"
+#include "loadgen/hostcpu.h"
 #include "loadgen/ipc.h"
 #include "loadgen/tally.h"
 #include "loadgen/worker.h"
@@ -64,6 +65,7 @@ struct coord {
     char err[256];
     ev_timer pace, watchdog, progress;
     ev_signal sigint, sigterm;
+    struct hostcpu_sample cpu_rounds; /* the machine's CPU counters when the rounds began */
 };
 
 static struct coord C;
@@ -266,6 +268,9 @@ static void round_over(void)
         return;
     }
     C.r->rounds_ns = now - C.t_phase;
+    struct hostcpu_sample cpu_end = hostcpu_read();
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    C.r->machine = hostcpu_between(&C.cpu_rounds, &cpu_end, cores > 0 ? (unsigned)cores : 0);
     C.phase = CP_VERIFY;
     C.t_phase = now;
     int64_t grace = C.o->deadline_ns / 10 < 200000000 ? C.o->deadline_ns / 10 : 200000000;
@@ -295,6 +300,7 @@ static void all_ready(void)
         after((double)C.o->hold_ns / 1e9);
         return;
     }
+    C.cpu_rounds = hostcpu_read();
     qsort(C.emitters, C.nemitters, sizeof *C.emitters, cmp_u32);
     for (uint32_t i = 0; i < C.nemitters; i++)
         C.emit_id[C.emitters[i]] = C.emitters[i];

@@ -336,15 +336,39 @@ static void threshold_verdict(struct lg_result *r)
     }
 }
 
+/* A worker whose loop ran late: loadgen is the bottleneck only when the worker itself kept its core busy. A late
+ * loop in an idle worker waited for a CPU that others (or the hypervisor) held: that is the machine's contention,
+ * and adding --workers would only add to it. */
+static void late_loop_warning(struct lg_result *r, uint32_t i)
+{
+    const struct lg_worker_self *w = &r->workers[i];
+    double lag_ms = (double)w->lag_p99_ns / 1e6;
+    if (w->busy_ratio > BUSY_WARN) {
+        warning(r,
+                "loadgen may be the bottleneck: worker %u used %.0f%% of a core, event-loop lag p99 %.1fms; "
+                "add --workers",
+                i, w->busy_ratio * 100, lag_ms);
+        return;
+    }
+    const struct hostcpu_use *m = &r->machine;
+    if (m->ok)
+        warning(r,
+                "the machine was contended, not loadgen: worker %u's loop ran late (lag p99 %.1fms) while it used "
+                "%.0f%% of a core; all processes kept %.1f of %u cores busy, %.1f%% stolen",
+                i, lag_ms, w->busy_ratio * 100, m->busy_cores, m->cores, m->steal_ratio * 100);
+    else
+        warning(r,
+                "the machine was contended, not loadgen: worker %u's loop ran late (lag p99 %.1fms) while it used "
+                "%.0f%% of a core; other processes held the CPU",
+                i, lag_ms, w->busy_ratio * 100);
+}
+
 static void self_warnings(struct lg_result *r)
 {
     for (uint32_t i = 0; i < r->nworkers; i++) {
         const struct lg_worker_self *w = &r->workers[i];
         if (w->busy_ratio > BUSY_WARN || w->lag_p99_ns > LAG_WARN_NS)
-            warning(r,
-                    "loadgen may be the bottleneck: worker %u used %.0f%% of a core, event-loop lag p99 %.1fms; "
-                    "add --workers",
-                    i, w->busy_ratio * 100, (double)w->lag_p99_ns / 1e6);
+            late_loop_warning(r, i);
     }
     /* a client away (--churn) at the end, or that could not get back in, has no final close */
     uint64_t gone = (uint64_t)lost_clients(r) + r->churn_failed + r->churn_pending;
@@ -653,7 +677,10 @@ static json_t *self_json(const struct lg_result *r)
                                w->cpu_user_s, "cpu_sys_s", w->cpu_sys_s, "busy_ratio", w->busy_ratio, "lag_p99_ms",
                                ms(w->lag_p99_ns), "lag_max_ms", ms(w->lag_max_ns), "rss_kb", (json_int_t)w->rss_kb));
     }
-    return json_pack("{s:f, s:o}", "coordinator_cpu_s", r->coord_cpu_s, "workers", workers);
+    json_t *machine = r->machine.ok ? json_pack("{s:I, s:f, s:f}", "cores", (json_int_t)r->machine.cores, "busy_cores",
+                                                r->machine.busy_cores, "steal_ratio", r->machine.steal_ratio)
+                                    : json_null();
+    return json_pack("{s:f, s:o, s:o}", "coordinator_cpu_s", r->coord_cpu_s, "workers", workers, "machine", machine);
 }
 
 /* How the run was spread (plan.h), and why. */

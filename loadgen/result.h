@@ -3,6 +3,7 @@
 #ifndef LOADGEN_RESULT_H
 #define LOADGEN_RESULT_H
 
+#include "loadgen/hostcpu.h"
 #include "loadgen/opts.h"
 
 #include <stdbool.h>
@@ -184,6 +185,7 @@ struct lg_result {
     struct lg_worker_self workers[LG_MAX_WORKERS];
     uint32_t nworkers;
     double coord_cpu_s;
+    struct hostcpu_use machine; /* every process's CPU use during the rounds (hostcpu.h) */
 
     bool interrupted; /* SIGINT/SIGTERM ended the run early (the caller fails it) */
 

@@ -280,6 +280,24 @@ static void test_warnings(void **state)
     assert_non_null(strstr(res.warnings[1], "3 of 100"));
 }
 
+/* A late loop in an idle worker is the machine's contention (issue 14: "3% of a core" was blamed on loadgen). */
+static void test_late_loop_in_an_idle_worker_blames_the_machine(void **state)
+{
+    (void)state;
+    res.workers[0].busy_ratio = 0.03;
+    res.workers[0].lag_p99_ns = 371 * MS;
+    res.machine = (struct hostcpu_use){.busy_cores = 1.94, .steal_ratio = 0.021, .cores = 2, .ok = true};
+    lg_verdict(&res);
+    assert_int_equal(res.nwarnings, 1);
+    assert_null(strstr(res.warnings[0], "bottleneck"));
+    assert_non_null(strstr(res.warnings[0], "the machine was contended, not loadgen: worker 0's loop ran late "
+                                            "(lag p99 371.0ms) while it used 3% of a core; all processes kept 1.9 "
+                                            "of 2 cores busy, 2.1% stolen"));
+    res.machine.ok = false; /* no /proc/stat: still not loadgen's fault */
+    lg_verdict(&res);
+    assert_non_null(strstr(res.warnings[0], "while it used 3% of a core; other processes held the CPU"));
+}
+
 static void test_err_names(void **state)
 {
     (void)state;
@@ -503,6 +521,7 @@ int main(void)
         T(test_latency_thresholds),
         T(test_empty_histogram_fails_a_latency_threshold),
         T(test_warnings),
+        T(test_late_loop_in_an_idle_worker_blames_the_machine),
         T(test_err_names),
         T(test_json_document),
         T(test_lost_clients_come_first),
