@@ -252,12 +252,9 @@ size_t eio_encode_event(char *out, size_t cap, const char *nsp, const char *even
     return eio_encode_emit(out, cap, nsp, event, -1, arg, arg_len);
 }
 
-size_t eio_encode_emit(char *out, size_t cap, const char *nsp, const char *event, int64_t ack, const char *arg,
-                       size_t arg_len)
+/* 42/nsp,ID["EVENT", : what every EVENT written here starts with (no namespace for "/", no ID for ack < 0). */
+static size_t put_event_head(char *out, const char *nsp, const char *event, int64_t ack)
 {
-    size_t elen = strlen(event);
-    if (cap < eio_event_max(nsp ? strlen(nsp) : 0, elen, arg_len) || !ack_ok(ack))
-        return 0;
     size_t n = 0;
     out[n++] = '4';
     out[n++] = '2';
@@ -267,11 +264,45 @@ size_t eio_encode_emit(char *out, size_t cap, const char *nsp, const char *event
     out[n++] = '[';
     out[n++] = '"';
     n += put_str(out + n, event);
-    n += put_str(out + n, "\",\"");
+    n += put_str(out + n, "\",");
+    return n;
+}
+
+size_t eio_encode_emit(char *out, size_t cap, const char *nsp, const char *event, int64_t ack, const char *arg,
+                       size_t arg_len)
+{
+    if (cap < eio_event_max(nsp ? strlen(nsp) : 0, strlen(event), arg_len) || !ack_ok(ack))
+        return 0;
+    size_t n = put_event_head(out, nsp, event, ack);
+    out[n++] = '"';
     n += put_escaped(out + n, arg, arg_len);
     out[n++] = '"';
     out[n++] = ']';
     return n;
+}
+
+size_t eio_encode_emit_json(char *out, size_t cap, const char *nsp, const char *event, int64_t ack, const char *json,
+                            size_t json_len)
+{
+    if (cap < eio_event_max(nsp ? strlen(nsp) : 0, strlen(event), json_len) || !ack_ok(ack))
+        return 0;
+    size_t n = put_event_head(out, nsp, event, ack);
+    memcpy(out + n, json, json_len);
+    n += json_len;
+    out[n++] = ']';
+    return n;
+}
+
+size_t eio_encode_event_array(char *out, size_t cap, const char *nsp, const char *array, size_t array_len)
+{
+    if (cap < 3 + (nsp ? strlen(nsp) : 0) + array_len)
+        return 0;
+    size_t n = 0;
+    out[n++] = '4';
+    out[n++] = '2';
+    n += put_nsp(out + n, nsp);
+    memcpy(out + n, array, array_len);
+    return n + array_len;
 }
 
 size_t eio_encode_binary_event(char *out, size_t cap, const char *nsp, const char *event, int64_t ack)

@@ -130,6 +130,12 @@ size_t eio_encode_event(char *out, size_t cap, const char *nsp, const char *even
 /* The same with an ack id after the namespace (42/nsp,ID["EVENT","ARG"]); ack < 0: none, as eio_encode_event. */
 size_t eio_encode_emit(char *out, size_t cap, const char *nsp, const char *event, int64_t ack, const char *arg,
                        size_t arg_len);
+/* An EVENT whose array the caller wrote (and checked): 42["join","room1"] (42/nsp,[...]). Returns the length, or 0
+ * when cap is too small (3 + the namespace + the array's length is enough). */
+size_t eio_encode_event_array(char *out, size_t cap, const char *nsp, const char *array, size_t array_len);
+/* The same with json, a JSON value the caller checked, as the argument as it is: 42["EVENT",{...}]. */
+size_t eio_encode_emit_json(char *out, size_t cap, const char *nsp, const char *event, int64_t ack, const char *json,
+                            size_t json_len);
 
 #define EIO_BINARY_HEAD_MAX(nsp_len, event_len) ((nsp_len) + (event_len) + 64)
 /* Write 451-[/nsp,][ID]["EVENT",{"_placeholder":true,"num":0}] (ack < 0: no id) into out: the head of a binary event

@@ -4,6 +4,7 @@
 #include "loadgen/opts.h"
 
 #include "common/conf.h"
+#include "common/jscan.h"
 #include "loadgen/payload.h"
 #include "loadgen/sio.h"
 
@@ -420,6 +421,9 @@ enum {
     OPT_RECONNECT_DELAY_MAX,
     OPT_RECONNECT_JITTER,
     OPT_RECONNECT_ATTEMPTS,
+    OPT_SEND,
+    OPT_FIND,
+    OPT_ON_OPEN,
 };
 
 static const struct option long_opts[] = {
@@ -468,6 +472,9 @@ static const struct option long_opts[] = {
     {"expect", required_argument, NULL, OPT_EXPECT},
     {"no-upgrade", no_argument, NULL, OPT_NO_UPGRADE},
     {"ack", no_argument, NULL, OPT_ACK},
+    {"send", required_argument, NULL, OPT_SEND},
+    {"find", required_argument, NULL, OPT_FIND},
+    {"on-open", required_argument, NULL, OPT_ON_OPEN},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -678,6 +685,24 @@ static int take_sio_option(struct lg_opts *o, int c, const char *arg, char *err,
 }
 
 /* One option; -1 with err. */
+/* --send, --find, --on-open: the application's own message shape (template.h). */
+static int take_shape_option(struct lg_opts *o, int c, const char *arg, char *err, size_t errlen)
+{
+    switch (c) {
+    case OPT_SEND: o->send_text = arg; return lg_template_parse(arg, &o->send, err, errlen);
+    case OPT_FIND:
+        lg_find_free(&o->find); /* a second --find replaces the first */
+        o->find_text = arg;
+        return lg_find_parse(arg, &o->find, err, errlen);
+    case OPT_ON_OPEN:
+        if (o->non_open == LG_MAX_ON_OPEN)
+            return conf_fail(err, errlen, "--on-open: at most %d messages", LG_MAX_ON_OPEN);
+        o->on_open[o->non_open++] = arg;
+        return 0;
+    default: return conf_fail(err, errlen, "unknown option");
+    }
+}
+
 static int take_option(struct lg_opts *o, int c, const char *arg, char *err, size_t errlen)
 {
     const char *name = opt_name(c);
@@ -731,7 +756,7 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
             return conf_fail(err, errlen, "--cacert %s: %s", arg, strerror(errno));
         o->cacert = arg;
         return 0;
-    default: return take_sio_option(o, c, arg, err, errlen);
+    default: return c >= OPT_SEND ? take_shape_option(o, c, arg, err, errlen) : take_sio_option(o, c, arg, err, errlen);
     }
 }
 
@@ -800,10 +825,40 @@ static int check_thresholds(const struct lg_opts *o, char *err, size_t errlen)
     return 0;
 }
 
+/* With Socket.IO the template is the event's argument and an --on-open message an event array: both must be JSON
+ * (a sample render with a message of the right size shows what the server will get). */
+static int check_templates(const struct lg_opts *o, char *err, size_t errlen)
+{
+    if (o->send_text && o->binary)
+        return conf_fail(err, errlen, "--send and --binary cannot be used together (a template is text)");
+    if (o->protocol != LG_PROTO_SOCKETIO)
+        return 0;
+    for (int i = 0; i < o->non_open; i++) {
+        const char *m = o->on_open[i];
+        if (strlen(m) > 4000 || !jscan_valid(m, strlen(m)) || *m != '[' || m[1] != '"')
+            return conf_fail(err, errlen,
+                             "--on-open '%.80s': with socketio, an event as a JSON array of at most 4000 bytes, e.g. "
+                             "'[\"join\",\"room1\"]'",
+                             m);
+    }
+    if (!o->send_text)
+        return 0;
+    char payload[LG_PAYLOAD_MIN], sample[4096];
+    struct lg_msg m = {.emitter = 1, .round = 1, .seq = 1, .send_ns = 1};
+    lg_payload_encode(&m, payload, sizeof payload);
+    size_t n = lg_template_render(&o->send, payload, sizeof payload, &m, 1, sample, sizeof sample);
+    if (n == 0 || !jscan_valid(sample, n))
+        return conf_fail(err, errlen,
+                         "--send: with socketio the template is the event's argument and must be JSON, "
+                         "got '%.*s'",
+                         (int)(n > 200 ? 200 : n), sample);
+    return 0;
+}
+
 static int check_combination(struct lg_opts *o, char *err, size_t errlen)
 {
     if (check_socketio(o, err, errlen) < 0 || check_thresholds(o, err, errlen) < 0 ||
-        check_reconnect(o, err, errlen) < 0)
+        check_reconnect(o, err, errlen) < 0 || check_templates(o, err, errlen) < 0)
         return -1;
     if (o->emitters > o->clients)
         return conf_fail(err, errlen, "--emitters %u: more than the %u clients", o->emitters, o->clients);
@@ -877,6 +932,7 @@ enum lg_parse_result lg_opts_parse(struct lg_opts *o, int argc, char **argv, cha
 
 void lg_opts_free(struct lg_opts *o)
 {
+    lg_find_free(&o->find);
     free(o->sources);
     o->sources = NULL;
     o->nsources = 0;
@@ -936,53 +992,62 @@ static void usage_output(FILE *fp)
 
 void lg_opts_usage(FILE *fp)
 {
-    fputs("usage: loadgen [options] URL [URL...]\n"
-          "\n"
-          "N WebSocket clients; each round E of them emit one message and every other client in the room must\n"
-          "receive it exactly once and in order before the deadline. Several URLs: clients go round-robin over\n"
-          "them (straight to nodes); one URL: through whatever balancer is there. ws:// and wss:// URLs.\n"
-          "\n"
-          "connect:\n"
-          "  -c, --clients N           clients (default 100)\n"
-          "      --connect-rate N      new connections per second, 0 = no limit (default 0)\n"
-          "      --max-inflight N      handshakes in progress at once, over all workers, opening and closing\n"
-          "                            (default 256)\n"
-          "      --connect-timeout D   TCP + TLS + upgrade, per client (default 10s)\n"
-          "      --source LIST         source addresses, e.g. 127.0.0.2-127.0.0.60 or a,b,c (about 28k\n"
-          "                            connections per source address and destination); auto (default): as many\n"
-          "                            as ip_local_port_range needs, from 127.0.0.2 (loopback URLs only); none\n"
-          "  -H, --header 'N: v'       extra request header (repeatable)\n"
-          "      --insecure            do not verify the server's certificate (wss://)\n"
-          "      --cacert FILE         CA certificate(s) to verify the server with (default: the system store)\n"
-          "      --hold D              keep every client connected for D before the rounds (default 0)\n"
-          "rounds:\n"
-          "  -r, --rounds N            rounds (default 10; 0 = connect and close only)\n"
-          "  -i, --interval D          from one round's start to the next (default 500ms); a round that takes\n"
-          "                            longer delays the next: rounds never overlap\n"
-          "      --deadline D          a delivery later than this after its send is late (default 5s)\n"
-          "  -e, --emitters N          clients that emit each round: clients 0..N-1 (default 1)\n"
-          "  -s, --payload BYTES       message size (default 100, at least 87)\n"
-          "      --binary              binary frames instead of text (socketio: see below)\n"
-          "      --echo                the server also sends a message back to its sender: expect it there\n"
-          "      --churn RATE          during the rounds, RATE receivers a second (never an emitter, round robin)\n"
-          "                            close and come back as a new connection; a round only expects what the\n"
-          "                            receivers open for the whole of it get (0 = off, the default; at most 100000)\n"
-          "      --churn-gap D         from a leave to the new connection (default 100ms)\n"
-          "      --reconnect           a client lost after connecting connects again (socket.io-client's\n"
-          "                            backoff; same URL list, sticky cookie kept, room joined again); what is\n"
-          "                            sent while it is away is missed_while_away, not lost (default off)\n"
-          "      --reconnect-delay D   the first delay (default 1s); each attempt doubles it up to\n"
-          "      --reconnect-delay-max D  (default 5s)\n"
-          "      --reconnect-jitter F  each delay moved by up to +-F of itself (default 0.5)\n"
-          "      --reconnect-attempts N  attempts per loss, 0 = unlimited (default 0)\n"
-          "      --room NAME           join room NAME (adds ?room=NAME; default: the URL as given)\n"
-          "      --rooms K             spread clients over K rooms NAME-0..NAME-(K-1) (client i joins i % K)\n"
-          "      --spectators S        add a big room NAME-0 of S clients beside the K small rooms, which become\n"
-          "                            NAME-1..NAME-K: client 0 publishes there, clients 1..K join the small rooms\n"
-          "                            (-e K+1: one emitter per room), K+1..K+S-1 watch, the rest go round robin\n"
-          "                            over the small rooms (default 1 small room; K + S <= clients)\n"
-          "      --room-param NAME     the query parameter naming the room (default room)\n",
-          fp);
+    fputs(
+        "usage: loadgen [options] URL [URL...]\n"
+        "\n"
+        "N WebSocket clients; each round E of them emit one message and every other client in the room must\n"
+        "receive it exactly once and in order before the deadline. Several URLs: clients go round-robin over\n"
+        "them (straight to nodes); one URL: through whatever balancer is there. ws:// and wss:// URLs.\n"
+        "\n"
+        "connect:\n"
+        "  -c, --clients N           clients (default 100)\n"
+        "      --connect-rate N      new connections per second, 0 = no limit (default 0)\n"
+        "      --max-inflight N      handshakes in progress at once, over all workers, opening and closing\n"
+        "                            (default 256)\n"
+        "      --connect-timeout D   TCP + TLS + upgrade, per client (default 10s)\n"
+        "      --source LIST         source addresses, e.g. 127.0.0.2-127.0.0.60 or a,b,c (about 28k\n"
+        "                            connections per source address and destination); auto (default): as many\n"
+        "                            as ip_local_port_range needs, from 127.0.0.2 (loopback URLs only); none\n"
+        "  -H, --header 'N: v'       extra request header (repeatable)\n"
+        "      --on-open MSG         sent after every connect, in order (repeatable: join, auth); socketio: an\n"
+        "                            event as a JSON array, e.g. '[\"join\",\"room1\"]'\n"
+        "      --insecure            do not verify the server's certificate (wss://)\n"
+        "      --cacert FILE         CA certificate(s) to verify the server with (default: the system store)\n"
+        "      --hold D              keep every client connected for D before the rounds (default 0)\n"
+        "rounds:\n"
+        "  -r, --rounds N            rounds (default 10; 0 = connect and close only)\n"
+        "  -i, --interval D          from one round's start to the next (default 500ms); a round that takes\n"
+        "                            longer delays the next: rounds never overlap\n"
+        "      --deadline D          a delivery later than this after its send is late (default 5s)\n"
+        "  -e, --emitters N          clients that emit each round: clients 0..N-1 (default 1)\n"
+        "  -s, --payload BYTES       message size (default 100, at least 87)\n"
+        "      --binary              binary frames instead of text (socketio: see below)\n"
+        "      --send TEMPLATE       the app's own message shape: {{payload}} (loadgen's message, escaped inside a\n"
+        "                            JSON string), {{seq}} {{round}} {{emitter}} {{time_ms}}, e.g.\n"
+        "                            '{\"type\":\"chat\",\"text\":\"{{payload}}\"}' (socketio: the event's argument)\n"
+        "      --find PATH           where loadgen's message is in what comes back: a JSON pointer (/text,\n"
+        "                            /data/0/msg; socketio: in the event's first argument) or re:REGEX (its\n"
+        "                            first group)\n"
+        "      --echo                the server also sends a message back to its sender: expect it there\n"
+        "      --churn RATE          during the rounds, RATE receivers a second (never an emitter, round robin)\n"
+        "                            close and come back as a new connection; a round only expects what the\n"
+        "                            receivers open for the whole of it get (0 = off, the default; at most 100000)\n"
+        "      --churn-gap D         from a leave to the new connection (default 100ms)\n"
+        "      --reconnect           a client lost after connecting connects again (socket.io-client's\n"
+        "                            backoff; same URL list, sticky cookie kept, room joined again); what is\n"
+        "                            sent while it is away is missed_while_away, not lost (default off)\n"
+        "      --reconnect-delay D   the first delay (default 1s); each attempt doubles it up to\n"
+        "      --reconnect-delay-max D  (default 5s)\n"
+        "      --reconnect-jitter F  each delay moved by up to +-F of itself (default 0.5)\n"
+        "      --reconnect-attempts N  attempts per loss, 0 = unlimited (default 0)\n"
+        "      --room NAME           join room NAME (adds ?room=NAME; default: the URL as given)\n"
+        "      --rooms K             spread clients over K rooms NAME-0..NAME-(K-1) (client i joins i % K)\n"
+        "      --spectators S        add a big room NAME-0 of S clients beside the K small rooms, which become\n"
+        "                            NAME-1..NAME-K: client 0 publishes there, clients 1..K join the small rooms\n"
+        "                            (-e K+1: one emitter per room), K+1..K+S-1 watch, the rest go round robin\n"
+        "                            over the small rooms (default 1 small room; K + S <= clients)\n"
+        "      --room-param NAME     the query parameter naming the room (default room)\n",
+        fp);
     usage_socketio(fp);
     usage_output(fp);
 }

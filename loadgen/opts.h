@@ -7,6 +7,7 @@
 #define LOADGEN_OPTS_H
 
 #include "common/net.h"
+#include "loadgen/template.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #define LG_MAX_SOURCES    65536
 #define LG_MAX_THRESHOLDS 32
 #define LG_MAX_HEADERS    16
+#define LG_MAX_ON_OPEN    8
 #define LG_MAX_WORKERS    128
 
 /* One URL: ws://host[:port][/path][?query] or wss://... (http:// and https:// are taken as ws:// and wss://). */
@@ -112,6 +114,14 @@ struct lg_opts {
         uint32_t attempts;    /* --reconnect-attempts: per loss, 0 = unlimited (the default) */
     } reconnect;
     const char *reconnect_only; /* the first --reconnect-* option given (an error without --reconnect) */
+
+    /* an application's own message shape (template.h) */
+    const char *send_text;               /* --send TEMPLATE (NULL: loadgen's message as it is) */
+    struct lg_template send;             /* parsed send_text */
+    const char *find_text;               /* --find PATH (NULL: the message as it comes) */
+    struct lg_find find;                 /* parsed find_text */
+    const char *on_open[LG_MAX_ON_OPEN]; /* --on-open MSG: sent in order after every connect (join, auth) */
+    int non_open;
 
     /* where each client landed */
     const char *node_header; /* --node-header NAME, default "X-Node-Id" */

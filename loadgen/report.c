@@ -263,6 +263,23 @@ static void lost_verdict(struct lg_result *r)
                   "(--close-timeout) or fewer at once (--max-inflight)");
 }
 
+/* Nothing of ours came back although messages were owed: the usual cause is an app with its own message shape (it
+ * drops or wraps loadgen's message) or one that wants a join first. Say where to look instead of only "missing". */
+static void shape_hint(struct lg_result *r)
+{
+    const struct lg_round *t = &r->total;
+    if (t->received || t->late || t->duplicate || !t->expected || !t->emitted)
+        return;
+    if (r->foreign)
+        reason(r,
+               "none of the %" PRIu64 " message(s) that came back carried loadgen's message where it looked%s: "
+               "if the app wraps messages, --find says where it is (and --send shapes what is sent)",
+               r->foreign, r->opts->find_text ? " (--find)" : "");
+    else
+        reason(r, "no message came back at all: if the app expects its own message shape or a join first, see "
+                  "--send, --find and --on-open");
+}
+
 static void delivery_verdict(struct lg_result *r)
 {
     const struct lg_round *t = &r->total;
@@ -282,6 +299,7 @@ static void delivery_verdict(struct lg_result *r)
         reason(r, "%" PRIu64 " message(s) came back to their emitter (use --echo if the server echoes)", r->echoed);
     if (r->corrupt)
         reason(r, "%" PRIu64 " corrupt message(s): garbled, or from an emitter of another room", r->corrupt);
+    shape_hint(r);
     ack_verdict(r);
     if (r->churn_failed && !errors_ok(r, error_share(r))) {
         char kinds[160];
@@ -546,6 +564,22 @@ static json_t *protocol_json(json_t *j, const struct lg_opts *o)
     return j;
 }
 
+/* --send, --find, --on-open: only when given, so a run without them keeps its old shape. */
+static json_t *shape_json(json_t *j, const struct lg_opts *o)
+{
+    if (o->send_text)
+        json_object_set_new(j, "send", json_string(o->send_text));
+    if (o->find_text)
+        json_object_set_new(j, "find", json_string(o->find_text));
+    if (o->non_open) {
+        json_t *a = json_array();
+        for (int i = 0; i < o->non_open; i++)
+            json_array_append_new(a, json_string(o->on_open[i]));
+        json_object_set_new(j, "on_open", a);
+    }
+    return j;
+}
+
 static json_t *options_json(const struct lg_opts *o)
 {
     json_t *urls = json_array(), *th = json_array();
@@ -553,16 +587,19 @@ static json_t *options_json(const struct lg_opts *o)
         json_array_append_new(urls, json_string(o->targets[i].url));
     for (int i = 0; i < o->nthresholds; i++)
         json_array_append_new(th, json_string(o->thresholds[i].text));
-    return protocol_json(
-        json_pack("{s:I, s:o, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:s?, s:I, s:f, s:I, s:o, s:b, s:b, s:I, "
-                  "s:o, s:o, s:I, s:o}",
-                  "clients", (json_int_t)o->clients, "urls", urls, "rounds", (json_int_t)o->rounds, "interval_ms",
-                  ms(o->interval_ns), "deadline_ms", ms(o->deadline_ns), "emitters", (json_int_t)o->emitters, "payload",
-                  (json_int_t)o->payload, "rooms", (json_int_t)o->rooms, "spectators", (json_int_t)o->spectators,
-                  "room", o->room, "workers", (json_int_t)o->workers, "connect_rate", o->connect_rate, "max_inflight",
-                  (json_int_t)o->max_inflight, "connect_timeout_ms", ms(o->connect_timeout_ns), "echo", o->echo,
-                  "binary", o->binary, "sources", (json_int_t)o->nsources, "thresholds", th, "hold_ms", ms(o->hold_ns),
-                  "churn", (json_int_t)o->churn, "churn_gap_ms", ms(o->churn_gap_ns)),
+    return shape_json(
+        protocol_json(
+            json_pack("{s:I, s:o, s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:s?, s:I, s:f, s:I, s:o, s:b, s:b, s:I, "
+                      "s:o, s:o, s:I, s:o}",
+                      "clients", (json_int_t)o->clients, "urls", urls, "rounds", (json_int_t)o->rounds, "interval_ms",
+                      ms(o->interval_ns), "deadline_ms", ms(o->deadline_ns), "emitters", (json_int_t)o->emitters,
+                      "payload", (json_int_t)o->payload, "rooms", (json_int_t)o->rooms, "spectators",
+                      (json_int_t)o->spectators, "room", o->room, "workers", (json_int_t)o->workers, "connect_rate",
+                      o->connect_rate, "max_inflight", (json_int_t)o->max_inflight, "connect_timeout_ms",
+                      ms(o->connect_timeout_ns), "echo", o->echo, "binary", o->binary, "sources",
+                      (json_int_t)o->nsources, "thresholds", th, "hold_ms", ms(o->hold_ns), "churn",
+                      (json_int_t)o->churn, "churn_gap_ms", ms(o->churn_gap_ns)),
+            o),
         o);
 }
 

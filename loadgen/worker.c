@@ -134,6 +134,8 @@ struct worker {
     char *payload;
     char *frame; /* --protocol socketio: the EVENT packet carrying payload (one buffer, no allocation per send) */
     size_t frame_cap;
+    char *tpl; /* --send: the rendered template */
+    size_t tpl_cap;
 
     /* --ack: ACK_WINDOW entries per emitter slot, the ack latency */
     struct ack_slot *acks_out;
@@ -403,13 +405,13 @@ static void on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* Socket.IO: the payload as the event's argument, a JSON string (numbers stay exact), or with --binary as the one
  * attachment of a binary event; with --ack the round is the ack id. */
-static int emit_sio(struct lg_client *c, uint32_t slot, const struct lg_msg *m)
+static int emit_sio(struct lg_client *c, uint32_t slot, const struct lg_msg *m, size_t tpl_len)
 {
     const struct lg_opts *o = W.o;
     int64_t ack = o->sio_ack ? (int64_t)m->round : -1;
-    size_t len = o->binary
-                     ? eio_encode_binary_event(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack)
-                     : eio_encode_emit(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack, W.payload, o->payload);
+    size_t len = o->binary ? eio_encode_binary_event(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack)
+                 : W.tpl   ? eio_encode_emit_json(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack, W.tpl, tpl_len)
+                         : eio_encode_emit(W.frame, W.frame_cap, o->sio_nsp, o->sio_event, ack, W.payload, o->payload);
     if (lg_client_emit(&W.eng, c, W.frame, len, o->binary ? W.payload : NULL, o->payload) < 0)
         return -1;
     W.rc[m->round].emitted++;
@@ -430,8 +432,15 @@ static int emit(struct lg_client *c, uint32_t slot, uint32_t round)
         W.first_send = m.send_ns;
     const char *data = W.payload;
     size_t len = W.o->payload;
+    if (W.tpl) { /* --send: the app's shape around loadgen's message */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        len = lg_template_render(&W.o->send, W.payload, W.o->payload, &m,
+                                 (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, W.tpl, W.tpl_cap);
+        data = W.tpl;
+    }
     if (W.frame)
-        return emit_sio(c, slot, &m);
+        return emit_sio(c, slot, &m, len);
     if (lg_client_send(&W.eng, c, W.o->binary ? WS_OP_BINARY : WS_OP_TEXT, data, len) < 0)
         return -1;
     W.rc[round].emitted++;
@@ -558,6 +567,15 @@ static void on_message(struct lg_client *c, const char *head, size_t head_len, u
 {
     (void)msg_len;
     struct lg_msg m;
+    char found[LG_PAYLOAD_PREFIX];
+    if (W.o->find_text) { /* --find: loadgen's message inside the app's */
+        long n = lg_find_extract(&W.o->find, head, head_len, found, sizeof found);
+        if (n < 0) {
+            W.foreign++;
+            return;
+        }
+        head = found, head_len = (size_t)n;
+    }
     int rc = lg_payload_parse(head, head_len, &m);
     if (rc == 0) {
         W.foreign++;
@@ -768,7 +786,26 @@ static void on_recon_failed(struct lg_client *c)
     recon_queue(c, attempt);
 }
 
-static void on_opened(struct lg_client *c)
+/* --on-open: what the app wants after every connect (join a room, authenticate), before anything else. */
+static void send_on_open(struct lg_client *c)
+{
+    const struct lg_opts *o = W.o;
+    for (int i = 0; i < o->non_open; i++) {
+        const char *m = o->on_open[i];
+        size_t len = strlen(m);
+        if (o->protocol != LG_PROTO_SOCKETIO) {
+            if (lg_client_send(&W.eng, c, WS_OP_TEXT, m, len) < 0)
+                return;
+            continue;
+        }
+        char frame[4096];
+        size_t n = eio_encode_event_array(frame, sizeof frame, o->sio_nsp, m, len);
+        if (n == 0 || lg_client_emit(&W.eng, c, frame, n, NULL, 0) < 0)
+            return; /* lost (ops.lost ran), or longer than any sane join: checked at parse time */
+    }
+}
+
+static void count_opened(struct lg_client *c)
 {
     if (c->flags & LC_FL_RECON) {
         on_reconnected(c);
@@ -780,6 +817,14 @@ static void on_opened(struct lg_client *c)
     }
     W.connected++;
     connect_progress();
+}
+
+/* Counted first, then --on-open: a client lost while sending it is an open client lost, as at any other time. */
+static void on_opened(struct lg_client *c)
+{
+    count_opened(c);
+    if (lg_client_alive(&W.eng, c))
+        send_on_open(c);
 }
 
 static void on_failed(struct lg_client *c)
@@ -1317,8 +1362,10 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
     W.lag = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     W.ack_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     W.away_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    if (o->send_text && !(W.tpl = malloc(W.tpl_cap = lg_template_max(&o->send, o->payload))))
+        die("worker %u: out of memory", w);
     if (o->protocol == LG_PROTO_SOCKETIO) {
-        W.frame_cap = eio_event_max(strlen(o->sio_nsp), strlen(o->sio_event), o->payload);
+        W.frame_cap = eio_event_max(strlen(o->sio_nsp), strlen(o->sio_event), W.tpl ? W.tpl_cap : o->payload);
         W.frame = malloc(W.frame_cap);
         if (o->sio_ack) /* per slot: any client may come to emit for one (a hand-over) */
             W.acks_out = calloc((size_t)o->emitters * ACK_WINDOW, sizeof *W.acks_out);
@@ -1372,6 +1419,7 @@ int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int f
     free(W.rc);
     free(W.payload);
     free(W.frame);
+    free(W.tpl);
     free(W.acks_out);
     hist_free(W.ack_hist);
     free(W.active);
