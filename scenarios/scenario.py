@@ -131,6 +131,10 @@ def _event(v):
     return v
 
 
+# [load] keys whose value runs to the end of the line: loadgen --send, --find and --on-open (JSON, regexes).
+RAW_KEYS = ("send", "find", "on_open")
+
+
 # section -> key -> (parser, default); None as default: required.
 SCHEMA = {
     "scenario": {
@@ -167,6 +171,9 @@ SCHEMA = {
         "churn": (_int(0, 100000), 0),
         "churn_gap": (_duration, "100ms"),
         "reconnect": (_bool, False),
+        "send": (_text, ""),
+        "find": (_text, ""),
+        "on_open": (_text, ""),
     },
     "thresholds": {},  # free lines: loadgen --threshold expressions
     "faults": {},  # free lines: the fault timeline (faults.py)
@@ -221,6 +228,8 @@ def parse_text(text, name="<scenario>"):
             err(f"expected key = value, got '{line}'")
             continue
         key, value = (p.strip() for p in line.split("=", 1))
+        if section == "load" and key in RAW_KEYS:  # JSON and regexes hold '#' and ';': no comment after these
+            value = raw.split("=", 1)[1].strip()
         if key not in SCHEMA[section]:
             err(f"unknown key '{key}' in [{section}] (keys: {', '.join(SCHEMA[section])})")
             continue
@@ -615,6 +624,9 @@ def loadgen_argv(conf, build, urls, out_json, out_hlog):
         argv += ["--churn", str(load["churn"]), "--churn-gap", load["churn_gap"]]
     if load["reconnect"]:
         argv += ["--reconnect"]
+    for key, flag in (("send", "--send"), ("find", "--find"), ("on_open", "--on-open")):
+        if load[key]:
+            argv += [flag, load[key]]
     for t in conf["thresholds"]:
         argv += ["--threshold", t]
     return argv + urls

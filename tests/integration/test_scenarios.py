@@ -930,6 +930,21 @@ class ExternalTarget(RunnerBase):
         self.assertEqual(doc["loadgen"]["nodes"], {"x1": 10})
         self.assertTrue(node.proc.alive(), "the runner must not stop a server it did not start")
 
+    def test_message_shape_keys_reach_loadgen_whole(self):
+        # the relay passes the wrapped message through; --find digs loadgen's out of it. The regex holds ';' and
+        # '#': comment characters elsewhere in a scenario file, kept whole in these keys.
+        node = h.start_refserver(self, "x1")
+        ini = self.write_ini(
+            f"[scenario]\ndescription = shaped\n[topology]\ntarget = ws://127.0.0.1:{node.port}/ws\n"
+            "[load]\nclients = 5\nrounds = 2\ninterval = 100ms\n"
+            'send = {"type":"chat#1;","text":"{{payload}}"}\n'
+            'find = re:"text":"([^;#]*)"}$\n')
+        p = self.runner(ini)
+        self.assertEqual(p.returncode, 0, self.show(p))
+        _, doc = self.only_result("ext", "external", p)
+        self.assertEqual(doc["loadgen"]["totals"]["received"], 8)
+        self.assertEqual(doc["loadgen"]["options"].get("send"), '{"type":"chat#1;","text":"{{payload}}"}')
+
     def test_target_excludes_what_the_runner_would_start(self):
         ini = self.write_ini("[scenario]\ndescription = external\n[topology]\ntarget = ws://127.0.0.1:1/ws\n"
                              "nodes = 3\n[load]\nclients = 10\n[faults]\nat 1s kill node n1\n")
