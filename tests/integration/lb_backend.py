@@ -10,7 +10,8 @@ Every request is answered 200 with `X-Backend: NAME`, a Content-Length and a JSO
 so a test can see exactly what the balancer forwarded. GET /set-cookie?name=X&value=Y also sends
 `Set-Cookie: X=Y; Path=/`; GET /chunked sends that JSON chunked (7-byte chunks, a trailer); GET /until-close sends
 it without a length and closes; GET /bytes?n=N sends N bytes of PATTERN (repeated) instead; /sleep?ms=N answers after
-N ms; /hop-by-hop adds hop-by-hop fields (Connection naming X-Hop, X-Hop, Keep-Alive, Proxy-Connection, Trailer,
+N ms and GET /sleeping answers {"sleeping": N}, the /sleep requests it holds now (a test waits on it instead of
+guessing when a request reached the node); /hop-by-hop adds hop-by-hop fields (Connection naming X-Hop, X-Hop, Keep-Alive, Proxy-Connection, Trailer,
 Upgrade, TE) and the end-to-end Proxy-Authenticate and X-End; /drop-after closes the connection after its
 (normally framed) answer, as a node's keep-alive timeout would; /status?code=N answers that status (with the same
 JSON body), e.g. a health path that fails while clients are served.
@@ -27,6 +28,7 @@ import signal
 import socket
 import socketserver
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -168,6 +170,9 @@ class Handler(socketserver.StreamRequestHandler):
         doc = {"backend": self.server.name, "method": method, "path": target, "version": version,
                "headers": joined, "header_list": [[k, v] for k, v in headers], "body_len": body_len,
                "body_sha256": sha, "chunked": chunked, "peer": self.client_address[0]}
+        if path == "/sleeping":
+            with self.server.lock:
+                doc = {"sleeping": self.server.sleeping}
         body = json.dumps(doc).encode()
         q = urllib.parse.parse_qs(query)
         close = wants_close(version, headers) or path == "/until-close"
@@ -195,7 +200,11 @@ class Handler(socketserver.StreamRequestHandler):
         if method != "HEAD":
             out += body
         if path == "/sleep":
+            with self.server.lock:
+                self.server.sleeping += 1
             time.sleep(int(q.get("ms", ["0"])[0]) / 1000)
+            with self.server.lock:
+                self.server.sleeping -= 1
         self.wfile.write(out)
         self.wfile.flush()
         return not close and path != "/drop-after"
@@ -206,6 +215,8 @@ class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     block_on_close = False
     request_queue_size = 256
+    sleeping = 0  # /sleep requests held now (GET /sleeping)
+    lock = threading.Lock()
 
     def handle_error(self, request, client_address):
         pass  # nothing printed per request, not even a traceback

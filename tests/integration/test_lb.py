@@ -101,6 +101,12 @@ class Backend:
         shutil.rmtree(self.logdir, ignore_errors=True)
 
 
+def sleeping(backend):
+    """How many /sleep requests the backend holds now."""
+    with h.HttpConn(backend.port, host=backend.host, timeout=2.0) as c:
+        return json.loads(c.request("GET", "/sleeping").body)["sleeping"]
+
+
 def start_backend(owner, name, port=None, host=h.HOST):
     b = Backend(name, port, host)
     h._add_cleanup(owner, b.cleanup)
@@ -2345,8 +2351,11 @@ class ProcessTest(LbBase):
     def test_sigterm_finishes_request_in_flight(self):
         lb = start_lb(self, [*backend_flags(self.backends), "--health", "off", "--log-level", "warn"])
         with h.HttpConn(lb.port, timeout=10.0 * h.SLOW) as c:
-            c.send(b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
-            time.sleep(0.5)  # the request is at the node
+            c.send(b"GET /sleep?ms=3000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            # SIGTERM only once the request is at a node: before that the lb has read nothing from this client, and
+            # an idle client connection is closed at once on SIGTERM (a slow machine showed it: a fixed sleep raced)
+            h.wait_until(lambda: sum(sleeping(b) for b in self.backends) == 1, 5.0 * h.SLOW,
+                         what="the request to reach a node")
             lb.proc.signal(signal.SIGTERM)
             h.wait_until(lambda: listening_sockets(lb.port) == 0, 5.0 * h.SLOW, what="the listener to close")
             with self.assertRaises(OSError, msg="no new connection after SIGTERM"):
@@ -2354,7 +2363,7 @@ class ProcessTest(LbBase):
             r = c.read_response()
             doc = json.loads(r.body)
             self.served_by(r, doc, "the request in flight at SIGTERM")
-            self.assertEqual(doc["path"], "/sleep?ms=1500")
+            self.assertEqual(doc["path"], "/sleep?ms=3000")
             self.assertIn("close", r.header("Connection", "").lower(), "the connection ends with that response")
             self.assertTrue(c.wait_closed(5.0 * h.SLOW))
         try:
