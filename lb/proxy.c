@@ -543,6 +543,8 @@ static const char *check_request(const struct http_head *h, enum http_target_for
         return "more than one Host header";
     if (form == HTTP_TARGET_BAD)
         return "malformed request target";
+    if (form == HTTP_TARGET_ASTERISK && !(h->method_len == 7 && memcmp(h->method, "OPTIONS", 7) == 0))
+        return "the * target is only for OPTIONS"; /* RFC 9112 3.2.4 */
     if (hosts == 0 && h->minor_version == 1)
         return "an HTTP/1.1 request needs a Host header";
     if (host && form == HTTP_TARGET_ABSOLUTE &&

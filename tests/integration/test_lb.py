@@ -927,6 +927,10 @@ class ForwardingTest(LbBase):
             "http://n.example:8o/", "http://[::1/x", "http://n%zz.example/", "http://n.example#f")],
             "a malformed target")
 
+    def test_asterisk_target_only_with_options_400(self):
+        """RFC 9112 3.2.4: `*` is the target of a server-wide OPTIONS only (OPTIONS * passes: see above)."""
+        self.assert_rejected([("*", "n.example")], "GET *")
+
     def test_hop_by_hop_request_fields_dropped(self):
         """Connection and the fields it names, Keep-Alive, Proxy-Connection, TE, Trailer and a stray Upgrade stop at
         the lb; Proxy-Authorization passes, as HAProxy passes it; keep-alive to the client is unchanged."""
