@@ -189,6 +189,9 @@ static void connect_verdict(struct lg_result *r)
                   "net.ipv4.ip_local_port_range");
     if (r->tally.err_counts[LG_ERR_TLS])
         reason(r, "hint: TLS failed: see --cacert FILE, or --insecure to skip verification");
+    if (r->opts->protocol == LG_PROTO_SOCKETIO && r->tally.err_counts[LG_ERR_HTTP_STATUS])
+        reason(r, "hint: --protocol socketio: the Engine.IO handshake was answered with an HTTP error: is the URL a "
+                  "Socket.IO server (path /socket.io/)? A plain WebSocket one needs --protocol websocket");
     if (r->tally.err_counts[LG_ERR_SIO_SESSION_UNKNOWN])
         reason(r, "hint: Session ID unknown: a polling request reached a node without its session; the balancer "
                   "needs sticky sessions (a cookie, or the client address)");

@@ -14,6 +14,7 @@ import time
 import unittest
 
 import harness as h
+from test_loadgen import TinySocketIO
 
 try:
     import junitparser
@@ -170,6 +171,49 @@ class Outputs(unittest.TestCase):
         self.assertGreater(len(doc["rounds"]), 0)
         cases = {c.name: c for c in list(junitparser.JUnitXml.fromfile(junit))[0]}
         self.assertIn("interrupted", cases["run"].result[0].message)
+
+
+class GreetingServer(TinySocketIO):
+    """A plain WebSocket server that greets each client: its first message is not an Engine.IO open packet."""
+
+    OPEN = "welcome to the chat, stranger"
+
+
+class NotSocketIO(unittest.TestCase):
+    """--protocol socketio against a server that is not one: the answer says so, and does not blame CONNECT."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = h.start_refserver(cls, "n1")
+
+    def run_sio(self, url, *extra):
+        return run(["-c", "3", "-r", "1", "--protocol", "socketio", *extra, "--out", "-", url])
+
+    def test_a_greeting_that_is_not_engine_io_fails_at_once(self):
+        srv = GreetingServer()
+        self.addCleanup(srv.close)
+        # a connect timeout far longer than the test: only a failure at the first message ends it in time
+        p = self.run_sio(srv.url(), "--connect-timeout", "600s")
+        self.assertEqual(p.returncode, 3, show(p))
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc["errors"]["bad_upgrade"]["count"], 3, doc["errors"])
+        example = doc["errors"]["bad_upgrade"]["example"]
+        self.assertIn("not Engine.IO: first message 'welcome to the chat, str'...", example)
+        self.assertIn("--protocol websocket", example)
+
+    def test_a_silent_websocket_server_is_not_blamed_on_connect(self):
+        p = self.run_sio(f"ws://{h.HOST}:{self.node.port}/ws", "--connect-timeout", "1s")
+        self.assertEqual(p.returncode, 3, show(p))
+        example = json.loads(p.stdout)["errors"]["handshake_timeout"]["example"]
+        self.assertIn("no Engine.IO open packet (plain WebSocket?) within 1000 ms", example)
+        self.assertNotIn("CONNECT", example)
+
+    def test_an_http_error_gets_a_hint(self):
+        p = self.run_sio(f"ws://{h.HOST}:{self.node.port}/nope")
+        self.assertEqual(p.returncode, 3, show(p))
+        reasons = json.loads(p.stdout)["verdict"]["reasons"]
+        self.assertTrue(any(r.startswith("hint: --protocol socketio: the Engine.IO handshake was answered with an "
+                                         "HTTP error") for r in reasons), reasons)
 
 
 if __name__ == "__main__":
