@@ -123,6 +123,16 @@ static int finish(struct lg_result *r, const struct lg_opts *o, struct outputs *
     return r->exit_code;
 }
 
+/* --help, --version or bad usage: print it; the exit code. */
+static int parse_exit(enum lg_parse_result parsed, const char *err)
+{
+    switch (parsed) {
+    case LG_PARSE_HELP: lg_opts_usage(stdout); return 0;
+    case LG_PARSE_VERSION: printf("loadgen %s\n", LG_VERSION); return 0;
+    default: fprintf(stderr, "loadgen: %s (see loadgen --help)\n", err); return 2;
+    }
+}
+
 /* The command line as given, for the report: getopt_long permutes argv. NULL when out of memory. */
 static char **copy_argv(int argc, char **argv)
 {
@@ -138,11 +148,10 @@ int main(int argc, char **argv)
     char err[512];
     char **given = copy_argv(argc, argv);
     log_init("loadgen", LOG_LEVEL_WARN);
-    switch (lg_opts_parse(&o, argc, argv, err, sizeof err)) {
-    case LG_PARSE_HELP: lg_opts_usage(stdout); free(given); return 0;
-    case LG_PARSE_VERSION: printf("loadgen %s\n", LG_VERSION); free(given); return 0;
-    case LG_PARSE_ERROR: fprintf(stderr, "loadgen: %s (see loadgen --help)\n", err); free(given); return 2;
-    case LG_PARSE_OK: break;
+    enum lg_parse_result parsed = lg_opts_parse(&o, argc, argv, err, sizeof err);
+    if (parsed != LG_PARSE_OK) {
+        free(given);
+        return parse_exit(parsed, err);
     }
     struct lg_plan plan;
     struct outputs out;

@@ -765,7 +765,8 @@ static void provenance_json(json_t *doc, const struct lg_result *r)
     struct sysinfo si;
     if (uname(&u) < 0)
         memset(&u, 0, sizeof u);
-    json_t *mem = sysinfo(&si) == 0 ? json_integer((json_int_t)((double)si.totalram * si.mem_unit / 1024)) : json_null();
+    json_t *mem =
+        sysinfo(&si) == 0 ? json_integer((json_int_t)((double)si.totalram * si.mem_unit / 1024)) : json_null();
     json_object_set_new(doc, "machine",
                         json_pack("{s:I, s:o, s:s, s:s, s:s}", "cores", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN),
                                   "memory_kb", mem, "kernel", u.sysname, "kernel_release", u.release, "arch",

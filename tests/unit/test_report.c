@@ -508,7 +508,8 @@ static void test_junit(void **state)
     assert_non_null(strstr(text, "<testsuite name=\"loadgen ws://127.0.0.1:9001/ws\" tests=\"5\" failures=\"3\""));
     assert_non_null(strstr(text, "<testcase classname=\"loadgen\" name=\"connect\"/>"));
     assert_non_null(strstr(text, "name=\"delivery\">\n      <failure message=\"3 lost"));
-    assert_non_null(strstr(text, "name=\"threshold p99&lt;1ms\">\n      <failure message=\"threshold p99&lt;1ms failed"));
+    assert_non_null(
+        strstr(text, "name=\"threshold p99&lt;1ms\">\n      <failure message=\"threshold p99&lt;1ms failed"));
     assert_non_null(strstr(text, "name=\"threshold p99&lt;1s\"/>"));
     assert_non_null(strstr(text, "name=\"run\">\n      <failure message=\"interrupted before the end"));
     assert_null(strstr(text, "p99<1"));
