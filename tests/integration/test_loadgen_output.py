@@ -99,6 +99,7 @@ class Outputs(unittest.TestCase):
         self.assertTrue(doc["verdict"]["pass"])
         self.assertTrue(p.stderr.startswith("loadgen "), p.stderr[:300])
         self.assertIn("verdict   PASS", p.stderr)
+        self.assertRegex(p.stderr, r"(?m)^\[\d+\.\ds\] (ready|round \d+/3)  connected ")  # progress: stderr too
         # provenance: the build, the machine, the command line as given
         self.assertEqual(doc["command_line"], [LOADGEN, *argv])
         b = doc["build"]
