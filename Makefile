@@ -37,7 +37,7 @@ FUZZ_SRC   := $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN   := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 FUZZ_SECONDS ?= 10
 
-.PHONY: all test unit itest interop conformance check fuzz bench demo deps need-deps lint clean scenario compare gate baseline
+.PHONY: FORCE all test unit itest interop conformance check fuzz bench demo deps need-deps lint clean scenario compare gate baseline
 all: need-deps $(BUILD)/refserver $(BUILD)/loadgen $(if $(wildcard lb/main.c),$(BUILD)/lb) $(TOOL_BIN)
 
 # Fail early, with the remedy, when a build dependency is missing; install it when we can.
@@ -65,6 +65,14 @@ $(BUILD)/refserver: $(REF_OBJ) $(BUILD)/libcommon.a
 # loadgen's modules minus main(), for the unit tests and the fuzzers.
 $(BUILD)/libloadgen.a: $(LG_LIBOBJ)
 	rm -f $@ && ar rcs $@ $^
+
+# The commit loadgen's reports name ("unknown" outside git); report.o is rebuilt when it changes.
+WSH_COMMIT := $(or $(shell git describe --always --dirty 2>/dev/null),unknown)
+$(BUILD)/commit.txt: FORCE
+	@mkdir -p $(dir $@) && (echo '$(WSH_COMMIT)' | cmp -s - $@ || echo '$(WSH_COMMIT)' > $@)
+$(BUILD)/obj/loadgen/report.o: CFLAGS += -DWSH_COMMIT='"$(WSH_COMMIT)"'
+$(BUILD)/obj/loadgen/report.o: $(BUILD)/commit.txt
+FORCE:
 
 $(BUILD)/loadgen: $(LG_OBJ) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

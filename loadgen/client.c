@@ -883,11 +883,27 @@ static void on_sio_packet(struct lg_engine *e, struct lg_client *c, const struct
     e->ops.message(c, msg, n, msg_len, now);
 }
 
+/* An Engine.IO server's first message on a websocket is its open packet, "0{...}": anything else (a plain WebSocket
+ * server's greeting or echo) ends the client at once instead of after --connect-timeout. */
+static bool not_engineio(struct lg_engine *e, struct lg_client *c, uint8_t opcode, const char *buf, size_t len)
+{
+    if (c->state != LC_SIO || slot_of(e, c)->eio_open || (opcode == WS_OP_TEXT && len && buf[0] == '0'))
+        return false;
+    char why[120];
+    bool text = opcode == WS_OP_TEXT;
+    snprintf(why, sizeof why, "not Engine.IO: first message '%.*s'%s; plain WebSocket? --protocol websocket",
+             text ? (int)(len > 24 ? 24 : len) : 8, text ? buf : "(binary)", text && len > 24 ? "..." : "");
+    sio_end(e, c, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, why);
+    return true;
+}
+
 /* One Engine.IO packet (a whole text message, or the head of a longer one). */
 static void sio_input(struct lg_engine *e, struct lg_client *c, uint8_t opcode, const char *buf, size_t len,
                       uint64_t msg_len, int64_t now)
 {
     struct eio_packet k;
+    if (not_engineio(e, c, opcode, buf, len))
+        return;
     if (opcode != WS_OP_TEXT) {
         on_attachment(e, c, buf, len, msg_len, now);
         return;
@@ -1175,10 +1191,11 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 /* What a connect that took too long was waiting for. */
-static const char *expired_what(const struct lg_client *c)
+static const char *expired_what(const struct hs_slot *s)
 {
+    const struct lg_client *c = s->c;
     switch (c->state) {
-    case LC_SIO: return "no Socket.IO CONNECT reply";
+    case LC_SIO: return s->eio_open ? "no Socket.IO CONNECT reply" : "no Engine.IO open packet (plain WebSocket?)";
     case LC_POLL: return "no Engine.IO open packet and CONNECT reply over polling";
     case LC_PROBE: return "no 3probe, or polling requests still in flight, in the upgrade";
     default: return c->poll ? "no 101 for the upgrade" : "no 101";
@@ -1197,7 +1214,7 @@ void lg_engine_expire(struct lg_engine *e, int64_t now)
         if (s->c->state == LC_CONNECTING)
             fail(e, s->c, LG_ERR_CONNECT_TIMEOUT, "%s: no TCP connection within %.0f ms", url, ms);
         else
-            fail(e, s->c, LG_ERR_HANDSHAKE_TIMEOUT, "%s: %s within %.0f ms", url, expired_what(s->c), ms);
+            fail(e, s->c, LG_ERR_HANDSHAKE_TIMEOUT, "%s: %s within %.0f ms", url, expired_what(s), ms);
     }
 }
 

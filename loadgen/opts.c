@@ -400,6 +400,7 @@ enum {
     OPT_COOKIE,
     OPT_CLOSE_TIMEOUT,
     OPT_HLOG,
+    OPT_JUNIT,
     OPT_SOURCE,
     OPT_INSECURE,
     OPT_CACERT,
@@ -456,6 +457,7 @@ static const struct option long_opts[] = {
     {"hold", required_argument, NULL, OPT_HOLD},
     {"out", required_argument, NULL, 'o'},
     {"hlog", required_argument, NULL, OPT_HLOG},
+    {"junit", required_argument, NULL, OPT_JUNIT},
     {"quiet", no_argument, NULL, 'q'},
     {"progress", required_argument, NULL, OPT_PROGRESS},
     {"plan", no_argument, NULL, OPT_PLAN},
@@ -744,6 +746,7 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
     case 'w': return take_workers(o, arg, err, errlen);
     case 'o': o->out_json = arg; return 0;
     case OPT_HLOG: o->hlog = arg; return 0;
+    case OPT_JUNIT: o->junit = arg; return 0;
     case 'q': o->quiet = true; return 0;
     case OPT_PROGRESS: return take_duration(name, arg, 0, &o->progress_ns, err, errlen);
     case OPT_PLAN: o->plan_only = true; return 0;
@@ -972,8 +975,11 @@ static void usage_output(FILE *fp)
           "                            as the open-files limit needs for the clients\n"
           "      --close-timeout D     the close phase (closes paced by --max-inflight) and each --churn leave's\n"
           "                            close; auto (default): 2s + 1ms a client for the phase, 2s a leave\n"
-          "  -o, --out FILE.json       the report as JSON (schema wsh-loadgen/1, docs/loadgen-json.md)\n"
+          "  -o, --out FILE.json       the report as JSON (schema wsh-loadgen/1, docs/loadgen-json.md); - for\n"
+          "                            stdout (then the summary and progress go to stderr)\n"
           "      --hlog FILE.hlog      HdrHistogram interval log (format 1.3): one interval per round\n"
+          "      --junit FILE.xml      the verdict as JUnit XML: a testcase per check and per threshold\n"
+          "                            (--out, --hlog and --junit are opened before the run: exit 2 if they cannot)\n"
           "  -t, --threshold EXPR      pass/fail rule, repeatable: p99<50ms, latency.p99.9<=200ms,\n"
           "                            connect.p95<1s, handshake.max<2s, mean<10ms, errors<1%, delivery>=99.9%,\n"
           "                            ack.p99<50ms (--ack), missed<5% (sent while a client was away)\n"

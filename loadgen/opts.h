@@ -136,6 +136,7 @@ struct lg_opts {
     int64_t hold_ns;          /* --hold: keep every client connected this long before the rounds (default 0) */
     const char *out_json;     /* -o --out FILE.json */
     const char *hlog;         /* --hlog FILE.hlog */
+    const char *junit;        /* --junit FILE.xml: the verdict as JUnit XML, a testcase per check and threshold */
     bool quiet;               /* -q --quiet: no progress line and no summary, only errors */
     bool plan_only;           /* --plan: print the plan and exit, start nothing */
     int64_t progress_ns;      /* --progress: a progress line this often when stdout is not a terminal (5s; 0 none) */

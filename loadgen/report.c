@@ -5,16 +5,24 @@
 #include "common/hist.h"
 #include "loadgen/plan.h"
 
+#include <ev.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysinfo.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef WSH_COMMIT /* the Makefile bakes in `git describe`; a build outside it does not know */
+#define WSH_COMMIT "unknown"
+#endif
 
 #define ROUNDS_LISTED 3   /* rounds named in a reason before "and N more" */
 #define BUSY_WARN     0.8 /* share of a core */
@@ -181,6 +189,9 @@ static void connect_verdict(struct lg_result *r)
                   "net.ipv4.ip_local_port_range");
     if (r->tally.err_counts[LG_ERR_TLS])
         reason(r, "hint: TLS failed: see --cacert FILE, or --insecure to skip verification");
+    if (r->opts->protocol == LG_PROTO_SOCKETIO && r->tally.err_counts[LG_ERR_HTTP_STATUS])
+        reason(r, "hint: --protocol socketio: the Engine.IO handshake was answered with an HTTP error: is the URL a "
+                  "Socket.IO server (path /socket.io/)? A plain WebSocket one needs --protocol websocket");
     if (r->tally.err_counts[LG_ERR_SIO_SESSION_UNKNOWN])
         reason(r, "hint: Session ID unknown: a polling request reached a node without its session; the balancer "
                   "needs sticky sessions (a cookie, or the client address)");
@@ -311,12 +322,17 @@ static void delivery_verdict(struct lg_result *r)
         r->exit_code = 1;
 }
 
+static const struct hist *threshold_hist(const struct lg_result *r, const struct lg_threshold *t)
+{
+    return t->metric == TH_CONNECT     ? r->connect
+           : t->metric == TH_HANDSHAKE ? r->handshake
+           : t->metric == TH_ACK       ? r->ack
+                                       : r->latency;
+}
+
 static double threshold_actual(const struct lg_result *r, const struct lg_threshold *t, bool *empty)
 {
-    const struct hist *h = t->metric == TH_CONNECT     ? r->connect
-                           : t->metric == TH_HANDSHAKE ? r->handshake
-                           : t->metric == TH_ACK       ? r->ack
-                                                       : r->latency;
+    const struct hist *h = threshold_hist(r, t);
     *empty = false;
     switch (t->stat) {
     case TH_STAT_RATIO:
@@ -327,6 +343,15 @@ static double threshold_actual(const struct lg_result *r, const struct lg_thresh
     case TH_STAT_PCT: *empty = hist_count(h) == 0; return (double)hist_percentile(h, t->pct);
     }
     return 0;
+}
+
+/* A threshold's actual value as its expression reads: "0.250%" for a ratio, "12.3ms" for a latency. */
+static void threshold_shown(const struct lg_threshold *t, double v, char *out, size_t outlen)
+{
+    if (t->stat == TH_STAT_RATIO)
+        snprintf(out, outlen, "%.3f%%", v * 100);
+    else
+        lg_format_duration((int64_t)v, out, outlen);
 }
 
 static void threshold_verdict(struct lg_result *r)
@@ -341,10 +366,7 @@ static void threshold_verdict(struct lg_result *r)
         if (r->threshold_ok[i])
             continue;
         char shown[32];
-        if (t->stat == TH_STAT_RATIO)
-            snprintf(shown, sizeof shown, "%.3f%%", v * 100);
-        else
-            lg_format_duration((int64_t)v, shown, sizeof shown);
+        threshold_shown(t, v, shown, sizeof shown);
         if (empty)
             reason(r, "threshold %s failed: no samples", t->text);
         else
@@ -400,9 +422,12 @@ void lg_verdict(struct lg_result *r)
     r->exit_code = 0;
     r->nreasons = r->nwarnings = 0;
     connect_verdict(r);
+    r->reasons_connect = r->nreasons;
     if (r->connected)
         delivery_verdict(r);
+    r->reasons_checks = r->nreasons;
     threshold_verdict(r);
+    r->reasons_thresholds = r->nreasons;
     self_warnings(r);
 }
 
@@ -497,6 +522,20 @@ static void human_head(FILE *fp, const struct lg_result *r)
     }
 }
 
+/* Every threshold with its outcome, as k6 lists them: "✓ p99<50ms  actual 3.20ms". Empty histograms say so. */
+static void human_thresholds(FILE *fp, const struct lg_result *r)
+{
+    const struct lg_opts *o = r->opts;
+    for (int i = 0; i < o->nthresholds; i++) {
+        const struct lg_threshold *t = &o->thresholds[i];
+        char shown[32];
+        threshold_shown(t, r->threshold_actual[i], shown, sizeof shown);
+        bool empty = t->stat != TH_STAT_RATIO && hist_count(threshold_hist(r, t)) == 0;
+        fprintf(fp, "%-9s %s %-24s %s%s\n", i ? "" : "threshold", r->threshold_ok[i] ? "\u2713" : "\u2717", t->text,
+                empty ? "no samples" : "actual ", empty ? "" : shown);
+    }
+}
+
 void lg_report_human(FILE *fp, const struct lg_result *r)
 {
     human_head(fp, r);
@@ -527,6 +566,7 @@ void lg_report_human(FILE *fp, const struct lg_result *r)
     fputc('\n', fp);
     for (int i = 0; i < r->nwarnings; i++)
         fprintf(fp, "warning   %s\n", r->warnings[i]);
+    human_thresholds(fp, r);
     if (r->exit_code == 0)
         fprintf(fp, "verdict   PASS\n");
     else
@@ -777,6 +817,30 @@ static void acks_json(json_t *doc, const struct lg_result *r)
     }
 }
 
+/* What made the numbers: the build (commit and library versions), the machine, the command line. */
+static void provenance_json(json_t *doc, const struct lg_result *r)
+{
+    char libev[32];
+    snprintf(libev, sizeof libev, "%d.%d", ev_version_major(), ev_version_minor());
+    json_object_set_new(doc, "build",
+                        json_pack("{s:s, s:s, s:s, s:s, s:s}", "commit", WSH_COMMIT, "loadgen", LG_VERSION, "openssl",
+                                  OpenSSL_version(OPENSSL_VERSION), "libev", libev, "jansson", JANSSON_VERSION));
+    struct utsname u;
+    struct sysinfo si;
+    if (uname(&u) < 0)
+        memset(&u, 0, sizeof u);
+    json_t *mem =
+        sysinfo(&si) == 0 ? json_integer((json_int_t)((double)si.totalram * si.mem_unit / 1024)) : json_null();
+    json_object_set_new(doc, "machine",
+                        json_pack("{s:I, s:o, s:s, s:s, s:s}", "cores", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN),
+                                  "memory_kb", mem, "kernel", u.sysname, "kernel_release", u.release, "arch",
+                                  u.machine));
+    json_t *argv = json_array();
+    for (int i = 0; i < r->argc && r->argv; i++)
+        json_array_append_new(argv, json_string(r->argv[i]));
+    json_object_set_new(doc, "command_line", argv);
+}
+
 static json_t *document(const struct lg_result *r)
 {
     char when[40];
@@ -791,6 +855,7 @@ static json_t *document(const struct lg_result *r)
     json_t *verdict = verdict_json(r, &thresholds);
     json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:o}", "schema", LG_JSON_SCHEMA, "version", r->version, "time", when,
                             "host", r->host, "options", options_json(r->opts));
+    provenance_json(doc, r);
     json_object_set_new(json_object_get(doc, "options"), "reconnect", options_reconnect_json(r->opts));
     json_object_set_new(doc, "start_unix_ms", json_real(r->start_unix_ms));
     if (r->plan)
@@ -831,6 +896,16 @@ static json_t *document(const struct lg_result *r)
     json_object_set_new(doc, "interrupted", json_boolean(r->interrupted));
     json_object_set_new(doc, "verdict", verdict);
     return doc;
+}
+
+int lg_report_json_fp(FILE *fp, const struct lg_result *r)
+{
+    json_t *doc = document(r);
+    if (!doc)
+        return -1;
+    int rc = json_dumpf(doc, fp, JSON_INDENT(2));
+    json_decref(doc);
+    return rc < 0 || fputc('\n', fp) == EOF ? -1 : 0;
 }
 
 int lg_report_json(const char *path, const struct lg_result *r, char *err, size_t errlen)

@@ -37,6 +37,13 @@ void lg_report_human(FILE *fp, const struct lg_result *r);
 /* Write the JSON document to path ("-" = stdout), atomically (a temporary file renamed). 0, or -1 with err. */
 int lg_report_json(const char *path, const struct lg_result *r, char *err, size_t errlen);
 
+/* The JSON document into fp (the caller opened it: outfile.h). 0, or -1. */
+int lg_report_json_fp(FILE *fp, const struct lg_result *r);
+
+/* The verdict as JUnit XML into fp: one testsuite, testcases "connect", "delivery" (every other check), one per
+ * threshold ("threshold p99<50ms") and "run" (loadgen failed or was interrupted), each failing with its reasons. */
+int lg_report_junit(FILE *fp, const struct lg_result *r);
+
 /* "12.3ms", "850us", "1.52s" for a duration in ns, into out. */
 void lg_format_duration(int64_t ns, char *out, size_t outlen);
 

@@ -188,11 +188,15 @@ struct lg_result {
     struct hostcpu_use machine; /* every process's CPU use during the rounds (hostcpu.h) */
 
     bool interrupted; /* SIGINT/SIGTERM ended the run early (the caller fails it) */
+    int argc;         /* the command line as given (the caller's copy: getopt permutes argv), for the report */
+    char *const *argv;
 
     /* verdict, filled by lg_verdict */
     int exit_code; /* 0 pass, 1 verification or threshold failure, 3 could not connect */
     char reasons[LG_MAX_REASONS][200];
     int nreasons;
+    int reasons_connect, reasons_checks, reasons_thresholds; /* where each part of lg_verdict's reasons ends: the
+                        connect phase's, the other checks', the thresholds'; later ones are the caller's (run) */
     char warnings[LG_MAX_WARNINGS][200];
     int nwarnings;
     bool threshold_ok[LG_MAX_THRESHOLDS];

@@ -29,6 +29,7 @@ import plan as planner
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_SETUP = 0, 1, 2, 3
+LOADGEN_STOP_S = 30.0  # an interrupted loadgen's close phase and report, before it is killed
 LBS = ("builtin", "haproxy", "nginx", "none")
 STICKY = ("cookie", "source", "none")
 DURATION = re.compile(r"^(\d+(\.\d+)?)(ns|us|ms|s|m|h)$")
@@ -600,7 +601,7 @@ http {{
 # running
 
 
-def loadgen_argv(conf, build, urls, out_json, out_hlog):
+def loadgen_argv(conf, build, urls, out_json, out_hlog, junit=None):
     load = conf["load"]
     argv = [os.path.join(build, "loadgen"), "-c", str(load["clients"]), "--rounds", str(load["rounds"]),
             "--interval", load["interval"], "--payload", str(load["payload"]), "--emitters", str(load["emitters"]),
@@ -629,14 +630,68 @@ def loadgen_argv(conf, build, urls, out_json, out_hlog):
             argv += [flag, load[key]]
     for t in conf["thresholds"]:
         argv += ["--threshold", t]
+    if junit:
+        argv += ["--junit", junit]
     return argv + urls
+
+
+class LogTail:
+    """Passes a log's new complete lines to stdout as they come (loadgen's header, progress and summary), the first
+    line (the command) left out."""
+
+    def __init__(self, path):
+        self.path, self.pos, self.skip = path, 0, True
+
+    def pump(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1
+        if not end:
+            return
+        self.pos += end
+        lines = data[:end].splitlines(keepends=True)
+        if self.skip:
+            lines, self.skip = lines[1:], False
+        sys.stdout.write(b"".join(lines).decode(errors="replace"))
+        sys.stdout.flush()
+
+
+def build_info(report):
+    """The build a run used: loadgen's own account when it wrote one, else the commit of this tree."""
+    if report and report.get("build"):
+        return report["build"]
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"commit": commit or "unknown"}
+
+
+def machine_info():
+    """Cores, memory and kernel of this machine, as loadgen's report names them."""
+    u = os.uname()
+    mem = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    return {"cores": os.cpu_count(), "memory_kb": mem, "kernel": u.sysname, "kernel_release": u.release,
+            "arch": u.machine}
 
 
 class Run:
     """One run of a scenario: start() the topology, loadgen(), and stop() (always, in a finally)."""
 
-    def __init__(self, name, path, conf, out_root=None, quiet=False):
+    def __init__(self, name, path, conf, out_root=None, quiet=False, junit=None):
         self.name, self.path, self.conf, self.quiet = name, path, conf, quiet
+        self.junit = os.path.abspath(junit) if junit else None
+        self.loadgen_json, self.tail = None, None
         self.target = conf["topology"]["target"]
         self.lb = "external" if self.target else conf["topology"]["lb"]
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")[:-4] + "Z"
@@ -812,8 +867,13 @@ class Run:
             self.topology["target"] = self.urls
             self.log(f"{self.name}: external target " + ", ".join(self.urls))
             return
+        if self.conf["topology"]["redis"] == "embedded":
+            self.log("starting redis-server")
         redis_url = self.start_redis()
+        self.log(f"starting {self.conf['topology']['nodes']} node(s)")
         nodes = self.start_nodes(build, redis_url)
+        if self.lb != "none":
+            self.log(f"starting the balancer ({self.lb})")
         self.urls = self.start_balancer(build, nodes)
         self.log(f"{self.name}: {len(nodes)} node(s), lb {self.lb}, " + ", ".join(self.urls))
 
@@ -821,11 +881,14 @@ class Run:
         """Run loadgen in the foreground; returns its exit code. Its summary goes to stdout (and its log).
         on_tick: called every 0.1 s while loadgen runs (a benchmark's sampler)."""
         json_path, hlog_path = os.path.join(self.run_dir, "loadgen.json"), self.base + ".hlog"
-        argv = loadgen_argv(self.conf, self.build, self.urls, json_path, hlog_path)
+        argv = loadgen_argv(self.conf, self.build, self.urls, json_path, hlog_path, self.junit)
         if self.quiet:
             argv.insert(1, "--quiet")
+        self.loadgen_json = json_path  # set first: an interrupted run still has loadgen's partial report
+        self.log("running loadgen")
         t0 = time.time()
         p = self.spawn("loadgen", argv)
+        self.tail = None if self.quiet else LogTail(p.log_path)
         timeline = faultlib.Timeline(self, self.conf["faults"], t0)
         reported = set()
         while p.alive():
@@ -837,17 +900,16 @@ class Run:
                     self.log(f"{other.name} died during the run:\n{other.tail()}")
             if on_tick:
                 on_tick()
+            if self.tail:
+                self.tail.pump()
             time.sleep(0.1)
         rc = p.p.returncode
         self.faults = timeline.records
         if timeline.pending:
             self.log(f"{len(timeline.pending)} fault(s) never played: loadgen ended first")
         p.log.flush()
-        if not self.quiet:
-            with open(p.log_path, "rb") as f:
-                sys.stdout.write(b"".join(f.readlines()[1:]).decode(errors="replace"))
-                sys.stdout.flush()
-        self.loadgen_json = json_path
+        if self.tail:
+            self.tail.pump()
         return rc
 
     def stop(self):
@@ -856,7 +918,10 @@ class Run:
         for p in reversed(self.procs):
             if p.name != "loadgen" and not p.alive() and p not in self.expected_down:
                 bad.append(f"{p.name} had exited ({p.p.returncode})")
-            p.stop()
+            # loadgen, stopped early (an interrupted run), closes its clients and writes its partial report
+            p.stop(timeout=LOADGEN_STOP_S if p.name == "loadgen" else 5.0)
+            if p.name == "loadgen" and self.tail:
+                self.tail.pump()
         if self.lb == "haproxy":
             try:
                 os.unlink(self.haproxy_socket())
@@ -868,7 +933,7 @@ class Run:
         try:
             with open(self.loadgen_json, encoding="utf-8") as f:
                 report = json.load(f)
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, TypeError):
             report = None
         result = {
             "schema": "wsh-scenario/1",
@@ -876,6 +941,9 @@ class Run:
             "file": os.path.relpath(self.path, ROOT),
             "lb": self.lb,
             "time": started,
+            "build": build_info(report),
+            "machine": machine_info(),
+            "command_line": list(sys.argv),
             "settings": self.conf,
             "topology": self.topology,
             "exit_code": rc,
@@ -938,7 +1006,7 @@ def make_plan(conf, quiet=False, machine=None):
     return resolved, p
 
 
-def run_scenario(name, sets=(), out_root=None, quiet=False, plan_only=False):
+def run_scenario(name, sets=(), out_root=None, quiet=False, plan_only=False, junit=None):
     """Run one scenario end to end. Returns (exit code, result dict, path of the result file or None).
     plan_only: print the plan and its verdict, start nothing."""
     try:
@@ -960,7 +1028,7 @@ def run_scenario(name, sets=(), out_root=None, quiet=False, plan_only=False):
         for path_, old_value in tuned:
             print(f"scenario: raised {path_[len('/proc/sys/'):].replace('/', '.')} from {old_value.split()} "
                   f"(put back at the end)", file=sys.stderr)
-        run = Run(scenario_name, path, conf, out_root, quiet)
+        run = Run(scenario_name, path, conf, out_root, quiet, junit)
         run.topology["plan"] = dict(plan)
         run.start()
         rc = run.loadgen()
@@ -1016,7 +1084,11 @@ def html_pages(result, result_path):
 def verdict_line(rc, result):
     words = {EXIT_PASS: "PASS", EXIT_FAIL: "FAIL", EXIT_USAGE: "USAGE ERROR", EXIT_SETUP: "COULD NOT RUN"}
     text = f"{words.get(rc, 'INTERRUPTED')} (exit {rc})"
-    lat = (result or {}).get("loadgen") and result["loadgen"].get("latency")
+    lg = (result or {}).get("loadgen") or {}
+    th = lg.get("thresholds") or []
+    if th:
+        text += f", {sum(1 for t in th if t.get('ok'))}/{len(th)} thresholds passed"
+    lat = lg.get("latency")
     if lat and lat.get("count"):
         text += f", delivery p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms over {lat['count']} deliveries"
     return text

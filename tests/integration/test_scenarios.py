@@ -706,6 +706,50 @@ class RunnerLifecycle(RunnerBase):
         self.assertIn("verdict   PASS", p.stdout)
         self.assertNothingLeft(ports)
 
+    def test_ci_output(self):
+        """Piped (a CI log): the runner's phases on stderr, loadgen's header passed through while loadgen still runs,
+        every threshold listed, JUnit XML read back by a JUnit reader, and the build and machine in the result."""
+        junit = os.path.join(self.out, "run.xml")
+        runner = subprocess.Popen([RUN, "broadcast-100", "--set", "clients=10", "--set", "rounds=30", "--set",
+                                   "interval=100ms", "--junit", junit, "--out", self.out], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: runner.poll() is None and (runner.kill(), runner.wait(10)))
+        lines, header_while_running = [], None
+        for line in runner.stdout:
+            lines.append(line)
+            if header_while_running is None and line.startswith("loadgen "):
+                # loadgen renames its report into place only at its end
+                done = glob.glob(os.path.join(self.out, "broadcast-100", "*", "loadgen.json"))
+                header_while_running = not done
+        err = runner.stderr.read()
+        runner.wait(RUN_TIMEOUT)
+        runner.stdout.close()
+        runner.stderr.close()
+        text = "".join(lines)
+        p = subprocess.CompletedProcess([], runner.returncode, text, err)
+        self.assertExit(p, 0)
+        self.assertTrue(header_while_running, "loadgen's output came only after it had ended\n" + self.show(p))
+        for phase in ("scenario: starting redis-server", "scenario: starting 2 node(s)",
+                      "scenario: starting the balancer (builtin)", "scenario: running loadgen"):
+            self.assertIn(phase, err)
+        self.assertRegex(text, r"(?m)^threshold \u2713 delivery>=100% +actual 100\.000%$")
+        self.assertIn("PASS (exit 0), 1/1 thresholds passed", err)
+        _, doc = self.only_result("broadcast-100", "builtin", p)
+        self.assertEqual(doc["build"], doc["loadgen"]["build"])
+        self.assertEqual(doc["machine"]["cores"], os.cpu_count())
+        self.assertEqual(doc["machine"]["kernel_release"], os.uname().release)
+        self.assertEqual(doc["command_line"][1:3], ["broadcast-100", "--set"])
+        self.assertIn("--junit", doc["loadgen"]["command_line"])
+        try:
+            import junitparser
+        except ImportError:  # a pyenv python does not see Debian's python3-junitparser (scripts/deps.sh)
+            sys.path.append("/usr/lib/python3/dist-packages")
+            import junitparser
+        suite = list(junitparser.JUnitXml.fromfile(junit))[0]
+        self.assertEqual((suite.tests, suite.failures), (4, 0))
+        self.assertIn("threshold delivery>=100%", [c.name for c in suite])
+        self.assertNothingLeft(topology_ports(doc))
+
     def test_socketio_builtin(self):
         p = self.runner("socketio-broadcast-1k", "--set", "clients=20", "--set", "rounds=3")
         self.assertExit(p, 0)
@@ -774,6 +818,11 @@ class RunnerLifecycle(RunnerBase):
         _, doc = self.only_result("broadcast-100", "builtin", subprocess.CompletedProcess([], rc, text, ""))
         self.assertEqual(doc["exit_code"], 128 + sig)
         self.assertIn("interrupted", doc["error"])
+        # loadgen was stopped in order: its partial report is kept, marked as such
+        self.assertIsNotNone(doc["loadgen"], text[-3000:])
+        self.assertTrue(doc["loadgen"]["interrupted"])
+        self.assertFalse(doc["loadgen"]["verdict"]["pass"])
+        self.assertGreater(doc["loadgen"]["clients"]["connected"], 0)
         self.assertEqual(sorted(topology_ports(doc)), ports)
         self.assertNothingLeft(ports)
 

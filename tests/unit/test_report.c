@@ -490,6 +490,49 @@ static void test_human_summary(void **state)
     assert_non_null(strstr(text, "round 3: 5 of 99"));
 }
 
+/* Every threshold listed with its outcome, passing ones too (k6's check and cross), an empty one as "no samples". */
+static void test_human_lists_every_threshold(void **state)
+{
+    (void)state;
+    add_threshold("p99<100ms", TH_LATENCY, TH_STAT_PCT, 99, TH_LT, 100e6);
+    add_threshold("errors<1%", TH_ERRORS, TH_STAT_RATIO, 0, TH_LT, 0.01);
+    add_threshold("ack.p99<1s", TH_ACK, TH_STAT_PCT, 99, TH_LT, 1e9);
+    res.ack = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    lg_verdict(&res);
+    char text[8192] = "";
+    FILE *fp = fmemopen(text, sizeof text - 1, "w");
+    lg_report_human(fp, &res);
+    fclose(fp);
+    hist_free(res.ack);
+    assert_non_null(strstr(text, "threshold \u2713 p99<100ms                actual 99"));
+    assert_non_null(strstr(text, "\n          \u2713 errors<1%                actual 0.000%\n"));
+    assert_non_null(strstr(text, "\n          \u2717 ack.p99<1s               no samples\n"));
+    assert_true(strstr(text, "threshold ") < strstr(text, "verdict   FAIL"));
+}
+
+/* JUnit: a testcase per check and threshold, each failing with its own reasons, the text escaped. */
+static void test_junit(void **state)
+{
+    (void)state;
+    miss(2, 3);
+    add_threshold("p99<1ms", TH_LATENCY, TH_STAT_PCT, 99, TH_LT, 1e6);
+    add_threshold("p99<1s", TH_LATENCY, TH_STAT_PCT, 99, TH_LT, 1e9);
+    lg_verdict(&res);
+    snprintf(res.reasons[res.nreasons++], sizeof res.reasons[0], "interrupted before the end of the run");
+    char text[8192] = "";
+    FILE *fp = fmemopen(text, sizeof text - 1, "w");
+    assert_int_equal(lg_report_junit(fp, &res), 0);
+    fclose(fp);
+    assert_non_null(strstr(text, "<testsuite name=\"loadgen ws://127.0.0.1:9001/ws\" tests=\"5\" failures=\"3\""));
+    assert_non_null(strstr(text, "<testcase classname=\"loadgen\" name=\"connect\"/>"));
+    assert_non_null(strstr(text, "name=\"delivery\">\n      <failure message=\"3 lost"));
+    assert_non_null(
+        strstr(text, "name=\"threshold p99&lt;1ms\">\n      <failure message=\"threshold p99&lt;1ms failed"));
+    assert_non_null(strstr(text, "name=\"threshold p99&lt;1s\"/>"));
+    assert_non_null(strstr(text, "name=\"run\">\n      <failure message=\"interrupted before the end"));
+    assert_null(strstr(text, "p99<1"));
+}
+
 static void test_format_duration(void **state)
 {
     (void)state;
@@ -528,6 +571,8 @@ int main(void)
         T(test_missed_threshold),
         T(test_reconnect_verdict_and_json),
         T(test_human_summary),
+        T(test_human_lists_every_threshold),
+        T(test_junit),
         T(test_format_duration),
     };
     return cmocka_run_group_tests_name("report", tests, NULL, NULL);
