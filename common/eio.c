@@ -198,16 +198,6 @@ static size_t put_str(char *out, const char *s)
     return n;
 }
 
-/* The "/nsp," part: nothing for "/". */
-static size_t put_nsp(char *out, const char *nsp)
-{
-    if (!nsp || strcmp(nsp, "/") == 0)
-        return 0;
-    size_t n = put_str(out, nsp);
-    out[n] = ',';
-    return n + 1;
-}
-
 /* arg as a JSON string body (no quotes): '"' and '\' escaped, control bytes as \u00XX. */
 static size_t put_escaped(char *out, const char *arg, size_t len)
 {
@@ -247,6 +237,33 @@ static bool ack_ok(int64_t ack)
     return ack < 0 || ack <= INT64_C(999999999999999); /* EIO_ACK_DIGITS digits */
 }
 
+size_t eio_encode_head(char *out, size_t cap, int type, uint32_t attachments, const char *nsp, size_t nsp_len,
+                       int64_t ack)
+{
+    char head[EIO_HEAD_MAX(EIO_NSP_MAX)];
+    bool root = !nsp || (nsp_len == 1 && *nsp == '/');
+    if (type < EIO_CONNECT || type > EIO_BINARY_ACK || nsp_len > EIO_NSP_MAX || !ack_ok(ack))
+        return 0;
+    size_t n = 0;
+    head[n++] = '4';
+    head[n++] = (char)('0' + type);
+    if (type == EIO_BINARY_EVENT || type == EIO_BINARY_ACK) {
+        n += put_ack(head + n, attachments);
+        head[n++] = '-';
+    }
+    if (!root) {
+        memcpy(head + n, nsp, nsp_len);
+        n += nsp_len;
+        head[n++] = ',';
+    }
+    if (ack >= 0)
+        n += put_ack(head + n, ack);
+    if (n > cap)
+        return 0;
+    memcpy(out, head, n);
+    return n;
+}
+
 size_t eio_encode_event(char *out, size_t cap, const char *nsp, const char *event, const char *arg, size_t arg_len)
 {
     return eio_encode_emit(out, cap, nsp, event, -1, arg, arg_len);
@@ -255,15 +272,12 @@ size_t eio_encode_event(char *out, size_t cap, const char *nsp, const char *even
 size_t eio_encode_emit(char *out, size_t cap, const char *nsp, const char *event, int64_t ack, const char *arg,
                        size_t arg_len)
 {
-    size_t elen = strlen(event);
-    if (cap < eio_event_max(nsp ? strlen(nsp) : 0, elen, arg_len) || !ack_ok(ack))
+    size_t elen = strlen(event), nlen = nsp ? strlen(nsp) : 0;
+    if (cap < eio_event_max(nlen, elen, arg_len))
         return 0;
-    size_t n = 0;
-    out[n++] = '4';
-    out[n++] = '2';
-    n += put_nsp(out + n, nsp);
-    if (ack >= 0)
-        n += put_ack(out + n, ack);
+    size_t n = eio_encode_head(out, cap, EIO_EVENT, 0, nsp, nlen, ack);
+    if (!n)
+        return 0;
     out[n++] = '[';
     out[n++] = '"';
     n += put_str(out + n, event);
@@ -278,12 +292,11 @@ size_t eio_encode_binary_event(char *out, size_t cap, const char *nsp, const cha
 {
     static const char tail[] = "\",{\"_placeholder\":true,\"num\":0}]";
     size_t nlen = nsp ? strlen(nsp) : 0, elen = strlen(event);
-    if (cap < EIO_BINARY_HEAD_MAX(nlen, elen) || !ack_ok(ack))
+    if (cap < EIO_BINARY_HEAD_MAX(nlen, elen))
         return 0;
-    size_t n = put_str(out, "451-");
-    n += put_nsp(out + n, nsp);
-    if (ack >= 0)
-        n += put_ack(out + n, ack);
+    size_t n = eio_encode_head(out, cap, EIO_BINARY_EVENT, 1, nsp, nlen, ack);
+    if (!n)
+        return 0;
     n += put_str(out + n, "[\"");
     n += put_str(out + n, event);
     n += put_str(out + n, tail);
@@ -292,13 +305,11 @@ size_t eio_encode_binary_event(char *out, size_t cap, const char *nsp, const cha
 
 size_t eio_encode_control(char *out, size_t cap, int type, const char *nsp, const char *json)
 {
-    size_t need = 2 + (nsp ? strlen(nsp) + 1 : 0) + (json ? strlen(json) : 0);
+    size_t nlen = nsp ? strlen(nsp) : 0, need = 2 + (nsp ? nlen + 1 : 0) + (json ? strlen(json) : 0);
     if (cap < need + 1)
         return 0;
-    out[0] = '4';
-    out[1] = (char)('0' + type);
-    size_t n = 2 + put_nsp(out + 2, nsp);
-    if (json)
+    size_t n = eio_encode_head(out, cap, type, 0, nsp, nlen, -1);
+    if (n && json)
         n += put_str(out + n, json);
     return n;
 }
