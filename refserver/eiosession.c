@@ -367,11 +367,10 @@ static int poll_item(struct buf *body, const char *frame, size_t len)
     size_t hl = ws_frame_header_len((const uint8_t *)frame);
     if (((uint8_t)frame[0] & 0x0f) != WS_OP_BINARY)
         return buf_append(body, frame + hl, len - hl);
-    size_t raw = len - hl, b64 = 4 * ((raw + 2) / 3);
-    if (buf_append(body, "b", 1) < 0 || buf_reserve(body, b64 + 1) < 0)
+    size_t raw = len - hl, cap = 1 + 4 * ((raw + 2) / 3) + 1, n;
+    if (buf_reserve(body, cap) < 0 || !(n = eio_encode_binary(buf_tail(body), cap, frame + hl, raw)))
         return -1;
-    EVP_EncodeBlock((unsigned char *)buf_tail(body), (const unsigned char *)frame + hl, (int)raw);
-    buf_commit(body, b64);
+    buf_commit(body, n);
     return 0;
 }
 
