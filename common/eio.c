@@ -392,6 +392,15 @@ size_t eio_encode_binary(char *out, size_t cap, const void *data, size_t len)
     return 1 + (size_t)EVP_EncodeBlock((unsigned char *)out + 1, data, (int)len);
 }
 
+long eio_decode_binary(char *item, size_t len)
+{
+    if (len == 0 || item[0] != 'b')
+        return -1;
+    /* In place is safe: EVP_DecodeBlock reads each 4-character quantum before writing its 3 bytes, and the bytes
+     * written stay behind the text still to read. */
+    return eio_base64_decode(item + 1, len - 1, (unsigned char *)item, len);
+}
+
 int eio_payload_next(const char *buf, size_t len, size_t *off, struct eio_item *it)
 {
     /* At the end unless a separator (or nothing at all) came last: then an empty item is due. */

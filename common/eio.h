@@ -120,6 +120,9 @@ long eio_base64_decode(const char *s, size_t len, unsigned char *out, size_t cap
 /* Write the payload item "b" + base64(data) into out. Its length, or 0 when cap is too small (1 + 4 * ceil(len/3)
  * bytes are needed, plus one for the NUL EVP_EncodeBlock adds). */
 size_t eio_encode_binary(char *out, size_t cap, const void *data, size_t len);
+/* Decode the payload item "b" + base64 item[0..len) in place: its bytes end up at item[0..n). n, or -1 when the
+ * item is not 'b' and valid base64 (eio_base64_len). */
+long eio_decode_binary(char *item, size_t len);
 
 /* Room for a packet head with a namespace of nsp_len bytes: "4", type, "<n>-", "/nsp,", an ack id. */
 #define EIO_HEAD_MAX(nsp_len) (2 + EIO_ATTACH_DIGITS + 1 + (nsp_len) + 1 + EIO_ACK_DIGITS)

@@ -442,8 +442,25 @@ static void test_base64(void **state)
         assert_int_equal(item[0], 'b');
         assert_int_equal(eio_base64_decode(item + 1, il - 1, back, n), (long)n);
         assert_memory_equal(back, data, n);
+        assert_int_equal(eio_decode_binary(item, il), (long)n); /* in place, as refserver reads a POST */
+        assert_memory_equal(item, data, n);
     }
     assert_int_equal(eio_encode_binary(item, 5, data, 3), 0); /* 1 + 4 + the NUL does not fit in 5 */
+}
+
+/* A POSTed binary item is base64 by the same rule as loadgen's: '=' only as the last padding, dropped bits zero. */
+static void test_decode_binary_item(void **state)
+{
+    (void)state;
+    const char *bad[] = {"", "AQ==", "b=QUJ", "bQ=Q=", "b====", "bQ===", "bQR==", "bQUJ=", "bQUJD\n==", "b QUJ"};
+    char item[16];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        strcpy(item, bad[i]);
+        if (eio_decode_binary(item, strlen(item)) != -1)
+            fail_msg("'%s' decoded", bad[i]);
+    }
+    strcpy(item, "b");
+    assert_int_equal(eio_decode_binary(item, 1), 0);
 }
 
 static void test_open_packet(void **state)
@@ -628,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_ping_deadline),
         cmocka_unit_test(test_payload_split),
         cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_decode_binary_item),
         cmocka_unit_test(test_open_packet),
         cmocka_unit_test(test_error_code),
         cmocka_unit_test(test_encode_ack_and_binary),
