@@ -1088,8 +1088,9 @@ static void on_request(struct server *s, const char *channel_nsp, size_t nsp_len
     free(sel.v);
 }
 
-void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, const char *data, size_t len)
+void socketio_on_bus(void *ctx, const char *channel, size_t channel_len, const char *data, size_t len)
 {
+    struct server *s = ctx;
     struct socketio *io = s->sio;
     struct sioa_bytes ch_nsp, ch_room;
     struct sioa_broadcast b;
