@@ -198,16 +198,6 @@ static size_t put_str(char *out, const char *s)
     return n;
 }
 
-/* The "/nsp," part: nothing for "/". */
-static size_t put_nsp(char *out, const char *nsp)
-{
-    if (!nsp || strcmp(nsp, "/") == 0)
-        return 0;
-    size_t n = put_str(out, nsp);
-    out[n] = ',';
-    return n + 1;
-}
-
 /* arg as a JSON string body (no quotes): '"' and '\' escaped, control bytes as \u00XX. */
 static size_t put_escaped(char *out, const char *arg, size_t len)
 {
@@ -247,20 +237,44 @@ static bool ack_ok(int64_t ack)
     return ack < 0 || ack <= INT64_C(999999999999999); /* EIO_ACK_DIGITS digits */
 }
 
+size_t eio_encode_head(char *out, size_t cap, int type, uint32_t attachments, const char *nsp, size_t nsp_len,
+                       int64_t ack)
+{
+    char head[EIO_HEAD_MAX(EIO_NSP_MAX)];
+    bool root = !nsp || (nsp_len == 1 && *nsp == '/');
+    if (type < EIO_CONNECT || type > EIO_BINARY_ACK || nsp_len > EIO_NSP_MAX || !ack_ok(ack))
+        return 0;
+    size_t n = 0;
+    head[n++] = '4';
+    head[n++] = (char)('0' + type);
+    if (type == EIO_BINARY_EVENT || type == EIO_BINARY_ACK) {
+        n += put_ack(head + n, attachments);
+        head[n++] = '-';
+    }
+    if (!root) {
+        memcpy(head + n, nsp, nsp_len);
+        n += nsp_len;
+        head[n++] = ',';
+    }
+    if (ack >= 0)
+        n += put_ack(head + n, ack);
+    if (n > cap)
+        return 0;
+    memcpy(out, head, n);
+    return n;
+}
+
 size_t eio_encode_event(char *out, size_t cap, const char *nsp, const char *event, const char *arg, size_t arg_len)
 {
     return eio_encode_emit(out, cap, nsp, event, -1, arg, arg_len);
 }
 
 /* 42/nsp,ID["EVENT", : what every EVENT written here starts with (no namespace for "/", no ID for ack < 0). */
-static size_t put_event_head(char *out, const char *nsp, const char *event, int64_t ack)
+static size_t put_event_head(char *out, size_t cap, const char *nsp, const char *event, int64_t ack)
 {
-    size_t n = 0;
-    out[n++] = '4';
-    out[n++] = '2';
-    n += put_nsp(out + n, nsp);
-    if (ack >= 0)
-        n += put_ack(out + n, ack);
+    size_t n = eio_encode_head(out, cap, EIO_EVENT, 0, nsp, nsp ? strlen(nsp) : 0, ack);
+    if (!n)
+        return 0;
     out[n++] = '[';
     out[n++] = '"';
     n += put_str(out + n, event);
@@ -273,7 +287,9 @@ size_t eio_encode_emit(char *out, size_t cap, const char *nsp, const char *event
 {
     if (cap < eio_event_max(nsp ? strlen(nsp) : 0, strlen(event), arg_len) || !ack_ok(ack))
         return 0;
-    size_t n = put_event_head(out, nsp, event, ack);
+    size_t n = put_event_head(out, cap, nsp, event, ack);
+    if (!n)
+        return 0;
     out[n++] = '"';
     n += put_escaped(out + n, arg, arg_len);
     out[n++] = '"';
@@ -286,7 +302,9 @@ size_t eio_encode_emit_json(char *out, size_t cap, const char *nsp, const char *
 {
     if (cap < eio_event_max(nsp ? strlen(nsp) : 0, strlen(event), json_len) || !ack_ok(ack))
         return 0;
-    size_t n = put_event_head(out, nsp, event, ack);
+    size_t n = put_event_head(out, cap, nsp, event, ack);
+    if (!n)
+        return 0;
     memcpy(out + n, json, json_len);
     n += json_len;
     out[n++] = ']';
@@ -295,12 +313,9 @@ size_t eio_encode_emit_json(char *out, size_t cap, const char *nsp, const char *
 
 size_t eio_encode_event_array(char *out, size_t cap, const char *nsp, const char *array, size_t array_len)
 {
-    if (cap < 3 + (nsp ? strlen(nsp) : 0) + array_len)
+    size_t n = eio_encode_head(out, cap, EIO_EVENT, 0, nsp, nsp ? strlen(nsp) : 0, -1);
+    if (!n || cap - n < array_len)
         return 0;
-    size_t n = 0;
-    out[n++] = '4';
-    out[n++] = '2';
-    n += put_nsp(out + n, nsp);
     memcpy(out + n, array, array_len);
     return n + array_len;
 }
@@ -309,12 +324,11 @@ size_t eio_encode_binary_event(char *out, size_t cap, const char *nsp, const cha
 {
     static const char tail[] = "\",{\"_placeholder\":true,\"num\":0}]";
     size_t nlen = nsp ? strlen(nsp) : 0, elen = strlen(event);
-    if (cap < EIO_BINARY_HEAD_MAX(nlen, elen) || !ack_ok(ack))
+    if (cap < EIO_BINARY_HEAD_MAX(nlen, elen))
         return 0;
-    size_t n = put_str(out, "451-");
-    n += put_nsp(out + n, nsp);
-    if (ack >= 0)
-        n += put_ack(out + n, ack);
+    size_t n = eio_encode_head(out, cap, EIO_BINARY_EVENT, 1, nsp, nlen, ack);
+    if (!n)
+        return 0;
     n += put_str(out + n, "[\"");
     n += put_str(out + n, event);
     n += put_str(out + n, tail);
@@ -323,13 +337,11 @@ size_t eio_encode_binary_event(char *out, size_t cap, const char *nsp, const cha
 
 size_t eio_encode_control(char *out, size_t cap, int type, const char *nsp, const char *json)
 {
-    size_t need = 2 + (nsp ? strlen(nsp) + 1 : 0) + (json ? strlen(json) : 0);
+    size_t nlen = nsp ? strlen(nsp) : 0, need = 2 + (nsp ? nlen + 1 : 0) + (json ? strlen(json) : 0);
     if (cap < need + 1)
         return 0;
-    out[0] = '4';
-    out[1] = (char)('0' + type);
-    size_t n = 2 + put_nsp(out + 2, nsp);
-    if (json)
+    size_t n = eio_encode_head(out, cap, type, 0, nsp, nlen, -1);
+    if (n && json)
         n += put_str(out + n, json);
     return n;
 }
@@ -410,6 +422,15 @@ size_t eio_encode_binary(char *out, size_t cap, const void *data, size_t len)
         return 0;
     out[0] = 'b';
     return 1 + (size_t)EVP_EncodeBlock((unsigned char *)out + 1, data, (int)len);
+}
+
+long eio_decode_binary(char *item, size_t len)
+{
+    if (len == 0 || item[0] != 'b')
+        return -1;
+    /* In place is safe: EVP_DecodeBlock reads each 4-character quantum before writing its 3 bytes, and the bytes
+     * written stay behind the text still to read. */
+    return eio_base64_decode(item + 1, len - 1, (unsigned char *)item, len);
 }
 
 int eio_payload_next(const char *buf, size_t len, size_t *off, struct eio_item *it)

@@ -120,6 +120,18 @@ long eio_base64_decode(const char *s, size_t len, unsigned char *out, size_t cap
 /* Write the payload item "b" + base64(data) into out. Its length, or 0 when cap is too small (1 + 4 * ceil(len/3)
  * bytes are needed, plus one for the NUL EVP_EncodeBlock adds). */
 size_t eio_encode_binary(char *out, size_t cap, const void *data, size_t len);
+/* Decode the payload item "b" + base64 item[0..len) in place: its bytes end up at item[0..n). n, or -1 when the
+ * item is not 'b' and valid base64 (eio_base64_len). */
+long eio_decode_binary(char *item, size_t len);
+
+/* Room for a packet head with a namespace of nsp_len bytes: "4", type, "<n>-", "/nsp,", an ack id. */
+#define EIO_HEAD_MAX(nsp_len) (2 + EIO_ATTACH_DIGITS + 1 + (nsp_len) + 1 + EIO_ACK_DIGITS)
+/* Write the head of a Socket.IO packet as an Engine.IO message: "4", the type digit, "<n>-" (binary types only),
+ * "/nsp," (nsp[0..nsp_len), not a C string; left out for NULL or "/"), the ack id (ack < 0: none). The JSON after
+ * it is the caller's. The one writer of packet heads: every encoder here starts with it. Returns the length (at most
+ * EIO_HEAD_MAX(nsp_len)), or 0 when cap is too small or a field is out of range. */
+size_t eio_encode_head(char *out, size_t cap, int type, uint32_t attachments, const char *nsp, size_t nsp_len,
+                       int64_t ack);
 
 /* The longest EVENT eio_encode_event or eio_encode_emit can write for these lengths (an ack id included). */
 size_t eio_event_max(size_t nsp_len, size_t event_len, size_t arg_len);

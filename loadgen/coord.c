@@ -434,24 +434,13 @@ static int on_final(struct wk *w, const char *body, size_t len)
     if (w->final || len < sizeof f)
         return -1;
     memcpy(&f, body, sizeof f);
-    size_t pos = sizeof f + (size_t)f.rounds * sizeof(struct ipc_round_count);
+    size_t pos = sizeof f + (size_t)f.rounds * sizeof(struct lg_round);
     if (f.rounds != C.o->rounds || pos > len)
         return -1;
     for (uint32_t i = 0; i < f.rounds; i++) {
-        struct ipc_round_count rc;
+        struct lg_round rc;
         memcpy(&rc, body + sizeof f + i * sizeof rc, sizeof rc);
-        struct lg_round *rd = &C.r->rounds[i];
-        rd->emitted += (uint32_t)rc.emitted;
-        rd->expected += rc.expected;
-        rd->received += rc.received;
-        rd->late += rc.late;
-        rd->duplicate += rc.duplicate;
-        rd->reordered += rc.reordered;
-        rd->churned += rc.churned;
-        rd->missed += rc.missed;
-        rd->left += rc.left;
-        rd->rejoined += rc.rejoined;
-        rd->rejoin_failed += rc.rejoin_failed;
+        lg_round_add(&C.r->rounds[i], &rc);
     }
     if (ipc_get_hist(body, len, &pos, C.round_hist) < 0 || ipc_get_hist(body, len, &pos, C.r->ack) < 0 ||
         merge_recon(&f, body, len, &pos) < 0)
@@ -638,19 +627,9 @@ static void finish_result(void)
         struct lg_round *rd = &r->rounds[i];
         uint64_t arrived = rd->received + rd->late;
         rd->missing = rd->expected > arrived ? rd->expected - arrived : 0;
-        t->emitted += rd->emitted;
-        t->expected += rd->expected;
-        t->received += rd->received;
-        t->late += rd->late;
+        lg_round_add(t, rd);
         t->missing += rd->missing;
-        t->duplicate += rd->duplicate;
-        t->reordered += rd->reordered;
-        t->churned += rd->churned;
-        t->missed += rd->missed;
         r->emitter_gone_rounds += rd->emitter_gone;
-        t->left += rd->left;
-        t->rejoined += rd->rejoined;
-        t->rejoin_failed += rd->rejoin_failed;
         t->timed_out |= rd->timed_out;
     }
     if (r->episodes)

@@ -20,7 +20,7 @@ enum ipc_type {
     IPC_ROUND_DONE,   /* struct ipc_round_done + latency blob (deliveries since the last one) + ncand uint32
                          candidates, one per gone slot of the round's IPC_SENT: the worker's next open client of
                          that slot's room after its emitter (UINT32_MAX: none) */
-    IPC_FINAL,        /* struct ipc_final + rounds * struct ipc_round_count + latency blob (the tail) + ack blob +
+    IPC_FINAL,        /* struct ipc_final + rounds * struct lg_round + latency blob (the tail) + ack blob +
                          away blob + recon.nepisodes struct lg_episode */
     IPC_FATAL,        /* a NUL-terminated message: the worker cannot go on */
     IPC_EMITTED,      /* struct ipc_sent + n_sent + n_gone uint32 slots: the slots whose emitter is here, after the
@@ -79,12 +79,6 @@ struct ipc_round_done {
     uint32_t pad_;
 };
 
-struct ipc_round_count {
-    uint64_t emitted, expected, received, late, duplicate, reordered, churned, missed;
-    uint32_t left, rejoined, rejoin_failed; /* churn events while this was the worker's latest round */
-    uint32_t pad_;
-};
-
 struct ipc_final {
     uint32_t connected, failed, dropped, closed_clean;
     struct lg_tally tally;
@@ -95,7 +89,7 @@ struct ipc_final {
     uint32_t pad2_;
     struct lg_acks acks; /* --ack (missing is the coordinator's to work out) */
     struct lg_worker_self self;
-    uint32_t rounds; /* struct ipc_round_count entries that follow */
+    uint32_t rounds; /* struct lg_round entries that follow (only their LG_ROUND_COUNTS are set) */
     uint32_t pad_;
 };
 

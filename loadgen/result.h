@@ -117,6 +117,21 @@ struct lg_round {
     uint32_t left, rejoined, rejoin_failed;
 };
 
+/* The counts of struct lg_round that each worker keeps and the coordinator adds up, X(field) each: the one list of
+ * them (tally.h: lg_round_add). The rest of a round (start, duration, percentiles, missing) is the coordinator's. */
+#define LG_ROUND_COUNTS(X)                                                                                             \
+    X(emitted)                                                                                                         \
+    X(expected)                                                                                                        \
+    X(missed)                                                                                                          \
+    X(received)                                                                                                        \
+    X(late)                                                                                                            \
+    X(duplicate)                                                                                                       \
+    X(reordered)                                                                                                       \
+    X(churned)                                                                                                         \
+    X(left)                                                                                                            \
+    X(rejoined)                                                                                                        \
+    X(rejoin_failed)
+
 /* --ack (--protocol socketio): the acks the emitters asked for, over the whole run. */
 struct lg_acks {
     uint64_t expected; /* emits that asked for an ack (an emitter lost meanwhile takes back what it still waited for) */

@@ -79,3 +79,10 @@ void lg_tally_merge(struct lg_tally *dst, const struct lg_tally *src)
     dst->sio_upgraded += src->sio_upgraded;
     dst->sio_polling += src->sio_polling;
 }
+
+void lg_round_add(struct lg_round *dst, const struct lg_round *src)
+{
+#define ADD(field) dst->field += src->field;
+    LG_ROUND_COUNTS(ADD)
+#undef ADD
+}

@@ -19,5 +19,7 @@ void lg_tally_node(struct lg_nodes *n, const char *name, size_t len);
 void lg_tally_merge_nodes(struct lg_nodes *dst, const struct lg_nodes *src);
 /* Add src into dst: counts summed, dst's examples kept (src's fill the kinds dst has none for). */
 void lg_tally_merge(struct lg_tally *dst, const struct lg_tally *src);
+/* Add src's counts (LG_ROUND_COUNTS) into dst: a worker's round into the run's, a round into the total. */
+void lg_round_add(struct lg_round *dst, const struct lg_round *src);
 
 #endif

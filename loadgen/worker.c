@@ -143,9 +143,9 @@ struct worker {
     struct lg_acks acks;
 
     /* rounds */
-    struct ipc_round_count *rc; /* indexed by round (1-based; [0] unused) */
-    uint32_t cur;               /* the latest round started here */
-    bool pending;               /* cur's ROUND_DONE not sent yet */
+    struct lg_round *rc; /* indexed by round (1-based; [0] unused) */
+    uint32_t cur;        /* the latest round started here */
+    bool pending;        /* cur's ROUND_DONE not sent yet */
     int64_t first_send, last_arrival;
     ev_timer deadline;
     struct hist *lat; /* deliveries since the last ROUND_DONE */
@@ -333,7 +333,7 @@ static uint32_t got_of(const struct lg_client *c, uint32_t round)
 /* c is not owed round (== open_round()) after all: what it received of it is churned instead. */
 static void excuse(struct lg_client *c, uint32_t round)
 {
-    struct ipc_round_count *r = &W.rc[round];
+    struct lg_round *r = &W.rc[round];
     uint32_t i = index_of(c), got = got_of(c, round);
     r->received -= got - W.late_open[i];
     r->late -= W.late_open[i];
@@ -392,7 +392,7 @@ static void round_done(bool timed_out)
 
 static void round_check(void)
 {
-    struct ipc_round_count *r = &W.rc[W.cur];
+    struct lg_round *r = &W.rc[W.cur];
     if (W.pending && W.sent_known && r->received + r->late >= r->expected)
         round_done(false);
 }
@@ -591,7 +591,7 @@ static void on_message(struct lg_client *c, const char *head, size_t head_len, u
         W.echoed++;
         return;
     }
-    struct ipc_round_count *r = &W.rc[m.round];
+    struct lg_round *r = &W.rc[m.round];
     switch (lg_track_see(&c->tracks[W.slot_in_room[slot]], m.seq)) {
     case LG_TRACK_DUPLICATE: r->duplicate++; return;
     case LG_TRACK_STALE:

@@ -8,7 +8,6 @@
 #include "refserver/workers.h"
 
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,11 +366,10 @@ static int poll_item(struct buf *body, const char *frame, size_t len)
     size_t hl = ws_frame_header_len((const uint8_t *)frame);
     if (((uint8_t)frame[0] & 0x0f) != WS_OP_BINARY)
         return buf_append(body, frame + hl, len - hl);
-    size_t raw = len - hl, b64 = 4 * ((raw + 2) / 3);
-    if (buf_append(body, "b", 1) < 0 || buf_reserve(body, b64 + 1) < 0)
+    size_t raw = len - hl, cap = 1 + 4 * ((raw + 2) / 3) + 1, n;
+    if (buf_reserve(body, cap) < 0 || !(n = eio_encode_binary(buf_tail(body), cap, frame + hl, raw)))
         return -1;
-    EVP_EncodeBlock((unsigned char *)buf_tail(body), (const unsigned char *)frame + hl, (int)raw);
-    buf_commit(body, b64);
+    buf_commit(body, n);
     return 0;
 }
 
@@ -561,18 +559,6 @@ static int poll_get(struct conn *c, struct eio_session *s)
     return 0;
 }
 
-/* A "b<base64>" item of a POST decoded in place (the bytes only shrink). Its length, or -1 when it is not base64. */
-static long poll_binary(char *item, size_t len)
-{
-    size_t b64 = len - 1, pad = 0;
-    if (b64 % 4)
-        return -1;
-    while (pad < 2 && pad < b64 && item[len - 1 - pad] == '=')
-        pad++;
-    int n = EVP_DecodeBlock((unsigned char *)item, (const unsigned char *)item + 1, (int)b64);
-    return n < 0 ? -1 : n - (long)pad;
-}
-
 /* POST with a sid, s polling (EIO_POLLING or EIO_PROBED): each packet of the payload as if it came in a frame of its
  * own, until s leaves the polling states; then "ok". */
 static int poll_post(struct conn *c, struct eio_session *s, const struct http_head *h, char *body, size_t len)
@@ -586,7 +572,7 @@ static int poll_post(struct conn *c, struct eio_session *s, const struct http_he
         char *item = (char *)(uintptr_t)it.text.p;
         size_t plen = it.text.len;
         if (it.binary) {
-            long n = poll_binary(item, plen);
+            long n = eio_decode_binary(item, plen);
             if (n < 0) {
                 eio_fail(s, "bad base64 in a polling payload");
                 break;

@@ -3,13 +3,12 @@
 
 #include "common/buf.h"
 #include "common/log.h"
+#include "refserver/wire.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define TOKENS_MAX 8 /* the fixed fields of a heartbeat; the room hashes are taken one by one after them */
 
 uint64_t peers_hash(const char *s, size_t len)
 {
@@ -40,53 +39,18 @@ void peers_free(struct peers *p)
 
 int peers_encode(struct buf *out, const struct peers *p, uint32_t pid, const uint64_t *rooms, size_t nrooms)
 {
-    int rc = buf_appendf(out, "wsh1-hb %s %" PRIu32 " ", p->self, pid);
-    rc |= p->sio_key ? buf_appendf(out, "%016" PRIx64 " ", p->sio_key) : buf_append(out, "- ", 2);
-    for (uint32_t i = 0; i < p->nsp_count; i++)
-        rc |= buf_appendf(out, "%s%s", i ? "," : "", p->nsps[i]);
-    rc |= p->nsp_count ? 0 : buf_append(out, "-", 1);
-    if (nrooms > PEERS_ROOMS_MAX)
-        return rc | buf_append(out, " *", 2);
-    rc |= buf_appendf(out, " %zu", nrooms);
-    for (size_t i = 0; i < nrooms; i++)
-        rc |= buf_appendf(out, " %016" PRIx64, rooms[i]);
-    return rc ? -1 : 0;
+    return wire_hb_encode(out, &(struct wire_hb_out){.id = p->self,
+                                                     .pid = pid,
+                                                     .sio_key = p->sio_key,
+                                                     .nsps = p->nsps,
+                                                     .nsp_count = p->nsp_count,
+                                                     .rooms = rooms,
+                                                     .nrooms = nrooms});
 }
 
 int peers_encode_bye(struct buf *out, const struct peers *p, uint32_t pid)
 {
-    return buf_appendf(out, "wsh1-bye %s %" PRIu32, p->self, pid);
-}
-
-/* Split msg at spaces into at most max tokens; the last one keeps the rest of the line. The count. */
-static size_t tokenize(const char *msg, size_t len, const char **tok, size_t *tlen, size_t max)
-{
-    size_t n = 0, i = 0;
-    while (i < len && n < max) {
-        size_t end = i;
-        if (n + 1 < max)
-            while (end < len && msg[end] != ' ')
-                end++;
-        else
-            end = len;
-        tok[n] = msg + i;
-        tlen[n++] = end - i;
-        i = end + 1;
-    }
-    return n;
-}
-
-static bool parse_u64(const char *s, size_t len, int base, uint64_t *v)
-{
-    char tmp[24], *end;
-    if (!len || len >= sizeof tmp)
-        return false;
-    memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    if (tmp[0] == '-' || tmp[0] == '+')
-        return false;
-    *v = strtoull(tmp, &end, base);
-    return *end == '\0';
+    return wire_bye_encode(out, p->self, pid);
 }
 
 /* The bit mask of our namespaces in the comma list s[0..len) ("-": none). */
@@ -110,32 +74,26 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* The room hashes of a heartbeat ("N h1 h2 ..." or "*") into pe: sorted, or rooms_known false. 0, or -1. */
-static int parse_rooms(struct peer *pe, const char *s, size_t len)
+/* The room hashes of heartbeat hb into pe: sorted, or rooms_known false ("*"). 0, or -1 when malformed. */
+static int take_rooms(struct peer *pe, const struct wire_hb *hb)
 {
-    const char *tok[2];
-    size_t tlen[2], ntok = tokenize(s, len, tok, tlen, 2), at = 0, count;
-    uint64_t n;
-    if (ntok == 1 && tlen[0] == 1 && tok[0][0] == '*') {
-        pe->rooms_known = false;
-        pe->nrooms = 0;
-        return 0;
+    uint64_t listed[WIRE_ROOMS_MAX];
+    size_t n = 0;
+    int rc = wire_hb_rooms(hb, listed, &n);
+    if (rc <= 0) {
+        if (rc == 0) {
+            pe->rooms_known = false;
+            pe->nrooms = 0;
+        }
+        return rc;
     }
-    if (ntok < 1 || !parse_u64(tok[0], tlen[0], 10, &n) || n > PEERS_ROOMS_MAX || (n > 0) != (ntok == 2))
-        return -1;
     uint64_t *rooms = n ? malloc(n * sizeof *rooms) : NULL;
     if (n && !rooms)
         return -1;
-    /* "h1 h2 ... hN": 16 hex digits each, one space between */
-    for (count = 0; count < n && at + 16 <= tlen[1]; count++, at += 17)
-        if ((at + 16 < tlen[1] && tok[1][at + 16] != ' ') || !parse_u64(tok[1] + at, 16, 16, &rooms[count]))
-            break;
-    if (count != n || (n && at != tlen[1] + 1)) {
-        free(rooms);
-        return -1;
-    }
-    if (n) /* rooms is NULL for "0": qsort must not be handed a null array, even empty */
+    if (n) { /* rooms is NULL for "0": qsort must not be handed a null array, even empty */
+        memcpy(rooms, listed, n * sizeof *rooms);
         qsort(rooms, n, sizeof *rooms, cmp_u64);
+    }
     free(pe->rooms);
     pe->rooms = rooms;
     pe->nrooms = n;
@@ -182,32 +140,27 @@ static int on_bye(struct peers *p, const char *id, size_t len)
 
 int peers_on_message(struct peers *p, const char *msg, size_t len, double now)
 {
-    const char *tok[TOKENS_MAX];
-    size_t tlen[TOKENS_MAX], n = tokenize(msg, len, tok, tlen, 6);
-    uint64_t pid, key = 0;
-    if (n < 3 || tlen[1] == 0 || tlen[1] > PEERS_ID_MAX || !parse_u64(tok[2], tlen[2], 10, &pid))
+    struct wire_hb hb;
+    if (wire_hb_parse(msg, len, &hb) < 0)
         return -1;
-    bool self = strlen(p->self) == tlen[1] && !memcmp(p->self, tok[1], tlen[1]);
-    if (n == 3 && tlen[0] == 8 && !memcmp(tok[0], "wsh1-bye", 8))
-        return self ? 0 : on_bye(p, tok[1], tlen[1]);
-    if (n != 6 || tlen[0] != 7 || memcmp(tok[0], "wsh1-hb", 7) != 0 ||
-        !(tlen[3] == 1 && tok[3][0] == '-' ? true : tlen[3] == 16 && parse_u64(tok[3], 16, 16, &key)))
-        return -1;
+    bool self = strlen(p->self) == hb.id_len && !memcmp(p->self, hb.id, hb.id_len);
+    if (hb.bye)
+        return self ? 0 : on_bye(p, hb.id, hb.id_len);
     if (self)
         return 0;
     bool fresh;
-    struct peer *pe = peer_slot(p, tok[1], tlen[1], &fresh);
+    struct peer *pe = peer_slot(p, hb.id, hb.id_len, &fresh);
     if (!pe)
         return -1;
-    if (parse_rooms(pe, tok[5], tlen[5]) < 0) {
+    if (take_rooms(pe, &hb) < 0) {
         if (fresh)
             peer_drop(p, p->n - 1);
         return -1;
     }
-    pe->pid = (uint32_t)pid;
+    pe->pid = hb.pid;
     pe->heard = now;
-    pe->sio_key = key;
-    pe->nsps = nsp_mask(p, tok[4], tlen[4]);
+    pe->sio_key = hb.sio_key;
+    pe->nsps = nsp_mask(p, hb.nsps, hb.nsps_len);
     return fresh ? 1 : 0;
 }
 

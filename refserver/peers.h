@@ -1,28 +1,26 @@
 /* The participants of the bus as one of them hears them: every participant (a node, or each worker of a node)
  * PUBLISHes a heartbeat on PREFIX-nodes every second naming itself and the channels it holds, so that when Redis
  * answers a PUBLISH with its receiver count, the publisher can tell whether every participant that should hold the
- * channel got it. The heartbeat is one line of text (readable with `redis-cli subscribe wsh-nodes`):
- *
- *     "wsh1-hb " ID " " PID " " SIOKEY " " NSPS " " NROOMS (" " ROOM)*      SIOKEY: 16 hex digits or "-"
- *     "wsh1-bye " ID " " PID                                                 NSPS: "/,/chat" or "-"
- *                                                                            NROOMS: a count, or "*" for too many
- * SIOKEY is a hash of the Socket.IO adapter key, NSPS the namespaces served (each a pattern subscription KEY#NSP#*),
- * and each ROOM the hash (16 hex digits) of a /ws room whose channel PREFIX#ROOM Redis has confirmed. A participant
+ * channel got it. The heartbeat (its text is wire.h's) names the participant, its Socket.IO adapter key (a hash),
+ * the namespaces it serves (each a pattern subscription KEY#NSP#*) and the /ws rooms (hashes) whose channel
+ * PREFIX#ROOM Redis has confirmed for it. A participant
  * is alive while heard from in the last PEERS_ALIVE seconds of the hearer's own connected time (the clock stops while
  * the hearer is cut off from Redis, so after a Redis restart everyone heard before it is expected again); a bye (a
  * participant shutting down) forgets it at once. */
 #ifndef REFSERVER_PEERS_H
 #define REFSERVER_PEERS_H
 
+#include "refserver/wire.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define PEERS_MAX       256  /* participants remembered; more are ignored (and said once) */
-#define PEERS_ROOMS_MAX 512  /* rooms a heartbeat lists; a participant with more is not judged on /ws rooms */
-#define PEERS_ID_MAX    72   /* a bus id: a node id and ".wI" */
-#define PEERS_ALIVE     3.0  /* seconds of the hearer's connected time */
-#define PEERS_FORGET    60.0 /* seconds after which a silent participant is dropped from the table */
+#define PEERS_MAX       256            /* participants remembered; more are ignored (and said once) */
+#define PEERS_ROOMS_MAX WIRE_ROOMS_MAX /* rooms a heartbeat lists; a participant with more is not judged on rooms */
+#define PEERS_ID_MAX    WIRE_ID_MAX    /* a bus id: a node id and ".wI" */
+#define PEERS_ALIVE     3.0            /* seconds of the hearer's connected time */
+#define PEERS_FORGET    60.0           /* seconds after which a silent participant is dropped from the table */
 #define PEERS_NSP_MAX   16
 
 struct buf;

@@ -37,18 +37,6 @@ static void on_room_close(void *ctx, struct room *room)
         sync_room_close(s->sync, room);
 }
 
-/* A /ws message from another node. */
-static void on_remote_message(void *ctx, struct room *room, uint8_t opcode, const char *payload, size_t len)
-{
-    wsroom_deliver(ctx, room, opcode, payload, len);
-}
-
-/* A broadcast on a Socket.IO adapter channel (from a refserver or a Node.js Socket.IO node). */
-static void on_socketio_message(void *ctx, const char *channel, size_t channel_len, const char *data, size_t len)
-{
-    socketio_on_bus(ctx, channel, channel_len, data, len);
-}
-
 /* A connection from the listener (common/listener.h), which keeps it waiting in the backlog at --max-clients. */
 static void on_accept(void *ctx, int fd, int index, const struct net_addr *peer)
 {
@@ -142,11 +130,11 @@ static int start_sync(struct server *s, char *err, size_t errlen)
                              .prefix = s->cfg.channel_prefix,
                              .node_id = s->cfg.bus_id,
                              .rooms = &s->rooms,
-                             .deliver = on_remote_message,
+                             .deliver = wsroom_deliver, /* sync calls the applications up, with s as ctx */
                              .sio_key = s->cfg.sio_key,
                              .sio_nsps = s->cfg.sio_nsps,
                              .sio_nsp_count = s->cfg.sio_nsp_count,
-                             .sio_deliver = on_socketio_message,
+                             .sio_deliver = socketio_on_bus,
                              .ctx = s};
     s->sync = sync_new(s->loop, &sc, err, errlen);
     return s->sync ? socketio_init(s, err, errlen) : -1;

@@ -19,13 +19,12 @@
 #include <openssl/rand.h>
 #include <sys/socket.h>
 #include <time.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The longest packet header: type, attachments and '-', "/nsp,", ack id. */
-#define HEADER_MAX (1 + 3 + EIO_NSP_MAX + 2 + EIO_ACK_DIGITS + 1)
+/* The longest packet head: '4', type, attachments and '-', "/nsp,", ack id. */
+#define HEAD_MAX EIO_HEAD_MAX(EIO_NSP_MAX)
 
 /* A BINARY_EVENT or BINARY_ACK whose attachments are still arriving: the packet's JSON is copied (the read buffer
  * it came in is reused) and each attachment is kept as the binary frame it will be sent on as. */
@@ -96,28 +95,25 @@ static int nsp_index(const struct server *s, const char *nsp, size_t len)
     return -1;
 }
 
-/* "<type>[<n>-][<nsp>,][<ack id>]" into out (HEADER_MAX bytes); a binary message becomes type 5 or 6. */
-static size_t packet_header(char *out, const struct server *s, const struct sio_message *m)
+/* m's head (common/eio writes it) into out (HEAD_MAX bytes), in namespace nsp's name; a binary message becomes
+ * type 5 or 6. 0 only when an ack id is out of range, which ACK_ID_LIMIT and the parser rule out. */
+static size_t packet_head(char *out, const struct server *s, int type, uint8_t nsp, uint32_t n_att, bool has_ack,
+                          uint64_t ack)
 {
-    size_t n = 0;
-    out[n++] = (char)('0' + m->type + (m->n_att ? 3 : 0));
-    if (m->n_att)
-        n += (size_t)snprintf(out + n, 5, "%" PRIu32 "-", m->n_att);
-    if (m->nsp)
-        n += (size_t)snprintf(out + n, EIO_NSP_MAX + 2, "%s,", nsp_name(s, m->nsp));
-    if (m->has_ack)
-        n += (size_t)snprintf(out + n, EIO_ACK_DIGITS + 2, "%" PRIu64, m->ack);
-    return n;
+    const char *name = nsp ? nsp_name(s, nsp) : NULL;
+    return eio_encode_head(out, HEAD_MAX, type + (n_att ? 3 : 0), n_att, name, name ? strlen(name) : 0,
+                           has_ack ? (int64_t)ack : -1);
 }
 
 /* The Engine.IO message (the '4'), the packet header and its JSON as one text frame, encoded once for every
  * receiver. NULL on out of memory. */
 static struct slice *packet_frame(const struct server *s, const struct sio_message *m)
 {
-    char head[1 + HEADER_MAX];
-    head[0] = '4';
-    size_t hlen = 1 + packet_header(head + 1, s, m), len = hlen + m->json_len;
+    char head[HEAD_MAX];
+    size_t hlen = packet_head(head, s, m->type, m->nsp, m->n_att, m->has_ack, m->ack), len = hlen + m->json_len;
     uint8_t frame_head[WS_MAX_HEADER];
+    if (!hlen)
+        return NULL;
     size_t fh = ws_frame_header(frame_head, WS_OP_TEXT, true, len, NULL);
     struct slice *f = slice_new(fh + len);
     if (!f)
@@ -144,25 +140,17 @@ static void send_message(struct eio_session *c, const struct sio_message *m)
     slice_unref(f);
 }
 
-static void send_text(struct eio_session *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void send_text(struct eio_session *c, const char *fmt, ...)
+/* A packet without attachments (CONNECT, DISCONNECT, ACK) to c: its head, then json[0..json_len). */
+static void send_control(struct eio_session *c, int type, uint8_t nsp, bool has_ack, uint64_t ack, const char *json,
+                         size_t json_len)
 {
-    char out[EIO_NSP_MAX + 128];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, sizeof out, fmt, ap);
-    va_end(ap);
-    if (n > 0 && (size_t)n < sizeof out)
-        eio_send(c, WS_OP_TEXT, out, (size_t)n);
-}
-
-/* "/nsp," for a packet, or "" for "/". */
-static const char *nsp_prefix(const struct server *s, uint8_t i, char *out)
-{
-    if (i == 0)
-        return "";
-    snprintf(out, EIO_NSP_MAX + 2, "%s,", nsp_name(s, i));
-    return out;
+    char out[HEAD_MAX + 64];
+    size_t n = packet_head(out, c->srv, type, nsp, 0, has_ack, ack);
+    if (!n || json_len > sizeof out - n)
+        return;
+    if (json_len)
+        memcpy(out + n, json, json_len);
+    eio_send(c, WS_OP_TEXT, out, n + json_len);
 }
 
 /* The id of c's socket in namespace nsp (server.h: client.sio_id). */
@@ -282,14 +270,14 @@ static void emit_auth(struct eio_session *c, uint8_t nsp, const struct eio_packe
 static void on_connect(struct eio_session *c, const struct eio_packet *pk)
 {
     struct server *s = c->srv;
-    char pre[EIO_NSP_MAX + 2], id[EIO_ID_LEN + 1];
+    char id[EIO_ID_LEN + 1], json[16 + EIO_ID_LEN];
     int i = nsp_index(s, pk->nsp.p, pk->nsp.len);
     if (i < 0) { /* the namespace echoed byte for byte, as Node does: it may hold any byte but ',' */
-        static const char tail[] = ",{\"message\":\"Invalid namespace\"}";
-        char out[2 + EIO_NSP_MAX + sizeof tail] = {'4', '4'};
-        memcpy(out + 2, pk->nsp.p, pk->nsp.len);
-        memcpy(out + 2 + pk->nsp.len, tail, sizeof tail - 1);
-        eio_send(c, WS_OP_TEXT, out, 2 + pk->nsp.len + sizeof tail - 1);
+        static const char tail[] = "{\"message\":\"Invalid namespace\"}";
+        char out[HEAD_MAX + sizeof tail];
+        size_t n = eio_encode_head(out, HEAD_MAX, EIO_CONNECT_ERROR, 0, pk->nsp.p, pk->nsp.len, -1);
+        memcpy(out + n, tail, sizeof tail - 1);
+        eio_send(c, WS_OP_TEXT, out, n + sizeof tail - 1);
         return;
     }
     if (c->sock->nsps & (1u << i)) { /* socket.io's Client.ondecoded: a second CONNECT is an invalid state */
@@ -301,7 +289,8 @@ static void on_connect(struct eio_session *c, const struct eio_packet *pk)
     if (pk->data.len)
         auth_keep(c, (uint8_t)i, pk->data.p, pk->data.len);
     socket_id(c, (uint8_t)i, id);
-    send_text(c, "40%s{\"sid\":\"%s\"}", nsp_prefix(s, (uint8_t)i, pre), id);
+    int jn = snprintf(json, sizeof json, "{\"sid\":\"%s\"}", id);
+    send_control(c, EIO_CONNECT, (uint8_t)i, false, 0, json, (size_t)jn);
     if (s->cfg.sio_profile == SIO_PROFILE_CONFORMANCE)
         emit_auth(c, (uint8_t)i, pk);
 }
@@ -407,7 +396,6 @@ static void on_client_ack(struct eio_session *c, const struct sio_message *m);
 
 static void on_message(struct eio_session *c, const struct sio_message *m)
 {
-    char pre[EIO_NSP_MAX + 2];
     if (m->type == EIO_ACK) {
         on_client_ack(c, m); /* only other nodes' broadcasts ask our clients for acks */
         return;
@@ -418,7 +406,7 @@ static void on_message(struct eio_session *c, const struct sio_message *m)
     }
     broadcast(c, m);
     if (m->has_ack && eio_open(c))
-        send_text(c, "43%s%" PRIu64 "[]", nsp_prefix(c->srv, m->nsp, pre), m->ack);
+        send_control(c, EIO_ACK, m->nsp, true, m->ack, "[]", 2);
 }
 
 static void pending_free(struct eio_session *c)
@@ -994,11 +982,10 @@ static void answer_rooms(struct server *s, int nsp, const struct sioa_request *r
  * the connection and then the connection closed once they are out (eio_close). */
 static void disconnect_socket(struct eio_session *c, int nsp, bool close)
 {
-    char pre[EIO_NSP_MAX + 2];
     uint16_t nsps = close ? c->sock->nsps : (uint16_t)(1u << nsp);
     for (uint8_t i = 0; i < SIO_NSP_MAX; i++)
         if (nsps & (1u << i))
-            send_text(c, "41%s", nsp_prefix(c->srv, i, pre));
+            send_control(c, EIO_DISCONNECT, i, false, 0, NULL, 0);
     c->sock->nsps &= (uint16_t)~nsps;
     if (close)
         eio_close(c);
@@ -1101,8 +1088,9 @@ static void on_request(struct server *s, const char *channel_nsp, size_t nsp_len
     free(sel.v);
 }
 
-void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, const char *data, size_t len)
+void socketio_on_bus(void *ctx, const char *channel, size_t channel_len, const char *data, size_t len)
 {
+    struct server *s = ctx;
     struct socketio *io = s->sio;
     struct sioa_bytes ch_nsp, ch_room;
     struct sioa_broadcast b;

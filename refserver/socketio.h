@@ -30,7 +30,8 @@ extern const struct eio_app socketio_eio_app;
 int socketio_init(struct server *s, char *err, size_t errlen);
 void socketio_free(struct server *s);
 
-/* A message on a Socket.IO adapter channel (<key>#<nsp>#[<room>#]). */
-void socketio_on_bus(struct server *s, const char *channel, size_t channel_len, const char *data, size_t len);
+/* sync_config.sio_deliver (sync_raw_fn), ctx the server: a message on a Socket.IO adapter channel
+ * (<key>#<nsp>#[<room>#], or a request channel), from a refserver or a Node.js Socket.IO node. */
+void socketio_on_bus(void *ctx, const char *channel, size_t channel_len, const char *data, size_t len);
 
 #endif

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/ws.h"
 #include "refserver/room.h"
+#include "refserver/wire.h"
 
 #include <ev.h>
 #include <inttypes.h>
@@ -71,36 +72,6 @@ struct sync {
 static double bus_clock(const struct sync *s)
 {
     return s->up_base + (s->up_at > 0 ? ev_now(s->loop) - s->up_at : 0);
-}
-
-size_t sync_encode_header(char *out, const char *node_id, uint64_t client_id, uint8_t opcode)
-{
-    int n = snprintf(out, SYNC_HEADER_MAX, "wsh1 %s %" PRIu64 " %c\n", node_id, client_id,
-                     opcode == WS_OP_BINARY ? 'b' : 't');
-    return n < 0 || n >= SYNC_HEADER_MAX ? 0 : (size_t)n;
-}
-
-int sync_parse(const char *msg, size_t len, const char **node, size_t *node_len, uint8_t *opcode, const char **payload,
-               size_t *payload_len)
-{
-    const char *end = memchr(msg, '\n', len < SYNC_HEADER_MAX ? len : SYNC_HEADER_MAX);
-    if (!end || len < 5 || memcmp(msg, "wsh1 ", 5) != 0)
-        return -1;
-    const char *p = msg + 5, *sp = memchr(p, ' ', (size_t)(end - p));
-    if (!sp || sp == p)
-        return -1;
-    *node = p;
-    *node_len = (size_t)(sp - p);
-    /* The client id is informational: skip its digits. */
-    const char *q = sp + 1;
-    while (q < end && *q >= '0' && *q <= '9')
-        q++;
-    if (q == sp + 1 || q + 2 != end || q[0] != ' ' || (q[1] != 't' && q[1] != 'b'))
-        return -1;
-    *opcode = q[1] == 'b' ? WS_OP_BINARY : WS_OP_TEXT;
-    *payload = end + 1;
-    *payload_len = len - (size_t)(end + 1 - msg);
-    return 0;
 }
 
 static size_t channel_name(const struct sync *s, const char *room, size_t room_len, char *out)
@@ -212,11 +183,12 @@ static void heartbeat(struct sync *s)
 
 static void on_heartbeat(struct sync *s, const char *data, size_t len)
 {
+    struct wire_hb hb;
     int rc = peers_on_message(&s->peers, data, len, bus_clock(s));
     if (rc < 0)
         LOG_DEBUG("ignored a malformed message on %s (%zu bytes)", s->hb_channel, len);
-    else if (rc > 0)
-        LOG_INFO("bus: heard participant %.*s; %" PRIu32 " other(s) alive", (int)strcspn(data + 8, " "), data + 8,
+    else if (rc > 0 && wire_hb_parse(data, len, &hb) == 0)
+        LOG_INFO("bus: heard participant %.*s; %" PRIu32 " other(s) alive", (int)hb.id_len, hb.id,
                  peers_alive(&s->peers, bus_clock(s)));
 }
 
@@ -235,7 +207,8 @@ static void on_bus_message(void *ctx, const char *channel, size_t channel_len, c
         s->cfg.sio_deliver(s->cfg.ctx, channel, channel_len, data, len);
         return;
     }
-    if (channel_len <= s->prefix_len + 1 || sync_parse(data, len, &node, &node_len, &opcode, &payload, &payload_len))
+    if (channel_len <= s->prefix_len + 1 ||
+        wire_room_parse(data, len, &node, &node_len, &opcode, &payload, &payload_len))
         return;
     /* Our own publication: its local delivery happened when the client sent it. */
     if (node_len == s->node_len && !memcmp(node, s->cfg.node_id, node_len))
@@ -435,8 +408,8 @@ void sync_room_close(struct sync *s, const struct room *room)
 void sync_publish(struct sync *s, const struct room *room, uint64_t client_id, uint8_t opcode, const void *payload,
                   size_t len)
 {
-    char ch[CHANNEL_MAX], head[SYNC_HEADER_MAX];
-    size_t hlen = sync_encode_header(head, s->cfg.node_id, client_id, opcode);
+    char ch[CHANNEL_MAX], head[WIRE_HEADER_MAX];
+    size_t hlen = wire_room_header(head, s->cfg.node_id, client_id, opcode);
     size_t chlen = channel_name(s, room->name, room->name_len, ch);
     struct expect e = {.kind = EXPECT_ROOM, .room = peers_hash(room->name, room->name_len)};
     s->out.rpos = s->out.wpos = 0;

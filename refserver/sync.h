@@ -1,10 +1,6 @@
 /* Cross-node delivery through Redis pub/sub: one channel PREFIX#ROOM per room, subscribed while the room has local
- * members. A published message is
- *
- *     "wsh1 " NODE_ID " " CLIENT_ID " " ("t" | "b") "\n" PAYLOAD
- *
- * so a node can drop its own publications (it already delivered locally) and relay text and binary unchanged.
- * The header is text so that `redis-cli subscribe` shows something a person can read.
+ * members. A published message carries a header (wire.h) naming the node, so a node can drop its own publications
+ * (it already delivered locally), and the client's text or binary message unchanged.
  *
  * Every participant also heartbeats on PREFIX-nodes (peers.h), and each PUBLISH's receiver count is compared with
  * the participants that should hold the channel: a publish that reached fewer is counted ("short") and logged, first
@@ -81,12 +77,5 @@ bool sync_health(const struct sync *s, char *why, size_t why_len);
 void sync_goodbye(struct sync *s);
 void sync_get_stats(const struct sync *s, struct sync_stats *out);
 const struct bus_stats *sync_bus_stats(const struct sync *s);
-
-/* Wire format, exposed for tests. Encode the header into out (at least SYNC_HEADER_MAX bytes); returns its length. */
-#define SYNC_HEADER_MAX 128
-size_t sync_encode_header(char *out, const char *node_id, uint64_t client_id, uint8_t opcode);
-/* Parse a published message: node id span, opcode, payload span. 0, or -1 when it is not ours or malformed. */
-int sync_parse(const char *msg, size_t len, const char **node, size_t *node_len, uint8_t *opcode, const char **payload,
-               size_t *payload_len);
 
 #endif

@@ -25,8 +25,9 @@ static void deliver(struct server *s, struct room *room, struct slice *f, struct
     s->stats.msgs_out += fanout(room, &f, 1, offer, skip);
 }
 
-void wsroom_deliver(struct server *s, struct room *room, uint8_t opcode, const char *payload, size_t len)
+void wsroom_deliver(void *ctx, struct room *room, uint8_t opcode, const char *payload, size_t len)
 {
+    struct server *s = ctx;
     s->stats.bus_msgs_in++;
     struct slice *f = ws_frame_slice(opcode, payload, len);
     if (!f)

@@ -14,7 +14,8 @@ struct server;
 /* Precondition: c in CONN_HTTP with a GET /ws head. Next: CONN_WS in its room with the 101 queued (0), or closing
  * after a 4xx/503 (-1). */
 int wsroom_upgrade(struct conn *c, const struct http_head *h);
-/* A message another node published on room's channel: encoded once, offered to every local member. */
-void wsroom_deliver(struct server *s, struct room *room, uint8_t opcode, const char *payload, size_t len);
+/* sync_config.deliver (sync_deliver_fn), ctx the server: a message another node published on room's channel,
+ * encoded once and offered to every local member. */
+void wsroom_deliver(void *ctx, struct room *room, uint8_t opcode, const char *payload, size_t len);
 
 #endif

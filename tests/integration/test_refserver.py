@@ -1220,6 +1220,15 @@ class SocketIOPollingTest(Base):
         self.assertEqual(self.post(sid, b"451-[\"e\",{}]\x1eb!!!").body, b"ok")  # not base64: the session ends
         self.assertEngineError(self.poll(sid), 1, "Session ID unknown")
 
+    def test_malformed_base64_item_ends_the_session(self):
+        # '=' inside the text, or padding whose dropped bits are not zero: not base64 (RFC 4648), the rule
+        # loadgen reads the server's items by (common/eio); none of these may become an attachment
+        for item in (b"b=QUJ", b"bQ=Q=", b"b====", b"bQR=="):
+            with self.subTest(item=item):
+                sid = self.joined(room_name("badb64"))
+                self.assertEqual(self.post(sid, b'451-["bin",{"_placeholder":true,"num":0}]\x1e' + item).body, b"ok")
+                self.assertEngineError(self.post(sid, b"3"), 1, "Session ID unknown")
+
     def test_errors(self):
         c = self.conn()
         self.assertEngineError(c.request("GET", f"{self.POLL}&sid=abcdefghijklmnopqrst"), 1, "Session ID unknown")

@@ -1,13 +1,11 @@
-/* refserver rooms (open/close hooks, O(1) leave, many rooms) and the cross-node wire format. */
+/* refserver rooms (open/close hooks, O(1) leave, many rooms). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "common/ws.h"
 #include "refserver/room.h"
-#include "refserver/sync.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -101,44 +99,6 @@ static void test_many_rooms_are_found_after_growth(void **state)
     room_registry_free(&reg);
 }
 
-static void test_wire_header_round_trip(void **state)
-{
-    (void)state;
-    char msg[SYNC_HEADER_MAX + 16];
-    size_t h = sync_encode_header(msg, "node-7", 42, WS_OP_BINARY);
-    assert_string_equal(msg, "wsh1 node-7 42 b\n");
-    memcpy(msg + h, "\0\1\2", 3);
-    const char *node, *payload;
-    size_t node_len, payload_len;
-    uint8_t op;
-    assert_int_equal(sync_parse(msg, h + 3, &node, &node_len, &op, &payload, &payload_len), 0);
-    assert_int_equal(node_len, 6);
-    assert_memory_equal(node, "node-7", 6);
-    assert_int_equal(op, WS_OP_BINARY);
-    assert_int_equal(payload_len, 3);
-    assert_memory_equal(payload, "\0\1\2", 3);
-
-    h = sync_encode_header(msg, "n1", 1, WS_OP_TEXT);
-    assert_int_equal(sync_parse(msg, h, &node, &node_len, &op, &payload, &payload_len), 0);
-    assert_int_equal(op, WS_OP_TEXT);
-    assert_int_equal(payload_len, 0);
-}
-
-static void test_wire_rejects_foreign_messages(void **state)
-{
-    (void)state;
-    static const char *const bad[] = {
-        "hello",          "wsh1 n1 1 t",   "wsh2 n1 1 t\n",
-        "wsh1  1 t\n",    "wsh1 n1 x t\n", "wsh1 n1 1 q\n",
-        "wsh1 n1 1 tt\n", "wsh1 n1 t\n",   "",
-    };
-    const char *node, *payload;
-    size_t node_len, payload_len;
-    uint8_t op;
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        assert_int_equal(sync_parse(bad[i], strlen(bad[i]), &node, &node_len, &op, &payload, &payload_len), -1);
-}
-
 static void test_every_room_is_visited_once(void **state)
 {
     (void)state;
@@ -171,8 +131,6 @@ int main(void)
         cmocka_unit_test(test_swap_remove_keeps_slots_consistent),
         cmocka_unit_test(test_many_rooms_are_found_after_growth),
         cmocka_unit_test(test_every_room_is_visited_once),
-        cmocka_unit_test(test_wire_header_round_trip),
-        cmocka_unit_test(test_wire_rejects_foreign_messages),
     };
     return cmocka_run_group_tests_name("room", tests, NULL, NULL);
 }

@@ -442,8 +442,25 @@ static void test_base64(void **state)
         assert_int_equal(item[0], 'b');
         assert_int_equal(eio_base64_decode(item + 1, il - 1, back, n), (long)n);
         assert_memory_equal(back, data, n);
+        assert_int_equal(eio_decode_binary(item, il), (long)n); /* in place, as refserver reads a POST */
+        assert_memory_equal(item, data, n);
     }
     assert_int_equal(eio_encode_binary(item, 5, data, 3), 0); /* 1 + 4 + the NUL does not fit in 5 */
+}
+
+/* A POSTed binary item is base64 by the same rule as loadgen's: '=' only as the last padding, dropped bits zero. */
+static void test_decode_binary_item(void **state)
+{
+    (void)state;
+    const char *bad[] = {"", "AQ==", "b=QUJ", "bQ=Q=", "b====", "bQ===", "bQR==", "bQUJ=", "bQUJD\n==", "b QUJ"};
+    char item[16];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        strcpy(item, bad[i]);
+        if (eio_decode_binary(item, strlen(item)) != -1)
+            fail_msg("'%s' decoded", bad[i]);
+    }
+    strcpy(item, "b");
+    assert_int_equal(eio_decode_binary(item, 1), 0);
 }
 
 static void test_open_packet(void **state)
@@ -521,6 +538,33 @@ static void test_encode_ack_and_binary(void **state)
     assert_int_equal(k.ack, 42);
     assert_int_equal(eio_encode_binary_event(out, 20, "/", "chat", 1), 0);
     assert_true(eio_encode_binary_event(out, EIO_BINARY_HEAD_MAX(6, 4), "/admin", "chat", 999999999999999) > 0);
+}
+
+/* The one head writer: every field, the namespace as a span (an echoed one need not end in NUL), the bounds. */
+static void test_encode_head(void **state)
+{
+    (void)state;
+    char out[EIO_HEAD_MAX(EIO_NSP_MAX)];
+    struct eio_packet k;
+    size_t n = eio_encode_head(out, sizeof out, EIO_CONNECT, 0, NULL, 0, -1);
+    assert_memory_equal(out, "40", n);
+    n = eio_encode_head(out, sizeof out, EIO_ACK, 0, "/", 1, 7);
+    assert_memory_equal(out, "437", n);
+    n = eio_encode_head(out, sizeof out, EIO_BINARY_ACK, 10, "/chatX", 5, 12);
+    assert_int_equal(n, strlen("4610-/chat,12"));
+    assert_memory_equal(out, "4610-/chat,12", n);
+    memcpy(out + n, "[]", 2);
+    assert_int_equal(eio_decode(out, n + 2, true, &k), 0);
+    assert_int_equal(k.attachments, 10);
+    assert_span(k.nsp, "/chat");
+    assert_int_equal(k.ack, 12);
+    n = eio_encode_head(out, sizeof out, EIO_CONNECT_ERROR, 0, "/a\"b", 4, -1);
+    assert_memory_equal(out, "44/a\"b,", n);
+    assert_int_equal(eio_encode_head(out, 7, EIO_DISCONNECT, 0, "/admin", 6, -1), 0); /* "41/admin," is 9 */
+    assert_int_equal(eio_encode_head(out, 9, EIO_DISCONNECT, 0, "/admin", 6, -1), 9);
+    assert_int_equal(eio_encode_head(out, sizeof out, 7, 0, NULL, 0, -1), 0);
+    assert_int_equal(eio_encode_head(out, sizeof out, EIO_EVENT, 0, NULL, 0, INT64_C(1000000000000000)), 0);
+    assert_int_equal(eio_encode_head(out, sizeof out, EIO_EVENT, 0, "/x", EIO_NSP_MAX + 1, -1), 0);
 }
 
 static void test_placeholder(void **state)
@@ -601,9 +645,11 @@ int main(void)
         cmocka_unit_test(test_ping_deadline),
         cmocka_unit_test(test_payload_split),
         cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_decode_binary_item),
         cmocka_unit_test(test_open_packet),
         cmocka_unit_test(test_error_code),
         cmocka_unit_test(test_encode_ack_and_binary),
+        cmocka_unit_test(test_encode_head),
         cmocka_unit_test(test_placeholder),
         cmocka_unit_test(test_reassembly),
         cmocka_unit_test(test_ack_id_on_any_type),

@@ -132,6 +132,31 @@ static void test_merge(void **state)
     free(b);
 }
 
+/* Every listed count is added, and what is the coordinator's own (the round's time, its percentiles) is not. */
+static void test_round_add(void **state)
+{
+    (void)state;
+    struct lg_round dst = {.start_ns = 5, .p99_ns = 7, .timed_out = true}, src = {.start_ns = 9, .p99_ns = 9};
+    uint32_t v = 1;
+#define SET(field)                                                                                                     \
+    dst.field = v;                                                                                                     \
+    src.field = 10 * v++;
+    LG_ROUND_COUNTS(SET)
+#undef SET
+    lg_round_add(&dst, &src);
+    v = 1;
+#define CHECK(field)                                                                                                   \
+    assert_int_equal(dst.field, 11 * v);                                                                               \
+    v++;
+    LG_ROUND_COUNTS(CHECK)
+#undef CHECK
+    assert_int_equal(v, 12); /* the eleven counts a worker reports */
+    assert_int_equal(dst.start_ns, 5);
+    assert_int_equal(dst.p99_ns, 7);
+    assert_true(dst.timed_out);
+    assert_int_equal(dst.missing, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_statuses),
         cmocka_unit_test(test_nodes),
         cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_round_add),
     };
     return cmocka_run_group_tests_name("tally", tests, NULL, NULL);
 }
