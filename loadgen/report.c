@@ -275,20 +275,22 @@ static void lost_verdict(struct lg_result *r)
 }
 
 /* Nothing of ours came back although messages were owed: the usual cause is an app with its own message shape (it
- * drops or wraps loadgen's message) or one that wants a join first. Say where to look instead of only "missing". */
-static void shape_hint(struct lg_result *r)
+ * drops or wraps loadgen's message) or one that wants a join first. Say where to look instead of only "missing":
+ * beside the failure it explains, or as a warning when a delivery threshold allows the loss. */
+static void shape_hint(struct lg_result *r, bool allowed)
 {
     const struct lg_round *t = &r->total;
     if (t->received || t->late || t->duplicate || !t->expected || !t->emitted)
         return;
+    void (*say)(struct lg_result *, const char *, ...) = allowed ? warning : reason;
     if (r->foreign)
-        reason(r,
-               "none of the %" PRIu64 " message(s) that came back carried loadgen's message where it looked%s: "
-               "if the app wraps messages, --find says where it is (and --send shapes what is sent)",
-               r->foreign, r->opts->find_text ? " (--find)" : "");
+        say(r,
+            "none of the %" PRIu64 " message(s) that came back carried loadgen's message where it looked%s: "
+            "if the app wraps messages, --find says where it is (and --send shapes what is sent)",
+            r->foreign, r->opts->find_text ? " (--find)" : "");
     else
-        reason(r, "no message came back at all: if the app expects its own message shape or a join first, see "
-                  "--send, --find and --on-open");
+        say(r, "no message came back at all: if the app expects its own message shape or a join first, see "
+               "--send, --find and --on-open");
 }
 
 static void delivery_verdict(struct lg_result *r)
@@ -310,7 +312,7 @@ static void delivery_verdict(struct lg_result *r)
         reason(r, "%" PRIu64 " message(s) came back to their emitter (use --echo if the server echoes)", r->echoed);
     if (r->corrupt)
         reason(r, "%" PRIu64 " corrupt message(s): garbled, or from an emitter of another room", r->corrupt);
-    shape_hint(r);
+    shape_hint(r, dt != NULL);
     ack_verdict(r);
     if (r->churn_failed && !errors_ok(r, error_share(r))) {
         char kinds[160];

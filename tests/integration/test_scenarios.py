@@ -435,7 +435,7 @@ class ScenarioFile(unittest.TestCase):
         self.assertEqual(conf["scenario"]["description"], "two nodes")
         self.assertEqual(conf["topology"], {"nodes": 3, "redis": "embedded", "lb": "haproxy", "sticky": "cookie",
                                             "lb_workers": "auto", "node_workers": "auto",
-                                            "ping_interval": "25s"})
+                                            "ping_interval": "25s", "target": ""})
         self.assertEqual(conf["load"]["clients"], 50)
         self.assertEqual(conf["load"]["interval"], "20ms")
         self.assertEqual(conf["load"]["rounds"], 10)
