@@ -1146,7 +1146,7 @@ static void tls_handshake_step(struct session *s)
     if (st == IO_OK) {
         s->state = S_HEAD; /* the head timeout set at the accept goes on: the handshake is part of it */
     } else if (st != IO_AGAIN) {
-        LOG_DEBUG("session %llu: TLS handshake: %s", (unsigned long long)s->id, err);
+        LOG_DEBUG("session %llu: %s", (unsigned long long)s->id, err); /* err: "TLS handshake: ..." */
         s->state = S_CLOSED;
     }
 }

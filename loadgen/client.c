@@ -559,7 +559,7 @@ static void on_tls(struct lg_engine *e, struct lg_client *c)
     } else if (st == IO_AGAIN) {
         watch(e, c, want_write ? EV_WRITE : EV_READ);
     } else {
-        fail(e, c, LG_ERR_TLS, "%s: TLS handshake: %s", e->opts->targets[c->target].url, err);
+        fail(e, c, LG_ERR_TLS, "%s: %s", e->opts->targets[c->target].url, err); /* err: "TLS handshake: ..." */
     }
 }
 

@@ -552,7 +552,7 @@ static int on_tls(struct eiop *p, struct pconn *k)
         return 0;
     }
     if (st != IO_OK)
-        return fail(p, LG_ERR_TLS, LG_ERR_DROPPED, 0, "%s: TLS handshake for a %s: %s", url_of(p), what(k), err);
+        return fail(p, LG_ERR_TLS, LG_ERR_DROPPED, 0, "%s: %s (a %s)", url_of(p), err, what(k));
     k->state = PC_IDLE;
     watch(p, k, EV_READ);
     return pc_next(p, k);
