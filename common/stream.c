@@ -70,11 +70,7 @@ int stream_tls_events(const struct stream *s, int want)
 {
     bool rww, wwr;
     tls_conn_wants(s->tls, &rww, &wwr);
-    if (wwr && want & STREAM_WRITE)
-        want = (want & ~STREAM_WRITE) | STREAM_READ;
-    if (rww && want & STREAM_READ)
-        want |= STREAM_WRITE;
-    return want;
+    return want | (rww ? STREAM_WRITE : 0) | (wwr ? STREAM_READ : 0);
 }
 
 bool stream_read_wants_write(const struct stream *s)

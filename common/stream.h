@@ -64,9 +64,9 @@ static inline int stream_drain(struct stream *s, int fd, struct buf *out, bool *
     return tls_drain(s->tls, fd, out, want_write);
 }
 
-/* The poll events to wait for when the caller wants to read (STREAM_READ in want) and/or write (STREAM_WRITE):
- * a TLS read stuck on the socket's writability adds STREAM_WRITE, a TLS write stuck on its readability trades
- * STREAM_WRITE for STREAM_READ (waiting for writable then would spin). */
+/* The poll events to wait for when the caller wants to read (STREAM_READ in want) and/or write (STREAM_WRITE),
+ * plus what TLS's last calls are stuck on: STREAM_WRITE for a read that needs the socket writable, STREAM_READ for
+ * a write that needs it readable. Such a readiness means "retry the stuck call", whatever it reports. */
 int stream_tls_events(const struct stream *s, int want);
 static inline int stream_events(const struct stream *s, int want)
 {
