@@ -15,19 +15,21 @@ int stream_connect(struct stream *s, const struct net_addr *dst, const struct ne
     return net_connect(dst, source);
 }
 
-int stream_connected(struct stream *s, int fd, struct tls_ctx *ctx, const char *server_name)
+int stream_connected(struct stream *s, int fd)
 {
-    int err = net_connect_result(fd);
-    if (err || !ctx)
-        return err;
-    s->tls = tls_conn_new(ctx, fd, server_name);
-    return s->tls ? 0 : -1;
+    (void)s; /* for symmetry: every step takes the stream */
+    return net_connect_result(fd);
+}
+
+int stream_start_tls(struct stream *s, int fd, struct tls_ctx *ctx, const char *server_name)
+{
+    s->tls = ctx ? tls_conn_new(ctx, fd, server_name) : NULL;
+    return ctx && !s->tls ? -1 : 0;
 }
 
 int stream_accept(struct stream *s, int fd, struct tls_ctx *ctx)
 {
-    s->tls = ctx ? tls_conn_new(ctx, fd, NULL) : NULL;
-    return ctx && !s->tls ? -1 : 0;
+    return stream_start_tls(s, fd, ctx, NULL);
 }
 
 enum io_status stream_handshake(struct stream *s, int *events, char *err, size_t errlen)

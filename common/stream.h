@@ -25,14 +25,22 @@ struct stream {
     struct tls_conn *tls; /* NULL: plain TCP */
 };
 
-/* Start a non-blocking connect to dst, from source when not NULL; the stream is plain until stream_connected.
+/* Is TLS on (from stream_start_tls or stream_accept with a context, until stream_close)? */
+static inline bool stream_is_tls(const struct stream *s)
+{
+    return s->tls != NULL;
+}
+
+/* Start a non-blocking connect to dst, from source when not NULL; the stream is plain until stream_start_tls.
  * The fd (wait for it writable), or -1 with errno. */
 int stream_connect(struct stream *s, const struct net_addr *dst, const struct net_addr *source);
-/* Once the connecting fd is writable: 0 when the TCP connect succeeded and, with ctx, the TLS connection is made
- * (server_name for SNI and verification; stream_handshake next); the errno the connect failed with; or -1 when
- * the TLS connection cannot be made (out of memory). */
-int stream_connected(struct stream *s, int fd, struct tls_ctx *ctx, const char *server_name);
-/* Wrap an accepted fd, with server TLS when ctx is not NULL (stream_handshake next). 0, or -1 out of memory. */
+/* Once the connecting fd is writable: 0 when the TCP connect succeeded, else the errno it failed with. */
+int stream_connected(struct stream *s, int fd);
+/* Put TLS over the connected fd when ctx is not NULL: a client context's with server_name for SNI and verification,
+ * a server context's with NULL (stream_handshake next). 0 (also without ctx: the stream stays plain), or -1 out of
+ * memory. */
+int stream_start_tls(struct stream *s, int fd, struct tls_ctx *ctx, const char *server_name);
+/* Wrap an accepted fd, with server TLS when ctx is not NULL: stream_start_tls without a name. */
 int stream_accept(struct stream *s, int fd, struct tls_ctx *ctx);
 /* Advance the TLS handshake (a plain stream is done at once). IO_OK: done. IO_AGAIN: wait for *events
  * (STREAM_READ or STREAM_WRITE). IO_EOF or IO_ERR: failed, err says why ("TLS handshake: ..."). */

@@ -139,7 +139,7 @@ static void read_reply(struct check *k)
 static void step(struct check *k)
 {
     if (!k->connected) {
-        int err = stream_connected(&k->conn, k->fd, NULL, NULL);
+        int err = stream_connected(&k->conn, k->fd);
         if (err) {
             fail(k, "connect", err);
             return;

@@ -495,7 +495,7 @@ static int pc_read(struct eiop *p, struct pconn *k)
                 return -1;
             return on_end(p, k, st, err);
         }
-        bool drained = !k->stream.tls && buf_len(rb) - had < READ_WANT;
+        bool drained = !stream_is_tls(&k->stream) && buf_len(rb) - had < READ_WANT;
         if (on_bytes(p, k, buf_head(rb), buf_len(rb)) < 0)
             return -1;
         if (drained || k->state != PC_SENT)
@@ -510,8 +510,8 @@ static int pc_read(struct eiop *p, struct pconn *k)
 static int on_connected(struct eiop *p, struct pconn *k)
 {
     const struct lg_target *t = &p->e->opts->targets[p->c->target];
-    int err = stream_connected(&k->stream, k->io.fd, t->tls ? p->e->tls_ctx : NULL, t->host);
-    if (err > 0) {
+    int err = stream_connected(&k->stream, k->io.fd);
+    if (err) {
         enum lg_err kind = lg_engine_connect_kind(err);
         pc_close(p, k);
         return fail(p, kind, LG_ERR_DROPPED, 0, "connect to %s for a %s: %s", t->url, what(k), strerror(err));
@@ -521,13 +521,13 @@ static int on_connected(struct eiop *p, struct pconn *k)
         if (lg_client_poll_event(p->e, p->c, LG_POLL_TCP, NULL, NULL, 0) < 0)
             return -1;
     }
-    if (err < 0)
-        return fail(p, LG_ERR_TLS, LG_ERR_DROPPED, 0, "%s: out of memory for TLS", t->url);
     if (!t->tls) {
         k->state = PC_IDLE;
         watch(p, k, EV_READ);
         return pc_next(p, k);
     }
+    if (stream_start_tls(&k->stream, k->io.fd, p->e->tls_ctx, t->host) < 0)
+        return fail(p, LG_ERR_TLS, LG_ERR_DROPPED, 0, "%s: out of memory for TLS", t->url);
     k->state = PC_TLS;
     watch(p, k, EV_READ | EV_WRITE);
     return 0;
@@ -568,6 +568,6 @@ static void on_pc_io(struct ev_loop *loop, ev_io *w, int revents)
         on_end(p, k, IO_ERR, err);
         return;
     }
-    if (revents & EV_READ || (k->stream.tls && (revents & EV_WRITE)))
+    if (revents & EV_READ || (stream_is_tls(&k->stream) && (revents & EV_WRITE)))
         pc_read(p, k);
 }
