@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -75,19 +76,17 @@ int stream_tls_events(const struct stream *s, int want)
     return want | (rww ? STREAM_WRITE : 0) | (wwr ? STREAM_READ : 0);
 }
 
-bool stream_read_wants_write(const struct stream *s)
+bool stream_tls_read_wants_write(const struct stream *s)
 {
-    bool rww = false, wwr = false;
-    if (s->tls)
-        tls_conn_wants(s->tls, &rww, &wwr);
+    bool rww, wwr;
+    tls_conn_wants(s->tls, &rww, &wwr);
     return rww;
 }
 
-bool stream_write_wants_read(const struct stream *s)
+bool stream_tls_write_wants_read(const struct stream *s)
 {
-    bool rww = false, wwr = false;
-    if (s->tls)
-        tls_conn_wants(s->tls, &rww, &wwr);
+    bool rww, wwr;
+    tls_conn_wants(s->tls, &rww, &wwr);
     return wwr;
 }
 
@@ -98,8 +97,21 @@ const char *stream_strerror(const struct stream *s, int err)
 
 void stream_close(struct stream *s, int fd)
 {
-    if (s->tls) {
+    if (s->tls)
         tls_shutdown(s->tls);
+    stream_drop(s, fd);
+}
+
+void stream_shutdown(struct stream *s, int fd)
+{
+    if (s->tls)
+        tls_shutdown(s->tls);
+    shutdown(fd, SHUT_WR);
+}
+
+void stream_drop(struct stream *s, int fd)
+{
+    if (s->tls) {
         tls_conn_free(s->tls);
         s->tls = NULL;
     }

@@ -81,13 +81,25 @@ static inline int stream_events(const struct stream *s, int want)
     return s->tls ? stream_tls_events(s, want) : want;
 }
 /* Did the last TLS read (or handshake step) stop for the socket's writability? False for a plain stream. */
-bool stream_read_wants_write(const struct stream *s);
+bool stream_tls_read_wants_write(const struct stream *s);
+static inline bool stream_read_wants_write(const struct stream *s)
+{
+    return s->tls && stream_tls_read_wants_write(s);
+}
 /* Did the last TLS write stop for the socket's readability? False for a plain stream. */
-bool stream_write_wants_read(const struct stream *s);
+bool stream_tls_write_wants_read(const struct stream *s);
+static inline bool stream_write_wants_read(const struct stream *s)
+{
+    return s->tls && stream_tls_write_wants_read(s);
+}
 
 /* Text for an errno a stream call returned: the TLS failure for EPROTO on a TLS stream, else strerror. */
 const char *stream_strerror(const struct stream *s, int err);
 /* Close: TLS close_notify (best effort) and free, then close fd when it is >= 0. The stream is plain again. */
 void stream_close(struct stream *s, int fd);
+/* End our direction and keep reading: TLS close_notify (best effort), then shutdown(fd, SHUT_WR). */
+void stream_shutdown(struct stream *s, int fd);
+/* Close without a close_notify (a reset, a timeout, or after stream_shutdown sent it): free TLS, close fd. */
+void stream_drop(struct stream *s, int fd);
 
 #endif
