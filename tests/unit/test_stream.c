@@ -261,6 +261,60 @@ static void test_tls_wrong_ca(void **state)
     assert_non_null(strstr(e->err, "certificate"));
 }
 
+/* Read from st until it leaves IO_AGAIN (bounded); the status. */
+static enum io_status read_until(struct stream *st, int fd, struct buf *in)
+{
+    int err = 0;
+    enum io_status r = IO_AGAIN;
+    for (int i = 0; i < STEPS && r == IO_AGAIN; i++) {
+        wait_for(fd, STREAM_READ);
+        while ((r = stream_read(st, fd, in, 1024, &err)) == IO_OK)
+            ;
+    }
+    return r;
+}
+
+/* stream_shutdown ends our direction only: the peer reads the end, and what it sends still arrives. */
+static void shutdown_keeps_reading(struct ends *e)
+{
+    struct buf in = {0};
+    size_t w = 0;
+    int err = 0;
+    stream_shutdown(&e->c, e->cfd);
+    assert_int_equal(read_until(&e->s, e->sfd, &in), IO_EOF);
+    assert_int_equal(stream_write(&e->s, e->sfd, "late", 4, &w, &err), IO_OK);
+    assert_int_equal(w, 4);
+    for (int i = 0; i < STEPS && buf_len(&in) < 4; i++) {
+        wait_for(e->cfd, STREAM_READ);
+        while (stream_read(&e->c, e->cfd, &in, 1024, &err) == IO_OK)
+            ;
+    }
+    assert_int_equal(buf_len(&in), 4);
+    assert_memory_equal(buf_head(&in), "late", 4);
+    buf_free(&in);
+    stream_drop(&e->c, e->cfd);
+    assert_null(e->c.tls);
+    assert_int_equal(fcntl(e->cfd, F_GETFD), -1);
+    e->cfd = -1;
+}
+
+static void test_plain_shutdown(void **state)
+{
+    struct ends *e = *state;
+    open_ends(e, NULL, NULL, NULL);
+    shutdown_keeps_reading(e);
+}
+
+static void test_tls_shutdown(void **state)
+{
+    struct ends *e = *state;
+    enum io_status ss;
+    make_ctxs(e, "ca.crt");
+    open_ends(e, e->cctx, "localhost", e->sctx);
+    assert_int_equal(handshake(e, &ss), IO_OK);
+    shutdown_keeps_reading(e);
+}
+
 static int group_setup(void **state)
 {
     char cmd[2048];
@@ -299,6 +353,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_wrong_ca, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plain_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_shutdown, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
