@@ -14,6 +14,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "common/stream.h"
 #include "common/tls.h"
 
 #include <errno.h>
@@ -50,13 +51,12 @@ struct link {
     const char *name; /* "sub" or "pub", for logs */
     enum link_state state;
     int fd;
-    struct tls_conn *tls;
+    struct stream stream; /* plain, or TLS for rediss:// */
     redisReader *reader;
     struct buf in, out;
     ev_io rio, wio;
-    ev_timer timer;                          /* CONNECTING..SYNC must end within CONNECT_TIMEOUT */
-    size_t pending;                          /* pub: PUBLISHes queued or sent, unanswered; sub: confirmations awaited */
-    bool read_wants_write, write_wants_read; /* TLS: the record layer needs the other readiness */
+    ev_timer timer;    /* CONNECTING..SYNC must end within CONNECT_TIMEOUT */
+    size_t pending;    /* pub: PUBLISHes queued or sent, unanswered; sub: confirmations awaited */
     bool broken;       /* failed outside our callbacks; closed by the write callback that was fed */
     bool error_logged; /* this connection's first error reply was logged; later ones are only counted */
     char broken_why[ERR_LEN];
@@ -336,27 +336,22 @@ static void link_watch(struct link *l, bool readable, bool writable)
 
 static enum io_status link_read(struct link *l, int *err)
 {
-    if (!l->tls)
-        return net_read(l->fd, &l->in, READ_CHUNK, err);
-    enum io_status st = tls_read(l->tls, &l->in, READ_CHUNK, &l->read_wants_write, err);
-    if (st == IO_AGAIN && l->read_wants_write)
+    enum io_status st = stream_read(&l->stream, l->fd, &l->in, READ_CHUNK, err);
+    if (st == IO_AGAIN && stream_read_wants_write(&l->stream))
         ev_io_start(l->bus->loop, &l->wio);
     return st;
 }
 
 static enum io_status link_write(struct link *l, size_t *written, int *err)
 {
-    if (l->tls)
-        return tls_write(l->tls, buf_head(&l->out), buf_len(&l->out), written, &l->write_wants_read, err);
-    struct iovec iov = {.iov_base = buf_head(&l->out), .iov_len = buf_len(&l->out)};
-    return net_writev(l->fd, &iov, 1, written, err);
+    return stream_write(&l->stream, l->fd, buf_head(&l->out), buf_len(&l->out), written, err);
 }
 
 static const char *io_error(const struct link *l, enum io_status st, int e)
 {
     if (st == IO_EOF)
         return "closed by the server";
-    return l->tls && e == EPROTO ? tls_conn_error(l->tls) : strerror(e);
+    return stream_strerror(&l->stream, e);
 }
 
 /* Send what out holds until it is empty or the socket is full. The write watcher runs only while bytes wait
@@ -368,7 +363,7 @@ static int link_flush(struct link *l, char *why, size_t len)
         int e = 0;
         enum io_status st = link_write(l, &n, &e);
         if (st == IO_AGAIN || (st == IO_OK && n == 0)) {
-            if (l->write_wants_read)
+            if (stream_write_wants_read(&l->stream))
                 ev_io_stop(l->bus->loop, &l->wio); /* rio is always on: the read side resumes us */
             else
                 ev_io_start(l->bus->loop, &l->wio);
@@ -380,7 +375,7 @@ static int link_flush(struct link *l, char *why, size_t len)
         }
         buf_consume(&l->out, n);
     }
-    if (!l->read_wants_write)
+    if (!stream_read_wants_write(&l->stream))
         ev_io_stop(l->bus->loop, &l->wio);
     if (l->out.cap > OUT_KEEP)
         buf_free(&l->out); /* a burst should not pin its peak for the life of the link */
@@ -451,28 +446,22 @@ static void link_close(struct link *l)
         l->bus->stats.publish_failed += l->pending;
     else
         unconfirm_all(l->bus);
-    if (l->tls) {
-        tls_shutdown(l->tls);
-        tls_conn_free(l->tls);
-    }
-    if (l->fd >= 0)
-        close(l->fd);
+    stream_close(&l->stream, l->fd);
     if (l->reader)
         redisReaderFree(l->reader);
     buf_free(&l->in);
     buf_free(&l->out);
-    l->tls = NULL;
     l->reader = NULL;
     l->fd = -1;
     l->pending = 0;
-    l->read_wants_write = l->write_wants_read = l->broken = l->error_logged = false;
+    l->broken = l->error_logged = false;
     link_set_state(l, LINK_CLOSED);
 }
 
 /* CLOSED -> CONNECTING: start a non-blocking connect to addr; the write watcher says when it is done. */
 static int link_open(struct link *l, const struct net_addr *addr, char *why, size_t len)
 {
-    l->fd = net_connect(addr, NULL);
+    l->fd = stream_connect(&l->stream, addr, NULL);
     if (l->fd < 0) {
         snprintf(why, len, "%s link: cannot connect: %s", l->name, strerror(errno));
         return -1;
@@ -531,10 +520,10 @@ static int link_start_session(struct link *l, char *why, size_t len)
 /* Entry: TLS, the handshake's readiness came. Next: session start (AUTH...), TLS again, or failure. */
 static int link_on_tls(struct link *l, char *why, size_t len)
 {
-    bool want_write;
-    enum io_status st = tls_handshake(l->tls, &want_write, why, len);
+    int events;
+    enum io_status st = stream_handshake(&l->stream, &events, why, len);
     if (st == IO_AGAIN) {
-        link_watch(l, !want_write, want_write);
+        link_watch(l, events & STREAM_READ, events & STREAM_WRITE);
         return 0;
     }
     return st == IO_OK ? link_start_session(l, why, len) : -1;
@@ -544,14 +533,14 @@ static int link_on_tls(struct link *l, char *why, size_t len)
  * or failure (refused, unreachable). */
 static int link_on_connect(struct link *l, char *why, size_t len)
 {
-    int e = net_connect_result(l->fd);
+    int e = stream_connected(&l->stream, l->fd);
     if (e) {
         snprintf(why, len, "connect: %s", strerror(e));
         return -1;
     }
     if (!l->bus->tls)
         return link_start_session(l, why, len);
-    if (!(l->tls = tls_conn_new(l->bus->tls_ctx, l->fd, l->bus->host))) {
+    if (stream_start_tls(&l->stream, l->fd, l->bus->tls_ctx, l->bus->host) < 0) {
         snprintf(why, len, "out of memory");
         return -1;
     }
@@ -746,7 +735,7 @@ static int link_feed(struct link *l, char *why, size_t len)
  * no longer shows) or READS_PER_EVENT reads, then yields to other watchers and comes back. */
 static int link_on_readable(struct link *l, char *why, size_t len)
 {
-    if (l->write_wants_read && link_flush(l, why, len) < 0)
+    if (stream_write_wants_read(&l->stream) && link_flush(l, why, len) < 0)
         return -1;
     for (int i = 0; i < READS_PER_EVENT; i++) {
         int e = 0;
@@ -769,9 +758,8 @@ static int link_on_writable(struct link *l, char *why, size_t len)
 {
     if (link_flush(l, why, len) < 0)
         return -1;
-    if (!l->read_wants_write)
-        return 0;
-    l->read_wants_write = false;
+    if (!stream_read_wants_write(&l->stream))
+        return 0; /* the read below starts afresh: it sets the flag again if it stops for the same */
     if (!buf_len(&l->out))
         ev_io_stop(l->bus->loop, &l->wio);
     return link_on_readable(l, why, len);

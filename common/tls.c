@@ -25,6 +25,9 @@ struct tls_conn {
     SSL *ssl;
     unsigned long ssl_err; /* first queued OpenSSL error of the last failure, for tls_conn_error */
     bool failed;           /* a fatal error happened: OpenSSL forbids SSL_shutdown afterwards */
+    /* The last read or handshake needed the socket writable; the last write needed it readable. Kept here, in
+     * padding the struct had anyway, so that the owners of plain-or-TLS streams need no flags of their own. */
+    bool read_wants_write, write_wants_read;
 };
 
 /* Text from the OpenSSL error queue, prefixed by what we were doing. */
@@ -191,7 +194,7 @@ static enum io_status failure(struct tls_conn *c, int rc, int sys_errno, int *wh
 enum io_status tls_handshake(struct tls_conn *c, bool *want_write, char *err, size_t errlen)
 {
     int why, e = 0;
-    *want_write = false;
+    *want_write = c->read_wants_write = false;
     ERR_clear_error();
     errno = 0;
     int rc = SSL_do_handshake(c->ssl);
@@ -199,7 +202,7 @@ enum io_status tls_handshake(struct tls_conn *c, bool *want_write, char *err, si
         return IO_OK;
     enum io_status st = failure(c, rc, errno, &why, &e);
     if (st == IO_AGAIN)
-        *want_write = why == SSL_ERROR_WANT_WRITE;
+        *want_write = c->read_wants_write = why == SSL_ERROR_WANT_WRITE;
     else if (st == IO_EOF)
         snprintf(err, errlen, "TLS handshake: connection closed by peer");
     else
@@ -212,7 +215,7 @@ enum io_status tls_read(struct tls_conn *c, struct buf *b, size_t want, bool *wa
 {
     size_t n = 0;
     int why;
-    *want_write = false;
+    *want_write = c->read_wants_write = false;
     if (buf_reserve(b, want) < 0) {
         *err = ENOBUFS;
         return IO_ERR;
@@ -225,7 +228,7 @@ enum io_status tls_read(struct tls_conn *c, struct buf *b, size_t want, bool *wa
         return IO_OK;
     }
     enum io_status st = failure(c, rc, errno, &why, err);
-    *want_write = st == IO_AGAIN && why == SSL_ERROR_WANT_WRITE;
+    *want_write = c->read_wants_write = st == IO_AGAIN && why == SSL_ERROR_WANT_WRITE;
     return st;
 }
 
@@ -233,7 +236,7 @@ enum io_status tls_write(struct tls_conn *c, const void *data, size_t len, size_
 {
     int why;
     *written = 0;
-    *want_read = false;
+    *want_read = c->write_wants_read = false;
     if (!len)
         return IO_OK; /* SSL_write of nothing is an error in some OpenSSL versions */
     ERR_clear_error();
@@ -242,8 +245,14 @@ enum io_status tls_write(struct tls_conn *c, const void *data, size_t len, size_
     if (rc == 1)
         return IO_OK;
     enum io_status st = failure(c, rc, errno, &why, err);
-    *want_read = st == IO_AGAIN && why == SSL_ERROR_WANT_READ;
+    *want_read = c->write_wants_read = st == IO_AGAIN && why == SSL_ERROR_WANT_READ;
     return st;
+}
+
+void tls_conn_wants(const struct tls_conn *c, bool *read_wants_write, bool *write_wants_read)
+{
+    *read_wants_write = c->read_wants_write;
+    *write_wants_read = c->write_wants_read;
 }
 
 int tls_drain(struct tls_conn *c, int fd, struct buf *out, bool *want_write)

@@ -39,12 +39,15 @@ enum io_status tls_read(struct tls_conn *c, struct buf *b, size_t want, bool *wa
 /* Encrypt and send up to len bytes; *written gets the count taken. Retry an IO_AGAIN with the same bytes first
  * (more may follow them; the buffer may have moved). Statuses as tls_read, with *want_read. */
 enum io_status tls_write(struct tls_conn *c, const void *data, size_t len, size_t *written, bool *want_read, int *err);
-/* Text of the last TLS-level failure on c (after EPROTO), for logs. */
+/* What the last calls left waiting on the other readiness: a read or handshake (IO_AGAIN) that needs the socket
+ * writable, a write that needs it readable. Both false after a call that did not stop for that. */
+void tls_conn_wants(const struct tls_conn *c, bool *read_wants_write, bool *write_wants_read);
 /* Write out's bytes to fd, through c when it is not NULL (plain TCP when it is), consuming what went and giving out's
  * block back once it is empty. 0 with *want_write true while bytes wait for the socket to take more (false once out
  * is empty, or when TLS must read before it can write); or -1 with errno (EPIPE for a close). One loop for every
  * client that writes a buffer to a socket that may or may not be TLS. */
 int tls_drain(struct tls_conn *c, int fd, struct buf *out, bool *want_write);
+/* Text of the last TLS-level failure on c (after EPROTO), for logs. */
 const char *tls_conn_error(const struct tls_conn *c);
 /* The ALPN protocol agreed ("http/1.1"), or "" when none was. */
 const char *tls_conn_alpn(const struct tls_conn *c);

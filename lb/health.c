@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/net.h"
+#include "common/stream.h"
 #include "lb/pool.h"
 #include "lb/shortage.h"
 
@@ -27,6 +28,7 @@
 struct check {
     struct health *h;
     int node, fd;
+    struct stream conn; /* plain (checks speak HTTP without TLS): connect, its result, close */
     ev_io io;
     ev_timer timer;
     ev_tstamp started, deadline;
@@ -53,7 +55,7 @@ static void close_and_schedule(struct check *k)
     struct health *h = k->h;
     if (k->fd >= 0) {
         ev_io_stop(h->loop, &k->io);
-        close(k->fd);
+        stream_close(&k->conn, k->fd);
         k->fd = -1;
     }
     ev_tstamp next = h->pool->conf->health.interval_ns / 1e9 - (ev_now(h->loop) - k->started);
@@ -137,7 +139,7 @@ static void read_reply(struct check *k)
 static void step(struct check *k)
 {
     if (!k->connected) {
-        int err = net_connect_result(k->fd);
+        int err = stream_connected(&k->conn, k->fd);
         if (err) {
             fail(k, "connect", err);
             return;
@@ -174,7 +176,7 @@ static void start_check(struct check *k)
     k->sent = k->got = 0;
     struct net_addr addr;
     pool_node_addr(h->pool, k->node, &addr);
-    k->fd = net_connect(&addr, NULL);
+    k->fd = stream_connect(&k->conn, &addr, NULL);
     if (k->fd < 0) {
         fail(k, "connect", errno);
         return;
@@ -260,7 +262,7 @@ void health_stop(struct health *h)
         ev_timer_stop(h->loop, &k->timer);
         if (k->fd >= 0) {
             ev_io_stop(h->loop, &k->io);
-            close(k->fd);
+            stream_close(&k->conn, k->fd);
         }
     }
     free(h);

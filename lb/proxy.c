@@ -31,6 +31,7 @@
 #include "common/listener.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "common/stream.h"
 #include "common/tls.h"
 #include "lb/cookie.h"
 #include "lb/pool.h"
@@ -63,7 +64,7 @@ struct session {
     enum res_state res;
     struct net_addr peer;
     int cfd, sfd;
-    struct tls_conn *tls;
+    struct stream cs; /* the client side over cfd: plain, or TLS on a tls listener */
     ev_io cw, sw;
     ev_timer timer;
     ev_tstamp last_active, timeout;
@@ -81,9 +82,9 @@ struct session {
     int cw_events, sw_events;
     bool srv_connected, cli_eof, srv_eof, srv_shut, cli_shut;
     bool close_after, head_req, upgrade_req, set_cookie, res_started, tunnel;
-    bool req_http10; /* the request was HTTP/1.0: its keep-alive must be said in the response */
-    bool kept_alive; /* a response went out: an empty S_HEAD is an idle keep-alive connection, not a new client */
-    bool tls_read_wants_write, tls_write_wants_read, tls_pending;
+    bool req_http10;  /* the request was HTTP/1.0: its keep-alive must be said in the response */
+    bool kept_alive;  /* a response went out: an empty S_HEAD is an idle keep-alive connection, not a new client */
+    bool tls_pending; /* client_read stopped at BUF_HIGH: OpenSSL may hold bytes the socket does not show */
 };
 
 /* ---- helpers ---- */
@@ -476,7 +477,7 @@ static int write_request_head(struct session *s, const struct http_head *h, cons
     if (c->forwarded_for) {
         if (!xff_seen)
             rc |= append_str(o, "X-Forwarded-For: ") | append_str(o, ip) | buf_append(o, "\r\n", 2);
-        rc |= append_str(o, s->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
+        rc |= append_str(o, stream_is_tls(&s->cs) ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
     }
     rc |= put_connection(o, s->upgrade_req, h->conn_close, !h->conn_close && h->minor_version == 0);
     return rc | buf_append(o, "\r\n", 2);
@@ -715,9 +716,7 @@ static bool step_head(struct session *s)
 static void close_gracefully(struct session *s)
 {
     srv_close(s);
-    if (s->tls)
-        tls_shutdown(s->tls);
-    shutdown(s->cfd, SHUT_WR);
+    stream_shutdown(&s->cs, s->cfd);
     s->cli_shut = true;
     s->state = S_LINGER;
     set_timeout(s, (int64_t)(LINGER_S * 1e9));
@@ -879,9 +878,7 @@ static bool step_tunnel(struct session *s)
         s->srv_shut = progress = true;
     }
     if (s->srv_eof && !s->res_fwd && !buf_len(&s->cout) && !s->cli_shut) {
-        if (s->tls)
-            tls_shutdown(s->tls);
-        shutdown(s->cfd, SHUT_WR);
+        stream_shutdown(&s->cs, s->cfd);
         s->cli_shut = progress = true;
     }
     if (s->cli_shut && s->srv_shut) {
@@ -926,18 +923,11 @@ static void client_read(struct session *s)
     s->tls_pending = false;
     for (int i = 0; i < 64 && !s->cli_eof; i++) {
         if (buf_len(&s->cin) >= BUF_HIGH) {
-            s->tls_pending = s->tls != NULL;
+            s->tls_pending = stream_is_tls(&s->cs);
             break;
         }
         int err = 0;
-        enum io_status st;
-        if (s->tls) {
-            bool want_write = false;
-            st = tls_read(s->tls, &s->cin, READ_CHUNK, &want_write, &err);
-            s->tls_read_wants_write = st == IO_AGAIN && want_write;
-        } else {
-            st = net_read(s->cfd, &s->cin, READ_CHUNK, &err);
-        }
+        enum io_status st = stream_read(&s->cs, s->cfd, &s->cin, READ_CHUNK, &err);
         if (st == IO_AGAIN)
             break;
         if (st != IO_OK) {
@@ -948,7 +938,7 @@ static void client_read(struct session *s)
         }
         if (s->state != S_HEAD)
             touch(s);
-        if (!s->tls)
+        if (!stream_is_tls(&s->cs))
             break; /* level-triggered: the next loop turn reads the rest */
     }
 }
@@ -1001,34 +991,14 @@ static bool flush_server(struct session *s)
     return true;
 }
 
-static enum io_status client_write(struct session *s, const char *p, size_t n, size_t *written)
-{
-    int err = 0;
-    if (!s->tls) {
-        struct iovec iov = {(void *)p, n};
-        return net_writev(s->cfd, &iov, 1, written, &err);
-    }
-    bool want_read = false;
-    enum io_status st = tls_write(s->tls, p, n, written, &want_read, &err);
-    s->tls_write_wants_read = st == IO_AGAIN && want_read;
-    return st;
-}
-
 static bool flush_client(struct session *s)
 {
     bool wrote = false;
     while (!s->cli_shut && (buf_len(&s->cout) || s->res_fwd)) {
         size_t written = 0;
-        enum io_status st;
-        if (!s->tls) {
-            struct iovec iov[2] = {{buf_head(&s->cout), buf_len(&s->cout)}, {buf_head(&s->sin), s->res_fwd}};
-            int err;
-            st = net_writev(s->cfd, iov, 2, &written, &err);
-        } else if (buf_len(&s->cout)) {
-            st = client_write(s, buf_head(&s->cout), buf_len(&s->cout), &written);
-        } else {
-            st = client_write(s, buf_head(&s->sin), s->res_fwd, &written);
-        }
+        int err = 0;
+        struct iovec iov[2] = {{buf_head(&s->cout), buf_len(&s->cout)}, {buf_head(&s->sin), s->res_fwd}};
+        enum io_status st = stream_writev(&s->cs, s->cfd, iov, 2, &written, &err);
         if (st == IO_ERR || st == IO_EOF) {
             s->state = S_CLOSED;
             return true;
@@ -1068,10 +1038,12 @@ static void watch(struct session *s, ev_io *w, int fd, int events, int *current)
 static void update_watchers(struct session *s)
 {
     bool reading = s->state != S_ERROR && !s->cli_eof && buf_len(&s->cin) < BUF_HIGH;
-    int ce = (reading || s->tls_write_wants_read ? EV_READ : 0) |
-             (!s->cli_shut && (buf_len(&s->cout) || s->res_fwd || s->tls_read_wants_write) ? EV_WRITE : 0);
+    int ce = stream_events(&s->cs, (reading ? EV_READ : 0) |
+                                       (!s->cli_shut && (buf_len(&s->cout) || s->res_fwd) ? EV_WRITE : 0));
+    if (s->cli_shut)
+        ce &= ~EV_WRITE; /* nothing goes out after our shutdown, a stuck TLS read included */
     if (s->state == S_TLS)
-        ce = s->tls_read_wants_write ? EV_WRITE : EV_READ;
+        ce = stream_read_wants_write(&s->cs) ? EV_WRITE : EV_READ;
     watch(s, &s->cw, s->cfd, ce, &s->cw_events);
     if (s->sfd < 0)
         return;
@@ -1141,14 +1113,13 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void tls_handshake_step(struct session *s)
 {
-    bool want_write = false;
+    int events;
     char err[ERR_LEN];
-    enum io_status st = tls_handshake(s->tls, &want_write, err, sizeof err);
-    s->tls_read_wants_write = st == IO_AGAIN && want_write;
+    enum io_status st = stream_handshake(&s->cs, &events, err, sizeof err);
     if (st == IO_OK) {
         s->state = S_HEAD; /* the head timeout set at the accept goes on: the handshake is part of it */
     } else if (st != IO_AGAIN) {
-        LOG_DEBUG("session %llu: TLS handshake: %s", (unsigned long long)s->id, err);
+        LOG_DEBUG("session %llu: %s", (unsigned long long)s->id, err); /* err: "TLS handshake: ..." */
         s->state = S_CLOSED;
     }
 }
@@ -1159,7 +1130,7 @@ static void on_client_io(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     if (s->state == S_TLS)
         tls_handshake_step(s);
-    if (s->state != S_TLS && (revents & EV_READ || (s->tls_read_wants_write && revents & EV_WRITE)))
+    if (s->state != S_TLS && (revents & EV_READ || (stream_read_wants_write(&s->cs) && revents & EV_WRITE)))
         client_read(s);
     run(s);
 }
@@ -1191,9 +1162,7 @@ static void session_free(struct session *s)
     srv_close(s);
     ev_io_stop(px->loop, &s->cw);
     ev_timer_stop(px->loop, &s->timer);
-    if (s->tls)
-        tls_conn_free(s->tls);
-    close(s->cfd);
+    stream_drop(&s->cs, s->cfd); /* no close_notify here: a graceful close sent it already */
     buf_free(&s->cin);
     buf_free(&s->cout);
     buf_free(&s->sout);
@@ -1215,7 +1184,7 @@ static struct session *session_new(struct proxy *px, int fd, int listener, const
     struct session *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    if (px->tls[listener] && !(s->tls = tls_conn_new(px->tls[listener], fd, NULL))) {
+    if (stream_accept(&s->cs, fd, px->tls[listener]) < 0) {
         free(s);
         return NULL;
     }
@@ -1225,7 +1194,7 @@ static struct session *session_new(struct proxy *px, int fd, int listener, const
     s->sfd = -1;
     s->node = -1;
     s->peer = *peer;
-    s->state = s->tls ? S_TLS : S_HEAD;
+    s->state = stream_is_tls(&s->cs) ? S_TLS : S_HEAD;
     ev_io_init(&s->cw, on_client_io, fd, EV_READ);
     ev_io_init(&s->sw, on_server_io, -1, 0);
     ev_init(&s->timer, on_timer);

@@ -6,7 +6,7 @@
 #include "common/hist.h"
 #include "common/http.h"
 #include "common/net.h"
-#include "common/tls.h"
+#include "common/stream.h"
 #include "loadgen/eiopoll.h"
 #include "loadgen/payload.h"
 #include "loadgen/sio.h"
@@ -168,12 +168,7 @@ static void teardown(struct lg_engine *e, struct lg_client *c)
     c->poll = NULL;
     if (c->io.fd >= 0) { /* a polling client has no websocket before its upgrade */
         ev_io_stop(e->loop, &c->io);
-        if (c->tls) {
-            tls_shutdown(c->tls);
-            tls_conn_free(c->tls);
-            c->tls = NULL;
-        }
-        close(c->io.fd);
+        stream_close(&c->stream, c->io.fd);
         c->io.fd = -1;
     }
     buf_free(&c->carry);
@@ -272,7 +267,7 @@ static void lose(struct lg_engine *e, struct lg_client *c, enum lg_err k, const 
 static int flush(struct lg_engine *e, struct lg_client *c)
 {
     bool want_write;
-    if (tls_drain(c->tls, c->io.fd, &c->out, &want_write) < 0)
+    if (stream_drain(&c->stream, c->io.fd, &c->out, &want_write) < 0)
         return -1;
     watch(e, c, want_write ? EV_READ | EV_WRITE : EV_READ);
     return 0;
@@ -481,7 +476,7 @@ static void connect_ws(struct lg_engine *e, struct lg_client *c)
     const struct net_addr *src = lg_client_source(o, c->id);
     c->state = LC_CONNECTING; /* so that a failure gives the slot back */
     c->io.fd = -1;
-    int fd = net_connect(&t->addr, src);
+    int fd = stream_connect(&c->stream, &t->addr, src);
     if (fd < 0) {
         int err = errno;
         char where[80] = "";
@@ -524,7 +519,7 @@ void lg_client_start(struct lg_engine *e, struct lg_client *c)
 static void on_connecting(struct lg_engine *e, struct lg_client *c)
 {
     const struct lg_target *t = &e->opts->targets[c->target];
-    int err = net_connect_result(c->io.fd);
+    int err = stream_connected(&c->stream, c->io.fd);
     if (err) {
         fail(e, c, lg_engine_connect_kind(err), "connect to %s: %s", t->url, strerror(err));
         return;
@@ -539,8 +534,7 @@ static void on_connecting(struct lg_engine *e, struct lg_client *c)
         send_upgrade(e, c);
         return;
     }
-    c->tls = tls_conn_new(e->tls_ctx, c->io.fd, t->host);
-    if (!c->tls) {
+    if (stream_start_tls(&c->stream, c->io.fd, e->tls_ctx, t->host) < 0) {
         fail(e, c, LG_ERR_TLS, "%s: out of memory for TLS", t->url);
         return;
     }
@@ -551,15 +545,15 @@ static void on_connecting(struct lg_engine *e, struct lg_client *c)
 /* Precondition: LC_TLS. Next: LC_TLS (more to do), LC_UPGRADE or LC_DONE. */
 static void on_tls(struct lg_engine *e, struct lg_client *c)
 {
-    bool want_write = false;
+    int events;
     char err[160];
-    enum io_status st = tls_handshake(c->tls, &want_write, err, sizeof err);
+    enum io_status st = stream_handshake(&c->stream, &events, err, sizeof err);
     if (st == IO_OK) {
         send_upgrade(e, c);
     } else if (st == IO_AGAIN) {
-        watch(e, c, want_write ? EV_WRITE : EV_READ);
+        watch(e, c, events);
     } else {
-        fail(e, c, LG_ERR_TLS, "%s: TLS handshake: %s", e->opts->targets[c->target].url, err);
+        fail(e, c, LG_ERR_TLS, "%s: %s", e->opts->targets[c->target].url, err); /* err: "TLS handshake: ..." */
     }
 }
 
@@ -1141,14 +1135,12 @@ static void on_readable(struct lg_engine *e, struct lg_client *c)
         }
         size_t had = buf_len(&e->rbuf);
         int err = 0;
-        bool want_write = false;
-        enum io_status st = c->tls ? tls_read(c->tls, &e->rbuf, RBUF_WANT, &want_write, &err)
-                                   : net_read(c->io.fd, &e->rbuf, RBUF_WANT, &err);
+        enum io_status st = stream_read(&c->stream, c->io.fd, &e->rbuf, RBUF_WANT, &err);
         if (st == IO_AGAIN) {
             if (had)
                 buf_append(&c->carry, buf_head(&e->rbuf), had);
             /* Back to read interest alone once TLS no longer needs the socket writable: else the loop spins. */
-            watch(e, c, want_write || buf_len(&c->out) ? EV_READ | EV_WRITE : EV_READ);
+            watch(e, c, stream_events(&c->stream, buf_len(&c->out) ? EV_READ | EV_WRITE : EV_READ));
             return;
         }
         if (st != IO_OK) {
@@ -1158,7 +1150,7 @@ static void on_readable(struct lg_engine *e, struct lg_client *c)
         /* A plain read that did not fill what it asked for has drained the socket: level-triggered epoll will
          * say when more comes, so skip the read that would only say EAGAIN (half the reads of a fan-out). TLS
          * may hold decrypted bytes the socket no longer shows, so it reads on until IO_AGAIN. */
-        bool drained = !c->tls && buf_len(&e->rbuf) - had < RBUF_WANT;
+        bool drained = !stream_is_tls(&c->stream) && buf_len(&e->rbuf) - had < RBUF_WANT;
         consume_input(e, c);
         if (c->state == LC_DONE || drained)
             return;
@@ -1186,7 +1178,7 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
             lose(e, c, LG_ERR_DROPPED, "writing: %s", strerror(errno)); /* closing: the close failed */
         return;
     }
-    if (revents & EV_READ || (c->tls && (revents & EV_WRITE)))
+    if (revents & EV_READ || (stream_is_tls(&c->stream) && (revents & EV_WRITE)))
         on_readable(e, c);
 }
 

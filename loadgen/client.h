@@ -34,6 +34,7 @@
 #define LOADGEN_CLIENT_H
 
 #include "common/buf.h"
+#include "common/stream.h"
 #include "common/ws.h"
 #include "loadgen/opts.h"
 #include "loadgen/result.h"
@@ -67,15 +68,14 @@ struct eiop;
 struct http_head;
 struct sio_asm;
 struct lg_track;
-struct tls_conn;
 struct tls_ctx;
 
 struct lg_client {
     ev_io io;
     struct ws_reader reader;
-    struct buf carry; /* handshake: the response so far; open: the bytes of an incomplete frame */
-    struct buf out;   /* bytes not yet written (almost always empty and without a heap block) */
-    struct tls_conn *tls;
+    struct buf carry;        /* handshake: the response so far; open: the bytes of an incomplete frame */
+    struct buf out;          /* bytes not yet written (almost always empty and without a heap block) */
+    struct stream stream;    /* plain or TLS over io.fd */
     struct eiop *poll;       /* --transport polling: the polling side, until the upgrade is done (NULL after) */
     char *pre;               /* the head of a message split over chunks (LG_PAYLOAD_PREFIX bytes), on demand */
     struct sio_asm *sio_asm; /* socketio: a binary packet whose attachments are due (NULL the rest of the time) */

@@ -12,7 +12,7 @@
 #include "common/buf.h"
 #include "common/http.h"
 #include "common/net.h"
-#include "common/tls.h"
+#include "common/stream.h"
 #include "loadgen/client.h"
 #include "loadgen/httpc.h"
 #include "loadgen/sio.h"
@@ -39,9 +39,9 @@
 enum pc_state { PC_CLOSED = 0, PC_CONNECTING, PC_TLS, PC_IDLE, PC_SENT };
 
 struct pconn {
-    ev_io io; /* first: the watcher leads back to the connection */
-    struct tls_conn *tls;
-    struct buf in, out; /* in: a response read so far (carried only while incomplete) */
+    ev_io io;             /* first: the watcher leads back to the connection */
+    struct stream stream; /* plain or TLS over io.fd */
+    struct buf in, out;   /* in: a response read so far (carried only while incomplete) */
     struct eiop *p;
     size_t last_len;
     uint8_t state;    /* enum pc_state */
@@ -101,12 +101,7 @@ static void pc_close(struct eiop *p, struct pconn *k)
 {
     if (k->state != PC_CLOSED) {
         ev_io_stop(p->e->loop, &k->io);
-        if (k->tls) {
-            tls_shutdown(k->tls);
-            tls_conn_free(k->tls);
-            k->tls = NULL;
-        }
-        close(k->io.fd);
+        stream_close(&k->stream, k->io.fd);
         k->io.fd = -1;
     }
     buf_free(&k->in);
@@ -202,7 +197,7 @@ static void watch(struct eiop *p, struct pconn *k, int events)
 static int flush(struct eiop *p, struct pconn *k)
 {
     bool want_write;
-    if (tls_drain(k->tls, k->io.fd, &k->out, &want_write) < 0)
+    if (stream_drain(&k->stream, k->io.fd, &k->out, &want_write) < 0)
         return -1;
     watch(p, k, want_write ? EV_READ | EV_WRITE : EV_READ);
     return 0;
@@ -266,7 +261,7 @@ static int pc_connect(struct eiop *p, struct pconn *k)
     const struct lg_opts *o = p->e->opts;
     const struct lg_target *t = &o->targets[p->c->target];
     const struct net_addr *src = lg_client_source(o, p->c->id);
-    int fd = net_connect(&t->addr, src);
+    int fd = stream_connect(&k->stream, &t->addr, src);
     if (fd < 0) {
         int err = errno;
         enum lg_err kind = lg_engine_connect_kind(err);
@@ -488,13 +483,11 @@ static int pc_read(struct eiop *p, struct pconn *k)
         }
         size_t had = buf_len(rb);
         int err = 0;
-        bool want_write = false;
-        enum io_status st =
-            k->tls ? tls_read(k->tls, rb, READ_WANT, &want_write, &err) : net_read(k->io.fd, rb, READ_WANT, &err);
+        enum io_status st = stream_read(&k->stream, k->io.fd, rb, READ_WANT, &err);
         if (st == IO_AGAIN) {
             if (had && buf_append(&k->in, buf_head(rb), had) < 0)
                 return fail(p, LG_ERR_BAD_UPGRADE, LG_ERR_PROTOCOL, 0, "%s: out of memory", url_of(p));
-            watch(p, k, want_write || buf_len(&k->out) ? EV_READ | EV_WRITE : EV_READ);
+            watch(p, k, stream_events(&k->stream, buf_len(&k->out) ? EV_READ | EV_WRITE : EV_READ));
             return 0;
         }
         if (st != IO_OK) {
@@ -502,7 +495,7 @@ static int pc_read(struct eiop *p, struct pconn *k)
                 return -1;
             return on_end(p, k, st, err);
         }
-        bool drained = !k->tls && buf_len(rb) - had < READ_WANT;
+        bool drained = !stream_is_tls(&k->stream) && buf_len(rb) - had < READ_WANT;
         if (on_bytes(p, k, buf_head(rb), buf_len(rb)) < 0)
             return -1;
         if (drained || k->state != PC_SENT)
@@ -517,7 +510,7 @@ static int pc_read(struct eiop *p, struct pconn *k)
 static int on_connected(struct eiop *p, struct pconn *k)
 {
     const struct lg_target *t = &p->e->opts->targets[p->c->target];
-    int err = net_connect_result(k->io.fd);
+    int err = stream_connected(&k->stream, k->io.fd);
     if (err) {
         enum lg_err kind = lg_engine_connect_kind(err);
         pc_close(p, k);
@@ -533,8 +526,7 @@ static int on_connected(struct eiop *p, struct pconn *k)
         watch(p, k, EV_READ);
         return pc_next(p, k);
     }
-    k->tls = tls_conn_new(p->e->tls_ctx, k->io.fd, t->host);
-    if (!k->tls)
+    if (stream_start_tls(&k->stream, k->io.fd, p->e->tls_ctx, t->host) < 0)
         return fail(p, LG_ERR_TLS, LG_ERR_DROPPED, 0, "%s: out of memory for TLS", t->url);
     k->state = PC_TLS;
     watch(p, k, EV_READ | EV_WRITE);
@@ -544,15 +536,15 @@ static int on_connected(struct eiop *p, struct pconn *k)
 /* Precondition: PC_TLS. Next: PC_TLS, or PC_IDLE (and its request). -1 when c is gone. */
 static int on_tls(struct eiop *p, struct pconn *k)
 {
-    bool want_write = false;
+    int events;
     char err[160];
-    enum io_status st = tls_handshake(k->tls, &want_write, err, sizeof err);
+    enum io_status st = stream_handshake(&k->stream, &events, err, sizeof err);
     if (st == IO_AGAIN) {
-        watch(p, k, want_write ? EV_WRITE : EV_READ);
+        watch(p, k, events);
         return 0;
     }
     if (st != IO_OK)
-        return fail(p, LG_ERR_TLS, LG_ERR_DROPPED, 0, "%s: TLS handshake for a %s: %s", url_of(p), what(k), err);
+        return fail(p, LG_ERR_TLS, LG_ERR_DROPPED, 0, "%s: %s (a %s)", url_of(p), err, what(k));
     k->state = PC_IDLE;
     watch(p, k, EV_READ);
     return pc_next(p, k);
@@ -576,6 +568,6 @@ static void on_pc_io(struct ev_loop *loop, ev_io *w, int revents)
         on_end(p, k, IO_ERR, err);
         return;
     }
-    if (revents & EV_READ || (k->tls && (revents & EV_WRITE)))
+    if (revents & EV_READ || (stream_is_tls(&k->stream) && (revents & EV_WRITE)))
         pc_read(p, k);
 }

@@ -14,6 +14,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -470,6 +471,58 @@ class ConnectFailures(LoadgenBase):
         self.assertEqual(p.returncode, 0)
         for opt in ("--clients", "--rounds", "--threshold", "--workers", "--source", "--hlog", "--out"):
             self.assertIn(opt, p.stdout)
+
+
+class UntrustedTls(LoadgenBase):
+    """wss:// and https:// polling to a TLS server whose CA loadgen does not know: every client fails as tls, and the
+    example says "TLS handshake" once (it said it twice: the caller's prefix before tls.c's own)."""
+
+    @classmethod
+    def setUpClass(cls):
+        d = h.make_tempdir(cls, "wsh-lgtls-")
+        material = h.make_tls_material(d)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(material["cert"], material["key"])
+        cls.sock = socket.create_server((h.HOST, 0))
+        cls.sock.settimeout(0.2)
+        cls.port = cls.sock.getsockname()[1]
+        cls.stop = threading.Event()
+
+        def serve():  # accept and handshake until stopped; the client's refusal ends each one
+            while not cls.stop.is_set():
+                try:
+                    conn, _ = cls.sock.accept()
+                except OSError:
+                    continue
+                try:
+                    conn.settimeout(5.0)
+                    ctx.wrap_socket(conn, server_side=True).close()
+                except (OSError, ssl.SSLError):
+                    conn.close()
+
+        cls.thread = threading.Thread(target=serve, daemon=True)
+        cls.thread.start()
+
+        def stop():
+            cls.stop.set()
+            cls.thread.join(10)
+            cls.sock.close()
+
+        cls.addClassCleanup(stop)
+
+    def check(self, args):
+        rc, out, err, doc = run_loadgen(["-c", "2", "-r", "1", "-w", "1", *args])
+        self.assertRun(rc, 3, out, err)
+        self.assertEqual(doc["errors"]["tls"]["count"], 2, doc["errors"])
+        self.assertIn("TLS handshake: ", out + err)
+        self.assertNotIn("TLS handshake: TLS handshake", out + err)
+        self.assertNotIn("TLS handshake for a", out + err)
+
+    def test_websocket(self):
+        self.check([f"wss://{h.HOST}:{self.port}/ws"])
+
+    def test_polling(self):
+        self.check(["--protocol", "socketio", "--transport", "polling", f"wss://{h.HOST}:{self.port}/"])
 
 
 class NodeLoss(LoadgenBase):

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "common/tls.h"
+#include "tests/unit/certs.h"
 
 #include <openssl/ssl.h>
 #include <signal.h>
@@ -284,32 +285,17 @@ static void test_alpn_none_in_common(void **state)
 
 static int group_setup(void **state)
 {
-    char cmd[2048];
     (void)state;
     signal(SIGPIPE, SIG_IGN);
     log_init("test_tls", LOG_LEVEL_ERR);
-    snprintf(dir, sizeof dir, "/tmp/test_tls.XXXXXX");
-    if (!mkdtemp(dir))
-        return -1;
-    snprintf(cmd, sizeof cmd,
-             "(cd %s && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
-             "openssl req -x509 $K -keyout ca.key -out ca.crt -subj /CN=wsh-test-ca -days 2 && "
-             "openssl req -x509 $K -keyout other.key -out other.crt -subj /CN=wsh-other-ca -days 2 && "
-             "openssl req $K -keyout server.key -out server.csr -subj /CN=localhost && "
-             "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
-             "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt "
-             "-days 2 -extfile san.ext) >/dev/null 2>&1",
-             dir);
-    have_certs = system(cmd) == 0;
-    return 0;
+    have_certs = certs_make(dir, sizeof dir, "test_tls");
+    return 0; /* without certificates the TLS tests skip */
 }
 
 static int group_teardown(void **state)
 {
-    char cmd[128];
     (void)state;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return certs_remove(dir);
 }
 
 int main(void)
