@@ -7,6 +7,9 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 OPT     ?= -O2 -g
 CFLAGS  += $(CSTD) $(WARN) $(OPT) -I. -MMD -MP
 LDLIBS  := -lev -lhiredis -ljansson -lssl -lcrypto -lz -lm
+# The build's commit for --version and reports ("unknown" outside git); main objects rebuild when it changes.
+WSH_COMMIT := $(or $(shell git describe --always --dirty 2>/dev/null),unknown)
+CFLAGS  += -DWSH_COMMIT='"$(WSH_COMMIT)"'
 
 ifeq ($(SANITIZE),1)
 BUILD   := build/san
@@ -51,6 +54,14 @@ deps:
 $(BUILD)/obj/%.o: %.c | need-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+# Rewritten only when the commit changes, so an unchanged tree does not rebuild.
+$(BUILD)/commit.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(WSH_COMMIT)' | cmp -s - $@ || echo '$(WSH_COMMIT)' > $@
+$(filter %/main.o,$(REF_OBJ) $(LG_OBJ) $(LB_OBJ)): $(BUILD)/commit.stamp
+.PHONY: FORCE
+FORCE:
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	rm -f $@ && ar rcs $@ $^
