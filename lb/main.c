@@ -153,6 +153,16 @@ static int add_list_flag(struct args *a, const char *directive, const char *list
     return add_flag(a, directive, v);
 }
 
+/* --version ('V') or --help on stdout; the exit code. */
+static int print_info(int o)
+{
+    if (o == 'V')
+        printf("lb %s (commit %s)\n", WSH_VERSION, WSH_COMMIT);
+    else
+        fputs(usage, stdout);
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'},
@@ -189,14 +199,9 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->check = true;
         else if (o == 'A' || o == 'g' || o == 'u')
             rc = add_flag(a, o == 'A' ? "abort-on-close" : o == 'g' ? "log-requests" : "share-port", "on");
-        else if (o == 'V') {
-            printf("lb %s (commit %s)\n", WSH_VERSION, WSH_COMMIT);
-            exit(0);
-        }
-        else if (o == 'h') {
-            fputs(usage, stdout);
-            exit(0);
-        } else if (o == 'b')
+        else if (o == 'V' || o == 'h')
+            exit(print_info(o));
+        else if (o == 'b')
             rc = add_backend_flag(a, optarg);
         else if (o == 'H' || o == 't')
             rc = add_list_flag(a, o == 'H' ? "health" : "timeout", optarg);
@@ -366,7 +371,8 @@ static int check_free(const struct lb_listen *l, bool share, char *err, size_t e
     close(fd);
     if (taken)
         snprintf(err, errlen,
-                 "cannot listen on %s: address in use by another process that listens there (another lb?); to share the port "
+                 "cannot listen on %s: address in use by another process that listens there (another lb?); to share "
+                 "the port "
                  "with it, `listen %s shared` or --share-port",
                  l->text, l->text);
     return taken ? -1 : 0;

@@ -63,8 +63,7 @@ int reqlog_format(const struct reqlog *r, double now, const char *client, const 
                      client, worker, node, r->method, r->path, status, ms(r->t_start, r->t_head),
                      r->t_connect > 0 ? ms(r->t_head, r->t_connect) : (r->t_response > 0 ? 0 : -1),
                      ms(conn, r->t_response), ms(r->t_start > 0 ? r->t_start : r->t_head, now),
-                     (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
-                     term, cookie_word(r));
+                     (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out, term, cookie_word(r));
     if (n >= 0 && (size_t)n < outlen && r->why[0])
         n += snprintf(out + n, outlen - (size_t)n, " why=\"%s\"", r->why);
     return n < 0 ? 0 : (size_t)n >= outlen ? (int)outlen - 1 : n;

@@ -17,16 +17,16 @@ enum reqlog_cookie {
 };
 
 struct reqlog {
-    bool active;                                  /* a request is between its start and its line */
-    double t_start;                               /* accept, or the end of the previous response (keep-alive) */
-    double t_head, t_connect, t_response;         /* head complete, node connected, response head out */
-    char method[16], path[160];                   /* as received, cut to fit */
-    int status;                                   /* what the client got; 0: nothing */
-    uint64_t bytes_in, bytes_out;                 /* the client's bytes in a tunnel, the node's response bytes */
+    bool active;                          /* a request is between its start and its line */
+    double t_start;                       /* accept, or the end of the previous response (keep-alive) */
+    double t_head, t_connect, t_response; /* head complete, node connected, response head out */
+    char method[16], path[160];           /* as received, cut to fit */
+    int status;                           /* what the client got; 0: nothing */
+    uint64_t bytes_in, bytes_out;         /* the client's bytes in a tunnel, the node's response bytes */
     enum reqlog_cookie cookie;
-    bool cookie_set, tunnel;                      /* a Set-Cookie inserted; the request became a tunnel */
-    char closer;                                  /* a tunnel's first side to close: 'C'lient, 'S'erver, 0 */
-    char why[96];                                 /* the lb's own error answer or timeout; "" if none */
+    bool cookie_set, tunnel; /* a Set-Cookie inserted; the request became a tunnel */
+    char closer;             /* a tunnel's first side to close: 'C'lient, 'S'erver, 0 */
+    char why[96];            /* the lb's own error answer or timeout; "" if none */
 };
 
 /* A new request whose head arrived at now (method and path copied, cut to fit); t_start stays. */

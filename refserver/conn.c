@@ -95,7 +95,9 @@ static const char *end_word(const struct conn *c)
     unsigned both = CONN_FL_CLOSE_RCVD | CONN_FL_CLOSE_SENT;
     if ((c->flags & both) == both)
         return "closed"; /* a close handshake; which side began it is not kept */
-    return c->flags & CONN_FL_CLOSE_RCVD ? "client-closed" : c->flags & CONN_FL_CLOSE_SENT ? "server-closed" : "dropped";
+    return c->flags & CONN_FL_CLOSE_RCVD   ? "client-closed"
+           : c->flags & CONN_FL_CLOSE_SENT ? "server-closed"
+                                           : "dropped";
 }
 
 static void detach(struct conn *c)

@@ -74,15 +74,14 @@ int httplog_format(const struct httplog *l, double now, const char *worker, cons
         copy_clean(text, sizeof text, body, body_len);
         snprintf(why, sizeof why, " why=\"%s\"", text);
     }
-    int n = snprintf(out, outlen, "request %s [%s] \"%s %s\" %s Tq/Tr/Tt=%ld/%ld/%ld ms bytes=%llu term=%s sid=%s%s",
-                     l->client, worker, l->method, l->path, status, ms(l->t_start, l->t_head),
-                     ms(l->t_head, l->t_answer), ms(l->t_start, now), (unsigned long long)l->bytes, term,
-                     sid_word(l, body, body_len), why);
+    int n =
+        snprintf(out, outlen, "request %s [%s] \"%s %s\" %s Tq/Tr/Tt=%ld/%ld/%ld ms bytes=%llu term=%s sid=%s%s",
+                 l->client, worker, l->method, l->path, status, ms(l->t_start, l->t_head), ms(l->t_head, l->t_answer),
+                 ms(l->t_start, now), (unsigned long long)l->bytes, term, sid_word(l, body, body_len), why);
     return n < 0 ? 0 : (size_t)n >= outlen ? (int)outlen - 1 : n;
 }
 
-static void emit(struct httplog *l, const char *worker, double now, const char *term, const char *body,
-                 size_t body_len)
+static void emit(struct httplog *l, const char *worker, double now, const char *term, const char *body, size_t body_len)
 {
     char line[640];
     httplog_format(l, now, worker, term, body, body_len, line, sizeof line);
