@@ -213,3 +213,40 @@ class VersionTest(unittest.TestCase):
                 r = subprocess.run([os.path.join(h.BUILD, prog), flag], capture_output=True, text=True, timeout=10)
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertRegex(r.stdout, rf"^{prog} \d+\.\d+\.\d+ \(commit [0-9a-f]+(-dirty)?|unknown\)\n$")
+
+
+class DiscoveryTest(unittest.TestCase):
+    ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def run_here(self, *argv):
+        return subprocess.run(argv, cwd=self.ROOT, capture_output=True, text=True, timeout=60)
+
+    def test_make_help_lists_every_target(self):
+        r = self.run_here("make", "--no-print-directory", "help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        targets = dict(re.findall(r"^  make (\S+) +(.+)$", r.stdout, re.M))
+        for t in ("all", "test", "check", "bench-socketio", "scenario", "compare", "lint", "clean", "help"):
+            self.assertIn(t, targets, r.stdout)
+            self.assertTrue(targets[t].strip())
+
+    def test_bench_socketio_installs_the_npm_peers_first(self):
+        # -W: as if the lockfile had just changed (a fresh clone has no node_modules at all)
+        r = self.run_here("make", "--no-print-directory", "-n", "-W", "tests/interop/package-lock.json",
+                          "bench-socketio")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        npm = [i for i, ln in enumerate(lines) if "npm ci" in ln]
+        bench = [i for i, ln in enumerate(lines) if "bench/socketio.sh" in ln]
+        self.assertTrue(npm and bench and npm[0] < bench[0], r.stdout)
+
+    def test_scenarios_listed_with_descriptions(self):
+        r = self.run_here(sys.executable, "scenarios/run", "--list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        names = sorted(f[:-4] for f in os.listdir(os.path.join(self.ROOT, "scenarios")) if f.endswith(".ini"))
+        listed = dict(re.findall(r"^(\S+) +(.+)$", r.stdout, re.M))
+        self.assertEqual(sorted(listed), names)
+        self.assertIn("100 clients over 2 nodes", listed["broadcast-100"])
+        self.assertNotIn("(no description)", r.stdout)
+        r = self.run_here(sys.executable, "scenarios/run")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--list", r.stderr)
