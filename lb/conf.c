@@ -104,12 +104,14 @@ static int on_listen(struct lb_listen *l, char **w, int n, char *err, size_t err
         const char *v;
         if (strcmp(w[i], "tls") == 0)
             l->tls = true;
+        else if (strcmp(w[i], "shared") == 0)
+            l->shared = true;
         else if ((v = option(w[i], "cert")))
             snprintf(l->cert, sizeof l->cert, "%s", v);
         else if ((v = option(w[i], "key")))
             snprintf(l->key, sizeof l->key, "%s", v);
         else
-            return conf_fail(err, errlen, "%s: unknown option '%s' (tls, cert=FILE, key=FILE)", w[0], w[i]);
+            return conf_fail(err, errlen, "%s: unknown option '%s' (tls, cert=FILE, key=FILE, shared)", w[0], w[i]);
     }
     if (l->tls && (!l->cert[0] || !l->key[0]))
         return conf_fail(err, errlen, "%s %s: tls needs cert=FILE and key=FILE", w[0], w[1]);
@@ -398,6 +400,10 @@ int lb_conf_directive(struct lb_conf *c, char **w, int n, char *err, size_t errl
         return on_switch(&c->proxy_protocol, w, n, err, errlen);
     if (strcmp(d, "abort-on-close") == 0)
         return on_switch(&c->abort_on_close, w, n, err, errlen);
+    if (strcmp(d, "log-requests") == 0)
+        return on_switch(&c->log_requests, w, n, err, errlen);
+    if (strcmp(d, "share-port") == 0)
+        return on_switch(&c->share_port, w, n, err, errlen);
     if (strcmp(d, "resolve-interval") == 0)
         return on_resolve_interval(c, w, n, err, errlen);
     if (strcmp(d, "panic-threshold") == 0)

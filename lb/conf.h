@@ -13,7 +13,8 @@
  *   timeout connect|server|client|tunnel|head|grace DURATION
  *   max-connections N        max-head BYTES        max-headers N       workers N       retries N
  *   panic-threshold PERCENT                            # Envoy's healthy_panic_threshold (default 50, 0: off)
- *   forwarded-for on|off     proxy-protocol on|off    abort-on-close on|off
+ *   forwarded-for on|off     proxy-protocol on|off    abort-on-close on|off    log-requests on|off
+ *   listen ADDR shared       share-port on|off       # listen where another process already listens
  *   resolve-interval DURATION | off                    # re-resolve backend host names (default 10s)
  *   source 127.0.1.1[-127.0.1.8]                        # local addresses for node connections, in turn */
 #ifndef LB_CONF_H
@@ -42,6 +43,7 @@ struct lb_listen {
     char text[300];
     struct net_addr addr;
     bool tls;
+    bool shared; /* `listen ADDR shared`: listen even where another process already does (SO_REUSEPORT) */
     char cert[512], key[512];
 };
 
@@ -81,6 +83,8 @@ struct lb_conf {
     uint64_t max_head;
     bool forwarded_for, proxy_protocol;
     bool abort_on_close; /* a client gone while its request waits for the answer: drop the node connection too */
+    bool log_requests;   /* one info line per HTTP request and per tunnel at its end (HAProxy's option httplog) */
+    bool share_port;     /* every listener as `shared` (--share-port) */
     int64_t resolve_interval_ns; /* how often the master looks backend host names up again; 0: at load only */
     /* Local addresses connections to the nodes are made from, taken in turn (0: the kernel picks). A connection
      * needs a local port unique to its source and destination, and the kernel finds one quickly only while about

@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "common/tls.h"
+#include "common/version.h"
 #include "lb/admin.h"
 #include "lb/conf.h"
 #include "lb/health.h"
@@ -73,6 +74,10 @@ static const char usage[] =
     "                             (HAProxy's option abortonclose: long-polls of closed tabs stop pinning nodes)\n"
     "      --resolve-interval DURATION|off   how often backend host names are looked up again (default 10s)\n"
     "      --log-level LEVEL      error, warn, info or debug (default info)\n"
+    "      --log-requests         one info line per HTTP request and per tunnel at its end (HAProxy's httplog)\n"
+    "      --share-port           listen even where another process already listens (SO_REUSEPORT: the\n"
+    "                             kernel splits the connections between them); default: refuse to start\n"
+    "      --version              name, version and the commit it was built from\n"
     "      --help                 this text\n";
 
 struct args {
@@ -148,6 +153,16 @@ static int add_list_flag(struct args *a, const char *directive, const char *list
     return add_flag(a, directive, v);
 }
 
+/* --version ('V') or --help on stdout; the exit code. */
+static int print_info(int o)
+{
+    if (o == 'V')
+        printf("lb %s (commit %s)\n", WSH_VERSION, WSH_COMMIT);
+    else
+        fputs(usage, stdout);
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct args *a)
 {
     static const struct option opts[] = {{"config", required_argument, 0, 'c'},
@@ -166,6 +181,9 @@ static int parse_args(int argc, char **argv, struct args *a)
                                          {"resolve-interval", required_argument, 0, 'R'},
                                          {"panic-threshold", required_argument, 0, 'P'},
                                          {"source", required_argument, 0, 'S'},
+                                         {"log-requests", no_argument, 0, 'g'},
+                                         {"share-port", no_argument, 0, 'u'},
+                                         {"version", no_argument, 0, 'V'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     static const char *const directive[128] = {
@@ -179,12 +197,11 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->config = optarg;
         else if (o == 'k')
             a->check = true;
-        else if (o == 'A')
-            rc = add_flag(a, "abort-on-close", "on");
-        else if (o == 'h') {
-            fputs(usage, stdout);
-            exit(0);
-        } else if (o == 'b')
+        else if (o == 'A' || o == 'g' || o == 'u')
+            rc = add_flag(a, o == 'A' ? "abort-on-close" : o == 'g' ? "log-requests" : "share-port", "on");
+        else if (o == 'V' || o == 'h')
+            exit(print_info(o));
+        else if (o == 'b')
             rc = add_backend_flag(a, optarg);
         else if (o == 'H' || o == 't')
             rc = add_list_flag(a, o == 'H' ? "health" : "timeout", optarg);
@@ -328,17 +345,54 @@ static void move_socket(struct generation *from, const struct net_addr *addr, ui
         }
 }
 
+/* Whether cur holds a listening socket on addr (then the address is ours, whoever else may be on it). */
+static bool holds(const struct generation *cur, const struct net_addr *addr)
+{
+    for (uint32_t w = 0; cur && w < cur->conf.workers; w++)
+        for (int i = 0; i < cur->conf.nlistens; i++)
+            if (cur->lfd[w][i] >= 0 && same_addr(&cur->conf.listens[i].addr, addr))
+                return true;
+    return false;
+}
+
+/* Refuse an address another process already listens on: with SO_REUSEPORT our bind would succeed and the kernel
+ * would quietly split the connections between us and it (a second lb started by mistake takes half the traffic).
+ * A probe bound without SO_REUSEPORT fails there, and only there. 0, or -1 with err. */
+static int check_free(const struct lb_listen *l, bool share, char *err, size_t errlen)
+{
+    int one = 1, fd = socket(l->addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (share || fd < 0) {
+        if (fd >= 0)
+            close(fd);
+        return 0; /* no socket to probe with: the real bind reports the cause */
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    bool taken = bind(fd, (const struct sockaddr *)&l->addr.ss, l->addr.len) < 0 && errno == EADDRINUSE;
+    close(fd);
+    if (taken)
+        snprintf(err, errlen,
+                 "cannot listen on %s: address in use by another process that listens there (another lb?); to share "
+                 "the port "
+                 "with it, `listen %s shared` or --share-port",
+                 l->text, l->text);
+    return taken ? -1 : 0;
+}
+
 /* g's listening sockets, taken over from cur where cur listens on the same address in the same worker slot, new
  * ones for the rest; then the admin socket likewise. 0, or -1 with err. */
 static int open_sockets(struct generation *g, struct generation *cur, char *err, size_t errlen)
 {
     const struct lb_conf *c = &g->conf;
-    for (int i = 0; i < c->nlistens; i++)
+    for (int i = 0; i < c->nlistens; i++) {
+        if (!holds(cur, &c->listens[i].addr) &&
+            check_free(&c->listens[i], c->share_port || c->listens[i].shared, err, errlen) < 0)
+            return -1;
         for (uint32_t w = 0; w < c->workers; w++) {
             move_socket(cur, &c->listens[i].addr, w, &g->lfd[w][i]);
             if (g->lfd[w][i] < 0 && (g->lfd[w][i] = net_listen(&c->listens[i].addr, BACKLOG, true, err, errlen)) < 0)
                 return -1;
         }
+    }
     if (cur && cur->admin_fd >= 0 && c->has_admin && cur->conf.has_admin &&
         same_addr(&cur->conf.admin.addr, &c->admin.addr))
         g->admin_fd = cur->admin_fd, cur->admin_fd = -1;

@@ -35,6 +35,7 @@
 #include "common/tls.h"
 #include "lb/cookie.h"
 #include "lb/pool.h"
+#include "lb/reqlog.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -82,9 +83,11 @@ struct session {
     int cw_events, sw_events;
     bool srv_connected, cli_eof, srv_eof, srv_shut, cli_shut;
     bool close_after, head_req, upgrade_req, set_cookie, res_started, tunnel;
-    bool req_http10;  /* the request was HTTP/1.0: its keep-alive must be said in the response */
-    bool kept_alive;  /* a response went out: an empty S_HEAD is an idle keep-alive connection, not a new client */
-    bool tls_pending; /* client_read stopped at BUF_HIGH: OpenSSL may hold bytes the socket does not show */
+    bool req_http10;    /* the request was HTTP/1.0: its keep-alive must be said in the response */
+    bool kept_alive;    /* a response went out: an empty S_HEAD is an idle keep-alive connection, not a new client */
+    bool tls_pending;   /* client_read stopped at BUF_HIGH: OpenSSL may hold bytes the socket does not show */
+    struct reqlog *log; /* the request in flight: its own with --log-requests, else px->log_scratch (8 bytes, not
+                           the record's 350, in every session: tunnels are counted in hundreds of thousands) */
 };
 
 /* ---- helpers ---- */
@@ -129,6 +132,31 @@ static void peer_ip(const struct net_addr *a, char *out, size_t outlen)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->ss)->sin6_addr, out, (socklen_t)outlen);
     else
         inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->ss)->sin_addr, out, (socklen_t)outlen);
+}
+
+/* The request's log line (with --log-requests; one branch when off), then the next request's clock starts. */
+static void log_request(struct session *s, const char *term)
+{
+    const struct lb_conf *c = s->px->conf;
+    ev_tstamp now = ev_now(s->px->loop);
+    if (c->log_requests && s->log->active) {
+        char client[80], line[512];
+        net_addr_str(&s->peer, client, sizeof client);
+        reqlog_format(s->log, now, client, s->px->name, s->node >= 0 ? c->backends[s->node].name : "-", term, line,
+                      sizeof line);
+        LOG_INFO("%s", line);
+    }
+    reqlog_reset(s->log, now);
+}
+
+/* How a session ended, for the log line of the request it still had. */
+static const char *end_word(const struct session *s)
+{
+    if (s->log->why[0])
+        return "lb-error";
+    if (s->tunnel)
+        return s->log->closer == 'S' ? "server-closed" : s->log->closer == 'C' ? "client-closed" : "closed";
+    return s->cli_eof ? "client-aborted" : s->srv_eof ? "server-aborted" : "closed";
 }
 
 /* ---- the server connection ---- */
@@ -260,6 +288,7 @@ static const char *status_reason(int status)
 static void fail_request(struct session *s, int status, enum pool_error kind, const char *why)
 {
     count_error(s, kind);
+    reqlog_fail(s->log, s->res_started || s->cli_shut ? 0 : status, why);
     srv_close(s);
     if (s->res_started || s->cli_shut) {
         s->state = S_CLOSED;
@@ -285,7 +314,7 @@ static void fail_request(struct session *s, int status, enum pool_error kind, co
 
 /* The sticky node the request's cookies name, or -1. In prefix mode the Cookie headers are rewritten (the node
  * part removed) into s->sout by the head writer, which calls cookie_prefix_take again. */
-static int sticky_node(struct session *s, const struct http_head *h, bool *had_cookie)
+static int sticky_node(struct session *s, const struct http_head *h, enum reqlog_cookie *ck)
 {
     const struct lb_conf *c = s->px->conf;
     for (size_t i = 0; i < h->num_headers; i++) {
@@ -303,8 +332,12 @@ static int sticky_node(struct session *s, const struct http_head *h, bool *had_c
                 id_len == 0)
                 continue;
         }
-        *had_cookie = true;
-        return pool_by_cookie(s->px->pool, id, id_len);
+        int node = pool_by_cookie(s->px->pool, id, id_len);
+        *ck = node >= 0 ? REQLOG_CK_VALID : REQLOG_CK_UNKNOWN;
+        for (int b = 0; node < 0 && b < c->nbackends; b++)
+            if (strlen(c->backends[b].cookie) == id_len && memcmp(c->backends[b].cookie, id, id_len) == 0)
+                *ck = REQLOG_CK_DOWN; /* known, but down or in maintenance */
+        return node;
     }
     return -1;
 }
@@ -323,13 +356,12 @@ static int route(struct session *s, const struct http_head *h)
     const struct lb_conf *c = s->px->conf;
     s->has_param = false;
     if (c->sticky == LB_STICKY_COOKIE || c->sticky == LB_STICKY_PREFIX) {
-        bool had_cookie = false;
-        int node = sticky_node(s, h, &had_cookie);
+        int node = sticky_node(s, h, &s->log->cookie);
         if (node >= 0) {
             s->set_cookie = false;
             return node;
         }
-        if (had_cookie)
+        if (s->log->cookie != REQLOG_CK_NONE)
             POOL_ADD(s->px->pool->sh->rebalanced, 1);
     }
     char param[256];
@@ -622,6 +654,9 @@ static void connect_failed(struct session *s, int err)
 
 static void on_request_head(struct session *s, struct http_head *h, size_t head_len)
 {
+    if (s->px->conf->log_requests)
+        reqlog_begin(s->log, ev_now(s->px->loop), h->method, h->method_len, h->target, h->target_len);
+    s->log->cookie = REQLOG_CK_NONE;
     struct http_target t;
     enum http_target_form form = http_target_split(h->target, h->target_len, &t);
     const char *bad = check_request(h, form, &t);
@@ -650,6 +685,7 @@ static void on_request_head(struct session *s, struct http_head *h, size_t head_
     POOL_ADD(node_state(s)->requests, 1);
     /* the head's spans point into cin: consume only after they were copied */
     buf_consume(&s->cin, head_len);
+    s->log->bytes_in += head_len;
     buf_free(&s->replay);
     if (reuse) {
         /* The node may have closed this idle connection just now (its keep-alive timeout): keep the head, so a
@@ -784,6 +820,12 @@ static bool step_response_head(struct session *s)
     buf_free(&s->replay); /* the node answered: nothing to retry */
     s->head_seen = 0;
     s->res_started = true;
+    if (h.status >= 101) {
+        s->log->t_response = ev_now(s->px->loop);
+        s->log->status = h.status;
+        s->log->cookie_set = s->set_cookie;
+    }
+    s->log->bytes_out += (size_t)n;
     POOL_ADD(node_state(s)->responses[h.status / 100 <= 5 ? h.status / 100 : 0], 1);
     if (h.status == 101)
         start_tunnel(s);
@@ -805,6 +847,7 @@ static bool step_response_body(struct session *s)
             return true;
         }
         s->res_fwd += (size_t)n;
+        s->log->bytes_out += (size_t)n;
         progress = n > 0;
     }
     if (body_done(&s->res_body)) {
@@ -834,6 +877,7 @@ static bool step_exchange(struct session *s)
             return true;
         }
         s->req_fwd += (size_t)n;
+        s->log->bytes_in += (size_t)n;
         progress = n > 0;
     }
     /* A client gone before the answer began: with abort-on-close (HAProxy's abortonclose) the node's connection
@@ -851,6 +895,8 @@ static bool step_exchange(struct session *s)
         progress |= step_response_body(s);
     if (s->state != S_EXCHANGE || s->res != RES_DONE || buf_len(&s->cout) || s->res_fwd)
         return progress;
+    if (s->log->active)
+        log_request(s, "ok");
     if (!body_done(&s->req_body) || s->close_after || s->cli_eof) {
         close_gracefully(s);
         return true;
@@ -870,6 +916,10 @@ static bool step_exchange(struct session *s)
 /* Precondition: S_TUNNEL. Everything read passes; a side's close is passed on once its bytes are out. */
 static bool step_tunnel(struct session *s)
 {
+    s->log->bytes_in += buf_len(&s->cin) - s->req_fwd; /* what arrived since the last step */
+    s->log->bytes_out += buf_len(&s->sin) - s->res_fwd;
+    if (!s->log->closer)
+        s->log->closer = s->cli_eof ? 'C' : s->srv_eof ? 'S' : '\0';
     s->req_fwd = buf_len(&s->cin);
     s->res_fwd = buf_len(&s->sin);
     bool progress = false;
@@ -1089,7 +1139,10 @@ static void on_timeout(struct session *s)
         else
             fail_request(s, 504, POOL_ERR_SERVER_TIMEOUT, "the node did not answer in time");
         break;
-    default: s->state = S_CLOSED;
+    default:
+        if (s->state == S_TUNNEL)
+            reqlog_fail(s->log, 0, "timeout tunnel");
+        s->state = S_CLOSED;
     }
 }
 
@@ -1145,6 +1198,7 @@ static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
             connect_failed(s, err);
         } else {
             s->srv_connected = true;
+            s->log->t_connect = ev_now(loop);
             s->proxy_hdr_len = 0;
             pool_observe_connect(s->px->pool, s->node, true, "connected");
             s->state = S_EXCHANGE;
@@ -1159,6 +1213,8 @@ static void on_server_io(struct ev_loop *loop, ev_io *w, int revents)
 static void session_free(struct session *s)
 {
     struct proxy *px = s->px;
+    if (s->log->active)
+        log_request(s, end_word(s));
     srv_close(s);
     ev_io_stop(px->loop, &s->cw);
     ev_timer_stop(px->loop, &s->timer);
@@ -1175,6 +1231,8 @@ static void session_free(struct session *s)
         s->next->prev = s->prev;
     px->nsessions--;
     POOL_SUB(px->pool->sh->conns_active, 1);
+    if (s->log != px->log_scratch)
+        free(s->log);
     free(s);
     listener_left(px->listener);
 }
@@ -1184,7 +1242,10 @@ static struct session *session_new(struct proxy *px, int fd, int listener, const
     struct session *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    if (stream_accept(&s->cs, fd, px->tls[listener]) < 0) {
+    s->log = px->conf->log_requests ? calloc(1, sizeof *s->log) : px->log_scratch;
+    if (!s->log || stream_accept(&s->cs, fd, px->tls[listener]) < 0) {
+        if (s->log != px->log_scratch)
+            free(s->log);
         free(s);
         return NULL;
     }
@@ -1199,6 +1260,7 @@ static struct session *session_new(struct proxy *px, int fd, int listener, const
     ev_io_init(&s->sw, on_server_io, -1, 0);
     ev_init(&s->timer, on_timer);
     set_timeout(s, px->conf->timeout_head_ns);
+    s->log->t_start = ev_now(px->loop);
     ev_io_start(px->loop, &s->cw);
     s->cw_events = EV_READ;
     s->next = px->sessions;
@@ -1247,7 +1309,8 @@ int proxy_start(struct proxy *px, struct ev_loop *loop, const char *name, const 
     /* a rewritten cookie header can outgrow the original (pairs re-joined with "; "): 2x a whole head fits */
     px->scratch_len = 2 * conf->max_head + 64;
     px->scratch = malloc(px->scratch_len);
-    if (!px->hdrs || !px->scratch) {
+    px->log_scratch = calloc(1, sizeof *px->log_scratch);
+    if (!px->hdrs || !px->scratch || !px->log_scratch) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -1295,6 +1358,8 @@ void proxy_close_all(struct proxy *px)
     listener_free(px->listener);
     free(px->hdrs);
     free(px->scratch);
+    free(px->log_scratch);
+    px->log_scratch = NULL;
     px->listener = NULL;
     px->scratch = NULL;
     px->hdrs = NULL;

@@ -22,6 +22,7 @@ struct pool;
 struct tls_ctx;
 
 struct session;
+struct reqlog;
 
 struct proxy {
     struct ev_loop *loop;
@@ -41,6 +42,7 @@ struct proxy {
     struct http_header *hdrs; /* the head parser's scratch array (one worker, one request parsed at a time) */
     char *scratch;            /* one rewritten cookie header at a time */
     size_t scratch_len;
+    struct reqlog *log_scratch; /* without --log-requests: the record every session writes and nobody reads */
 };
 
 /* Serve the listening sockets lfd[0..n) (non-blocking, bound; tls[i] set for TLS listeners) on loop, as name (for

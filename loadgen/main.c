@@ -4,6 +4,7 @@
  * Exit: 0 pass, 1 verification or threshold failure (or loadgen itself failed), 2 bad usage, 3 could not
  * connect. */
 #include "common/log.h"
+#include "common/version.h"
 #include "loadgen/coord.h"
 #include "loadgen/opts.h"
 #include "loadgen/outfile.h"
@@ -128,7 +129,7 @@ static int parse_exit(enum lg_parse_result parsed, const char *err)
 {
     switch (parsed) {
     case LG_PARSE_HELP: lg_opts_usage(stdout); return 0;
-    case LG_PARSE_VERSION: printf("loadgen %s\n", LG_VERSION); return 0;
+    case LG_PARSE_VERSION: printf("loadgen %s (commit %s)\n", LG_VERSION, WSH_COMMIT); return 0;
     default: fprintf(stderr, "loadgen: %s (see loadgen --help)\n", err); return 2;
     }
 }

@@ -3,6 +3,7 @@
 #include "loadgen/report.h"
 
 #include "common/hist.h"
+#include "common/version.h"
 #include "loadgen/plan.h"
 
 #include <ev.h>
@@ -20,9 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef WSH_COMMIT /* the Makefile bakes in `git describe`; a build outside it does not know */
-#define WSH_COMMIT "unknown"
-#endif
 
 #define ROUNDS_LISTED 3   /* rounds named in a reason before "and N more" */
 #define BUSY_WARN     0.8 /* share of a core */

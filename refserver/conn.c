@@ -5,6 +5,7 @@
 #include "common/listener.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "refserver/httplog.h"
 #include "refserver/server.h"
 #include "refserver/workers.h"
 
@@ -52,6 +53,8 @@ struct conn *conn_new(struct server *s, int fd)
     ev_init(&c->timer, on_timer);
     ev_io_start(s->loop, &c->rio);
     conn_arm_timer(c, s->cfg.handshake_timeout);
+    if (s->cfg.log_requests)
+        c->log = httplog_open(fd, ev_now(s->loop));
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
@@ -78,9 +81,30 @@ static void schedule_flush(struct conn *c)
 
 /* Stop c's I/O and timer, tell its owner, and bury it; its descriptor stays open (closed, or handed over, by the
  * caller). Entered in any state but CONN_CLOSED; leaves it CONN_CLOSED. */
+/* The name on a log line: the worker's bus name, or the node's. */
+static const char *log_name(const struct server *s)
+{
+    return s->cfg.bus_id[0] ? s->cfg.bus_id : s->cfg.node_id;
+}
+
+/* How a connection ended, for the log line of its WebSocket or unanswered request. */
+static const char *end_word(const struct conn *c)
+{
+    if (c->state == CONN_HTTP)
+        return "client-aborted";
+    unsigned both = CONN_FL_CLOSE_RCVD | CONN_FL_CLOSE_SENT;
+    if ((c->flags & both) == both)
+        return "closed"; /* a close handshake; which side began it is not kept */
+    return c->flags & CONN_FL_CLOSE_RCVD   ? "client-closed"
+           : c->flags & CONN_FL_CLOSE_SENT ? "server-closed"
+                                           : "dropped";
+}
+
 static void detach(struct conn *c)
 {
     struct server *s = c->srv;
+    if (c->log)
+        httplog_end(&c->log, log_name(s), ev_now(s->loop), end_word(c));
     ev_io_stop(s->loop, &c->rio);
     ev_io_stop(s->loop, &c->wio);
     ev_timer_stop(s->loop, &c->timer);
@@ -113,6 +137,7 @@ static void conn_free(struct conn *c)
         s->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    free(c->log);
     sq_free(&c->out);
     buf_free(&c->in);
     buf_free(&c->msg);
@@ -299,6 +324,9 @@ int conn_respond(struct conn *c, int status, const char *reason, const char *ext
         memcpy(f->data + n, body, body_len);
     int rc = conn_queue(c, f);
     slice_unref(f);
+    if (c->log)
+        httplog_answer(c->log, log_name(c->srv), ev_now(c->srv->loop), status, body, body_len,
+                       (size_t)n + (head_only ? 0 : body_len), close_after);
     if (status >= 400)
         c->srv->stats.http_errors++;
     if (rc == 0 && close_after) {
@@ -353,6 +381,8 @@ int conn_switch_protocols(struct conn *c, const char *accept)
     c->state = CONN_WS;
     c->reader = (struct ws_reader){.role = WS_ROLE_SERVER, .max_message = s->cfg.max_message};
     s->stats.handshakes++;
+    if (c->log)
+        httplog_answer(c->log, log_name(s), ev_now(s->loop), 101, NULL, 0, (size_t)n, false);
     return queue_bytes(c, resp, (size_t)n);
 }
 
@@ -389,6 +419,8 @@ static long hand_over(struct conn *c, uint32_t to, const char *data, size_t len)
         return 0;
     }
     int fd = c->fd;
+    if (c->log)
+        c->log->t_head = 0; /* the worker it goes to logs the request */
     detach(c);
     if (workers_hand_over(s->workers, to, fd, data, len) < 0)
         s->stats.handover_failed++;
@@ -454,6 +486,9 @@ static long process_http(struct conn *c, char *data, size_t len)
         return 0;
     }
     c->head_scanned = 0;
+    if (c->log)
+        httplog_begin(c->log, ev_now(c->srv->loop), n < 0 ? "-" : h.method, n < 0 ? 1 : h.method_len,
+                      n < 0 ? "-" : h.target, n < 0 ? 1 : h.target_len);
     if (n == -1) {
         int status = http_status_for(h.error);
         conn_respond_error(c, status, status_reason(status), http_error_str(h.error), NULL);

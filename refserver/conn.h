@@ -23,6 +23,7 @@
 
 struct conn;
 struct http_head;
+struct httplog;
 struct server;
 
 enum conn_state { CONN_HTTP = 0, CONN_WS, CONN_CLOSING, CONN_CLOSED };
@@ -79,6 +80,7 @@ struct conn {
     ev_timer timer;         /* handshake or close timeout, or the owner's in CONN_WS */
     struct conn *next_work; /* on the flush or dead list */
     struct conn *prev, *next;
+    struct httplog *log; /* --log-requests: the request in flight; NULL when off */
 };
 
 /* A new connection on fd in CONN_HTTP, served by the server's HTTP routes (server.http_ops); NULL on out of memory

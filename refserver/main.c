@@ -3,6 +3,7 @@
 #include "common/conf.h"
 #include "common/log.h"
 #include "common/eio.h"
+#include "common/version.h"
 #include "refserver/server.h"
 #include "refserver/workers.h"
 
@@ -48,6 +49,8 @@ static const char usage[] =
     "                           test-suite server: ping 300/200 ms, maxPayload 1000000, connect timeout 1 s,\n"
     "                           auth echoed, message -> message-back, message-with-ack acknowledged, /custom)\n"
     "  --log-level LEVEL        error, warn, info or debug (default info)\n"
+    "  --log-requests           one info line per HTTP request and per WebSocket at its end (default off)\n"
+    "  --version                name, version and the commit it was built from\n"
     "  --help                   this text\n"
     "Routes: GET / (200 while serving), GET /health (200 'ok' while on the Redis bus, else 503 and why),\n"
     "        GET /metrics (Prometheus), GET /ws?room=NAME (WebSocket, default room 'all'),\n"
@@ -114,6 +117,8 @@ static const struct option long_opts[] = {
     {"sio-key", required_argument, 0, 'k'},
     {"profile", required_argument, 0, 'F'},
     {"log-level", required_argument, 0, 'L'},
+    {"log-requests", no_argument, 0, 'R'},
+    {"version", no_argument, 0, 'V'},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -247,6 +252,8 @@ static int apply_option(int opt, const char *arg, struct server_config *cfg, int
     case 'N':
     case 'k':
     case 'F': return apply_sio_option(opt, arg, cfg);
+    case 'R': cfg->log_requests = true; return 0;
+    case 'V': printf("refserver %s (commit %s)\n", WSH_VERSION, WSH_COMMIT); return 1;
     case 'h': fputs(usage, stdout); return 1;
     default: fputs("refserver: unknown option (see --help)\n", stderr); return -1;
     }

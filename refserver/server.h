@@ -58,6 +58,7 @@ struct server_config {
     const char *sio_nsps[SIO_NSP_MAX]; /* the namespaces served; [0] is "/" */
     uint32_t sio_nsp_count;
     const char *sio_key; /* the Redis adapter's key prefix ("socket.io") */
+    bool log_requests;   /* one info line per HTTP request and per WebSocket at its end (--log-requests) */
 };
 
 struct server_stats {
