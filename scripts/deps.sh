@@ -6,10 +6,11 @@ set -euo pipefail
 # build: compiler, libev, hiredis (RESP reader/formatter), OpenSSL, zlib, cmocka; fuzz: clang + its runtimes;
 # jansson: loadgen's JSON report. run/test: redis-server, haproxy and nginx (the balancers scenarios compare with),
 # python3 (integration tests, the scenario runner), node + npm (interop tests against npm peers), gnuplot (the
-# comparison's latency plot), docker-compose (validates docker-compose.yml; there may be no engine to run it).
+# comparison's latency plot), docker-compose (validates docker-compose.yml; there may be no engine to run it),
+# chromium (the real-browser test, tests/integration/test_browser.py, headless).
 PACKAGES=(build-essential pkg-config libev-dev libhiredis-dev libssl-dev zlib1g-dev libcmocka-dev libjansson-dev
           clang libclang-rt-14-dev redis-server haproxy nginx-light python3 nodejs npm openssl procps gnuplot-nox
-          docker-compose)
+          docker-compose chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
