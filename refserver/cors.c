@@ -60,8 +60,7 @@ static int check_origin(const char *o, size_t len, char *err, size_t errlen)
     if (hlen == 0 || ok < hlen || (!colon && host_end != end))
         return fail(err, errlen, "bad host (lowercase letters, digits, '.', '-'; no path, no trailing '/')", o, len);
     if (colon && check_port(colon + 1, (size_t)(end - colon - 1), o, slen) < 0)
-        return fail(err, errlen, "bad port (1-65535, and not the scheme's default, which browsers leave out)", o,
-                    len);
+        return fail(err, errlen, "bad port (1-65535, and not the scheme's default, which browsers leave out)", o, len);
     return 0;
 }
 
@@ -102,11 +101,11 @@ bool cors_allowed(const char *list, const char *origin, size_t len)
 
 int cors_answer_headers(const char *list, const char *origin, size_t len, char *out, size_t outlen)
 {
-    int n = cors_allowed(list, origin, len)
-                ? snprintf(out, outlen,
-                           "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Allow-Credentials: true\r\n%s",
-                           (int)len, origin, vary_only)
-                : snprintf(out, outlen, "%s", vary_only);
+    int n =
+        cors_allowed(list, origin, len)
+            ? snprintf(out, outlen, "Access-Control-Allow-Origin: %.*s\r\nAccess-Control-Allow-Credentials: true\r\n%s",
+                       (int)len, origin, vary_only)
+            : snprintf(out, outlen, "%s", vary_only);
     return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 
@@ -148,8 +147,7 @@ int cors_preflight(struct conn *c, const struct http_head *h)
         snprintf(extra + len, sizeof extra - len, "Access-Control-Allow-Methods: GET,POST\r\n");
         len = strlen(extra);
         /* Echoed like the cors package (no allowedHeaders given), if it is a plain list of header names. */
-        if (rh && rh->value_len && rh->value_len <= CORS_HEADERS_MAX &&
-            strspn(rh->value, token) >= rh->value_len)
+        if (rh && rh->value_len && rh->value_len <= CORS_HEADERS_MAX && strspn(rh->value, token) >= rh->value_len)
             snprintf(extra + len, sizeof extra - len, "Access-Control-Allow-Headers: %.*s\r\n", (int)rh->value_len,
                      rh->value);
     }

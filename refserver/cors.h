@@ -11,7 +11,7 @@
 
 struct conn;
 
-#define CORS_ORIGIN_MAX 200 /* longest Origin echoed; a longer one is not allowed */
+#define CORS_ORIGIN_MAX  200 /* longest Origin echoed; a longer one is not allowed */
 #define CORS_HEADERS_MAX 256 /* longest Access-Control-Request-Headers echoed; a longer one is not */
 
 /* 0 when list is "*" or a comma-separated list of origins scheme://host[:port] (no path, no trailing slash); else -1

@@ -32,10 +32,27 @@ static void test_check_good(void **state)
 static void test_check_bad(void **state)
 {
     (void)state;
-    const char *bad[] = {"", "app.example.com", "http://", "http://a.com/", "http://a.com/path", "http://A.com",
-                         "HTTP://a.com", "http://a.com:80", "https://a.com:443", "http://a.com:0", "http://a.com:65536",
-                         "http://a.com:8x", "http://a.com:", "http://a.com,", ",http://a.com", "http://a.com,,http://b",
-                         "**", "http://*.a.com", "http://[::1", "http://a b.com", "://a.com"};
+    const char *bad[] = {"",
+                         "app.example.com",
+                         "http://",
+                         "http://a.com/",
+                         "http://a.com/path",
+                         "http://A.com",
+                         "HTTP://a.com",
+                         "http://a.com:80",
+                         "https://a.com:443",
+                         "http://a.com:0",
+                         "http://a.com:65536",
+                         "http://a.com:8x",
+                         "http://a.com:",
+                         "http://a.com,",
+                         ",http://a.com",
+                         "http://a.com,,http://b",
+                         "**",
+                         "http://*.a.com",
+                         "http://[::1",
+                         "http://a b.com",
+                         "://a.com"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_int_equal(check(bad[i]), -1);
     char big[300] = "http://";
