@@ -283,7 +283,7 @@ static long process_ws(struct conn *c, uint8_t *data, size_t len)
 int conn_respond(struct conn *c, int status, const char *reason, const char *extra, const char *ctype, const char *body,
                  size_t body_len, bool head_only, bool close_after)
 {
-    char head[1536];
+    char head[1536]; /* room for extra and the CORS lines: an echoed Origin and request headers (cors.h) */
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nX-Node-Id: %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
                      status, reason, c->srv->cfg.node_id, c->srv->worker_header, ctype, body_len, extra ? extra : "",

@@ -133,7 +133,6 @@ static int set_cookie(const char *arg, struct server_config *cfg)
     return 0;
 }
 
-/* --sio-namespace NSP: "/" and a name that can sit in a packet and a Redis channel unquoted. */
 /* --cors-origin LIST|*: checked here so a typo stops the start (exit 2) instead of blocking every page. */
 static int set_cors(const char *arg, struct server_config *cfg)
 {
@@ -146,6 +145,7 @@ static int set_cors(const char *arg, struct server_config *cfg)
     return 0;
 }
 
+/* --sio-namespace NSP: "/" and a name that can sit in a packet and a Redis channel unquoted. */
 static int add_namespace(const char *arg, struct server_config *cfg)
 {
     size_t n = strlen(arg);
