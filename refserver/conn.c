@@ -141,6 +141,7 @@ static void conn_free(struct conn *c)
     sq_free(&c->out);
     buf_free(&c->in);
     buf_free(&c->msg);
+    free(c->cors);
     free(c);
 }
 
@@ -307,11 +308,11 @@ static long process_ws(struct conn *c, uint8_t *data, size_t len)
 int conn_respond(struct conn *c, int status, const char *reason, const char *extra, const char *ctype, const char *body,
                  size_t body_len, bool head_only, bool close_after)
 {
-    char head[1024];
+    char head[1536]; /* room for extra and the CORS lines: an echoed Origin and request headers (cors.h) */
     int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\nX-Node-Id: %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n", status,
-                     reason, c->srv->cfg.node_id, c->srv->worker_header, ctype, body_len, extra ? extra : "",
-                     close_after ? "Connection: close\r\n" : "");
+                     "HTTP/1.1 %d %s\r\nX-Node-Id: %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s\r\n",
+                     status, reason, c->srv->cfg.node_id, c->srv->worker_header, ctype, body_len, extra ? extra : "",
+                     c->cors ? c->cors : "", close_after ? "Connection: close\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head)
         return -1;
     struct slice *f = slice_new((size_t)n + (head_only ? 0 : body_len));

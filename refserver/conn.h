@@ -75,6 +75,7 @@ struct conn {
     struct buf msg;         /* a fragmented message being assembled */
     struct slice_queue out; /* frames and responses waiting for the socket */
     size_t head_scanned;    /* http parser's last_len over in */
+    char *cors;             /* the current Socket.IO request's CORS header lines (cors.h), or NULL */
     ev_tstamp last_rx;
     ev_io rio, wio;
     ev_timer timer;         /* handshake or close timeout, or the owner's in CONN_WS */

@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "common/eio.h"
 #include "common/version.h"
+#include "refserver/cors.h"
 #include "refserver/server.h"
 #include "refserver/workers.h"
 
@@ -41,6 +42,9 @@ static const char usage[] =
     "  --sio-ping-timeout MS    Socket.IO: close when a ping is not answered in MS milliseconds (default 20000)\n"
     "  --sio-cookie NAME        Socket.IO: the polling handshake sets cookie NAME to the sid, for sticky proxies\n"
     "                           (HAProxy 'cookie io prefix', lb --sticky prefix:io; default: no cookie)\n"
+    "  --cors-origin LIST|*     Socket.IO: CORS with credentials on the polling endpoints for pages from these\n"
+    "                           origins (comma-separated scheme://host[:port]; '*' echoes any Origin), as\n"
+    "                           socket.io's cors option; WebSockets need none (default: no CORS headers)\n"
     "  --sio-connect-timeout MS Socket.IO: close a connection with no namespace CONNECT after MS (default 45000)\n"
     "  --sio-namespace NSP      Socket.IO: serve namespace NSP (e.g. /chat) besides /; repeatable, up to 15\n"
     "  --sio-key KEY            Socket.IO: the Redis adapter's key, channels KEY#NSP#[ROOM#] (default socket.io)\n"
@@ -112,6 +116,7 @@ static const struct option long_opts[] = {
     {"sio-ping-interval", required_argument, 0, 'S'},
     {"sio-ping-timeout", required_argument, 0, 'T'},
     {"sio-cookie", required_argument, 0, 'K'},
+    {"cors-origin", required_argument, 0, 'o'},
     {"sio-connect-timeout", required_argument, 0, 'O'},
     {"sio-namespace", required_argument, 0, 'N'},
     {"sio-key", required_argument, 0, 'k'},
@@ -130,6 +135,18 @@ static int set_cookie(const char *arg, struct server_config *cfg)
     if (!*arg || strlen(arg) > 64 || strspn(arg, ok) != strlen(arg))
         return bad_value("sio-cookie", arg, "a cookie name: 1-64 of [A-Za-z0-9_.-]");
     cfg->sio_cookie = arg;
+    return 0;
+}
+
+/* --cors-origin LIST|*: checked here so a typo stops the start (exit 2) instead of blocking every page. */
+static int set_cors(const char *arg, struct server_config *cfg)
+{
+    char err[ERR_LEN];
+    if (cors_check_list(arg, err, sizeof err) < 0) {
+        fprintf(stderr, "refserver: bad value for --cors-origin: %s\n", err);
+        return -1;
+    }
+    cfg->cors_origin = arg;
     return 0;
 }
 
@@ -163,6 +180,7 @@ static int apply_sio_option(int opt, const char *arg, struct server_config *cfg)
         *(opt == 'S' ? &cfg->sio_ping_interval : &cfg->sio_ping_timeout) = (double)v / 1000;
         return 0;
     case 'K': return set_cookie(arg, cfg);
+    case 'o': return set_cors(arg, cfg);
     case 'O':
         if ((v = parse_bytes(arg)) < 1 || v > 86400000)
             return bad_value("sio-connect-timeout", arg, "milliseconds, 1 to 86400000");
@@ -248,6 +266,7 @@ static int apply_option(int opt, const char *arg, struct server_config *cfg, int
     case 'S':
     case 'T':
     case 'K':
+    case 'o':
     case 'O':
     case 'N':
     case 'k':

@@ -7,6 +7,7 @@
 #include "common/prom.h"
 #include "common/http.h"
 #include "refserver/conn.h"
+#include "refserver/cors.h"
 #include "refserver/eiosession.h"
 #include "refserver/socketio.h"
 #include "refserver/sync.h"
@@ -192,9 +193,13 @@ static int route(struct conn *c, const struct http_head *h, char *body, size_t b
     bool head_only = is_method(h, "HEAD");
     bool is_get = is_method(h, "GET");
     s->stats.http_requests++;
+    if (cors_begin(c, h) < 0)
+        return -1;
     if (eio_is_path(h) && (body || (h->content_length <= 0 && !h->chunked))) {
         if (h->minor_version == 1 && !http_find_header(h, "Host"))
             return conn_respond_error(c, 400, "Bad Request", "missing Host header", NULL);
+        if (cors_is_preflight(c, h))
+            return cors_preflight(c, h);
         int rc = eio_route(c, h, body, body_len);
         return rc < 0 || c->state != CONN_HTTP ? -1 : 0;
     }

@@ -53,6 +53,7 @@ struct server_config {
     double sio_ping_interval;   /* Socket.IO: seconds between Engine.IO pings (pingInterval) */
     double sio_ping_timeout;    /* Socket.IO: seconds to answer a ping (pingTimeout) */
     const char *sio_cookie;     /* Socket.IO: the polling handshake sets this cookie to the sid (NULL: none) */
+    const char *cors_origin;    /* Socket.IO polling: CORS for these origins, "*" or a list (cors.h; NULL: none) */
     double sio_connect_timeout; /* Socket.IO: seconds from the open packet to the first namespace CONNECT */
     enum sio_profile sio_profile;
     const char *sio_nsps[SIO_NSP_MAX]; /* the namespaces served; [0] is "/" */

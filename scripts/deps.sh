@@ -7,7 +7,8 @@ set -euo pipefail
 # jansson: loadgen's JSON report. run/test: redis-server, haproxy and nginx (the balancers scenarios compare with),
 # python3 (integration tests, the scenario runner), node + npm (interop tests against npm peers), gnuplot (the
 # comparison's latency plot), docker-compose (validates docker-compose.yml; there may be no engine to run it),
-# chromium (headless: the tests read the HTML reports as a browser does), python3-junitparser (the tests read
+# chromium (headless: the browser test, tests/integration/test_browser.py, and the HTML reports read as a browser
+# does), python3-junitparser (the tests read
 # loadgen's --junit XML back with a JUnit reader).
 PACKAGES=(build-essential pkg-config libev-dev libhiredis-dev libssl-dev zlib1g-dev libcmocka-dev libjansson-dev
           clang libclang-rt-14-dev redis-server haproxy nginx-light python3 nodejs npm openssl procps gnuplot-nox
