@@ -8,8 +8,7 @@ set -euo pipefail
 # python3 (integration tests, the scenario runner), node + npm (interop tests against npm peers), gnuplot (the
 # comparison's latency plot), docker-compose (validates docker-compose.yml; there may be no engine to run it),
 # chromium (headless: the browser test, tests/integration/test_browser.py, and the HTML reports read as a browser
-# does), python3-junitparser (the tests read
-# loadgen's --junit XML back with a JUnit reader).
+# does), python3-junitparser (the tests read loadgen's --junit XML back with a JUnit reader).
 PACKAGES=(build-essential pkg-config libev-dev libhiredis-dev libssl-dev zlib1g-dev libcmocka-dev libjansson-dev
           clang libclang-rt-14-dev redis-server haproxy nginx-light python3 nodejs npm openssl procps gnuplot-nox
           docker-compose chromium python3-junitparser)
