@@ -109,6 +109,7 @@ struct lg_round {
     int64_t duration_ns; /* from the first send to the last expected arrival, or to the deadline */
     bool timed_out;
     int64_t p50_ns, p99_ns, max_ns; /* this round's delivery latency */
+    int64_t lateness_ns;            /* how long after its intended send time the round started (0: on time) */
 
     /* --churn: first arrivals at a receiver not owed the round (it left or came back during it), and the leaves,
      * returns and failed returns while this was the latest round */
@@ -160,7 +161,12 @@ struct lg_result {
     /* histograms, nanoseconds; never NULL after a run */
     struct hist *connect;        /* TCP connect time */
     struct hist *handshake;      /* TLS (if any) + HTTP upgrade, from TCP up to the 101 */
-    struct hist *latency;        /* delivery latency: receive time - send time */
+    struct hist *latency;        /* delivery latency: receive time - the round's intended send time (wrk2's
+                                    coordinated-omission correction: a stalled schedule shows here) */
+    struct hist *service;        /* receive time - actual send time, uncorrected: the whole run only */
+    uint32_t rounds_late;        /* rounds that started more than late_tolerance_ns after their intended time */
+    int64_t late_tolerance_ns;   /* max(1ms, --interval / 10): timer and dispatch jitter is not "late" */
+    int64_t lateness_max_ns, lateness_sum_ns; /* over the rounds run */
     struct hist *ack;            /* --ack: from an emit to its ack */
     struct lg_acks acks;         /* --ack */
     struct hist *away;           /* --reconnect: from a loss to the new connection being usable */
