@@ -5,8 +5,9 @@
  * deliveries arrived, or its deadline passed) if that is later. Rounds never overlap, so a slow system is measured,
  * not buried under a backlog the generator made; a round that starts late is not skipped but measured from its
  * intended time (the workers know it from IPC_ROUND), so a stall shows up as latency rather than as fewer samples
- * (coordinated omission). With --duration no round starts once the duration since sched0 has passed. After the last round a short verify
- * window (deadline / 10, at most 200 ms) lets duplicates and stragglers show up before the close.
+ * (coordinated omission). With --duration no round starts once the duration since sched0 has passed. After the
+ * last round a short verify window (deadline / 10, at most 200 ms) lets duplicates and stragglers show up before the
+ * close.
  *
  * What a round owes is known only once it is sent: each worker reports which of its emitters' slots sent
  * (IPC_EMITTED), and the coordinator tells every worker the whole list (IPC_SENT), so a message that was never sent

@@ -158,15 +158,16 @@ struct lg_result {
      * (away, or coming back, when the close began): left = rejoined + failed + pending */
     uint32_t churn_left, churn_rejoined, churn_failed, churn_pending;
 
+    /* the schedule, over the rounds run: a round is late past the tolerance, max(1ms, --interval / 10), so timer and
+     * dispatch jitter is not */
+    uint32_t rounds_late;
+    int64_t late_tolerance_ns, lateness_max_ns, lateness_sum_ns;
+
     /* histograms, nanoseconds; never NULL after a run */
     struct hist *connect;        /* TCP connect time */
     struct hist *handshake;      /* TLS (if any) + HTTP upgrade, from TCP up to the 101 */
-    struct hist *latency;        /* delivery latency: receive time - the round's intended send time (wrk2's
-                                    coordinated-omission correction: a stalled schedule shows here) */
+    struct hist *latency;        /* receive time - the round's intended send time (coordinated omission) */
     struct hist *service;        /* receive time - actual send time, uncorrected: the whole run only */
-    uint32_t rounds_late;        /* rounds that started more than late_tolerance_ns after their intended time */
-    int64_t late_tolerance_ns;   /* max(1ms, --interval / 10): timer and dispatch jitter is not "late" */
-    int64_t lateness_max_ns, lateness_sum_ns; /* over the rounds run */
     struct hist *ack;            /* --ack: from an emit to its ack */
     struct lg_acks acks;         /* --ack */
     struct hist *away;           /* --reconnect: from a loss to the new connection being usable */

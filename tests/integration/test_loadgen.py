@@ -844,7 +844,7 @@ class LoadModel(LoadgenBase):
         self.assertEqual(doc["schedule"]["late_tolerance_ms"], 20.0)
         self.assertSchedule(doc)
         self.assertNotIn("schedule fell behind", out)
-        self.assertEqual(doc["verdict"]["warnings"], [])
+        self.assertFalse([w for w in doc["verdict"]["warnings"] if "schedule" in w], doc["verdict"])
 
     def test_a_stalled_server_shows_in_latency_not_in_service_time(self):
         """The node is stopped for 1 s mid-run: only the round in flight waits (rounds never overlap), so the

@@ -528,8 +528,8 @@ static void test_duration(void **state)
     EXPECT_ERROR("--rounds and --duration together", "--duration", "10s", "-r", "5", URL);
     EXPECT_ERROR("--rounds and --duration together", "-r", "10", "--duration", "10s", URL);
     EXPECT_ERROR("--duration needs an --interval more than 0", "--duration", "10s", "-i", "0", URL);
-    EXPECT_ERROR("--duration 1001.000s at --interval 1.000ms: 1001000 rounds, at most 1000000", "--duration",
-                 "1001s", "-i", "1ms", URL);
+    EXPECT_ERROR("--duration 1001.000s at --interval 1.000ms: 1001000 rounds, at most 1000000", "--duration", "1001s",
+                 "-i", "1ms", URL);
     EXPECT_ERROR("--duration: must be more than 0", "--duration", "0s", URL);
     EXPECT_ERROR("--duration", "--duration", "30", URL); /* no unit */
     EXPECT_ERROR("--duration", "--duration", "-1s", URL);
