@@ -192,8 +192,9 @@ static void start_round(void)
     C.round_start = now_ns();
     if (C.round == 1)
         C.sched0 = C.round_start;
+    /* --interval 0 (back to back) has no schedule to fall behind */
     int64_t late = C.round_start - (C.sched0 + (int64_t)(C.round - 1) * C.o->interval_ns);
-    C.r->rounds[C.round - 1].lateness_ns = late > 0 ? late : 0;
+    C.r->rounds[C.round - 1].lateness_ns = late > 0 && C.o->interval_ns ? late : 0;
     C.ndone = 0;
     C.first_send = C.last_arrival = 0;
     C.timed_out = false;

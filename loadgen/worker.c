@@ -588,8 +588,10 @@ static void on_message(struct lg_client *c, const char *head, size_t head_len, u
     case LG_TRACK_IN_ORDER: break;
     }
     int64_t latency = now - m.send_ns, intended = W.sched0 + (int64_t)(m.round - 1) * W.o->interval_ns;
-    /* before this worker's first IPC_ROUND, round 1 (never late) arrived first: its send time is the best known */
-    hist_record(W.lat, W.sched0 && intended < m.send_ns ? now - intended : latency);
+    /* before this worker's first IPC_ROUND, round 1 (never late) arrived first: its send time is the best known;
+     * --interval 0 (back to back) has no intended times */
+    bool paced = W.sched0 && W.o->interval_ns;
+    hist_record(W.lat, paced && intended < m.send_ns ? now - intended : latency);
     hist_record(W.svc, latency);
     if (!owed(c, m.round)) {
         r->churned++;

@@ -846,6 +846,15 @@ class LoadModel(LoadgenBase):
         self.assertNotIn("schedule fell behind", out)
         self.assertFalse([w for w in doc["verdict"]["warnings"] if "schedule" in w], doc["verdict"])
 
+    def test_back_to_back_rounds_have_no_schedule(self):
+        # --interval 0: each round as soon as the last is over; nothing is intended, so nothing is late
+        rc, out, err, doc = run_loadgen(["-c", "5", "-r", "50", "-i", "0", ws_url(self.node)])
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual(doc["schedule"]["rounds_late"], 0, doc["schedule"])
+        self.assertEqual(doc["schedule"]["lateness_max_ms"], 0, doc["schedule"])
+        self.assertEqual(doc["latency"], doc["service_time"])
+        self.assertNotIn("schedule fell behind", out)
+
     def test_a_stalled_server_shows_in_latency_not_in_service_time(self):
         """The node is stopped for 1 s mid-run: only the round in flight waits (rounds never overlap), so the
         uncorrected service time's p99 stays small (1 round of 300), while the rounds meant for that second start
