@@ -1,9 +1,13 @@
 /* loadgen's coordinator; see coord.h.
  *
- * Round pacing: round r+1 starts `interval` after round r started, or as soon as every worker has reported round r
- * over (all its expected deliveries arrived, or its deadline passed) if that is later. Rounds never overlap, so a
- * slow system is measured, not buried under a backlog the generator made. After the last round a short verify
- * window (deadline / 10, at most 200 ms) lets duplicates and stragglers show up before the close.
+ * Round pacing, on intended send times (as wrk2): round r is intended to start at sched0 + (r-1) * interval, sched0
+ * being round 1's start; it starts then, or as soon as every worker has reported round r-1 over (all its expected
+ * deliveries arrived, or its deadline passed) if that is later. Rounds never overlap, so a slow system is measured,
+ * not buried under a backlog the generator made; a round that starts late is not skipped but measured from its
+ * intended time (the workers know it from IPC_ROUND), so a stall shows up as latency rather than as fewer samples
+ * (coordinated omission). With --duration no round starts once the duration since sched0 has passed. After the
+ * last round a short verify window (deadline / 10, at most 200 ms) lets duplicates and stragglers show up before the
+ * close.
  *
  * What a round owes is known only once it is sent: each worker reports which of its emitters' slots sent
  * (IPC_EMITTED), and the coordinator tells every worker the whole list (IPC_SENT), so a message that was never sent
@@ -54,7 +58,7 @@ struct coord {
     struct wk *w;
     uint32_t nw, nready, ndone, nfinal;
     enum cphase phase;
-    int64_t t0, t_phase, round_start;
+    int64_t t0, t_phase, round_start, sched0;
     uint32_t round;                /* current (1-based), 0 before the first */
     uint32_t *emitters, nemitters; /* the active slots, sorted */
     uint32_t *emit_id;             /* per slot (< --emitters): the client emitting for it */
@@ -188,13 +192,18 @@ static void start_round(void)
 {
     C.round++;
     C.round_start = now_ns();
+    if (C.round == 1)
+        C.sched0 = C.round_start;
+    /* --interval 0 (back to back) has no schedule to fall behind */
+    int64_t late = C.round_start - (C.sched0 + (int64_t)(C.round - 1) * C.o->interval_ns);
+    C.r->rounds[C.round - 1].lateness_ns = late > 0 && C.o->interval_ns ? late : 0;
     C.ndone = 0;
     C.first_send = C.last_arrival = 0;
     C.timed_out = false;
     C.nsent = C.ngone = C.nemitted = 0;
     for (uint32_t i = 0; i < C.nw; i++)
         C.w[i].round_done = C.w[i].emitted = false;
-    struct ipc_round r = {.round = C.round, .start_ns = C.round_start};
+    struct ipc_round r = {.round = C.round, .start_ns = C.round_start, .sched0_ns = C.sched0};
     broadcast(IPC_ROUND, &r, sizeof r);
     ev_timer_stop(C.loop, &C.watchdog);
     ev_timer_set(&C.watchdog, (double)C.o->deadline_ns / 1e9 + WORKER_GRACE, 0);
@@ -262,8 +271,9 @@ static void round_over(void)
     hist_merge(C.r->latency, C.round_hist);
     hist_reset(C.round_hist);
     C.r->rounds_run = C.round;
-    int64_t next = C.round_start + C.o->interval_ns, now = now_ns();
-    if (C.round < C.o->rounds) {
+    int64_t next = C.sched0 + (int64_t)C.round * C.o->interval_ns, now = now_ns();
+    bool expired = C.o->duration_ns && now - C.sched0 >= C.o->duration_ns;
+    if (C.round < C.o->rounds && !expired) {
         after((double)(next - now) / 1e9);
         return;
     }
@@ -442,8 +452,8 @@ static int on_final(struct wk *w, const char *body, size_t len)
         memcpy(&rc, body + sizeof f + i * sizeof rc, sizeof rc);
         lg_round_add(&C.r->rounds[i], &rc);
     }
-    if (ipc_get_hist(body, len, &pos, C.round_hist) < 0 || ipc_get_hist(body, len, &pos, C.r->ack) < 0 ||
-        merge_recon(&f, body, len, &pos) < 0)
+    if (ipc_get_hist(body, len, &pos, C.round_hist) < 0 || ipc_get_hist(body, len, &pos, C.r->service) < 0 ||
+        ipc_get_hist(body, len, &pos, C.r->ack) < 0 || merge_recon(&f, body, len, &pos) < 0)
         return -1;
     C.r->acks.expected += f.acks.expected;
     C.r->acks.received += f.acks.received;
@@ -590,9 +600,10 @@ static int result_init(struct lg_result *r, const struct lg_opts *o)
     r->latency = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     r->ack = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     r->away = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    r->service = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     r->rounds = calloc((size_t)o->rounds + 1, sizeof *r->rounds);
     r->episodes = o->reconnect.enabled ? calloc(LG_MAX_EPISODES, sizeof *r->episodes) : NULL;
-    return r->connect && r->handshake && r->latency && r->ack && r->away && r->rounds &&
+    return r->connect && r->handshake && r->latency && r->ack && r->away && r->service && r->rounds &&
                    (r->episodes || !o->reconnect.enabled)
                ? 0
                : -1;
@@ -605,9 +616,10 @@ void lg_result_free(struct lg_result *r)
     hist_free(r->latency);
     hist_free(r->ack);
     hist_free(r->away);
+    hist_free(r->service);
     free(r->rounds);
     free(r->episodes);
-    r->connect = r->handshake = r->latency = r->ack = r->away = NULL;
+    r->connect = r->handshake = r->latency = r->ack = r->away = r->service = NULL;
     r->rounds = NULL;
     r->episodes = NULL;
 }
@@ -618,11 +630,25 @@ static int cmp_episode(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* How far the schedule fell behind: a round is late past a tolerance, so timer and dispatch jitter is not. */
+static void schedule_result(struct lg_result *r)
+{
+    r->late_tolerance_ns = C.o->interval_ns / 10 > 1000000 ? C.o->interval_ns / 10 : 1000000;
+    for (uint32_t i = 0; i < r->rounds_run; i++) {
+        int64_t late = r->rounds[i].lateness_ns;
+        r->rounds_late += late > r->late_tolerance_ns;
+        r->lateness_sum_ns += late;
+        if (late > r->lateness_max_ns)
+            r->lateness_max_ns = late;
+    }
+}
+
 /* Totals over the rounds run, and what the workers' self-reports add up to. */
 static void finish_result(void)
 {
     struct lg_result *r = C.r;
     struct lg_round *t = &r->total;
+    schedule_result(r);
     for (uint32_t i = 0; i < r->rounds_run; i++) {
         struct lg_round *rd = &r->rounds[i];
         uint64_t arrived = rd->received + rd->late;

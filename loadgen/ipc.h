@@ -68,6 +68,8 @@ struct ipc_round {
     uint32_t round; /* 1-based */
     uint32_t pad_;
     int64_t start_ns; /* CLOCK_MONOTONIC, read before the round was sent to any worker: earlier than every send */
+    /* round 1's start: round r's intended send time is sched0 + (r - 1) * --interval */
+    int64_t sched0_ns;
 };
 
 struct ipc_round_done {

@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #define MAX_CLIENTS 10000000u
+#define MAX_ROUNDS  1000000u /* --duration / --interval: each round keeps its counts (result.h) */
 #define MAX_PAYLOAD (16u << 20)
 #define MAX_CHURN   100000u
 
@@ -425,6 +427,7 @@ enum {
     OPT_SEND,
     OPT_FIND,
     OPT_ON_OPEN,
+    OPT_DURATION,
 };
 
 static const struct option long_opts[] = {
@@ -434,6 +437,7 @@ static const struct option long_opts[] = {
     {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"rounds", required_argument, NULL, 'r'},
     {"interval", required_argument, NULL, 'i'},
+    {"duration", required_argument, NULL, OPT_DURATION},
     {"deadline", required_argument, NULL, OPT_DEADLINE},
     {"emitters", required_argument, NULL, 'e'},
     {"payload", required_argument, NULL, 's'},
@@ -719,8 +723,9 @@ static int take_option(struct lg_opts *o, int c, const char *arg, char *err, siz
         return 0;
     case OPT_MAX_INFLIGHT: return parse_u32("--max-inflight", arg, 1, 1000000, &o->max_inflight, err, errlen);
     case OPT_CONNECT_TIMEOUT: return take_duration(name, arg, 1, &o->connect_timeout_ns, err, errlen);
-    case 'r': return parse_u32("--rounds", arg, 0, MAX_CLIENTS, &o->rounds, err, errlen);
+    case 'r': o->rounds_set = true; return parse_u32("--rounds", arg, 0, MAX_CLIENTS, &o->rounds, err, errlen);
     case 'i': return take_duration(name, arg, 0, &o->interval_ns, err, errlen);
+    case OPT_DURATION: return take_duration(name, arg, 1, &o->duration_ns, err, errlen);
     case OPT_DEADLINE: return take_duration(name, arg, 1, &o->deadline_ns, err, errlen);
     case OPT_CLOSE_TIMEOUT: return take_close_timeout(o, arg, err, errlen);
     case OPT_HOLD: return take_duration(name, arg, 0, &o->hold_ns, err, errlen);
@@ -858,10 +863,29 @@ static int check_templates(const struct lg_opts *o, char *err, size_t errlen)
     return 0;
 }
 
+/* --duration fixes the rounds' count itself (the rounds intended before it ends), so a count beside it could only
+ * contradict it: a usage error rather than a silent "whichever ends first". */
+static int check_duration(struct lg_opts *o, char *err, size_t errlen)
+{
+    if (!o->duration_ns)
+        return 0;
+    if (o->rounds_set)
+        return conf_fail(err, errlen, "--rounds and --duration together: give one (a count of rounds, or how long)");
+    if (o->interval_ns <= 0)
+        return conf_fail(err, errlen, "--duration needs an --interval more than 0 (rounds are paced on it)");
+    int64_t n = o->duration_ns / o->interval_ns + (o->duration_ns % o->interval_ns != 0);
+    if (n > (int64_t)MAX_ROUNDS)
+        return conf_fail(err, errlen, "--duration %.3fs at --interval %.3fms: %" PRId64 " rounds, at most %u",
+                         (double)o->duration_ns / 1e9, (double)o->interval_ns / 1e6, n, MAX_ROUNDS);
+    o->rounds = (uint32_t)n;
+    return 0;
+}
+
 static int check_combination(struct lg_opts *o, char *err, size_t errlen)
 {
     if (check_socketio(o, err, errlen) < 0 || check_thresholds(o, err, errlen) < 0 ||
-        check_reconnect(o, err, errlen) < 0 || check_templates(o, err, errlen) < 0)
+        check_reconnect(o, err, errlen) < 0 || check_templates(o, err, errlen) < 0 ||
+        check_duration(o, err, errlen) < 0)
         return -1;
     if (o->emitters > o->clients)
         return conf_fail(err, errlen, "--emitters %u: more than the %u clients", o->emitters, o->clients);
@@ -1022,8 +1046,10 @@ void lg_opts_usage(FILE *fp)
         "      --hold D              keep every client connected for D before the rounds (default 0)\n"
         "rounds:\n"
         "  -r, --rounds N            rounds (default 10; 0 = connect and close only)\n"
-        "  -i, --interval D          from one round's start to the next (default 500ms); a round that takes\n"
-        "                            longer delays the next: rounds never overlap\n"
+        "  -i, --interval D          round r is intended to start (r-1)*D after the first (default 500ms);\n"
+        "                            rounds never overlap: one that ends late starts the next at once, and\n"
+        "                            latency counts from the intended time (coordinated omission)\n"
+        "      --duration D          run rounds for D from the first (30s, 2m) instead of --rounds\n"
         "      --deadline D          a delivery later than this after its send is late (default 5s)\n"
         "  -e, --emitters N          clients that emit each round: clients 0..N-1 (default 1)\n"
         "  -s, --payload BYTES       message size (default 100, at least 87)\n"

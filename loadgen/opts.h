@@ -86,6 +86,9 @@ struct lg_opts {
     /* rounds */
     uint32_t rounds;     /* -r --rounds, default 10 */
     int64_t interval_ns; /* -i --interval between round starts, default 500ms */
+    int64_t duration_ns; /* --duration: run rounds this long from the first (0: --rounds); rounds is then the most
+                            that fit, ceil(duration / interval) */
+    bool rounds_set;     /* -r given: --duration with it is a usage error */
     int64_t deadline_ns; /* --deadline per round, default 5s */
     uint32_t emitters;   /* -e --emitters per round, default 1, <= clients */
     uint32_t payload;    /* -s --payload message size in bytes, default 100, >= LG_PAYLOAD_MIN (payload.h) */

@@ -417,6 +417,21 @@ static void self_warnings(struct lg_result *r)
         warning(r, "%u of %u closing handshakes were not clean", should - r->closed_clean, should);
 }
 
+/* A schedule that could not keep up is no failure (latency already counts it) but must not pass silently. */
+static void schedule_warning(struct lg_result *r)
+{
+    if (!r->rounds_late)
+        return;
+    char most[16], mean[16], every[16];
+    lg_format_duration(r->lateness_max_ns, most, sizeof most);
+    lg_format_duration(r->lateness_sum_ns / r->rounds_run, mean, sizeof mean);
+    lg_format_duration(r->opts->interval_ns, every, sizeof every);
+    warning(r,
+            "schedule fell behind: %u of %u rounds started late, by up to %s (mean %s, interval %s): the server "
+            "or loadgen could not keep up; latency is measured from the intended send times",
+            r->rounds_late, r->rounds_run, most, mean, every);
+}
+
 void lg_verdict(struct lg_result *r)
 {
     r->exit_code = 0;
@@ -429,6 +444,7 @@ void lg_verdict(struct lg_result *r)
     threshold_verdict(r);
     r->reasons_thresholds = r->nreasons;
     self_warnings(r);
+    schedule_warning(r);
 }
 
 /* ---- human summary ---- */
@@ -542,6 +558,7 @@ void lg_report_human(FILE *fp, const struct lg_result *r)
     fprintf(fp, "%-10s %9s %8s %8s %8s %8s %8s %8s %8s\n", "", "count", "min", "p50", "p90", "p99", "p99.9", "max",
             "mean");
     hist_row(fp, "latency", r->latency);
+    hist_row(fp, "service", r->service);
     hist_row(fp, "connect", r->connect);
     hist_row(fp, "handshake", r->handshake);
     if (r->opts->sio_ack && r->ack)
@@ -643,6 +660,16 @@ static json_t *options_json(const struct lg_opts *o)
         o);
 }
 
+/* How far the rounds fell behind their intended start times (see coord.c). */
+static json_t *schedule_json(const struct lg_result *r)
+{
+    int64_t mean = r->rounds_run ? r->lateness_sum_ns / r->rounds_run : 0;
+    return json_pack("{s:o, s:o, s:I, s:I, s:o, s:o}", "interval_ms", ms(r->opts->interval_ns), "late_tolerance_ms",
+                     ms(r->late_tolerance_ns), "rounds", (json_int_t)r->rounds_run, "rounds_late",
+                     (json_int_t)r->rounds_late, "lateness_max_ms", ms(r->lateness_max_ns), "lateness_mean_ms",
+                     ms(mean));
+}
+
 static json_t *options_reconnect_json(const struct lg_opts *o)
 {
     const struct lg_reconnect *c = &o->reconnect;
@@ -673,6 +700,7 @@ static json_t *round_json(const struct lg_round *rd, uint32_t number, const stru
     json_object_set_new(j, "p50_ms", ms(rd->p50_ns));
     json_object_set_new(j, "p99_ms", ms(rd->p99_ns));
     json_object_set_new(j, "max_ms", ms(rd->max_ns));
+    json_object_set_new(j, "lateness_ms", ms(rd->lateness_ns));
     json_object_set_new(j, "missed_while_away", json_integer((json_int_t)rd->missed));
     json_object_set_new(j, "emitter_gone", json_boolean(rd->emitter_gone));
     churn_json(j, rd, o);
@@ -857,6 +885,7 @@ static json_t *document(const struct lg_result *r)
                             "host", r->host, "options", options_json(r->opts));
     provenance_json(doc, r);
     json_object_set_new(json_object_get(doc, "options"), "reconnect", options_reconnect_json(r->opts));
+    json_object_set_new(json_object_get(doc, "options"), "duration_ms", ms(r->opts->duration_ns));
     json_object_set_new(doc, "start_unix_ms", json_real(r->start_unix_ms));
     if (r->plan)
         json_object_set_new(doc, "plan", plan_json(r->plan));
@@ -873,6 +902,8 @@ static json_t *document(const struct lg_result *r)
                             json_pack("{s:I, s:I}", "upgraded", (json_int_t)r->tally.sio_upgraded, "polling",
                                       (json_int_t)r->tally.sio_polling));
     json_object_set_new(doc, "latency", hist_json(r->latency));
+    json_object_set_new(doc, "service_time", hist_json(r->service));
+    json_object_set_new(doc, "schedule", schedule_json(r));
     json_object_set_new(doc, "connect", hist_json(r->connect));
     json_object_set_new(doc, "handshake", hist_json(r->handshake));
     acks_json(doc, r);

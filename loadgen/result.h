@@ -110,6 +110,7 @@ struct lg_round {
     int64_t duration_ns; /* from the first send to the last expected arrival, or to the deadline */
     bool timed_out;
     int64_t p50_ns, p99_ns, max_ns; /* this round's delivery latency */
+    int64_t lateness_ns;            /* how long after its intended send time the round started (0: on time) */
 
     /* --churn: first arrivals at a receiver not owed the round (it left or came back during it), and the leaves,
      * returns and failed returns while this was the latest round */
@@ -173,10 +174,16 @@ struct lg_result {
      * (away, or coming back, when the close began): left = rejoined + failed + pending */
     uint32_t churn_left, churn_rejoined, churn_failed, churn_pending;
 
+    /* the schedule, over the rounds run: a round is late past the tolerance, max(1ms, --interval / 10), so timer and
+     * dispatch jitter is not */
+    uint32_t rounds_late;
+    int64_t late_tolerance_ns, lateness_max_ns, lateness_sum_ns;
+
     /* histograms, nanoseconds; never NULL after a run */
     struct hist *connect;        /* TCP connect time */
     struct hist *handshake;      /* TLS (if any) + HTTP upgrade, from TCP up to the 101 */
-    struct hist *latency;        /* delivery latency: receive time - send time */
+    struct hist *latency;        /* receive time - the round's intended send time (coordinated omission) */
+    struct hist *service;        /* receive time - actual send time, uncorrected: the whole run only */
     struct hist *ack;            /* --ack: from an emit to its ack */
     struct lg_acks acks;         /* --ack */
     struct hist *away;           /* --reconnect: from a loss to the new connection being usable */

@@ -11,7 +11,10 @@
  *  - --reconnect: a lost client is LC_FL_AWAY until a reconnect is usable; its attempts follow the backoff
  *    (lg_backoff_ns) from the tick, and a usable one is owed from the next round that starts (OWED_PENDING, as a
  *    --churn return). Its trackers are kept: a new connection's first seq is higher than any it saw.
- *  - A first arrival is "received" when its latency (arrival - send time) is within the deadline, else "late";
+ *  - A delivery's latency counts from its round's intended send time (IPC_ROUND's sched0 + (round - 1) * interval,
+ *    the same for every worker, emitter and hand-over), its service time from the send time it carries; a first
+ *    arrival is "received" when its service time is within the deadline, else "late" (a round the schedule
+ *    started late is not the server's fault once sent);
  *    "reordered" when a higher seq of the same emitter came first; a repeat is a "duplicate".
  *  - Deliveries are timed at the message's last byte.
  *  - --ack: an emit's ack id is its round; each emitter here keeps the send times of its last ACK_WINDOW emits, so
@@ -148,7 +151,9 @@ struct worker {
     bool pending;        /* cur's ROUND_DONE not sent yet */
     int64_t first_send, last_arrival;
     ev_timer deadline;
-    struct hist *lat; /* deliveries since the last ROUND_DONE */
+    struct hist *lat; /* deliveries since the last ROUND_DONE, from the intended send time */
+    struct hist *svc; /* every delivery, from the actual send time (uncorrected) */
+    int64_t sched0;   /* round 1's start, from IPC_ROUND (0 until the first) */
     uint64_t echoed, foreign, corrupt;
     uint32_t dropped, closed_clean;
     /* the close phase: closes start in client order (close_next), at most close_cap in flight (closing) */
@@ -507,7 +512,7 @@ static void emit_round(uint32_t round)
     buf_free(&b);
 }
 
-static void on_round(uint32_t round, int64_t start_ns)
+static void on_round(uint32_t round, int64_t start_ns, int64_t sched0_ns)
 {
     if (round == 0 || round > W.o->rounds || round <= W.cur)
         die("bad round %u from the coordinator", round);
@@ -519,6 +524,7 @@ static void on_round(uint32_t round, int64_t start_ns)
     }
     W.cur = round;
     W.round_start = start_ns;
+    W.sched0 = sched0_ns;
     W.pending = true;
     W.sent_known = false;
     W.first_send = W.last_arrival = 0;
@@ -599,8 +605,12 @@ static void on_message(struct lg_client *c, const char *head, size_t head_len, u
     case LG_TRACK_REORDERED: r->reordered++; break;
     case LG_TRACK_IN_ORDER: break;
     }
-    int64_t latency = now - m.send_ns;
-    hist_record(W.lat, latency);
+    int64_t latency = now - m.send_ns, intended = W.sched0 + (int64_t)(m.round - 1) * W.o->interval_ns;
+    /* before this worker's first IPC_ROUND, round 1 (never late) arrived first: its send time is the best known;
+     * --interval 0 (back to back) has no intended times */
+    bool paced = W.sched0 && W.o->interval_ns;
+    hist_record(W.lat, paced && intended < m.send_ns ? now - intended : latency);
+    hist_record(W.svc, latency);
     if (!owed(c, m.round)) {
         r->churned++;
         return;
@@ -1196,7 +1206,8 @@ static void send_final(void)
     };
     f->acks = W.acks;
     struct buf tail = {0};
-    if (ipc_put_hist(&tail, W.lat) < 0 || ipc_put_hist(&tail, W.ack_hist) < 0 || ipc_put_hist(&tail, W.away_hist) < 0)
+    if (ipc_put_hist(&tail, W.lat) < 0 || ipc_put_hist(&tail, W.svc) < 0 || ipc_put_hist(&tail, W.ack_hist) < 0 ||
+        ipc_put_hist(&tail, W.away_hist) < 0)
         die("out of memory");
     struct iovec parts[4] = {{.iov_base = f, .iov_len = sizeof *f},
                              {.iov_base = W.rc + 1, .iov_len = W.o->rounds * sizeof *W.rc},
@@ -1304,7 +1315,7 @@ static void on_ipc_message(const struct ipc_hdr *h, const char *body)
         if (h->len != sizeof round || !W.tracks)
             die("bad round message");
         memcpy(&round, body, sizeof round);
-        on_round(round.round, round.start_ns);
+        on_round(round.round, round.start_ns, round.sched0_ns);
         break;
     case IPC_SENT: on_sent(body, h->len); break;
     case IPC_HANDOVER: on_handover(body, h->len); break;
@@ -1359,6 +1370,7 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
     W.rc = calloc((size_t)o->rounds + 1, sizeof *W.rc);
     W.payload = malloc(o->payload);
     W.lat = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    W.svc = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     W.lag = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     W.ack_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     W.away_hist = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
@@ -1372,7 +1384,7 @@ static void setup(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int fd
         if (!W.frame || (o->sio_ack && !W.acks_out))
             die("worker %u: out of memory", w);
     }
-    if (!W.loop || !W.clients || !W.rc || !W.payload || !W.lat || !W.lag || !W.ack_hist || !W.away_hist)
+    if (!W.loop || !W.clients || !W.rc || !W.payload || !W.lat || !W.svc || !W.lag || !W.ack_hist || !W.away_hist)
         die("worker %u: out of memory for %u clients", w, W.n);
     uint32_t inflight = o->max_inflight / nworkers + (w < o->max_inflight % nworkers);
     W.close_cap = inflight ? inflight : 1;
@@ -1444,6 +1456,7 @@ int lg_worker_main(const struct lg_opts *o, uint32_t w, uint32_t nworkers, int f
     free(W.opened_ns);
     free(W.late_open);
     hist_free(W.lat);
+    hist_free(W.svc);
     hist_free(W.lag);
     buf_free(&W.in);
     ev_loop_destroy(W.loop);

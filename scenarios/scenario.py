@@ -159,6 +159,7 @@ SCHEMA = {
         "upgrade": (_bool, "yes"),
         "rounds": (_int(0, 100000), 10),
         "interval": (_duration, "500ms"),
+        "duration": (_duration, "0s"),
         "payload": (_int(87, 16 * 1024 * 1024), 100),
         "rooms": (_int(1, 1000000), 1),
         "spectators": (_int(0, 1000000), 0),
@@ -275,6 +276,8 @@ def check(conf, given=()):
         out.append(f"event = {load['event']} needs protocol = socketio")
     if (load["transport"] != "websocket" or ("load", "upgrade") in given) and load["protocol"] != "socketio":
         out.append("transport and upgrade need protocol = socketio")
+    if seconds(load["duration"]) > 0 and ("load", "rounds") in given:
+        out.append("rounds and duration together: give one (duration = 0s runs a count of rounds)")
     if load["emitters"] > load["clients"]:
         out.append(f"emitters ({load['emitters']}) cannot exceed clients ({load['clients']})")
     if load["rooms"] > load["clients"]:
@@ -603,7 +606,8 @@ http {{
 
 def loadgen_argv(conf, build, urls, out_json, out_hlog, junit=None):
     load = conf["load"]
-    argv = [os.path.join(build, "loadgen"), "-c", str(load["clients"]), "--rounds", str(load["rounds"]),
+    length = ["--duration", load["duration"]] if seconds(load["duration"]) > 0 else ["--rounds", str(load["rounds"])]
+    argv = [os.path.join(build, "loadgen"), "-c", str(load["clients"]), *length,
             "--interval", load["interval"], "--payload", str(load["payload"]), "--emitters", str(load["emitters"]),
             "--deadline", load["deadline"], "--workers", str(load["loadgen_workers"]),
             "--max-inflight", str(load["max_inflight"]), "--out", out_json, "--hlog", out_hlog]

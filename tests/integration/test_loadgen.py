@@ -59,7 +59,8 @@ def ws_url(node, path="/ws"):
 # The shape of a report without --churn, as it was before --churn existed (plus the accounting of losses, which
 # every run has).
 ROUND_KEYS = {"round", "emitted", "expected", "received", "late", "missing", "duplicate", "reordered", "start_ms",
-              "duration_ms", "timed_out", "p50_ms", "p99_ms", "max_ms", "missed_while_away", "emitter_gone"}
+              "duration_ms", "timed_out", "p50_ms", "p99_ms", "max_ms", "missed_while_away", "emitter_gone",
+              "lateness_ms"}
 TOTAL_KEYS = {"emitted", "expected", "received", "late", "missing", "duplicate", "reordered", "delivery",
               "missed_while_away", "emitter_gone"}
 CHURN_KEYS = {"churned", "left", "rejoined", "rejoin_failed"}
@@ -845,6 +846,134 @@ class PipedOutput(LoadgenBase):
         self.assertRun(rc, 0, text, err)
         self.assertFalse([line for _, line in lines if PROGRESS_LINE.match(line)], text)
         self.assertIn("verdict   PASS", text)
+
+
+BEHIND = re.compile(r"schedule fell behind: (\d+) of (\d+) rounds started late, by up to ([\d.]+)(us|ms|s) "
+                    r"\(mean [\d.]+(?:us|ms|s), interval 1\.00ms\): the server or loadgen could not keep up; "
+                    r"latency is measured from the intended send times")
+
+
+class LoadModel(LoadgenBase):
+    """Rounds paced on intended send times (wrk2): latency counts from the intended time, so a stalled server shows
+    in it instead of in fewer samples; a schedule that falls behind is reported with numbers; --duration."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.node = h.start_refserver(cls, "lm1")
+
+    def assertSchedule(self, doc):
+        """The schedule object agrees with the rounds' own lateness (ms rounded to the microsecond)."""
+        sc, rounds = doc["schedule"], doc["rounds"]
+        tol = sc["late_tolerance_ms"]
+        self.assertEqual(sc["rounds"], len(rounds))
+        self.assertLessEqual(sum(r["lateness_ms"] > tol + 0.002 for r in rounds), sc["rounds_late"], sc)
+        self.assertGreaterEqual(sum(r["lateness_ms"] > tol - 0.002 for r in rounds), sc["rounds_late"], sc)
+        self.assertAlmostEqual(sc["lateness_max_ms"], max(r["lateness_ms"] for r in rounds), delta=0.002)
+        self.assertLessEqual(sc["lateness_mean_ms"], sc["lateness_max_ms"])
+        self.assertEqual(doc["latency"]["count"], doc["service_time"]["count"])
+
+    def test_1ms_interval_warns_that_the_schedule_fell_behind(self):
+        # A round is an IPC round trip to the worker and a broadcast through the server: not done in 1 ms here.
+        rc, out, err, doc = run_loadgen(["-c", "20", "-r", "300", "-i", "1ms", ws_url(self.node)])
+        self.assertRun(rc, 0, out, err)  # a warning, not a failure: latency already counts the lateness
+        self.assertDelivered(doc, 300 * 19)
+        sc = doc["schedule"]
+        self.assertGreater(sc["rounds_late"], 0, sc)
+        self.assertEqual((sc["interval_ms"], sc["late_tolerance_ms"], sc["rounds"]), (1.0, 1.0, 300))
+        self.assertGreater(sc["lateness_max_ms"], 1.0, sc)
+        self.assertSchedule(doc)
+        m = BEHIND.search(out)
+        self.assertTrue(m, out)
+        self.assertEqual((int(m.group(1)), int(m.group(2))), (sc["rounds_late"], 300))
+        self.assertIn(m.group(0), doc["verdict"]["warnings"])
+        self.assertRegex(out, r"\nservice +5700 ")
+        # measured from the intended times, every delivery waited at least its round's lateness
+        self.assertGreaterEqual(doc["latency"]["max_ms"], sc["lateness_max_ms"])
+
+    def test_on_time_rounds_do_not_warn(self):
+        rc, out, err, doc = run_loadgen(["-c", "5", "-r", "4", "-i", "200ms", ws_url(self.node)])
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual(doc["schedule"]["rounds_late"], 0, doc["schedule"])
+        self.assertEqual(doc["schedule"]["late_tolerance_ms"], 20.0)
+        self.assertSchedule(doc)
+        self.assertNotIn("schedule fell behind", out)
+        self.assertFalse([w for w in doc["verdict"]["warnings"] if "schedule" in w], doc["verdict"])
+
+    def test_back_to_back_rounds_have_no_schedule(self):
+        # --interval 0: each round as soon as the last is over; nothing is intended, so nothing is late
+        rc, out, err, doc = run_loadgen(["-c", "5", "-r", "50", "-i", "0", ws_url(self.node)])
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual(doc["schedule"]["rounds_late"], 0, doc["schedule"])
+        self.assertEqual(doc["schedule"]["lateness_max_ms"], 0, doc["schedule"])
+        self.assertEqual(doc["latency"], doc["service_time"])
+        self.assertNotIn("schedule fell behind", out)
+
+    def test_a_stalled_server_shows_in_latency_not_in_service_time(self):
+        """The node is stopped for 1 s mid-run: only the round in flight waits (rounds never overlap), so the
+        uncorrected service time's p99 stays small (1 round of 300), while the rounds meant for that second start
+        late and carry their lateness into the latency's p99."""
+        node = h.start_refserver(self, "lm-stall")
+        proc = subprocess.Popen([LOADGEN, "-c", "10", "-r", "300", "-i", "10ms", "--progress", "100ms", "--out",
+                                 os.path.join(self.tmp(), "stall.json"), ws_url(node)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        lines = []
+        for line in proc.stdout:  # stall once the rounds are well under way
+            lines.append(line)
+            m = re.match(r"^\[[\d.]+s\] round (\d+)/300", line)
+            if m and int(m.group(1)) >= 30:
+                break
+        node.proc.signal(signal.SIGSTOP)
+        try:
+            time.sleep(1.0)
+        finally:
+            node.proc.signal(signal.SIGCONT)
+        out = "".join(lines) + proc.stdout.read()
+        err = proc.stderr.read()
+        proc.wait(timeout=RUN_TIMEOUT)
+        proc.stdout.close()
+        proc.stderr.close()
+        self.assertRun(proc.returncode, 0, out, err)
+        with open(os.path.join(self.tmp(), "stall.json")) as f:
+            doc = json.load(f)
+        self.assertGreaterEqual(doc["latency"]["p99_ms"], 500, doc["latency"])
+        self.assertLess(doc["service_time"]["p99_ms"], 250, doc["service_time"])
+        self.assertGreaterEqual(doc["schedule"]["lateness_max_ms"], 500, doc["schedule"])
+        self.assertSchedule(doc)
+        self.assertIn("schedule fell behind", out)
+        self.assertDelivered(doc, 300 * 9)
+
+    def tmp(self):
+        if not hasattr(self, "_tmp"):
+            self._tmp = tempfile.mkdtemp(prefix="wsh-lm-")
+            self.addCleanup(shutil.rmtree, self._tmp, True)
+        return self._tmp
+
+    def test_duration_runs_rounds_until_it_has_passed(self):
+        rc, out, err, doc = run_loadgen(["-c", "5", "--duration", "1s", "-i", "100ms", ws_url(self.node)])
+        self.assertRun(rc, 0, out, err)
+        self.assertEqual((doc["options"]["duration_ms"], doc["options"]["rounds"]), (1000.0, 10))
+        self.assertEqual(len(doc["rounds"]), 10)
+        self.assertDelivered(doc, 10 * 4)
+        # behind schedule, no round starts once the duration has passed (the count is only the most that fit)
+        rc, out, err, doc = run_loadgen(["-c", "20", "--duration", "400ms", "-i", "1ms", ws_url(self.node)])
+        self.assertRun(rc, 0, out, err)
+        rounds = doc["rounds"]
+        self.assertLessEqual(len(rounds), 400)
+        first = rounds[0]["start_ms"]
+        self.assertTrue(all(r["start_ms"] - first < 400 + 50 for r in rounds), [r["start_ms"] for r in rounds][-5:])
+        self.assertDelivered(doc, len(rounds) * 19)
+
+    def test_duration_usage_errors(self):
+        url = ws_url(self.node)
+        for args, msg in ((["--duration", "1s", "-r", "3"], "--rounds and --duration together"),
+                          (["--duration", "1s", "-i", "0"], "--duration needs an --interval more than 0"),
+                          (["--duration", "10"], "--duration"), (["--duration", "0s"], "must be more than 0")):
+            with self.subTest(args):
+                rc, out, err, doc = run_loadgen([*args, url])
+                self.assertRun(rc, 2, out, err)
+                self.assertIn(msg, err)
+                self.assertIsNone(doc)
 
 
 class ClosingServer(TinySocketIO):

@@ -485,6 +485,21 @@ class ScenarioFile(unittest.TestCase):
                 self.assertIn(msg, str(cm.exception))
                 self.assertIn(f"--set", str(cm.exception))
 
+    def test_duration_instead_of_rounds(self):
+        """[load] duration runs loadgen --duration, never --rounds beside it (loadgen refuses both)."""
+        argv = scenario.loadgen_argv(scenario.parse_text(GOOD, "good.ini"), "b", ["ws://x/"], "o.json", "o.hlog")
+        self.assertIn("--rounds", argv)
+        self.assertNotIn("--duration", argv)
+        conf = scenario.apply_sets(scenario.parse_text(GOOD, "good.ini"), ["duration=2m"])
+        argv = scenario.loadgen_argv(conf, "b", ["ws://x/"], "o.json", "o.hlog")
+        self.assertEqual(argv[argv.index("--duration") + 1], "2m")
+        self.assertNotIn("--rounds", argv)
+        for sets in (["duration=30s", "rounds=5"], ["duration=soon"]):
+            with self.subTest(sets):
+                with self.assertRaises(scenario.ScenarioError) as cm:
+                    scenario.apply_sets(scenario.parse_text(GOOD, "good.ini"), sets)
+                self.assertIn("duration", str(cm.exception))
+
     def test_socketio_scenario(self):
         path, conf = scenario.load("socketio-broadcast-1k")
         self.assertEqual((conf["load"]["protocol"], conf["load"]["event"], conf["load"]["clients"]),

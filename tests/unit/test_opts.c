@@ -503,6 +503,40 @@ static void test_churn(void **state)
     EXPECT_ERROR("--emitters 5: more than the 4 clients", "-c", "4", "-e", "5", "--churn", "9", URL);
 }
 
+/* --duration: the rounds are the most whose intended start falls inside it; a count beside it is refused. */
+static void test_duration(void **state)
+{
+    (void)state;
+    struct lg_opts o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, URL), LG_PARSE_OK);
+    assert_true(o.duration_ns == 0 && o.rounds == 10);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--duration", "30s", URL), LG_PARSE_OK); /* 500ms default interval */
+    assert_true(o.duration_ns == INT64_C(30000000000) && o.rounds == 60);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--duration", "2m", "-i", "7ms", URL), LG_PARSE_OK);
+    assert_int_equal(o.rounds, 17143); /* ceil(120000 / 7): round 17143 is intended at 119.994 s */
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "-i", "1ms", "--duration", "1000s", URL), LG_PARSE_OK);
+    assert_int_equal(o.rounds, 1000000);
+    lg_opts_free(&o);
+    assert_int_equal(PARSE(&o, err, "--duration", "1ns", URL), LG_PARSE_OK);
+    assert_int_equal(o.rounds, 1);
+    lg_opts_free(&o);
+
+    EXPECT_ERROR("--rounds and --duration together", "--duration", "10s", "-r", "5", URL);
+    EXPECT_ERROR("--rounds and --duration together", "-r", "10", "--duration", "10s", URL);
+    EXPECT_ERROR("--duration needs an --interval more than 0", "--duration", "10s", "-i", "0", URL);
+    EXPECT_ERROR("--duration 1001.000s at --interval 1.000ms: 1001000 rounds, at most 1000000", "--duration", "1001s",
+                 "-i", "1ms", URL);
+    EXPECT_ERROR("--duration: must be more than 0", "--duration", "0s", URL);
+    EXPECT_ERROR("--duration", "--duration", "30", URL); /* no unit */
+    EXPECT_ERROR("--duration", "--duration", "-1s", URL);
+    EXPECT_ERROR("--duration", "--duration", "soon", URL);
+    EXPECT_ERROR("--duration needs a value", URL, "--duration");
+}
+
 static void test_headers(void **state)
 {
     (void)state;
@@ -766,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_request_target_and_rooms),
         cmocka_unit_test(test_spectators),
         cmocka_unit_test(test_churn),
+        cmocka_unit_test(test_duration),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_help_version_and_reparse),
         cmocka_unit_test(test_socketio),

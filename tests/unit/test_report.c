@@ -43,6 +43,7 @@ static int setup(void **state)
     res.connect = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     res.handshake = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     res.latency = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
+    res.service = hist_new(HIST_NS_LOWEST, HIST_NS_HIGHEST, HIST_NS_DIGITS);
     res.rounds = rounds;
     res.rounds_run = ROUNDS;
     for (int i = 0; i < ROUNDS; i++) {
@@ -70,6 +71,7 @@ static int teardown(void **state)
     hist_free(res.connect);
     hist_free(res.handshake);
     hist_free(res.latency);
+    hist_free(res.service);
     return 0;
 }
 
@@ -296,6 +298,25 @@ static void test_late_loop_in_an_idle_worker_blames_the_machine(void **state)
     res.machine.ok = false; /* no /proc/stat: still not loadgen's fault */
     lg_verdict(&res);
     assert_non_null(strstr(res.warnings[0], "while it used 3% of a core; other processes held the CPU"));
+}
+
+/* A schedule that fell behind warns with its numbers, and only past the tolerance (coord.c counts rounds_late). */
+static void test_schedule_warning(void **state)
+{
+    (void)state;
+    opts.interval_ns = MS;
+    res.late_tolerance_ns = MS;
+    lg_verdict(&res);
+    assert_int_equal(res.nwarnings, 0);
+    res.rounds_late = 4;
+    res.lateness_max_ns = 9200 * 1000;
+    res.lateness_sum_ns = 20 * MS;
+    lg_verdict(&res);
+    assert_int_equal(res.exit_code, 0); /* latency already counts the lateness: a warning, not a failure */
+    assert_int_equal(res.nwarnings, 1);
+    assert_string_equal(res.warnings[0], "schedule fell behind: 4 of 5 rounds started late, by up to 9.20ms (mean "
+                                         "4.00ms, interval 1.00ms): the server or loadgen could not keep up; latency "
+                                         "is measured from the intended send times");
 }
 
 static void test_err_names(void **state)
@@ -565,6 +586,7 @@ int main(void)
         T(test_empty_histogram_fails_a_latency_threshold),
         T(test_warnings),
         T(test_late_loop_in_an_idle_worker_blames_the_machine),
+        T(test_schedule_warning),
         T(test_err_names),
         T(test_json_document),
         T(test_lost_clients_come_first),
