@@ -1020,30 +1020,9 @@ static void usage_output(FILE *fp)
           fp);
 }
 
-void lg_opts_usage(FILE *fp)
+static void usage_rounds(FILE *fp)
 {
     fputs(
-        "usage: loadgen [options] URL [URL...]\n"
-        "\n"
-        "N WebSocket clients; each round E of them emit one message and every other client in the room must\n"
-        "receive it exactly once and in order before the deadline. Several URLs: clients go round-robin over\n"
-        "them (straight to nodes); one URL: through whatever balancer is there. ws:// and wss:// URLs.\n"
-        "\n"
-        "connect:\n"
-        "  -c, --clients N           clients (default 100)\n"
-        "      --connect-rate N      new connections per second, 0 = no limit (default 0)\n"
-        "      --max-inflight N      handshakes in progress at once, over all workers, opening and closing\n"
-        "                            (default 256)\n"
-        "      --connect-timeout D   TCP + TLS + upgrade, per client (default 10s)\n"
-        "      --source LIST         source addresses, e.g. 127.0.0.2-127.0.0.60 or a,b,c (about 28k\n"
-        "                            connections per source address and destination); auto (default): as many\n"
-        "                            as ip_local_port_range needs, from 127.0.0.2 (loopback URLs only); none\n"
-        "  -H, --header 'N: v'       extra request header (repeatable)\n"
-        "      --on-open MSG         sent after every connect, in order (repeatable: join, auth); socketio: an\n"
-        "                            event as a JSON array, e.g. '[\"join\",\"room1\"]'\n"
-        "      --insecure            do not verify the server's certificate (wss://)\n"
-        "      --cacert FILE         CA certificate(s) to verify the server with (default: the system store)\n"
-        "      --hold D              keep every client connected for D before the rounds (default 0)\n"
         "rounds:\n"
         "  -r, --rounds N            rounds (default 10; 0 = connect and close only)\n"
         "  -i, --interval D          round r is intended to start (r-1)*D after the first (default 500ms);\n"
@@ -1080,6 +1059,33 @@ void lg_opts_usage(FILE *fp)
         "                            over the small rooms (default 1 small room; K + S <= clients)\n"
         "      --room-param NAME     the query parameter naming the room (default room)\n",
         fp);
+}
+
+void lg_opts_usage(FILE *fp)
+{
+    fputs("usage: loadgen [options] URL [URL...]\n"
+          "\n"
+          "N WebSocket clients; each round E of them emit one message and every other client in the room must\n"
+          "receive it exactly once and in order before the deadline. Several URLs: clients go round-robin over\n"
+          "them (straight to nodes); one URL: through whatever balancer is there. ws:// and wss:// URLs.\n"
+          "\n"
+          "connect:\n"
+          "  -c, --clients N           clients (default 100)\n"
+          "      --connect-rate N      new connections per second, 0 = no limit (default 0)\n"
+          "      --max-inflight N      handshakes in progress at once, over all workers, opening and closing\n"
+          "                            (default 256)\n"
+          "      --connect-timeout D   TCP + TLS + upgrade, per client (default 10s)\n"
+          "      --source LIST         source addresses, e.g. 127.0.0.2-127.0.0.60 or a,b,c (about 28k\n"
+          "                            connections per source address and destination); auto (default): as many\n"
+          "                            as ip_local_port_range needs, from 127.0.0.2 (loopback URLs only); none\n"
+          "  -H, --header 'N: v'       extra request header (repeatable)\n"
+          "      --on-open MSG         sent after every connect, in order (repeatable: join, auth); socketio: an\n"
+          "                            event as a JSON array, e.g. '[\"join\",\"room1\"]'\n"
+          "      --insecure            do not verify the server's certificate (wss://)\n"
+          "      --cacert FILE         CA certificate(s) to verify the server with (default: the system store)\n"
+          "      --hold D              keep every client connected for D before the rounds (default 0)\n",
+          fp);
+    usage_rounds(fp);
     usage_socketio(fp);
     usage_output(fp);
 }

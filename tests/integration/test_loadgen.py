@@ -320,7 +320,10 @@ class Churn(LoadgenBase):
         self.assertEqual(doc["clients"]["dropped"], 0)
         self.assertEqual(doc["clients"]["closed_clean"], 200 - ch["pending"])  # the pending ones have no final close
         self.assertEqual(doc["nodes"], {"n1": 100, "n2": 100})  # where the 200 landed first; returns not counted
-        self.assertEqual(doc["verdict"]["warnings"], [])
+        # no warning about churn itself (the closes, the pending returns); a busy shared machine may add its own
+        # about loadgen's or the machine's CPU, which says nothing about churn
+        machine = ("loadgen may be the bottleneck", "the machine was contended", "schedule fell behind")
+        self.assertEqual([w for w in doc["verdict"]["warnings"] if not w.startswith(machine)], [])
         self.assertIn(f"churn     {rate}/s, back after 100ms: {ch['left']} left, {ch['rejoined']} rejoined", out)
 
     def test_two_workers_three_rooms(self):
