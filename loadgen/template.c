@@ -171,10 +171,20 @@ void lg_find_free(struct lg_find *f)
     f->is_regex = false;
 }
 
+/* p at a value inside an object or array: at what follows it and its comma, or NULL (the last item, or the head
+ * ends inside it). */
+static const char *past_item(const char *p, const char *end)
+{
+    if (jscan_value(&p, end, 1) != 1)
+        return NULL;
+    p = jscan_ws(p, end);
+    return p < end && *p == ',' ? jscan_ws(p + 1, end) : NULL;
+}
+
 /* p at an object: past the value of the member named tok, or NULL. */
 static const char *member(const char *p, const char *end, const char *tok, size_t toklen)
 {
-    for (p = jscan_ws(p + 1, end); p < end && *p == '"';) {
+    for (p = jscan_ws(p + 1, end); p && p < end && *p == '"';) {
         const char *key = p;
         char name[256];
         size_t n = 0;
@@ -186,12 +196,7 @@ static const char *member(const char *p, const char *end, const char *tok, size_
         p = jscan_ws(p + 1, end);
         if (n == toklen && memcmp(name, tok, n) == 0)
             return p;
-        if (jscan_value(&p, end, 1) != 1)
-            return NULL;
-        p = jscan_ws(p, end);
-        if (p == end || *p != ',')
-            return NULL;
-        p = jscan_ws(p + 1, end);
+        p = past_item(p, end);
     }
     return NULL;
 }
@@ -208,15 +213,9 @@ static const char *element(const char *p, const char *end, const char *tok, size
         index = index * 10 + (size_t)(tok[i] - '0');
     }
     p = jscan_ws(p + 1, end);
-    for (size_t k = 0; k < index; k++) {
-        if (jscan_value(&p, end, 1) != 1)
-            return NULL;
-        p = jscan_ws(p, end);
-        if (p == end || *p != ',')
-            return NULL;
-        p = jscan_ws(p + 1, end);
-    }
-    return p < end && *p != ']' ? p : NULL;
+    for (size_t k = 0; p && k < index; k++)
+        p = past_item(p, end);
+    return p && p < end && *p != ']' ? p : NULL;
 }
 
 static long copy_out(const char *s, size_t n, char *out, size_t cap)
