@@ -15,7 +15,8 @@ import tempfile
 import scenario
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
-HISTS = (("delivery latency", "latency"), ("connect", "connect"), ("handshake", "handshake"))
+HISTS = (("delivery latency", "latency"), ("service time (uncorrected)", "service_time"), ("connect", "connect"),
+         ("handshake", "handshake"))
 QUANTILES = (("p50", "p50_ms"), ("p90", "p90_ms"), ("p99", "p99_ms"), ("p99.9", "p99_9_ms"), ("max", "max_ms"))
 # x positions of the percentile ticks: x = 1/(1-percentile)
 PERCENTILE_TICKS = (("0%", 1), ("90%", 10), ("99%", 100), ("99.9%", 1e3), ("99.99%", 1e4), ("99.999%", 1e5),
@@ -173,6 +174,17 @@ def write(path, text):
     return path
 
 
+def provenance(result):
+    """" · commit …, N cores, kernel …" from the result's build and machine records, when it has them."""
+    build, machine = result.get("build") or {}, result.get("machine") or {}
+    out = f" · commit {build['commit']}" if build.get("commit") else ""
+    if machine.get("cores"):
+        out += f" · {machine['cores']} cores"
+    if machine.get("kernel_release"):
+        out += f", kernel {machine['kernel_release']}"
+    return esc(out)
+
+
 def run_page(result, result_path):
     """Write the run's page beside its result JSON (same name, .html); its path."""
     lg = result.get("loadgen") or {}
@@ -182,7 +194,7 @@ def run_page(result, result_path):
     word = f"{'PASS' if ok else 'FAIL'} (exit {result.get('exit_code')})"
     parts = [f"<h1>{esc(title)}: {verdict_html(ok, word)}</h1>",
              f'<p class="note">{esc(result.get("time", ""))} · {esc(result.get("file", ""))} · '
-             f'loadgen {esc(lg.get("version", "–"))} on {esc(lg.get("host", "–"))}</p>']
+             f'loadgen {esc(lg.get("version", "–"))} on {esc(lg.get("host", "–"))}{provenance(result)}</p>']
     reasons = ([result["error"]] if result.get("error") else []) + list(verdict.get("reasons") or [])
     if reasons:
         parts.append("<h2>Why it failed</h2><ul>" + "".join(f"<li>{esc(r)}</li>" for r in reasons) + "</ul>")
@@ -220,7 +232,7 @@ def run_page(result, result_path):
         parts.append("<h2>Per round</h2>" + svg_chart(per, title="delivery latency per round", xlabel="round",
                                                        ylabel="ms", kind="rounds"))
         keys = ["round", "emitted", "expected", "received", "missing", "duplicate", "reordered", "late",
-                "p50_ms", "p99_ms", "max_ms"]
+                "lateness_ms", "p50_ms", "p99_ms", "max_ms"]
         parts.append(table(keys, [[esc(fmt(r.get(k))) for k in keys] for r in lg["rounds"]]))
     if result.get("faults"):
         keys = ["dropped", "reconnect_p50_ms", "reconnect_p99_ms", "never_back", "back_after_ms",
